@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh Debian machine with Python >= 3.11:
+#   make demo   set up, then build the demo model pair, record, index and open the compare window
+#   make test   set up, then run the whole test suite
+# Set-up is a stamp file: a second run skips it when pyproject.toml and this Makefile are unchanged.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+STAMP := $(VENV)/.neurobrowse-installed
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: setup test demo bench package clean-venv
+
+setup: $(STAMP)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "neurobrowse needs Python >= 3.11; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml Makefile packaging/system-packages.sh | $(PY)
+	bash packaging/system-packages.sh
+	@# torch pinned first: an unpinned torch would pull GBs of CUDA wheels on a CPU-only machine
+	$(PIP) install "torch==$(TORCH_VERSION)"
+	$(PIP) install -e ".[model,distributed,test]"
+	@touch $(STAMP)
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests
+
+demo: setup
+	$(VENV)/bin/neurobrowse demo
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)

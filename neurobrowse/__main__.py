@@ -1,0 +1,3 @@
+from neurobrowse.cli import main
+
+raise SystemExit(main())

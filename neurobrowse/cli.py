@@ -1,0 +1,70 @@
+"""The `neurobrowse` command line: a thin shell over the library.
+
+Each verb lives in neurobrowse/commands/<verb>.py with a ``register(subparsers)`` function.
+Errors derived from NeurobrowseError print ``error: ...`` and exit 2; Ctrl-C exits 130 and the
+work done so far stays on disk, so the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from neurobrowse import __version__
+from store.errors import NeurobrowseError
+
+# The verbs, in the order `--help` lists them. Add a verb by adding its module here.
+VERBS = [
+    "demo",
+    "corpus",
+    "train",
+    "record",
+    "index",
+    "info",
+    "show",
+    "open",
+    "compare",
+    "labels",
+    "study",
+    "export",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neurobrowse",
+        description="Offline neuron browser: train GeLU/SoLU models, record and index MLP neurons, "
+        "browse, label and rate them.",
+    )
+    parser.add_argument("--version", action="version", version=f"neurobrowse {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
+    for verb in VERBS:
+        try:
+            module = importlib.import_module(f"neurobrowse.commands.{verb.replace('-', '_')}_cmd")
+        except ModuleNotFoundError as e:
+            if e.name == f"neurobrowse.commands.{verb}_cmd":
+                continue  # verb not built yet: it is simply not listed
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.verb is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except NeurobrowseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: what was written so far is kept; run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
