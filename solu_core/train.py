@@ -1,0 +1,369 @@
+"""Train a fair pair of models: GeLU and SoLU-LN (plain SoLU on request) on one corpus.
+
+Fair means: the same corpus and tokenizer, the same initial weights (one seed; the SoLU-LN's extra
+LayerNorm starts at identity and draws no random numbers), the same batches in the same order
+(batch ``s`` is a pure function of ``(seed, s)``), the same optimizer and schedule. Only the
+activation differs.
+
+Training is AdamW with linear warm-up and cosine decay, gradient clipping, bf16 autocast on CUDA.
+Checkpoints are written every ``ckpt_every`` steps (and on Ctrl-C) with the optimizer state beside
+the weights; running the same command again resumes from the last one. A finished model is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from solu_core import corpus as corpus_mod
+from solu_core.checkpoint import TRAIN_STATE, load_checkpoint, read_config, save_checkpoint
+from solu_core.model import ACT_FNS, ModelConfig, Transformer, param_count, pick_device
+from store.errors import CheckpointError, NeurobrowseError
+
+
+class TrainConfigError(NeurobrowseError):
+    """An unknown preset or act_fn, or settings that do not fit the corpus."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. Defaults suit a small model on a CPU; presets override them."""
+
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 32  # sequences per step
+    lr: float = 3e-3  # peak learning rate
+    min_lr_frac: float = 0.1  # cosine decays to lr * min_lr_frac
+    warmup_steps: int = 50  # linear warm-up from 0
+    weight_decay: float = 0.1  # AdamW decay on weight matrices only (not biases, LN, embeddings)
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # max global gradient norm
+    eval_every: int = 200  # steps between validation losses
+    eval_tokens: int = 32768  # held-out tokens scored per validation (the final one uses 4x)
+    ckpt_every: int = 200  # steps between checkpoints
+    seed: int = 0  # initial weights and data order
+
+
+@dataclass
+class Preset:
+    description: str
+    model: dict  # ModelConfig fields except d_vocab (from the corpus) and act_fn
+    train: TrainConfig
+    vocab_size: int  # the corpus vocabulary this preset was tuned with (`neurobrowse corpus --vocab`)
+    corpus_max_mb: float | None = None  # the corpus size it was tuned with (None: all of it)
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        "test fixtures: a pair trains in ~10 s on 2 CPU cores",
+        dict(n_layers=1, d_model=64, n_heads=2, d_head=32, d_mlp=256, n_ctx=64),
+        TrainConfig(steps=300, batch_size=16, lr=5e-3, warmup_steps=20, eval_every=100, eval_tokens=8192, ckpt_every=100),
+        vocab_size=512,
+        corpus_max_mb=1,
+    ),
+    "demo": Preset(
+        "the laptop demo: a GeLU + SoLU-LN pair in <= 6 min on 2 CPU cores",
+        dict(n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=64),
+        TrainConfig(steps=1200, batch_size=32, lr=4e-3, warmup_steps=60, eval_every=300, eval_tokens=32768, ckpt_every=300),
+        vocab_size=2048,
+    ),
+    "solu-1l": Preset(
+        "the shape of TransformerLens's public solu-1l (d_model 512, d_mlp 2048, 8 heads); a GPU, or a patient CPU",
+        dict(n_layers=1, d_model=512, n_heads=8, d_head=64, d_mlp=2048, n_ctx=256),
+        TrainConfig(steps=20000, batch_size=64, lr=1e-3, warmup_steps=500, eval_every=1000, eval_tokens=262144, ckpt_every=1000),
+        vocab_size=8192,
+    ),
+    "solu-2l": Preset(
+        "2 layers at the solu-1l width (GPU)",
+        dict(n_layers=2, d_model=512, n_heads=8, d_head=64, d_mlp=2048, n_ctx=256),
+        TrainConfig(steps=30000, batch_size=64, lr=1e-3, warmup_steps=500, eval_every=1000, eval_tokens=262144, ckpt_every=1000),
+        vocab_size=8192,
+    ),
+    "solu-4l": Preset(
+        "4 layers at the solu-1l width (GPU)",
+        dict(n_layers=4, d_model=512, n_heads=8, d_head=64, d_mlp=2048, n_ctx=256),
+        TrainConfig(steps=40000, batch_size=64, lr=8e-4, warmup_steps=1000, eval_every=2000, eval_tokens=262144, ckpt_every=2000),
+        vocab_size=8192,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise TrainConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def parse_act_fns(act_fns) -> tuple[str, ...]:
+    """'gelu,solu_ln' or a sequence -> a checked tuple (order kept, duplicates dropped)."""
+    names = act_fns.split(",") if isinstance(act_fns, str) else list(act_fns)
+    names = [n.strip().replace("-", "_") for n in names if n.strip()]
+    bad = [n for n in names if n not in ACT_FNS]
+    if bad or not names:
+        raise TrainConfigError(f"unknown act_fn {', '.join(bad) or '(none)'}; choose from {', '.join(ACT_FNS)}")
+    return tuple(dict.fromkeys(names))
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    """Linear warm-up to tc.lr, then cosine decay to tc.lr * tc.min_lr_frac at tc.steps."""
+    if step < tc.warmup_steps:
+        return tc.lr * (step + 1) / tc.warmup_steps
+    progress = min(1.0, (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps))
+    return tc.lr * (tc.min_lr_frac + (1 - tc.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch_at(tokens: np.ndarray, step: int, seed: int, batch_size: int, n_ctx: int) -> torch.Tensor:
+    """The batch for one step: random windows of n_ctx + 1 tokens, a pure function of (seed, step),
+    so every model of a pair (and a resumed run) sees exactly the same data in the same order."""
+    rng = np.random.default_rng([seed, step])
+    starts = rng.integers(0, len(tokens) - n_ctx - 1, size=batch_size)  # [batch]
+    idx = starts[:, None] + np.arange(n_ctx + 1)  # [batch, n_ctx + 1]
+    return torch.from_numpy(np.asarray(tokens[idx], dtype=np.int64))
+
+
+def val_windows(tokens: np.ndarray, n_ctx: int, max_tokens: int) -> torch.Tensor:
+    """Consecutive non-overlapping windows from the start of the val split: [n_windows, n_ctx + 1]."""
+    n = min(len(tokens), max_tokens) // (n_ctx + 1)
+    if n == 0:
+        raise TrainConfigError(
+            f"the validation split has {len(tokens)} tokens, fewer than one context of {n_ctx + 1}; "
+            "build the corpus with more text or a larger --val-fraction"
+        )
+    return torch.from_numpy(np.asarray(tokens[: n * (n_ctx + 1)], dtype=np.int64).reshape(n, n_ctx + 1))
+
+
+@torch.no_grad()
+def evaluate(model: Transformer, windows: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    """Mean next-token loss (nats/token) over the windows."""
+    model.eval()
+    total, count = 0.0, 0
+    for b in range(0, len(windows), batch_size):
+        x = windows[b : b + batch_size].to(device)
+        with _autocast(device):
+            loss = model.loss(x)
+        n = x.shape[0] * (x.shape[1] - 1)
+        total += float(loss) * n
+        count += n
+    model.train()
+    return total / count
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _set_threads(device: torch.device) -> None:
+    """On the CPU use every core this process may run on (torch's default can oversubscribe
+    containers that report the host's core count)."""
+    if device.type == "cpu":
+        try:
+            n = len(os.sched_getaffinity(0))
+        except AttributeError:
+            n = os.cpu_count() or 1
+        torch.set_num_threads(max(1, n))
+
+
+def make_optimizer(model: Transformer, tc: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if n.split(".")[-1].startswith("W_") and n not in ("embed.W_E", "pos_embed.W_pos")]
+    ids = {id(p) for p in decay}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=tc.lr, betas=(tc.beta1, tc.beta2),
+    )
+
+
+# ----------------------------------------------------------------------------------------- training
+
+
+def train_one(
+    corpus_dir: str | Path,
+    out_dir: str | Path,
+    model_cfg: ModelConfig,
+    tc: TrainConfig,
+    *,
+    preset: str = "custom",
+    device: str = "auto",
+    progress: bool = True,
+    force: bool = False,
+) -> Path:
+    """Train one model into checkpoint directory ``out_dir``, resuming from it when it holds an
+    unfinished run with the same settings. Returns ``out_dir``."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir).expanduser().resolve()
+    corpus_dir = Path(corpus_dir).expanduser().resolve()
+    manifest_hash = corpus_mod.corpus_manifest_hash(corpus_dir)
+    tokenizer_json = (corpus_dir / "tokenizer.json").read_text(encoding="utf-8")
+    training = {"preset": preset, **asdict(tc)}
+    dev = pick_device(device)
+    _set_threads(dev)
+
+    if force and out.exists():
+        shutil.rmtree(out)
+    model = opt = None
+    step, wall, history, tokens_seen = 0, 0.0, [], 0
+    if out.exists():
+        meta = read_config(out)
+        mismatch = [
+            what for what, same in (
+                ("model config", ModelConfig.from_dict(meta).to_dict() == model_cfg.to_dict()),
+                ("training config", meta.get("training") == training),
+                ("corpus", meta.get("corpus_manifest_hash") == manifest_hash),
+            ) if not same
+        ]
+        if mismatch:
+            raise CheckpointError(
+                f"{out} holds a checkpoint with another {' and '.join(mismatch)}; "
+                "pass --force to retrain it or choose another --out"
+            )
+        if meta.get("complete"):
+            return out
+        state_path = out / TRAIN_STATE
+        if not state_path.exists():
+            raise CheckpointError(f"{state_path} is missing, so {out} cannot be resumed; pass --force to retrain it")
+        ck = load_checkpoint(out, device=str(dev))
+        model = ck.model.train()
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"{state_path} is corrupt or truncated ({e}); pass --force to retrain") from e
+        opt = make_optimizer(model, tc)
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        step, wall, tokens_seen = int(state["step"]), float(state["wall_s"]), int(state["tokens_seen"])
+        history = meta.get("history", [])
+
+    train = corpus_mod.load_split(corpus_dir, "train")
+    val = val_windows(corpus_mod.load_split(corpus_dir, "val").tokens, model_cfg.n_ctx, tc.eval_tokens * 4)
+    if len(train) < model_cfg.n_ctx + 2:
+        raise TrainConfigError(f"the train split of {corpus_dir} has only {len(train)} tokens; build a larger corpus")
+    if model is None:
+        torch.manual_seed(tc.seed)
+        model = Transformer(model_cfg).to(dev).train()
+        opt = make_optimizer(model, tc)
+
+    def meta_now(complete: bool, val_loss: float | None) -> dict:
+        return {
+            "preset": preset,
+            "training": training,
+            "corpus_manifest_hash": manifest_hash,
+            "corpus_dir": str(corpus_dir),
+            "n_params": param_count(model),
+            "history": history,
+            "metrics": {
+                "step": step,
+                "tokens_seen": tokens_seen,
+                "train_loss": history[-1]["train_loss"] if history else None,
+                "val_loss": val_loss if val_loss is not None else (history[-1]["val_loss"] if history else None),
+                "val_tokens": int(val.shape[0] * (val.shape[1] - 1)) if complete else None,
+                "wall_s": round(wall, 2),
+                "tokens_per_s": round(tokens_seen / wall, 1) if wall else None,
+                "device": dev.type,
+            },
+            "complete": complete,
+        }
+
+    def checkpoint(complete: bool, val_loss: float | None = None) -> None:
+        state = None if complete else {
+            "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "step": step,
+            "wall_s": wall, "tokens_seen": tokens_seen,
+        }
+        save_checkpoint(out, model, tokenizer_json, meta_now(complete, val_loss), train_state=state)
+
+    eval_small = val[: max(1, tc.eval_tokens // model_cfg.n_ctx)]
+    bar = tqdm(total=tc.steps, initial=step, desc=f"train {model_cfg.act_fn}", unit="step", disable=not progress)
+    running = None
+    try:
+        while step < tc.steps:
+            t0 = time.perf_counter()
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, tc)
+            x = batch_at(train.tokens, step, tc.seed, tc.batch_size, model_cfg.n_ctx).to(dev)
+            with _autocast(dev):
+                loss = model.loss(x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            step += 1
+            tokens_seen += x.numel() - x.shape[0]
+            wall += time.perf_counter() - t0
+            lv = loss.item()
+            running = lv if running is None else 0.95 * running + 0.05 * lv
+            if step % tc.eval_every == 0 or step == tc.steps:
+                history.append({"step": step, "train_loss": round(running, 4),
+                                "val_loss": round(evaluate(model, eval_small, tc.batch_size, dev), 4)})
+            bar.set_postfix(loss=f"{running:.3f}", val=history[-1]["val_loss"] if history else "-",
+                            tok_s=f"{tokens_seen / wall:.0f}")
+            bar.update(1)
+            if step % tc.ckpt_every == 0 and step < tc.steps:
+                checkpoint(complete=False)
+    except KeyboardInterrupt:
+        bar.close()
+        checkpoint(complete=False)
+        raise
+    bar.close()
+    final_val = evaluate(model, val, tc.batch_size, dev)
+    checkpoint(complete=True, val_loss=round(final_val, 4))
+    return out
+
+
+def model_config_for(preset: str, corpus_dir: str | Path, act_fn: str, **overrides) -> ModelConfig:
+    """The preset's model shape with d_vocab from the corpus's tokenizer."""
+    p = get_preset(preset)
+    vocab = corpus_mod.read_manifest(corpus_dir)["tokenizer"]["vocab_size"]
+    fields = {**p.model, **{k: v for k, v in overrides.items() if v is not None}}
+    if "d_model" in overrides and overrides["d_model"] and "d_head" not in overrides:
+        fields["d_head"] = fields["d_model"] // fields["n_heads"]
+    try:
+        return ModelConfig(**fields, d_vocab=vocab, act_fn=act_fn)
+    except (TypeError, ValueError) as e:
+        raise TrainConfigError(str(e)) from e
+
+
+def train_pair(
+    corpus_dir: str | Path,
+    out_dir: str | Path,
+    preset: str = "demo",
+    act_fns=("gelu", "solu_ln"),
+    *,
+    steps: int | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    force: bool = False,
+    model_overrides: dict | None = None,
+    train_overrides: dict | None = None,
+) -> dict[str, Path]:
+    """Train one model per act_fn into ``out_dir/<act_fn>/`` from the same init and data order.
+
+    Resumes unfinished ones and skips finished ones, so re-running the same command is cheap.
+    Returns {act_fn: checkpoint dir}.
+    """
+    p = get_preset(preset)
+    names = parse_act_fns(act_fns)
+    tc = replace(p.train, **{k: v for k, v in (train_overrides or {}).items() if v is not None})
+    if steps is not None:
+        tc = replace(tc, steps=steps, warmup_steps=min(tc.warmup_steps, max(1, steps // 10)))
+    if seed is not None:
+        tc = replace(tc, seed=seed)
+    out = Path(out_dir).expanduser()
+    result = {}
+    for act_fn in names:
+        cfg = model_config_for(preset, corpus_dir, act_fn, **(model_overrides or {}))
+        result[act_fn] = train_one(corpus_dir, out / act_fn, cfg, tc, preset=preset, device=device,
+                                   progress=progress, force=force)
+    return result
