@@ -121,7 +121,84 @@ INDEX_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "token_count": ("int64", ("vocab",)),  # occurrences of each token id
     "top_token_ids": ("int32", ("neuron", "top_token")),  # tokens with the highest mean activation
     "top_token_means": ("float32", ("neuron", "top_token")),
+    "top_token_counts": ("int64", ("neuron", "top_token")),  # occurrences of each of those tokens
     "token_rule_score": ("float32", ("neuron",)),  # see store.scores
     "sim_score": ("float32", ("neuron",)),  # see store.scores
 }
 DENSITY_THRESHOLD = 0.0
+
+# ---- index details (engineer C; see store/indexer.py and store/kernels.py) --------------------------
+# Sizes: window = CONTEXT_BEFORE + 1 + CONTEXT_AFTER; edge = len(SAMPLE_QUANTILES); bin =
+# len(SAMPLE_BINS); hist_bin = kernels.HIST_BINS (992 bins read off the float16 bit pattern: 16 per
+# octave, exact and mergeable), hist_edge = hist_bin + 1; vocab = model_config["d_vocab"].
+# Padding: window slots outside the firing's context (or past the store) have token -1 and act 0;
+# missing entries (fewer than k tokens, an empty sample bin) have position -1 and value NaN;
+# top_token_ids is -1 where fewer than TOP_TOKENS tokens occur MIN_TOKEN_COUNT times.
+SAMPLE_QUANTILES = (0.5, 0.9, 0.99, 0.999)  # lower edges of the quantile sample bins
+SAMPLE_SEED = 0  # seed of the hash that draws the random samples
+MIN_TOKEN_COUNT = 5  # a token must occur this often to rank in top_token_ids / the sim score
+INDEX_NEURON_CHUNK = 16  # neurons per chunk of [neuron, ...] index arrays (one page = one chunk)
+WINDOW_DIM = "window"
+# Arrays with one value per neuron (or none) are stored as one chunk: the neuron table reads them whole.
+INDEX_WHOLE_ARRAYS = ("hist_edges", "mean", "var", "skewness", "kurtosis", "density", "token_count",
+                      "token_rule_score", "sim_score")
+# index/{hook} group attrs: complete (bool, written last), k, n_tokens, run_uuid (of the store indexed),
+# sample_bins, sample_quantiles, samples_per_bin, seed, min_token_count, context_before/after,
+# histogram (a description), progress (resume state of the passes; internal to the indexer).
+INDEX_STATE_GROUP = "_state"  # index/{hook}/_state/{slot}/...: saved partial results for resuming
+
+
+# ---- chunking and codecs (engineer B; figures from benchmarks/bench_store.py) ------------------------
+# Dense activations are chunked [chunk_tokens, d_mlp]: whole rows, because the indexer streams over
+# tokens and reads every neuron of a row; one neuron's page is served by the index, never by the
+# dense array. No sharding: a chunk of ~8 MiB is already a large sequential file write, sharding
+# would force read-modify-write when a batch does not fill a whole shard, and two writers (Dask)
+# writing into one shard lose data. Measured on the 2-core dev box (float16, d_mlp 2048, 32k rows):
+#   rows/chunk   2048 (8 MiB)   8192 (32 MiB)     zstd-1 write MB/s ~520 / ~520, uncompressed
+#   ~1800 / ~2300 (page cache), np.save of the same bytes 440-7000 (page cache dependent).
+# Chunks of 4-32 MiB all run at the codec's speed, so the target is TARGET_CHUNK_BYTES (small
+# enough that a tiny test store has several chunks per hook, large enough that files stay few:
+# 10M tokens x 2048 neurons -> ~2400 files per hook).
+TARGET_CHUNK_BYTES = 8 * 2**20  # bytes of float16 activations per chunk
+MIN_CHUNK_TOKENS = 512  # never fewer rows than this per chunk (tokens arrays stay sensible)
+
+# Compression of dense float16 activations: zstd level 1 then Crc32c. Measured ratios (synthetic,
+# 32k x 2048): GeLU-like 1.12, SoLU-like 1.48; blosc-lz4+shuffle 1.00 / 1.11 and
+# blosc-zstd1+bitshuffle 1.07 / 1.35 (slower). zstd-1 writes ~500 MB/s on one core.
+ZSTD_LEVEL = 1
+
+# Every array is created with write_empty_chunks, so an all-zero chunk is still a file and a
+# missing file always means a chunk that was never written (or was lost). This is a run-time
+# setting, not stored in the metadata: pass it when creating AND use arr.with_config(ARRAY_CONFIG)
+# on arrays opened for writing.
+ARRAY_CONFIG = {"write_empty_chunks": True}
+
+
+def chunk_tokens_for(d_mlp: int, context_len: int) -> int:
+    """Rows per chunk along the token axis: ~TARGET_CHUNK_BYTES of float16, a multiple of context_len,
+    so a batch of whole contexts fills whole chunks."""
+    rows = max(MIN_CHUNK_TOKENS, TARGET_CHUNK_BYTES // (2 * max(1, d_mlp)))
+    return max(context_len, rows // context_len * context_len)
+
+
+def n_chunks(n_rows: int, chunk_rows: int) -> int:
+    return -(-n_rows // chunk_rows)
+
+
+def codecs(dtype: str) -> list:
+    """Bytes-to-bytes codecs for an array: zstd for float data, then a Crc32c checksum (always last)."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    if dtype in ("float16", "float32", "float64", "int32", "int64", "uint8"):
+        return [ZstdCodec(level=ZSTD_LEVEL), Crc32cCodec()]
+    return [Crc32cCodec()]
+
+
+# Completion markers: done/{array} is uint8 [chunk] with chunk shape (1,), so concurrent writers
+# never share a marker chunk. 1 = that chunk of {array} is on disk (written, fsynced).
+MARKER_DIM = "chunk"
+# Logit effects, under logit/blocks.{l}.mlp/: [neuron, K_LOGIT]; tokens int32, values float32.
+LOGIT_DIMS = ("neuron", "rank")
+LOGIT_DTYPES = {"up_tokens": "int32", "up_values": "float32", "down_tokens": "int32", "down_values": "float32"}
+# Extra manifest keys (beyond MANIFEST_KEYS): checkpoint_path (absolute, at record time), layers,
+# corpus_dir, record options.

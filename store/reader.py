@@ -1,0 +1,508 @@
+"""Reading an activation store: the manifest, dense arrays, the index of one neuron.
+
+``Store.open(path)`` opens the Zarr group through ``CheckedLocalStore``, a LocalStore that refuses
+to hand zarr a damaged chunk: a chunk whose Crc32c does not match (random bytes, truncation) or a
+chunk file that is missing (zarr would silently read fill_value) raises CorruptChunkError naming
+the array and the chunk key. Every read through a Store - ``activations(hook)[...]``, the index,
+xarray or dask on ``store.group`` - is checked this way.
+
+Reading one neuron's page (``Store.neuron``) touches only the index arrays (chunked along the
+neuron axis) and fetches them in one concurrent batch, so it stays fast on any store size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+import zarr
+from zarr.core.sync import sync
+from zarr.storage import LocalStore
+
+from store import schema
+from store.errors import CorruptChunkError, StoreError
+from store.tokens_display import readable_vocab
+from store.writer import read_manifest
+
+_CHUNK_KEY = re.compile(r"^(.*)/c((?:/\d+)*)$")
+
+
+class CheckedLocalStore(LocalStore):
+    """A LocalStore whose chunk reads fail loudly: missing chunk files and Crc32c mismatches raise
+    CorruptChunkError with the array name and chunk key. Completion-marker arrays (done/...) are
+    exempt from the missing check: an absent marker means "not written yet"."""
+
+    def __init__(self, root, *, read_only: bool = True):
+        super().__init__(root, read_only=read_only)
+        self._array_info: dict[str, tuple[bool, bool]] = {}  # array path -> (missing is an error, has crc)
+
+    def _info_from_meta(self, array: str, meta_bytes) -> tuple[bool, bool]:
+        crc = False
+        if meta_bytes is not None:
+            try:
+                meta = json.loads(meta_bytes.to_bytes())
+                codecs = meta.get("codecs") or []
+                crc = bool(codecs) and codecs[-1].get("name") == "crc32c"
+            except ValueError:
+                crc = False
+        strict = meta_bytes is not None and not array.startswith(schema.DONE_GROUP + "/")
+        return strict, crc
+
+    def _check(self, key: str, value, byte_range, info: tuple[bool, bool]):
+        strict, crc = info
+        array = _CHUNK_KEY.match(key).group(1)
+        chunk_key = key[len(array) + 1:]
+        if value is None:
+            if strict:
+                raise CorruptChunkError(
+                    f"array {array!r}: chunk {chunk_key!r} is missing ({self.root / key} does not exist); "
+                    f"if the store is incomplete, resume the recording; otherwise delete this chunk's marker "
+                    f"or re-record the store"
+                )
+            return value
+        if crc and byte_range is None:
+            raw = value.as_numpy_array()
+            ok = raw.size >= 4 and np.uint32(google_crc32c.value(raw[:-4].tobytes())).tobytes() == raw[-4:].tobytes()
+            if not ok:
+                raise CorruptChunkError(
+                    f"array {array!r}: chunk {chunk_key!r} fails its Crc32c checksum ({self.root / key}, "
+                    f"{raw.size} bytes: damaged or truncated); delete the file and run the record command "
+                    f"again to rewrite it, or re-record the store"
+                )
+        return value
+
+    async def get(self, key, prototype=None, byte_range=None):
+        value = await super().get(key, prototype, byte_range)
+        m = _CHUNK_KEY.match(key)
+        if m is None:
+            return value
+        array = m.group(1)
+        if array not in self._array_info:
+            meta = await super().get(f"{array}/zarr.json", prototype)
+            self._array_info[array] = self._info_from_meta(array, meta)
+        return self._check(key, value, byte_range, self._array_info[array])
+
+    def get_sync(self, key, *, prototype=None, byte_range=None):
+        value = super().get_sync(key, prototype=prototype, byte_range=byte_range)
+        m = _CHUNK_KEY.match(key)
+        if m is None:
+            return value
+        array = m.group(1)
+        if array not in self._array_info:
+            meta = super().get_sync(f"{array}/zarr.json", prototype=prototype)
+            self._array_info[array] = self._info_from_meta(array, meta)
+        return self._check(key, value, byte_range, self._array_info[array])
+
+
+@dataclass
+class Snippet:
+    """A window of tokens around one firing of a neuron."""
+
+    position: int  # global token index of the firing
+    value: float  # the activation there
+    token_ids: np.ndarray  # [window] int32, padding removed
+    tokens: list[str]  # readable pieces, same length
+    acts: np.ndarray  # [window] float32: this neuron's activation at each window token
+    center: int  # index of the firing token in the window
+
+
+@dataclass
+class NeuronView:
+    """Everything the browser / `show` needs for one neuron, read from the index (no dense pass)."""
+
+    hook: str
+    layer: int
+    neuron: int
+    stats: dict
+    top: list[Snippet]
+    bottom: list[Snippet]
+    samples: dict[str, list[Snippet]]
+    hist_edges: np.ndarray  # [H + 1] float32
+    hist_counts: np.ndarray  # [H] int64
+    top_tokens: list[tuple[str, float, int]]  # (token, mean activation, count)
+    logit_up: list[tuple[str, float]] = field(default_factory=list)
+    logit_down: list[tuple[str, float]] = field(default_factory=list)
+
+
+# index arrays read per neuron (one neuron-axis chunk each) by Store.neuron
+_PAGE_ARRAYS = (
+    "top_values", "top_positions", "top_context_tokens", "top_context_acts",
+    "bottom_values", "bottom_positions", "bottom_context_tokens", "bottom_context_acts",
+    "sample_positions", "sample_values", "sample_context_tokens", "sample_context_acts",
+    "hist_counts", "quantile_edges", "top_token_ids", "top_token_means",
+)
+# per-neuron scalars gathered into the neuron table
+_TABLE_SCALARS = ("mean", "var", "skewness", "kurtosis", "density", "token_rule_score", "sim_score")
+
+
+class Store:
+    """A recorded activation store (read-only). Open with ``Store.open(path)``."""
+
+    def __init__(self, path: Path, group: zarr.Group, manifest: dict):
+        self.path = path
+        self.group = group  # the root zarr group, read through CheckedLocalStore
+        self.manifest = manifest
+        self._arrays: dict[str, zarr.Array] = {}
+        self._tables: dict[str, dict[str, np.ndarray]] = {}
+        self._token_counts: dict[str, np.ndarray] = {}  # per hook: token_count [vocab], hook#edges
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Store":
+        path = Path(path).absolute()
+        if not path.exists():
+            raise StoreError(f"no store at {path}; create one with `neurobrowse record CHECKPOINT --out {path}`")
+        if not path.is_dir():
+            raise StoreError(f"{path} is a file, not a store directory")
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise StoreError(f"{path} is not a neurobrowse store (no {schema.ATTRS_KEY!r} manifest in zarr.json)")
+        version = manifest.get("schema_version")
+        if version != schema.SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} has store schema version {version}; this neurobrowse reads version "
+                f"{schema.SCHEMA_VERSION}. Re-record it with this version (`neurobrowse record`)"
+            )
+        try:
+            group = zarr.open_group(CheckedLocalStore(path, read_only=True), mode="r")
+        except (OSError, ValueError) as e:
+            raise StoreError(f"{path} cannot be opened as a Zarr v3 group: {e}") from e
+        return cls(path, group, manifest)
+
+    def refresh(self) -> None:
+        """Re-read the manifest (another process may have finished recording or indexing)."""
+        self.manifest = read_manifest(self.path) or self.manifest
+        self._arrays.clear()
+        self._tables.clear()
+
+    # ---- manifest ------------------------------------------------------------------------------
+    @property
+    def run_uuid(self) -> str:
+        return self.manifest["run_uuid"]
+
+    @property
+    def model_config(self) -> dict:
+        return self.manifest["model_config"]
+
+    @property
+    def hooks(self) -> list[str]:
+        return list(self.manifest["hooks"])
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({schema.parse_hook_name(h)[0] for h in self.hooks})
+
+    @property
+    def d_mlp(self) -> int:
+        return int(self.model_config["d_mlp"])
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.manifest["n_tokens"])
+
+    @property
+    def context_len(self) -> int:
+        return int(self.manifest["context_len"])
+
+    @property
+    def chunk_tokens(self) -> int:
+        return int(self.manifest["chunk_tokens"])
+
+    @property
+    def n_chunks(self) -> int:
+        return schema.n_chunks(self.n_tokens, self.chunk_tokens)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete"))
+
+    @property
+    def act_fn(self) -> str:
+        return str(self.model_config.get("act_fn", "?"))
+
+    def resume_command(self) -> str:
+        return self.manifest.get("record_command") or f"neurobrowse record CHECKPOINT --out {self.path}"
+
+    def require_complete(self) -> None:
+        """Raise StoreError unless recording finished (for consumers that need every chunk)."""
+        if not self.complete:
+            raise StoreError(
+                f"{self.path} is incomplete: recording stopped before the end "
+                f"({self.done_chunks()}/{self.n_chunks} chunks written). Resume it with: {self.resume_command()}"
+            )
+
+    def done_chunks(self) -> int:
+        """Chunks whose every per-token array has its completion marker."""
+        marks = [self._array(schema.done_path(n))[:] for n in [schema.TOKENS, schema.DOC_STARTS, *self.hooks]]
+        return int(np.logical_and.reduce([m.astype(bool) for m in marks]).sum())
+
+    # ---- arrays --------------------------------------------------------------------------------
+    def _array(self, name: str) -> zarr.Array:
+        arr = self._arrays.get(name)
+        if arr is None:
+            try:
+                arr = self.group[name]
+            except KeyError:
+                raise StoreError(f"{self.path} has no array {name!r}") from None
+            self._arrays[name] = arr
+        return arr
+
+    @property
+    def tokens(self) -> zarr.Array:
+        """int32 [token] token ids."""
+        return self._array(schema.TOKENS)
+
+    @property
+    def doc_starts(self) -> zarr.Array:
+        """uint8 [token], 1 where a document begins."""
+        return self._array(schema.DOC_STARTS)
+
+    def activations(self, hook: str) -> zarr.Array:
+        """float16 [token, neuron] dense activations of a hook (chunks of chunk_tokens rows)."""
+        if hook not in self.hooks:
+            raise StoreError(f"{self.path} has no hook {hook!r}; recorded hooks: {', '.join(self.hooks)}")
+        return self._array(hook)
+
+    def read_chunk(self, name: str, chunk_index: int) -> np.ndarray:
+        """One whole token chunk of a per-token array (tokens, doc_starts or a hook): [rows(, d_mlp)]."""
+        arr = self._array(name)
+        start = chunk_index * self.chunk_tokens
+        if not 0 <= start < self.n_tokens:
+            raise StoreError(f"chunk {chunk_index} is outside {name!r} ({self.n_chunks} chunks)")
+        return arr[start:min(self.n_tokens, start + self.chunk_tokens)]
+
+    def hook_for(self, layer: int, hook: str | None = None) -> str:
+        """The full hook name for a layer: ``hook`` may be 'hook_mid', a full name, or None (hook_post)."""
+        name = hook if hook and hook.startswith("blocks.") else schema.hook_name(layer, hook or "hook_post")
+        if name not in self.hooks:
+            raise StoreError(f"{self.path} has no hook {name!r}; recorded hooks: {', '.join(self.hooks)}")
+        return name
+
+    # ---- tokenizer -----------------------------------------------------------------------------
+    @cached_property
+    def tokenizer_json(self) -> str:
+        return bytes(self._array(schema.TOKENIZER_JSON)[:]).decode("utf-8")
+
+    @cached_property
+    def tokenizer(self):
+        """The recording's tokenizers.Tokenizer (stored in the store, no checkpoint needed)."""
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_str(self.tokenizer_json)
+
+    @cached_property
+    def _vocab_strings(self) -> list[str]:
+        vocab = {i: s for s, i in self.tokenizer.get_vocab(with_added_tokens=True).items()}
+        size = max(int(self.model_config.get("d_vocab", 0)), max(vocab) + 1 if vocab else 0)
+        return readable_vocab(vocab, size)
+
+    def token_strings(self, ids) -> list[str]:
+        """Readable pieces for token ids ('Ġthe' -> ' the', 'Ċ' -> '⏎'); -1 (padding) -> ''."""
+        vs = self._vocab_strings
+        return [vs[i] if 0 <= i < len(vs) else "" for i in np.asarray(ids, dtype=np.int64).ravel().tolist()]
+
+    # ---- logit effects -------------------------------------------------------------------------
+    def logit_effects(self, layer: int, neuron: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        base = schema.logit_path(layer)
+        try:
+            arrs = [self._array(f"{base}/{k}") for k in schema.LOGIT_ARRAYS]
+        except StoreError:
+            return [], []
+        ut, uv, dt, dv = _read_many([(a, (neuron,)) for a in arrs])
+        return (list(zip(self.token_strings(ut), map(float, uv))),
+                list(zip(self.token_strings(dt), map(float, dv))))
+
+    # ---- the index -----------------------------------------------------------------------------
+    def index_group_path(self, hook: str) -> str:
+        return schema.index_path(hook)
+
+    def index_state(self, hook: str) -> dict:
+        """The attrs of index/{hook} (written by store.indexer), {} when there is no index."""
+        try:
+            return dict(self.group[schema.index_path(hook)].attrs)
+        except KeyError:
+            return {}
+
+    def is_indexed(self, hook: str) -> bool:
+        state = self.index_state(hook)
+        return bool(state.get("complete")) and all(
+            f"{schema.index_path(hook)}/{name}" in self._members() for name in ("top_values", "mean"))
+
+    def _members(self) -> set[str]:
+        out = set()
+        for hook in self.hooks:
+            try:
+                g = self.group[schema.index_path(hook)]
+            except KeyError:
+                continue
+            out.update(f"{schema.index_path(hook)}/{k}" for k in g.array_keys())
+        return out
+
+    def index_array(self, hook: str, name: str) -> zarr.Array:
+        if name not in schema.INDEX_ARRAYS:
+            raise StoreError(f"{name!r} is not an index array; see store.schema.INDEX_ARRAYS")
+        try:
+            return self._array(f"{schema.index_path(hook)}/{name}")
+        except StoreError:
+            raise StoreError(f"{self.path}: hook {hook!r} is not indexed (no {name!r}); "
+                             f"run `neurobrowse index {self.path}`") from None
+
+    def _require_index(self, hook: str) -> None:
+        self.activations(hook)
+        if not self.is_indexed(hook):
+            raise StoreError(f"{self.path}: hook {hook!r} is not indexed; run `neurobrowse index {self.path}`")
+
+    def neuron_table(self, hook: str) -> dict[str, np.ndarray]:
+        """One row per neuron: neuron, max_act, min_act, mean, var, skewness, kurtosis, density,
+        token_rule_score, sim_score, top_token_id, top_token (readable string)."""
+        if hook in self._tables:
+            return self._tables[hook]
+        self._require_index(hook)
+        arrs = [self.index_array(hook, n) for n in ("top_values", "bottom_values", *_TABLE_SCALARS, "top_token_ids")]
+        top, bottom, *scalars, top_ids = _read_many([(a, (slice(None),)) for a in arrs])
+        table = {"neuron": np.arange(self.d_mlp, dtype=np.int64),
+                 "max_act": np.asarray(top[:, 0], dtype=np.float32),
+                 "min_act": np.asarray(bottom[:, 0], dtype=np.float32)}
+        table.update({k: np.asarray(v) for k, v in zip(_TABLE_SCALARS, scalars)})
+        table["top_token_id"] = np.asarray(top_ids[:, 0], dtype=np.int32)
+        table["top_token"] = np.array(self.token_strings(table["top_token_id"]), dtype=object)
+        self._tables[hook] = table
+        return table
+
+    def neuron(self, hook: str, neuron: int) -> NeuronView:
+        """One neuron's page: stats, top / bottom / quantile-sampled snippets, histogram, top tokens,
+        logit effects. Reads one neuron-axis chunk of each index array, concurrently."""
+        self._require_index(hook)
+        if not 0 <= int(neuron) < self.d_mlp:
+            raise StoreError(f"neuron {neuron} is out of range: {hook} has neurons 0..{self.d_mlp - 1}")
+        n = int(neuron)
+        layer = schema.parse_hook_name(hook)[0]
+        reads = [(self.index_array(hook, name), (n,)) for name in _PAGE_ARRAYS]
+        if hook not in self._token_counts:
+            reads += [(self.index_array(hook, "token_count"), (slice(None),)),
+                      (self.index_array(hook, "hist_edges"), (slice(None),))]
+        base = schema.logit_path(layer)
+        logit_names = [f"{base}/{k}" for k in schema.LOGIT_ARRAYS]
+        have_logits = base in self._logit_layers()
+        if have_logits:
+            reads += [(self._array(name), (n,)) for name in logit_names]
+        got = _read_many(reads)
+        page = dict(zip(_PAGE_ARRAYS, got[:len(_PAGE_ARRAYS)]))
+        rest = got[len(_PAGE_ARRAYS):]
+        if hook not in self._token_counts:
+            self._token_counts[hook] = rest[0]
+            self._token_counts[hook + "#edges"] = rest[1]
+            rest = rest[2:]
+        counts = self._token_counts[hook]
+        table = self.neuron_table(hook)
+        stats = {k: float(table[k][n]) for k in ("max_act", "min_act", "mean", "var", *_TABLE_SCALARS[2:])}
+        stats["std"] = float(np.sqrt(max(stats["var"], 0.0)))
+        stats["n_tokens"] = self.n_tokens
+        stats["quantiles"] = {q: float(v) for q, v in zip(("0.5", "0.9", "0.99", "0.999"), page["quantile_edges"])}
+        top_tokens = [(s, float(m), int(counts[i]) if 0 <= i < len(counts) else 0)
+                      for s, m, i in zip(self.token_strings(page["top_token_ids"]), page["top_token_means"],
+                                         page["top_token_ids"]) if i >= 0]
+        samples = {}
+        for b, name in enumerate(schema.SAMPLE_BINS):
+            samples[name] = self._snippets(page["sample_positions"][b], page["sample_values"][b],
+                                           page["sample_context_tokens"][b], page["sample_context_acts"][b])
+        up = down = []
+        if have_logits:
+            ut, uv, dt, dv = rest[:4]
+            up = list(zip(self.token_strings(ut), map(float, uv)))
+            down = list(zip(self.token_strings(dt), map(float, dv)))
+        return NeuronView(
+            hook=hook, layer=layer, neuron=n, stats=stats,
+            top=self._snippets(page["top_positions"], page["top_values"], page["top_context_tokens"],
+                               page["top_context_acts"]),
+            bottom=self._snippets(page["bottom_positions"], page["bottom_values"], page["bottom_context_tokens"],
+                                  page["bottom_context_acts"]),
+            samples=samples, hist_edges=np.asarray(self._token_counts[hook + "#edges"]),
+            hist_counts=np.asarray(page["hist_counts"]), top_tokens=top_tokens, logit_up=up, logit_down=down,
+        )
+
+    def _logit_layers(self) -> set[str]:
+        if "#logit" not in self._tables:
+            try:
+                g = self.group[schema.LOGIT_GROUP]
+                self._tables["#logit"] = {f"{schema.LOGIT_GROUP}/{k}": None for k in g.group_keys()}
+            except KeyError:
+                self._tables["#logit"] = {}
+        return set(self._tables["#logit"])
+
+    def _snippets(self, positions, values, ctx_tokens, ctx_acts) -> list[Snippet]:
+        """positions [m], values [m], ctx_tokens / ctx_acts [m, window] -> Snippets (position -1 skipped)."""
+        out = []
+        for pos, val, toks, acts in zip(positions, values, ctx_tokens, ctx_acts):
+            if pos < 0:
+                continue
+            keep = np.flatnonzero(toks >= 0)  # windows are padded with -1 at context edges
+            center = schema.CONTEXT_BEFORE - int((toks[:schema.CONTEXT_BEFORE] < 0).sum())
+            ids = toks[keep].astype(np.int32)
+            out.append(Snippet(position=int(pos), value=float(val), token_ids=ids, tokens=self.token_strings(ids),
+                               acts=acts[keep].astype(np.float32), center=center))
+        return out
+
+    # ---- size and summary ----------------------------------------------------------------------
+    def size_on_disk(self, sub: str = "") -> int:
+        """Bytes of all files under the store (or under one array / group path)."""
+        root = self.path / sub if sub else self.path
+        total = 0
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(dirpath, f))
+                except OSError:
+                    pass
+        return total
+
+    def info(self) -> dict:
+        """A summary for `neurobrowse info` and the app."""
+        dense_raw = sum(self.n_tokens * self.d_mlp * 2 for _ in self.hooks)
+        dense_disk = sum(self.size_on_disk(h) for h in self.hooks)
+        per_hook = {}
+        for h in self.hooks:
+            state = self.index_state(h)
+            per_hook[h] = {"indexed": self.is_indexed(h), "index_state": state,
+                           "bytes_on_disk": self.size_on_disk(h)}
+        done = self.done_chunks()
+        m = self.manifest
+        return {
+            "path": str(self.path),
+            "schema_version": m.get("schema_version"),
+            "run_uuid": m.get("run_uuid"),
+            "created": m.get("created"),
+            "code_version": m.get("code_version"),
+            "model": {k: self.model_config.get(k) for k in ("act_fn", "n_layers", "d_model", "d_mlp", "d_vocab", "n_ctx")},
+            "checkpoint_path": m.get("checkpoint_path"),
+            "checkpoint_hash": m.get("checkpoint_hash"),
+            "tokenizer_hash": m.get("tokenizer_hash"),
+            "corpus_manifest_hash": m.get("corpus_manifest_hash"),
+            "hooks": per_hook,
+            "n_tokens": self.n_tokens,
+            "context_len": self.context_len,
+            "chunk_tokens": self.chunk_tokens,
+            "chunks_done": done,
+            "n_chunks": self.n_chunks,
+            "complete": self.complete,
+            "resume_command": None if self.complete else self.resume_command(),
+            "size_on_disk": self.size_on_disk(),
+            "dense_bytes_raw": dense_raw,
+            "dense_bytes_on_disk": dense_disk,
+            "compression_ratio": dense_raw / dense_disk if dense_disk else None,
+        }
+
+
+def _read_many(reads: list[tuple[zarr.Array, tuple]]) -> list[np.ndarray]:
+    """Read several (array, selection) pairs in one concurrent batch on zarr's event loop."""
+
+    async def go():
+        return await asyncio.gather(*[a.async_array.getitem(sel) for a, sel in reads])
+
+    return [np.asarray(x) for x in sync(go())]

@@ -1,0 +1,347 @@
+"""Writing an activation store chunk by chunk, resumably.
+
+The recorder (solu_core.record, or a Dask worker) hands over whole chunks; each chunk is written,
+flushed to disk, and only then gets its completion marker. A process killed at any point leaves
+a store whose markers name exactly the chunks that are safely on disk, so the same command resumes
+and rewrites only the rest. ``finish()`` checks every marker and every chunk file, then sets the
+manifest's ``complete`` flag last.
+
+Array names, chunk shapes, codecs and attributes come from store.schema; this module spells none.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.storage import LocalStore
+
+from store import schema
+from store.errors import StoreError
+
+# Manifest fields that must match for a resume to continue an existing store.
+_RESUME_KEYS = ("model_config", "hooks", "n_tokens", "context_len", "chunk_tokens", "tokenizer_hash",
+                "checkpoint_hash", "corpus_manifest_hash")
+
+
+def code_version() -> str:
+    """The installed neurobrowse distribution version (store must not import the app package)."""
+    try:
+        from importlib.metadata import version
+
+        return version("neurobrowse")
+    except Exception:  # not installed (running from a source tree)
+        return "unknown"
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file and its directory entry to disk (zarr writes via temp file + rename, no fsync)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def read_manifest(path: Path) -> dict | None:
+    """The manifest of the store at ``path`` from its root zarr.json, or None when there is none."""
+    meta = Path(path) / "zarr.json"
+    if not meta.is_file():
+        return None
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{meta} is unreadable or not JSON ({e}); this is not a usable store") from e
+    return (doc.get("attributes") or {}).get(schema.ATTRS_KEY)
+
+
+class StoreWriter:
+    """Creates (or reopens) a store and writes whole chunks with completion markers.
+
+    Use ``create_or_resume`` from the recorder; ``attach`` from extra processes (Dask workers) that
+    write chunks of a store that already exists. Per-token arrays: ``schema.TOKENS``,
+    ``schema.DOC_STARTS`` and one float16 [token, neuron] array per hook name.
+    """
+
+    def __init__(self, path: Path, group: zarr.Group, manifest: dict, fsync: bool = True):
+        self.path = Path(path)
+        self.group = group
+        self.manifest = manifest
+        self.fsync = fsync  # flush each chunk to disk before writing its marker
+        self.hooks: list[str] = list(manifest["hooks"])
+        self.n_tokens: int = int(manifest["n_tokens"])
+        self.context_len: int = int(manifest["context_len"])
+        self.chunk_tokens: int = int(manifest["chunk_tokens"])
+        self.d_mlp: int = int(manifest["model_config"]["d_mlp"])
+        self.n_chunks: int = schema.n_chunks(self.n_tokens, self.chunk_tokens)
+        self.layers: list[int] = sorted({schema.parse_hook_name(h)[0] for h in self.hooks})
+        self._arrays: dict[str, zarr.Array] = {}
+
+    # ---- opening -------------------------------------------------------------------------------
+    @classmethod
+    def create_or_resume(
+        cls,
+        path: str | Path,
+        *,
+        model_config: dict,
+        hooks: list[str],
+        n_tokens: int,
+        context_len: int,
+        tokenizer_json: str,
+        manifest: dict,
+        chunk_tokens: int | None = None,
+        fsync: bool = True,
+    ) -> "StoreWriter":
+        """Create a new store at ``path``, or reopen the one there if it was made with the same
+        arguments (then only pending chunks need writing). ``manifest`` carries the caller's
+        fields (checkpoint_hash, checkpoint_path, corpus_manifest_hash, record_command, ...).
+
+        Raises StoreError when ``path`` holds something else, or a store made with other arguments.
+        """
+        path = Path(path).absolute()
+        for h in hooks:
+            schema.parse_hook_name(h)  # ValueError for a malformed name
+        if not hooks:
+            raise StoreError("no hooks to record; name at least one, e.g. blocks.0.mlp.hook_post")
+        d_mlp = int(model_config["d_mlp"])
+        if n_tokens <= 0 or n_tokens % context_len:
+            raise StoreError(f"n_tokens ({n_tokens}) must be a positive multiple of context_len ({context_len})")
+        if chunk_tokens is None:
+            chunk_tokens = schema.chunk_tokens_for(d_mlp, context_len)
+        if chunk_tokens % context_len:
+            raise StoreError(f"chunk_tokens ({chunk_tokens}) must be a multiple of context_len ({context_len})")
+        wanted = {
+            "schema_version": schema.SCHEMA_VERSION,
+            "model_config": dict(model_config),
+            "hooks": list(hooks),
+            "n_tokens": int(n_tokens),
+            "context_len": int(context_len),
+            "chunk_tokens": int(chunk_tokens),
+            "tokenizer_hash": sha256_text(tokenizer_json),
+        }
+        existing = read_manifest(path) if path.exists() else None
+        if existing is None and path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise StoreError(f"{path} exists and is not a neurobrowse store; choose another --out or remove it")
+        if existing is not None:
+            if existing.get("schema_version") != schema.SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path} is a store of schema version {existing.get('schema_version')}, this neurobrowse "
+                    f"writes version {schema.SCHEMA_VERSION}; record into a new --out"
+                )
+            full = {**manifest, **wanted}
+            diffs = [k for k in _RESUME_KEYS if k in full and json.dumps(existing.get(k), sort_keys=True)
+                     != json.dumps(full[k], sort_keys=True)]
+            if diffs:
+                detail = "; ".join(f"{k}: store has {existing.get(k)!r}, asked {full[k]!r}" for k in diffs)
+                raise StoreError(
+                    f"{path} was recorded with other arguments ({detail}); rerun with the original arguments "
+                    f"to resume it, or record into a new --out"
+                )
+            group = zarr.open_group(LocalStore(path), mode="r+")
+            writer = cls(path, group, dict(existing), fsync=fsync)
+        else:
+            full = {
+                **manifest,
+                **wanted,
+                "run_uuid": str(uuid.uuid4()),
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "code_version": manifest.get("code_version", code_version()),
+                "complete": False,
+            }
+            for k in schema.MANIFEST_KEYS:
+                full.setdefault(k, None)
+            path.mkdir(parents=True, exist_ok=True)
+            group = zarr.open_group(LocalStore(path), mode="a", zarr_format=3)
+            group.attrs[schema.ATTRS_KEY] = full  # the manifest first: it is what makes a resume possible
+            writer = cls(path, group, full, fsync=fsync)
+        writer._ensure_arrays(tokenizer_json)
+        if writer.manifest.get("complete") and writer.has_pending():
+            writer._set_complete(False)  # a chunk was lost or removed: rewrite it, then finish again
+        return writer
+
+    @classmethod
+    def attach(cls, path: str | Path, fsync: bool = True) -> "StoreWriter":
+        """Open an existing store for writing chunks (no creation); for extra writer processes."""
+        path = Path(path).absolute()
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise StoreError(f"{path} is not a neurobrowse store; create it with `neurobrowse record`")
+        return cls(path, zarr.open_group(LocalStore(path), mode="r+"), manifest, fsync=fsync)
+
+    # ---- layout --------------------------------------------------------------------------------
+    @property
+    def per_token_arrays(self) -> list[str]:
+        """Every array with one row per token, in the order a chunk is written."""
+        return [schema.TOKENS, schema.DOC_STARTS, *self.hooks]
+
+    def chunk_rows(self, chunk_index: int) -> tuple[int, int]:
+        """[start, stop) token rows of a chunk (the last one may be shorter)."""
+        start = chunk_index * self.chunk_tokens
+        return start, min(self.n_tokens, start + self.chunk_tokens)
+
+    def _spec(self, name: str) -> tuple[tuple[int, ...], str, tuple[int, ...], tuple[str, ...]]:
+        """shape, dtype, chunks, dimension names of a per-token array."""
+        if name == schema.TOKENS:
+            return (self.n_tokens,), "int32", (self.chunk_tokens,), (schema.TOKEN_DIM,)
+        if name == schema.DOC_STARTS:
+            return (self.n_tokens,), "uint8", (self.chunk_tokens,), (schema.TOKEN_DIM,)
+        if name in self.hooks:
+            return ((self.n_tokens, self.d_mlp), "float16", (self.chunk_tokens, self.d_mlp),
+                    (schema.TOKEN_DIM, schema.NEURON_DIM))
+        raise StoreError(f"{self.path} has no per-token array {name!r}; it has {', '.join(self.per_token_arrays)}")
+
+    def _create(self, name: str, shape, dtype: str, chunks, dims, fill_value=0) -> zarr.Array:
+        """Create an array unless it exists with this shape and dtype (resume after a kill)."""
+        try:
+            arr = self.group[name]
+        except KeyError:
+            arr = None
+        if arr is not None:
+            arr = arr.with_config(schema.ARRAY_CONFIG)  # runtime config: not stored in the metadata
+            if tuple(arr.shape) != tuple(shape) or str(arr.dtype) != dtype:
+                raise StoreError(f"array {name!r} in {self.path} has shape {arr.shape} {arr.dtype}, expected "
+                                 f"{tuple(shape)} {dtype}; the store is damaged, record into a new --out")
+            self._arrays[name] = arr
+            return arr
+        arr = self.group.create_array(
+            name, shape=shape, dtype=dtype, chunks=chunks, compressors=schema.codecs(dtype),
+            fill_value=fill_value, dimension_names=dims, config=schema.ARRAY_CONFIG,
+        )
+        self._arrays[name] = arr
+        return arr
+
+    def _array(self, name: str) -> zarr.Array:
+        if name not in self._arrays:
+            self._arrays[name] = self.group[name].with_config(schema.ARRAY_CONFIG)
+        return self._arrays[name]
+
+    def _marker(self, name: str, n: int) -> zarr.Array:
+        return self._create(schema.done_path(name), (n,), "uint8", (1,), (schema.MARKER_DIM,))
+
+    def _ensure_arrays(self, tokenizer_json: str) -> None:
+        for name in self.per_token_arrays:
+            shape, dtype, chunks, dims = self._spec(name)
+            self._create(name, shape, dtype, chunks, dims)
+            self._marker(name, self.n_chunks)
+        raw = np.frombuffer(tokenizer_json.encode("utf-8"), dtype=np.uint8)  # [byte]
+        tok = self._create(schema.TOKENIZER_JSON, raw.shape, "uint8", raw.shape, ("byte",))
+        mark = self._marker(schema.TOKENIZER_JSON, 1)
+        if not mark[0]:
+            tok[:] = raw
+            self._flush(schema.TOKENIZER_JSON, (0,))
+            mark[0] = 1
+
+    # ---- writing -------------------------------------------------------------------------------
+    def _chunk_file(self, name: str, coords: tuple[int, ...]) -> Path:
+        key = self._array(name).metadata.encode_chunk_key(coords)
+        return self.path / name / key
+
+    def _flush(self, name: str, coords: tuple[int, ...]) -> None:
+        if self.fsync:
+            _fsync_path(self._chunk_file(name, coords))
+
+    def pending_chunks(self, array_name: str) -> list[int]:
+        """Chunk indices of a per-token array not yet safely written (no marker, or file missing)."""
+        self._spec(array_name)
+        marks = self._array(schema.done_path(array_name))[:]  # [chunk] uint8
+        ndim = len(self._spec(array_name)[0])
+        return [i for i in range(self.n_chunks)
+                if not marks[i] or not self._chunk_file(array_name, (i,) + (0,) * (ndim - 1)).exists()]
+
+    def pending_all(self) -> list[int]:
+        """Chunk indices pending in any per-token array (a chunk of tokens the recorder must run)."""
+        out: set[int] = set()
+        for name in self.per_token_arrays:
+            out.update(self.pending_chunks(name))
+        return sorted(out)
+
+    def has_pending(self) -> bool:
+        if self.pending_all():
+            return True
+        return any(self._logit_pending(layer) for layer in self.layers)
+
+    def write_chunk(self, array_name: str, chunk_index: int, data: np.ndarray) -> None:
+        """Write one whole chunk of a per-token array, flush it to disk, then set its marker.
+
+        data: [rows] for tokens / doc_starts, [rows, d_mlp] for a hook; rows = chunk_tokens except
+        for the last chunk. Rewriting a chunk that exists replaces it (same bytes on a resume).
+        """
+        shape, dtype, _, _ = self._spec(array_name)
+        if not 0 <= chunk_index < self.n_chunks:
+            raise StoreError(f"chunk {chunk_index} is outside {array_name!r} (0..{self.n_chunks - 1})")
+        start, stop = self.chunk_rows(chunk_index)
+        want = (stop - start,) + tuple(shape[1:])
+        data = np.asarray(data)
+        if data.shape != want:
+            raise StoreError(f"chunk {chunk_index} of {array_name!r} must have shape {want}, got {data.shape}")
+        arr = self._array(array_name)
+        arr[start:stop] = data.astype(dtype, copy=False)
+        self._flush(array_name, (chunk_index,) + (0,) * (len(shape) - 1))
+        self._array(schema.done_path(array_name))[chunk_index] = 1
+
+    def _logit_pending(self, layer: int) -> bool:
+        name = schema.logit_path(layer)
+        try:
+            return not self.group[schema.done_path(name)][0]
+        except KeyError:
+            return True
+
+    def logit_pending(self, layer: int) -> bool:
+        """True when the logit effects of ``layer`` are not written yet."""
+        return self._logit_pending(layer)
+
+    def write_logit_effects(self, layer: int, up_tokens: np.ndarray, up_values: np.ndarray,
+                            down_tokens: np.ndarray, down_values: np.ndarray) -> None:
+        """Per-neuron direct logit effects of one layer, each [d_mlp, K_LOGIT]: the tokens whose logits
+        a neuron raises most (up, values descending) and lowers most (down, values ascending)."""
+        base = schema.logit_path(layer)
+        data = {"up_tokens": up_tokens, "up_values": up_values, "down_tokens": down_tokens,
+                "down_values": down_values}
+        for key in schema.LOGIT_ARRAYS:
+            a = np.asarray(data[key])
+            if a.ndim != 2 or a.shape[0] != self.d_mlp:
+                raise StoreError(f"logit effects {key} of layer {layer} must be [d_mlp={self.d_mlp}, k], got {a.shape}")
+            dtype = schema.LOGIT_DTYPES[key]
+            arr = self._create(f"{base}/{key}", a.shape, dtype, a.shape, schema.LOGIT_DIMS)
+            arr[:] = a.astype(dtype, copy=False)
+            self._flush(f"{base}/{key}", (0, 0))
+        self._marker(base, 1)[0] = 1
+
+    # ---- finishing -----------------------------------------------------------------------------
+    def _set_complete(self, value: bool) -> None:
+        self.manifest = {**self.manifest, "complete": bool(value)}
+        self.group.attrs[schema.ATTRS_KEY] = self.manifest
+
+    def update_manifest(self, **fields) -> None:
+        """Add or change manifest fields (not the ones a resume checks)."""
+        bad = set(fields) & (set(_RESUME_KEYS) | {"complete", "schema_version", "run_uuid"})
+        if bad:
+            raise StoreError(f"manifest fields {sorted(bad)} cannot be changed after creation")
+        self.manifest = {**self.manifest, **fields}
+        self.group.attrs[schema.ATTRS_KEY] = self.manifest
+
+    def finish(self) -> None:
+        """Verify every marker and chunk file, then set ``complete`` (the last write of a recording)."""
+        missing = {name: self.pending_chunks(name) for name in self.per_token_arrays}
+        missing = {k: v for k, v in missing.items() if v}
+        lost_logits = [layer for layer in self.layers if self._logit_pending(layer)]
+        if missing or lost_logits:
+            parts = [f"{name}: chunks {v[:8]}{'...' if len(v) > 8 else ''}" for name, v in missing.items()]
+            parts += [f"logit effects of layer {layer}" for layer in lost_logits]
+            raise StoreError(f"{self.path} is not finished ({'; '.join(parts)}); run the record command again to resume")
+        self._set_complete(True)

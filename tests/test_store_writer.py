@@ -1,0 +1,203 @@
+"""StoreWriter + Store on real Zarr stores on disk, with synthetic activations (no model needed)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from store import schema
+from store.errors import CorruptChunkError, StoreError
+from store.reader import Store
+from store.writer import StoreWriter
+
+HOOKS = ["blocks.0.mlp.hook_post", "blocks.0.mlp.hook_mid"]
+CFG = {"d_mlp": 48, "n_layers": 1, "d_vocab": 300, "act_fn": "solu_ln", "d_model": 16, "n_ctx": 32}
+TOKENIZER = json.dumps({"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}})
+
+
+def _data(n_tokens=32 * 10, seed=0):
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, CFG["d_vocab"], n_tokens).astype(np.int32)
+    docs = (rng.random(n_tokens) < 0.01).astype(np.uint8)
+    acts = {h: rng.standard_normal((n_tokens, CFG["d_mlp"])).astype(np.float16) for h in HOOKS}
+    return tokens, docs, acts
+
+
+def _writer(path, n_tokens=320, **kw):
+    args = dict(model_config=CFG, hooks=HOOKS, n_tokens=n_tokens, context_len=32, tokenizer_json=TOKENIZER,
+                manifest={"checkpoint_hash": "abc", "checkpoint_path": "/nowhere", "corpus_manifest_hash": "c1",
+                          "record_command": f"neurobrowse record CK --out {path}"},
+                chunk_tokens=128)
+    args.update(kw)
+    return StoreWriter.create_or_resume(path, **args)
+
+
+def _write_all(w, tokens, docs, acts, chunks=None):
+    for i in chunks if chunks is not None else range(w.n_chunks):
+        a, b = w.chunk_rows(i)
+        w.write_chunk(schema.TOKENS, i, tokens[a:b])
+        w.write_chunk(schema.DOC_STARTS, i, docs[a:b])
+        for h in HOOKS:
+            w.write_chunk(h, i, acts[h][a:b])
+    k = schema.K_LOGIT
+    w.write_logit_effects(0, np.zeros((CFG["d_mlp"], k), np.int32), np.ones((CFG["d_mlp"], k), np.float32),
+                          np.zeros((CFG["d_mlp"], k), np.int32), -np.ones((CFG["d_mlp"], k), np.float32))
+
+
+@pytest.fixture()
+def written(tmp_path):
+    path = tmp_path / "s"
+    tokens, docs, acts = _data()
+    w = _writer(path)
+    _write_all(w, tokens, docs, acts)
+    w.finish()
+    return path, tokens, docs, acts
+
+
+def test_round_trip_manifest_and_layout(written):
+    path, tokens, docs, acts = written
+    s = Store.open(path)
+    assert s.complete and s.hooks == HOOKS and s.layers == [0] and s.d_mlp == 48
+    assert s.n_tokens == 320 and s.context_len == 32 and s.chunk_tokens == 128 and s.n_chunks == 3
+    for key in schema.MANIFEST_KEYS:
+        assert key in s.manifest, key
+    assert s.manifest["checkpoint_path"] == "/nowhere" and len(s.run_uuid) == 36
+    np.testing.assert_array_equal(s.tokens[:], tokens)
+    np.testing.assert_array_equal(s.doc_starts[:], docs)
+    for h in HOOKS:
+        arr = s.activations(h)
+        assert arr.dtype == np.float16 and arr.chunks == (128, 48)
+        np.testing.assert_array_equal(arr[:], acts[h])
+        assert arr.metadata.dimension_names == (schema.TOKEN_DIM, schema.NEURON_DIM)
+        assert arr.metadata.codecs[-1].to_dict()["name"] == "crc32c"
+    np.testing.assert_array_equal(s.read_chunk(HOOKS[0], 2), acts[HOOKS[0]][256:])
+    assert s.tokenizer_json == TOKENIZER
+    s.require_complete()
+    info = s.info()
+    assert info["complete"] and info["chunks_done"] == 3 and info["size_on_disk"] > 0
+    assert info["compression_ratio"] > 0.5
+
+
+def test_every_array_has_dimension_names_and_crc(written):
+    import zarr
+
+    g = zarr.open_group(written[0], mode="r")
+    arrays = [(k, v) for k, v in g.members(max_depth=None) if isinstance(v, zarr.Array)]
+    assert len(arrays) > 10  # data, markers, tokenizer, logit effects
+    for name, arr in arrays:
+        assert arr.metadata.dimension_names is not None and None not in arr.metadata.dimension_names, name
+        assert arr.metadata.codecs[-1].to_dict()["name"] == "crc32c", name
+
+
+def test_xarray_and_dask_open_the_store(written):
+    import dask.array as da
+    import xarray as xr
+
+    path, tokens, _, acts = written
+    ds = xr.open_zarr(path, consolidated=False, zarr_format=3)
+    assert ds[HOOKS[0]].dims == ("token", "neuron")
+    np.testing.assert_array_equal(ds[HOOKS[0]].values, acts[HOOKS[0]])
+    np.testing.assert_array_equal(ds[schema.TOKENS].values, tokens)
+    np.testing.assert_array_equal(da.from_zarr(str(path), component=HOOKS[1]).compute(), acts[HOOKS[1]])
+
+
+def _chunk_file(path, name, i):
+    return path / name / "c" / str(i) / "0"
+
+
+def test_chunk_overwritten_with_random_bytes_is_refused_by_name(written):
+    path, *_ = written
+    f = _chunk_file(path, HOOKS[0], 1)
+    f.write_bytes(np.random.default_rng(1).bytes(f.stat().st_size))
+    s = Store.open(path)
+    np.testing.assert_array_equal(s.read_chunk(HOOKS[0], 0), written[3][HOOKS[0]][:128])  # others still fine
+    with pytest.raises(CorruptChunkError, match=r"blocks\.0\.mlp\.hook_post.*c/1/0.*checksum"):
+        s.activations(HOOKS[0])[:]
+    with pytest.raises(CorruptChunkError, match=r"c/1/0"):
+        s.read_chunk(HOOKS[0], 1)
+
+
+def test_truncated_chunk_is_refused(written):
+    path, *_ = written
+    f = path / schema.TOKENS / "c" / "2"
+    f.write_bytes(f.read_bytes()[:-7])
+    with pytest.raises(CorruptChunkError, match=r"'tokens'.*'c/2'"):
+        Store.open(path).tokens[:]
+
+
+def test_missing_chunk_is_refused_not_read_as_fill_value(written):
+    path, *_ = written
+    os.remove(_chunk_file(path, HOOKS[1], 0))
+    with pytest.raises(CorruptChunkError, match=r"hook_mid.*c/0/0.*missing"):
+        Store.open(path).activations(HOOKS[1])[0:5]
+
+
+def test_resume_writes_only_pending_chunks_and_matches(tmp_path):
+    tokens, docs, acts = _data()
+    a, b = tmp_path / "a", tmp_path / "b"
+    w = _writer(a)
+    _write_all(w, tokens, docs, acts)
+    w.finish()
+    w = _writer(b)
+    _write_all(w, tokens, docs, acts, chunks=[0])
+    assert not Store.open(b).complete
+    with pytest.raises(StoreError, match="incomplete.*neurobrowse record CK"):
+        Store.open(b).require_complete()
+    with pytest.raises(StoreError, match="not finished"):
+        w.finish()
+    w2 = _writer(b)  # resume, as a new process would
+    assert w2.pending_all() == [1, 2]
+    assert w2.manifest["run_uuid"] == w.manifest["run_uuid"]
+    _write_all(w2, tokens, docs, acts, chunks=w2.pending_all())
+    w2.finish()
+    sa, sb = Store.open(a), Store.open(b)
+    assert sb.complete
+    for name in [schema.TOKENS, schema.DOC_STARTS, *HOOKS]:
+        np.testing.assert_array_equal(sa.group[name][:], sb.group[name][:])
+
+
+def test_lost_chunk_after_finish_makes_store_incomplete_on_resume(written):
+    path, tokens, docs, acts = written
+    os.remove(_chunk_file(path, HOOKS[0], 2))
+    w = _writer(path)
+    assert not Store.open(path).complete and w.pending_chunks(HOOKS[0]) == [2]
+    a, b = w.chunk_rows(2)
+    w.write_chunk(HOOKS[0], 2, acts[HOOKS[0]][a:b])
+    w.finish()
+    np.testing.assert_array_equal(Store.open(path).activations(HOOKS[0])[:], acts[HOOKS[0]])
+
+
+def test_resume_with_other_arguments_is_a_clear_error(written):
+    path = written[0]
+    with pytest.raises(StoreError, match=r"n_tokens: store has 320, asked 256"):
+        _writer(path, n_tokens=256)
+    with pytest.raises(StoreError, match=r"hooks"):
+        _writer(path, hooks=HOOKS[:1])
+
+
+def test_open_errors_name_the_path(tmp_path):
+    with pytest.raises(StoreError, match="no store at"):
+        Store.open(tmp_path / "missing")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "file.txt").write_text("x")
+    with pytest.raises(StoreError, match="not a neurobrowse store"):
+        Store.open(tmp_path / "junk")
+    with pytest.raises(StoreError, match="not a neurobrowse store"):
+        _writer(tmp_path / "junk")
+
+
+def test_other_schema_version_is_refused(written):
+    path = written[0]
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"][schema.ATTRS_KEY]["schema_version"] = 999
+    (path / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="schema version 999"):
+        Store.open(path)
+
+
+def test_write_chunk_checks_shape(tmp_path):
+    w = _writer(tmp_path / "s")
+    with pytest.raises(StoreError, match=r"must have shape \(128, 48\)"):
+        w.write_chunk(HOOKS[0], 0, np.zeros((100, 48)))
+    assert w.pending_chunks(HOOKS[0]) == [0, 1, 2]
