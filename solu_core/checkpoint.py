@@ -108,6 +108,33 @@ def save_checkpoint(
     return out
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_checkpoint_dir(dir: str | Path) -> None:
+    """Tidy after a writer that was killed mid-save: remove its temp dirs and, when it died between
+    the two renames of the swap, put the previous checkpoint back. Only touches dirs of dead pids."""
+    out = Path(dir).expanduser().resolve()
+    if not out.parent.is_dir():
+        return
+    for kind in ("old", "tmp"):
+        for p in sorted(out.parent.glob(f".{out.name}.{kind}-*")):
+            pid = p.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            if kind == "old" and not out.exists() and (p / "config.json").exists():
+                os.rename(p, out)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+
+
 def read_config(dir: str | Path) -> dict:
     """config.json of a checkpoint, checked to be ours. Cheap: reads no weights."""
     root = Path(dir).expanduser()

@@ -264,12 +264,11 @@ def _dedup_and_split(cfg: CorpusConfig, docs: list[_Doc], stats: list[_SourceSta
     parts.sort(key=lambda p: (p.key, p.sha256))  # a seeded shuffle that does not depend on read order
     if cfg.max_mb is not None:
         budget, kept = int(cfg.max_mb * 1e6), []
-        for p in parts:
+        for p in parts:  # greedy fill in the seeded order: documents that do not fit are passed over
             n = len(p.text.encode("utf-8"))
-            if budget - n < 0 and kept:
-                break
-            kept.append(p)
-            budget -= n
+            if n <= budget:
+                kept.append(p)
+                budget -= n
         parts = kept
     if len(parts) < 2:
         where = ", ".join(s.path for s in stats) or "(no sources)"

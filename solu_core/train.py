@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from solu_core import corpus as corpus_mod
-from solu_core.checkpoint import TRAIN_STATE, load_checkpoint, read_config, save_checkpoint
+from solu_core.checkpoint import TRAIN_STATE, load_checkpoint, read_config, recover_checkpoint_dir, save_checkpoint
 from solu_core.model import ACT_FNS, ModelConfig, Transformer, param_count, pick_device
 from store.errors import CheckpointError, NeurobrowseError
 
@@ -164,15 +164,25 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
-def _set_threads(device: torch.device) -> None:
-    """On the CPU use every core this process may run on (torch's default can oversubscribe
-    containers that report the host's core count)."""
-    if device.type == "cpu":
+def _set_threads(device: torch.device, threads: int | None = None) -> int:
+    """Pick the CPU thread count: ``threads`` when given, else every core this process may run on,
+    but 1 when the machine is already busy (1-minute load >= cores): torch's OpenMP threads spin
+    while they wait, and on a shared 2-core machine 2 contended threads ran a small model 6x slower
+    than 1 thread did. Returns the count used."""
+    if device.type != "cpu":
+        return torch.get_num_threads()
+    if threads is None:
         try:
-            n = len(os.sched_getaffinity(0))
+            cores = len(os.sched_getaffinity(0))
         except AttributeError:
-            n = os.cpu_count() or 1
-        torch.set_num_threads(max(1, n))
+            cores = os.cpu_count() or 1
+        try:
+            busy = os.getloadavg()[0] >= cores
+        except OSError:
+            busy = False
+        threads = 1 if busy else cores
+    torch.set_num_threads(max(1, threads))
+    return torch.get_num_threads()
 
 
 def make_optimizer(model: Transformer, tc: TrainConfig) -> torch.optim.AdamW:
@@ -198,6 +208,7 @@ def train_one(
     device: str = "auto",
     progress: bool = True,
     force: bool = False,
+    threads: int | None = None,
 ) -> Path:
     """Train one model into checkpoint directory ``out_dir``, resuming from it when it holds an
     unfinished run with the same settings. Returns ``out_dir``."""
@@ -209,12 +220,13 @@ def train_one(
     tokenizer_json = (corpus_dir / "tokenizer.json").read_text(encoding="utf-8")
     training = {"preset": preset, **asdict(tc)}
     dev = pick_device(device)
-    _set_threads(dev)
+    n_threads = _set_threads(dev, threads)
 
+    recover_checkpoint_dir(out)
     if force and out.exists():
         shutil.rmtree(out)
     model = opt = None
-    step, wall, history, tokens_seen = 0, 0.0, [], 0
+    step, wall, history, tokens_seen, resumes = 0, 0.0, [], 0, []
     if out.exists():
         meta = read_config(out)
         mismatch = [
@@ -245,6 +257,7 @@ def train_one(
         torch.set_rng_state(state["torch_rng"])
         step, wall, tokens_seen = int(state["step"]), float(state["wall_s"]), int(state["tokens_seen"])
         history = meta.get("history", [])
+        resumes = meta.get("resumed_at", []) + [step]
 
     train = corpus_mod.load_split(corpus_dir, "train")
     val = val_windows(corpus_mod.load_split(corpus_dir, "val").tokens, model_cfg.n_ctx, tc.eval_tokens * 4)
@@ -263,6 +276,7 @@ def train_one(
             "corpus_dir": str(corpus_dir),
             "n_params": param_count(model),
             "history": history,
+            "resumed_at": resumes,  # steps at which a killed or interrupted run was resumed
             "metrics": {
                 "step": step,
                 "tokens_seen": tokens_seen,
@@ -272,6 +286,7 @@ def train_one(
                 "wall_s": round(wall, 2),
                 "tokens_per_s": round(tokens_seen / wall, 1) if wall else None,
                 "device": dev.type,
+                "threads": n_threads,
             },
             "complete": complete,
         }
@@ -345,6 +360,7 @@ def train_pair(
     device: str = "auto",
     progress: bool = True,
     force: bool = False,
+    threads: int | None = None,
     model_overrides: dict | None = None,
     train_overrides: dict | None = None,
 ) -> dict[str, Path]:
@@ -365,5 +381,5 @@ def train_pair(
     for act_fn in names:
         cfg = model_config_for(preset, corpus_dir, act_fn, **(model_overrides or {}))
         result[act_fn] = train_one(corpus_dir, out / act_fn, cfg, tc, preset=preset, device=device,
-                                   progress=progress, force=force)
+                                   progress=progress, force=force, threads=threads)
     return result

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints")
     p.add_argument("--seed", type=int, default=None, help="init and data-order seed (default: the preset's, 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: all cores, or 1 when the machine is already busy)")
     p.add_argument("--force", action="store_true", help="retrain from scratch over existing checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     paths = train_pair(
         args.corpus, args.out, preset=args.preset, act_fns=args.act_fns, steps=args.steps, seed=args.seed,
-        device=args.device, progress=not args.quiet, force=args.force,
+        device=args.device, progress=not args.quiet, force=args.force, threads=args.threads,
         train_overrides={"batch_size": args.batch_size, "lr": args.lr, "ckpt_every": args.ckpt_every},
     )
     for act_fn, path in paths.items():

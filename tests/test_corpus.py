@@ -1,0 +1,151 @@
+"""The corpus: real stdlib text plus user sources, dedup, document split, tokenizer, shards, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from neurobrowse.cli import main
+from solu_core.corpus import (
+    EOT,
+    CorpusConfig,
+    build_corpus,
+    corpus_manifest_hash,
+    load_split,
+    load_tokenizer,
+    stdlib_dir,
+)
+from store.errors import CorpusError
+
+STDLIB_SMALL = dict(max_mb=0.3, vocab_size=400)
+
+
+@pytest.fixture
+def user_folder(tmp_path):
+    """A folder of real user-like text: prose, duplicates, a binary file, Latin-1 text, JSONL."""
+    d = tmp_path / "texts"
+    (d / "sub").mkdir(parents=True)
+    for i in range(8):
+        (d / f"note{i}.txt").write_text(
+            f"Note {i}. The quick brown fox jumps over the lazy dog number {i}.\n" * (20 + i), encoding="utf-8"
+        )
+    (d / "sub" / "copy_of_note0.txt").write_text((d / "note0.txt").read_text())  # a duplicate
+    (d / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)))  # binary
+    (d / "latin1.txt").write_bytes("café crème brûlée\n".encode("latin-1"))  # not UTF-8
+    (d / "empty.txt").write_text("   \n")
+    with open(d / "records.jsonl", "w", encoding="utf-8") as f:
+        for i in range(5):
+            f.write(json.dumps({"id": i, "text": f"Record {i} says hello to the world, again and again. " * 10}) + "\n")
+    return d
+
+
+def test_stdlib_source_is_found_without_tests():
+    root = stdlib_dir()
+    assert (root / "json" / "__init__.py").exists()
+
+
+def test_user_sources_dedup_split_and_skip_counts(tmp_path, user_folder):
+    cfg = CorpusConfig(sources=[str(user_folder)], include_stdlib=False, vocab_size=300, val_fraction=0.2)
+    m = build_corpus(tmp_path / "c", cfg, progress=False)
+    (src,) = m["sources"]
+    assert src["kind"] == "folder"
+    assert src["duplicates"] == 1
+    assert src["skipped_binary"] == 1
+    assert src["skipped_non_utf8"] == 1
+    assert src["skipped_empty"] == 1
+    assert src["n_docs"] == 8 + 5  # notes (one duplicate dropped) + JSONL records
+    assert src["split"]["train"] + src["split"]["val"] == 13 and src["split"]["val"] >= 1
+    assert m["counts"]["documents"] == 13
+
+    docs = [json.loads(line) for line in (tmp_path / "c" / "documents.jsonl").read_text().splitlines()]
+    assert len({d["sha256"] for d in docs}) == len(docs) == 13
+    assert {d["name"] for d in docs if d["split"] == "val"}.isdisjoint({d["name"] for d in docs if d["split"] == "train"})
+    assert any(d["name"] == "records.jsonl:3" for d in docs)
+
+    tok = load_tokenizer(tmp_path / "c")
+    assert tok.token_to_id(EOT) == 0
+    for split in ("train", "val"):
+        s = load_split(tmp_path / "c", split)
+        assert s.tokens.dtype == np.uint16
+        assert s.doc_starts.sum() == m["splits"][split]["n_docs"] == sum(d["split"] == split for d in docs)
+        assert (s.tokens[s.doc_starts] == 0).all() and (s.tokens[~s.doc_starts] != 0).all()
+        assert s.doc_starts[0]
+    # the val split decodes back to exactly the held-out documents
+    val = load_split(tmp_path / "c", "val")
+    starts = list(np.flatnonzero(val.doc_starts)) + [len(val.tokens)]
+    texts = {tok.decode([int(t) for t in val.tokens[a + 1 : b]]) for a, b in zip(starts, starts[1:])}
+    assert any("Note" in t or "Record" in t for t in texts)
+
+
+def test_deterministic_for_a_seed_and_different_for_another(tmp_path, user_folder):
+    cfg = CorpusConfig(sources=[str(user_folder)], **STDLIB_SMALL)
+    a = build_corpus(tmp_path / "a", cfg, progress=False)
+    b = build_corpus(tmp_path / "b", cfg, progress=False)
+    assert corpus_manifest_hash(tmp_path / "a") == corpus_manifest_hash(tmp_path / "b")
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+    for split in ("train", "val"):
+        assert np.array_equal(load_split(tmp_path / "a", split).tokens, load_split(tmp_path / "b", split).tokens)
+    assert a["sources"][0]["kind"] == "stdlib" and a["sources"][1]["kind"] == "folder"
+    assert 0.28e6 < a["counts"]["bytes"] <= 0.3e6  # --max-mb caps the text
+
+    c = build_corpus(tmp_path / "c", CorpusConfig(sources=[str(user_folder)], **STDLIB_SMALL, seed=1), progress=False)
+    assert c["splits"]["train"]["n_tokens"] != a["splits"]["train"]["n_tokens"]
+
+
+def test_rebuild_reuses_same_settings_and_refuses_others(tmp_path, user_folder):
+    cfg = CorpusConfig(sources=[str(user_folder)], include_stdlib=False, vocab_size=300)
+    build_corpus(tmp_path / "c", cfg, progress=False)
+    mtime = (tmp_path / "c" / "manifest.json").stat().st_mtime_ns
+    build_corpus(tmp_path / "c", cfg, progress=False)  # same settings: reused, not rebuilt
+    assert (tmp_path / "c" / "manifest.json").stat().st_mtime_ns == mtime
+    other = CorpusConfig(sources=[str(user_folder)], include_stdlib=False, vocab_size=320)
+    with pytest.raises(CorpusError, match="--force"):
+        build_corpus(tmp_path / "c", other, progress=False)
+    m = build_corpus(tmp_path / "c", other, progress=False, force=True)
+    assert m["config"]["vocab_size"] == 320
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "texts"]  # no temp or old dirs left
+
+
+def test_jsonl_field_option_and_bad_lines(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text("\n".join(json.dumps({"body": f"document {i} " * 30}) for i in range(6)) + "\n")
+    m = build_corpus(tmp_path / "c", CorpusConfig(sources=[str(good)], include_stdlib=False, jsonl_field="body",
+                                                  vocab_size=300), progress=False)
+    assert m["sources"][0]["kind"] == "jsonl" and m["sources"][0]["n_docs"] == 6
+    with pytest.raises(CorpusError, match=r"good\.jsonl:1 has no text field 'text' \(it has: body\).*--jsonl-field"):
+        build_corpus(tmp_path / "d", CorpusConfig(sources=[str(good)], include_stdlib=False, vocab_size=300), progress=False)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{not json\n')
+    with pytest.raises(CorpusError, match=r"bad\.jsonl:2 is not valid JSON"):
+        build_corpus(tmp_path / "e", CorpusConfig(sources=[str(bad)], include_stdlib=False, vocab_size=300), progress=False)
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+
+
+def test_bad_input_errors_name_the_path_and_write_nothing(tmp_path):
+    missing = tmp_path / "no-such-dir"
+    with pytest.raises(CorpusError, match=str(missing)):
+        build_corpus(tmp_path / "c", CorpusConfig(sources=[str(missing)]), progress=False)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.bin").write_bytes(b"\0\1\2" * 100)
+    (junk / "b.txt").write_bytes(b"\xff\xfe not utf-8 \xff")
+    with pytest.raises(CorpusError, match=r"empty.*1 binary and 1 non-UTF-8"):
+        build_corpus(tmp_path / "c", CorpusConfig(sources=[str(junk)], include_stdlib=False), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk"]  # nothing half-written
+    with pytest.raises(CorpusError, match="not a corpus"):
+        load_split(tmp_path / "junk", "train")
+    with pytest.raises(CorpusError, match="vocab_size"):
+        CorpusConfig(vocab_size=100)
+
+
+def test_cli_corpus_exit_codes(tmp_path, capsys):
+    rc = main(["corpus", "--out", str(tmp_path / "c"), "--source", str(tmp_path / "missing.txt"), "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.txt" in err
+    assert not (tmp_path / "c").exists()
+    rc = main(["corpus", "--out", str(tmp_path / "c"), "--max-mb", "0.2", "--vocab", "300", "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "stdlib" in out and "vocab 300" in out
+    assert (tmp_path / "c" / "manifest.json").exists()

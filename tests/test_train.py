@@ -1,0 +1,159 @@
+"""Training: schedule, fair data order and init, a real tiny pair learns, kill-and-resume, CLI errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neurobrowse.cli import main
+from solu_core.checkpoint import load_checkpoint, read_config
+from solu_core.corpus import CorpusConfig, build_corpus
+from solu_core.model import ModelConfig, Transformer
+from solu_core.train import PRESETS, TrainConfig, batch_at, get_preset, lr_at, parse_act_fns, train_pair
+from store.errors import CheckpointError, NeurobrowseError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "c"
+    p = get_preset("tiny")
+    build_corpus(path, CorpusConfig(max_mb=p.corpus_max_mb, vocab_size=p.vocab_size), progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pair")
+    t0 = time.perf_counter()
+    paths = train_pair(corpus, out, preset="tiny", progress=False, threads=1)
+    return paths, time.perf_counter() - t0
+
+
+def test_lr_schedule_warms_up_then_decays():
+    tc = TrainConfig(steps=100, lr=1.0, min_lr_frac=0.1, warmup_steps=10)
+    lrs = [lr_at(s, tc) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # monotone decay after warm-up
+    assert lr_at(100, tc) == pytest.approx(0.1)
+
+
+def test_data_order_is_a_function_of_seed_and_step():
+    tokens = np.arange(10_000, dtype=np.uint16)
+    a, b = batch_at(tokens, 7, 0, 4, 16), batch_at(tokens, 7, 0, 4, 16)
+    assert torch.equal(a, b) and a.shape == (4, 17)
+    assert (a[:, 1:] - a[:, :-1] == 1).all()  # contiguous windows
+    assert not torch.equal(a, batch_at(tokens, 8, 0, 4, 16))
+    assert not torch.equal(a, batch_at(tokens, 7, 1, 4, 16))
+
+
+def test_pair_starts_from_the_same_weights():
+    cfgs = {a: ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, d_vocab=50, n_ctx=8, act_fn=a)
+            for a in ("gelu", "solu", "solu_ln")}
+    sds = {}
+    for a, cfg in cfgs.items():
+        torch.manual_seed(0)  # what train_one does before building each model
+        sds[a] = Transformer(cfg).state_dict()
+    for k, v in sds["gelu"].items():
+        assert torch.equal(v, sds["solu"][k]) and torch.equal(v, sds["solu_ln"][k]), k
+
+
+def test_tiny_pair_learns_and_records_metrics(tiny_pair, corpus):
+    paths, seconds = tiny_pair
+    assert set(paths) == {"gelu", "solu_ln"}
+    vocab = read_config(paths["gelu"])["d_vocab"]
+    for act_fn, path in paths.items():
+        assert path.name == act_fn
+        ck = load_checkpoint(path, device="cpu")
+        m = ck.meta
+        assert m["act_fn"] == act_fn and m["complete"] and not (path / "train_state.pt").exists()
+        assert m["corpus_dir"] == str(corpus)
+        assert m["training"]["steps"] == m["metrics"]["step"] == PRESETS["tiny"].train.steps
+        hist = [h["val_loss"] for h in m["history"]]
+        assert hist[-1] < hist[0]  # validation loss falls during training
+        assert m["metrics"]["val_loss"] < np.log(vocab) - 1.0  # far below a uniform guess
+        assert m["metrics"]["tokens_per_s"] > 0
+    gelu, solu = read_config(paths["gelu"]), read_config(paths["solu_ln"])
+    assert gelu["training"] == solu["training"] and gelu["corpus_manifest_hash"] == solu["corpus_manifest_hash"]
+    assert seconds < 60
+
+
+def test_finished_models_are_skipped_and_other_settings_refused(tiny_pair, corpus):
+    paths, _ = tiny_pair
+    out = paths["gelu"].parent
+    before = read_config(paths["gelu"])
+    t0 = time.perf_counter()
+    again = train_pair(corpus, out, preset="tiny", progress=False, threads=1)
+    assert time.perf_counter() - t0 < 5 and read_config(again["gelu"]) == before
+    with pytest.raises(CheckpointError, match=r"another training config.*--force"):
+        train_pair(corpus, out, preset="tiny", steps=50, progress=False)
+
+
+def test_unknown_preset_and_act_fn_list_the_choices():
+    with pytest.raises(NeurobrowseError, match="tiny, demo, solu-1l"):
+        get_preset("huge")
+    with pytest.raises(NeurobrowseError, match="choose from gelu, solu, solu_ln"):
+        parse_act_fns("gelu,relu")
+    assert parse_act_fns("gelu, solu-ln,gelu") == ("gelu", "solu_ln")
+
+
+def _wait_for(predicate, proc, timeout=120.0):
+    """Wait until predicate() holds (polling the file system), failing if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "timed out waiting for the first checkpoint"
+        time.sleep(0.02)
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tiny_pair, corpus, tmp_path):
+    out = tmp_path / "models"
+    cmd = [sys.executable, "-m", "neurobrowse.cli", "train", "--corpus", str(corpus), "--out", str(out),
+           "--preset", "tiny", "--act-fns", "gelu", "--ckpt-every", "25", "--threads", "1", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: (out / "gelu" / "config.json").exists(), proc)
+        proc.send_signal(signal.SIGKILL)  # no chance to save anything more
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    killed_at = read_config(out / "gelu")
+    assert not killed_at["complete"] and (out / "gelu" / "train_state.pt").exists()
+    step = killed_at["metrics"]["step"]
+    assert step % 25 == 0 and 0 < step < PRESETS["tiny"].train.steps
+
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    done = load_checkpoint(out / "gelu", device="cpu")
+    assert done.meta["complete"] and done.meta["resumed_at"][0] in range(step, PRESETS["tiny"].train.steps, 25)
+    assert [p.name for p in out.iterdir()] == ["gelu"]  # no temp dirs left behind
+    # resuming is exact: the same weights as the uninterrupted run of the same settings
+    reference = load_checkpoint(tiny_pair[0]["gelu"], device="cpu")
+    for k, v in reference.model.state_dict().items():
+        torch.testing.assert_close(done.model.state_dict()[k], v, atol=1e-6, rtol=1e-5, msg=k)
+
+
+def test_cli_train_errors_exit_2(tmp_path, corpus, capsys):
+    assert main(["train", "--corpus", str(tmp_path / "nope"), "--out", str(tmp_path / "m"), "--quiet"]) == 2
+    assert "manifest.json not found" in capsys.readouterr().err
+    assert main(["train", "--corpus", str(corpus), "--out", str(tmp_path / "m"), "--preset", "big"]) == 2
+    assert "choose one of tiny, demo" in capsys.readouterr().err
+    assert main(["train", "--corpus", str(corpus), "--out", str(tmp_path / "m"), "--act-fns", "swish"]) == 2
+    assert "gelu, solu, solu_ln" in capsys.readouterr().err
+    bad = tmp_path / "m" / "gelu"
+    bad.mkdir(parents=True)
+    (bad / "config.json").write_text("{truncated")
+    assert main(["train", "--corpus", str(corpus), "--out", str(tmp_path / "m"), "--preset", "tiny", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(bad / "config.json") in err
