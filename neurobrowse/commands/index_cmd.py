@@ -1,0 +1,39 @@
+"""`neurobrowse index STORE [--k K] [--hooks ...] [--force]`: index every neuron of a recorded store."""
+
+from __future__ import annotations
+
+import argparse
+
+from store import schema
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index", help="index a recorded store: top-k / bottom-k snippets, samples, histograms, stats, scores",
+        description="Two streaming passes per hook over the recorded activations (Numba, parallel over "
+        "neurons) write every neuron's top-k and bottom-k firings with their contexts, quantile-bin random "
+        "samples, a histogram, moments, density, per-token statistics and two interpretability scores into "
+        "the store's index group. Interrupted runs (Ctrl-C, kill -9) resume where they stopped when the "
+        "same command is run again.")
+    p.add_argument("store", help="store directory (from `neurobrowse record`)")
+    p.add_argument("--k", type=int, default=schema.DEFAULT_K,
+                   help=f"top-k and bottom-k firings kept per neuron (default {schema.DEFAULT_K})")
+    p.add_argument("--hooks", nargs="+", metavar="HOOK",
+                   help="hook names to index, e.g. blocks.0.mlp.hook_post (default: every recorded hook)")
+    p.add_argument("--force", action="store_true", help="drop any existing index of these hooks and start again")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from store.indexer import index_store
+    from store.scores import format_summary, score_summary
+
+    out = index_store(args.store, hooks=args.hooks, k=args.k, force=args.force, progress=not args.quiet)
+    for hook, s in out.items():
+        if s.get("skipped"):
+            print(f"{hook}: {s['reason']}")
+        else:
+            print(f"{hook}: indexed {s['n_tokens']:,} tokens x {s['n_neurons']} neurons (k={s['k']})")
+    print(format_summary(score_summary([args.store])))
+    return 0

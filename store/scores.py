@@ -1,0 +1,177 @@
+"""Two automated interpretability scores per neuron, computed without any language model.
+
+**Token-rule score** (``token_rule_score``): the share of a neuron's top-k firings whose current
+token is the single most common current token among them. 1.0 means every one of the k strongest
+activations sits on the same token (the neuron "is" a token detector); a neuron spread over many
+tokens scores about max-count/k. A proxy for the SoLU paper's "most of the strongest firings follow
+one rule", where the only rule it can see is "the current token is X".
+
+**Simulation score** (``sim_score``), after OpenAI's explain-simulate-score (Bills et al. 2023), with
+the "explanation" replaced by a lookup table: the neuron's mean activation per current token. The
+table is fitted on one half of the tokens and scored on the other (2-fold by context parity: a
+position in an even context is predicted from the odd contexts' table and vice versa, so no
+position predicts itself). The score is the Pearson correlation between prediction and truth over
+the neuron's top-k positions plus its "random" samples, as OpenAI scores over top and random
+excerpts. Tokens never seen in the other half are predicted as the neuron's overall mean.
+
+Limits: both see only the current token. A neuron that reads context (bigrams, position, syntax)
+scores low although a human might explain it; a neuron whose top firings are one frequent token
+may score high on the token rule yet mean little. The sim score uses k + SAMPLES_PER_BIN points
+per neuron (about 42 by default), so it is noisy per neuron and meaningful as a distribution; it
+is NaN when fewer than 3 points exist or the truth is constant, and 0 when the prediction is
+constant. Compare models with ``score_summary``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SCORES = ("token_rule_score", "sim_score")
+SUMMARY_BINS = np.linspace(0.0, 1.0, 21)  # histogram edges for the distributions (sim < 0 -> first bin)
+
+
+def token_rule(tokens: np.ndarray, top_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(score float32 [N], most common token int32 [N]) from top-k positions.
+
+    tokens: int [n_tokens] the store's token ids; top_pos: int64 [N, k], -1 = no entry.
+    Ties between equally common tokens go to the lower token id. NaN / -1 for a neuron without entries.
+    """
+    N, k = top_pos.shape
+    valid = top_pos >= 0
+    t = np.where(valid, tokens[np.clip(top_pos, 0, None)].astype(np.int64), -1 - np.arange(k))  # invalid: unique
+    s = np.sort(t, axis=1)
+    is_start = np.ones_like(s, bool)
+    is_start[:, 1:] = s[:, 1:] != s[:, :-1]
+    col = np.arange(k)
+    start_idx = np.maximum.accumulate(np.where(is_start, col, 0), axis=1)
+    run = col - start_idx + 1  # run length so far at each column  # [N, k]
+    run = np.where(s >= 0, run, 0)
+    best = run.max(axis=1)
+    # the token of the longest run: the first column (lowest id) reaching the maximum
+    at = np.argmax(run == best[:, None], axis=1)
+    n_valid = valid.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(n_valid > 0, best / n_valid, np.nan).astype(np.float32)
+    tok = np.where(n_valid > 0, s[np.arange(N), at], -1).astype(np.int32)
+    return score, tok
+
+
+def token_rule_score(tokens: np.ndarray, top_pos: np.ndarray) -> np.ndarray:
+    """float32 [N]: see ``token_rule``."""
+    return token_rule(tokens, top_pos)[0]
+
+
+def sim_score(tokens: np.ndarray, context_len: int, token_sum: np.ndarray, token_count: np.ndarray,
+              eval_pos: np.ndarray, eval_val: np.ndarray, mean_all: np.ndarray) -> np.ndarray:
+    """float32 [N] held-out correlation of per-token-mean predictions with the truth.
+
+    token_sum: [2, V, N] activation sums per current token by context parity (0 = even contexts);
+    token_count: [2, V]; eval_pos / eval_val: [N, m] positions (-1 = none) and true activations
+    (the top-k and the random samples); mean_all: [N] fallback prediction.
+    """
+    N, m = eval_pos.shape
+    valid = (eval_pos >= 0) & np.isfinite(eval_val)
+    p = np.clip(eval_pos, 0, None)
+    tok = tokens[p].astype(np.int64)  # [N, m]
+    other = 1 - ((p // context_len) & 1)  # the half the table is fitted on  # [N, m]
+    cnt = token_count[other, tok]  # [N, m]
+    sums = token_sum[other, tok, np.arange(N)[:, None]]  # [N, m]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pred = np.where(cnt > 0, sums / np.maximum(cnt, 1), mean_all[:, None])
+    x = np.where(valid, pred, 0.0)
+    y = np.where(valid, eval_val.astype(np.float64), 0.0)
+    n = valid.sum(axis=1)
+    nn = np.maximum(n, 1)
+    mx = x.sum(1) / nn
+    my = y.sum(1) / nn
+    dx = np.where(valid, x - mx[:, None], 0.0)
+    dy = np.where(valid, y - my[:, None], 0.0)
+    sxx = (dx * dx).sum(1)
+    syy = (dy * dy).sum(1)
+    sxy = (dx * dy).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = sxy / np.sqrt(sxx * syy)
+    tiny = 1e-12
+    r = np.where(sxx <= tiny * np.maximum(syy, tiny), 0.0, r)
+    r = np.where((n < 3) | (syy <= tiny), np.nan, r)
+    return np.clip(r, -1.0, 1.0).astype(np.float32)
+
+
+# ---- distributions per model ---------------------------------------------------------------------
+
+
+def _describe(values: np.ndarray, threshold: float) -> dict:
+    v = np.asarray(values, np.float64)
+    fin = v[np.isfinite(v)]
+    out = {"n": int(v.size), "n_valid": int(fin.size)}
+    if fin.size:
+        q = np.quantile(fin, [0.1, 0.25, 0.5, 0.75, 0.9])
+        out.update(mean=float(fin.mean()), p10=float(q[0]), p25=float(q[1]), median=float(q[2]),
+                   p75=float(q[3]), p90=float(q[4]), share_above=float((fin >= threshold).mean()))
+    else:
+        out.update(mean=float("nan"), p10=float("nan"), p25=float("nan"), median=float("nan"),
+                   p75=float("nan"), p90=float("nan"), share_above=float("nan"))
+    out["threshold"] = threshold
+    out["hist_counts"] = np.histogram(np.clip(fin, 0.0, 1.0), bins=SUMMARY_BINS)[0].tolist()
+    out["hist_edges"] = SUMMARY_BINS.tolist()
+    return out
+
+
+THRESHOLDS = {"token_rule_score": 0.8, "sim_score": 0.5}  # "share_above" in the summary
+
+
+def score_distributions(store) -> dict[str, dict[str, np.ndarray]]:
+    """{hook: {"token_rule_score": float32 [N], "sim_score": float32 [N]}} for every indexed hook of a
+    Store (or a path)."""
+    if isinstance(store, (str, Path)):
+        from store.reader import Store
+
+        store = Store.open(store)
+    out = {}
+    for hook in store.hooks:
+        if store.is_indexed(hook):
+            out[hook] = {name: np.asarray(store.index_array(hook, name)[...]) for name in SCORES}
+    return out
+
+
+def model_name(store) -> str:
+    """A short name for a store's model: its activation function (e.g. 'gelu', 'solu_ln')."""
+    cfg = store.model_config or {}
+    return str(cfg.get("act_fn") or Path(store.path).name)
+
+
+def score_summary(stores) -> dict[str, dict[str, dict[str, dict]]]:
+    """Per-model score distributions for the compare view and the CLI.
+
+    stores: {name: Store or path} or a list of them (named by ``model_name``).
+    Returns {model: {hook: {score name: {n, n_valid, mean, median, p10..p90, share_above,
+    threshold, hist_counts, hist_edges}}}}; share_above is the share of neurons scoring at least
+    THRESHOLDS[score] (0.8 for the token rule, after the paper's "80% of firings follow one rule").
+    """
+    from store.reader import Store
+
+    items = stores.items() if isinstance(stores, dict) else [(None, s) for s in stores]
+    out: dict = {}
+    for name, s in items:
+        st = Store.open(s) if isinstance(s, (str, Path)) else s
+        key = name or model_name(st)
+        out[key] = {hook: {score: _describe(vals, THRESHOLDS[score]) for score, vals in d.items()}
+                    for hook, d in score_distributions(st).items()}
+    return out
+
+
+def format_summary(summary: dict) -> str:
+    """A plain-text table of ``score_summary`` for the terminal."""
+    lines = [f"{'model':<12} {'hook':<28} {'score':<17} {'mean':>6} {'median':>6} {'share>=thr':>10} {'n':>6}"]
+    for model, hooks in summary.items():
+        for hook, scores in hooks.items():
+            for score, d in scores.items():
+                lines.append(f"{model:<12} {hook:<28} {score:<17} {d['mean']:6.3f} {d['median']:6.3f} "
+                             f"{d['share_above']:10.3f} {d['n_valid']:6d}")
+    return "\n".join(lines)
+
+
+__all__ = ["token_rule", "token_rule_score", "sim_score", "score_distributions", "score_summary",
+           "format_summary", "model_name", "SCORES", "THRESHOLDS"]

@@ -1,0 +1,173 @@
+"""The Numba kernels and partial results against brute-force numpy, on arrays (no store)."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from store import kernels, schema
+from store.indexer import (
+    WINDOW, PartialIndex, SamplePartial, merge_partials, merge_sample_partials, sample_thresholds,
+)
+
+CTX = 64
+
+
+def _data(rows=4 * 512, n=130, vocab=50, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, n)) * 2).astype(np.float16)  # [token, neuron]
+    x[rng.random(x.shape) < 0.2] = 0  # many exact ties at 0 (and -0 below)
+    if rows > 700:
+        x[5, 3] = x[700, 3] = np.float16(30)  # a tie at the very top
+    x[9, 4] = np.float16(-0.0)
+    toks = rng.integers(0, vocab, rows).astype(np.int32)
+    return x, toks, vocab
+
+
+def _pass1(x, toks, vocab, c0, c1, R=512, k=8):
+    p = PartialIndex.empty("h", k, x.shape[1], vocab)
+    for c in range(c0, c1):
+        p.update(np.ascontiguousarray(x[c * R:(c + 1) * R]).view(np.uint16), toks[c * R:(c + 1) * R], c * R, CTX)
+    p.ranges = [(c0, c1)]
+    return p.canonical()
+
+
+def _brute_order(x, top):
+    """Per neuron, positions ranked by value (desc for top, asc for bottom), lower position first on ties."""
+    xf = x.astype(np.float32)
+    pos = np.broadcast_to(np.arange(x.shape[0])[:, None], x.shape)
+    # -0 < +0 as the key order says: compare float16 keys, not floats
+    keys = kernels.f16_keys_np(x.view(np.uint16))
+    return np.lexsort((pos, -keys if top else keys), axis=0).T, xf
+
+
+def test_topk_bottomk_moments_hist_match_numpy():
+    x, toks, V = _data()
+    p = _pass1(x, toks, V, 0, 4)
+    order, xf = _brute_order(x, True)
+    assert np.array_equal(p.top_pos, order[:, :8])
+    assert np.array_equal(p.top_pos[3, :2], [5, 700])  # tie broken by the lower position
+    assert np.array_equal(kernels.keys_to_f32(p.top_key), np.take_along_axis(xf.T, order[:, :8], 1))
+    border, _ = _brute_order(x, False)
+    assert np.array_equal(p.bot_pos, border[:, :8])
+    xd = xf.astype(np.float64)
+    mu = xd.mean(0)
+    assert p.n == x.shape[0]
+    np.testing.assert_allclose(p.mean, mu, rtol=1e-12, atol=1e-12)
+    for m, e in ((p.m2, 2), (p.m3, 3), (p.m4, 4)):
+        np.testing.assert_allclose(m, ((xd - mu) ** e).sum(0), rtol=1e-9, atol=1e-9)
+    assert np.array_equal(p.npos, (xf > schema.DENSITY_THRESHOLD).sum(0))
+    ts = np.zeros((V, x.shape[1]))
+    np.add.at(ts, toks, xd)
+    np.testing.assert_allclose(p.token_sum.sum(0), ts, rtol=1e-12, atol=1e-9)
+    assert np.array_equal(p.token_count.sum(0), np.bincount(toks, minlength=V))
+    even = (np.arange(x.shape[0]) // CTX) % 2 == 0
+    assert np.array_equal(p.token_count[0], np.bincount(toks[even], minlength=V))
+
+
+def test_histogram_bins_follow_the_edges():
+    x, toks, V = _data()
+    p = _pass1(x, toks, V, 0, 4)
+    edges = kernels.hist_edges()
+    assert edges.shape == (kernels.HIST_BINS + 1,) and np.all(np.diff(edges) > 0)
+    for j in range(6):
+        v = x[:, j].astype(np.float32)
+        b = np.where(v > 0, np.searchsorted(edges, v, side="right") - 1, np.searchsorted(edges, v, side="left") - 1)
+        b[(v == 0) & ~np.signbit(v)] = np.searchsorted(edges, 0.0)  # +0 opens the first positive bin
+        assert np.array_equal(np.bincount(b, minlength=kernels.HIST_BINS), p.hist[j])
+    assert p.hist.sum(1).tolist() == [x.shape[0]] * x.shape[1]
+
+
+def test_windows_are_the_neurons_acts_clipped_to_the_context():
+    x, toks, V = _data()
+    p = _pass1(x, toks, V, 0, 4)
+    for j in range(x.shape[1]):
+        for s in range(8):
+            for pos, win in ((p.top_pos[j, s], p.top_win[j, s]), (p.bot_pos[j, s], p.bot_win[j, s])):
+                c0 = pos // CTX * CTX
+                want = [x[q, j] if c0 <= q < c0 + CTX else 0
+                        for q in range(pos - schema.CONTEXT_BEFORE, pos + schema.CONTEXT_AFTER + 1)]
+                assert np.array_equal(np.array(want, np.float16).view(np.uint16), win)
+    assert p.top_win.shape[-1] == WINDOW
+
+
+def test_fewer_rows_than_k_leaves_empty_slots():
+    x, toks, V = _data(rows=64, n=5)
+    p = PartialIndex.empty("h", 100, 5, V)
+    p.update(x.view(np.uint16), toks, 0, CTX)
+    p.canonical()
+    assert (p.top_pos[:, :64] >= 0).all() and (p.top_pos[:, 64:] == -1).all()
+    assert np.array_equal(np.sort(p.top_pos[:, :64], 1), np.tile(np.arange(64), (5, 1)))
+
+
+def test_merge_is_exact_and_associative_in_any_order():
+    x, toks, V = _data()
+    whole = _pass1(x, toks, V, 0, 4)
+    parts = [_pass1(x, toks, V, c, c + 1) for c in range(4)]
+    left = merge_partials(merge_partials(parts[0], parts[1]), merge_partials(parts[2], parts[3]))
+    right = merge_partials(parts[3], merge_partials(parts[2], merge_partials(parts[1], parts[0])))
+    for m in (left, right):
+        assert m.ranges == [(0, 4)] and m.n == whole.n
+        for f in ("top_key", "top_pos", "top_win", "bot_key", "bot_pos", "bot_win", "hist", "npos", "token_count"):
+            assert np.array_equal(getattr(m, f), getattr(whole, f)), f
+        for f in ("mean", "m2", "m3", "m4", "token_sum"):
+            np.testing.assert_allclose(getattr(m, f), getattr(whole, f), rtol=1e-10, atol=1e-9)
+    back = pickle.loads(pickle.dumps(left))  # Dask ships partials between processes
+    assert np.array_equal(back.top_win, left.top_win) and back.ranges == left.ranges
+    with pytest.raises(ValueError, match="overlap"):
+        merge_partials(parts[0], parts[0])
+
+
+def test_samples_fall_in_their_bins_and_merge_exactly():
+    x, toks, V = _data()
+    whole = _pass1(x, toks, V, 0, 4)
+    qb = sample_thresholds(whole)
+
+    def run(c0, c1, R=512):
+        s = SamplePartial.empty("h", qb)
+        for c in range(c0, c1):
+            s.update(np.ascontiguousarray(x[c * R:(c + 1) * R]).view(np.uint16), c * R, CTX, seed=7)
+        s.ranges = [(c0, c1)]
+        return s.canonical()
+
+    sw = run(0, 4)
+    sm = merge_sample_partials(run(2, 4), run(0, 2))
+    for f in ("prio", "pos", "key", "win"):
+        assert np.array_equal(getattr(sw, f), getattr(sm, f)), f
+    hb = np.clip((kernels.f16_keys_np(x.view(np.uint16)) >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET,
+                 0, kernels.HIST_BINS - 1)  # [token, neuron]
+    nq = len(schema.SAMPLE_QUANTILES)
+    for j in range(x.shape[1]):
+        # which positions belong to each quantile bin (0 = the top bin)
+        members = []
+        for b in range(nq + 1):
+            lo = qb[j, nq - 1 - b] if b < nq else -1
+            hi = qb[j, nq - b] if 0 < b <= nq else kernels.HIST_BINS
+            members.append(np.flatnonzero((hb[:, j] >= lo) & (hb[:, j] < hi)))
+        members.append(np.arange(x.shape[0]))  # "random"
+        for b, m in enumerate(members):
+            got = sw.pos[j, b][sw.pos[j, b] >= 0]
+            assert len(got) == min(schema.SAMPLES_PER_BIN, len(m)), (j, b)
+            assert np.isin(got, m).all() and len(set(got.tolist())) == len(got)
+    # another seed draws other samples (the draw is random, not the first positions)
+    assert (sw.pos[:, -1] != run_seed(x, qb, 8).pos[:, -1]).any()
+
+
+def run_seed(x, qb, seed, R=512):
+    s = SamplePartial.empty("h", qb)
+    for c in range(x.shape[0] // R):
+        s.update(np.ascontiguousarray(x[c * R:(c + 1) * R]).view(np.uint16), c * R, CTX, seed=seed)
+    return s.canonical()
+
+
+def test_topk_only_kernel_matches_numpy():
+    x, _, _ = _data()
+    N, k = x.shape[1], 8
+    key = np.full((N, k), -1, np.int32)
+    pos = np.full((N, k), -1, np.int64)
+    worst = np.zeros(N, np.int32)
+    for c in range(4):
+        kernels.topk_chunk(np.ascontiguousarray(x[c * 512:(c + 1) * 512]).view(np.uint16), c * 512, key, pos, worst)
+    order, _ = _brute_order(x, True)
+    got = np.lexsort((pos, -key.astype(np.int64)), axis=-1)
+    assert np.array_equal(np.take_along_axis(pos, got, 1), order[:, :k])
