@@ -1,0 +1,43 @@
+"""`neurobrowse compare STORE_A STORE_B`: two models' neurons side by side (GeLU vs SoLU-LN)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare two stores (e.g. GeLU vs SoLU-LN): score distributions, pass shares, neuron pages",
+        description="Population plots of both interpretability scores, max activation, density and kurtosis "
+        "for both models; the share of neurons passing each automated score with 95%% Wilson intervals; a "
+        "plain verdict on whether SoLU-LN comes out more interpretable; a neuron page for either side.",
+    )
+    p.add_argument("store_a")
+    p.add_argument("store_b")
+    p.add_argument("--offscreen", action="store_true", help="render without a display (with --screenshot)")
+    p.add_argument("--screenshot", metavar="PNG", help="render the compare window into PNG and exit")
+    p.add_argument("--summary", action="store_true", help="print the comparison (shares, intervals, verdict) and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.summary:
+        from neurobrowse.state import compare_stores
+        from store.reader import Store
+
+        cmp = compare_stores(Store.open(args.store_a), Store.open(args.store_b))
+        for label, shares in zip(cmp.labels, cmp.shares):
+            for r in shares:
+                lo, hi = r.interval
+                print(f"{label:>12}  {r.name} >= {r.threshold:g}: {r.k}/{r.n} = {r.share:.1%}  95% CI [{lo:.1%}, {hi:.1%}]")
+        print(cmp.verdict)
+        return 0
+    from neurobrowse.qt import app
+
+    if args.screenshot:
+        out = app.screenshot_compare(args.store_a, args.store_b, args.screenshot)
+        print(f"screenshot written to {out}")
+        return 0
+    app.ensure_app(offscreen=args.offscreen)
+    return app.run_windows(app.open_compare_window(args.store_a, args.store_b))

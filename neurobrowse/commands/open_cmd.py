@@ -1,0 +1,45 @@
+"""`neurobrowse open STORE`: the desktop browser on one store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "open",
+        help="browse a store's neurons in the desktop app",
+        description="Open the neuron browser on STORE: a sortable, filterable neuron table and each neuron's "
+        "page (shaded top/bottom/quantile snippets, histogram, top tokens, logit effects, before/after "
+        "LayerNorm, try-your-text). Without a display use --offscreen --screenshot PNG.",
+    )
+    p.add_argument("store", nargs="?", help="store directory (default: the most recently opened store)")
+    p.add_argument("--hook", help="start on this hook, e.g. blocks.0.mlp.hook_post")
+    p.add_argument("--neuron", type=int, help="start on this neuron")
+    p.add_argument("--offscreen", action="store_true", help="render without a display (with --screenshot)")
+    p.add_argument("--screenshot", metavar="PNG", help="render the window with a neuron page into PNG and exit")
+    p.add_argument("--smoke-test", action="store_true", help="start headless, open STORE, exit 0 once a page shows")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neurobrowse.qt import app
+
+    if args.smoke_test:
+        if not args.store:
+            raise SystemExit("error: --smoke-test needs a STORE")
+        return app.smoke_test(args.store)
+    if args.screenshot:
+        if not args.store:
+            raise SystemExit("error: --screenshot needs a STORE")
+        out = app.screenshot_main(args.store, args.screenshot, neuron=args.neuron)
+        print(f"screenshot written to {out}")
+        return 0
+    app.ensure_app(offscreen=args.offscreen)
+    from neurobrowse.qt.main_window import MainWindow, recent_stores
+
+    win = MainWindow()
+    target = args.store or (recent_stores(win.settings)[:1] or [None])[0]
+    if target:
+        win.open_store(target, hook=args.hook, neuron=args.neuron)
+    return app.run_windows(win)

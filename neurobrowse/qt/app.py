@@ -1,0 +1,238 @@
+"""Starting the app: QApplication set-up, the browser and compare windows, headless screenshots and the
+packaged app's ``--smoke-test``.
+
+``neurobrowse open``/``compare``/``demo`` call into here; so does the ``neurobrowse-app`` GUI script
+and the PyInstaller build (packaging/neurobrowse_app.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from store.errors import NeurobrowseError
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("win32", "darwin")
+
+
+def ensure_app(offscreen: bool = False):
+    """The QApplication (created once). ``offscreen`` renders without a display (screenshots, smoke tests)."""
+    if offscreen:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    elif not has_display() and not os.environ.get("QT_QPA_PLATFORM"):
+        raise NeurobrowseError("no display found ($DISPLAY / $WAYLAND_DISPLAY unset): run it on a desktop, under "
+                               "`xvfb-run`, or headless with `--offscreen --screenshot out.png`")
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        QCoreApplication.setOrganizationName("neurobrowse")
+        QCoreApplication.setApplicationName("neurobrowse")
+        app = QApplication(sys.argv[:1])
+        app.setStyle("Fusion")
+        icon = Path(__file__).resolve().parents[1] / "resources" / "neurobrowse.svg"
+        if icon.exists():
+            app.setWindowIcon(QIcon(str(icon)))
+    return app
+
+
+def wait_for(predicate, timeout_s: float = 60.0) -> bool:
+    """Run the event loop until ``predicate()`` holds (workers deliver through it) or time runs out."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: loop.quit() if predicate() else None)
+    deadline = time.monotonic() + timeout_s
+    timer.start()
+    try:
+        while not predicate() and time.monotonic() < deadline:
+            loop.exec()
+    finally:
+        timer.stop()
+    return bool(predicate())
+
+
+def open_main_window(path, hook: str | None = None, neuron: int | None = None, settings=None):
+    from neurobrowse.qt.main_window import MainWindow
+
+    win = MainWindow(settings=settings)
+    win.open_store(path, hook=hook, neuron=neuron)
+    return win
+
+
+def open_compare_window(path_a, path_b, settings=None, neuron: int | None = None):
+    from neurobrowse.qt.compare_window import CompareWindow
+
+    win = CompareWindow(settings=settings)
+    win.open_stores(path_a, path_b)
+    return win
+
+
+def _first_error(win) -> str | None:
+    boxes = [b for b in getattr(win, "error_boxes", []) if b.isVisible()]
+    if boxes:
+        return f"{boxes[0].text()}: {boxes[0].informativeText()}".replace("<b>", "").replace("</b>", "")
+    return None
+
+
+def save_png(widget, path: str | Path) -> Path:
+    """Render a widget (and its children, plots included) into a PNG."""
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not widget.grab().save(str(path)):
+        raise NeurobrowseError(f"could not write the screenshot {path}; check that the folder is writable")
+    return path
+
+
+def wait_compare_ready(win, timeout_s: float = 120.0) -> bool:
+    return wait_for(lambda: win.cmp_model.comparison is not None and all(b.page is not None for b in win.browsers)
+                    or _first_error(win) is not None, timeout_s)
+
+
+def pick_showcase_neuron(browser) -> int:
+    """A neuron worth showing in a screenshot: the best token-rule score among neurons with a clear max."""
+    import numpy as np
+
+    t = browser.table()
+    if t is None:
+        return 0
+    score = np.nan_to_num(np.asarray(t["token_rule_score"], dtype=np.float64), nan=-1.0)
+    score = score + 0.5 * np.nan_to_num(np.asarray(t["sim_score"], dtype=np.float64), nan=0.0)
+    return int(t["neuron"][int(np.argmax(score))])
+
+
+def screenshot_compare(path_a, path_b, out: str | Path, size=(1800, 1250), settings=None) -> Path:
+    """Headless: the compare window with both models, a neuron page with shaded snippets, into one PNG."""
+    ensure_app(offscreen=True)
+    from PySide6.QtCore import QSettings
+
+    settings = settings or QSettings()  # a throw-away in-memory-ish settings object for headless renders
+    win = open_compare_window(path_a, path_b, settings=settings)
+    try:
+        win.resize(*size)
+        win.show()
+        if not wait_compare_ready(win):
+            raise NeurobrowseError("the compare window did not finish loading within 120 s")
+        err = _first_error(win)
+        if err:
+            raise NeurobrowseError(f"the compare window reported an error: {err}")
+        # show the SoLU side's most interpretable-looking neuron (the paper's claim is about SoLU)
+        side = next((i for i, b in enumerate(win.browsers) if "solu" in str(b.store.model_config.get("act_fn"))), 1)
+        b = win.browsers[side]
+        neuron = pick_showcase_neuron(b)
+        win.pick(side, "", neuron)
+        wait_for(lambda: b.page is not None and b.page.ref.neuron == neuron, 60)
+        return save_png(win, out)
+    finally:
+        win.close()
+        win.deleteLater()
+
+
+def screenshot_main(path, out: str | Path, size=(1600, 950), neuron: int | None = None, settings=None) -> Path:
+    ensure_app(offscreen=True)
+    from PySide6.QtCore import QSettings
+
+    win = open_main_window(path, neuron=neuron, settings=settings or QSettings())
+    try:
+        win.resize(*size)
+        win.show()
+        wait_for(lambda: win.browser.page is not None or _first_error(win) is not None, 120)
+        err = _first_error(win)
+        if err:
+            raise NeurobrowseError(f"the window reported an error: {err}")
+        if neuron is None:
+            n = pick_showcase_neuron(win.browser)
+            win.browser.select(n)
+            wait_for(lambda: win.browser.page is not None and win.browser.page.ref.neuron == n, 60)
+        return save_png(win, out)
+    finally:
+        win.close()
+        win.deleteLater()
+
+
+def smoke_test(path) -> int:
+    """Start headless, open the store, wait for a painted neuron page, exit 0 (2 with a message otherwise)."""
+    t0 = time.perf_counter()
+    app = ensure_app(offscreen=True)
+    from PySide6.QtCore import QSettings
+
+    win = open_main_window(path, settings=QSettings())
+    try:
+        win.show()
+        ok = wait_for(lambda: win.browser.page is not None or _first_error(win) is not None, 60)
+        err = _first_error(win)
+        if err or not ok:
+            print(f"smoke test FAILED: {err or 'no neuron page within 60 s'}", file=sys.stderr)
+            return 2
+        win.grab()  # paints every widget once
+        page = win.browser.page
+        print(f"smoke test ok: {path} opened, {page.ref.label()} shown with {len(page.top)} top snippets "
+              f"in {time.perf_counter() - t0:.2f} s")
+        return 0
+    finally:
+        win.close()
+        win.deleteLater()
+        app.processEvents()
+
+
+def run_windows(*windows) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    for w in windows:
+        w.show()
+    return QApplication.instance().exec()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``neurobrowse-app`` GUI entry point (and the packaged app): ``[STORE [STORE_B]] [--smoke-test]``."""
+    p = argparse.ArgumentParser(prog="neurobrowse-app", description="The neurobrowse desktop app.")
+    p.add_argument("stores", nargs="*", help="a store to open, or two to compare")
+    p.add_argument("--smoke-test", action="store_true", help="start headless, open STORE, exit 0 when a page shows")
+    p.add_argument("--offscreen", action="store_true", help="render without a display")
+    p.add_argument("--screenshot", metavar="PNG", help="render the window to PNG and exit")
+    args = p.parse_args(argv)
+    try:
+        if args.smoke_test:
+            if not args.stores:
+                print("error: --smoke-test needs a STORE", file=sys.stderr)
+                return 2
+            return smoke_test(args.stores[0])
+        if args.screenshot:
+            if len(args.stores) == 2:
+                out = screenshot_compare(args.stores[0], args.stores[1], args.screenshot)
+            elif args.stores:
+                out = screenshot_main(args.stores[0], args.screenshot)
+            else:
+                print("error: --screenshot needs a STORE", file=sys.stderr)
+                return 2
+            print(f"screenshot written to {out}")
+            return 0
+        ensure_app(offscreen=args.offscreen)
+        if len(args.stores) == 2:
+            return run_windows(open_compare_window(*args.stores))
+        from neurobrowse.qt.main_window import MainWindow, recent_stores
+
+        win = MainWindow()
+        target = args.stores[0] if args.stores else (recent_stores(win.settings)[:1] or [None])[0]
+        if target:
+            win.open_store(target)
+        return run_windows(win)
+    except NeurobrowseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,351 @@
+"""`neurobrowse compare STORE_A STORE_B`: GeLU vs SoLU-LN side by side.
+
+Top: a plain verdict on the paper's result, the share of neurons passing each automated score with
+95% Wilson intervals, and population plots (both scores, max activation, density, kurtosis) of both
+models overlaid, plus a token-rule vs similarity scatter whose points open that neuron. Bottom: one
+tab per model with the same neuron table and neuron page as the main window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget,
+                               QVBoxLayout, QWidget)
+
+from neurobrowse import state
+from neurobrowse.qt.browser_model import BrowserModel, _open_store
+from neurobrowse.qt.dialogs import show_error
+from neurobrowse.qt.main_window import app_settings
+from neurobrowse.qt.neuron_page import NeuronPageWidget
+from neurobrowse.qt.table_panel import NeuronTablePanel
+from neurobrowse.qt.tasks import TaskRunner
+
+COLORS = ((40, 90, 200), (210, 40, 40))  # side A blue, side B red
+POP_PLOTS = [("token_rule_score", "token-rule score", None), ("sim_score", "similarity score", None),
+             ("max_act", "max activation", None), ("density", "density (share > 0)", None),
+             ("kurtosis", "log10(3 + excess kurtosis)", "logkurt")]
+
+
+def _transform(values: np.ndarray, how: str | None) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if how == "logkurt":
+        v = np.log10(np.maximum(v + 3.0, 1e-3))
+    return v
+
+
+class ComparisonModel(QObject):
+    """Opens both stores and computes the comparison in a worker."""
+
+    ready = Signal(object)  # state.Comparison
+    errorRaised = Signal(str, str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.tasks = TaskRunner(self)
+        self.comparison: state.Comparison | None = None
+
+    def compute(self, path_a, path_b) -> None:
+        def work(req):
+            a, b = _open_store(path_a), _open_store(path_b)
+            req.check()
+            return state.compare_stores(a, b, req=req)
+
+        def failed(exc, tb):
+            msg = str(exc) if isinstance(exc, state.NeurobrowseError) else f"{type(exc).__name__}: {exc}"
+            self.errorRaised.emit("Cannot compare the stores", msg)
+
+        def done(cmp):
+            self.comparison = cmp
+            self.ready.emit(cmp)
+
+        self.tasks.submit("compare", work, done, failed)
+
+    def shutdown(self) -> None:
+        self.tasks.shutdown()
+
+
+class SidePane(QWidget):
+    """One model's neuron table + neuron page, with its own BrowserModel."""
+
+    def __init__(self, browser: BrowserModel, parent=None) -> None:
+        super().__init__(parent)
+        self.browser = browser
+        self.table_panel = NeuronTablePanel(browser)
+        self.page = NeuronPageWidget(browser)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.table_panel)
+        split.addWidget(self.page)
+        split.setSizes([430, 1170])
+        self.split = split
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(split)
+
+
+class ComparisonPanel(QWidget):
+    """Verdict, pass shares with intervals, population plots. Items created once, filled by setData."""
+
+    neuronPicked = Signal(int, str, int)  # side (0/1), hook, neuron
+
+    def __init__(self, cmp_model: ComparisonModel, parent=None) -> None:
+        super().__init__(parent)
+        self.verdict = QLabel("Comparing… (reading both neuron tables)")
+        self.verdict.setWordWrap(True)
+        f = self.verdict.font()
+        f.setPointSizeF(f.pointSizeF() * 1.2)
+        self.verdict.setFont(f)
+        self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.shares_label = QLabel("")
+        self.shares_label.setTextFormat(Qt.TextFormat.RichText)
+
+        grid = QGridLayout()
+        grid.setSpacing(4)
+        self.plots: dict[str, pg.PlotWidget] = {}
+        self.curves: dict[str, list] = {}
+        for i, (key, title, _) in enumerate(POP_PLOTS):
+            pw = pg.PlotWidget()
+            pw.setMenuEnabled(False)
+            pw.setMinimumHeight(140)
+            pi = pw.getPlotItem()
+            pi.setTitle(title, size="9pt")
+            pi.showGrid(x=True, y=True, alpha=0.15)
+            pi.setLabel("left", "share of neurons")
+            legend = pi.addLegend(offset=(-5, 5), labelTextSize="8pt") if i == 0 else None
+            curves = []
+            for side, c in enumerate(COLORS):
+                curves.append(pw.plot([0, 1], [0], stepMode="center", fillLevel=0, brush=(*c, 50),
+                                      pen=pg.mkPen(c, width=1.6), name=f"side {side}"))
+            self.legend = legend if legend is not None else getattr(self, "legend", None)
+            self.plots[key], self.curves[key] = pw, curves
+            grid.addWidget(pw, i // 3, i % 3)
+
+        # the share of neurons passing each score, with 95% Wilson intervals
+        self.share_plot = pg.PlotWidget()
+        self.share_plot.setMenuEnabled(False)
+        sp = self.share_plot.getPlotItem()
+        sp.setTitle("share passing each automated score (95% CI)", size="9pt")
+        sp.setYRange(0, 1)
+        sp.showGrid(y=True, alpha=0.15)
+        self.share_bars = [pg.BarGraphItem(x=[0], height=[0], width=0.35, brush=(*c, 160)) for c in COLORS]
+        self.share_err = [pg.ErrorBarItem(x=np.zeros(1), y=np.zeros(1), top=np.zeros(1), bottom=np.zeros(1),
+                                          beam=0.1, pen=pg.mkPen((30, 30, 30), width=1.2)) for _ in COLORS]
+        for item in self.share_bars + self.share_err:
+            sp.addItem(item)
+        grid.addWidget(self.share_plot, 1, 2)
+
+        # token-rule vs similarity: click a point to open that neuron on its side
+        self.scatter_plot = pg.PlotWidget()
+        self.scatter_plot.setMenuEnabled(False)
+        scp = self.scatter_plot.getPlotItem()
+        scp.setTitle("token-rule vs similarity (click a neuron)", size="9pt")
+        scp.setLabel("bottom", "token-rule")
+        scp.setLabel("left", "similarity")
+        self.scatters = []
+        for side, c in enumerate(COLORS):
+            sc = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(*c, 110), hoverable=True,
+                                    hoverBrush=pg.mkBrush(0, 0, 0), tip=None)
+            sc.sigClicked.connect(lambda item, points, ev, side=side: self._picked(side, points))
+            scp.addItem(sc)
+            self.scatters.append(sc)
+        grid.addWidget(self.scatter_plot, 0, 3, 2, 1)
+        for c in range(4):
+            grid.setColumnStretch(c, 1)
+        for pw in [*self.plots.values(), self.share_plot, self.scatter_plot]:
+            for ax in ("left", "bottom"):
+                pw.getPlotItem().getAxis(ax).enableAutoSIPrefix(False)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        top = QHBoxLayout()
+        top.addWidget(self.verdict, 3)
+        top.addWidget(self.shares_label, 2)
+        lay.addLayout(top)
+        lay.addLayout(grid, 1)
+        self._hooks: list[np.ndarray] = [np.zeros(0, dtype=object)] * 2
+        cmp_model.ready.connect(self.show_comparison)
+
+    def show_comparison(self, cmp: state.Comparison) -> None:
+        self.verdict.setText(cmp.verdict)
+        for key, _, how in POP_PLOTS:
+            vals = [_transform(t.get(key, np.zeros(0)), how) for t in cmp.tables]
+            allv = np.concatenate(vals) if any(len(v) for v in vals) else np.zeros(1)
+            lo, hi = (float(np.min(allv)), float(np.max(allv))) if len(allv) else (0.0, 1.0)
+            if hi <= lo:
+                hi = lo + 1.0
+            edges = np.linspace(lo, hi, 41)
+            for side, v in enumerate(vals):
+                counts, _ = np.histogram(v, bins=edges)
+                share = counts / max(len(v), 1)
+                self.curves[key][side].setData(edges, share)
+                self.curves[key][side].opts["name"] = cmp.labels[side]
+            self.plots[key].getPlotItem().enableAutoRange()
+        if self.legend is not None:
+            self.legend.clear()
+            for side in (0, 1):
+                self.legend.addItem(self.curves[POP_PLOTS[0][0]][side], cmp.labels[side])
+        # share bars
+        names = [r.name for r in cmp.shares[0]]
+        x = np.arange(len(names), dtype=np.float64)
+        for side in (0, 1):
+            res = cmp.shares[side]
+            shares = np.array([r.share for r in res])
+            lo = np.array([r.interval[0] for r in res])
+            hi = np.array([r.interval[1] for r in res])
+            xs = x + (side - 0.5) * 0.38
+            self.share_bars[side].setOpts(x=xs, height=shares, width=0.35)
+            self.share_err[side].setData(x=xs, y=shares, top=hi - shares, bottom=shares - lo)
+        ax = self.share_plot.getPlotItem().getAxis("bottom")
+        ax.setTicks([[(float(i), n.replace("_score", "")) for i, n in enumerate(names)]])
+        self.share_plot.getPlotItem().setXRange(-0.7, len(names) - 0.3)
+        rows = []
+        for i, n in enumerate(names):
+            cells = []
+            for side in (0, 1):
+                r = cmp.shares[side][i]
+                lo, hi = r.interval
+                cells.append(f"<td style='color: rgb{COLORS[side]}'>&nbsp;{r.k}/{r.n} = {r.share:.0%} "
+                             f"[{lo:.0%}, {hi:.0%}]&nbsp;</td>")
+            rows.append(f"<tr><td>{n} ≥ {cmp.shares[0][i].threshold:g}</td>{''.join(cells)}</tr>")
+        head = "".join(f"<th style='color: rgb{COLORS[s]}'>{cmp.labels[s]}</th>" for s in (0, 1))
+        self.shares_label.setText(f"<table cellspacing=2><tr><th>passes</th>{head}</tr>{''.join(rows)}</table>")
+        # scatter
+        for side in (0, 1):
+            t = cmp.tables[side]
+            xs = np.asarray(t.get("token_rule_score", np.zeros(0)), dtype=np.float64)
+            ys = np.asarray(t.get("sim_score", np.zeros(0)), dtype=np.float64)
+            neurons = np.asarray(t.get("neuron", np.zeros(0)), dtype=np.int64)
+            hooks = np.asarray(t.get("hook", np.array([""] * len(neurons), dtype=object)), dtype=object)
+            ok = np.flatnonzero(np.isfinite(xs) & np.isfinite(ys))
+            data = np.empty(len(ok), dtype=object)
+            data[:] = [(str(hooks[i]), int(neurons[i])) for i in ok]
+            self.scatters[side].setData(x=xs[ok], y=ys[ok], data=data)
+
+    def _picked(self, side: int, points) -> None:
+        if len(points):
+            hook, neuron = points[0].data()
+            self.neuronPicked.emit(side, hook, neuron)
+
+
+class CompareWindow(QMainWindow):
+    closed = Signal()
+
+    def __init__(self, settings: QSettings | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.settings = settings or app_settings()
+        self.setWindowTitle("neurobrowse — compare")
+        self.cmp_model = ComparisonModel(self)
+        self.panel = ComparisonPanel(self.cmp_model)
+        self.browsers = [BrowserModel(self), BrowserModel(self)]
+        self.sides = [SidePane(b) for b in self.browsers]
+        self.tabs = QTabWidget()
+        for i, side in enumerate(self.sides):
+            self.tabs.addTab(side, f"{'AB'[i]}")
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.panel)
+        split.addWidget(self.tabs)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        self.split = split
+        self.setCentralWidget(split)
+        self.status_label = QLabel("")
+        self.statusBar().addWidget(self.status_label, 1)
+        self.error_boxes: list[QMessageBox] = []
+        self.paths: list[Path] = []
+
+        self.cmp_model.errorRaised.connect(self.show_error)
+        self.panel.neuronPicked.connect(self.pick)
+        for i, b in enumerate(self.browsers):
+            b.errorRaised.connect(self.show_error)
+            b.storeOpened.connect(lambda store, i=i: self._on_store(i, store))
+            b.statusChanged.connect(lambda s, i=i: self._on_status(i, s))
+        self._status = ["", ""]
+        self._build_menus()
+        geo = self.settings.value("compare/geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        else:
+            self.resize(1700, 1100)
+        s = self.settings.value("compare/split")
+        if s is not None:
+            split.restoreState(s)
+
+    def _build_menus(self) -> None:
+        def act(text, slot, keys):
+            a = QAction(text, self)
+            a.setShortcuts([QKeySequence(k) for k in keys])
+            a.triggered.connect(slot)
+            self.addAction(a)
+            return a
+
+        cur = lambda: self.browsers[self.tabs.currentIndex()]  # noqa: E731
+        f = self.menuBar().addMenu("&File")
+        f.addAction(act("&Close", self.close, ["Ctrl+W"]))
+        f.addAction(act("&Quit", self.close, ["Ctrl+Q"]))
+        g = self.menuBar().addMenu("&Go")
+        g.addAction(act("&Next neuron", lambda: cur().step_neuron(1), ["J", "Ctrl+Down"]))
+        g.addAction(act("&Previous neuron", lambda: cur().step_neuron(-1), ["K", "Ctrl+Up"]))
+        g.addAction(act("Next &layer", lambda: cur().step_layer(1), ["]"]))
+        g.addAction(act("Previous l&ayer", lambda: cur().step_layer(-1), ["["]))
+        g.addAction(act("Before / after &LayerNorm", lambda: cur().toggle_ln_side(), ["M"]))
+        g.addAction(act("Same neuron on the &other model", self.same_on_other, ["O"]))
+        g.addAction(act("&Back", lambda: cur().back(), ["Alt+Left"]))
+        g.addAction(act("&Forward", lambda: cur().forward(), ["Alt+Right"]))
+
+    def open_stores(self, path_a, path_b) -> None:
+        self.paths = [Path(path_a), Path(path_b)]
+        self.cmp_model.compute(path_a, path_b)
+        for b, p in zip(self.browsers, self.paths):
+            b.open_store(p)
+
+    def _on_store(self, i: int, store) -> None:
+        label = f"{'AB'[i]}: {state.model_label(store)} · {Path(store.path).name}"
+        self.tabs.setTabText(i, label)
+        names = [state.model_label(b.store) if b.store is not None else "?" for b in self.browsers]
+        self.setWindowTitle(f"neurobrowse — compare {names[0]} vs {names[1]}")
+
+    def _on_status(self, i: int, s: str) -> None:
+        self._status[i] = s
+        self.status_label.setText("   |   ".join(f"{'AB'[j]}: {t}" for j, t in enumerate(self._status) if t))
+
+    def pick(self, side: int, hook: str, neuron: int) -> None:
+        """Show a neuron on one side (from the scatter or programmatically)."""
+        self.tabs.setCurrentIndex(side)
+        b = self.browsers[side]
+        if hook:
+            b.select(neuron, hook=hook)
+        else:
+            b.select(neuron)
+
+    def same_on_other(self) -> None:
+        """Neuron numbers are arbitrary across models, but the same layer/hook kind on the other side helps
+        step through both populations in parallel."""
+        i = self.tabs.currentIndex()
+        ref = self.browsers[i].ref
+        other = self.browsers[1 - i]
+        self.tabs.setCurrentIndex(1 - i)
+        if ref is not None and other.store is not None:
+            hook = ref.hook if ref.hook in other.store.hooks else other.hook
+            other.select(min(ref.neuron, int(other.store.d_mlp) - 1), hook=hook)
+
+    def show_error(self, title: str, message: str) -> QMessageBox:
+        box = show_error(self, title, message)
+        self.error_boxes = [b for b in self.error_boxes if b.isVisible()] + [box]
+        return box
+
+    def closeEvent(self, event) -> None:
+        self.settings.setValue("compare/geometry", self.saveGeometry())
+        self.settings.setValue("compare/split", self.split.saveState())
+        self.settings.sync()
+        self.cmp_model.shutdown()
+        for b in self.browsers:
+            b.shutdown()
+        for box in self.error_boxes:
+            box.close()
+        super().closeEvent(event)
+        self.closed.emit()

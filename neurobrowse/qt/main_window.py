@@ -1,0 +1,348 @@
+"""The browser window of `neurobrowse open STORE`: neuron table on the left, the neuron page on the right.
+
+Menus: File (open, recent stores, compare, checkpoint for try-your-text, quit), Go (back/forward,
+next/previous neuron and layer, before/after LN, jump to neuron, bookmarks), View (panels, log
+histogram, focus search / filter), Help (keys, about). Window geometry, splitters, recent stores and
+bookmarks (per store run uuid) persist in QSettings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter,
+                               QToolBar, QWidget)
+
+from neurobrowse import __version__
+from neurobrowse.qt.browser_model import BrowserModel
+from neurobrowse.qt.dialogs import show_error
+from neurobrowse.qt.neuron_page import NeuronPageWidget
+from neurobrowse.qt.table_panel import NeuronTablePanel
+
+MAX_RECENT = 10
+
+KEYS_HELP = [
+    ("J / Ctrl+Down", "next neuron (in the table's order)"),
+    ("K / Ctrl+Up", "previous neuron"),
+    ("] / Ctrl+PgDown", "next layer"),
+    ("[ / Ctrl+PgUp", "previous layer"),
+    ("M", "before / after LayerNorm (hook_mid <-> hook_post, SoLU-LN)"),
+    ("Ctrl+G", "jump to a neuron by number"),
+    ("Alt+Left / Alt+Right", "back / forward"),
+    ("Ctrl+D", "bookmark the neuron"),
+    ("Ctrl+F", "search top contexts"),
+    ("Ctrl+L", "filter expression"),
+    ("Ctrl+E", "try-your-text editor"),
+    ("Ctrl+O", "open a store"),
+    ("Ctrl+Q", "quit"),
+]
+
+
+def app_settings() -> QSettings:
+    """The app's settings (INI under the user's config dir; tests redirect with QSettings.setPath)."""
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "neurobrowse", "neurobrowse")
+
+
+def recent_stores(settings: QSettings) -> list[str]:
+    raw = settings.value("recent_stores", "[]")
+    try:
+        items = json.loads(raw) if isinstance(raw, str) else list(raw or [])
+    except ValueError:
+        items = []
+    return [str(p) for p in items if isinstance(p, str)]
+
+
+def add_recent(settings: QSettings, path: str | Path) -> list[str]:
+    path = str(Path(path).absolute())
+    items = [p for p in recent_stores(settings) if p != path]
+    items.insert(0, path)
+    items = items[:MAX_RECENT]
+    settings.setValue("recent_stores", json.dumps(items))
+    return items
+
+
+class MainWindow(QMainWindow):
+    """One store's browser. ``closed`` fires after workers are stopped."""
+
+    closed = Signal()
+
+    def __init__(self, browser: BrowserModel | None = None, settings: QSettings | None = None,
+                 label_panel: QWidget | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+        self.browser = browser or BrowserModel(self)
+        if self.browser.parent() is None:
+            self.browser.setParent(self)
+        self.settings = settings or app_settings()
+        self.setWindowTitle("neurobrowse")
+        self.error_boxes: list[QMessageBox] = []
+
+        self.table_panel = NeuronTablePanel(self.browser)
+        self.page = NeuronPageWidget(self.browser, label_panel=label_panel)
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.split.addWidget(self.table_panel)
+        self.split.addWidget(self.page)
+        self.split.setStretchFactor(0, 2)
+        self.split.setStretchFactor(1, 5)
+        self.split.setSizes([470, 1130])
+        self.setCentralWidget(self.split)
+
+        self.status_label = QLabel("no store open")
+        self.busy_label = QLabel("")
+        self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.busy_label)
+
+        self._build_actions()
+        self._build_menus()
+        self._build_toolbar()
+        self._restore_settings()
+
+        b = self.browser
+        b.statusChanged.connect(self.status_label.setText)
+        b.busyChanged.connect(lambda busy: self.busy_label.setText("working…" if busy else "ready"))
+        b.errorRaised.connect(self.show_error)
+        b.storeOpened.connect(self._on_store)
+        b.historyChanged.connect(self._on_history)
+        b.bookmarksChanged.connect(self._on_bookmarks)
+        b.neuronChanged.connect(self._on_neuron)
+
+    # ---- actions ------------------------------------------------------------------------------------
+
+    def _act(self, text: str, slot, keys=(), tip: str = "", checkable: bool = False) -> QAction:
+        a = QAction(text, self)
+        seqs = [k if isinstance(k, QKeySequence) else QKeySequence(k) for k in keys]
+        if seqs:
+            a.setShortcuts(seqs)
+        a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            a.setStatusTip(tip)
+        a.setCheckable(checkable)
+        a.triggered.connect(slot)
+        self.addAction(a)  # shortcuts work even when the menu bar is hidden
+        return a
+
+    def _build_actions(self) -> None:
+        b = self.browser
+        self.a_open = self._act("&Open store…", self.open_dialog, [QKeySequence.StandardKey.Open])
+        self.a_compare = self._act("&Compare with another store…", self.compare_dialog)
+        self.a_ckpt = self._act("Set &checkpoint for try-your-text…", self.checkpoint_dialog)
+        self.a_quit = self._act("&Quit", self.close, [QKeySequence("Ctrl+Q")])
+        self.a_back = self._act("&Back", b.back, [QKeySequence.StandardKey.Back, "Alt+Left"])
+        self.a_fwd = self._act("&Forward", b.forward, [QKeySequence.StandardKey.Forward, "Alt+Right"])
+        self.a_back.setEnabled(False)
+        self.a_fwd.setEnabled(False)
+        self.a_next = self._act("&Next neuron", lambda: b.step_neuron(1), ["J", "Ctrl+Down"])
+        self.a_prev = self._act("&Previous neuron", lambda: b.step_neuron(-1), ["K", "Ctrl+Up"])
+        self.a_next_layer = self._act("Next &layer", lambda: b.step_layer(1), ["]", "Ctrl+PgDown"])
+        self.a_prev_layer = self._act("Previous l&ayer", lambda: b.step_layer(-1), ["[", "Ctrl+PgUp"])
+        self.a_ln = self._act("Before / after &LayerNorm", b.toggle_ln_side, ["M"],
+                              "Flip between hook_mid and hook_post of the same neuron (SoLU-LN)")
+        self.a_jump = self._act("&Jump to neuron…", self.jump_dialog, ["Ctrl+G"])
+        self.a_bookmark = self._act("&Bookmark neuron", b.toggle_bookmark, ["Ctrl+D"])
+        self.a_search = self._act("&Search top contexts", lambda: self._focus(self.table_panel.search), ["Ctrl+F"])
+        self.a_filter = self._act("&Filter table", lambda: self._focus(self.table_panel.filter_edit), ["Ctrl+L"])
+        self.a_editor = self._act("&Try your text", lambda: self._focus(self.page.live.editor), ["Ctrl+E"])
+        self.a_table = self._act("Neuron &table", lambda on: self.table_panel.setVisible(on), ["Ctrl+1"], checkable=True)
+        self.a_table.setChecked(True)
+        self.a_live = self._act("Try-your-text &panel", lambda on: self.page.live.setVisible(on), ["Ctrl+2"],
+                                checkable=True)
+        self.a_live.setChecked(True)
+        self.a_log = self._act("&Log-scale histogram", self.page.log_box.setChecked, checkable=True)
+        self.page.log_box.toggled.connect(self.a_log.setChecked)
+        self.a_keys = self._act("&Keyboard shortcuts", self.show_keys, [QKeySequence.StandardKey.HelpContents])
+        self.a_about = self._act("&About neurobrowse", self.show_about)
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        f.addAction(self.a_open)
+        self.recent_menu = f.addMenu("Open &recent")
+        f.addAction(self.a_compare)
+        f.addSeparator()
+        f.addAction(self.a_ckpt)
+        f.addSeparator()
+        f.addAction(self.a_quit)
+        g = mb.addMenu("&Go")
+        for a in (self.a_back, self.a_fwd, None, self.a_next, self.a_prev, self.a_next_layer, self.a_prev_layer,
+                  self.a_ln, self.a_jump, None, self.a_bookmark):
+            g.addSeparator() if a is None else g.addAction(a)
+        self.bookmarks_menu = g.addMenu("Bookmar&ks")
+        v = mb.addMenu("&View")
+        for a in (self.a_table, self.a_live, self.a_log, None, self.a_search, self.a_filter, self.a_editor):
+            v.addSeparator() if a is None else v.addAction(a)
+        self.tools_menu = mb.addMenu("&Tools")
+        self.tools_menu.menuAction().setVisible(False)  # filled by add_tool_action (labels, study)
+        h = mb.addMenu("&Help")
+        h.addAction(self.a_keys)
+        h.addAction(self.a_about)
+        self._fill_recent()
+        self._fill_bookmarks()
+
+    def add_tool_action(self, text: str, slot, keys=()) -> QAction:
+        a = self._act(text, slot, keys)
+        self.tools_menu.addAction(a)
+        self.tools_menu.menuAction().setVisible(True)
+        return a
+
+    def _build_toolbar(self) -> None:
+        tb = QToolBar("Navigation")
+        tb.setObjectName("navigation")
+        tb.setMovable(False)
+        for a, label in ((self.a_back, "◀ Back"), (self.a_fwd, "Forward ▶"), (self.a_prev, "↑ Prev"),
+                         (self.a_next, "↓ Next"), (self.a_prev_layer, "Layer −"), (self.a_next_layer, "Layer +"),
+                         (self.a_ln, "Pre/post LN"), (self.a_jump, "Go to…"), (self.a_bookmark, "★")):
+            a.setIconText(label)
+            tb.addAction(a)
+        self.addToolBar(tb)
+
+    def _focus(self, w: QWidget) -> None:
+        w.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        if hasattr(w, "selectAll"):
+            w.selectAll()
+
+    # ---- opening and dialogs --------------------------------------------------------------------------
+
+    def open_store(self, path: str | Path, hook: str | None = None, neuron: int | None = None) -> None:
+        self.browser.open_store(path, hook=hook, neuron=neuron)
+
+    def open_dialog(self) -> None:
+        start = recent_stores(self.settings)[:1] or [str(Path.cwd())]
+        path = QFileDialog.getExistingDirectory(self, "Open a neurobrowse store", start[0])
+        if path:
+            self.open_store(path)
+
+    def compare_dialog(self) -> None:
+        if self.browser.store is None:
+            return
+        path = QFileDialog.getExistingDirectory(self, "Compare with store", str(Path(self.browser.store.path).parent))
+        if path:
+            from neurobrowse.qt.compare_window import CompareWindow
+
+            w = CompareWindow(settings=self.settings)
+            w.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+            w.open_stores(self.browser.store.path, path)
+            w.show()
+
+    def checkpoint_dialog(self) -> None:
+        cur = self.browser.checkpoint_dir()
+        path = QFileDialog.getExistingDirectory(self, "Checkpoint directory (with model.safetensors)",
+                                                str(cur.parent if cur else Path.cwd()))
+        if path:
+            self.browser.set_checkpoint(path)
+
+    def jump_dialog(self) -> None:
+        if self.browser.store is None:
+            return
+        n = int(self.browser.store.d_mlp)
+        cur = self.browser.ref.neuron if self.browser.ref else 0
+        value, ok = QInputDialog.getInt(self, "Jump to neuron", f"Neuron number (0-{n - 1}):", cur, 0, n - 1)
+        if ok:
+            self.browser.select(value)
+
+    def show_error(self, title: str, message: str) -> QMessageBox:
+        box = show_error(self, title, message)
+        self.error_boxes = [b for b in self.error_boxes if b.isVisible()] + [box]
+        self.statusBar().showMessage(f"{title}: {message.splitlines()[0] if message else ''}", 8000)
+        return box
+
+    def show_keys(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{d}</td></tr>" for k, d in KEYS_HELP)
+        QMessageBox.information(self, "Keyboard shortcuts", f"<table>{rows}</table>")
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About neurobrowse",
+                          f"<b>neurobrowse {__version__}</b><br>An offline neuron browser for the MLP neurons of "
+                          "GeLU and SoLU-LN transformers (Elhage et al. 2022, <i>Softmax Linear Units</i>).")
+
+    # ---- model -> window --------------------------------------------------------------------------------
+
+    def _on_store(self, store) -> None:
+        from neurobrowse.state import store_title
+
+        self.setWindowTitle(f"neurobrowse — {store_title(store)}")
+        add_recent(self.settings, store.path)
+        self._fill_recent()
+        raw = self.settings.value(f"bookmarks/{store.run_uuid}", "[]")
+        try:
+            items = json.loads(raw) if isinstance(raw, str) else []
+        except ValueError:
+            items = []
+        from neurobrowse.state import Bookmarks
+
+        self.browser.bookmarks = Bookmarks.from_list(items)
+        self._fill_bookmarks()
+
+    def _on_history(self, can_back: bool, can_fwd: bool) -> None:
+        self.a_back.setEnabled(can_back)
+        self.a_fwd.setEnabled(can_fwd)
+
+    def _on_neuron(self, ref) -> None:
+        if self.browser.store is not None:
+            from neurobrowse.state import store_title
+
+            self.setWindowTitle(f"neurobrowse — {store_title(self.browser.store)} — {ref.label()}")
+
+    def _on_bookmarks(self) -> None:
+        st = self.browser.store
+        if st is not None:
+            self.settings.setValue(f"bookmarks/{st.run_uuid}", json.dumps(self.browser.bookmarks.to_list()))
+        self._fill_bookmarks()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        items = recent_stores(self.settings)
+        for p in items:
+            a = self.recent_menu.addAction(p)
+            a.triggered.connect(lambda checked=False, p=p: self.open_store(p))
+        self.recent_menu.setEnabled(bool(items))
+
+    def _fill_bookmarks(self) -> None:
+        m: QMenu = self.bookmarks_menu
+        m.clear()
+        for ref in self.browser.bookmarks:
+            a = m.addAction(ref.label())
+            a.triggered.connect(lambda checked=False, r=ref: self.browser.select(r.neuron, hook=r.hook))
+        m.setEnabled(len(self.browser.bookmarks) > 0)
+
+    # ---- settings and closing ---------------------------------------------------------------------------
+
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geo = s.value("main/geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        else:
+            self.resize(1600, 950)
+        st = s.value("main/state")
+        if st is not None:
+            self.restoreState(st)
+        for key, split in (("main/split", self.split), ("main/page_split", self.page.body_split),
+                           ("main/left_split", self.page.left_split), ("main/right_split", self.page.right_split)):
+            v = s.value(key)
+            if v is not None:
+                split.restoreState(v)
+        self.page.log_box.setChecked(s.value("main/log_hist", "false") in (True, "true"))
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("main/geometry", self.saveGeometry())
+        s.setValue("main/state", self.saveState())
+        s.setValue("main/split", self.split.saveState())
+        s.setValue("main/page_split", self.page.body_split.saveState())
+        s.setValue("main/left_split", self.page.left_split.saveState())
+        s.setValue("main/right_split", self.page.right_split.saveState())
+        s.setValue("main/log_hist", self.page.log_box.isChecked())
+        s.sync()
+
+    def closeEvent(self, event) -> None:
+        self.save_settings()
+        for t in self.findChildren(type(self.table_panel._debounce)):
+            t.stop()
+        self.browser.shutdown()
+        for box in self.error_boxes:
+            box.close()
+        super().closeEvent(event)
+        self.closed.emit()

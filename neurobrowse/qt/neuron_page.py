@@ -1,0 +1,294 @@
+"""One neuron's page: shaded snippets (top, bottom, quantile samples, before/after LN), the activation
+histogram, top tokens, logit effects, statistics, the label panel and the try-your-text editor.
+
+Every item is created once in ``__init__``; ``pageReady`` only updates text, table cells and plot
+data (``setData``), which keeps switching neurons cheap.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (QCheckBox, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QSplitter,
+                               QTableWidget, QTableWidgetItem, QTabWidget, QToolButton, QVBoxLayout, QWidget)
+
+from neurobrowse.qt.live_editor import TryTextPanel
+from neurobrowse.qt.snippet_view import SnippetView
+from neurobrowse.state import NeuronPage
+
+pg.setConfigOptions(antialias=True, background="w", foreground=(60, 60, 60))
+
+STAT_ROWS = [("max_act", "max activation"), ("min_act", "min activation"), ("mean", "mean"), ("var", "variance"),
+             ("skewness", "skewness"), ("kurtosis", "excess kurtosis"), ("density", "density (> 0)"),
+             ("token_rule_score", "token-rule score"), ("sim_score", "similarity score")]
+
+
+def _fmt(v) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "—" if not math.isfinite(f) else f"{f:.4g}"
+
+
+class _SmallTable(QTableWidget):
+    """A fixed-size read-only table whose cells are created once and then only re-texted."""
+
+    def __init__(self, headers: list[str], rows: int, parent=None) -> None:
+        super().__init__(rows, len(headers), parent)
+        self.setHorizontalHeaderLabels(headers)
+        self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(19)
+        self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for c in range(1, len(headers)):
+            self.horizontalHeader().setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        mono = QFont("DejaVu Sans Mono")
+        mono.setPointSizeF(9)
+        for r in range(rows):
+            for c in range(len(headers)):
+                it = QTableWidgetItem("")
+                if c == 0:
+                    it.setFont(mono)
+                else:
+                    it.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+                self.setItem(r, c, it)
+
+    def fill(self, rows: list[tuple]) -> None:
+        for r in range(self.rowCount()):
+            vals = rows[r] if r < len(rows) else ("",) * self.columnCount()
+            for c in range(self.columnCount()):
+                v = vals[c] if c < len(vals) else ""
+                self.item(r, c).setText(v if isinstance(v, str) else _fmt(v))
+                if c == 0:
+                    self.item(r, c).setToolTip(repr(v) if isinstance(v, str) else "")
+
+
+class HistogramPlot(pg.PlotWidget):
+    """The activation histogram of one neuron; one step curve, updated with setData."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(150)
+        self.setMenuEnabled(False)
+        self.getPlotItem().setLabel("bottom", "activation")
+        self.getPlotItem().setLabel("left", "tokens")
+        self.getPlotItem().showGrid(x=True, y=True, alpha=0.15)
+        for ax in ("left", "bottom"):
+            self.getPlotItem().getAxis(ax).enableAutoSIPrefix(False)
+        self.curve = self.plot([0, 1], [0], stepMode="center", fillLevel=0, brush=(200, 40, 40, 90),
+                               pen=pg.mkPen((170, 20, 20), width=1.2))
+        self.zero = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen((120, 120, 120), style=Qt.PenStyle.DashLine))
+        self.addItem(self.zero)
+        self.log = False
+        self._edges = np.array([0.0, 1.0])
+        self._counts = np.array([0.0])
+
+    def set_hist(self, edges, counts) -> None:
+        """edges [H + 1] are shared by the hook and may span a wide range: show only the occupied bins."""
+        edges = np.asarray(edges, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.float64)
+        nz = np.flatnonzero(counts)
+        if len(nz) and len(edges) == len(counts) + 1:
+            lo, hi = max(int(nz[0]) - 1, 0), min(int(nz[-1]) + 2, len(counts))
+            edges, counts = edges[lo : hi + 1], counts[lo:hi]
+        self._edges, self._counts = edges, counts
+        self._redraw()
+
+    def set_log(self, on: bool) -> None:
+        self.log = bool(on)
+        self.getPlotItem().setLabel("left", "log10(1 + tokens)" if on else "tokens")
+        self._redraw()
+
+    def _redraw(self) -> None:
+        y = np.log10(1.0 + self._counts) if self.log else self._counts
+        if len(self._edges) == len(y) + 1:
+            self.curve.setData(self._edges, y)
+        self.getPlotItem().enableAutoRange()
+
+
+class NeuronPageWidget(QWidget):
+    """Shows the BrowserModel's current neuron. ``label_panel`` is E's LabelPanel when available."""
+
+    openInEditor = Signal(str)
+
+    def __init__(self, browser, label_panel: QWidget | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.browser = browser
+        self.page: NeuronPage | None = None
+
+        # header
+        self.title = QLabel("No neuron")
+        tf = self.title.font()
+        tf.setPointSizeF(tf.pointSizeF() * 1.35)
+        tf.setBold(True)
+        self.title.setFont(tf)
+        self.subtitle = QLabel("")
+        self.subtitle.setStyleSheet("color: #555;")
+        self.subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.bookmark_btn = QToolButton()
+        self.bookmark_btn.setText("☆ Bookmark")
+        self.bookmark_btn.setCheckable(True)
+        self.bookmark_btn.setToolTip("Bookmark this neuron (Ctrl+D)")
+        self.loading = QLabel("")
+        self.loading.setStyleSheet("color: #a33;")
+        head = QHBoxLayout()
+        titles = QVBoxLayout()
+        titles.addWidget(self.title)
+        titles.addWidget(self.subtitle)
+        head.addLayout(titles, 1)
+        head.addWidget(self.loading)
+        head.addWidget(self.bookmark_btn)
+
+        # snippets
+        self.top_view = SnippetView()
+        self.bottom_view = SnippetView()
+        self.samples_view = SnippetView()
+        self.mid_view = SnippetView()
+        self.post_view = SnippetView()
+        self.mid_label = QLabel("hook_mid: before the LayerNorm")
+        self.post_label = QLabel("hook_post: after the LayerNorm")
+        ln = QWidget()
+        lnl = QGridLayout(ln)
+        lnl.setContentsMargins(0, 0, 0, 0)
+        lnl.addWidget(self.mid_label, 0, 0)
+        lnl.addWidget(self.post_label, 0, 1)
+        lnl.addWidget(self.mid_view, 1, 0)
+        lnl.addWidget(self.post_view, 1, 1)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.top_view, "Top activations")
+        self.tabs.addTab(self.bottom_view, "Bottom")
+        self.tabs.addTab(self.samples_view, "Quantile samples")
+        self.ln_tab = self.tabs.addTab(ln, "Before / after LN")
+        self.tabs.setTabToolTip(self.ln_tab, "SoLU-LN only: the same neuron before (hook_mid) and after (hook_post) "
+                                "the LayerNorm; features can hide in small pre-LN activations")
+        for v in (self.top_view, self.bottom_view, self.samples_view, self.mid_view, self.post_view):
+            v.openInEditor.connect(self.openInEditor)
+
+        self.live = TryTextPanel(browser)
+        self.openInEditor.connect(self.live.set_text)
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.tabs)
+        left.addWidget(self.live)
+        left.setStretchFactor(0, 3)
+        left.setStretchFactor(1, 1)
+        self.left_split = left
+
+        # right column: histogram, top tokens, logit effects, stats, label panel
+        self.hist = HistogramPlot()
+        self.log_box = QCheckBox("log scale")
+        self.log_box.toggled.connect(self.hist.set_log)
+        hist_box = QGroupBox("Activation histogram")
+        hb = QVBoxLayout(hist_box)
+        hb.setContentsMargins(4, 4, 4, 4)
+        hb.addWidget(self.hist)
+        hb.addWidget(self.log_box, 0, Qt.AlignmentFlag.AlignRight)
+
+        self.top_tokens = _SmallTable(["token", "mean act", "count"], 16)
+        tt_box = QGroupBox("Top tokens (mean activation)")
+        QVBoxLayout(tt_box).addWidget(self.top_tokens)
+        self.logit_up = _SmallTable(["pushes up", "effect"], 12)
+        self.logit_down = _SmallTable(["pushes down", "effect"], 12)
+        lg_box = QGroupBox("Logit effects (W_out · W_U)")
+        lgl = QHBoxLayout(lg_box)
+        lgl.addWidget(self.logit_up)
+        lgl.addWidget(self.logit_down)
+        self.stats = _SmallTable(["statistic", "value"], len(STAT_ROWS))
+        st_box = QGroupBox("Statistics")
+        QVBoxLayout(st_box).addWidget(self.stats)
+
+        right = QSplitter(Qt.Orientation.Vertical)
+        for w in (hist_box, tt_box, lg_box, st_box):
+            right.addWidget(w)
+        self.label_panel = label_panel
+        if label_panel is not None:
+            lb = QGroupBox("Label")
+            QVBoxLayout(lb).addWidget(label_panel)
+            right.addWidget(lb)
+        self.right_split = right
+
+        body = QSplitter(Qt.Orientation.Horizontal)
+        body.addWidget(left)
+        body.addWidget(right)
+        body.setStretchFactor(0, 3)
+        body.setStretchFactor(1, 2)
+        self.body_split = body
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.addLayout(head)
+        lay.addWidget(body, 1)
+
+        self.bookmark_btn.clicked.connect(lambda: browser.toggle_bookmark())
+        browser.neuronChanged.connect(self._on_neuron)
+        browser.pageReady.connect(self.show_page)
+        browser.bookmarksChanged.connect(self._sync_bookmark)
+        browser.busyChanged.connect(self._on_busy)
+
+    # ---- updates ------------------------------------------------------------------------------------
+
+    def _on_neuron(self, ref) -> None:
+        self.title.setText(f"Layer {ref.layer} · neuron {ref.neuron}")
+        self.loading.setText("loading…" if self.page is None or self.page.ref != ref else "")
+        self._sync_bookmark()
+
+    def _on_busy(self, busy: bool) -> None:
+        if not busy:
+            self.loading.setText("")
+
+    def _sync_bookmark(self) -> None:
+        ref = self.browser.ref
+        on = ref is not None and ref in self.browser.bookmarks
+        self.bookmark_btn.setChecked(on)
+        self.bookmark_btn.setText("★ Bookmarked" if on else "☆ Bookmark")
+
+    def show_page(self, page: NeuronPage) -> None:
+        self.page = page
+        v, ref = page.view, page.ref
+        st = v.stats
+        self.loading.setText("")
+        self.title.setText(f"Layer {ref.layer} · neuron {ref.neuron}")
+        act = self.browser.store.model_config.get("act_fn", "") if self.browser.store is not None else ""
+        self.subtitle.setText(
+            f"{ref.hook} · {act} · max {_fmt(st.get('max_act'))} · density {_fmt(st.get('density'))} · "
+            f"kurtosis {_fmt(st.get('kurtosis'))} · token-rule {_fmt(st.get('token_rule_score'))} · "
+            f"similarity {_fmt(st.get('sim_score'))}")
+        self.top_view.show_snippets(page.top, page.scale, "no top activations stored")
+        self.bottom_view.show_snippets(page.bottom, page.scale, "no bottom activations stored")
+        merged, headers = [], {}
+        for name, snips in page.samples.items():  # bins as in store.schema.SAMPLE_BINS, strongest first
+            if snips:
+                headers[len(merged)] = f"quantile {name}" if name != "random" else "random tokens"
+                merged.extend(snips)
+        self.samples_view.show_snippets(merged, page.scale, "no quantile samples stored", headers)
+        has_ln = page.paired is not None
+        self.tabs.setTabEnabled(self.ln_tab, has_ln)
+        if has_ln:
+            if ref.hook.endswith("hook_mid"):
+                mid, mid_s, mid_scale = v, page.top, page.scale
+                post, post_s, post_scale = page.paired, page.paired_top, page.paired_scale
+            else:
+                mid, mid_s, mid_scale = page.paired, page.paired_top, page.paired_scale
+                post, post_s, post_scale = v, page.top, page.scale
+            self.mid_label.setText(f"<b>hook_mid</b> (before LN) · max {_fmt(mid.stats.get('max_act'))} · "
+                                   f"kurtosis {_fmt(mid.stats.get('kurtosis'))}")
+            self.post_label.setText(f"<b>hook_post</b> (after LN) · max {_fmt(post.stats.get('max_act'))} · "
+                                    f"kurtosis {_fmt(post.stats.get('kurtosis'))}")
+            self.mid_view.show_snippets(mid_s, mid_scale)
+            self.post_view.show_snippets(post_s, post_scale)
+        else:
+            self.mid_view.clear_snippets("This store has no hook_mid for this layer (GeLU models have no LayerNorm "
+                                         "after the activation).")
+            self.post_view.clear_snippets("")
+        self.hist.set_hist(v.hist_edges, v.hist_counts)
+        self.top_tokens.fill([(t, m, str(int(c))) for t, m, c in v.top_tokens])
+        self.logit_up.fill([(t, x) for t, x in v.logit_up])
+        self.logit_down.fill([(t, x) for t, x in v.logit_down])
+        self.stats.fill([(name, st.get(key, float("nan"))) for key, name in STAT_ROWS])
+        self._sync_bookmark()
