@@ -1,0 +1,59 @@
+"""`neurobrowse record CHECKPOINT --out STORE`: record MLP activations into an activation store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer numbers like 0,1, got {text!r}") from None
+
+
+def _tokens(text: str) -> int:
+    """'1000000', '1M', '64k' -> int."""
+    t = text.strip().lower().replace("_", "")
+    mult = {"k": 10**3, "m": 10**6, "g": 10**9}.get(t[-1:], 1)
+    try:
+        return int(float(t[:-1] if mult > 1 else t) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a token count like 1000000 or 1M, got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "record",
+        help="record a model's MLP activations over held-out tokens into a Zarr store; resumes a killed run",
+        description="Run CHECKPOINT's model over its corpus's validation tokens in fixed contexts and write "
+        "the chosen hooks' activations (float16 [token, neuron]) chunk by chunk into STORE. Each chunk gets a "
+        "completion marker once it is on disk; run the same command again after a crash or Ctrl-C to resume.",
+    )
+    p.add_argument("checkpoint", help="checkpoint directory (from `neurobrowse train`)")
+    p.add_argument("--out", required=True, help="store directory to create (or resume)")
+    p.add_argument("--tokens", type=_tokens, default=1 << 20, help="tokens to record, e.g. 1M (default 1048576)")
+    p.add_argument("--layers", type=_int_list, default=None, help="comma-separated layers (default: all)")
+    p.add_argument("--hooks", default=None,
+                   help="comma-separated hooks: hook_post, hook_mid, hook_pre or full names "
+                   "(default: hook_post, plus hook_mid for SoLU-LN)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="contexts per forward pass (default: one store chunk; rounded so batches fill whole chunks)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--corpus", default=None, help="corpus directory (default: the one in the checkpoint's config)")
+    p.add_argument("--chunk-tokens", type=int, default=None,
+                   help="rows per store chunk (default: ~8 MiB of activations, see store/schema.py)")
+    p.add_argument("--no-fsync", action="store_true", help="do not flush each chunk to disk before its marker")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from solu_core.record import record
+
+    hooks = [h.strip() for h in args.hooks.split(",") if h.strip()] if args.hooks else None
+    out = record(args.checkpoint, args.out, n_tokens=args.tokens, layers=args.layers, hooks=hooks,
+                 batch_size=args.batch_size, device=args.device, corpus_dir=args.corpus,
+                 progress=not args.quiet, chunk_tokens=args.chunk_tokens, fsync=not args.no_fsync)
+    print(f"store: {out}  (see it with `neurobrowse info {out}`)")
+    return 0

@@ -1,0 +1,239 @@
+"""Record a model's MLP activations over held-out tokens into an activation store.
+
+The model runs over the corpus's validation split cut into fixed contexts of ``n_ctx`` tokens
+(the split's documents are concatenated; document starts are stored beside the tokens). Each
+unit of work is a fixed group of whole store chunks, so the chunk boundaries, the batches and
+therefore every float are the same on every run: a killed recording resumes by recomputing only
+the groups that hold a chunk without its completion marker, and the finished store is identical
+to one recorded in one go.
+
+Logit effects (W_out @ W_U per layer: the K_LOGIT tokens each neuron's direct path raises and
+lowers most) are computed here with torch and stored, so the browser needs no torch.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from solu_core import corpus as corpus_mod
+from solu_core.checkpoint import check_tokenizer_matches, code_version, load_checkpoint
+from solu_core.model import ModelConfig
+from store import schema
+from store.errors import CorpusError, NeurobrowseError
+from store.writer import StoreWriter
+
+
+class RecordError(NeurobrowseError):
+    """Recording options that do not fit the model or the corpus."""
+
+
+@dataclass
+class RecordStats:
+    """Where a recording's time went (model vs writer), filled by ``record(stats=...)``."""
+
+    tokens: int = 0  # tokens recorded in this run (resumed chunks excluded)
+    bytes: int = 0  # bytes of activations handed to the writer
+    model_s: float = 0.0  # forward passes incl. copying activations to host memory
+    write_s: float = 0.0  # StoreWriter.write_chunk (encode, checksum, write, fsync, marker)
+    logit_s: float = 0.0  # logit effects
+    wall_s: float = 0.0
+    groups: list[int] = field(default_factory=list)  # work groups run
+
+
+def default_hooks(cfg: ModelConfig, layers: list[int] | None = None, hooks: list[str] | None = None) -> list[str]:
+    """Full hook names to record: every (chosen) layer's hook_post, plus hook_mid for SoLU-LN.
+
+    ``hooks`` are short names ('hook_post', 'hook_mid', 'hook_pre') or full names."""
+    layers = list(range(cfg.n_layers)) if layers is None else list(layers)
+    bad = [layer for layer in layers if not 0 <= layer < cfg.n_layers]
+    if bad:
+        raise RecordError(f"layer(s) {bad} out of range: this model has layers 0..{cfg.n_layers - 1}")
+    out: list[str] = []
+    for layer in layers:
+        have = cfg.hook_names(layer)
+        if hooks is None:
+            wanted = [schema.hook_name(layer, "hook_post")]
+            if cfg.act_fn == "solu_ln":
+                wanted.append(schema.hook_name(layer, "hook_mid"))
+        else:
+            wanted = [h if h.startswith("blocks.") else schema.hook_name(layer, h) for h in hooks]
+            wanted = [h for h in wanted if schema.parse_hook_name(h)[0] == layer]
+        for h in wanted:
+            if h not in have:
+                raise RecordError(f"this {cfg.act_fn} model has no hook {h!r}; layer {layer} has {', '.join(have)}")
+            if h not in out:
+                out.append(h)
+    if not out:
+        raise RecordError("nothing to record: the chosen layers and hooks select no hook")
+    return out
+
+
+@torch.no_grad()
+def logit_effects(model, layer: int, k: int = schema.K_LOGIT) -> tuple[np.ndarray, ...]:
+    """Direct logit effects of one layer's neurons: W_out [d_mlp, d_model] @ W_U [d_model, d_vocab].
+
+    Returns up_tokens, up_values (k largest per neuron, descending), down_tokens, down_values
+    (k smallest, ascending), each [d_mlp, k]. The final LayerNorm's scale is not folded in (the
+    effect is in the units of the residual stream the unembedding sees)."""
+    w_out = model.blocks[layer].mlp.W_out.float()  # [d_mlp, d_model]
+    w_u = model.unembed.W_U.float()  # [d_model, d_vocab]
+    eff = w_out @ w_u  # [d_mlp, d_vocab]
+    k = min(k, eff.shape[1])
+    up = torch.topk(eff, k, dim=1, largest=True, sorted=True)
+    down = torch.topk(eff, k, dim=1, largest=False, sorted=True)
+    return (up.indices.int().cpu().numpy(), up.values.cpu().numpy(),
+            down.indices.int().cpu().numpy(), down.values.cpu().numpy())
+
+
+def plan_batches(chunk_tokens: int, context_len: int, batch_size: int | None) -> tuple[int, int]:
+    """(chunks per work group, contexts per forward batch) so batches fill whole chunks.
+
+    batch_size >= contexts per chunk: a group is batch_size // cpc whole chunks, run in one batch.
+    Smaller: a group is one chunk, run in batches of the largest divisor of cpc <= batch_size."""
+    cpc = chunk_tokens // context_len  # contexts per chunk
+    if batch_size is None or batch_size <= 0:
+        return 1, cpc
+    if batch_size >= cpc:
+        per_group = batch_size // cpc
+        return per_group, per_group * cpc
+    div = max(d for d in range(1, batch_size + 1) if cpc % d == 0)
+    return 1, div
+
+
+def record(
+    checkpoint_dir: str | Path,
+    out: str | Path,
+    *,
+    n_tokens: int = 1 << 20,
+    layers: list[int] | None = None,
+    hooks: list[str] | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    corpus_dir: str | Path | None = None,
+    progress: bool = True,
+    chunk_tokens: int | None = None,
+    fsync: bool = True,
+    stats: RecordStats | None = None,
+) -> Path:
+    """Record activations of ``checkpoint_dir``'s model into the store ``out`` (resumes one there).
+
+    n_tokens: validation tokens to record (rounded down to whole contexts; at most the split).
+    layers / hooks: which MLP hooks (default every layer's hook_post, plus hook_mid for SoLU-LN).
+    batch_size: contexts per forward pass (default: one store chunk's worth).
+    """
+    t_start = time.perf_counter()
+    stats = stats if stats is not None else RecordStats()
+    ck = load_checkpoint(checkpoint_dir, device=device)
+    cfg = ck.config
+    corpus_dir = Path(corpus_dir or ck.meta.get("corpus_dir") or "").expanduser()
+    if not str(corpus_dir) or not (corpus_dir / "manifest.json").exists():
+        raise CorpusError(f"corpus {corpus_dir or '(none)'} not found; pass --corpus DIR (the corpus the model "
+                          f"was trained on)")
+    corpus_dir = corpus_dir.resolve()
+    check_tokenizer_matches(ck, corpus_dir)
+    split = corpus_mod.load_split(corpus_dir, "val")
+    ctx = cfg.n_ctx
+    avail = len(split) // ctx * ctx
+    want = int(n_tokens) // ctx * ctx
+    if want <= 0:
+        raise RecordError(f"--tokens {n_tokens} is less than one context of {ctx} tokens")
+    if avail <= 0:
+        raise CorpusError(f"{corpus_dir} has only {len(split)} validation tokens, less than one context of {ctx}")
+    n = min(want, avail)
+    if n < want and progress:
+        print(f"note: {corpus_dir} has {len(split):,} validation tokens; recording {n:,} instead of {want:,}")
+    hook_list = default_hooks(cfg, layers, hooks)
+    out = Path(out).expanduser().absolute()
+    cmd = ["neurobrowse", "record", str(ck.path), "--out", str(out), "--tokens", str(n_tokens),
+           "--hooks", ",".join(hook_list), "--corpus", str(corpus_dir)]
+    if batch_size:
+        cmd += ["--batch-size", str(batch_size)]
+    if chunk_tokens:
+        cmd += ["--chunk-tokens", str(chunk_tokens)]
+    w = StoreWriter.create_or_resume(
+        out, model_config=cfg.to_dict(), hooks=hook_list, n_tokens=n, context_len=ctx,
+        tokenizer_json=ck.tokenizer_json, chunk_tokens=chunk_tokens, fsync=fsync,
+        manifest={
+            "checkpoint_hash": ck.hash,
+            "checkpoint_path": str(ck.path),
+            "corpus_manifest_hash": corpus_mod.corpus_manifest_hash(corpus_dir),
+            "corpus_dir": str(corpus_dir),
+            "code_version": code_version(),
+            "split": "val",
+            "layers": sorted({schema.parse_hook_name(h)[0] for h in hook_list}),
+            "record_command": shlex.join(cmd),
+        },
+    )
+    # logit effects first: small, and then every later step is about chunks
+    t0 = time.perf_counter()
+    for layer in w.layers:
+        if w.logit_pending(layer):
+            w.write_logit_effects(layer, *logit_effects(ck.model, layer))
+    stats.logit_s += time.perf_counter() - t0
+
+    per_group, batch_ctx = plan_batches(w.chunk_tokens, ctx, batch_size)
+    pending = {name: set(w.pending_chunks(name)) for name in w.per_token_arrays}
+    todo_chunks = sorted(set().union(*pending.values()))
+    groups = sorted({c // per_group for c in todo_chunks})
+    dev = next(ck.model.parameters()).device
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        done_tokens = n - sum(w.chunk_rows(c)[1] - w.chunk_rows(c)[0] for c in todo_chunks)
+        bar = tqdm(total=n, initial=done_tokens, unit="tok", unit_scale=True, desc=f"record {out.name}",
+                   dynamic_ncols=True)
+    bytes_per_token = 2 * w.d_mlp * len(hook_list)
+    t_loop = time.perf_counter()
+    try:
+        for g in groups:
+            c0, c1 = g * per_group, min(w.n_chunks, (g + 1) * per_group)
+            start, stop = w.chunk_rows(c0)[0], w.chunk_rows(c1 - 1)[1]
+            toks = np.asarray(split.tokens[start:stop], dtype=np.int64)  # [rows]
+            docs = np.asarray(split.doc_starts[start:stop], dtype=np.uint8)  # [rows]
+            t0 = time.perf_counter()
+            acts = {h: np.empty((stop - start, w.d_mlp), dtype=np.float16) for h in hook_list}  # [rows, d_mlp]
+            contexts = torch.from_numpy(toks.reshape(-1, ctx))  # [n_contexts, ctx]
+            for b in range(0, contexts.shape[0], batch_ctx):
+                batch = contexts[b:b + batch_ctx].to(dev)
+                cache = ck.model.run_with_mlp_cache(batch, hook_list, dtype=torch.float16)
+                for h in hook_list:
+                    acts[h][b * ctx:(b + batch.shape[0]) * ctx] = cache[h].reshape(-1, w.d_mlp).cpu().numpy()
+            t1 = time.perf_counter()
+            stats.model_s += t1 - t0
+            for c in range(c0, c1):
+                a, b_ = w.chunk_rows(c)
+                lo, hi = a - start, b_ - start
+                if c in pending[schema.TOKENS]:
+                    w.write_chunk(schema.TOKENS, c, toks[lo:hi].astype(np.int32))
+                if c in pending[schema.DOC_STARTS]:
+                    w.write_chunk(schema.DOC_STARTS, c, docs[lo:hi])
+                for h in hook_list:
+                    if c in pending[h]:
+                        w.write_chunk(h, c, acts[h][lo:hi])
+                        stats.bytes += (hi - lo) * 2 * w.d_mlp
+            stats.write_s += time.perf_counter() - t1
+            stats.tokens += stop - start
+            stats.groups.append(g)
+            if bar is not None:
+                bar.update(stop - start)
+                el = time.perf_counter() - t_loop
+                bar.set_postfix_str(f"{stats.tokens * bytes_per_token / el / 1e6:.0f} MB/s, model "
+                                    f"{stats.model_s / el:.0%}, writer {stats.write_s / el:.0%}", refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    w.finish()
+    stats.wall_s += time.perf_counter() - t_start
+    if progress:
+        busy = stats.model_s + stats.write_s or 1.0
+        print(f"recorded {stats.tokens:,} tokens x {len(hook_list)} hooks into {out}: model "
+              f"{stats.model_s:.1f} s ({stats.model_s / busy:.0%}), writer {stats.write_s:.1f} s "
+              f"({stats.write_s / busy:.0%}, {stats.bytes / max(stats.write_s, 1e-9) / 1e6:.0f} MB/s)")
+    return out

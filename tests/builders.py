@@ -1,0 +1,59 @@
+"""Builders for real (tiny) test artifacts: a corpus of real text, a GeLU + SoLU-LN pair trained for
+seconds with the `tiny` preset, stores recorded from them and indexed.
+
+Everything is built into one directory and reused when it is already there (the corpus and the
+trained models are skipped by their own builders; a finished store is kept), so a test session
+pays the ~10-40 s once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TINY_CORPUS = dict(include_stdlib=True, vocab_size=512, max_mb=1.0, val_fraction=0.1, seed=0)
+TINY_TOKENS = 20_480  # recorded tokens per store (320 contexts of 64)
+TINY_CHUNK_TOKENS = 4096  # several chunks per store, so chunked code paths are exercised
+
+
+def build_tiny_corpus(root: str | Path) -> Path:
+    """A ~1 MB corpus of the Python stdlib's source with a 512-token BPE (about 30k val tokens)."""
+    from solu_core.corpus import CorpusConfig, build_corpus
+
+    out = Path(root) / "corpus"
+    build_corpus(out, CorpusConfig(**TINY_CORPUS), progress=False)
+    return out
+
+
+def build_tiny_models(root: str | Path, act_fns=("gelu", "solu_ln")) -> dict[str, Path]:
+    """A fair pair trained with the `tiny` preset; returns {act_fn: checkpoint dir}."""
+    from solu_core.train import train_pair
+
+    corpus = build_tiny_corpus(root)
+    return train_pair(corpus, Path(root) / "models", preset="tiny", act_fns=act_fns, progress=False,
+                      device="cpu")
+
+
+def build_tiny_store(root: str | Path, act_fn: str = "solu_ln", n_tokens: int = TINY_TOKENS, index: bool = True,
+                     chunk_tokens: int = TINY_CHUNK_TOKENS) -> Path:
+    """A recorded (and, with ``index``, indexed) store of a tiny real model under ``root/stores/<act_fn>``."""
+    from solu_core.record import record
+    from store.reader import Store
+
+    root = Path(root)
+    models = build_tiny_models(root, act_fns=(act_fn,))
+    out = root / "stores" / act_fn
+    record(models[act_fn], out, n_tokens=n_tokens, corpus_dir=root / "corpus", progress=False, device="cpu",
+           chunk_tokens=chunk_tokens)
+    if index:
+        from store.indexer import index_store
+
+        store = Store.open(out)
+        if not all(store.is_indexed(h) for h in store.hooks):
+            index_store(out, progress=False)
+    return out
+
+
+def build_tiny_stores(root: str | Path, index: bool = True) -> dict[str, Path]:
+    """{"gelu": store, "solu_ln": store} from one corpus and one fairly trained pair."""
+    build_tiny_models(root)  # both at once: same init and data order
+    return {a: build_tiny_store(root, a, index=index) for a in ("gelu", "solu_ln")}
