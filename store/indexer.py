@@ -527,8 +527,8 @@ def _disk_errors(where: str):
         def __exit__(self, et, e, tb):
             if et is None or not issubclass(et, OSError):
                 return False
-            if e.errno == errno.ENOSPC:
-                raise StoreError(f"the disk is full while writing {where}; free some space and run the same "
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise StoreError(f"the disk is full ({e.strerror}) while writing {where}; free some space and run the same "
                                  f"command again: the index resumes from its last saved point") from e
             if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise StoreError(f"cannot write {where} ({e.strerror}); index a store you may write to") from e

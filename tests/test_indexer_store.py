@@ -1,0 +1,286 @@
+"""The indexer on real stores on disk: brute-force agreement, merge == whole, kill -9 and resume,
+damaged chunks, refused stores, the `index` verb."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurobrowse.cli import main
+from store import schema
+from store.errors import StoreError
+from store.indexer import (
+    IndexConfig, compute_partial, compute_sample_partial, index_arrays, index_store, merge_partials,
+    merge_sample_partials, sample_thresholds,
+)
+from store.reader import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+EXACT = [n for n in schema.INDEX_ARRAYS if n not in ("mean", "var", "skewness", "kurtosis", "token_sum", "sim_score")]
+
+
+def write_synthetic_store(path, acts: dict, tokens: np.ndarray, vocab: int, context_len: int = 32,
+                          chunk_tokens: int = 256, act_fn: str = "gelu") -> Path:
+    """A real store written with StoreWriter from given activations ({hook: float16 [n, N]}) and tokens."""
+    from tokenizers import Tokenizer, models
+
+    from store.writer import StoreWriter
+
+    tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(vocab)}, unk_token="w0"))
+    hooks = list(acts)
+    n, N = next(iter(acts.values())).shape
+    cfg = {"d_mlp": N, "n_layers": 1, "d_vocab": vocab, "act_fn": act_fn, "d_model": 8, "n_ctx": context_len}
+    w = StoreWriter.create_or_resume(path, model_config=cfg, hooks=hooks, n_tokens=n, context_len=context_len,
+                                     tokenizer_json=tok.to_str(), manifest={"checkpoint_hash": "synthetic"},
+                                     chunk_tokens=chunk_tokens, fsync=False)
+    for c in range(w.n_chunks):
+        a, b = w.chunk_rows(c)
+        w.write_chunk(schema.TOKENS, c, tokens[a:b])
+        w.write_chunk(schema.DOC_STARTS, c, np.zeros(b - a, np.uint8))
+        for h in hooks:
+            w.write_chunk(h, c, acts[h][a:b])
+    z = np.zeros((N, schema.K_LOGIT), np.int32)
+    w.write_logit_effects(0, z, z.astype(np.float32), z, z.astype(np.float32))
+    w.finish()
+    return Path(path)
+
+
+def _index(store: Store, hook: str) -> dict[str, np.ndarray]:
+    return {n: np.asarray(store.index_array(hook, n)[...]) for n in schema.INDEX_ARRAYS}
+
+
+def _assert_same_index(a: dict, b: dict, exact_all: bool = True):
+    for name in schema.INDEX_ARRAYS:
+        if exact_all or name in EXACT:
+            assert np.array_equal(a[name], b[name], equal_nan=True), name
+        else:
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+# ---- agreement with brute force on real (tiny-model) stores ----------------------------------------
+
+
+@pytest.mark.parametrize("act_fn", ["gelu", "solu_ln"])
+def test_index_equals_brute_force_numpy(tiny_stores, act_fn):
+    st = Store.open(tiny_stores[act_fn])
+    tokens = np.asarray(st.tokens[:])
+    L = st.context_len
+    for hook in st.hooks:
+        assert st.is_indexed(hook)
+        x = np.asarray(st.activations(hook)[:])  # [token, neuron] float16
+        xf = x.astype(np.float32)
+        idx = _index(st, hook)
+        k = idx["top_values"].shape[1]
+        pos = np.broadcast_to(np.arange(x.shape[0])[:, None], x.shape)
+        top = np.lexsort((pos, -xf), axis=0)[:k].T  # [N, k] value desc, lower position on ties
+        bot = np.lexsort((pos, xf), axis=0)[:k].T
+        # values must match exactly; positions may differ only between -0 / +0 ties, never here
+        assert np.array_equal(idx["top_values"], np.take_along_axis(xf.T, top, 1))
+        assert np.array_equal(idx["bottom_values"], np.take_along_axis(xf.T, bot, 1))
+        assert np.array_equal(idx["top_positions"], top)
+        assert np.array_equal(idx["bottom_positions"], bot)
+        # windows: token ids and this neuron's acts, clipped to the context
+        for j in (0, 7, x.shape[1] - 1):
+            for s in (0, k - 1):
+                p = top[j, s]
+                c0 = p // L * L
+                qs = range(p - schema.CONTEXT_BEFORE, p + schema.CONTEXT_AFTER + 1)
+                assert idx["top_context_tokens"][j, s].tolist() == [int(tokens[q]) if c0 <= q < c0 + L else -1 for q in qs]
+                assert np.array_equal(idx["top_context_acts"][j, s],
+                                      np.array([x[q, j] if c0 <= q < c0 + L else 0 for q in qs], np.float16))
+        xd = xf.astype(np.float64)
+        np.testing.assert_allclose(idx["mean"], xd.mean(0), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(idx["var"], xd.var(0), rtol=1e-9, atol=1e-12)
+        from scipy import stats
+
+        np.testing.assert_allclose(idx["skewness"], stats.skew(xd, axis=0), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(idx["kurtosis"], stats.kurtosis(xd, axis=0), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(idx["density"], (xf > 0).mean(0), rtol=1e-6)
+        assert (idx["hist_counts"].sum(1) == x.shape[0]).all()
+        assert np.array_equal(idx["token_count"], np.bincount(tokens, minlength=st.model_config["d_vocab"]))
+        # samples lie in their quantile bins' value ranges (edges from the histogram)
+        sv, qe = idx["sample_values"], idx["quantile_edges"]  # [N, B, S], [N, 4]
+        top_bin = sv[:, 0]
+        assert np.all((top_bin >= qe[:, 3:4]) | np.isnan(top_bin))
+        low_bin = sv[:, 4]
+        assert np.all((low_bin <= qe[:, 0:1]) | np.isnan(low_bin))
+        # top tokens: the highest mean activation among tokens seen often enough
+        ts = np.zeros((st.model_config["d_vocab"], x.shape[1]))
+        np.add.at(ts, tokens, xd)
+        cnt = np.bincount(tokens, minlength=ts.shape[0])
+        j = 3
+        means = np.where(cnt >= schema.MIN_TOKEN_COUNT, ts[:, j] / np.maximum(cnt, 1), -np.inf)
+        assert idx["top_token_ids"][j, 0] == int(np.argmax(means))
+
+
+def test_two_halves_indexed_apart_merge_into_the_whole(tiny_stores):
+    path = tiny_stores["solu_ln"]
+    st = Store.open(path)
+    n = st.n_chunks
+    assert n >= 3
+    for hook in st.hooks:
+        whole = compute_partial(path, hook, 0, n)
+        merged = merge_partials(compute_partial(path, hook, n // 2, n), compute_partial(path, hook, 0, n // 2))
+        for f in ("top_key", "top_pos", "top_win", "bot_key", "bot_pos", "bot_win", "hist", "npos", "token_count"):
+            assert np.array_equal(getattr(whole, f), getattr(merged, f)), f
+        for f in ("mean", "m2", "m3", "m4", "token_sum"):
+            np.testing.assert_allclose(getattr(whole, f), getattr(merged, f), rtol=1e-9, atol=1e-9)
+        qb = sample_thresholds(merged)
+        assert np.array_equal(qb, sample_thresholds(whole))
+        s_whole = compute_sample_partial(path, hook, 0, n, qb)
+        s_merged = merge_sample_partials(compute_sample_partial(path, hook, 1, n, qb),
+                                         compute_sample_partial(path, hook, 0, 1, qb))
+        got = index_arrays(np.asarray(st.tokens[:]), st.context_len, merged, s_merged)
+        # ...and equal to what index_store wrote in one go
+        _assert_same_index(got, _index(st, hook), exact_all=False)
+        assert np.array_equal(s_whole.pos, s_merged.pos)
+
+
+# ---- kill -9 and resume ---------------------------------------------------------------------------
+
+_CHILD = """
+import sys
+from store.indexer import IndexConfig, index_store
+cfg = IndexConfig(checkpoint_every_s=0.0, on_checkpoint=lambda h, w, c: print(h, w, c, flush=True))
+index_store(sys.argv[1], force=True, progress=False, config=cfg)
+print("finished", flush=True)
+"""
+
+
+def test_kill_9_mid_pass_then_resume_gives_identical_arrays(tiny_stores, tmp_path):
+    src = tiny_stores["solu_ln"]
+    path = _copy(src, tmp_path / "s")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT)
+    seen = []
+    for line in proc.stdout:  # wait for the third save (mid pass 1 of the first hook), then kill -9
+        seen.append(line.split())
+        if len(seen) == 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL and seen[-1][0] != "finished"
+    st = Store.open(path)
+    assert not st.is_indexed(st.hooks[0])
+    saves = []
+    index_store(path, progress=False, config=IndexConfig(checkpoint_every_s=0.0,
+                                                           on_checkpoint=lambda h, w, c: saves.append((h, w, c))))
+    assert saves[0][:2] != (st.hooks[0], "p1") or saves[0][2] > 1, "the second run must resume, not restart"
+    ref = Store.open(src)
+    st = Store.open(path)
+    for hook in st.hooks:
+        _assert_same_index(_index(st, hook), _index(ref, hook))
+
+
+def test_interrupted_in_pass_2_resumes_identically(tiny_stores, tmp_path):
+    src = tiny_stores["gelu"]
+    path = _copy(src, tmp_path / "g")
+    n = Store.open(path).n_chunks
+    out = index_store(path, force=True, progress=False,
+                      config=IndexConfig(checkpoint_every_s=1e9, stop_after_chunks=n + 2))
+    assert next(iter(out.values())).get("stopped")
+    st = Store.open(path)
+    assert st.index_state(st.hooks[0])["progress"]["p2"]["chunk_stop"] == 2
+    index_store(path, progress=False)
+    st = Store.open(path)
+    _assert_same_index(_index(st, st.hooks[0]), _index(Store.open(src), st.hooks[0]))
+
+
+# ---- damaged and refused stores -----------------------------------------------------------------------
+
+
+def _synthetic(tmp_path, name="syn", n=1024, N=40, vocab=30):
+    rng = np.random.default_rng(1)
+    acts = {"blocks.0.mlp.hook_post": rng.standard_normal((n, N)).astype(np.float16)}
+    return write_synthetic_store(tmp_path / name, acts, rng.integers(0, vocab, n).astype(np.int32), vocab)
+
+
+def test_corrupt_chunk_is_refused_by_name(tmp_path, capsys):
+    path = _synthetic(tmp_path)
+    hook = "blocks.0.mlp.hook_post"
+    chunk = path / hook / "c" / "2" / "0"
+    size = chunk.stat().st_size
+    chunk.write_bytes(np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes())
+    assert main(["index", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert hook in err and "c/2/0" in err
+    assert not Store.open(path).is_indexed(hook)
+    chunk.write_bytes(b"\x00" * 7)  # truncated
+    assert main(["index", str(path), "--quiet"]) == 2
+    assert "c/2/0" in capsys.readouterr().err
+    chunk.unlink()  # missing: zarr alone would read zeros
+    assert main(["index", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "c/2/0" in err and "missing" in err
+
+
+def test_refuses_incomplete_other_version_and_missing_stores(tmp_path, capsys):
+    path = _synthetic(tmp_path)
+    meta = path / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["attributes"][schema.ATTRS_KEY]["complete"] = False
+    doc["attributes"][schema.ATTRS_KEY]["record_command"] = "neurobrowse record CK --out X"
+    meta.write_text(json.dumps(doc))
+    assert main(["index", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "incomplete" in err and "neurobrowse record CK --out X" in err
+    doc["attributes"][schema.ATTRS_KEY]["complete"] = True
+    doc["attributes"][schema.ATTRS_KEY]["schema_version"] = schema.SCHEMA_VERSION + 1
+    meta.write_text(json.dumps(doc))
+    assert main(["index", str(path), "--quiet"]) == 2
+    assert "schema version" in capsys.readouterr().err
+    assert main(["index", str(tmp_path / "nothing"), "--quiet"]) == 2
+    assert "no store" in capsys.readouterr().err
+    with pytest.raises(StoreError, match="no hook"):
+        index_store(_synthetic(tmp_path, "b"), hooks=["blocks.9.mlp.hook_post"], progress=False)
+
+
+_LIMITED = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+from neurobrowse.cli import main
+raise SystemExit(main(["index", sys.argv[1], "--quiet"]))
+"""
+
+
+def test_a_full_disk_is_a_clear_error_and_loses_nothing(tmp_path):
+    path = _synthetic(tmp_path, n=2048, N=64)
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", _LIMITED, str(path)], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 2, r.stderr
+    assert "error:" in r.stderr and ("disk is full" in r.stderr or "too large" in r.stderr), r.stderr
+    assert all(p.read_bytes() == b for p, b in before.items() if "index" not in p.parts)  # recording intact
+    out = index_store(path, progress=False)  # with space again, the same command completes
+    assert not out["blocks.0.mlp.hook_post"].get("skipped")
+    assert Store.open(path).is_indexed("blocks.0.mlp.hook_post")
+
+
+def test_index_verb_skips_indexed_and_force_redoes(tmp_path, capsys):
+    path = _synthetic(tmp_path)
+    assert main(["index", str(path), "--quiet", "--k", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 1,024 tokens x 40 neurons (k=8)" in out and "token_rule_score" in out
+    first = _index(Store.open(path), "blocks.0.mlp.hook_post")
+    assert first["top_values"].shape == (40, 8)
+    assert main(["index", str(path), "--quiet", "--k", "8"]) == 0
+    assert "already indexed" in capsys.readouterr().out
+    assert main(["index", str(path), "--quiet", "--k", "8", "--force"]) == 0
+    _assert_same_index(first, _index(Store.open(path), "blocks.0.mlp.hook_post"))
+    # index arrays are chunked along the neuron axis (a page reads one small chunk per array)
+    arr = Store.open(path).index_array("blocks.0.mlp.hook_post", "top_context_tokens")
+    assert arr.chunks[0] == schema.INDEX_NEURON_CHUNK
