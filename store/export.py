@@ -1,0 +1,506 @@
+"""Export labeled neuron sets (JSONL, CSV, OpenAI neuron-explainer records) and read them back.
+
+Why these formats: JSONL keeps everything (label, statistics, top snippets as token strings with
+activations) one neuron per line, so files stream and diff well; CSV opens in a spreadsheet; the
+``neuron-explainer`` format is OpenAI automated-interpretability's ``NeuronRecord`` so exported
+neurons can be explained and scored by that tool.
+
+Every export names the store's run UUID and the tool version; it is written to a temporary file
+that is fsynced and renamed over the target, so a crash leaves the old file or the new one, never
+half of one. Labels are read once, in one read transaction (``LabelDB.snapshot``), so an export
+taken while others write labels is a consistent snapshot.
+
+File layouts (``EXPORT_VERSION`` 1):
+
+* ``jsonl``: line 1 is a header ``{"kind": "neurobrowse-export", "export_version", "format",
+  "run_uuid", "tool_version", "created", "store", "filters", "n_neurons"}``; then one object per
+  neuron ``{"run_uuid", "hook", "layer", "neuron", "label": {verdict, description, tags, notes,
+  author, time, source} | null, "stats": {...}, "top": [{"position", "value", "center", "tokens":
+  [str], "acts": [float]}]}``. Activations are rounded to 4 decimals (they are float16 on disk).
+* ``csv``: one row per neuron with columns CSV_COLUMNS; tags and the top snippets are JSON text.
+* ``neuron-explainer``: one NeuronRecord per line, exactly the fields of OpenAI's dataclasses
+  (with their ``dataclass_name`` keys, so ``neuron_explainer.fast_dataclasses.loads`` reads a
+  line), and a sidecar ``<out>.meta.json`` with the header (run UUID, tool version, hook).
+  ``random_sample_by_quantile`` holds our quantile bins in ascending order (0-0.5, 0.5-0.9,
+  0.9-0.99, 0.99-0.999, 0.999-1) and ``quantile_boundaries`` the activations bounding them
+  ``[min, q0.5, q0.9, q0.99, q0.999, max]``; ``random_sample`` is the uniformly random bin.
+  NeuronRecord has no hook field, so one export holds one hook kind (default hook_post).
+
+``labels export`` writes the jsonl layout without statistics and snippets (``kind:
+"neurobrowse-labels"``); ``read_label_file`` reads all three label-carrying layouts back.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip as gzip_mod
+import io
+import json
+import math
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from store import schema
+from store.errors import NeurobrowseError
+from store.labels import Label, LabelDB, LabelError, LabelImportError, check_verdict, normalize_tags
+
+EXPORT_VERSION = 1
+FORMATS = ("jsonl", "csv", "neuron-explainer")
+EXPORT_KIND = "neurobrowse-export"
+LABELS_KIND = "neurobrowse-labels"
+LABEL_FIELDS = ("verdict", "description", "tags", "notes", "author", "time", "source")
+STAT_FIELDS = ("max_act", "min_act", "mean", "var", "skewness", "kurtosis", "density", "token_rule_score",
+               "sim_score", "top_token")
+CSV_COLUMNS = ("run_uuid", "tool_version", "hook", "layer", "neuron", *LABEL_FIELDS, *STAT_FIELDS,
+               "top_firing_tokens", "top_snippets")
+ACT_DECIMALS = 4  # activations are float16 on disk: 4 decimals keep what matters at a third of the size
+
+
+class ExportError(NeurobrowseError):
+    """An export that cannot be written (bad filter, disk full, unindexed hook); the old file is kept."""
+
+
+@dataclass
+class ExportConfig:
+    """What to export. A neuron is exported when it passes every given filter."""
+
+    fmt: str = "jsonl"  # one of FORMATS
+    hooks: list[str] | None = None  # full hook names; None: every indexed hook (neuron-explainer: hook_post)
+    verdicts: list[str] | None = None  # keep labels with one of these verdicts
+    tags: list[str] | None = None  # keep labels with any of these tags
+    layers: list[int] | None = None  # keep these layers
+    min_scores: dict[str, float] = field(default_factory=dict)  # neuron-table column -> minimum value
+    all_neurons: bool = False  # also export unlabeled neurons (default: labeled neurons only)
+    snippets: int = 20  # top snippets per neuron
+    gzip: bool = False  # gzip the output (also detected on import)
+    block: int = 512  # neurons read from the index per batch (bounds memory)
+
+
+def tool_version_default() -> str:
+    """The installed neurobrowse version (store may not import the app package, so ask metadata)."""
+    try:
+        from importlib.metadata import version
+
+        return version("neurobrowse")
+    except Exception:  # not installed as a distribution
+        return "unknown"
+
+
+# ---- atomic files ----------------------------------------------------------------------------------
+@contextmanager
+def atomic_output(path: str | os.PathLike, *, gzip: bool = False, text: bool = True,
+                  newline: str | None = None) -> Iterator[Any]:
+    """Open a temporary file next to ``path``; on success fsync it and rename it over ``path``.
+    On any error the temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = open(tmp, "wb")
+    except OSError as e:
+        raise ExportError(f"cannot write {path}: {e}") from None
+    ok = False
+    try:
+        stream: Any = gzip_mod.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0) if gzip else raw
+        f = io.TextIOWrapper(stream, encoding="utf-8", newline=newline) if text else stream
+        try:
+            yield f
+            f.flush()
+        finally:
+            if text:
+                f.detach()
+            if gzip:
+                stream.close()
+        raw.flush()
+        os.fsync(raw.fileno())
+        raw.close()
+        os.replace(tmp, path)
+        ok = True
+        try:  # make the rename itself durable
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+    except OSError as e:
+        raise ExportError(f"writing {path} failed ({e}); the previous file, if any, is unchanged") from None
+    finally:
+        if not ok:
+            raw.close()
+            tmp.unlink(missing_ok=True)
+
+
+def _open_maybe_gzip(path: Path) -> io.TextIOBase:
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip_mod.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+# ---- selection -------------------------------------------------------------------------------------
+def _finite(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _label_dict(lab: Label | None) -> dict | None:
+    if lab is None:
+        return None
+    return {"verdict": lab.verdict, "description": lab.description, "tags": list(lab.tags), "notes": lab.notes,
+            "author": lab.author, "time": lab.time, "source": lab.source}
+
+
+def default_hooks(store: Any, fmt: str) -> list[str]:
+    hooks = [h for h in store.hooks if store.is_indexed(h)]
+    if fmt == "neuron-explainer":
+        hooks = [h for h in hooks if schema.parse_hook_name(h)[1] == "hook_post"] or hooks[:1]
+    return hooks
+
+
+def select_neurons(store: Any, cfg: ExportConfig, labels: dict[tuple[str, int], Label]) -> dict[str, np.ndarray]:
+    """{hook: sorted neuron ids} passing cfg's filters, given the labels snapshot."""
+    if cfg.fmt not in FORMATS:
+        raise ExportError(f"unknown export format {cfg.fmt!r}; use one of {', '.join(FORMATS)}")
+    for v in cfg.verdicts or ():
+        check_verdict(v)
+    hooks = cfg.hooks or default_hooks(store, cfg.fmt)
+    if not hooks:
+        raise ExportError(f"{store.path} has no indexed hook to export; run `neurobrowse index {store.path}`")
+    if cfg.fmt == "neuron-explainer" and len({schema.parse_hook_name(h)[1] for h in hooks}) > 1:
+        raise ExportError("a neuron-explainer export holds one hook kind (NeuronRecord has no hook field); "
+                          "pass --hook with hook_post or hook_mid hooks only")
+    want_tags = set(normalize_tags(cfg.tags)) if cfg.tags else None
+    out = {}
+    for hook in hooks:
+        if hook not in store.hooks:
+            raise ExportError(f"{store.path} has no hook {hook!r}; recorded hooks: {', '.join(store.hooks)}")
+        if not store.is_indexed(hook):
+            raise ExportError(f"{store.path}: hook {hook!r} is not indexed; run `neurobrowse index {store.path}`")
+        layer = schema.parse_hook_name(hook)[0]
+        if cfg.layers is not None and layer not in cfg.layers:
+            continue
+        keep = np.ones(store.d_mlp, dtype=bool)
+        if cfg.min_scores:
+            table = store.neuron_table(hook)
+            for name, lo in cfg.min_scores.items():
+                if name not in table or name in ("neuron", "top_token"):
+                    raise ExportError(f"--min-score: {name!r} is not a numeric neuron statistic; use one of "
+                                      f"{', '.join(k for k in table if k not in ('neuron', 'top_token'))}")
+                col = np.asarray(table[name], dtype=np.float64)
+                keep &= np.nan_to_num(col, nan=-np.inf) >= float(lo)
+        labeled = np.zeros(store.d_mlp, dtype=bool)
+        for (h, n), lab in labels.items():
+            if h != hook or not 0 <= n < store.d_mlp:
+                continue
+            if cfg.verdicts and lab.verdict not in cfg.verdicts:
+                continue
+            if want_tags is not None and not want_tags & set(lab.tags):
+                continue
+            labeled[n] = True
+        if cfg.verdicts or want_tags is not None or not cfg.all_neurons:
+            keep &= labeled
+        out[hook] = np.flatnonzero(keep)
+    return out
+
+
+# ---- reading index blocks --------------------------------------------------------------------------
+class _Block:
+    """Index arrays of a set of neurons of one hook, read in one orthogonal selection each."""
+
+    def __init__(self, store: Any, hook: str, neurons: np.ndarray, k: int, fmt: str):
+        self.neurons = neurons
+        idx = neurons.astype(np.int64)
+
+        def rows(name: str, extra: tuple = ()) -> np.ndarray:
+            arr = store.index_array(hook, name)
+            sel = (idx,) + extra + (slice(None),) * (arr.ndim - 1 - len(extra))
+            return np.asarray(arr.get_orthogonal_selection(sel))
+
+        kk = slice(0, k)
+        self.top_values = rows("top_values", (kk,))  # [n, k]
+        self.top_positions = rows("top_positions", (kk,))  # [n, k]
+        self.top_tokens = rows("top_context_tokens", (kk,))  # [n, k, W]
+        self.top_acts = rows("top_context_acts", (kk,)).astype(np.float32)  # [n, k, W]
+        if fmt == "neuron-explainer":
+            self.sample_positions = rows("sample_positions")  # [n, B, S]
+            self.sample_tokens = rows("sample_context_tokens")  # [n, B, S, W]
+            self.sample_acts = rows("sample_context_acts").astype(np.float32)  # [n, B, S, W]
+            self.quantile_edges = rows("quantile_edges")  # [n, 4]
+
+
+def _snippets(store: Any, positions: np.ndarray, values: np.ndarray | None, toks: np.ndarray,
+              acts: np.ndarray) -> list[dict]:
+    """positions [m], values [m] | None, toks/acts [m, W] -> snippet dicts (padding dropped)."""
+    out = []
+    for i in range(len(positions)):
+        if positions[i] < 0:
+            continue
+        t = toks[i]
+        keep = t >= 0
+        center = schema.CONTEXT_BEFORE - int((t[:schema.CONTEXT_BEFORE] < 0).sum())
+        d = {"position": int(positions[i])}
+        if values is not None:
+            d["value"] = round(float(values[i]), 5)
+        d["center"] = center
+        d["tokens"] = store.token_strings(t[keep])
+        d["acts"] = np.round(acts[i][keep].astype(np.float64), ACT_DECIMALS).tolist()
+        out.append(d)
+    return out
+
+
+def _stats(table: dict[str, np.ndarray], n: int) -> dict:
+    out = {}
+    for k in STAT_FIELDS:
+        v = table[k][n]
+        out[k] = str(v) if k == "top_token" else _finite(float(v))
+    return out
+
+
+def _activation_record(snip: dict) -> dict:
+    return {"dataclass_name": "ActivationRecord", "tokens": snip["tokens"], "activations": snip["acts"]}
+
+
+def _neuron_record(layer: int, n: int, stats: dict, top: list[dict], samples: list[list[dict]],
+                   edges: np.ndarray) -> dict:
+    # samples: SAMPLE_BINS order ("0.999-1", ..., "0-0.5", "random"); NeuronRecord wants ascending
+    by_bin = dict(zip(schema.SAMPLE_BINS, samples))
+    ascending = [b for b in reversed(schema.SAMPLE_BINS) if b != "random"]
+    bounds = [stats["min_act"], *[_finite(float(e)) for e in edges], stats["max_act"]]
+    return {
+        "dataclass_name": "NeuronRecord",
+        "neuron_id": {"dataclass_name": "NeuronId", "layer_index": layer, "neuron_index": int(n)},
+        "random_sample": [_activation_record(s) for s in by_bin.get("random", [])],
+        "random_sample_by_quantile": [[_activation_record(s) for s in by_bin[b]] for b in ascending],
+        "quantile_boundaries": bounds,
+        "mean": stats["mean"],
+        "variance": stats["var"],
+        "skewness": stats["skewness"],
+        "kurtosis": stats["kurtosis"],
+        "most_positive_activation_records": [_activation_record(s) for s in top],
+    }
+
+
+def _csv_row(header: dict, rec: dict) -> list:
+    lab = rec["label"] or {}
+    row = [rec["run_uuid"], header["tool_version"], rec["hook"], rec["layer"], rec["neuron"]]
+    for k in LABEL_FIELDS:
+        v = lab.get(k, "" if k != "verdict" else "")
+        row.append(json.dumps(v, ensure_ascii=False) if k == "tags" else ("" if v is None else v))
+    for k in STAT_FIELDS:
+        v = rec["stats"].get(k)
+        row.append("" if v is None else v)
+    row.append("|".join(s["tokens"][s["center"]] if s["tokens"] else "" for s in rec["top"]))
+    row.append(json.dumps(rec["top"], ensure_ascii=False, separators=(",", ":")))
+    return row
+
+
+def iter_records(store: Any, selection: dict[str, np.ndarray], labels: dict[tuple[str, int], Label],
+                 cfg: ExportConfig, progress: bool = False) -> Iterator[tuple[str, dict]]:
+    """Yield (kind, record) per selected neuron: kind "neuron" (our layout) or "neuron-explainer"."""
+    total = sum(len(v) for v in selection.values())
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="export", unit="neuron")
+    try:
+        for hook, neurons in selection.items():
+            layer = schema.parse_hook_name(hook)[0]
+            table = store.neuron_table(hook)
+            k = min(cfg.snippets, store.index_array(hook, "top_values").shape[1])
+            for start in range(0, len(neurons), cfg.block):
+                part = neurons[start:start + cfg.block]
+                blk = _Block(store, hook, part, k, cfg.fmt)
+                for i, n in enumerate(part.tolist()):
+                    stats = _stats(table, n)
+                    top = _snippets(store, blk.top_positions[i], blk.top_values[i], blk.top_tokens[i], blk.top_acts[i])
+                    if cfg.fmt == "neuron-explainer":
+                        samples = [_snippets(store, blk.sample_positions[i, b], None, blk.sample_tokens[i, b],
+                                             blk.sample_acts[i, b]) for b in range(len(schema.SAMPLE_BINS))]
+                        yield "neuron-explainer", _neuron_record(layer, n, stats, top, samples, blk.quantile_edges[i])
+                    else:
+                        yield "neuron", {"run_uuid": store.run_uuid, "hook": hook, "layer": layer, "neuron": n,
+                                         "label": _label_dict(labels.get((hook, n))), "stats": stats, "top": top}
+                if bar is not None:
+                    bar.update(len(part))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def export_store(store: Any, out: str | os.PathLike, cfg: ExportConfig, *, labels_db: LabelDB | None = None,
+                 tool_version: str | None = None, progress: bool = False) -> dict:
+    """Export the selected neurons of ``store`` (a store.reader.Store) to ``out``, atomically.
+    Returns a summary {path, format, run_uuid, n_neurons, bytes}."""
+    out = Path(out)
+    labels = labels_db.snapshot(store.run_uuid) if labels_db is not None else {}
+    selection = select_neurons(store, cfg, labels)
+    n_total = int(sum(len(v) for v in selection.values()))
+    header = {
+        "kind": EXPORT_KIND, "export_version": EXPORT_VERSION, "format": cfg.fmt, "run_uuid": store.run_uuid,
+        "tool_version": tool_version or tool_version_default(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "store": str(store.path), "act_fn": store.model_config.get("act_fn"), "hooks": list(selection),
+        "filters": {"verdicts": cfg.verdicts, "tags": cfg.tags, "layers": cfg.layers,
+                    "min_scores": cfg.min_scores, "all_neurons": cfg.all_neurons, "snippets": cfg.snippets},
+        "n_neurons": n_total,
+    }
+    records = iter_records(store, selection, labels, cfg, progress=progress)
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    if cfg.fmt == "csv":
+        with atomic_output(out, gzip=cfg.gzip, newline="") as f:
+            w = csv.writer(f)
+            w.writerow(CSV_COLUMNS)
+            for _, rec in records:
+                w.writerow(_csv_row(header, rec))
+    else:
+        with atomic_output(out, gzip=cfg.gzip) as f:
+            if cfg.fmt == "jsonl":
+                f.write(dumps(header) + "\n")
+            for _, rec in records:
+                f.write(dumps(rec) + "\n")
+        if cfg.fmt == "neuron-explainer":  # the sidecar names the run UUID, tool version and hook
+            with atomic_output(out.with_name(out.name + ".meta.json")) as f:
+                f.write(json.dumps(header, indent=1) + "\n")
+    return {"path": str(out), "format": cfg.fmt, "run_uuid": store.run_uuid, "n_neurons": n_total,
+            "bytes": out.stat().st_size}
+
+
+# ---- labels only -----------------------------------------------------------------------------------
+def export_labels(db: LabelDB, out: str | os.PathLike, *, run_uuid: str | None = None,
+                  tool_version: str | None = None, gzip: bool = False, **filters: Any) -> dict:
+    """Write current labels (one transaction) as JSONL: a header then one label per line."""
+    labs = db.labels(run_uuid, **filters)
+    header = {"kind": LABELS_KIND, "export_version": EXPORT_VERSION, "format": "jsonl", "run_uuid": run_uuid,
+              "tool_version": tool_version or tool_version_default(),
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "n_neurons": len(labs)}
+    with atomic_output(out, gzip=gzip) as f:
+        f.write(json.dumps(header, ensure_ascii=False) + "\n")
+        for lab in labs:
+            f.write(json.dumps({"run_uuid": lab.run_uuid, "hook": lab.hook, "layer": lab.layer,
+                                "neuron": lab.neuron, "label": _label_dict(lab)}, ensure_ascii=False) + "\n")
+    return {"path": str(out), "n_labels": len(labs), "bytes": Path(out).stat().st_size}
+
+
+# ---- reading back ----------------------------------------------------------------------------------
+def _label_from(where: str, run_uuid: Any, hook: Any, layer: Any, neuron: Any, lab: dict) -> Label:
+    if not isinstance(lab, dict):
+        raise LabelImportError(f"{where}: 'label' must be an object")
+    try:
+        return Label.from_dict({"run_uuid": run_uuid, "hook": hook, "layer": layer, "neuron": neuron,
+                                **{k: lab.get(k) for k in LABEL_FIELDS}})
+    except LabelError as e:
+        raise LabelImportError(f"{where}: {e}") from None
+
+
+def read_label_file(path: str | os.PathLike) -> tuple[dict, list[Label]]:
+    """Read the labels of a jsonl export, a `labels export` file or a csv export (gzipped or not).
+    Returns (header, labels). A malformed line raises LabelImportError naming the line number;
+    unlabeled neurons are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelImportError(f"no label file at {path}")
+    try:
+        f = _open_maybe_gzip(path)
+        with f:
+            first = f.readline()
+            if first.startswith("run_uuid,"):
+                return _read_csv(path, first, f)
+            return _read_jsonl(path, first, f)
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise LabelImportError(f"{path} cannot be read ({e}); is it a neurobrowse export?") from None
+
+
+def _read_jsonl(path: Path, first: str, f: io.TextIOBase) -> tuple[dict, list[Label]]:
+    try:
+        header = json.loads(first)
+    except ValueError as e:
+        raise LabelImportError(f"{path}, line 1: not a neurobrowse export header ({e})") from None
+    if not isinstance(header, dict) or header.get("kind") not in (EXPORT_KIND, LABELS_KIND):
+        raise LabelImportError(f"{path}, line 1: not a neurobrowse export header (no kind "
+                               f"{EXPORT_KIND!r} or {LABELS_KIND!r}); neuron-explainer files carry no labels")
+    if int(header.get("export_version", 0)) > EXPORT_VERSION:
+        raise LabelImportError(f"{path} is export version {header.get('export_version')}, newer than this "
+                               f"neurobrowse reads ({EXPORT_VERSION}); upgrade neurobrowse")
+    labels, n_lines = [], 0
+    for lineno, line in enumerate(f, start=2):
+        if not line.strip():
+            continue
+        n_lines += 1
+        where = f"{path}, line {lineno}"
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise LabelImportError(f"{where}: not valid JSON ({e}); nothing was imported") from None
+        if not isinstance(rec, dict) or any(k not in rec for k in ("run_uuid", "hook", "neuron", "label")):
+            raise LabelImportError(f"{where}: a neuron line needs run_uuid, hook, neuron and label; "
+                                   "nothing was imported")
+        if header.get("run_uuid") and rec["run_uuid"] != header["run_uuid"]:
+            raise LabelImportError(f"{where}: run UUID {rec['run_uuid']} differs from the header's "
+                                   f"{header['run_uuid']}; nothing was imported")
+        if rec["label"] is not None:
+            labels.append(_label_from(where, rec["run_uuid"], rec["hook"], rec.get("layer"), rec["neuron"],
+                                      rec["label"]))
+    expected = header.get("n_neurons")
+    if expected is not None and n_lines != int(expected):
+        raise LabelImportError(f"{path} holds {n_lines} neuron lines but its header says {expected}: the file "
+                               "is truncated or was edited; nothing was imported")
+    return header, labels
+
+
+def _read_csv(path: Path, first: str, f: io.TextIOBase) -> tuple[dict, list[Label]]:
+    cols = next(csv.reader([first]))
+    missing = [c for c in ("run_uuid", "tool_version", "hook", "layer", "neuron", *LABEL_FIELDS) if c not in cols]
+    if missing:
+        raise LabelImportError(f"{path}, line 1: CSV header lacks {missing}; is it a neurobrowse export?")
+    labels, header = [], {"kind": EXPORT_KIND, "format": "csv", "run_uuid": None, "tool_version": None}
+    reader = csv.reader(f)
+    for row in reader:
+        lineno = reader.line_num + 1
+        where = f"{path}, line {lineno}"
+        if len(row) != len(cols):
+            raise LabelImportError(f"{where}: {len(row)} fields, the header has {len(cols)}; nothing was imported")
+        d = dict(zip(cols, row))
+        if header["run_uuid"] is None:
+            header.update(run_uuid=d["run_uuid"], tool_version=d["tool_version"])
+        elif d["run_uuid"] != header["run_uuid"]:
+            raise LabelImportError(f"{where}: run UUID {d['run_uuid']} differs from the first row's "
+                                   f"{header['run_uuid']}; nothing was imported")
+        if not d["verdict"]:
+            continue
+        try:
+            tags = json.loads(d["tags"]) if d["tags"] else []
+        except ValueError as e:
+            raise LabelImportError(f"{where}: tags is not a JSON list ({e}); nothing was imported") from None
+        lab = {k: d[k] for k in LABEL_FIELDS}
+        lab["tags"] = tags
+        labels.append(_label_from(where, d["run_uuid"], d["hook"], d["layer"], d["neuron"], lab))
+    return header, labels
+
+
+def import_labels(db: LabelDB, path: str | os.PathLike, *, store: Any = None) -> dict:
+    """Import the labels of an export file into ``db``: all of them in one transaction, or none.
+    With ``store``, a file of another store (another run UUID) or a neuron the store lacks is
+    refused. Labels equal to the current ones are skipped (importing twice adds nothing)."""
+    header, labels = read_label_file(path)
+    if store is not None:
+        runs = {lab.run_uuid for lab in labels} | ({header["run_uuid"]} if header.get("run_uuid") else set())
+        other = sorted(r for r in runs if r != store.run_uuid)
+        if other:
+            raise LabelImportError(
+                f"{path} holds labels of the store with run UUID {other[0]}, not of {store.path} "
+                f"(run UUID {store.run_uuid}); labels only attach to the recording they were made on. "
+                "Nothing was imported.")
+    written = db.set_many(labels, source=None, store=store)
+    return {"path": str(path), "labels_in_file": len(labels), "written": written,
+            "run_uuid": header.get("run_uuid")}
