@@ -1,0 +1,80 @@
+"""`neurobrowse study new|rate|report`: the paper's blinded rating study (see neurobrowse.study)."""
+
+from __future__ import annotations
+
+import argparse
+
+from neurobrowse.study import StudyConfig
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("study", help="blinded rating study: new, rate, report",
+                              description="The SoLU paper's blinded rating of random neurons (section 6.1).")
+    sub = p.add_subparsers(dest="study_verb", metavar="ACTION")
+
+    new = sub.add_parser("new", help="draw a blinded sample of neurons from several stores")
+    new.add_argument("--stores", nargs="+", required=True, metavar="STORE", help="indexed stores, one per model")
+    new.add_argument("--per-model", type=int, default=StudyConfig.per_model, help="neurons per store (default 60)")
+    new.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, recorded)")
+    new.add_argument("--hook", action="append", default=None, metavar="KIND",
+                     help="hook kind to draw from: hook_post (default) or hook_mid (repeatable)")
+    new.add_argument("--snippets", type=int, default=StudyConfig.snippets, help="top snippets per neuron (default 20)")
+    new.add_argument("--out", required=True, metavar="STUDY", help="the study folder to create")
+    new.set_defaults(func=cmd_new)
+
+    rate = sub.add_parser("rate", help="rate a study (opens the rating window, or --answers FILE)")
+    rate.add_argument("study", metavar="STUDY")
+    rate.add_argument("--rater", default=None, help="your name (default: the OS user); each rater rates apart")
+    rate.add_argument("--answers", default=None, metavar="FILE",
+                      help="scripted rating: CSV 'item_id,verdict' or JSON {item_id: verdict}; no window")
+    rate.set_defaults(func=cmd_rate)
+
+    rep = sub.add_parser("report", help="unblind: shares, Wilson intervals, Fisher test, kappa, ROC AUC")
+    rep.add_argument("study", metavar="STUDY")
+    rep.add_argument("--out", default=None, help="folder for report.txt/.csv/.png (default STUDY/report)")
+    rep.set_defaults(func=cmd_report)
+
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from neurobrowse.study import new_study
+
+    cfg = StudyConfig(per_model=args.per_model, seed=args.seed, hooks=tuple(args.hook or ("hook_post",)),
+                      snippets=args.snippets)
+    out = new_study(args.stores, args.out, cfg)
+    print(f"study of {cfg.per_model} neurons x {len(args.stores)} models written to {out}; the models are hidden "
+          f"until `neurobrowse study report {out}`")
+    return 0
+
+
+def cmd_rate(args: argparse.Namespace) -> int:
+    from neurobrowse.study import StudySession, rate_from_answers
+    from store.labels import default_author
+
+    rater = args.rater or default_author()
+    if args.answers:
+        n = rate_from_answers(args.study, rater, args.answers)
+        print(f"saved {n} rating(s) by {rater}")
+        return 0
+    session = StudySession(args.study, rater)
+    from PySide6.QtWidgets import QApplication
+
+    from neurobrowse.qt.study_window import StudyWindow
+
+    app = QApplication.instance() or QApplication([])
+    win = StudyWindow(session)
+    win.show()
+    app.exec()
+    done, total = session.progress()
+    print(f"{rater}: {done} of {total} rated" + ("" if done == total else "; run the same command to resume"))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from neurobrowse.study import report_text, study_report
+
+    rep = study_report(args.study, args.out)
+    print(report_text(rep), end="")
+    print(f"written: {', '.join(rep['files'].values())}")
+    return 0

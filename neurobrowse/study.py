@@ -1,0 +1,604 @@
+"""The blinded rating study of the SoLU paper (section 6.1), without Qt.
+
+``new_study`` draws a random sample of neurons from each store (60 per model by default, as in the
+paper), shuffles them together with a recorded seed and writes a study folder::
+
+    STUDY/study.json     what raters see: blinded item ids and, per item, its top snippets
+                         (token strings + activations). No model, store, neuron id, statistic or score.
+    STUDY/key.json       the unblinding key: item id -> store, run UUID, model, hook, neuron and the
+                         automated scores; plus the seed. Only ``study_report`` opens it.
+    STUDY/ratings.sqlite every rating: rater, item id, verdict, seconds spent, time. SQLite (WAL,
+                         BEGIN IMMEDIATE) so several raters can rate the same study at once; each
+                         rater sees only their own progress. A re-rating appends; the latest counts.
+    STUDY/report/        written by ``study_report``: report.txt, report.csv, report.png.
+
+Rating is done in the app (``StudySession`` drives neurobrowse.qt.study_window.StudyWindow) or
+scripted with ``rate_from_answers`` (a CSV ``item_id,verdict`` or a JSON ``{item_id: verdict}``).
+
+The report (the only place the models are unblinded) gives, per model, the share of ratings that
+say "interpretable" (unsure counts as not interpretable) with a 95% Wilson interval; a two-sided
+Fisher exact test of GeLU against SoLU-LN on the pooled ratings; agreement between raters (Cohen's
+kappa for two raters, Fleiss' kappa for more, over the items every rater rated, three categories);
+and the ROC AUC with which each automated score (index arrays token_rule_score and sim_score)
+predicts "interpretable" against "not interpretable" ratings (unsure ratings left out).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from store.errors import NeurobrowseError
+from store.export import atomic_output
+from store.labels import VERDICTS, default_author
+from store.schema import parse_hook_name
+
+STUDY_VERSION = 1
+RULE = ("Rate a neuron interpretable when at least 80% of its strongest firings (the red tokens) "
+        "follow one rule or belong to one category you could name. Otherwise rate it not "
+        "interpretable; use unsure only when you cannot decide.")
+SCORES = ("token_rule_score", "sim_score")  # automated scores checked against the human verdicts
+MODEL_NAMES = {"gelu": "GeLU", "solu_ln": "SoLU-LN", "solu": "SoLU", "relu": "ReLU", "gelu_new": "GeLU"}
+Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
+
+
+class StudyError(NeurobrowseError):
+    """A study folder or answers file that cannot be used; the message names the file."""
+
+
+@dataclass
+class StudyConfig:
+    """How a study is drawn."""
+
+    per_model: int = 60  # neurons drawn per store (the paper rated 60 per model)
+    seed: int | None = None  # None: a fresh random seed, recorded in key.json
+    hooks: tuple[str, ...] = ("hook_post",)  # hook kinds to draw from (each recorded layer's)
+    snippets: int = 20  # top snippets shown per neuron
+    context_before: int = 16  # tokens of context shown before the firing token (a few lines)
+    context_after: int = 6  # and after it
+
+
+@dataclass
+class StudyItem:
+    """One blinded item as a rater sees it: an opaque id and snippets (tokens, acts, center)."""
+
+    item_id: str
+    snippets: list[dict] = field(default_factory=list)
+
+
+def display_name(act_fn: str) -> str:
+    return MODEL_NAMES.get(act_fn, act_fn)
+
+
+# ---- drawing a study -------------------------------------------------------------------------------
+def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | None = None) -> Path:
+    """Draw ``cfg.per_model`` neurons from each store (store.reader.Store or a path), shuffle them
+    together, write the study folder. Refuses to overwrite an existing study."""
+    from store.reader import Store
+
+    cfg = cfg or StudyConfig()
+    out = Path(out)
+    if (out / "study.json").exists():
+        raise StudyError(f"{out} already holds a study; choose another --out (a study is never overwritten)")
+    stores = [s if hasattr(s, "run_uuid") else Store.open(s) for s in stores]
+    if len(stores) < 1:
+        raise StudyError("a study needs at least one store (--stores A B)")
+    runs = [s.run_uuid for s in stores]
+    if len(set(runs)) != len(runs):
+        raise StudyError("the same store is given twice; a study compares different models")
+    seed = int(cfg.seed) if cfg.seed is not None else secrets.randbits(63)
+    rng = np.random.default_rng(seed)
+    items, key_items, models = [], {}, []
+    for m, store in enumerate(stores):
+        hooks = [h for h in store.hooks if parse_hook_name(h)[1] in cfg.hooks]
+        if not hooks:
+            raise StudyError(f"{store.path} records none of the hooks {list(cfg.hooks)}; it has {store.hooks}")
+        for h in hooks:
+            if not store.is_indexed(h):
+                raise StudyError(f"{store.path}: hook {h} is not indexed; run `neurobrowse index {store.path}`")
+        pool = [(h, n) for h in hooks for n in range(store.d_mlp)]  # every candidate neuron
+        if cfg.per_model > len(pool):
+            raise StudyError(f"{store.path} has only {len(pool)} neurons in {list(cfg.hooks)}; "
+                             f"lower --per-model (asked {cfg.per_model})")
+        picks = rng.choice(len(pool), size=cfg.per_model, replace=False)
+        models.append({"index": m, "act_fn": store.model_config.get("act_fn", "?"),
+                       "name": display_name(str(store.model_config.get("act_fn", f"model {m}"))),
+                       "store": str(store.path), "run_uuid": store.run_uuid})
+        for p in sorted(int(x) for x in picks):
+            hook, n = pool[p]
+            view = store.neuron(hook, n)
+            table = store.neuron_table(hook)
+            snippets = [_crop(s, cfg) for s in view.top[:cfg.snippets]]
+            items.append({"snippets": snippets})
+            key_items[len(items) - 1] = {"model": m, "hook": hook, "layer": parse_hook_name(hook)[0], "neuron": n,
+                                         "scores": {k: _f(table[k][n]) for k in SCORES},
+                                         "max_act": _f(table["max_act"][n])}
+    order = rng.permutation(len(items))
+    ids = _item_ids(rng, len(items))
+    study_items, key = [], {}
+    for pos, src in enumerate(order.tolist()):
+        iid = ids[pos]
+        study_items.append({"item_id": iid, "snippets": items[src]["snippets"]})
+        key[iid] = key_items[src]
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    study = {"kind": "neurobrowse-study", "version": STUDY_VERSION, "created": created, "rule": RULE,
+             "n_items": len(study_items), "items": study_items}
+    key_doc = {"kind": "neurobrowse-study-key", "version": STUDY_VERSION, "created": created, "seed": seed,
+               "per_model": cfg.per_model, "hooks": list(cfg.hooks), "snippets": cfg.snippets,
+               "models": models, "items": key}
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out / "key.json") as f:
+        json.dump(key_doc, f, indent=1)
+    with atomic_output(out / "study.json") as f:  # written last: its presence means the study is whole
+        json.dump(study, f, ensure_ascii=False, separators=(",", ":"))
+    RatingsDB(out).close()
+    return out
+
+
+def _f(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _item_ids(rng: np.random.Generator, n: int) -> list[str]:
+    """Opaque, unique ids (from the seeded generator, so a study is reproducible from its seed)."""
+    seen: set[str] = set()
+    out = []
+    while len(out) < n:
+        iid = "".join(f"{b:02x}" for b in rng.integers(0, 256, size=4).tolist())
+        if iid not in seen:
+            seen.add(iid)
+            out.append(iid)
+    return out
+
+
+def _crop(snip: Any, cfg: StudyConfig) -> dict:
+    """A store Snippet cut to a few lines around the firing token: tokens, acts (4 decimals), center."""
+    lo = max(0, snip.center - cfg.context_before)
+    hi = min(len(snip.tokens), snip.center + cfg.context_after + 1)
+    acts = np.asarray(snip.acts[lo:hi], dtype=np.float64)
+    return {"tokens": list(snip.tokens[lo:hi]), "acts": np.round(acts, 4).tolist(), "center": snip.center - lo}
+
+
+# ---- reading a study -------------------------------------------------------------------------------
+def load_items(study: str | os.PathLike) -> list[StudyItem]:
+    """The blinded items, in study order (never opens key.json)."""
+    path = Path(study) / "study.json"
+    if not path.is_file():
+        raise StudyError(f"{study} is not a study folder (no study.json); create one with `neurobrowse study new`")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise StudyError(f"{path} is damaged ({e})") from None
+    if doc.get("kind") != "neurobrowse-study" or int(doc.get("version", 0)) > STUDY_VERSION:
+        raise StudyError(f"{path} is not a study this neurobrowse reads (kind {doc.get('kind')!r}, "
+                         f"version {doc.get('version')})")
+    return [StudyItem(it["item_id"], it["snippets"]) for it in doc["items"]]
+
+
+def load_key(study: str | os.PathLike) -> dict:
+    path = Path(study) / "key.json"
+    if not path.is_file():
+        raise StudyError(f"{path} is missing: the study cannot be unblinded without its key")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise StudyError(f"{path} is damaged ({e})") from None
+
+
+# ---- ratings ---------------------------------------------------------------------------------------
+class RatingsDB:
+    """STUDY/ratings.sqlite: append-only ratings, the latest per (rater, item) counts."""
+
+    def __init__(self, study: str | os.PathLike, busy_timeout_s: float = 10.0):
+        self.path = Path(study) / "ratings.sqlite"
+        self.conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS ratings (id INTEGER PRIMARY KEY AUTOINCREMENT, rater TEXT NOT NULL, "
+                "item_id TEXT NOT NULL, verdict TEXT NOT NULL CHECK (verdict IN ('interpretable', "
+                "'not_interpretable', 'unsure')), seconds REAL, time TEXT NOT NULL)")
+        except sqlite3.Error as e:
+            self.conn.close()
+            raise StudyError(f"the ratings database {self.path} cannot be used: {e}") from None
+
+    def add(self, rows: list[tuple[str, str, str, float | None]]) -> None:
+        """Append (rater, item_id, verdict, seconds) rows in one transaction (all or nothing)."""
+        now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany("INSERT INTO ratings (rater, item_id, verdict, seconds, time) VALUES (?,?,?,?,?)",
+                                      [(*r, now) for r in rows])
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            what = "stayed locked by another rater" if "locked" in str(e) else f"failed ({e})"
+            raise StudyError(f"saving ratings to {self.path} {what}; nothing of this step was saved, "
+                             "retry") from None
+
+    def latest(self, rater: str | None = None) -> dict[tuple[str, str], tuple[str, float | None]]:
+        """{(rater, item_id): (verdict, seconds)} of the latest rating of each."""
+        sql = ("SELECT rater, item_id, verdict, seconds FROM ratings r WHERE id = (SELECT max(id) FROM ratings "
+               "WHERE rater = r.rater AND item_id = r.item_id)")
+        args: tuple = ()
+        if rater is not None:
+            sql += " AND rater = ?"
+            args = (rater,)
+        return {(a, b): (v, s) for a, b, v, s in self.conn.execute(sql, args).fetchall()}
+
+    def raters(self) -> list[str]:
+        return [r for (r,) in self.conn.execute("SELECT DISTINCT rater FROM ratings ORDER BY rater")]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class StudySession:
+    """One rater's pass through a study: the current item, rating, pause / resume, timing.
+
+    Time per item counts from the moment the item is shown to the rating, minus paused time.
+    Ratings are saved at once, so closing the window and starting again resumes at the first item
+    this rater has not rated. ``clock`` is injectable for tests (default time.monotonic).
+    """
+
+    def __init__(self, study: str | os.PathLike, rater: str | None = None, *,
+                 clock: Callable[[], float] = time.monotonic):
+        self.study = Path(study)
+        self.rater = (rater or default_author()).strip()
+        if not self.rater:
+            raise StudyError("a rater name is needed (--rater NAME)")
+        self.items = load_items(self.study)
+        self.rule = RULE
+        self.db = RatingsDB(self.study)
+        self.clock = clock
+        done = self.db.latest(self.rater)
+        self.ratings: dict[str, tuple[str, float | None]] = {iid: v for (_, iid), v in done.items()}
+        self.paused = False
+        self._pause_started = 0.0
+        self._paused_total = 0.0
+        self._shown_at = self.clock()
+        self.index = self._next_unrated(0)
+
+    def _next_unrated(self, start: int) -> int:
+        for i in range(start, len(self.items)):
+            if self.items[i].item_id not in self.ratings:
+                return i
+        for i in range(0, start):
+            if self.items[i].item_id not in self.ratings:
+                return i
+        return len(self.items)
+
+    @property
+    def finished(self) -> bool:
+        return self.index >= len(self.items)
+
+    def current(self) -> StudyItem | None:
+        return None if self.finished else self.items[self.index]
+
+    def progress(self) -> tuple[int, int]:
+        """(items rated by this rater, items in the study)."""
+        return len(self.ratings), len(self.items)
+
+    def pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self._pause_started = self.clock()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self._paused_total += self.clock() - self._pause_started
+
+    def rate(self, verdict: str) -> StudyItem | None:
+        """Rate the current item; returns the next item (None when done). Refused while paused."""
+        if verdict not in VERDICTS:
+            raise StudyError(f"unknown verdict {verdict!r}; use one of {', '.join(VERDICTS)}")
+        if self.paused:
+            raise StudyError("the study is paused; resume before rating")
+        item = self.current()
+        if item is None:
+            raise StudyError("every item of this study is rated already")
+        seconds = max(0.0, self.clock() - self._shown_at - self._paused_total)
+        self.db.add([(self.rater, item.item_id, verdict, seconds)])
+        self.ratings[item.item_id] = (verdict, seconds)
+        self.index = self._next_unrated(self.index + 1)
+        self._shown_at, self._paused_total = self.clock(), 0.0
+        return self.current()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def rate_from_answers(study: str | os.PathLike, rater: str, answers: str | os.PathLike) -> int:
+    """Scripted rating: ``answers`` is a CSV with columns item_id,verdict or a JSON object
+    {item_id: verdict}. Every line is checked first; all are saved in one transaction or none.
+    Returns the number of ratings saved."""
+    answers = Path(answers)
+    items = {it.item_id for it in load_items(study)}
+    if not answers.is_file():
+        raise StudyError(f"no answers file at {answers}")
+    text = answers.read_text(encoding="utf-8")
+    pairs: list[tuple[int, str, str]] = []
+    if text.lstrip().startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise StudyError(f"{answers} is not valid JSON ({e}); nothing was saved") from None
+        pairs = [(0, str(k), str(v)) for k, v in doc.items()]
+    else:
+        rows = list(csv.reader(text.splitlines()))
+        if not rows or [c.strip() for c in rows[0][:2]] != ["item_id", "verdict"]:
+            raise StudyError(f"{answers}, line 1: expected the header 'item_id,verdict'; nothing was saved")
+        for lineno, row in enumerate(rows[1:], start=2):
+            if not row:
+                continue
+            if len(row) != 2:
+                raise StudyError(f"{answers}, line {lineno}: expected 2 fields, got {len(row)}; nothing was saved")
+            pairs.append((lineno, row[0].strip(), row[1].strip()))
+    out = []
+    for lineno, iid, verdict in pairs:
+        where = f"{answers}, line {lineno}" if lineno else f"{answers}, item {iid!r}"
+        if iid not in items:
+            raise StudyError(f"{where}: no item {iid!r} in this study; nothing was saved")
+        if verdict not in VERDICTS:
+            raise StudyError(f"{where}: unknown verdict {verdict!r} (use {', '.join(VERDICTS)}); nothing was saved")
+        out.append((rater, iid, verdict, None))
+    db = RatingsDB(study)
+    try:
+        db.add(out)
+    finally:
+        db.close()
+    return len(out)
+
+
+# ---- statistics ------------------------------------------------------------------------------------
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k/n ((nan, nan) when n == 0)."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, center - half), min(1.0, center + half))
+
+
+def cohen_kappa(a: list[str], b: list[str], categories: Iterable[str] = VERDICTS) -> float:
+    """Cohen's kappa of two raters' labels of the same items."""
+    cats = list(categories)
+    n = len(a)
+    if n == 0:
+        return math.nan
+    po = sum(x == y for x, y in zip(a, b)) / n
+    pe = sum((a.count(c) / n) * (b.count(c) / n) for c in cats)
+    return math.nan if pe == 1 else (po - pe) / (1 - pe)
+
+
+def fleiss_kappa(table: np.ndarray) -> float:
+    """Fleiss' kappa from counts [items, categories] (each row sums to the number of raters)."""
+    table = np.asarray(table, dtype=np.float64)
+    n_items, _ = table.shape
+    r = table.sum(axis=1)
+    if n_items == 0 or not np.all(r == r[0]) or r[0] < 2:
+        return math.nan
+    r = r[0]
+    p_j = table.sum(axis=0) / (n_items * r)
+    p_i = (np.sum(table * table, axis=1) - r) / (r * (r - 1))
+    p_bar, pe = p_i.mean(), np.sum(p_j * p_j)
+    return math.nan if pe == 1 else float((p_bar - pe) / (1 - pe))
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve: P(score of a positive > score of a negative), ties counted half."""
+    from scipy.stats import rankdata
+
+    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
+    ok = np.isfinite(scores)
+    scores, positive = scores[ok], positive[ok]
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    if n1 == 0 or n0 == 0:
+        return math.nan
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+@dataclass
+class ModelResult:
+    name: str
+    act_fn: str
+    n_items: int
+    n_ratings: int
+    interpretable: int
+    not_interpretable: int
+    unsure: int
+    share: float
+    ci_low: float
+    ci_high: float
+    per_rater: dict[str, tuple[int, int]]  # rater -> (interpretable, ratings)
+
+
+def compute_report(study: str | os.PathLike) -> dict:
+    """Unblind and compute every statistic of the report (see the module docstring). Pure data."""
+    from scipy.stats import fisher_exact
+
+    study = Path(study)
+    items = load_items(study)
+    key = load_key(study)
+    db = RatingsDB(study)
+    try:
+        latest = db.latest()
+    finally:
+        db.close()
+    raters = sorted({r for r, _ in latest})
+    if not raters:
+        raise StudyError(f"{study} has no ratings yet; rate it with `neurobrowse study rate {study} --rater NAME`")
+    models = key["models"]
+    model_of = {iid: int(k["model"]) for iid, k in key["items"].items()}
+    results = []
+    for m in models:
+        mi = int(m["index"])
+        vs = [(r, v) for (r, iid), (v, _) in latest.items() if model_of[iid] == mi]
+        n = len(vs)
+        k = sum(v == "interpretable" for _, v in vs)
+        lo, hi = wilson_interval(k, n)
+        per = {r: (sum(v == "interpretable" for rr, v in vs if rr == r), sum(rr == r for rr, _ in vs)) for r in raters}
+        results.append(ModelResult(name=m["name"], act_fn=m["act_fn"],
+                                   n_items=sum(1 for x in model_of.values() if x == mi), n_ratings=n,
+                                   interpretable=k, not_interpretable=sum(v == "not_interpretable" for _, v in vs),
+                                   unsure=sum(v == "unsure" for _, v in vs), share=k / n if n else math.nan,
+                                   ci_low=lo, ci_high=hi, per_rater=per))
+    # Fisher exact test: GeLU vs SoLU-LN when both are present, else the first two models
+    by_fn = {r.act_fn: r for r in results}
+    pair = ([by_fn["gelu"], by_fn["solu_ln"]] if "gelu" in by_fn and "solu_ln" in by_fn
+            else results[:2] if len(results) >= 2 else [])
+    fisher = None
+    if pair and all(r.n_ratings for r in pair):
+        tbl = [[r.interpretable, r.n_ratings - r.interpretable] for r in pair]
+        odds, p = fisher_exact(tbl, alternative="two-sided")
+        fisher = {"a": pair[0].name, "b": pair[1].name, "table": tbl, "odds_ratio": float(odds), "p_value": float(p)}
+    # agreement over the items every rater rated
+    common = [it.item_id for it in items if all((r, it.item_id) in latest for r in raters)]
+    agreement: dict[str, Any] = {"raters": raters, "n_items": len(common)}
+    if len(raters) == 2:
+        a = [latest[(raters[0], i)][0] for i in common]
+        b = [latest[(raters[1], i)][0] for i in common]
+        agreement.update(method="cohen", kappa=cohen_kappa(a, b))
+    elif len(raters) > 2:
+        table = np.array([[sum(latest[(r, i)][0] == c for r in raters) for c in VERDICTS] for i in common])
+        agreement.update(method="fleiss", kappa=fleiss_kappa(table.reshape(-1, len(VERDICTS))))
+    else:
+        agreement.update(method=None, kappa=math.nan)
+    # ROC AUC of each automated score predicting interpretable vs not (unsure left out), per rating
+    decided = [(iid, v) for (_, iid), (v, _) in latest.items() if v != "unsure"]
+    positive = np.array([v == "interpretable" for _, v in decided], dtype=bool)
+    aucs = {}
+    for s in SCORES:
+        vals = np.array([key["items"][iid]["scores"].get(s) if key["items"][iid]["scores"].get(s) is not None
+                         else np.nan for iid, _ in decided], dtype=np.float64)
+        aucs[s] = {"auc": roc_auc(vals, positive) if len(decided) else math.nan,
+                   "n_positive": int(positive.sum()), "n_negative": int((~positive).sum())}
+    times = [s for (_, _), (_, s) in latest.items() if s is not None]
+    return {"study": str(study), "seed": key["seed"], "n_items": len(items), "raters": raters,
+            "models": results, "fisher": fisher, "agreement": agreement, "auc": aucs,
+            "median_seconds_per_item": float(np.median(times)) if times else None}
+
+
+def _fmt(x: float | None, nd: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def report_text(rep: dict) -> str:
+    lines = [f"Blinded rating study {rep['study']} (seed {rep['seed']}): {rep['n_items']} items, "
+             f"raters: {', '.join(rep['raters'])}", "",
+             "Share of ratings 'interpretable' (unsure counts as not), 95% Wilson interval:"]
+    for r in rep["models"]:
+        lines.append(f"  {r.name:<8} {r.interpretable:>4}/{r.n_ratings:<4} = {100 * r.share:5.1f}%  "
+                     f"[{100 * r.ci_low:5.1f}%, {100 * r.ci_high:5.1f}%]   ({r.n_items} neurons; "
+                     f"{r.not_interpretable} not, {r.unsure} unsure)")
+        for rater, (k, n) in r.per_rater.items():
+            lines.append(f"      {rater}: {k}/{n}")
+    f = rep["fisher"]
+    lines.append("")
+    if f:
+        lines.append(f"Fisher exact test {f['a']} vs {f['b']} (two-sided): odds ratio {_fmt(f['odds_ratio'])}, "
+                     f"p = {f['p_value']:.4g}")
+    else:
+        lines.append("Fisher exact test: needs two models with ratings")
+    a = rep["agreement"]
+    if a["method"]:
+        lines.append(f"Agreement between raters ({'Cohen' if a['method'] == 'cohen' else 'Fleiss'}'s kappa over "
+                     f"{a['n_items']} items rated by all): {_fmt(a['kappa'])}")
+    else:
+        lines.append("Agreement between raters: needs two or more raters")
+    lines.append("ROC AUC of automated scores predicting 'interpretable' (unsure left out):")
+    for s, d in rep["auc"].items():
+        lines.append(f"  {s:<18} {_fmt(d['auc'])}  ({d['n_positive']} interpretable, {d['n_negative']} not)")
+    if rep["median_seconds_per_item"] is not None:
+        lines.append(f"Median time per rated item: {rep['median_seconds_per_item']:.1f} s")
+    return "\n".join(lines) + "\n"
+
+
+def report_rows(rep: dict) -> list[list]:
+    rows = [["section", "name", "rater", "interpretable", "ratings", "share", "ci_low", "ci_high", "value"]]
+    for r in rep["models"]:
+        rows.append(["model", r.name, "all", r.interpretable, r.n_ratings, r.share, r.ci_low, r.ci_high, ""])
+        for rater, (k, n) in r.per_rater.items():
+            lo, hi = wilson_interval(k, n)
+            rows.append(["model", r.name, rater, k, n, k / n if n else "", lo, hi, ""])
+    if rep["fisher"]:
+        f = rep["fisher"]
+        rows.append(["fisher_p", f"{f['a']} vs {f['b']}", "all", "", "", "", "", "", f["p_value"]])
+        rows.append(["fisher_odds_ratio", f"{f['a']} vs {f['b']}", "all", "", "", "", "", "", f["odds_ratio"]])
+    a = rep["agreement"]
+    rows.append([f"kappa_{a['method'] or 'none'}", "+".join(a["raters"]), "all", "", a["n_items"], "", "", "",
+                 a["kappa"]])
+    for s, d in rep["auc"].items():
+        rows.append(["roc_auc", s, "all", d["n_positive"], d["n_positive"] + d["n_negative"], "", "", "", d["auc"]])
+    return rows
+
+
+def plot_report(rep: dict, path: str | os.PathLike) -> None:
+    """A bar chart in the style of the paper's figure: share interpretable per model, Wilson bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = rep["models"]
+    colors = {"GeLU": "#9fb9d6", "SoLU-LN": "#e9a66b"}
+    fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=150)
+    x = np.arange(len(res))
+    shares = np.array([100 * r.share for r in res])
+    err = np.array([[100 * (r.share - r.ci_low) for r in res], [100 * (r.ci_high - r.share) for r in res]])
+    ax.bar(x, shares, width=0.6, color=[colors.get(r.name, "#b0b0b0") for r in res], edgecolor="none",
+           yerr=err, capsize=4, error_kw={"elinewidth": 1, "ecolor": "#444444"})
+    for xi, r in zip(x, res):
+        ax.text(xi, 2, f"{r.interpretable}/{r.n_ratings}", ha="center", va="bottom", fontsize=8, color="#333333")
+    ax.set_xticks(x, [r.name for r in res])
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("% of ratings: interpretable")
+    title = "Blinded rating of random neurons"
+    if rep["fisher"]:
+        title += f"\nFisher exact p = {rep['fisher']['p_value']:.3g}"
+    ax.set_title(title, fontsize=9)
+    for s in ("top", "right"):
+        ax.spines[s].set_visible(False)
+    ax.yaxis.grid(True, color="#e6e6e6")
+    ax.set_axisbelow(True)
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def study_report(study: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:
+    """Compute the report and write report.txt, report.csv and report.png into ``out_dir``
+    (default STUDY/report). Returns the report dict plus the written paths under "files"."""
+    rep = compute_report(study)
+    out = Path(out_dir) if out_dir is not None else Path(study) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out / "report.txt") as f:
+        f.write(report_text(rep))
+    with atomic_output(out / "report.csv", newline="") as f:
+        csv.writer(f).writerows(report_rows(rep))
+    plot_report(rep, out / "report.png")
+    rep["files"] = {k: str(out / f"report.{k}") for k in ("txt", "csv", "png")}
+    return rep
