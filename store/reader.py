@@ -136,7 +136,7 @@ _PAGE_ARRAYS = (
     "top_values", "top_positions", "top_context_tokens", "top_context_acts",
     "bottom_values", "bottom_positions", "bottom_context_tokens", "bottom_context_acts",
     "sample_positions", "sample_values", "sample_context_tokens", "sample_context_acts",
-    "hist_counts", "quantile_edges", "top_token_ids", "top_token_means",
+    "hist_counts", "quantile_edges", "top_token_ids", "top_token_means", "top_token_counts",
 )
 # per-neuron scalars gathered into the neuron table
 _TABLE_SCALARS = ("mean", "var", "skewness", "kurtosis", "density", "token_rule_score", "sim_score")
@@ -151,7 +151,8 @@ class Store:
         self.manifest = manifest
         self._arrays: dict[str, zarr.Array] = {}
         self._tables: dict[str, dict[str, np.ndarray]] = {}
-        self._token_counts: dict[str, np.ndarray] = {}  # per hook: token_count [vocab], hook#edges
+        self._indexed: set[str] = set()
+        self._hist_edges: dict[str, np.ndarray] = {}  # per hook: shared histogram edges [H + 1]
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
@@ -180,6 +181,8 @@ class Store:
         self.manifest = read_manifest(self.path) or self.manifest
         self._arrays.clear()
         self._tables.clear()
+        self._indexed.clear()
+        self._hist_edges.clear()
 
     # ---- manifest ------------------------------------------------------------------------------
     @property
@@ -324,25 +327,23 @@ class Store:
 
     def index_state(self, hook: str) -> dict:
         """The attrs of index/{hook} (written by store.indexer), {} when there is no index."""
+        meta = self.path / schema.index_path(hook) / "zarr.json"
         try:
-            return dict(self.group[schema.index_path(hook)].attrs)
-        except KeyError:
+            return dict(json.loads(meta.read_text()).get("attributes") or {})
+        except FileNotFoundError:
             return {}
+        except (OSError, ValueError) as e:
+            raise StoreError(f"{meta} is unreadable ({e}); re-index with `neurobrowse index --force {self.path}`") from e
 
     def is_indexed(self, hook: str) -> bool:
+        """True when index/{hook} was finished (its ``complete`` attribute, written last) for this recording."""
+        if hook in self._indexed:
+            return True
         state = self.index_state(hook)
-        return bool(state.get("complete")) and all(
-            f"{schema.index_path(hook)}/{name}" in self._members() for name in ("top_values", "mean"))
-
-    def _members(self) -> set[str]:
-        out = set()
-        for hook in self.hooks:
-            try:
-                g = self.group[schema.index_path(hook)]
-            except KeyError:
-                continue
-            out.update(f"{schema.index_path(hook)}/{k}" for k in g.array_keys())
-        return out
+        ok = bool(state.get("complete")) and state.get("run_uuid", self.run_uuid) == self.run_uuid
+        if ok:
+            self._indexed.add(hook)  # only a positive answer is cached (an index can appear later)
+        return ok
 
     def index_array(self, hook: str, name: str) -> zarr.Array:
         if name not in schema.INDEX_ARRAYS:
@@ -384,9 +385,8 @@ class Store:
         n = int(neuron)
         layer = schema.parse_hook_name(hook)[0]
         reads = [(self.index_array(hook, name), (n,)) for name in _PAGE_ARRAYS]
-        if hook not in self._token_counts:
-            reads += [(self.index_array(hook, "token_count"), (slice(None),)),
-                      (self.index_array(hook, "hist_edges"), (slice(None),))]
+        if hook not in self._hist_edges:
+            reads.append((self.index_array(hook, "hist_edges"), (slice(None),)))
         base = schema.logit_path(layer)
         logit_names = [f"{base}/{k}" for k in schema.LOGIT_ARRAYS]
         have_logits = base in self._logit_layers()
@@ -395,19 +395,17 @@ class Store:
         got = _read_many(reads)
         page = dict(zip(_PAGE_ARRAYS, got[:len(_PAGE_ARRAYS)]))
         rest = got[len(_PAGE_ARRAYS):]
-        if hook not in self._token_counts:
-            self._token_counts[hook] = rest[0]
-            self._token_counts[hook + "#edges"] = rest[1]
-            rest = rest[2:]
-        counts = self._token_counts[hook]
+        if hook not in self._hist_edges:
+            self._hist_edges[hook] = rest[0]
+            rest = rest[1:]
         table = self.neuron_table(hook)
         stats = {k: float(table[k][n]) for k in ("max_act", "min_act", "mean", "var", *_TABLE_SCALARS[2:])}
         stats["std"] = float(np.sqrt(max(stats["var"], 0.0)))
         stats["n_tokens"] = self.n_tokens
-        stats["quantiles"] = {q: float(v) for q, v in zip(("0.5", "0.9", "0.99", "0.999"), page["quantile_edges"])}
-        top_tokens = [(s, float(m), int(counts[i]) if 0 <= i < len(counts) else 0)
-                      for s, m, i in zip(self.token_strings(page["top_token_ids"]), page["top_token_means"],
-                                         page["top_token_ids"]) if i >= 0]
+        stats["quantiles"] = {str(q): float(v) for q, v in zip(schema.SAMPLE_QUANTILES, page["quantile_edges"])}
+        top_tokens = [(s, float(m), int(c))
+                      for s, m, c, i in zip(self.token_strings(page["top_token_ids"]), page["top_token_means"],
+                                            page["top_token_counts"], page["top_token_ids"]) if i >= 0]
         samples = {}
         for b, name in enumerate(schema.SAMPLE_BINS):
             samples[name] = self._snippets(page["sample_positions"][b], page["sample_values"][b],
@@ -423,7 +421,7 @@ class Store:
                                page["top_context_acts"]),
             bottom=self._snippets(page["bottom_positions"], page["bottom_values"], page["bottom_context_tokens"],
                                   page["bottom_context_acts"]),
-            samples=samples, hist_edges=np.asarray(self._token_counts[hook + "#edges"]),
+            samples=samples, hist_edges=np.asarray(self._hist_edges[hook]),
             hist_counts=np.asarray(page["hist_counts"]), top_tokens=top_tokens, logit_up=up, logit_down=down,
         )
 

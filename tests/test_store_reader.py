@@ -1,0 +1,132 @@
+"""Store reading on real recorded + indexed tiny stores: neuron pages against the dense data, token
+display, and the info / show verbs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from store import schema
+from store.errors import StoreError
+from store.reader import Store
+from store.tokens_display import readable_piece
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readable_pieces_of_byte_level_bpe():
+    assert readable_piece("Ġthe") == " the"
+    assert readable_piece("Ċ") == "⏎"
+    assert readable_piece("ĊĠĠĠ") == "⏎   "
+    assert readable_piece("ĉ") == "⇥"
+    assert readable_piece("âĢĶ") == "—"  # a whole UTF-8 character
+    assert readable_piece("âĢ") == "⟨e2⟩⟨80⟩"  # part of one
+    assert readable_piece("▁word") == " word"  # SentencePiece style
+
+
+def test_token_strings_decode_like_the_tokenizer(tiny_stores):
+    s = Store.open(tiny_stores["gelu"])
+    all_ids = s.tokens[:]
+    checked = 0
+    for start in range(0, len(all_ids) - 200, 200):
+        ids = all_ids[start:start + 200]
+        decoded = s.tokenizer.decode(ids.tolist(), skip_special_tokens=False)
+        if not decoded.isascii():
+            continue  # a multi-byte character may be split at the window's edge
+        text = "".join(s.token_strings(ids))
+        assert text == decoded.replace("\n", "⏎").replace("\t", "⇥").replace("\r", "␍")
+        checked += 1
+    assert checked > 10
+    assert s.token_strings([-1]) == [""]
+
+
+@pytest.mark.parametrize("act_fn", ["gelu", "solu_ln"])
+def test_neuron_page_matches_the_dense_activations(tiny_stores, act_fn):
+    s = Store.open(tiny_stores[act_fn])
+    tokens = s.tokens[:]
+    for hook in s.hooks:
+        assert s.is_indexed(hook)
+        dense = s.activations(hook)[:].astype(np.float32)  # [token, neuron]
+        table = s.neuron_table(hook)
+        assert set(table) == {"neuron", "max_act", "min_act", "mean", "var", "skewness", "kurtosis", "density",
+                              "token_rule_score", "sim_score", "top_token_id", "top_token"}
+        np.testing.assert_allclose(table["max_act"], dense.max(0), rtol=1e-3)
+        np.testing.assert_allclose(table["min_act"], dense.min(0), rtol=1e-3)
+        np.testing.assert_allclose(table["mean"], dense.mean(0, dtype=np.float64), rtol=1e-3, atol=1e-5)
+        for n in (0, 17, s.d_mlp - 1):
+            v = s.neuron(hook, n)
+            assert (v.hook, v.layer, v.neuron) == (hook, 0, n)
+            assert len(v.top) == schema.DEFAULT_K and len(v.bottom) == schema.DEFAULT_K
+            np.testing.assert_allclose([sn.value for sn in v.top], -np.sort(-dense[:, n])[:schema.DEFAULT_K], rtol=1e-3)
+            for sn in v.top[:5] + v.bottom[:5] + v.samples["random"][:3]:
+                assert dense[sn.position, n] == pytest.approx(sn.value, rel=1e-3, abs=1e-6)
+                assert sn.token_ids[sn.center] == tokens[sn.position]
+                assert sn.tokens == s.token_strings(sn.token_ids)
+                lo = sn.position - sn.center
+                np.testing.assert_array_equal(sn.token_ids, tokens[lo:lo + len(sn.token_ids)])
+                np.testing.assert_allclose(sn.acts, dense[lo:lo + len(sn.acts), n], rtol=1e-3, atol=1e-6)
+                assert lo // s.context_len == (lo + len(sn.token_ids) - 1) // s.context_len  # one context
+            assert v.hist_counts.sum() == s.n_tokens and len(v.hist_edges) == len(v.hist_counts) + 1
+            assert v.stats["std"] == pytest.approx(np.sqrt(v.stats["var"]))
+            assert list(v.samples) == list(schema.SAMPLE_BINS)
+            assert len(v.logit_up) == schema.K_LOGIT and v.logit_up[0][1] >= v.logit_up[-1][1]
+            assert v.logit_down[0][1] <= v.logit_down[-1][1]
+            for tok, mean, count in v.top_tokens:
+                assert count >= schema.MIN_TOKEN_COUNT and isinstance(tok, str)
+    with pytest.raises(StoreError, match="out of range"):
+        s.neuron(s.hooks[0], s.d_mlp)
+    with pytest.raises(StoreError, match="no hook"):
+        s.neuron("blocks.3.mlp.hook_post", 0)
+
+
+def test_unindexed_store_says_how_to_index(tiny_root, tmp_path):
+    from solu_core.record import record
+
+    path = tmp_path / "raw"
+    record(tiny_root / "models" / "gelu", path, n_tokens=1024, corpus_dir=tiny_root / "corpus", progress=False,
+           device="cpu", chunk_tokens=512)
+    s = Store.open(path)
+    assert not s.is_indexed(s.hooks[0])
+    with pytest.raises(StoreError, match="neurobrowse index"):
+        s.neuron(s.hooks[0], 0)
+    r = subprocess.run([sys.executable, "-m", "neurobrowse", "show", path, "--layer", "0", "--neuron", "0"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "neurobrowse index" in r.stderr
+
+
+def _nb(capsys, *args):
+    """Run the CLI in this process (stdout captured, so not a terminal: plain output)."""
+    from neurobrowse.cli import main
+
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, rc, out, err)
+
+
+def test_info_and_show_verbs(tiny_stores, capsys):
+    path = tiny_stores["solu_ln"]
+    r = _nb(capsys, "info", path)
+    assert r.returncode == 0, r.stderr
+    assert "solu_ln" in r.stdout and "status      complete" in r.stdout and "blocks.0.mlp.hook_mid" in r.stdout
+    assert "indexed" in r.stdout and "compression ratio" in r.stdout
+    info = json.loads(_nb(capsys, "info", path, "--json").stdout)
+    assert info["complete"] and info["compression_ratio"] > 1.0 and info["hooks"]["blocks.0.mlp.hook_post"]["indexed"]
+
+    s = Store.open(path)
+    v = s.neuron("blocks.0.mlp.hook_post", 3)
+    r = _nb(capsys, "show", path, "--layer", 0, "--neuron", 3)  # not a tty: plain text, firing token in «»
+    assert r.returncode == 0, r.stderr
+    assert "\x1b[" not in r.stdout and "«" in r.stdout and "top snippets" in r.stdout and "logit effects" in r.stdout
+    assert f"{v.top[0].value:.4g}" in r.stdout
+    r = _nb(capsys, "show", path, "--layer", 0, "--neuron", 3, "--color", "always")
+    assert "\x1b[48;5;" in r.stdout
+    doc = json.loads(_nb(capsys, "show", path, "--layer", 0, "--neuron", 3, "--hook", "hook_mid", "--json").stdout)
+    vm = s.neuron("blocks.0.mlp.hook_mid", 3)
+    assert doc["hook"] == "blocks.0.mlp.hook_mid" and doc["top"][0]["value"] == pytest.approx(vm.top[0].value)
+    assert doc["top"][0]["tokens"][doc["top"][0]["center"]] == vm.top[0].tokens[vm.top[0].center]
+    r = _nb(capsys, "show", path, "--layer", 0, "--neuron", 3, "--hook", "hook_pre")
+    assert r.returncode == 2 and "no hook" in r.stderr
