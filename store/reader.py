@@ -31,6 +31,7 @@ from store.errors import CorruptChunkError, StoreError
 from store.tokens_display import readable_vocab
 from store.writer import read_manifest
 
+_CHUNK_CACHE = 256  # decoded index chunks kept (about 10 neuron-chunk groups of one page's arrays)
 _CHUNK_KEY = re.compile(r"^(.*)/c((?:/\d+)*)$")
 
 
@@ -131,6 +132,42 @@ class NeuronView:
     logit_down: list[tuple[str, float]] = field(default_factory=list)
 
 
+def _direct_layout(arr: zarr.Array) -> bool:
+    """True when a chunk of ``arr`` can be decoded without zarr's async pipeline: bytes (little
+    endian) -> zstd -> crc32c, default chunk keys, chunked along the first axis only."""
+    from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
+    from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
+
+    c = arr.metadata.codecs
+    return (len(c) == 3 and isinstance(c[0], BytesCodec) and isinstance(c[1], ZstdCodec)
+            and isinstance(c[2], Crc32cCodec) and (c[0].endian is None or c[0].endian.value == "little")
+            and isinstance(arr.metadata.chunk_key_encoding, DefaultChunkKeyEncoding)
+            and tuple(arr.chunks[1:]) == tuple(arr.shape[1:]))
+
+
+def _decode_chunk_file(root: Path, name: str, arr: zarr.Array, chunk_index: int) -> np.ndarray:
+    """One whole chunk [chunk_rows, ...] of an array laid out as _direct_layout says, read and
+    checked (Crc32c) without zarr's event loop: a page reads ~20 small chunks, and the loop's
+    thread hand-offs cost more than the reads on a busy 2-core machine."""
+    from numcodecs import Zstd
+
+    key = arr.metadata.encode_chunk_key((chunk_index,) + (0,) * (arr.ndim - 1))
+    f = root / name / key
+    try:
+        raw = f.read_bytes()
+    except FileNotFoundError:
+        raise CorruptChunkError(f"array {name!r}: chunk {key!r} is missing ({f} does not exist); re-index the "
+                                f"store (`neurobrowse index --force`) or re-record it") from None
+    if len(raw) < 4 or np.uint32(google_crc32c.value(raw[:-4])).tobytes() != raw[-4:]:
+        raise CorruptChunkError(f"array {name!r}: chunk {key!r} fails its Crc32c checksum ({f}, {len(raw)} bytes: "
+                                f"damaged or truncated); re-index the store (`neurobrowse index --force`)")
+    try:
+        payload = Zstd().decode(raw[:-4])
+        return np.frombuffer(payload, dtype=arr.dtype.newbyteorder("<")).reshape(arr.chunks)
+    except Exception as e:  # noqa: BLE001 - any decode failure is a damaged chunk
+        raise CorruptChunkError(f"array {name!r}: chunk {key!r} cannot be decoded ({e}); re-index the store") from e
+
+
 # index arrays read per neuron (one neuron-axis chunk each) by Store.neuron
 _PAGE_ARRAYS = (
     "top_values", "top_positions", "top_context_tokens", "top_context_acts",
@@ -152,6 +189,8 @@ class Store:
         self._arrays: dict[str, zarr.Array] = {}
         self._tables: dict[str, dict[str, np.ndarray]] = {}
         self._indexed: set[str] = set()
+        self._direct: dict[str, bool] = {}  # array name -> chunk files decodable directly
+        self._chunk_cache: dict[tuple[str, int], np.ndarray] = {}  # insertion-ordered LRU-ish cache
         self._hist_edges: dict[str, np.ndarray] = {}  # per hook: shared histogram edges [H + 1]
 
     @classmethod
@@ -183,6 +222,7 @@ class Store:
         self._tables.clear()
         self._indexed.clear()
         self._hist_edges.clear()
+        self._chunk_cache.clear()
 
     # ---- manifest ------------------------------------------------------------------------------
     @property
@@ -305,10 +345,20 @@ class Store:
         size = max(int(self.model_config.get("d_vocab", 0)), max(vocab) + 1 if vocab else 0)
         return readable_vocab(vocab, size)
 
+    @cached_property
+    def _vocab_array(self) -> np.ndarray:
+        """object [vocab + 1]: readable pieces, with '' at the end for padding / unknown ids."""
+        return np.array(self._vocab_strings + [""], dtype=object)
+
+    def _strings(self, ids) -> np.ndarray:
+        """object array of readable pieces, same shape as ``ids`` (-1 or out of range -> '')."""
+        va = self._vocab_array
+        ids = np.asarray(ids, dtype=np.int64)
+        return va[np.where((ids >= 0) & (ids < len(va) - 1), ids, len(va) - 1)]
+
     def token_strings(self, ids) -> list[str]:
         """Readable pieces for token ids ('Ġthe' -> ' the', 'Ċ' -> '⏎'); -1 (padding) -> ''."""
-        vs = self._vocab_strings
-        return [vs[i] if 0 <= i < len(vs) else "" for i in np.asarray(ids, dtype=np.int64).ravel().tolist()]
+        return self._strings(np.asarray(ids).ravel()).tolist()
 
     # ---- logit effects -------------------------------------------------------------------------
     def logit_effects(self, layer: int, neuron: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
@@ -384,20 +434,16 @@ class Store:
             raise StoreError(f"neuron {neuron} is out of range: {hook} has neurons 0..{self.d_mlp - 1}")
         n = int(neuron)
         layer = schema.parse_hook_name(hook)[0]
-        reads = [(self.index_array(hook, name), (n,)) for name in _PAGE_ARRAYS]
-        if hook not in self._hist_edges:
-            reads.append((self.index_array(hook, "hist_edges"), (slice(None),)))
         base = schema.logit_path(layer)
-        logit_names = [f"{base}/{k}" for k in schema.LOGIT_ARRAYS]
         have_logits = base in self._logit_layers()
+        names = [f"{schema.index_path(hook)}/{a}" for a in _PAGE_ARRAYS]
         if have_logits:
-            reads += [(self._array(name), (n,)) for name in logit_names]
-        got = _read_many(reads)
-        page = dict(zip(_PAGE_ARRAYS, got[:len(_PAGE_ARRAYS)]))
-        rest = got[len(_PAGE_ARRAYS):]
+            names += [f"{base}/{k}" for k in schema.LOGIT_ARRAYS]
         if hook not in self._hist_edges:
-            self._hist_edges[hook] = rest[0]
-            rest = rest[1:]
+            self._hist_edges[hook] = self.index_array(hook, "hist_edges")[:]
+        rows = self._neuron_rows(names, n)
+        page = dict(zip(_PAGE_ARRAYS, rows[:len(_PAGE_ARRAYS)]))
+        rest = rows[len(_PAGE_ARRAYS):]
         table = self.neuron_table(hook)
         stats = {k: float(table[k][n]) for k in ("max_act", "min_act", "mean", "var", *_TABLE_SCALARS[2:])}
         stats["std"] = float(np.sqrt(max(stats["var"], 0.0)))
@@ -425,6 +471,32 @@ class Store:
             hist_counts=np.asarray(page["hist_counts"]), top_tokens=top_tokens, logit_up=up, logit_down=down,
         )
 
+    def _neuron_rows(self, names: list[str], n: int) -> list[np.ndarray]:
+        """Row ``n`` of each named [neuron, ...] array. Arrays in the plain zstd + crc32c layout are
+        decoded directly from their chunk files (with a small cache of recent chunks, so stepping
+        to the next neuron is free); others go through zarr in one concurrent batch."""
+        out: list = [None] * len(names)
+        slow = []
+        for i, name in enumerate(names):
+            arr = self._array(name)
+            if name not in self._direct:
+                self._direct[name] = _direct_layout(arr)
+            if not self._direct[name]:
+                slow.append(i)
+                continue
+            ci = n // arr.chunks[0]
+            chunk = self._chunk_cache.get((name, ci))
+            if chunk is None:
+                chunk = _decode_chunk_file(self.path, name, arr, ci)
+                self._chunk_cache[(name, ci)] = chunk
+                while len(self._chunk_cache) > _CHUNK_CACHE:
+                    self._chunk_cache.pop(next(iter(self._chunk_cache)))
+            out[i] = chunk[n % arr.chunks[0]]
+        if slow:
+            for i, row in zip(slow, _read_many([(self._array(names[i]), (n,)) for i in slow])):
+                out[i] = row
+        return out
+
     def _logit_layers(self) -> set[str]:
         if "#logit" not in self._tables:
             try:
@@ -437,14 +509,15 @@ class Store:
     def _snippets(self, positions, values, ctx_tokens, ctx_acts) -> list[Snippet]:
         """positions [m], values [m], ctx_tokens / ctx_acts [m, window] -> Snippets (position -1 skipped)."""
         out = []
-        for pos, val, toks, acts in zip(positions, values, ctx_tokens, ctx_acts):
-            if pos < 0:
-                continue
-            keep = np.flatnonzero(toks >= 0)  # windows are padded with -1 at context edges
-            center = schema.CONTEXT_BEFORE - int((toks[:schema.CONTEXT_BEFORE] < 0).sum())
-            ids = toks[keep].astype(np.int32)
-            out.append(Snippet(position=int(pos), value=float(val), token_ids=ids, tokens=self.token_strings(ids),
-                               acts=acts[keep].astype(np.float32), center=center))
+        strings = self._strings(ctx_tokens)  # [m, window]
+        valid = ctx_tokens >= 0  # windows are padded with -1 at context edges
+        left_pad = (~valid[:, :schema.CONTEXT_BEFORE]).sum(1)  # [m]
+        for j in np.flatnonzero(np.asarray(positions) >= 0):
+            keep = valid[j]
+            out.append(Snippet(position=int(positions[j]), value=float(values[j]),
+                               token_ids=ctx_tokens[j][keep].astype(np.int32), tokens=strings[j][keep].tolist(),
+                               acts=ctx_acts[j][keep].astype(np.float32),
+                               center=schema.CONTEXT_BEFORE - int(left_pad[j])))
         return out
 
     # ---- size and summary ----------------------------------------------------------------------
