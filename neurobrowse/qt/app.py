@@ -78,7 +78,9 @@ def open_compare_window(path_a, path_b, settings=None, neuron: int | None = None
 
 
 def _first_error(win) -> str | None:
-    boxes = [b for b in getattr(win, "error_boxes", []) if b.isVisible()]
+    from shiboken6 import isValid
+
+    boxes = [b for b in getattr(win, "error_boxes", []) if isValid(b) and b.isVisible()]
     if boxes:
         return f"{boxes[0].text()}: {boxes[0].informativeText()}".replace("<b>", "").replace("</b>", "")
     return None

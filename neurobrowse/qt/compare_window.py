@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from shiboken6 import isValid
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
@@ -335,7 +336,7 @@ class CompareWindow(QMainWindow):
 
     def show_error(self, title: str, message: str) -> QMessageBox:
         box = show_error(self, title, message)
-        self.error_boxes = [b for b in self.error_boxes if b.isVisible()] + [box]
+        self.error_boxes = [b for b in self.error_boxes if isValid(b) and b.isVisible()] + [box]
         return box
 
     def closeEvent(self, event) -> None:
@@ -346,6 +347,7 @@ class CompareWindow(QMainWindow):
         for b in self.browsers:
             b.shutdown()
         for box in self.error_boxes:
-            box.close()
+            if isValid(box):
+                box.close()
         super().closeEvent(event)
         self.closed.emit()

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
+from shiboken6 import isValid
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter,
                                QToolBar, QWidget)
@@ -113,7 +114,11 @@ class MainWindow(QMainWindow):
 
     def _act(self, text: str, slot, keys=(), tip: str = "", checkable: bool = False) -> QAction:
         a = QAction(text, self)
-        seqs = [k if isinstance(k, QKeySequence) else QKeySequence(k) for k in keys]
+        seqs = []
+        for k in keys:  # a standard key may expand to one already listed: keep each sequence once
+            for seq in (QKeySequence.keyBindings(k) if isinstance(k, QKeySequence.StandardKey) else [QKeySequence(k)]):
+                if seq not in seqs and not seq.isEmpty():
+                    seqs.append(seq)
         if seqs:
             a.setShortcuts(seqs)
         a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
@@ -130,8 +135,8 @@ class MainWindow(QMainWindow):
         self.a_compare = self._act("&Compare with another store…", self.compare_dialog)
         self.a_ckpt = self._act("Set &checkpoint for try-your-text…", self.checkpoint_dialog)
         self.a_quit = self._act("&Quit", self.close, [QKeySequence("Ctrl+Q")])
-        self.a_back = self._act("&Back", b.back, [QKeySequence.StandardKey.Back, "Alt+Left"])
-        self.a_fwd = self._act("&Forward", b.forward, [QKeySequence.StandardKey.Forward, "Alt+Right"])
+        self.a_back = self._act("&Back", b.back, ["Alt+Left", QKeySequence.StandardKey.Back])
+        self.a_fwd = self._act("&Forward", b.forward, ["Alt+Right", QKeySequence.StandardKey.Forward])
         self.a_back.setEnabled(False)
         self.a_fwd.setEnabled(False)
         self.a_next = self._act("&Next neuron", lambda: b.step_neuron(1), ["J", "Ctrl+Down"])
@@ -244,7 +249,7 @@ class MainWindow(QMainWindow):
 
     def show_error(self, title: str, message: str) -> QMessageBox:
         box = show_error(self, title, message)
-        self.error_boxes = [b for b in self.error_boxes if b.isVisible()] + [box]
+        self.error_boxes = [b for b in self.error_boxes if isValid(b) and b.isVisible()] + [box]
         self.statusBar().showMessage(f"{title}: {message.splitlines()[0] if message else ''}", 8000)
         return box
 
@@ -343,6 +348,7 @@ class MainWindow(QMainWindow):
             t.stop()
         self.browser.shutdown()
         for box in self.error_boxes:
-            box.close()
+            if isValid(box):
+                box.close()
         super().closeEvent(event)
         self.closed.emit()

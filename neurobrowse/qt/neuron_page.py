@@ -57,7 +57,7 @@ class _SmallTable(QTableWidget):
                 if c == 0:
                     it.setFont(mono)
                 else:
-                    it.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+                    it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.setItem(r, c, it)
 
     def fill(self, rows: list[tuple]) -> None:

@@ -114,8 +114,13 @@ class NeuronFilterProxy(QSortFilterProxyModel):
         self._mask = None
 
     def _on_mask(self, mask: np.ndarray) -> None:
-        self._mask = np.asarray(mask, dtype=bool)
-        self.invalidateFilter()
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.10
+            self.beginFilterChange()
+            self._mask = np.asarray(mask, dtype=bool)
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self._mask = np.asarray(mask, dtype=bool)
+            self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent) -> bool:
         m = self._mask

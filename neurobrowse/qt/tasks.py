@@ -22,7 +22,9 @@ _RUNNERS: "weakref.WeakSet[TaskRunner]" = weakref.WeakSet()
 
 def live_runners() -> list["TaskRunner"]:
     """Runners that still exist (tests check none of them has a thread running after a window closes)."""
-    return list(_RUNNERS)
+    from shiboken6 import isValid
+
+    return [r for r in list(_RUNNERS) if isValid(r) and isValid(r.pool)]
 
 
 class _Relay(QObject):

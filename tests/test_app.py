@@ -1,0 +1,339 @@
+"""The desktop app, offscreen, real widgets on the real tiny stores (pytest-qt). Tests wait on signals
+and conditions, never sleep; the window fixture fails a test that leaves a worker thread or timer running."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from neurobrowse import state
+from neurobrowse.qt.tasks import live_runners
+from store.reader import Store
+
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Settings in a temp INI file: tests never touch the user's settings."""
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+def _library_thread(t: threading.Thread) -> bool:
+    # zarr's event loop and I/O pool threads are process-wide and reused; they are not ours to stop.
+    # Dummy threads are Python's record of Qt pool threads (checked through the pools' activeThreadCount).
+    return isinstance(t, threading._DummyThread) or t.daemon and (t.name.startswith(("ThreadPoolExecutor", "asyncio", "zarr")) or "loop" in t.name.lower())
+
+
+@pytest.fixture
+def windows(qtbot, settings):
+    """Creates windows through ``make(cls, ...)``; closes them after the test and checks that nothing keeps
+    running: no busy worker pool, no active timer, no new Python thread of ours."""
+    made = []
+    before = {t.ident for t in threading.enumerate()}
+
+    def make(cls, *args, **kwargs):
+        w = cls(*args, settings=settings, **kwargs)
+        qtbot.addWidget(w)
+        w.resize(1400, 900)
+        w.show()
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        timers = w.findChildren(QTimer)
+        w.close()
+        assert not [t for t in timers if t.isActive()], "a timer kept running after the window closed"
+    for r in live_runners():
+        assert r.pool.activeThreadCount() == 0, "a worker thread kept running after its window closed"
+    new = [t for t in threading.enumerate() if t.ident not in before and t.is_alive() and not _library_thread(t)]
+    assert not new, f"threads left running: {[t.name for t in new]}"
+
+
+def _main(windows, path, **kw):
+    from neurobrowse.qt.main_window import MainWindow
+
+    w = windows(MainWindow)
+    w.open_store(path, **kw)
+    return w
+
+
+def _wait_page(qtbot, w, neuron=None, hook=None):
+    b = w.browser
+    qtbot.waitUntil(lambda: b.page is not None and (neuron is None or b.page.ref.neuron == neuron)
+                    and (hook is None or b.page.ref.hook == hook), timeout=WAIT_MS)
+    return b.page
+
+
+def _click_row(qtbot, view, row):
+    idx = view.model().index(row, 1)
+    view.scrollTo(idx)
+    rect = view.visualRect(idx)
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def test_clicking_a_row_shows_that_neurons_snippets(qtbot, windows, tiny_stores):
+    w = _main(windows, tiny_stores["solu_ln"])
+    _wait_page(qtbot, w, 0)
+    panel = w.table_panel
+    store = Store.open(tiny_stores["solu_ln"])
+    target = 7
+    row = panel.row_of(target)
+    assert row >= 0
+    with qtbot.waitSignal(w.browser.pageReady, timeout=WAIT_MS, check_params_cb=lambda p: p.ref.neuron == target):
+        _click_row(qtbot, panel.view, row)
+    view = store.neuron(w.browser.hook, target)
+    want = state.merge_snippets(view.top)
+    shown = w.page.top_view.snippets
+    assert [m.start for m in shown] == [m.start for m in want]
+    assert [m.tokens for m in shown] == [m.tokens for m in want]
+    assert w.page.title.text() == f"Layer 0 · neuron {target}"
+    # the document holds the tokens' text in order
+    text = w.page.top_view.toPlainText()
+    assert "".join(want[0].tokens)[:20] in text
+
+
+def test_shading_matches_the_stored_values(qtbot, windows, tiny_stores):
+    w = _main(windows, tiny_stores["gelu"], neuron=3)
+    page = _wait_page(qtbot, w, 3)
+    store = Store.open(tiny_stores["gelu"])
+    view = store.neuron(page.ref.hook, 3)
+    stored = {}
+    for s in view.top:
+        for i, a in enumerate(s.acts):
+            stored[s.position - s.center + i] = float(a)
+    sv = w.page.top_view
+    doc = sv.document()
+    from PySide6.QtGui import QTextCursor
+
+    assert len(sv.token_spans) > 50
+    for span in sv.token_spans:
+        snip = sv.snippets[span.snippet]
+        pos = snip.start + span.token
+        assert span.value == pytest.approx(stored[pos], abs=1e-6)
+        cur = QTextCursor(doc)
+        cur.setPosition(span.start + 1)  # the format of the character after start
+        fmt = cur.charFormat()
+        c = fmt.background().color()
+        assert (c.red(), c.green(), c.blue()) == state.shade_rgb(stored[pos], page.scale)
+        assert float(fmt.toolTip().split()[0]) == pytest.approx(stored[pos], rel=1e-3, abs=1e-4)
+    # the strongest firing is the darkest red on the page
+    top_val = max(stored.values())
+    assert state.shade_rgb(top_val, page.scale)[1] == min(state.shade_rgb(v, page.scale)[1] for v in stored.values())
+
+
+def test_filters_and_search_narrow_the_table(qtbot, windows, tiny_stores):
+    w = _main(windows, tiny_stores["solu_ln"])
+    _wait_page(qtbot, w)
+    panel, b = w.table_panel, w.browser
+    table = b.table()
+    n = len(table["neuron"])
+    assert panel.proxy.rowCount() == n
+    k = float(np.median(table["kurtosis"]))
+    with qtbot.waitSignal(b.filterApplied, timeout=WAIT_MS):
+        panel.filter_edit.setText(f"kurtosis > {k}")
+        qtbot.keyClick(panel.filter_edit, Qt.Key.Key_Return)
+    want = int((table["kurtosis"] > k).sum())
+    assert 0 < panel.proxy.rowCount() == want < n
+    shown = {panel.model.neuron_at(panel.proxy.mapToSource(panel.proxy.index(r, 0)).row())
+             for r in range(panel.proxy.rowCount())}
+    assert shown == set(np.flatnonzero(table["kurtosis"] > k).tolist())
+    # search by the top token of the strongest neuron (token mode), typed: debounced, runs in a worker
+    tok = str(table["top_token"][int(np.argmax(table["max_act"]))]).strip()
+    with qtbot.waitSignal(b.filterApplied, timeout=WAIT_MS):
+        qtbot.keyClicks(panel.search, tok)
+    narrowed = panel.proxy.rowCount()
+    assert 0 < narrowed <= want
+    # clearing both restores every row
+    with qtbot.waitSignal(b.filterApplied, timeout=WAIT_MS):
+        panel.filter_edit.clear()
+        panel.search.clear()
+        panel._push_filter()
+    assert panel.proxy.rowCount() == n
+    # sorting by a column orders rows by it
+    panel.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+    vals = [table["max_act"][panel.proxy.mapToSource(panel.proxy.index(r, 0)).row()] for r in range(10)]
+    assert vals == sorted(vals, reverse=True)
+
+
+def test_keyboard_navigation_history_and_bookmarks(qtbot, windows, tiny_stores):
+    w = _main(windows, tiny_stores["solu_ln"])
+    _wait_page(qtbot, w, 0)
+    b = w.browser
+    w.page.top_view.setFocus()
+    qtbot.keyClick(w, Qt.Key.Key_J)
+    _wait_page(qtbot, w, 1)
+    qtbot.keyClick(w, Qt.Key.Key_J)
+    _wait_page(qtbot, w, 2)
+    qtbot.keyClick(w, Qt.Key.Key_K)
+    _wait_page(qtbot, w, 1)
+    qtbot.keyClick(w, Qt.Key.Key_Left, Qt.KeyboardModifier.AltModifier)  # back: 2
+    _wait_page(qtbot, w, 2)
+    assert w.a_fwd.isEnabled()
+    qtbot.keyClick(w, Qt.Key.Key_Right, Qt.KeyboardModifier.AltModifier)  # forward: 1
+    _wait_page(qtbot, w, 1)
+    # M flips to the other side of the LayerNorm, same neuron
+    hook = b.hook
+    qtbot.keyClick(w, Qt.Key.Key_M)
+    _wait_page(qtbot, w, 1, hook=state.paired_hook(b.store.hooks, hook))
+    assert b.hook != hook
+    # the table follows the shown neuron
+    cur = w.table_panel.view.currentIndex()
+    assert w.table_panel.model.neuron_at(w.table_panel.proxy.mapToSource(cur).row()) == 1
+    # J follows the table's sort order
+    w.table_panel.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+    order = b.visible_order()
+    b.select(int(order[0]))
+    _wait_page(qtbot, w, int(order[0]))
+    qtbot.keyClick(w, Qt.Key.Key_J)
+    _wait_page(qtbot, w, int(order[1]))
+    # bookmark with Ctrl+D; persisted per store in the settings
+    qtbot.keyClick(w, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
+    assert b.ref in b.bookmarks and w.page.bookmark_btn.isChecked()
+    assert str(int(order[1])) in str(w.settings.value(f"bookmarks/{b.store.run_uuid}"))
+    # jump by number through the browser (the dialog's action)
+    b.select(5)
+    _wait_page(qtbot, w, 5)
+
+
+def _find_error_box(w) -> QMessageBox | None:
+    boxes = [x for x in QApplication.topLevelWidgets() if isinstance(x, QMessageBox) and x.isVisible()]
+    return boxes[0] if boxes else None
+
+
+def test_corrupt_chunk_shows_a_dialog_and_the_app_stays_usable(qtbot, windows, tiny_stores, tmp_path):
+    bad = tmp_path / "corrupt"
+    shutil.copytree(tiny_stores["solu_ln"], bad)
+    post = next(h for h in Store.open(bad).hooks if h.endswith("hook_post"))
+    chunk = bad / "index" / post / "top_context_tokens" / "c" / "0" / "0" / "0"
+    raw = bytearray(chunk.read_bytes())
+    for i in range(8, min(len(raw), 64)):
+        raw[i] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    w = _main(windows, bad, hook=post, neuron=0)
+    qtbot.waitUntil(lambda: _find_error_box(w) is not None, timeout=WAIT_MS)
+    box = _find_error_box(w)
+    text = box.text() + " " + box.informativeText()
+    assert "top_context_tokens" in text, text
+    box.button(QMessageBox.StandardButton.Ok).click()
+    qtbot.waitUntil(lambda: _find_error_box(w) is None, timeout=WAIT_MS)
+    # neurons in other chunks still browse
+    far = int(w.browser.store.d_mlp) - 1
+    w.browser.select(far)
+    page = _wait_page(qtbot, w, far)
+    assert page.top
+
+
+def test_missing_store_and_bad_filter_show_dialogs(qtbot, windows, tmp_path):
+    from neurobrowse.qt.main_window import MainWindow
+
+    w = windows(MainWindow)
+    w.open_store(tmp_path / "nope")
+    qtbot.waitUntil(lambda: _find_error_box(w) is not None, timeout=WAIT_MS)
+    assert "no store" in _find_error_box(w).informativeText()
+    _find_error_box(w).button(QMessageBox.StandardButton.Ok).click()
+
+
+def test_compare_window_shows_both_models(qtbot, windows, tiny_stores):
+    from neurobrowse.qt.compare_window import CompareWindow
+
+    w = windows(CompareWindow)
+    w.open_stores(tiny_stores["gelu"], tiny_stores["solu_ln"])
+    qtbot.waitUntil(lambda: w.cmp_model.comparison is not None and all(b.page is not None for b in w.browsers),
+                    timeout=WAIT_MS)
+    cmp = w.cmp_model.comparison
+    assert cmp.labels == ("gelu", "solu_ln")
+    assert w.panel.verdict.text() == cmp.verdict and "solu_ln" in cmp.verdict
+    assert "gelu" in w.tabs.tabText(0) and "solu_ln" in w.tabs.tabText(1)
+    for key, curves in w.panel.curves.items():
+        for side, c in enumerate(curves):
+            x, y = c.getData()
+            assert y is not None and len(y) == 40 and abs(float(np.sum(y)) - 1.0) < 1e-6, key
+    label = w.panel.shares_label.text()
+    for shares in cmp.shares:
+        for r in shares:
+            assert f"{r.k}/{r.n}" in label
+    # a neuron picked from the scatter opens on its side
+    side, (hook, neuron) = 0, w.panel.scatters[0].data[0]["data"]
+    with qtbot.waitSignal(w.browsers[0].pageReady, timeout=WAIT_MS):
+        w.panel.neuronPicked.emit(side, hook, int(neuron))
+    assert w.browsers[0].page.ref.neuron == int(neuron) and w.tabs.currentIndex() == 0
+
+
+def test_try_your_text_shades_from_the_real_checkpoint(qtbot, windows, tiny_stores):
+    import torch
+
+    from solu_core.checkpoint import load_checkpoint
+
+    w = _main(windows, tiny_stores["solu_ln"], neuron=4)
+    page = _wait_page(qtbot, w, 4)
+    live = w.page.live
+    text = "def parse(self, value): return value + 1"  # QTest types ASCII without newlines
+    with qtbot.waitSignal(live.shaded, timeout=WAIT_MS):
+        qtbot.keyClicks(live.editor, text)  # debounced: one run after typing stops
+    res = live.result
+    assert res.text == text and (res.hook, res.neuron) == (page.ref.hook, 4)
+    ckpt = load_checkpoint(w.browser.checkpoint_dir(), device="cpu")
+    ids = ckpt.tokenizer.encode(text).ids
+    assert res.token_ids == ids
+    acts = ckpt.model.run_with_mlp_cache(torch.tensor([ids]), [res.hook], dtype=torch.float32)[res.hook][0, :, 4]
+    np.testing.assert_allclose(res.acts, acts.numpy(), rtol=1e-5, atol=1e-6)
+    scale = max(page.scale, float(np.max(np.abs(res.acts))))
+    shading = live.shading()
+    assert len(shading) == sum(1 for a, b in res.spans if b > a)
+    for (start, end, rgb), (a, b), act in zip(shading, [s for s in res.spans if s[1] > s[0]],
+                                               [x for s, x in zip(res.spans, res.acts) if s[1] > s[0]]):
+        assert (start, end) == (a, b) and rgb == state.shade_rgb(float(act), scale)
+    # "edit" on a snippet opens it in the editor and runs at once
+    with qtbot.waitSignal(live.shaded, timeout=WAIT_MS):
+        w.page.top_view.openInEditor.emit("x = 1")
+    assert live.text() == "x = 1" and live.result.text == "x = 1"
+    # switching neurons re-runs the editor's text for the new neuron
+    with qtbot.waitSignal(live.shaded, timeout=WAIT_MS, check_params_cb=lambda r: r.neuron == 5):
+        w.browser.select(5)
+
+
+def test_missing_checkpoint_says_how_to_fix(qtbot, windows, tiny_stores, tmp_path):
+    w = _main(windows, tiny_stores["gelu"])
+    _wait_page(qtbot, w)
+    w.browser.set_checkpoint(tmp_path / "gone")
+    w.page.live.set_text("hello world")
+    qtbot.waitUntil(lambda: _find_error_box(w) is not None, timeout=WAIT_MS)
+    assert "not found" in _find_error_box(w).informativeText()
+    assert "not found" in w.page.live.status.text()
+    _find_error_box(w).button(QMessageBox.StandardButton.Ok).click()
+
+
+def test_newer_request_supersedes_older(qtbot, windows, tiny_stores):
+    """Many quick neuron switches: only the last one lands on the page."""
+    w = _main(windows, tiny_stores["solu_ln"])
+    _wait_page(qtbot, w, 0)
+    b = w.browser
+    b.prefetch = False
+    shown = []
+    b.pageReady.connect(lambda p: shown.append(p.ref.neuron))
+    for n in range(20, 40):
+        b.select(n)
+    _wait_page(qtbot, w, 39)
+    qtbot.waitUntil(lambda: not b.tasks.busy(), timeout=WAIT_MS)
+    assert shown[-1] == 39 and len(shown) < 20
+    assert w.page.title.text().endswith("neuron 39")
+
+
+def test_settings_and_recent_stores_persist(qtbot, windows, tiny_stores, settings):
+    from neurobrowse.qt.main_window import MainWindow, recent_stores
+
+    w = _main(windows, tiny_stores["gelu"])
+    _wait_page(qtbot, w)
+    w.page.log_box.setChecked(True)
+    w.close()
+    assert str(tiny_stores["gelu"]) in recent_stores(settings)[0]
+    w2 = windows(MainWindow)
+    assert w2.page.log_box.isChecked() and w2.page.hist.log
+    assert w2.recent_menu.actions() and str(tiny_stores["gelu"]) in w2.recent_menu.actions()[0].text()
