@@ -71,7 +71,7 @@ PRESETS: dict[str, Preset] = {
     "demo": Preset(
         "the laptop demo: a GeLU + SoLU-LN pair in <= 6 min on 2 CPU cores",
         dict(n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=64),
-        TrainConfig(steps=1000, batch_size=32, lr=4e-3, warmup_steps=50, eval_every=250, eval_tokens=32768, ckpt_every=250),
+        TrainConfig(steps=1200, batch_size=32, lr=4e-3, warmup_steps=60, eval_every=300, eval_tokens=32768, ckpt_every=300),
         vocab_size=2048,
     ),
     "solu-1l": Preset(
