@@ -19,8 +19,9 @@ WAIT_MS = 60_000
 
 
 @pytest.fixture
-def settings(tmp_path):
-    """Settings in a temp INI file: tests never touch the user's settings."""
+def settings(tmp_path, monkeypatch):
+    """Settings in a temp INI file and labels in a temp database: tests never touch the user's."""
+    monkeypatch.setenv("NEUROBROWSE_LABELS_DB", str(tmp_path / "labels.sqlite"))
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
 
 
@@ -337,3 +338,21 @@ def test_settings_and_recent_stores_persist(qtbot, windows, tiny_stores, setting
     w2 = windows(MainWindow)
     assert w2.page.log_box.isChecked() and w2.page.hist.log
     assert w2.recent_menu.actions() and str(tiny_stores["gelu"]) in w2.recent_menu.actions()[0].text()
+
+
+def test_label_panel_labels_the_shown_neuron_and_the_table_filters_on_it(qtbot, windows, tiny_stores):
+    w = _main(windows, tiny_stores["solu_ln"], neuron=6)
+    _wait_page(qtbot, w, 6)
+    qtbot.waitUntil(lambda: w.page.label_panel is not None, timeout=WAIT_MS)
+    assert w.label_model.neuron == 6
+    w.table_panel.view.setFocus()
+    qtbot.keyClick(w, Qt.Key.Key_1)  # E's panel: 1 = interpretable
+    qtbot.waitUntil(lambda: w.label_model.current is not None, timeout=WAIT_MS)
+    assert w.label_model.current.verdict == "interpretable"
+    col = [k for k, _, _ in state.TABLE_COLUMNS].index("label")
+    panel = w.table_panel
+    qtbot.waitUntil(lambda: "✓" in str(panel.model.data(panel.model.index(6, col))), timeout=WAIT_MS)
+    with qtbot.waitSignal(w.browser.filterApplied, timeout=WAIT_MS):
+        panel.filter_edit.setText("label ~ ✓")
+        panel._push_filter()
+    assert panel.proxy.rowCount() == 1 and panel.row_of(6) == 0

@@ -35,7 +35,8 @@ KEYS_HELP = [
     ("Alt+Left / Alt+Right", "back / forward"),
     ("Ctrl+D", "bookmark the neuron"),
     ("Ctrl+F", "search top contexts"),
-    ("Ctrl+L", "filter expression"),
+    ("Ctrl+Shift+F", "filter expression"),
+    ("1 / 2 / 3", "label: interpretable / not interpretable / unsure (label panel)"),
     ("Ctrl+E", "try-your-text editor"),
     ("Ctrl+O", "open a store"),
     ("Ctrl+Q", "quit"),
@@ -63,6 +64,15 @@ def add_recent(settings: QSettings, path: str | Path) -> list[str]:
     items = items[:MAX_RECENT]
     settings.setValue("recent_stores", json.dumps(items))
     return items
+
+
+VERDICT_MARK = {"interpretable": "✓", "not_interpretable": "✗", "unsure": "?"}
+
+
+def label_text(label) -> str:
+    """What the table's Label column shows (and `label ~ ...` filters on): mark, description, tags."""
+    tags = " ".join(f"#{t}" for t in getattr(label, "tags", ()) or ())
+    return " ".join(x for x in (VERDICT_MARK.get(label.verdict, label.verdict), label.description, tags) if x)
 
 
 class MainWindow(QMainWindow):
@@ -148,7 +158,7 @@ class MainWindow(QMainWindow):
         self.a_jump = self._act("&Jump to neuron…", self.jump_dialog, ["Ctrl+G"])
         self.a_bookmark = self._act("&Bookmark neuron", b.toggle_bookmark, ["Ctrl+D"])
         self.a_search = self._act("&Search top contexts", lambda: self._focus(self.table_panel.search), ["Ctrl+F"])
-        self.a_filter = self._act("&Filter table", lambda: self._focus(self.table_panel.filter_edit), ["Ctrl+L"])
+        self.a_filter = self._act("&Filter table", lambda: self._focus(self.table_panel.filter_edit), ["Ctrl+Shift+F"])
         self.a_editor = self._act("&Try your text", lambda: self._focus(self.page.live.editor), ["Ctrl+E"])
         self.a_table = self._act("Neuron &table", lambda on: self.table_panel.setVisible(on), ["Ctrl+1"], checkable=True)
         self.a_table.setChecked(True)
@@ -179,18 +189,72 @@ class MainWindow(QMainWindow):
         for a in (self.a_table, self.a_live, self.a_log, None, self.a_search, self.a_filter, self.a_editor):
             v.addSeparator() if a is None else v.addAction(a)
         self.tools_menu = mb.addMenu("&Tools")
-        self.tools_menu.menuAction().setVisible(False)  # filled by add_tool_action (labels, study)
+        self.tools_menu.addAction(self._act("Open a blinded &study…", self.study_dialog))
         h = mb.addMenu("&Help")
         h.addAction(self.a_keys)
         h.addAction(self.a_about)
         self._fill_recent()
         self._fill_bookmarks()
 
-    def add_tool_action(self, text: str, slot, keys=()) -> QAction:
-        a = self._act(text, slot, keys)
-        self.tools_menu.addAction(a)
-        self.tools_menu.menuAction().setVisible(True)
-        return a
+    def study_dialog(self) -> None:
+        """Rate a blinded study (made with `neurobrowse study new`) in E's StudyWindow."""
+        path = QFileDialog.getExistingDirectory(self, "Open a blinded study directory", str(Path.cwd()))
+        if path:
+            self.open_study(path)
+
+    def open_study(self, path: str | Path, rater: str | None = None):
+        from neurobrowse.qt.study_window import StudyWindow
+        from neurobrowse.study import StudySession
+        from store.errors import NeurobrowseError
+
+        try:
+            win = StudyWindow(StudySession(path, rater=rater))
+        except NeurobrowseError as e:
+            self.show_error("Cannot open the study", str(e))
+            return None
+        win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        win.setWindowTitle(f"neurobrowse study — {Path(path).name}")
+        win.show()
+        self.study_windows = [w for w in getattr(self, "study_windows", []) if isValid(w)] + [win]
+        return win
+
+    # ---- labels (E's label database and LabelPanel) -------------------------------------------------
+
+    def _attach_labels(self, store) -> None:
+        """One LabelModel per open store: the panel on the page, label text in the table."""
+        from neurobrowse.labeling import LabelModel
+        from neurobrowse.qt.label_panel import LabelPanel
+        from store.errors import NeurobrowseError
+        from store.labels import LabelDB
+
+        self.label_model = None
+        try:
+            db = LabelDB()
+            model = LabelModel(db, store.run_uuid, store=store)
+            snap = db.snapshot(store.run_uuid)
+        except NeurobrowseError as e:
+            self.page.set_label_panel(None)
+            self.show_error("Labels unavailable", f"{e}\n\nBrowsing works; labels are off for this window.")
+            return
+        self.label_model = model
+        panel = LabelPanel(model)
+        panel.labelChanged.connect(self._on_label_changed)
+        panel.errorOccurred.connect(lambda msg: self.statusBar().showMessage(f"label: {msg}", 8000))
+        self.page.set_label_panel(panel)
+        per_hook: dict[str, dict[int, str]] = {}
+        for (hook, neuron), lab in snap.items():
+            per_hook.setdefault(hook, {})[int(neuron)] = label_text(lab)
+        self._labels = per_hook
+        for hook in store.hooks:
+            self.browser.set_labels(hook, per_hook.get(hook, {}))
+
+    def _on_label_changed(self, hook: str, neuron: int, label) -> None:
+        labels = self._labels.setdefault(hook, {})
+        if label is None:
+            labels.pop(int(neuron), None)
+        else:
+            labels[int(neuron)] = label_text(label)
+        self.browser.set_labels(hook, labels)
 
     def _build_toolbar(self) -> None:
         tb = QToolBar("Navigation")
@@ -279,12 +343,19 @@ class MainWindow(QMainWindow):
 
         self.browser.bookmarks = Bookmarks.from_list(items)
         self._fill_bookmarks()
+        self._attach_labels(store)
 
     def _on_history(self, can_back: bool, can_fwd: bool) -> None:
         self.a_back.setEnabled(can_back)
         self.a_fwd.setEnabled(can_fwd)
 
     def _on_neuron(self, ref) -> None:
+        model = getattr(self, "label_model", None)
+        if model is not None:
+            try:
+                model.set_neuron(ref.hook, ref.neuron)
+            except Exception as e:  # noqa: BLE001 - a label problem must not stop browsing
+                self.statusBar().showMessage(f"label: {e}", 8000)
         if self.browser.store is not None:
             from neurobrowse.state import store_title
 
@@ -347,6 +418,9 @@ class MainWindow(QMainWindow):
         for t in self.findChildren(type(self.table_panel._debounce)):
             t.stop()
         self.browser.shutdown()
+        model = getattr(self, "label_model", None)
+        if model is not None:
+            model.db.close()
         for box in self.error_boxes:
             if isValid(box):
                 box.close()

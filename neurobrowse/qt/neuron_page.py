@@ -206,11 +206,15 @@ class NeuronPageWidget(QWidget):
         right = QSplitter(Qt.Orientation.Vertical)
         for w in (hist_box, tt_box, lg_box, st_box):
             right.addWidget(w)
-        self.label_panel = label_panel
+        # E's LabelPanel goes here once a store (and so a label model) is open; see set_label_panel
+        self.label_box = QGroupBox("Label")
+        self.label_layout = QVBoxLayout(self.label_box)
+        self.label_layout.setContentsMargins(4, 4, 4, 4)
+        self.label_panel: QWidget | None = None
+        self.label_box.setVisible(False)
+        right.addWidget(self.label_box)
         if label_panel is not None:
-            lb = QGroupBox("Label")
-            QVBoxLayout(lb).addWidget(label_panel)
-            right.addWidget(lb)
+            self.set_label_panel(label_panel)
         self.right_split = right
 
         body = QSplitter(Qt.Orientation.Horizontal)
@@ -230,6 +234,16 @@ class NeuronPageWidget(QWidget):
         browser.pageReady.connect(self.show_page)
         browser.bookmarksChanged.connect(self._sync_bookmark)
         browser.busyChanged.connect(self._on_busy)
+
+    def set_label_panel(self, panel: QWidget | None) -> None:
+        """Put a label panel (one per open store) in the page, replacing the previous one."""
+        if self.label_panel is not None:
+            self.label_layout.removeWidget(self.label_panel)
+            self.label_panel.deleteLater()
+        self.label_panel = panel
+        if panel is not None:
+            self.label_layout.addWidget(panel)
+        self.label_box.setVisible(panel is not None)
 
     # ---- updates ------------------------------------------------------------------------------------
 
