@@ -106,29 +106,38 @@ def plan_batches(chunk_tokens: int, context_len: int, batch_size: int | None) ->
     return 1, div
 
 
-def record(
-    checkpoint_dir: str | Path,
-    out: str | Path,
-    *,
-    n_tokens: int = 1 << 20,
-    layers: list[int] | None = None,
-    hooks: list[str] | None = None,
-    batch_size: int | None = None,
-    device: str = "auto",
-    corpus_dir: str | Path | None = None,
-    progress: bool = True,
-    chunk_tokens: int | None = None,
-    fsync: bool = True,
-    stats: RecordStats | None = None,
-) -> Path:
-    """Record activations of ``checkpoint_dir``'s model into the store ``out`` (resumes one there).
+@dataclass
+class RecordPlan:
+    """An opened recording (``open_recording``): the model, the writer and how the work is cut.
 
-    n_tokens: validation tokens to record (rounded down to whole contexts; at most the split).
-    layers / hooks: which MLP hooks (default every layer's hook_post, plus hook_mid for SoLU-LN).
-    batch_size: contexts per forward pass (default: one store chunk's worth).
-    """
-    t_start = time.perf_counter()
-    stats = stats if stats is not None else RecordStats()
+    The unit of work is a *group* of ``per_group`` whole chunks (``record_group``), the same for the
+    single-process loop and for Dask workers, so both give the same batches and the same floats."""
+
+    ck: object  # solu_core.checkpoint.Checkpoint
+    writer: StoreWriter
+    split: object  # corpus TokenSplit of the validation tokens
+    hooks: list[str]  # full hook names recorded
+    n_tokens: int  # tokens recorded (whole contexts, at most the split)
+    per_group: int  # chunks per work group
+    batch_ctx: int  # contexts per forward batch
+    corpus_dir: Path
+    out: Path
+
+    def pending(self) -> dict[str, set[int]]:
+        """Per-token array name -> chunk indices not yet safely on disk."""
+        return {name: set(self.writer.pending_chunks(name)) for name in self.writer.per_token_arrays}
+
+    def groups(self, pending: dict[str, set[int]]) -> list[int]:
+        """Work groups holding at least one pending chunk."""
+        return sorted({c // self.per_group for c in set().union(*pending.values())})
+
+
+def open_recording(checkpoint_dir: str | Path, out: str | Path, *, n_tokens: int = 1 << 20,
+                   layers: list[int] | None = None, hooks: list[str] | None = None, batch_size: int | None = None,
+                   device: str = "auto", corpus_dir: str | Path | None = None, progress: bool = True,
+                   chunk_tokens: int | None = None, fsync: bool = True) -> RecordPlan:
+    """Load the checkpoint, check the corpus and create (or resume) the store; no chunk is run yet.
+    Arguments as ``record``."""
     ck = load_checkpoint(checkpoint_dir, device=device)
     cfg = ck.config
     corpus_dir = Path(corpus_dir or ck.meta.get("corpus_dir") or "").expanduser()
@@ -170,18 +179,92 @@ def record(
             "record_command": shlex.join(cmd),
         },
     )
-    # logit effects first: small, and then every later step is about chunks
-    t0 = time.perf_counter()
-    for layer in w.layers:
-        if w.logit_pending(layer):
-            w.write_logit_effects(layer, *logit_effects(ck.model, layer))
-    stats.logit_s += time.perf_counter() - t0
-
     per_group, batch_ctx = plan_batches(w.chunk_tokens, ctx, batch_size)
-    pending = {name: set(w.pending_chunks(name)) for name in w.per_token_arrays}
+    return RecordPlan(ck=ck, writer=w, split=split, hooks=hook_list, n_tokens=n, per_group=per_group,
+                      batch_ctx=batch_ctx, corpus_dir=corpus_dir, out=out)
+
+
+def write_logit_effects(plan: RecordPlan, stats: RecordStats | None = None) -> None:
+    """Logit effects of every recorded layer that does not have them yet (small; done first)."""
+    t0 = time.perf_counter()
+    for layer in plan.writer.layers:
+        if plan.writer.logit_pending(layer):
+            plan.writer.write_logit_effects(layer, *logit_effects(plan.ck.model, layer))
+    if stats is not None:
+        stats.logit_s += time.perf_counter() - t0
+
+
+def record_group(model, w: StoreWriter, split, hook_list: list[str], g: int, per_group: int, batch_ctx: int,
+                 pending: dict[str, set[int]], stats: RecordStats) -> int:
+    """Run the model over work group ``g`` (chunks g*per_group ...) and write its pending chunks,
+    each followed by its completion marker. Returns the tokens run. Used by ``record`` and by the
+    Dask workers of solu_core.dask_record (each with its own writer on the same store)."""
+    ctx = w.context_len
+    dev = next(model.parameters()).device
+    c0, c1 = g * per_group, min(w.n_chunks, (g + 1) * per_group)
+    start, stop = w.chunk_rows(c0)[0], w.chunk_rows(c1 - 1)[1]
+    toks = np.asarray(split.tokens[start:stop], dtype=np.int64)  # [rows]
+    docs = np.asarray(split.doc_starts[start:stop], dtype=np.uint8)  # [rows]
+    t0 = time.perf_counter()
+    acts = {h: np.empty((stop - start, w.d_mlp), dtype=np.float16) for h in hook_list}  # [rows, d_mlp]
+    contexts = torch.from_numpy(toks.reshape(-1, ctx))  # [n_contexts, ctx]
+    for b in range(0, contexts.shape[0], batch_ctx):
+        batch = contexts[b:b + batch_ctx].to(dev)
+        cache = model.run_with_mlp_cache(batch, hook_list, dtype=torch.float16)
+        for h in hook_list:
+            acts[h][b * ctx:(b + batch.shape[0]) * ctx] = cache[h].reshape(-1, w.d_mlp).cpu().numpy()
+    t1 = time.perf_counter()
+    stats.model_s += t1 - t0
+    for c in range(c0, c1):
+        a, b_ = w.chunk_rows(c)
+        lo, hi = a - start, b_ - start
+        if c in pending[schema.TOKENS]:
+            w.write_chunk(schema.TOKENS, c, toks[lo:hi].astype(np.int32))
+        if c in pending[schema.DOC_STARTS]:
+            w.write_chunk(schema.DOC_STARTS, c, docs[lo:hi])
+        for h in hook_list:
+            if c in pending[h]:
+                w.write_chunk(h, c, acts[h][lo:hi])
+                stats.bytes += (hi - lo) * 2 * w.d_mlp
+    stats.write_s += time.perf_counter() - t1
+    stats.tokens += stop - start
+    stats.groups.append(g)
+    return stop - start
+
+
+def record(
+    checkpoint_dir: str | Path,
+    out: str | Path,
+    *,
+    n_tokens: int = 1 << 20,
+    layers: list[int] | None = None,
+    hooks: list[str] | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    corpus_dir: str | Path | None = None,
+    progress: bool = True,
+    chunk_tokens: int | None = None,
+    fsync: bool = True,
+    stats: RecordStats | None = None,
+) -> Path:
+    """Record activations of ``checkpoint_dir``'s model into the store ``out`` (resumes one there).
+
+    n_tokens: validation tokens to record (rounded down to whole contexts; at most the split).
+    layers / hooks: which MLP hooks (default every layer's hook_post, plus hook_mid for SoLU-LN).
+    batch_size: contexts per forward pass (default: one store chunk's worth).
+    """
+    t_start = time.perf_counter()
+    stats = stats if stats is not None else RecordStats()
+    plan = open_recording(checkpoint_dir, out, n_tokens=n_tokens, layers=layers, hooks=hooks, batch_size=batch_size,
+                          device=device, corpus_dir=corpus_dir, progress=progress, chunk_tokens=chunk_tokens,
+                          fsync=fsync)
+    w, hook_list, n, out = plan.writer, plan.hooks, plan.n_tokens, plan.out
+    # logit effects first: small, and then every later step is about chunks
+    write_logit_effects(plan, stats)
+
+    pending = plan.pending()
     todo_chunks = sorted(set().union(*pending.values()))
-    groups = sorted({c // per_group for c in todo_chunks})
-    dev = next(ck.model.parameters()).device
+    groups = plan.groups(pending)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -193,36 +276,10 @@ def record(
     t_loop = time.perf_counter()
     try:
         for g in groups:
-            c0, c1 = g * per_group, min(w.n_chunks, (g + 1) * per_group)
-            start, stop = w.chunk_rows(c0)[0], w.chunk_rows(c1 - 1)[1]
-            toks = np.asarray(split.tokens[start:stop], dtype=np.int64)  # [rows]
-            docs = np.asarray(split.doc_starts[start:stop], dtype=np.uint8)  # [rows]
-            t0 = time.perf_counter()
-            acts = {h: np.empty((stop - start, w.d_mlp), dtype=np.float16) for h in hook_list}  # [rows, d_mlp]
-            contexts = torch.from_numpy(toks.reshape(-1, ctx))  # [n_contexts, ctx]
-            for b in range(0, contexts.shape[0], batch_ctx):
-                batch = contexts[b:b + batch_ctx].to(dev)
-                cache = ck.model.run_with_mlp_cache(batch, hook_list, dtype=torch.float16)
-                for h in hook_list:
-                    acts[h][b * ctx:(b + batch.shape[0]) * ctx] = cache[h].reshape(-1, w.d_mlp).cpu().numpy()
-            t1 = time.perf_counter()
-            stats.model_s += t1 - t0
-            for c in range(c0, c1):
-                a, b_ = w.chunk_rows(c)
-                lo, hi = a - start, b_ - start
-                if c in pending[schema.TOKENS]:
-                    w.write_chunk(schema.TOKENS, c, toks[lo:hi].astype(np.int32))
-                if c in pending[schema.DOC_STARTS]:
-                    w.write_chunk(schema.DOC_STARTS, c, docs[lo:hi])
-                for h in hook_list:
-                    if c in pending[h]:
-                        w.write_chunk(h, c, acts[h][lo:hi])
-                        stats.bytes += (hi - lo) * 2 * w.d_mlp
-            stats.write_s += time.perf_counter() - t1
-            stats.tokens += stop - start
-            stats.groups.append(g)
+            rows = record_group(plan.ck.model, w, plan.split, hook_list, g, plan.per_group, plan.batch_ctx,
+                                pending, stats)
             if bar is not None:
-                bar.update(stop - start)
+                bar.update(rows)
                 el = time.perf_counter() - t_loop
                 bar.set_postfix_str(f"{stats.tokens * bytes_per_token / el / 1e6:.0f} MB/s, model "
                                     f"{stats.model_s / el:.0%}, writer {stats.write_s / el:.0%}", refresh=False)
