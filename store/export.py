@@ -59,6 +59,7 @@ STAT_FIELDS = ("max_act", "min_act", "mean", "var", "skewness", "kurtosis", "den
                "sim_score", "top_token")
 CSV_COLUMNS = ("run_uuid", "tool_version", "hook", "layer", "neuron", *LABEL_FIELDS, *STAT_FIELDS,
                "top_firing_tokens", "top_snippets")
+GZIP_LEVEL = 6  # zlib's default: level 9 took 3x longer for a few % smaller files
 ACT_DECIMALS = 4  # activations are float16 on disk: 4 decimals keep what matters at a third of the size
 
 
@@ -107,7 +108,8 @@ def atomic_output(path: str | os.PathLike, *, gzip: bool = False, text: bool = T
         raise ExportError(f"cannot write {path}: {e}") from None
     ok = False
     try:
-        stream: Any = gzip_mod.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0) if gzip else raw
+        stream: Any = (gzip_mod.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL)
+                       if gzip else raw)
         f = io.TextIOWrapper(stream, encoding="utf-8", newline=newline) if text else stream
         try:
             yield f
@@ -214,10 +216,59 @@ def select_neurons(store: Any, cfg: ExportConfig, labels: dict[tuple[str, int], 
 
 
 # ---- reading index blocks --------------------------------------------------------------------------
+class _Vocab:
+    """Readable token strings as one object array, so a block of windows converts in one indexing."""
+
+    def __init__(self, store: Any):
+        n = int(store.model_config.get("d_vocab") or 0)
+        self.store = store
+        self.array = np.array(store.token_strings(np.arange(n)) + [""], dtype=object)  # [vocab + 1]; last: padding
+
+    def strings(self, ids: np.ndarray) -> np.ndarray:
+        """object array shaped like ``ids``; -1 (padding) -> ''."""
+        ids = np.asarray(ids, dtype=np.int64)
+        n = len(self.array) - 1
+        if ids.size and ids.max() >= n:  # a token id beyond d_vocab: ask the store one by one
+            return np.array(self.store.token_strings(ids.ravel()), dtype=object).reshape(ids.shape)
+        return self.array[np.where(ids >= 0, ids, n)]
+
+
+class _Windows:
+    """Context windows of one kind (top snippets or one sample bin) for a block of neurons."""
+
+    def __init__(self, vocab: _Vocab, positions: np.ndarray, values: np.ndarray | None, tokens: np.ndarray,
+                 acts: np.ndarray):
+        # positions [n, m], values [n, m] | None, tokens / acts [n, m, W]
+        self.positions = positions
+        self.values = None if values is None else np.round(values.astype(np.float64), 5)
+        self.valid = tokens >= 0  # [n, m, W]; windows are padded with -1 at context edges
+        self.full = self.valid.all(axis=-1)  # [n, m]
+        self.strings = vocab.strings(tokens)  # [n, m, W] object
+        self.acts = np.round(acts.astype(np.float64), ACT_DECIMALS)  # [n, m, W]
+        self.centers = schema.CONTEXT_BEFORE - (tokens[..., :schema.CONTEXT_BEFORE] < 0).sum(axis=-1)  # [n, m]
+
+    def snippets(self, i: int) -> list[dict]:
+        out = []
+        for j in range(self.positions.shape[1]):
+            if self.positions[i, j] < 0:
+                continue
+            if self.full[i, j]:
+                toks, acts = self.strings[i, j].tolist(), self.acts[i, j].tolist()
+            else:
+                keep = self.valid[i, j]
+                toks, acts = self.strings[i, j][keep].tolist(), self.acts[i, j][keep].tolist()
+            d = {"position": int(self.positions[i, j])}
+            if self.values is not None:
+                d["value"] = float(self.values[i, j])
+            d.update(center=int(self.centers[i, j]), tokens=toks, acts=acts)
+            out.append(d)
+        return out
+
+
 class _Block:
     """Index arrays of a set of neurons of one hook, read in one orthogonal selection each."""
 
-    def __init__(self, store: Any, hook: str, neurons: np.ndarray, k: int, fmt: str):
+    def __init__(self, store: Any, vocab: _Vocab, hook: str, neurons: np.ndarray, k: int, fmt: str):
         self.neurons = neurons
         idx = neurons.astype(np.int64)
 
@@ -227,35 +278,15 @@ class _Block:
             return np.asarray(arr.get_orthogonal_selection(sel))
 
         kk = slice(0, k)
-        self.top_values = rows("top_values", (kk,))  # [n, k]
-        self.top_positions = rows("top_positions", (kk,))  # [n, k]
-        self.top_tokens = rows("top_context_tokens", (kk,))  # [n, k, W]
-        self.top_acts = rows("top_context_acts", (kk,)).astype(np.float32)  # [n, k, W]
+        self.top = _Windows(vocab, rows("top_positions", (kk,)), rows("top_values", (kk,)),
+                            rows("top_context_tokens", (kk,)), rows("top_context_acts", (kk,)))
+        self.bins: list[_Windows] = []
         if fmt == "neuron-explainer":
-            self.sample_positions = rows("sample_positions")  # [n, B, S]
-            self.sample_tokens = rows("sample_context_tokens")  # [n, B, S, W]
-            self.sample_acts = rows("sample_context_acts").astype(np.float32)  # [n, B, S, W]
+            pos = rows("sample_positions")  # [n, B, S]
+            toks = rows("sample_context_tokens")  # [n, B, S, W]
+            acts = rows("sample_context_acts")  # [n, B, S, W]
+            self.bins = [_Windows(vocab, pos[:, b], None, toks[:, b], acts[:, b]) for b in range(pos.shape[1])]
             self.quantile_edges = rows("quantile_edges")  # [n, 4]
-
-
-def _snippets(store: Any, positions: np.ndarray, values: np.ndarray | None, toks: np.ndarray,
-              acts: np.ndarray) -> list[dict]:
-    """positions [m], values [m] | None, toks/acts [m, W] -> snippet dicts (padding dropped)."""
-    out = []
-    for i in range(len(positions)):
-        if positions[i] < 0:
-            continue
-        t = toks[i]
-        keep = t >= 0
-        center = schema.CONTEXT_BEFORE - int((t[:schema.CONTEXT_BEFORE] < 0).sum())
-        d = {"position": int(positions[i])}
-        if values is not None:
-            d["value"] = round(float(values[i]), 5)
-        d["center"] = center
-        d["tokens"] = store.token_strings(t[keep])
-        d["acts"] = np.round(acts[i][keep].astype(np.float64), ACT_DECIMALS).tolist()
-        out.append(d)
-    return out
 
 
 def _stats(table: dict[str, np.ndarray], n: int) -> dict:
@@ -308,6 +339,7 @@ def iter_records(store: Any, selection: dict[str, np.ndarray], labels: dict[tupl
                  cfg: ExportConfig, progress: bool = False) -> Iterator[tuple[str, dict]]:
     """Yield (kind, record) per selected neuron: kind "neuron" (our layout) or "neuron-explainer"."""
     total = sum(len(v) for v in selection.values())
+    vocab = _Vocab(store)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -320,13 +352,12 @@ def iter_records(store: Any, selection: dict[str, np.ndarray], labels: dict[tupl
             k = min(cfg.snippets, store.index_array(hook, "top_values").shape[1])
             for start in range(0, len(neurons), cfg.block):
                 part = neurons[start:start + cfg.block]
-                blk = _Block(store, hook, part, k, cfg.fmt)
+                blk = _Block(store, vocab, hook, part, k, cfg.fmt)
                 for i, n in enumerate(part.tolist()):
                     stats = _stats(table, n)
-                    top = _snippets(store, blk.top_positions[i], blk.top_values[i], blk.top_tokens[i], blk.top_acts[i])
+                    top = blk.top.snippets(i)
                     if cfg.fmt == "neuron-explainer":
-                        samples = [_snippets(store, blk.sample_positions[i, b], None, blk.sample_tokens[i, b],
-                                             blk.sample_acts[i, b]) for b in range(len(schema.SAMPLE_BINS))]
+                        samples = [w.snippets(i) for w in blk.bins]
                         yield "neuron-explainer", _neuron_record(layer, n, stats, top, samples, blk.quantile_edges[i])
                     else:
                         yield "neuron", {"run_uuid": store.run_uuid, "hook": hook, "layer": layer, "neuron": n,
