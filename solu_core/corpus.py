@@ -421,6 +421,7 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress:
             "format_version": FORMAT_VERSION,
             "config": _config_record(cfg),
             "python": sys.version.split()[0],
+            "stdlib_exclude": sorted(STDLIB_EXCLUDE) if cfg.include_stdlib else [],
             "sources": [asdict(s) for s in stats],
             "counts": {
                 "documents": sum(len(v) for v in split.values()),

@@ -39,8 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from solu_core.checkpoint import read_config
-    from solu_core.train import train_pair
+    from solu_core.corpus import read_manifest
+    from solu_core.train import get_preset, train_pair
 
+    vocab, tuned = read_manifest(args.corpus)["tokenizer"]["vocab_size"], get_preset(args.preset).vocab_size
+    if vocab != tuned:
+        print(f"note: the corpus has a {vocab}-token vocabulary; the {args.preset} preset was tuned with {tuned} "
+              f"(`neurobrowse corpus --vocab {tuned}`)")
     paths = train_pair(
         args.corpus, args.out, preset=args.preset, act_fns=args.act_fns, steps=args.steps, seed=args.seed,
         device=args.device, progress=not args.quiet, force=args.force, threads=args.threads,
