@@ -136,7 +136,10 @@ def atomic_output(path: str | os.PathLike, *, gzip: bool = False, text: bool = T
         raise ExportError(f"writing {path} failed ({e}); the previous file, if any, is unchanged") from None
     finally:
         if not ok:
-            raw.close()
+            try:
+                raw.close()
+            except OSError:
+                pass  # closing flushes what a full disk refused again; the file is dropped anyway
             tmp.unlink(missing_ok=True)
 
 

@@ -284,3 +284,25 @@ def _cli(argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "neurobrowse", *argv], cwd=ROOT, capture_output=True, text=True,
                           env=os.environ.copy(), timeout=300)
 
+
+
+def test_disk_full_during_export_keeps_the_old_file(tmp_path, gelu):
+    """The export process may only write 64 kB (RLIMIT_FSIZE: writes past it fail like a full disk):
+    a clear error, exit 2, the previous export untouched, no temporary file left."""
+    import resource
+    import signal
+
+    out = tmp_path / "x.jsonl"
+    out.write_text("previous export\n")
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write() instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    r = subprocess.run([sys.executable, "-m", "neurobrowse", "export", str(gelu.path), "--all", "--quiet", "--out",
+                        str(out), "--db", str(tmp_path / "l.sqlite")], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, preexec_fn=limit)
+    assert r.returncode == 2, r.stderr
+    assert "error: writing" in r.stderr and "previous file, if any, is unchanged" in r.stderr
+    assert out.read_text() == "previous export\n"
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
