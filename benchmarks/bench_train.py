@@ -162,16 +162,18 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=7, help="throughput repeats (median taken)")
     ap.add_argument("--steps", type=int, default=10, help="steps per throughput repeat")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: train.py's choice)")
+    ap.add_argument("--batch-size", type=int, default=None, help="throughput batch (default: the preset's)")
+    ap.add_argument("--ctx", type=int, default=None, help="throughput context length (default: the preset's)")
     ap.add_argument("--force", action="store_true", help="rebuild the corpus and retrain the models")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     p = get_preset(args.preset)
-    shape = {**p.model, "d_vocab": p.vocab_size}
+    shape = {**p.model, "d_vocab": p.vocab_size, **({"n_ctx": args.ctx} if args.ctx else {})}
     load_before = os.getloadavg()
     result = {"preset": args.preset, "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
                                                  "torch": torch.__version__}}
     name = "bench_train.json" if args.preset == "demo" else f"bench_train_{args.preset}.json"
-    result["throughput"] = throughput(shape, p.train.batch_size, args.steps, args.repeats, args.threads)
+    result["throughput"] = throughput(shape, args.batch_size or p.train.batch_size, args.steps, args.repeats, args.threads)
     result["machine"]["loadavg_after"] = os.getloadavg()
     (OUT / name).write_text(json.dumps(result, indent=1))  # kept if the demo part is interrupted
     if not args.skip_demo:

@@ -185,6 +185,12 @@ def _set_threads(device: torch.device, threads: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+def _same_training(a: dict | None, b: dict) -> bool:
+    """Equal apart from settings that do not change the weights (how often to checkpoint)."""
+    drop = ("ckpt_every",)
+    return a is not None and {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+
+
 def make_optimizer(model: Transformer, tc: TrainConfig) -> torch.optim.AdamW:
     decay = [p for n, p in model.named_parameters() if n.split(".")[-1].startswith("W_") and n not in ("embed.W_E", "pos_embed.W_pos")]
     ids = {id(p) for p in decay}
@@ -232,7 +238,7 @@ def train_one(
         mismatch = [
             what for what, same in (
                 ("model config", ModelConfig.from_dict(meta).to_dict() == model_cfg.to_dict()),
-                ("training config", meta.get("training") == training),
+                ("training config", _same_training(meta.get("training"), training)),
                 ("corpus", meta.get("corpus_manifest_hash") == manifest_hash),
             ) if not same
         ]
@@ -313,10 +319,10 @@ def train_one(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
+            lv = loss.item()  # also waits for an asynchronous (CUDA) step, so `wall` is true
             step += 1
             tokens_seen += x.numel() - x.shape[0]
             wall += time.perf_counter() - t0
-            lv = loss.item()
             running = lv if running is None else 0.95 * running + 0.05 * lv
             if step % tc.eval_every == 0 or step == tc.steps:
                 history.append({"step": step, "train_loss": round(running, 4),

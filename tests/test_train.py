@@ -133,10 +133,12 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_pair, corpus, tmp_path
     step = killed_at["metrics"]["step"]
     assert step % 25 == 0 and 0 < step < PRESETS["tiny"].train.steps
 
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    rerun = [("100" if a == "25" else a) for a in cmd]  # checkpoint cadence may change: weights do not depend on it
+    r = subprocess.run(rerun, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     done = load_checkpoint(out / "gelu", device="cpu")
-    assert done.meta["complete"] and done.meta["resumed_at"][0] in range(step, PRESETS["tiny"].train.steps, 25)
+    assert done.meta["complete"] and done.meta["resumed_at"] == [step]
+    assert done.meta["training"]["ckpt_every"] == 100
     assert [p.name for p in out.iterdir()] == ["gelu"]  # no temp dirs left behind
     # resuming is exact: the same weights as the uninterrupted run of the same settings
     reference = load_checkpoint(tiny_pair[0]["gelu"], device="cpu")
