@@ -114,13 +114,15 @@ class PartialIndex:
         top_worst = np.empty(N, np.int32)
         bot_worst = np.empty(N, np.int32)
         kernels.worst_slots(self.top_key, self.top_pos, self.bot_key, self.bot_pos, top_worst, bot_worst)
-        shift = kernels.F16_TO_F32[bits[0]].astype(np.float64)  # [N] first row: keeps power sums small
-        sums = np.zeros((4, N))
-        kernels.pass1_chunk(bits, tokens, row0, context_len, schema.CONTEXT_BEFORE, kernels.F16_TO_F32,
-                            _DENS_KEY, shift, self.top_key, self.top_pos, self.top_win, top_worst,
-                            self.bot_key, self.bot_pos, self.bot_win, bot_worst,
-                            self.hist, self.npos, sums, self.token_sum)
-        parity = ((row0 + np.arange(R)) // context_len) & 1
+        sums = np.zeros((N, 6))  # shift (first value, keeps the power sums small), power sums 1..4, density
+        kernels.pass1_chunk(kernels.transposed(bits), row0, context_len, schema.CONTEXT_BEFORE, kernels.F16_TO_F32,
+                            _DENS_KEY, self.top_key, self.top_pos, self.top_win, top_worst,
+                            self.bot_key, self.bot_pos, self.bot_win, bot_worst, self.hist, sums)
+        parity = ((row0 + np.arange(R)) // context_len) & 1  # [R]
+        kernels.token_sums_chunk(bits, kernels.F16_TO_F32, np.ascontiguousarray(tokens, dtype=np.int32), parity,
+                                 self.token_sum)
+        self.npos += sums[:, 5].astype(np.int64)
+        shift, sums = sums[:, 0], sums[:, 1:5].T  # [N], [4, N]
         V = self.token_count.shape[1]
         for par in (0, 1):
             sel = tokens[parity == par]
@@ -245,7 +247,7 @@ class SamplePartial:
         h1, h2 = kernels.position_hashes(row0, R, seed)
         worst = np.empty(self.prio.shape[:2], np.int32)
         kernels.sample_worst_slots(self.prio, worst)
-        kernels.pass2_chunk(bits, row0, context_len, schema.CONTEXT_BEFORE, h1, h2,
+        kernels.pass2_chunk(kernels.transposed(bits), row0, context_len, schema.CONTEXT_BEFORE, h1, h2,
                             kernels.neuron_salts(N, seed), self.qbin, self.prio, self.pos, self.key,
                             self.win, worst)
 
@@ -566,15 +568,16 @@ class _IndexGroup:
                 del idx[self.hook]
             self.group = idx.require_group(self.hook)
 
-    def _write_arrays(self, group: zarr.Group, arrays: dict[str, np.ndarray], dims: dict[str, tuple]) -> None:
+    def _write_arrays(self, group: zarr.Group, arrays: dict[str, np.ndarray], dims: dict[str, tuple],
+                      neuron_chunk: int = schema.INDEX_NEURON_CHUNK) -> None:
         for name, a in arrays.items():
             d = dims[name]
             if name in schema.INDEX_WHOLE_ARRAYS or a.ndim == 0:
                 chunks = a.shape
             elif d[0] == schema.NEURON_DIM:
-                chunks = (min(schema.INDEX_NEURON_CHUNK, max(1, a.shape[0])),) + a.shape[1:]
+                chunks = (min(neuron_chunk, max(1, a.shape[0])),) + a.shape[1:]
             elif len(d) > 1 and d[1] == schema.NEURON_DIM:
-                chunks = (a.shape[0], min(schema.INDEX_NEURON_CHUNK, max(1, a.shape[1]))) + a.shape[2:]
+                chunks = (a.shape[0], min(neuron_chunk, max(1, a.shape[1]))) + a.shape[2:]
             else:
                 chunks = a.shape
             chunks = tuple(max(1, c) for c in chunks)
@@ -595,7 +598,10 @@ class _IndexGroup:
                 del state[slot]
             g = state.create_group(slot)
             arrays = part.arrays()
-            self._write_arrays(g, arrays, {n: tuple(f"d{i}" for i in range(a.ndim)) for n, a in arrays.items()})
+            n_neurons = part.prio.shape[0] if isinstance(part, SamplePartial) else part.n_neurons
+            dims = {n: (schema.NEURON_DIM if a.shape[0] == n_neurons and n != "token_count" else "d0",)
+                    + tuple(f"d{i}" for i in range(1, a.ndim)) for n, a in arrays.items()}
+            self._write_arrays(g, arrays, dims, neuron_chunk=256)
             g.attrs.update({"ranges": [list(r) for r in part.ranges], **_scalars(part)})
         progress[which] = {"slot": slot, "chunk_stop": int(chunk_stop), **extra}
         self.set_attrs(progress=progress)

@@ -167,7 +167,7 @@ def test_topk_only_kernel_matches_numpy():
     pos = np.full((N, k), -1, np.int64)
     worst = np.zeros(N, np.int32)
     for c in range(4):
-        kernels.topk_chunk(np.ascontiguousarray(x[c * 512:(c + 1) * 512]).view(np.uint16), c * 512, key, pos, worst)
+        kernels.topk_chunk(kernels.transposed(x[c * 512:(c + 1) * 512].view(np.uint16)), c * 512, key, pos, worst)
     order, _ = _brute_order(x, True)
     got = np.lexsort((pos, -key.astype(np.int64)), axis=-1)
     assert np.array_equal(np.take_along_axis(pos, got, 1), order[:, :k])
