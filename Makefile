@@ -34,5 +34,13 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/run_all.py
 
+# The desktop app as a PyInstaller one-folder build in dist/neurobrowse/, smoke-tested headless on a
+# tiny real store (built by the demo pipeline's tiny preset under artifacts/package-smoke).
+package: setup
+	$(PIP) install "pyinstaller>=6.5"
+	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller packaging/neurobrowse.spec
+	$(VENV)/bin/neurobrowse demo --preset tiny --workdir artifacts/package-smoke --no-window --quiet
+	QT_QPA_PLATFORM=offscreen dist/neurobrowse/neurobrowse --smoke-test artifacts/package-smoke/stores/solu_ln
+
 clean-venv:
 	rm -rf $(VENV)

@@ -43,6 +43,15 @@ def ensure_app(offscreen: bool = False):
     return app
 
 
+def scratch_settings():
+    """Settings for headless renders (screenshots, smoke tests): a temp INI, never the user's own."""
+    import tempfile
+
+    from PySide6.QtCore import QSettings
+
+    return QSettings(os.path.join(tempfile.gettempdir(), "neurobrowse-headless.ini"), QSettings.Format.IniFormat)
+
+
 def wait_for(predicate, timeout_s: float = 60.0) -> bool:
     """Run the event loop until ``predicate()`` holds (workers deliver through it) or time runs out."""
     from PySide6.QtCore import QEventLoop, QTimer
@@ -118,9 +127,7 @@ def pick_showcase_neuron(browser) -> int:
 def screenshot_compare(path_a, path_b, out: str | Path, size=(1800, 1250), settings=None) -> Path:
     """Headless: the compare window with both models, a neuron page with shaded snippets, into one PNG."""
     ensure_app(offscreen=True)
-    from PySide6.QtCore import QSettings
-
-    settings = settings or QSettings()  # a throw-away in-memory-ish settings object for headless renders
+    settings = settings or scratch_settings()
     win = open_compare_window(path_a, path_b, settings=settings)
     try:
         win.resize(*size)
@@ -144,9 +151,7 @@ def screenshot_compare(path_a, path_b, out: str | Path, size=(1800, 1250), setti
 
 def screenshot_main(path, out: str | Path, size=(1600, 950), neuron: int | None = None, settings=None) -> Path:
     ensure_app(offscreen=True)
-    from PySide6.QtCore import QSettings
-
-    win = open_main_window(path, neuron=neuron, settings=settings or QSettings())
+    win = open_main_window(path, neuron=neuron, settings=settings or scratch_settings())
     try:
         win.resize(*size)
         win.show()
@@ -168,9 +173,7 @@ def smoke_test(path) -> int:
     """Start headless, open the store, wait for a painted neuron page, exit 0 (2 with a message otherwise)."""
     t0 = time.perf_counter()
     app = ensure_app(offscreen=True)
-    from PySide6.QtCore import QSettings
-
-    win = open_main_window(path, settings=QSettings())
+    win = open_main_window(path, settings=scratch_settings())
     try:
         win.show()
         ok = wait_for(lambda: win.browser.page is not None or _first_error(win) is not None, 60)

@@ -1,0 +1,217 @@
+"""Desktop app figures (offscreen Qt, real widgets):
+
+    .venv/bin/python benchmarks/bench_app.py                     # all parts
+    .venv/bin/python benchmarks/bench_app.py --parts switch --presses 300
+
+Parts:
+  startup  process start -> main window shown with a store open and the first neuron page painted
+           (a fresh Python process each time; median of --repeats) on a real tiny store.
+  switch   on an index at full size, 10M tokens x 2048 neurons (index arrays synthesized at full size
+           with the indexer's own array writer by benchmarks/bench_store.py; the dense activations are
+           not written: the browser never reads them): keypress -> the new neuron's page painted, for
+           J (next neuron: sequential, prefetch helps) and for random jumps (cold, no cache); the
+           longest event-loop stall while browsing, from a 5 ms QTimer heartbeat; the app's memory
+           (RSS) with that store open, before and after browsing.
+
+Targets (issue 4): startup <= 2 s; p95 keypress-to-painted <= 50 ms; longest stall <= 100 ms.
+Results go to benchmarks/out/bench_app.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+
+CHILD = r"""
+import os, sys, time
+t_import = time.time()
+sys.path.insert(0, {root!r})
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from PySide6.QtCore import QEvent, QObject
+from neurobrowse.qt import app
+qapp = app.ensure_app(offscreen=True)
+win = app.open_main_window({store!r}, settings=app.scratch_settings())
+win.resize(1600, 950)
+win.show()
+painted = []
+class F(QObject):
+    def eventFilter(self, obj, ev):
+        if ev.type() == QEvent.Type.Paint and win.browser.page is not None and not painted:
+            painted.append(time.time())
+        return False
+f = F()
+win.page.top_view.viewport().installEventFilter(f)
+app.wait_for(lambda: bool(painted), 60)
+print("T_IMPORT", t_import)
+print("T_PAINTED", painted[0] if painted else -1)
+win.close()
+"""
+
+
+def bench_startup(store: Path, repeats: int) -> dict:
+    times, py_start = [], []
+    for _ in range(repeats):
+        t0 = time.time()
+        r = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), store=str(store))],
+                           capture_output=True, text=True, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+        vals = dict(line.split() for line in r.stdout.splitlines() if line.startswith("T_"))
+        if "T_PAINTED" not in vals or float(vals["T_PAINTED"]) < 0:
+            raise SystemExit(f"startup child failed:\n{r.stdout}\n{r.stderr[-2000:]}")
+        times.append(float(vals["T_PAINTED"]) - t0)
+        py_start.append(float(vals["T_IMPORT"]) - t0)
+    return {"store": str(store), "repeats": repeats, "median_s": float(np.median(times)), "max_s": float(max(times)),
+            "python_start_s": float(np.median(py_start)), "all_s": times}
+
+
+def _full_size_store(work: Path, n_tokens: int, d: int, vocab: int) -> Path:
+    path = work / "app_page_store"
+    from store import schema
+
+    if not (path / schema.index_path("blocks.0.mlp.hook_post") / "top_values").exists():
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+        spec = importlib.util.spec_from_file_location("bench_store", ROOT / "benchmarks" / "bench_store.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        mod._full_size_index(path, n_tokens, d, vocab, schema.DEFAULT_K)
+    return path
+
+
+def bench_switch(work: Path, n_tokens: int, d: int, vocab: int, presses: int) -> dict:
+    import psutil
+    from PySide6.QtCore import QElapsedTimer, QEvent, QObject, Qt, QTimer
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    from neurobrowse.qt import app
+
+    t = time.perf_counter()
+    path = _full_size_store(work, n_tokens, d, vocab)
+    build_s = time.perf_counter() - t
+    proc = psutil.Process()
+    qapp = app.ensure_app(offscreen=True)
+    rss_before_open = proc.memory_info().rss
+    win = app.open_main_window(path, settings=app.scratch_settings())
+    win.resize(1600, 950)
+    win.show()
+    app.wait_for(lambda: win.browser.page is not None, 120)
+    for box in list(win.error_boxes):  # the synthesized store is not marked complete: dismiss that notice
+        box.close()
+    rss_open = proc.memory_info().rss
+
+    # heartbeat: the longest gap between 5 ms ticks is the longest event-loop stall
+    clock = QElapsedTimer()
+    clock.start()
+    gaps, last = [], [clock.elapsed()]
+
+    def tick():
+        now = clock.elapsed()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    hb = QTimer()
+    hb.setInterval(5)
+    hb.timeout.connect(tick)
+
+    painted: list[float] = []
+    target = [-1]
+
+    class PaintWatch(QObject):
+        def eventFilter(self, obj, ev):
+            if ev.type() == QEvent.Type.Paint and win.browser.page is not None \
+                    and win.browser.page.ref.neuron == target[0] and not painted:
+                painted.append(time.perf_counter())
+            return False
+
+    watch = PaintWatch()
+    win.page.top_view.viewport().installEventFilter(watch)
+
+    def measure(action, expect) -> float:
+        painted.clear()
+        target[0] = expect
+        t0 = time.perf_counter()
+        action()
+        app.wait_for(lambda: bool(painted), 30)
+        return (painted[0] - t0) * 1e3 if painted else float("inf")
+
+    b = win.browser
+    win.page.top_view.setFocus()
+    hb.start()
+    seq = []
+    for _ in range(presses):
+        cur = b.ref.neuron
+        nxt = min(cur + 1, d - 1)
+        seq.append(measure(lambda: QTest.keyClick(win, Qt.Key.Key_J), nxt))
+        if nxt == d - 1:
+            break
+    rng = np.random.default_rng(0)
+    rand = []
+    for n in rng.integers(0, d, presses):
+        n = int(n)
+        if b.ref is not None and n == b.ref.neuron:
+            continue
+        rand.append(measure(lambda n=n: b.select(n), n))
+    hb.stop()
+    rss_after = proc.memory_info().rss
+    win.close()
+    QApplication.processEvents()
+    seq_a, rand_a = np.array(seq), np.array(rand)
+    return {
+        "n_tokens": n_tokens, "neurons": d, "vocab": vocab, "store_build_s": build_s, "presses": len(seq),
+        "next_p50_ms": float(np.percentile(seq_a, 50)), "next_p95_ms": float(np.percentile(seq_a, 95)),
+        "next_max_ms": float(seq_a.max()),
+        "random_p50_ms": float(np.percentile(rand_a, 50)), "random_p95_ms": float(np.percentile(rand_a, 95)),
+        "random_max_ms": float(rand_a.max()),
+        "longest_stall_ms": float(max(gaps)) if gaps else float("nan"),
+        "rss_MB_before_open": rss_before_open / 2**20, "rss_MB_store_open": rss_open / 2**20,
+        "rss_MB_after_browsing": rss_after / 2**20,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="startup,switch")
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "work")
+    ap.add_argument("--store", type=Path, help="store for the startup part (default: a tiny store built into --work)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--presses", type=int, default=200)
+    ap.add_argument("--tokens", type=int, default=10_000_000)
+    ap.add_argument("--neurons", type=int, default=2048)
+    ap.add_argument("--vocab", type=int, default=8192)
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    out: dict = {"machine": f"{os.cpu_count()} cores, shared with other work while measured"}
+    parts = args.parts.split(",")
+    if "startup" in parts:
+        store = args.store
+        if store is None:
+            from tests.builders import build_tiny_store
+
+            store = build_tiny_store(args.work / "tiny", "solu_ln")
+        out["startup"] = bench_startup(store, args.repeats)
+        print(json.dumps({"startup": out["startup"]}, indent=1))
+    if "switch" in parts:
+        out["switch"] = bench_switch(args.work, args.tokens, args.neurons, args.vocab, args.presses)
+        print(json.dumps({"switch": out["switch"]}, indent=1))
+    dest = ROOT / "benchmarks" / "out" / "bench_app.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(out, indent=1))
+    print(f"written {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""The whole loop in one call, each step cached and resumable: what `neurobrowse demo` (and `make demo`) runs.
+
+    corpus -> tokenizer -> GeLU + SoLU-LN pair -> record both -> index both -> compare window
+
+Artifacts go under ``DemoConfig.workdir`` (default ``./artifacts/demo``, or ``$NEUROBROWSE_DEMO_DIR``)::
+
+    WORKDIR/corpus/            token shards + tokenizer.json + manifest.json   (solu_core.corpus)
+    WORKDIR/models/<act_fn>/   checkpoints                                     (solu_core.train)
+    WORKDIR/stores/<act_fn>/   recorded and indexed activation stores         (solu_core.record, store.indexer)
+    WORKDIR/demo.png           the headless screenshot (--offscreen / no display)
+
+Every step asks its own library whether its output is already there (a finished corpus is reused,
+finished models are skipped and unfinished ones resume from their last checkpoint, a complete store is
+not re-recorded, indexed hooks are not re-indexed), so a second run reaches the window in seconds and
+an interrupted run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ACT_FNS = ("gelu", "solu_ln")
+DEFAULT_WORKDIR = "artifacts/demo"
+# tokens recorded per model: enough for stable top-k and scores, small enough for the 10-minute budget
+DEFAULT_TOKENS = {"tiny": 20_480, "demo": 262_144}
+
+
+@dataclass
+class DemoConfig:
+    workdir: Path = field(default_factory=lambda: Path(os.environ.get("NEUROBROWSE_DEMO_DIR", DEFAULT_WORKDIR)))
+    preset: str = "demo"  # solu_core.train preset: "tiny" (seconds) or "demo" (minutes, the real demo)
+    n_tokens: int | None = None  # tokens recorded per model (None: DEFAULT_TOKENS[preset] or 262,144)
+    include_prose: bool = True  # add English prose found on this machine (Debian docs) to the stdlib source
+    device: str = "auto"  # CUDA when present, else CPU
+    progress: bool = True  # tqdm bars for the long steps
+
+
+@dataclass
+class DemoResult:
+    corpus: Path
+    models: dict[str, Path]
+    stores: dict[str, Path]
+    seconds: dict[str, float]  # wall time of each step this run (near zero when cached)
+
+
+def _say(msg: str, progress: bool) -> None:
+    if progress:
+        print(f"[demo] {msg}", flush=True)
+
+
+def corpus_config(preset: str, include_prose: bool):
+    from solu_core.corpus import CorpusConfig
+    from solu_core.train import get_preset
+
+    p = get_preset(preset)
+    return CorpusConfig(include_stdlib=True, include_prose=include_prose and preset != "tiny",
+                        vocab_size=p.vocab_size, max_mb=p.corpus_max_mb, seed=0)
+
+
+def run_pipeline(cfg: DemoConfig) -> DemoResult:
+    """Build (or find) everything the compare window needs. Safe to interrupt and re-run."""
+    from solu_core.corpus import build_corpus, load_split
+    from solu_core.record import record
+    from solu_core.train import train_pair
+    from store.errors import StoreError
+    from store.indexer import index_store
+    from store.reader import Store
+
+    work = Path(cfg.workdir).expanduser().absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    secs: dict[str, float] = {}
+    corpus_dir, models_dir, stores_dir = work / "corpus", work / "models", work / "stores"
+
+    t = time.perf_counter()
+    _say(f"1/4 corpus and tokenizer -> {corpus_dir}", cfg.progress)
+    build_corpus(corpus_dir, corpus_config(cfg.preset, cfg.include_prose), progress=cfg.progress)
+    secs["corpus"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    _say(f"2/4 training the {cfg.preset} GeLU + SoLU-LN pair -> {models_dir}", cfg.progress)
+    models = train_pair(corpus_dir, models_dir, preset=cfg.preset, act_fns=ACT_FNS, device=cfg.device,
+                        progress=cfg.progress)
+    secs["train"] = time.perf_counter() - t
+
+    n_tokens = cfg.n_tokens or DEFAULT_TOKENS.get(cfg.preset, 262_144)
+    val = len(load_split(corpus_dir, "val").tokens)
+    if n_tokens > val:
+        _say(f"the held-out split has {val:,} tokens; recording {val:,} instead of {n_tokens:,}", cfg.progress)
+        n_tokens = val
+    stores: dict[str, Path] = {}
+    t = time.perf_counter()
+    for act in ACT_FNS:
+        out = stores_dir / act
+        try:
+            done = Store.open(out).complete
+        except StoreError:
+            done = False
+        if not done:
+            _say(f"3/4 recording {act} activations ({n_tokens:,} held-out tokens) -> {out}", cfg.progress)
+            record(models[act], out, n_tokens=n_tokens, corpus_dir=corpus_dir, device=cfg.device,
+                   progress=cfg.progress)
+        stores[act] = out
+    secs["record"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    for act, out in stores.items():
+        st = Store.open(out)
+        if not all(st.is_indexed(h) for h in st.hooks):
+            _say(f"4/4 indexing {act} (top-k, quantile samples, histograms, scores)", cfg.progress)
+            index_store(out, progress=cfg.progress)
+    secs["index"] = time.perf_counter() - t
+    _say("ready: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()), cfg.progress)
+    return DemoResult(corpus_dir, dict(models), stores, secs)
