@@ -229,7 +229,8 @@ def _collect(cfg: CorpusConfig) -> tuple[list[_Doc], list[_SourceStats]]:
             docs.extend(_read_jsonl(root, cfg.jsonl_field, src, st))
             continue
         if kind == "stdlib":
-            files = (f for f in _walk(root, STDLIB_EXCLUDE) if f.suffix == ".py")
+            # _sysconfigdata_*.py is a generated dump of build variables, not source anyone wrote
+            files = (f for f in _walk(root, STDLIB_EXCLUDE) if f.suffix == ".py" and not f.name.startswith("_sysconfigdata"))
         elif root.is_dir():
             files = _walk(root)
         else:

@@ -39,9 +39,19 @@ def user_folder(tmp_path):
     return d
 
 
-def test_stdlib_source_is_found_without_tests():
-    root = stdlib_dir()
-    assert (root / "json" / "__init__.py").exists()
+def test_stdlib_source_without_tests(tmp_path):
+    m = build_corpus(tmp_path / "c", CorpusConfig(max_mb=2, vocab_size=300), progress=False)
+    assert m["sources"][0]["path"] == str(stdlib_dir()) and m["sources"][0]["kind"] == "stdlib"
+    docs = [json.loads(line) for line in (tmp_path / "c" / "documents.jsonl").read_text().splitlines()]
+    names = [d["name"] for d in docs]
+    assert len(names) > 30 and all(n.split("#")[0].endswith(".py") for n in names)
+    parts = {p for n in names for p in n.split("/")[:-1]}
+    assert not parts & {"test", "tests", "idlelib", "site-packages"}, parts
+    # code and docstrings: the val split decodes back to real Python source
+    tok = load_tokenizer(tmp_path / "c")
+    text = tok.decode([int(t) for t in load_split(tmp_path / "c", "val").tokens])
+    assert "def " in text and '"""' in text
+    assert not any(n.startswith("_sysconfigdata") for n in names)  # a generated file, not source
 
 
 def test_user_sources_dedup_split_and_skip_counts(tmp_path, user_folder):
