@@ -1,6 +1,7 @@
 """Checkpoints: round trip, TransformerLens loading from the files, and damaged / foreign input."""
 
 import hashlib
+import os
 import json
 import shutil
 
@@ -146,3 +147,21 @@ def test_tokenizer_of_another_corpus_does_not_match(ckpt, tmp_path):
     shutil.copy(other / "tokenizer.json", path / "tokenizer.json")  # swapped into the checkpoint itself
     with pytest.raises(CheckpointError, match="not the tokenizer this model was trained with"):
         load_checkpoint(path)
+
+
+def test_recovery_after_a_writer_killed_mid_swap(ckpt):
+    """A writer killed between the two renames leaves only `.ck.old-PID`; one killed earlier leaves `.ck.tmp-PID`."""
+    import subprocess
+    import sys
+
+    from solu_core.checkpoint import recover_checkpoint_dir
+
+    path, model = ckpt
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # that process has exited
+    path.rename(path.parent / f".ck.old-{pid}")
+    (path.parent / f".ck.tmp-{pid}").mkdir()
+    (path.parent / f".ck.tmp-{os.getpid()}-other").mkdir()  # not a pid: left alone
+    recover_checkpoint_dir(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(["ck", f".ck.tmp-{os.getpid()}-other"])
+    assert torch.equal(load_checkpoint(path).model.unembed.W_U, model.unembed.W_U)
