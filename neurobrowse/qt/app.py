@@ -124,6 +124,18 @@ def pick_showcase_neuron(browser) -> int:
     return int(t["neuron"][int(np.argmax(score))])
 
 
+def _showcase_live(page_widget, timeout_s: float = 60.0) -> None:
+    """Put the strongest snippet in the try-your-text editor and wait for the model's shading (when a
+    checkpoint and torch are at hand; otherwise the editor's status line says why)."""
+    top = page_widget.top_view
+    if not top.snippets:
+        return
+    live = page_widget.live
+    live.set_text(top.plain_text_of(0))
+    wait_for(lambda: live.result is not None or live.status.text().startswith(("model unavailable", "no checkpoint",
+                                                                               "try-your-text needs")), timeout_s)
+
+
 def screenshot_compare(path_a, path_b, out: str | Path, size=(1800, 1250), settings=None) -> Path:
     """Headless: the compare window with both models, a neuron page with shaded snippets, into one PNG."""
     ensure_app(offscreen=True)
@@ -143,6 +155,9 @@ def screenshot_compare(path_a, path_b, out: str | Path, size=(1800, 1250), setti
         neuron = pick_showcase_neuron(b)
         win.pick(side, "", neuron)
         wait_for(lambda: b.page is not None and b.page.ref.neuron == neuron, 60)
+        _showcase_live(win.sides[side].page)
+        for box in list(win.error_boxes):  # a model error shows in the editor's status line too
+            box.close()
         return save_png(win, out)
     finally:
         win.close()
@@ -163,6 +178,9 @@ def screenshot_main(path, out: str | Path, size=(1600, 950), neuron: int | None 
             n = pick_showcase_neuron(win.browser)
             win.browser.select(n)
             wait_for(lambda: win.browser.page is not None and win.browser.page.ref.neuron == n, 60)
+        _showcase_live(win.page)
+        for box in list(win.error_boxes):  # a model error shows in the editor's status line too
+            box.close()
         return save_png(win, out)
     finally:
         win.close()
