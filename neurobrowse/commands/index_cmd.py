@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="hook names to index, e.g. blocks.0.mlp.hook_post (default: every recorded hook)")
     p.add_argument("--force", action="store_true", help="drop any existing index of these hooks and start again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT|FILE.json",
+                   help="index on Dask (pip install neurobrowse[distributed]): a local cluster of N worker "
+                   "processes, a running scheduler, or a scheduler file; same result as without it")
     p.set_defaults(func=run)
 
 
@@ -29,7 +32,15 @@ def run(args: argparse.Namespace) -> int:
     from store.indexer import index_store
     from store.scores import format_summary, score_summary
 
-    out = index_store(args.store, hooks=args.hooks, k=args.k, force=args.force, progress=not args.quiet)
+    if getattr(args, "scheduler", None):
+        from store.dask_cluster import dask_client
+        from store.dask_index import index_store_dask
+
+        with dask_client(args.scheduler) as client:
+            out = index_store_dask(args.store, client, hooks=args.hooks, k=args.k, force=args.force,
+                                   progress=not args.quiet)
+    else:
+        out = index_store(args.store, hooks=args.hooks, k=args.k, force=args.force, progress=not args.quiet)
     for hook, s in out.items():
         if s.get("skipped"):
             print(f"{hook}: {s['reason']}")

@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rows per store chunk (default: ~8 MiB of activations, see store/schema.py)")
     p.add_argument("--no-fsync", action="store_true", help="do not flush each chunk to disk before its marker")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT|FILE.json",
+                   help="record on Dask (pip install neurobrowse[distributed]): whole chunks run on the workers "
+                   "(local:N uses one worker per GPU with dask_cuda); same store as without it")
     p.set_defaults(func=run)
 
 
@@ -52,8 +55,16 @@ def run(args: argparse.Namespace) -> int:
     from solu_core.record import record
 
     hooks = [h.strip() for h in args.hooks.split(",") if h.strip()] if args.hooks else None
-    out = record(args.checkpoint, args.out, n_tokens=args.tokens, layers=args.layers, hooks=hooks,
-                 batch_size=args.batch_size, device=args.device, corpus_dir=args.corpus,
-                 progress=not args.quiet, chunk_tokens=args.chunk_tokens, fsync=not args.no_fsync)
+    kwargs = dict(n_tokens=args.tokens, layers=args.layers, hooks=hooks, batch_size=args.batch_size,
+                  device=args.device, corpus_dir=args.corpus, progress=not args.quiet,
+                  chunk_tokens=args.chunk_tokens, fsync=not args.no_fsync)
+    if getattr(args, "scheduler", None):
+        from solu_core.dask_record import record_dask
+        from store.dask_cluster import ClusterConfig, dask_client
+
+        with dask_client(args.scheduler, ClusterConfig(gpus=True)) as client:
+            out = record_dask(args.checkpoint, args.out, client, **kwargs)
+    else:
+        out = record(args.checkpoint, args.out, **kwargs)
     print(f"store: {out}  (see it with `neurobrowse info {out}`)")
     return 0

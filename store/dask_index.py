@@ -1,0 +1,211 @@
+"""Indexing a store on a Dask cluster: the same result as ``store.indexer.index_store``, split
+by whole chunk ranges over workers.
+
+The work is store.indexer's, unchanged: per chunk range a pass-1 partial (``compute_partial``,
+the same Numba kernels), merged by ``merge_partials`` in a *fixed* binary tree over the ranges in
+chunk order (so the floating-point moments come out the same on every run, whichever worker
+finishes first or is retried), then ``sample_thresholds`` of the merged histogram, a pass-2
+partial per range (``compute_sample_partial``), its tree of ``merge_sample_partials``, and one
+``finalize_index`` task that writes ``index/{hook}/`` once, ``complete`` last.
+
+Everything is submitted up front as futures (all hooks at once, so one hook's merges overlap
+another's scans); dask keeps the partials on the workers, and only small summaries come back to
+the client. Tasks are pure functions of the store (paths in, arrays out), so Dask may rerun any of
+them on another worker when one dies (``distributed.scheduler.allowed-failures`` times).
+
+Resume: the merged pass-1 (and pass-2) results are saved into the index group with the indexer's
+own resume state (``_IndexGroup.save_state``), so a killed client resumes at the last finished
+pass of each hook; a single-process ``neurobrowse index`` resumes from the same state and a
+partial single-process pass-1 state is picked up here (its chunks are not scanned again).
+
+Relative to the single-process index: top-k / bottom-k values, positions and windows, samples,
+histograms and counts are identical bit for bit (exact merges under one total order); moments,
+token sums and the scores computed from them agree within floating-point rounding (they are
+summed in another order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from store import indexer, schema
+from store.errors import StoreError
+
+
+@dataclass
+class DaskIndexConfig:
+    chunks_per_task: int | None = None  # chunks scanned by one task; None: ~tasks_per_worker tasks per worker per hook
+    tasks_per_worker: int = 4  # tasks per worker and hook when chunks_per_task is None (load balance vs overhead)
+    seed: int = schema.SAMPLE_SEED  # seed of the sample-drawing hash (as IndexConfig.seed)
+    prefetch: bool = True  # read the next chunk in a thread inside each task
+
+
+# ---- tasks (run on workers; module-level so they pickle by reference) -----------------------------------
+
+
+def _load_state(path: str, hook: str, which: str):
+    """The saved partial of ``which`` ("p1" / "p2") for ``hook``, or None."""
+    cls = indexer.PartialIndex if which == "p1" else indexer.SamplePartial
+    part, _prog = indexer._IndexGroup(Path(path), hook).load_state(which, cls)
+    return part
+
+
+def _save_state(path: str, hook: str, which: str, part, n_chunks: int):
+    """Save a merged partial as the hook's resume state for ``which``; returns it (chains the tree)."""
+    indexer._IndexGroup(Path(path), hook).save_state(which, part, n_chunks, {})
+    return part
+
+
+def _finalize(path: str, hook: str, p1, p2, seed: int) -> dict:
+    summary = indexer.finalize_index(path, hook, p1, p2, seed)
+    grp = indexer._IndexGroup(Path(path), hook)
+    if hasattr(grp, "prune_state"):
+        grp.prune_state()
+    return summary
+
+
+def _p2_valid(path: str, hook: str, qbin: np.ndarray) -> bool:
+    """True when the saved pass-2 state was drawn with these quantile thresholds (then it resumes)."""
+    saved = _load_state(path, hook, "p2")
+    return saved is not None and np.array_equal(saved.qbin, qbin)
+
+
+# ---- the driver -------------------------------------------------------------------------------------------
+
+
+def _ranges(start: int, stop: int, size: int) -> list[tuple[int, int]]:
+    return [(a, min(stop, a + size)) for a in range(start, stop, size)]
+
+
+def _tree(client, leaves: list, merge, key: str, priority: int) -> object:
+    """Reduce futures in a fixed pairwise tree (leaf order = chunk order); returns the root future."""
+    level, depth = list(leaves), 0
+    while len(level) > 1:
+        nxt = []
+        for i in range(0, len(level) - 1, 2):
+            nxt.append(client.submit(merge, level[i], level[i + 1], key=f"{key}-d{depth}-{i // 2}",
+                                     priority=priority))
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level, depth = nxt, depth + 1
+    return level[0]
+
+
+def _check_store(st, hooks: list[str] | None) -> list[str]:
+    """The same refusals as index_store: an incomplete recording, unknown hooks."""
+    if not st.complete:
+        how = (st.manifest or {}).get("record_command") or "the same `neurobrowse record` command"
+        raise StoreError(f"{st.path} is an incomplete recording (it was interrupted); finish it by running "
+                         f"{how} again, then index it")
+    wanted = list(hooks) if hooks else list(st.hooks)
+    unknown = [h for h in wanted if h not in st.hooks]
+    if unknown:
+        raise StoreError(f"{st.path} has no hook {', '.join(map(repr, unknown))}; it has {', '.join(st.hooks)}")
+    return wanted
+
+
+def _begin_hook(st, hook: str, k: int, seed: int, force: bool):
+    """index_hook's bookkeeping before the passes: drop a stale or forced index, skip a complete one.
+    Returns (index group, skip summary or None)."""
+    grp = indexer._IndexGroup(Path(st.path), hook)
+    attrs = grp.attrs
+    stale = attrs and (attrs.get("run_uuid_indexing", st.run_uuid) != st.run_uuid
+                       or attrs.get("k_indexing", k) != k or attrs.get("seed_indexing", seed) != seed)
+    if force or stale:
+        grp.clear()
+        attrs = {}
+    if attrs.get("complete") and not force:
+        return grp, {"hook": hook, "skipped": True, "reason": "already indexed (use --force to redo)"}
+    grp.set_attrs(run_uuid_indexing=st.run_uuid, k_indexing=k, seed_indexing=seed, complete=False)
+    return grp, None
+
+
+def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = schema.DEFAULT_K,
+                     force: bool = False, progress: bool = True, config: DaskIndexConfig | None = None) -> dict:
+    """Index every (or the named) hook of the store at ``path`` on the Dask cluster of ``client``.
+
+    Same arguments, refusals, resume state and result as ``store.indexer.index_store``; returns a
+    summary per hook. The store's path must be the same on the workers (shared file system).
+    """
+    from store.dask_cluster import n_workers, progress_bar
+
+    cfg = config or DaskIndexConfig()
+    if k < 1:
+        raise StoreError(f"--k must be at least 1 (got {k})")
+    st = indexer._open_store(path)
+    wanted = _check_store(st, hooks)
+    spath = str(Path(st.path).absolute())
+    ct = int(st.chunk_tokens)
+    n_chunks = schema.n_chunks(int(st.n_tokens), ct)
+    per_task = cfg.chunks_per_task or max(1, -(-n_chunks // (n_workers(client) * max(1, cfg.tasks_per_worker))))
+    run = uuid.uuid4().hex[:8]  # keys unique to this run (a rerun must not pick up old results)
+
+    out: dict[str, dict] = {}
+    finals: dict[str, object] = {}
+    weights: dict[str, int] = {}  # leaf future key -> tokens it scans (progress bar units)
+    leaves: list = []
+    done_tokens = 0
+    for h_i, hook in enumerate(wanted):
+        grp, skip = _begin_hook(st, hook, k, cfg.seed, force)
+        if skip is not None:
+            out[hook] = skip
+            continue
+        prio = -h_i  # earlier hooks first
+        tag = f"neurobrowse-index-{run}-{hook}"
+        prog = grp.attrs.get("progress") or {}
+
+        def scan(which, func, start, args, merge):
+            """Leaves over chunks [start, n_chunks) after an optional saved prefix, merged in a tree."""
+            nonlocal done_tokens
+            parts = []
+            if start > 0:
+                parts.append(client.submit(_load_state, spath, hook, which, key=f"{tag}-{which}-load", priority=prio))
+                done_tokens += min(st.n_tokens, start * ct)
+            for a, b in _ranges(start, n_chunks, per_task):
+                f = client.submit(func, spath, hook, a, b, *args, cfg.prefetch, key=f"{tag}-{which}-{a}:{b}",
+                                  priority=prio)
+                parts.append(f)
+                leaves.append(f)
+                weights[f.key] = min(st.n_tokens, b * ct) - a * ct
+            root = _tree(client, parts, merge, f"{tag}-{which}-merge", prio)
+            if start >= n_chunks:
+                return root  # loaded whole: already saved
+            return client.submit(_save_state, spath, hook, which, root, n_chunks, key=f"{tag}-{which}-save",
+                                 priority=prio)
+
+        # pass 1: resume from a saved prefix (single-process or dask), scan the rest, merge, save
+        p1_stop = min(n_chunks, int(prog["p1"]["chunk_stop"])) if "p1" in prog else 0
+        p1 = scan("p1", indexer.compute_partial, p1_stop, (k,), indexer.merge_partials)
+        # pass 2: thresholds from the merged histogram; a saved prefix counts only if drawn with them
+        qbin = client.submit(indexer.sample_thresholds, p1, key=f"{tag}-qbin", priority=prio)
+        p2_stop = min(n_chunks, int(prog["p2"]["chunk_stop"])) if "p2" in prog else 0
+        if p2_stop and not client.submit(_p2_valid, spath, hook, qbin, key=f"{tag}-p2-check").result():
+            p2_stop = 0
+        p2 = scan("p2", indexer.compute_sample_partial, p2_stop, (qbin, cfg.seed), indexer.merge_sample_partials)
+        finals[hook] = client.submit(_finalize, spath, hook, p1, p2, cfg.seed, key=f"{tag}-finalize",
+                                     priority=prio)
+        del p1, p2, qbin  # the scheduler keeps what the finalize task needs, and frees the rest as it goes
+
+    pending = list(leaves) + list(finals.values())
+    try:
+        if leaves:
+            it = progress_bar(leaves, total=sum(weights.values()) + done_tokens, initial=done_tokens,
+                              desc=f"index {Path(spath).name} (dask)", unit="tok", enabled=progress, weights=weights)
+            leaves = []  # the iterator holds them until each is done
+            for fut in it:
+                if fut.status == "error":
+                    fut.result()  # raise the task's error here (a NeurobrowseError names the chunk)
+        for hook, fut in finals.items():
+            out[hook] = fut.result()
+    except BaseException:
+        client.cancel(pending)  # a failed task or Ctrl-C: stop the rest; saved passes stay for a resume
+        raise
+    return {h: out[h] for h in wanted}
+
+
+__all__ = ["DaskIndexConfig", "index_store_dask"]

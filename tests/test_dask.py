@@ -1,0 +1,238 @@
+"""Dask: `local:2` index and record equal the single-process ones on a real tiny store; a worker
+SIGKILLed mid-task and a client SIGKILLed mid-recording still end in an identical store; a bad
+--scheduler is a clear error within seconds. One LocalCluster(2) is shared by the module."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from store import schema
+from store.reader import Store
+
+import distributed  # noqa: E402  (the `distributed` extra is part of the dev set-up)
+
+from store.dask_cluster import SchedulerError, dask_client, parse_scheduler  # noqa: E402
+from store.dask_index import DaskIndexConfig, index_store_dask  # noqa: E402
+
+# index arrays summed in floating point (another summation order -> rounding differences only)
+FP_ARRAYS = {"mean", "var", "skewness", "kurtosis", "token_sum", "top_token_means", "sim_score"}
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client("local:2") as c:
+        yield c
+
+
+def _unindexed_copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    shutil.rmtree(dst / schema.INDEX_GROUP, ignore_errors=True)
+    # drop the index group from the root's listing too (zarr v3 discovers children from the tree)
+    assert not Store.open(dst).is_indexed(Store.open(dst).hooks[0])
+    return dst
+
+
+def _assert_same_index(a: Path, b: Path, exact_fp: bool = False) -> None:
+    sa, sb = Store.open(a), Store.open(b)
+    assert sa.hooks == sb.hooks
+    for hook in sa.hooks:
+        assert sa.is_indexed(hook) and sb.is_indexed(hook)
+        for name in schema.INDEX_ARRAYS:
+            x, y = np.asarray(sa.index_array(hook, name)), np.asarray(sb.index_array(hook, name))
+            assert x.shape == y.shape and x.dtype == y.dtype, (hook, name)
+            if name in FP_ARRAYS and not exact_fp:
+                np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=f"{hook} {name}")
+            else:
+                assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), f"{hook} {name} differs"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- bad schedulers ---------------------------------------------------------------------------------
+
+
+def test_bad_scheduler_is_a_clear_error_within_seconds(tmp_path, capsys, monkeypatch):
+    from neurobrowse.cli import main
+
+    for bad in ("local:0", "local:x", "tcp://", "cluster"):
+        with pytest.raises(SchedulerError, match="--scheduler"):
+            parse_scheduler(bad)
+    assert parse_scheduler("local:3").n_workers == 3
+    assert parse_scheduler("tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
+
+    addr = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    t0 = time.monotonic()
+    with pytest.raises(SchedulerError, match="no Dask scheduler at"):
+        with dask_client(addr):
+            pass
+    assert time.monotonic() - t0 < 5
+    t0 = time.monotonic()
+    with pytest.raises(SchedulerError, match="unknown"):
+        with dask_client("tcp://no-such-host.invalid:8786"):
+            pass
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(SchedulerError, match="does not exist"):
+        with dask_client(str(tmp_path / "scheduler.json")):
+            pass
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(SchedulerError, match="not a Dask scheduler file"):
+        with dask_client(str(tmp_path / "bad.json")):
+            pass
+
+    # the CLI: `error: ...` and exit 2, for both verbs
+    t0 = time.monotonic()
+    assert main(["index", str(tmp_path / "store"), "--scheduler", addr]) == 2
+    assert main(["record", str(tmp_path / "ck"), "--out", str(tmp_path / "s"), "--scheduler", "local:zero"]) == 2
+    assert time.monotonic() - t0 < 10
+    err = capsys.readouterr().err
+    assert f"error: no Dask scheduler at {addr}" in err and "error: --scheduler 'local:zero'" in err
+
+    # Dask not installed: the message says how to get it
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(SchedulerError, match=r"pip install neurobrowse\[distributed\]"):
+        with dask_client("local:1"):
+            pass
+
+
+# ---- index --------------------------------------------------------------------------------------------
+
+
+def test_local2_index_equals_single_process_index(tiny_stores, client, tmp_path):
+    ref = tiny_stores["solu_ln"]  # indexed by store.indexer.index_store (single process)
+    st = _unindexed_copy(ref, tmp_path / "dask")
+    out = index_store_dask(st, client, progress=False)
+    assert set(out) == set(Store.open(ref).hooks) and all(s["n_tokens"] == Store.open(ref).n_tokens
+                                                         for s in out.values())
+    _assert_same_index(ref, st)
+    # rerun: skipped; --force with another task size: same tree result for the exact arrays
+    assert all(s.get("skipped") for s in index_store_dask(st, client, progress=False).values())
+    index_store_dask(st, client, force=True, progress=False, config=DaskIndexConfig(chunks_per_task=2))
+    _assert_same_index(ref, st)
+
+
+def test_dask_index_resumes_a_stopped_single_process_index(tiny_stores, client, tmp_path):
+    from store.indexer import IndexConfig, index_store
+
+    ref = tiny_stores["gelu"]
+    st = _unindexed_copy(ref, tmp_path / "resume")
+    r = index_store(st, progress=False, config=IndexConfig(stop_after_chunks=2))  # like a kill after a save
+    assert any(s.get("stopped") for s in r.values())
+    index_store_dask(st, client, progress=False)
+    _assert_same_index(ref, st)
+
+
+class _KillOnce(distributed.WorkerPlugin):
+    """SIGKILLs the worker process the first time a task whose key contains ``match`` starts
+    executing on it (one shot across restarts, through an O_EXCL marker file)."""
+
+    def __init__(self, marker: str, match: str):
+        self.marker, self.match = marker, match
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and self.match in str(key):
+            try:
+                fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return
+            os.write(fd, f"{os.getpid()} {key}".encode())
+            os.close(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_killed_worker_is_retried_and_the_index_is_identical(tiny_stores, client, tmp_path):
+    ref = tiny_stores["solu_ln"]
+    clean = _unindexed_copy(ref, tmp_path / "clean")
+    index_store_dask(clean, client, progress=False, config=DaskIndexConfig(chunks_per_task=1))
+    st = _unindexed_copy(ref, tmp_path / "killed")
+    marker = tmp_path / "killed.txt"
+    pids_before = set(client.run(os.getpid).values())
+    client.register_plugin(_KillOnce(str(marker), "-p1-2:3"), name="kill-once")
+    try:
+        index_store_dask(st, client, progress=False, config=DaskIndexConfig(chunks_per_task=1))
+    finally:
+        client.unregister_worker_plugin("kill-once")
+    killed_pid = int(marker.read_text().split()[0])
+    assert killed_pid in pids_before  # a real worker process died mid-task ...
+    client.wait_for_workers(2, timeout=60)
+    assert killed_pid not in set(client.run(os.getpid).values())  # ... and the nanny replaced it
+    _assert_same_index(clean, st, exact_fp=True)  # fixed merge tree: bit for bit, moments included
+    _assert_same_index(ref, st)
+
+
+# ---- record -------------------------------------------------------------------------------------------
+
+
+def _assert_same_recording(a: Path, b: Path) -> None:
+    ga, gb = zarr.open_group(a, mode="r"), zarr.open_group(b, mode="r")
+    sa = Store.open(a)
+    names = [schema.TOKENS, schema.DOC_STARTS, schema.TOKENIZER_JSON, *sa.hooks]
+    names += [f"{schema.logit_path(layer)}/{k}" for layer in sa.layers for k in schema.LOGIT_ARRAYS]
+    for name in names:
+        assert np.array_equal(ga[name][...], gb[name][...]), name
+    assert Store.open(b).complete
+
+
+def test_local2_record_equals_single_process_record(tiny_root, tiny_stores, client, tmp_path):
+    from solu_core.dask_record import record_dask
+    from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS
+
+    out = record_dask(tiny_root / "models" / "solu_ln", tmp_path / "rec", client, n_tokens=TINY_TOKENS,
+                      corpus_dir=tiny_root / "corpus", device="cpu", chunk_tokens=TINY_CHUNK_TOKENS, progress=False)
+    _assert_same_recording(tiny_stores["solu_ln"], out)
+
+
+class _KillClientOnce(distributed.WorkerPlugin):
+    """SIGKILLs the client process (pid read from a file) the first time a recording task finishes."""
+
+    def __init__(self, pid_file: str, marker: str):
+        self.pid_file, self.marker = pid_file, marker
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "memory" and str(key).startswith("neurobrowse-record-"):
+            try:
+                fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return
+            os.close(fd)
+            os.kill(int(Path(self.pid_file).read_text()), signal.SIGKILL)
+
+
+def test_killed_client_leaves_a_store_the_same_command_resumes(tiny_root, tiny_stores, client, tmp_path):
+    from neurobrowse.cli import main
+    from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS
+
+    out = tmp_path / "rec"
+    args = ["record", str(tiny_root / "models" / "gelu"), "--out", str(out), "--tokens", str(TINY_TOKENS),
+            "--corpus", str(tiny_root / "corpus"), "--chunk-tokens", str(TINY_CHUNK_TOKENS), "--device", "cpu",
+            "--quiet", "--scheduler", client.scheduler.address]
+    pid_file, marker = tmp_path / "client.pid", tmp_path / "killed"
+    client.register_plugin(_KillClientOnce(str(pid_file), str(marker)), name="kill-client")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "neurobrowse.cli", *args], cwd=Path(__file__).parents[1],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        pid_file.write_text(str(proc.pid))  # the client needs seconds (imports, model) before a task runs
+        _, err = proc.communicate(timeout=120)
+    finally:
+        client.unregister_worker_plugin("kill-client")
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    assert marker.exists()
+    killed = Store.open(out)
+    assert not killed.complete  # the client died before finish(): markers are all there is
+    # the same command resumes from the markers and ends in the single-process store
+    assert main(args) == 0
+    _assert_same_recording(tiny_stores["gelu"], out)
