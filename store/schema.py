@@ -162,10 +162,25 @@ INDEX_STATE_GROUP = "_state"  # index/{hook}/_state/{slot}/...: saved partial re
 TARGET_CHUNK_BYTES = 8 * 2**20  # bytes of float16 activations per chunk
 MIN_CHUNK_TOKENS = 512  # never fewer rows than this per chunk (tokens arrays stay sensible)
 
-# Compression of dense float16 activations: zstd level 1 then Crc32c. Measured ratios (synthetic,
-# 32k x 2048): GeLU-like 1.12, SoLU-like 1.48; blosc-lz4+shuffle 1.00 / 1.11 and
-# blosc-zstd1+bitshuffle 1.07 / 1.35 (slower). zstd-1 writes ~500 MB/s on one core.
+# Dense float16 activations are stored UNCOMPRESSED, with a Crc32c checksum only. Measured on the
+# shared 2-core box (benchmarks/bench_store.py --parts chunks,writer; 32k x 2048 float16):
+#   codec                    GeLU ratio  SoLU ratio  write MB/s (page cache)
+#   zstd-1 + crc             1.12        1.48        ~360 / ~120   (np.save of the same bytes: 2000-4000)
+#   blosc-lz4+shuffle + crc  1.00        1.11        ~600-1000
+#   blosc-zstd1+bitshuffle   1.07        1.35        ~330-400
+#   crc only                 1.00        1.00        see README "The store" (writer vs np.save)
+# Float16 activations barely compress, and any compressor costs 3-20x the write time, which breaks
+# the bar "the writer stores activations at >= 0.8x np.save". Tokens, markers and the index (small,
+# integer-heavy, read per neuron) use zstd-1 + crc.
 ZSTD_LEVEL = 1
+
+
+def dense_codecs() -> list:
+    """Codecs of the dense [token, neuron] activation arrays: a Crc32c checksum, no compression."""
+    from zarr.codecs import Crc32cCodec
+
+    return [Crc32cCodec()]
+
 
 # Every array is created with write_empty_chunks, so an all-zero chunk is still a file and a
 # missing file always means a chunk that was never written (or was lost). This is a run-time

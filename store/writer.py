@@ -18,6 +18,7 @@ import os
 import uuid
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import zarr
 from zarr.storage import LocalStore
@@ -91,6 +92,8 @@ class StoreWriter:
         self.n_chunks: int = schema.n_chunks(self.n_tokens, self.chunk_tokens)
         self.layers: list[int] = sorted({schema.parse_hook_name(h)[0] for h in self.hooks})
         self._arrays: dict[str, zarr.Array] = {}
+        self._direct: dict[str, bool] = {}  # array name -> chunk files written directly (see _is_direct)
+        self._dirs: set[Path] = set()  # chunk directories known to exist
 
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
@@ -205,7 +208,7 @@ class StoreWriter:
                     (schema.TOKEN_DIM, schema.NEURON_DIM))
         raise StoreError(f"{self.path} has no per-token array {name!r}; it has {', '.join(self.per_token_arrays)}")
 
-    def _create(self, name: str, shape, dtype: str, chunks, dims, fill_value=0) -> zarr.Array:
+    def _create(self, name: str, shape, dtype: str, chunks, dims, fill_value=0, checksum_only: bool = False) -> zarr.Array:
         """Create an array unless it exists with this shape and dtype (resume after a kill)."""
         try:
             arr = self.group[name]
@@ -219,7 +222,7 @@ class StoreWriter:
             self._arrays[name] = arr
             return arr
         arr = self.group.create_array(
-            name, shape=shape, dtype=dtype, chunks=chunks, compressors=schema.codecs(dtype),
+            name, shape=shape, dtype=dtype, chunks=chunks, compressors=schema.dense_codecs() if checksum_only else schema.codecs(dtype),
             fill_value=fill_value, dimension_names=dims, config=schema.ARRAY_CONFIG,
         )
         self._arrays[name] = arr
@@ -231,20 +234,20 @@ class StoreWriter:
         return self._arrays[name]
 
     def _marker(self, name: str, n: int) -> zarr.Array:
-        return self._create(schema.done_path(name), (n,), "uint8", (1,), (schema.MARKER_DIM,))
+        return self._create(schema.done_path(name), (n,), "uint8", (1,), (schema.MARKER_DIM,), checksum_only=True)
 
     def _ensure_arrays(self, tokenizer_json: str) -> None:
         for name in self.per_token_arrays:
             shape, dtype, chunks, dims = self._spec(name)
-            self._create(name, shape, dtype, chunks, dims)
+            self._create(name, shape, dtype, chunks, dims, checksum_only=name in self.hooks)
             self._marker(name, self.n_chunks)
         raw = np.frombuffer(tokenizer_json.encode("utf-8"), dtype=np.uint8)  # [byte]
         tok = self._create(schema.TOKENIZER_JSON, raw.shape, "uint8", raw.shape, ("byte",))
-        mark = self._marker(schema.TOKENIZER_JSON, 1)
-        if not mark[0]:
+        self._marker(schema.TOKENIZER_JSON, 1)
+        if not self._marker_values(schema.done_path(schema.TOKENIZER_JSON), 1)[0]:
             tok[:] = raw
             self._flush(schema.TOKENIZER_JSON, (0,))
-            mark[0] = 1
+            self._set_marker(schema.done_path(schema.TOKENIZER_JSON), 0)
 
     # ---- writing -------------------------------------------------------------------------------
     def _chunk_file(self, name: str, coords: tuple[int, ...]) -> Path:
@@ -258,7 +261,7 @@ class StoreWriter:
     def pending_chunks(self, array_name: str) -> list[int]:
         """Chunk indices of a per-token array not yet safely written (no marker, or file missing)."""
         self._spec(array_name)
-        marks = self._array(schema.done_path(array_name))[:]  # [chunk] uint8
+        marks = self._marker_values(schema.done_path(array_name), self.n_chunks)  # [chunk] uint8
         ndim = len(self._spec(array_name)[0])
         return [i for i in range(self.n_chunks)
                 if not marks[i] or not self._chunk_file(array_name, (i,) + (0,) * (ndim - 1)).exists()]
@@ -290,16 +293,99 @@ class StoreWriter:
         if data.shape != want:
             raise StoreError(f"chunk {chunk_index} of {array_name!r} must have shape {want}, got {data.shape}")
         arr = self._array(array_name)
-        arr[start:stop] = data.astype(dtype, copy=False)
-        self._flush(array_name, (chunk_index,) + (0,) * (len(shape) - 1))
-        self._array(schema.done_path(array_name))[chunk_index] = 1
+        coords = (chunk_index,) + (0,) * (len(shape) - 1)
+        if self._is_direct(array_name):
+            buf = np.ascontiguousarray(data, dtype=np.dtype(dtype).newbyteorder("<"))
+            if buf.shape[0] < self.chunk_tokens:  # the last chunk: zarr stores it padded to full size
+                pad = np.zeros((self.chunk_tokens - buf.shape[0],) + buf.shape[1:], dtype=buf.dtype)
+                buf = np.concatenate([buf, pad])
+            self._put_chunk_file(array_name, arr, coords, buf)
+        else:
+            arr[start:stop] = data.astype(dtype, copy=False)
+            self._flush(array_name, coords)
+        self._set_marker(schema.done_path(array_name), chunk_index)
+
+    # Direct chunk writes. Measured (benchmarks/bench_store.py --parts writer): zarr's setitem for an
+    # 8 MiB uncompressed chunk ran at ~0.3-0.4x np.save of the same bytes (event-loop hand-offs,
+    # buffer copies); writing the identical file bytes here - raw little-endian C-order chunk + its
+    # Crc32c, temp file + rename, as zarr's LocalStore does - runs at np.save speed. Only for arrays
+    # whose codecs are exactly bytes + crc32c (checked); zarr reads these files unchanged.
+    def _is_direct(self, name: str) -> bool:
+        if name not in self._direct:
+            from zarr.codecs import BytesCodec, Crc32cCodec
+            from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
+
+            arr = self._array(name)
+            c = arr.metadata.codecs
+            self._direct[name] = (len(c) == 2 and isinstance(c[0], BytesCodec) and isinstance(c[1], Crc32cCodec)
+                                  and (c[0].endian is None or c[0].endian.value == "little")
+                                  and isinstance(arr.metadata.chunk_key_encoding, DefaultChunkKeyEncoding))
+        return self._direct[name]
+
+    def _put_chunk_file(self, name: str, arr: zarr.Array, coords: tuple[int, ...], buf: np.ndarray,
+                        fsync: bool | None = None) -> None:
+        """Write one chunk file: its bytes + Crc32c, (fsync file and directory).
+
+        Written in place, not via temp file + rename: the completion marker, written only after
+        this returns, is what says a chunk is valid, so a half-written chunk (process killed) has
+        no marker and is rewritten on resume. Saves a rename per chunk on the hot path."""
+        fsync = self.fsync if fsync is None else fsync
+        f = self.path / name / arr.metadata.encode_chunk_key(coords)
+        if f.parent not in self._dirs:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(f.parent)
+        view = buf.reshape(-1).view(np.uint8)
+        view.flags.writeable = False  # google_crc32c wants a read-only buffer
+        crc = np.uint32(google_crc32c.value(view)).tobytes()
+        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            mv = memoryview(view)
+            while mv.nbytes:  # os.write may write less than asked for large buffers
+                mv = mv[os.write(fd, mv):]
+            os.write(fd, crc)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if fsync:
+            dfd = os.open(f.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    def _marker_values(self, marker_name: str, n: int) -> np.ndarray:
+        """uint8 [n] of a marker array; a marker file that is empty or damaged (a kill while it was
+        being written) counts as 0, so its chunk is simply written again."""
+        arr = self._array(marker_name)
+        if not self._is_direct(marker_name):
+            return arr[:]
+        good = b"\x01" + np.uint32(google_crc32c.value(b"\x01")).tobytes()
+        out = np.zeros(n, np.uint8)
+        base = self.path / marker_name
+        for i in range(n):
+            try:
+                out[i] = (base / arr.metadata.encode_chunk_key((i,))).read_bytes() == good
+            except FileNotFoundError:
+                pass
+        return out
+
+    def _set_marker(self, marker_name: str, index: int) -> None:
+        """Completion marker = 1; written after the chunk it marks is on disk (not fsynced itself:
+        a lost marker only means that chunk is written again)."""
+        arr = self._array(marker_name)
+        if self._is_direct(marker_name):
+            self._put_chunk_file(marker_name, arr, (index,), np.ones(1, np.uint8), fsync=False)
+        else:
+            arr[index] = 1
 
     def _logit_pending(self, layer: int) -> bool:
         name = schema.logit_path(layer)
         try:
-            return not self.group[schema.done_path(name)][0]
+            self._array(schema.done_path(name))
         except KeyError:
             return True
+        return not self._marker_values(schema.done_path(name), 1)[0]
 
     def logit_pending(self, layer: int) -> bool:
         """True when the logit effects of ``layer`` are not written yet."""
@@ -320,7 +406,8 @@ class StoreWriter:
             arr = self._create(f"{base}/{key}", a.shape, dtype, a.shape, schema.LOGIT_DIMS)
             arr[:] = a.astype(dtype, copy=False)
             self._flush(f"{base}/{key}", (0, 0))
-        self._marker(base, 1)[0] = 1
+        self._marker(base, 1)
+        self._set_marker(schema.done_path(base), 0)
 
     # ---- finishing -----------------------------------------------------------------------------
     def _set_complete(self, value: bool) -> None:

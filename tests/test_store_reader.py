@@ -114,7 +114,7 @@ def test_info_and_show_verbs(tiny_stores, capsys):
     assert "solu_ln" in r.stdout and "status      complete" in r.stdout and "blocks.0.mlp.hook_mid" in r.stdout
     assert "indexed" in r.stdout and "compression ratio" in r.stdout
     info = json.loads(_nb(capsys, "info", path, "--json").stdout)
-    assert info["complete"] and info["compression_ratio"] > 1.0 and info["hooks"]["blocks.0.mlp.hook_post"]["indexed"]
+    assert info["complete"] and 0.9 < info["compression_ratio"] <= 1.0  # dense data is stored uncompressed and info["hooks"]["blocks.0.mlp.hook_post"]["indexed"]
 
     s = Store.open(path)
     v = s.neuron("blocks.0.mlp.hook_post", 3)
@@ -130,3 +130,22 @@ def test_info_and_show_verbs(tiny_stores, capsys):
     assert doc["top"][0]["tokens"][doc["top"][0]["center"]] == vm.top[0].tokens[vm.top[0].center]
     r = _nb(capsys, "show", path, "--layer", 0, "--neuron", 3, "--hook", "hook_pre")
     assert r.returncode == 2 and "no hook" in r.stderr
+
+
+def test_damaged_index_chunk_is_refused_by_name(tiny_stores, tmp_path):
+    import shutil
+
+    from store.errors import CorruptChunkError
+
+    path = tmp_path / "copy"
+    shutil.copytree(tiny_stores["gelu"], path)
+    hook = "blocks.0.mlp.hook_post"
+    f = path / schema.index_path(hook) / "top_context_tokens" / "c" / "1" / "0" / "0"
+    f.write_bytes(np.random.default_rng(0).bytes(f.stat().st_size))
+    s = Store.open(path)
+    s.neuron(hook, 0)  # chunk 0 is intact
+    with pytest.raises(CorruptChunkError, match=r"top_context_tokens.*c/1/0/0.*Crc32c"):
+        s.neuron(hook, schema.INDEX_NEURON_CHUNK)  # first neuron of chunk 1
+    f.unlink()
+    with pytest.raises(CorruptChunkError, match=r"top_context_tokens.*missing"):
+        Store.open(path).neuron(hook, schema.INDEX_NEURON_CHUNK + 1)
