@@ -9,7 +9,7 @@ the real one), labels every neuron in one transaction of the real label database
 --repeats), and ``labels import`` of the jsonl export into a fresh database. Prints a table and
 writes benchmarks/out/bench_export.json.
 
-The synthetic tokenizer's pieces are "w0".."w8191" (2-5 characters, about the length of real BPE
+The synthetic tokenizer's pieces are "w0".."w2047" (2-5 characters, about the length of real BPE
 pieces), so sizes are close to a real store's; a neuron-explainer record also carries the 6
 quantile-bin samples (10 windows each), hence its larger size.
 """
@@ -36,7 +36,7 @@ from store.reader import Store  # noqa: E402
 HOOK = "blocks.0.mlp.hook_post"
 
 
-def build_store(path: Path, n_tokens: int, n_neurons: int, vocab: int = 8192, context_len: int = 128) -> Path:
+def build_store(path: Path, n_tokens: int, n_neurons: int, vocab: int = 2048, context_len: int = 128) -> Path:
     from tokenizers import Tokenizer, models
 
     from store.indexer import index_store
