@@ -115,12 +115,12 @@ class PartialIndex:
         bot_worst = np.empty(N, np.int32)
         kernels.worst_slots(self.top_key, self.top_pos, self.bot_key, self.bot_pos, top_worst, bot_worst)
         sums = np.zeros((N, 6))  # shift (first value, keeps the power sums small), power sums 1..4, density
-        kernels.pass1_chunk(kernels.transposed(bits), row0, context_len, schema.CONTEXT_BEFORE, kernels.F16_TO_F32,
-                            _DENS_KEY, self.top_key, self.top_pos, self.top_win, top_worst,
-                            self.bot_key, self.bot_pos, self.bot_win, bot_worst, self.hist, sums)
         parity = ((row0 + np.arange(R)) // context_len) & 1  # [R]
-        kernels.token_sums_chunk(bits, kernels.F16_TO_F32, np.ascontiguousarray(tokens, dtype=np.int32), parity,
-                                 self.token_sum)
+        kernels.pass1_rows(np.ascontiguousarray(bits), row0, context_len, schema.CONTEXT_BEFORE, kernels.F16_TO_F32,
+                           _DENS_KEY, np.ascontiguousarray(tokens, dtype=np.int32), parity,
+                           self.top_key, self.top_pos, self.top_win, top_worst,
+                           self.bot_key, self.bot_pos, self.bot_win, bot_worst, self.hist, sums, self.token_sum,
+                           kernels.ROW_BLOCK)
         self.npos += sums[:, 5].astype(np.int64)
         shift, sums = sums[:, 0], sums[:, 1:5].T  # [N], [4, N]
         V = self.token_count.shape[1]
@@ -247,9 +247,9 @@ class SamplePartial:
         h1, h2 = kernels.position_hashes(row0, R, seed)
         worst = np.empty(self.prio.shape[:2], np.int32)
         kernels.sample_worst_slots(self.prio, worst)
-        kernels.pass2_chunk(kernels.transposed(bits), row0, context_len, schema.CONTEXT_BEFORE, h1, h2,
-                            kernels.neuron_salts(N, seed), self.qbin, self.prio, self.pos, self.key,
-                            self.win, worst)
+        kernels.pass2_rows(np.ascontiguousarray(bits), row0, context_len, schema.CONTEXT_BEFORE, h1, h2,
+                           kernels.neuron_salts(N, seed), self.qbin, self.prio, self.pos, self.key,
+                           self.win, worst, kernels.ROW_BLOCK)
 
     def canonical(self) -> "SamplePartial":
         order = np.argsort(self.prio, axis=-1, kind="stable")  # priorities are distinct (a bijective hash)

@@ -9,13 +9,15 @@ Numba has no float16 on the CPU, so the kernels take a chunk of float16 activati
   are exact; the value is recovered bit for bit from the key (``key_to_f16_bits``).
 * the **float32 value** from a 65536-entry lookup table (``F16_TO_F32``), for moments and sums.
 
-Every kernel updates its state arrays in place, one chunk at a time, and is parallel over
-neurons (``prange``). A chunk arrives as [rows, neurons]; ``transpose_u16`` turns it into
-[neurons, rows] with a cache-blocked parallel transpose, so each thread then streams through one
-neuron's contiguous activations with its statistics in registers and its histogram and per-token
-sums in cache (walking a row-major chunk column by column instead costs a TLB miss per row and ran
-~5x slower). No atomics, no races: results depend only on the data and the order of chunks, never
-on the number of threads.
+Every kernel updates its state arrays in place, one chunk at a time, and is parallel over blocks
+of neurons (``prange``; ``nogil``, so the next chunk is read and decoded in another thread while a
+kernel runs). The kernels work on the chunk row-major, as stored: a work item owns ``ROW_BLOCK``
+contiguous neurons and walks the rows, reading the block's contiguous bits per row, with its
+statistics in small per-block arrays. One sweep computes every pass-1 statistic. (An earlier
+version transposed each chunk to [neurons, rows] first; the transpose alone cost more than any
+statistic. ``transposed`` / ``topk_chunk`` remain as that column-wise variant, for comparison in
+benchmarks/bench_index.py.) No atomics, no races: results depend only on the data and the order of
+chunks, never on the number of threads or the block size.
 
 Tie-breaking (what makes partial results merge exactly): among equal keys the lower global token
 position ranks higher, for top-k and for bottom-k. A chunk is scanned in increasing position, so
@@ -111,22 +113,6 @@ def transposed(bits: np.ndarray) -> np.ndarray:
 
 
 @njit(inline="always", cache=True)
-def _copy_window(col, r, row0, ctx_len, before, dst):
-    """dst[:] = one neuron's float16 bits (col: [R]) at rows r-before .. r-before+W-1 of the chunk,
-    clipped to the context of row r (contexts are ``ctx_len`` rows and never straddle a chunk), 0 elsewhere."""
-    W = dst.shape[0]
-    p = row0 + r
-    lo = (p // ctx_len) * ctx_len - row0  # chunk row where this context starts
-    hi = lo + ctx_len
-    for w in range(W):
-        rr = r - before + w
-        if rr >= lo and rr < hi and rr >= 0 and rr < col.shape[0]:
-            dst[w] = col[rr]
-        else:
-            dst[w] = 0
-
-
-@njit(inline="always", cache=True)
 def _worst_top(keys, pos, j):
     """Slot of the lowest-ranked entry of neuron j's top list: smallest key, then highest position."""
     w = 0
@@ -154,111 +140,10 @@ def worst_slots(top_key, top_pos, bot_key, bot_pos, top_worst, bot_worst):
         bot_worst[j] = _worst_bottom(bot_key, bot_pos, j)
 
 
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
-def _power_sums(col, lut, dens_key, out):
-    """out[:] = shift (the first value), power sums 1..4 of (value - shift), count above dens_key.
-    Reassociation lets LLVM vectorise the sums; the order is fixed at compile time, so a result is
-    reproducible on one machine (moments are compared with a tolerance, never bit for bit)."""
-    shift = np.float64(lut[col[0]])
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    s4 = 0.0
-    for r in range(col.shape[0]):
-        d = np.float64(lut[col[r]]) - shift
-        d2 = d * d
-        s1 += d
-        s2 += d2
-        s3 += d2 * d
-        s4 += d2 * d2
-    dens = 0
-    for r in range(col.shape[0]):
-        dens += f16_key(col[r]) > dens_key
-    out[0] = shift
-    out[1] = s1
-    out[2] = s2
-    out[3] = s3
-    out[4] = s4
-    out[5] = dens
-
-
-@njit(parallel=True, cache=True)
-def pass1_chunk(
-    curT,  # uint16 [N, R] float16 bits of one chunk, one neuron per row (see ``transposed``)
-    row0,  # global token position of row 0
-    ctx_len,  # tokens per context (contexts never straddle a chunk)
-    before,  # window tokens before a firing
-    lut,  # float32 [65536] bits -> value
-    dens_key,  # a value counts for density when its key > dens_key
-    top_key,  # int32 [N, k] keys of the kept top entries, -1 = empty slot
-    top_pos,  # int64 [N, k] their global positions, -1 = empty
-    top_win,  # uint16 [N, k, W] float16 bits of this neuron's activations around each entry
-    top_worst,  # int32 [N] slot replaced next
-    bot_key,  # int32 [N, k], 65536 = empty slot
-    bot_pos,  # int64 [N, k]
-    bot_win,  # uint16 [N, k, W]
-    bot_worst,  # int32 [N]
-    hist,  # int64 [N, HIST_BINS]
-    sums,  # float64 [N, 6] this chunk only: shift, power sums 1..4 of value - shift, density count
-):
-    """The first streaming pass over one chunk: top-k, bottom-k (with windows), histogram,
-    density count and shifted power sums for the moments (per-token sums: ``token_sums_chunk``)."""
-    N, R = curT.shape
-    for j in prange(N):
-        col = curT[j]
-        _power_sums(col, lut, dens_key, sums[j])
-        for r in range(R):
-            hb = (f16_key(col[r]) >> HIST_SHIFT) - HIST_OFFSET
-            if hb < 0:
-                hb = 0
-            elif hb >= HIST_BINS:
-                hb = HIST_BINS - 1
-            hist[j, hb] += 1
-        tthr = top_key[j, top_worst[j]]
-        bthr = bot_key[j, bot_worst[j]]
-        for r in range(R):
-            key = f16_key(col[r])
-            if key > tthr:
-                s = top_worst[j]
-                top_key[j, s] = key
-                top_pos[j, s] = row0 + r
-                _copy_window(col, r, row0, ctx_len, before, top_win[j, s])
-                s = _worst_top(top_key, top_pos, j)
-                top_worst[j] = s
-                tthr = top_key[j, s]
-            if key < bthr:
-                s = bot_worst[j]
-                bot_key[j, s] = key
-                bot_pos[j, s] = row0 + r
-                _copy_window(col, r, row0, ctx_len, before, bot_win[j, s])
-                s = _worst_bottom(bot_key, bot_pos, j)
-                bot_worst[j] = s
-                bthr = bot_key[j, s]
-
-
-TOKEN_BLOCK = 256  # neurons per work item of token_sums_chunk
-
-
-@njit(parallel=True, cache=True)
-def token_sums_chunk(cur, lut, tokens, parity, token_sum):
-    """token_sum[parity[r], tokens[r], :] += values of row r, on the row-major chunk (cur: uint16
-    [R, N]; token_sum: float64 [2, V, N]). Row by row, each row adds into one contiguous row of the
-    table; on the transposed chunk the same sums scatter over the whole table (~7x slower)."""
-    R, N = cur.shape
-    for b in prange((N + TOKEN_BLOCK - 1) // TOKEN_BLOCK):
-        j0 = b * TOKEN_BLOCK
-        j1 = min(N, j0 + TOKEN_BLOCK)
-        for r in range(R):
-            t = tokens[r]
-            p = parity[r]
-            for j in range(j0, j1):
-                token_sum[p, t, j] += lut[cur[r, j]]
-
-
 @njit(parallel=True, cache=True)
 def topk_chunk(curT, row0, top_key, top_pos, top_worst):
-    """Top-k alone (no windows, no statistics): the kernel the benchmark compares with torch.topk
-    and dask.array.topk. curT: uint16 [N, R]; same state layout and tie rule as ``pass1_chunk``."""
+    """Top-k alone on a transposed chunk (curT: uint16 [N, R], see ``transposed``): the column-wise
+    variant of ``topk_rows`` (same state layout, tie rule and result), kept for comparison."""
     N, R = curT.shape
     for j in prange(N):
         col = curT[j]
@@ -272,67 +157,6 @@ def topk_chunk(curT, row0, top_key, top_pos, top_worst):
                 s = _worst_top(top_key, top_pos, j)
                 top_worst[j] = s
                 thr = top_key[j, s]
-
-
-@njit(parallel=True, cache=True)
-def pass2_chunk(
-    curT,  # uint16 [N, R] float16 bits of one chunk, one neuron per row
-    row0,  # global position of row 0
-    ctx_len,  # tokens per context
-    before,  # window tokens before a sample
-    row_hash,  # uint64 [R] splitmix64 of each row's global position (quantile bins)
-    row_hash2,  # uint64 [R] a second, independent hash of the position (the "random" bin)
-    salt,  # uint64 [N] per-neuron salt: priority = hash ^ salt
-    qbin,  # int32 [N, B-2] first histogram bin of each quantile bin, ascending (0.5, 0.9, ...)
-    s_prio,  # uint64 [N, B, S] priorities of kept samples, 2**64-1 = empty slot
-    s_pos,  # int64 [N, B, S] their positions, -1 = empty
-    s_key,  # int32 [N, B, S] their keys
-    s_win,  # uint16 [N, B, S, W] windows
-    s_worst,  # int32 [N, B] slot replaced next (highest priority)
-):
-    """The second streaming pass: per neuron and quantile bin keep the S positions of lowest
-    priority among the values falling into the bin; the last bin ("random") takes every position.
-    Priorities are a hash of (position, neuron), so the choice is a uniform random sample that does
-    not depend on how the store is cut into chunks, and two partial selections merge exactly."""
-    N, R = curT.shape
-    B = s_prio.shape[1]
-    S = s_prio.shape[2]
-    nq = qbin.shape[1]
-    for j in prange(N):
-        col = curT[j]
-        sj = salt[j]
-        for r in range(R):
-            bits = col[r]
-            key = f16_key(bits)
-            hb = (key >> HIST_SHIFT) - HIST_OFFSET
-            if hb < 0:
-                hb = 0
-            elif hb >= HIST_BINS:
-                hb = HIST_BINS - 1
-            # quantile bin: 0 is the top one (>= the highest edge), nq is below the lowest edge
-            qb = nq
-            for e in range(nq - 1, -1, -1):
-                if hb >= qbin[j, e]:
-                    qb = nq - 1 - e
-                    break
-            for which in range(2):
-                if which == 0:
-                    bi = qb
-                    pr = row_hash[r] ^ sj
-                else:
-                    bi = B - 1
-                    pr = row_hash2[r] ^ sj
-                s = s_worst[j, bi]
-                if pr < s_prio[j, bi, s]:
-                    s_prio[j, bi, s] = pr
-                    s_pos[j, bi, s] = row0 + r
-                    s_key[j, bi, s] = key
-                    _copy_window(col, r, row0, ctx_len, before, s_win[j, bi, s])
-                    w = 0
-                    for i in range(1, S):
-                        if s_prio[j, bi, i] > s_prio[j, bi, w]:
-                            w = i
-                    s_worst[j, bi] = w
 
 
 @njit(parallel=True, cache=True)
@@ -377,3 +201,256 @@ def neuron_salts(n: int, seed: int) -> np.ndarray:
     """uint64 [n] per-neuron salts (so different neurons draw different random samples)."""
     with np.errstate(over="ignore"):
         return splitmix64(np.arange(n, dtype=np.uint64) * _GOLDEN + np.uint64(seed) + np.uint64(1))
+
+
+# ---- row-major kernels (the indexer's) -------------------------------------------------------------
+# Each work item owns a block of ``block`` contiguous neurons and walks the R rows of the row-major
+# chunk. Each neuron sees its rows in increasing order, so the results are those of the former
+# transposed kernels (bit for bit for everything but the power sums' rounding). Measured on the
+# shared 2-core box, one 2048 x 2048 chunk, one thread: transpose + column kernels + per-token sums
+# ~31 ms CPU, this sweep ~24 ms.
+ROW_BLOCK = 128  # neurons per work item of the row-major kernels (64-256 measured alike; see bench_index.py)
+
+
+@njit(inline="always", cache=True)
+def _copy_window_rows(cur, j, r, row0, ctx_len, before, dst):
+    """dst[:] = neuron j's float16 bits at rows r-before .. r-before+W-1 of the row-major chunk,
+    clipped to the context of row r (contexts are ``ctx_len`` rows and never straddle a chunk), 0 elsewhere."""
+    W = dst.shape[0]
+    p = row0 + r
+    lo = (p // ctx_len) * ctx_len - row0
+    hi = lo + ctx_len
+    R = cur.shape[0]
+    for w in range(W):
+        rr = r - before + w
+        if rr >= lo and rr < hi and rr >= 0 and rr < R:
+            dst[w] = cur[rr, j]
+        else:
+            dst[w] = 0
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def pass1_rows(
+    cur,  # uint16 [R, N] float16 bits of one chunk, row-major as stored
+    row0,  # global token position of row 0
+    ctx_len,  # tokens per context (contexts never straddle a chunk)
+    before,  # window tokens before a firing
+    lut,  # float32 [65536] bits -> value
+    dens_key,  # a value counts for density when its key > dens_key
+    tokens,  # int32 [R] token id of each row
+    parity,  # int64 [R] context parity of each row (0 / 1)
+    top_key,  # int32 [N, k] keys of the kept top entries, -1 = empty slot
+    top_pos,  # int64 [N, k] their global positions, -1 = empty
+    top_win,  # uint16 [N, k, W] float16 bits of this neuron's activations around each entry
+    top_worst,  # int32 [N] slot replaced next
+    bot_key,  # int32 [N, k], 65536 = empty slot
+    bot_pos,  # int64 [N, k]
+    bot_win,  # uint16 [N, k, W]
+    bot_worst,  # int32 [N]
+    hist,  # int64 [N, HIST_BINS]
+    sums,  # float64 [N, 6] this chunk only: shift, power sums 1..4 of value - shift, density count
+    token_sum,  # float64 [2, V, N] += value per (parity, token)
+    block,  # neurons per work item
+):
+    """Every pass-1 statistic of one chunk in one sweep over the row-major chunk: top-k, bottom-k
+    (with windows), histogram, density count, shifted power sums and per-token sums.
+
+    A row's values and keys go to small buffers first, so the arithmetic loops over the block are
+    plain and LLVM vectorises them; only the histogram scatter and the rare insertions are scalar,
+    and insertions are only looked for when some neuron of the block beats its k-th key in that row
+    (most rows: none). Token sums are added in row order per (token, neuron), so they are the same
+    bits whatever the block size or thread count."""
+    R, N = cur.shape
+    nb = (N + block - 1) // block
+    NKB = 1 << (16 - HIST_SHIFT)  # key blocks of 2**HIST_SHIFT keys (HIST_BINS + the inf/NaN ones)
+    for b in prange(nb):
+        j0 = b * block
+        j1 = min(N, j0 + block)
+        m = j1 - j0
+        shift = np.zeros(m)
+        acc = np.zeros((4, m))  # power sums 1..4 of value - shift
+        dens = np.zeros(m, np.int64)
+        tthr = np.empty(m, np.int32)
+        bthr = np.empty(m, np.int32)
+        # this chunk's histogram of the block, key-block-major: neighbouring neurons share their hot
+        # bins, so the counts a row touches sit in a few cache lines (int32: a chunk has < 2**31 rows)
+        hl = np.zeros((NKB, m), np.int32)
+        vbuf = np.empty(m)  # one row's values of the block
+        kbuf = np.empty(m, np.int32)  # and their keys
+        for jj in range(m):
+            if R > 0:
+                shift[jj] = lut[cur[0, j0 + jj]]
+            tthr[jj] = top_key[j0 + jj, top_worst[j0 + jj]]
+            bthr[jj] = bot_key[j0 + jj, bot_worst[j0 + jj]]
+        for r in range(R):
+            row = cur[r, j0:j1]
+            ts = token_sum[parity[r], tokens[r], j0:j1]
+            # simple loops over the block, so LLVM vectorises the arithmetic; only the histogram
+            # scatter and the rare insertions are scalar
+            for jj in range(m):
+                vbuf[jj] = lut[row[jj]]
+                kbuf[jj] = f16_key(row[jj])
+            for jj in range(m):
+                ts[jj] += vbuf[jj]
+            a1 = acc[0]
+            a2 = acc[1]
+            a3 = acc[2]
+            a4 = acc[3]
+            for jj in range(m):
+                d = vbuf[jj] - shift[jj]
+                d2 = d * d
+                a1[jj] += d
+                a2[jj] += d2
+                a3[jj] += d2 * d
+                a4[jj] += d2 * d2
+            hit = False
+            for jj in range(m):
+                key = kbuf[jj]
+                dens[jj] += key > dens_key
+                hit |= (key > tthr[jj]) | (key < bthr[jj])
+            for jj in range(m):
+                hl[kbuf[jj] >> HIST_SHIFT, jj] += 1
+            if not hit:
+                continue
+            for jj in range(m):
+                key = kbuf[jj]
+                j = j0 + jj
+                if key > tthr[jj]:
+                    s = top_worst[j]
+                    top_key[j, s] = key
+                    top_pos[j, s] = row0 + r
+                    _copy_window_rows(cur, j, r, row0, ctx_len, before, top_win[j, s])
+                    s = _worst_top(top_key, top_pos, j)
+                    top_worst[j] = s
+                    tthr[jj] = top_key[j, s]
+                if key < bthr[jj]:
+                    s = bot_worst[j]
+                    bot_key[j, s] = key
+                    bot_pos[j, s] = row0 + r
+                    _copy_window_rows(cur, j, r, row0, ctx_len, before, bot_win[j, s])
+                    s = _worst_bottom(bot_key, bot_pos, j)
+                    bot_worst[j] = s
+                    bthr[jj] = bot_key[j, s]
+        # fold the key blocks into the histogram bins (the outer blocks hold only inf / NaN)
+        for kb in range(NKB):
+            hb = min(max(kb - HIST_OFFSET, 0), HIST_BINS - 1)
+            for jj in range(m):
+                hist[j0 + jj, hb] += hl[kb, jj]
+        for jj in range(m):
+            o = sums[j0 + jj]
+            o[0] = shift[jj]
+            o[1] = acc[0, jj]
+            o[2] = acc[1, jj]
+            o[3] = acc[2, jj]
+            o[4] = acc[3, jj]
+            o[5] = dens[jj]
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def topk_rows(cur, row0, top_key, top_pos, top_worst, block):
+    """Top-k alone on the row-major chunk (cur: uint16 [R, N]); same state and tie rule as topk_chunk.
+    Per row a block first tests whether any of its neurons beats its current k-th key (a reduction
+    LLVM vectorises); only then does it walk the block to insert."""
+    R, N = cur.shape
+    nb = (N + block - 1) // block
+    for b in prange(nb):
+        j0 = b * block
+        j1 = min(N, j0 + block)
+        m = j1 - j0
+        tthr = np.empty(m, np.int32)
+        for jj in range(m):
+            tthr[jj] = top_key[j0 + jj, top_worst[j0 + jj]]
+        for r in range(R):
+            row = cur[r, j0:j1]
+            hit = False
+            for jj in range(m):
+                hit |= f16_key(row[jj]) > tthr[jj]
+            if not hit:
+                continue
+            for jj in range(m):
+                key = f16_key(row[jj])
+                if key > tthr[jj]:
+                    j = j0 + jj
+                    s = top_worst[j]
+                    top_key[j, s] = key
+                    top_pos[j, s] = row0 + r
+                    s = _worst_top(top_key, top_pos, j)
+                    top_worst[j] = s
+                    tthr[jj] = top_key[j, s]
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def pass2_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, qbin, s_prio, s_pos, s_key, s_win,
+               s_worst, block):
+    """The second streaming pass over one row-major chunk (cur: uint16 [R, N]): per neuron and
+    quantile bin keep the S positions of lowest priority among the values falling into the bin; the
+    last bin ("random") takes every position. Priorities are a hash of (position, neuron), so the
+    choice is a uniform random sample that does not depend on how the store is cut into chunks, and
+    two partial selections merge exactly. Most priorities lose against every quantile bin's current
+    S-th (a cheap reject before the key and bin are computed).
+
+    row_hash / row_hash2: uint64 [R] two independent hashes of each row's global position; salt:
+    uint64 [N] per neuron (priority = hash ^ salt); qbin: int32 [N, B-2] first histogram bin of each
+    quantile bin, ascending; s_prio uint64 [N, B, S] (2**64-1 = empty), s_pos int64 [N, B, S] (-1 =
+    empty), s_key int32 [N, B, S], s_win uint16 [N, B, S, W], s_worst int32 [N, B] slot replaced next."""
+    R, N = cur.shape
+    B = s_prio.shape[1]
+    S = s_prio.shape[2]
+    nq = qbin.shape[1]
+    nb = (N + block - 1) // block
+    for b in prange(nb):
+        j0 = b * block
+        j1 = min(N, j0 + block)
+        m = j1 - j0
+        # per neuron: the priority a new entry must beat in each bin, and the loosest quantile bin's
+        thr = np.empty((m, B), np.uint64)
+        qmax = np.empty(m, np.uint64)
+        for jj in range(m):
+            for bi in range(B):
+                thr[jj, bi] = s_prio[j0 + jj, bi, s_worst[j0 + jj, bi]]
+            qmax[jj] = thr[jj, 0]
+            for bi in range(1, B - 1):
+                qmax[jj] = max(qmax[jj], thr[jj, bi])
+        for r in range(R):
+            h1 = row_hash[r]
+            h2 = row_hash2[r]
+            for jj in range(m):
+                j = j0 + jj
+                sj = salt[j]
+                for which in range(2):
+                    if which == 0:
+                        pr = h1 ^ sj
+                        if pr >= qmax[jj]:  # cheap reject: no quantile bin takes this priority
+                            continue
+                        key = f16_key(cur[r, j])
+                        hb = (key >> HIST_SHIFT) - HIST_OFFSET
+                        if hb < 0:
+                            hb = 0
+                        elif hb >= HIST_BINS:
+                            hb = HIST_BINS - 1
+                        bi = nq
+                        for e in range(nq - 1, -1, -1):
+                            if hb >= qbin[j, e]:
+                                bi = nq - 1 - e
+                                break
+                    else:
+                        pr = h2 ^ sj
+                        bi = B - 1
+                    if pr < thr[jj, bi]:
+                        key = f16_key(cur[r, j])
+                        s = s_worst[j, bi]
+                        s_prio[j, bi, s] = pr
+                        s_pos[j, bi, s] = row0 + r
+                        s_key[j, bi, s] = key
+                        _copy_window_rows(cur, j, r, row0, ctx_len, before, s_win[j, bi, s])
+                        w = 0
+                        for i in range(1, S):
+                            if s_prio[j, bi, i] > s_prio[j, bi, w]:
+                                w = i
+                        s_worst[j, bi] = w
+                        thr[jj, bi] = s_prio[j, bi, w]
+                        if bi < B - 1:
+                            qm = thr[jj, 0]
+                            for q in range(1, B - 1):
+                                qm = max(qm, thr[jj, q])
+                            qmax[jj] = qm
