@@ -40,13 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neurobrowse {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
     for verb in VERBS:
-        try:
-            module = importlib.import_module(f"neurobrowse.commands.{verb.replace('-', '_')}_cmd")
-        except ModuleNotFoundError as e:
-            if e.name == f"neurobrowse.commands.{verb}_cmd":
-                continue  # verb not built yet: it is simply not listed
-            raise
-        module.register(sub)
+        importlib.import_module(f"neurobrowse.commands.{verb}_cmd").register(sub)
     return parser
 
 
