@@ -1,0 +1,32 @@
+"""The CLI shell: every verb is listed with a description, and bad usage exits non-zero."""
+
+import re
+import subprocess
+import sys
+
+from neurobrowse.cli import VERBS, build_parser, main
+
+
+def test_help_lists_every_verb_with_a_one_line_description():
+    text = build_parser().format_help()
+    for verb in VERBS:
+        m = re.search(rf"^\s+{verb}\s+(\S.*)$", text, re.MULTILINE)
+        assert m, f"`neurobrowse --help` does not list {verb!r} with a description:\n{text}"
+
+
+def test_each_verb_has_its_own_help(capsys):
+    for verb in VERBS:
+        try:
+            main([verb, "--help"])
+        except SystemExit as e:
+            assert e.code == 0, verb
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: neurobrowse {verb}"), (verb, out[:200])
+
+
+def test_unknown_verb_exits_2_and_console_script_runs():
+    r = subprocess.run([sys.executable, "-m", "neurobrowse", "no-such-verb"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "invalid choice" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "neurobrowse", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("neurobrowse ")
