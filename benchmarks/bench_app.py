@@ -148,6 +148,12 @@ def bench_switch(work: Path, n_tokens: int, d: int, vocab: int, presses: int) ->
         return (painted[0] - t0) * 1e3 if painted else float("inf")
 
     b = win.browser
+    if os.environ.get("BENCH_NO_PREFETCH"):
+        b.prefetch = False
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
+    win.activateWindow()  # window shortcuts (J) need the active window
+    app.wait_for(win.isActiveWindow, 5)
     win.page.top_view.setFocus()
     hb.start()
     seq = []
@@ -176,6 +182,8 @@ def bench_switch(work: Path, n_tokens: int, d: int, vocab: int, presses: int) ->
         "random_p50_ms": float(np.percentile(rand_a, 50)), "random_p95_ms": float(np.percentile(rand_a, 95)),
         "random_max_ms": float(rand_a.max()),
         "longest_stall_ms": float(max(gaps)) if gaps else float("nan"),
+        "stalls_over_100ms": int(sum(g > 100 for g in gaps)), "heartbeat_ticks": len(gaps),
+        "longest_5_stalls_ms": sorted(gaps)[-5:],
         "rss_MB_before_open": rss_before_open / 2**20, "rss_MB_store_open": rss_open / 2**20,
         "rss_MB_after_browsing": rss_after / 2**20,
     }

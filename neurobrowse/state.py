@@ -450,12 +450,15 @@ def merge_snippets(snippets: Sequence[Any], descending: bool = True) -> list[Mer
     return out
 
 
+SHADE_LEVELS = 64  # shades per sign; more are not told apart by eye, fewer formats render faster
+
+
 def shade_rgb(value: float, scale: float) -> tuple[int, int, int]:
     """Background colour for a token: white -> red as value goes 0 -> scale (the paper's shading);
     negative values shade blue. ``scale`` is the neuron's largest |activation| shown."""
     if not (scale > 0) or not math.isfinite(value):
         return (255, 255, 255)
-    t = min(abs(value) / scale, 1.0)
+    t = round(min(abs(value) / scale, 1.0) * SHADE_LEVELS) / SHADE_LEVELS  # quantised: a few colours per page
     fade = int(round(255 * (1.0 - 0.85 * t)))  # keep the darkest shade readable with black text
     return (255, fade, fade) if value >= 0 else (fade, fade, 255)
 

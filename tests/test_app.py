@@ -91,7 +91,9 @@ def test_clicking_a_row_shows_that_neurons_snippets(qtbot, windows, tiny_stores)
         _click_row(qtbot, panel.view, row)
     view = store.neuron(w.browser.hook, target)
     want = state.merge_snippets(view.top)
+    qtbot.waitUntil(lambda: w.page.top_view.complete, timeout=WAIT_MS)
     shown = w.page.top_view.snippets
+    assert {sp.snippet for sp in w.page.top_view.token_spans} == set(range(len(want)))
     assert [m.start for m in shown] == [m.start for m in want]
     assert [m.tokens for m in shown] == [m.tokens for m in want]
     assert w.page.title.text() == f"Layer 0 · neuron {target}"
@@ -110,6 +112,7 @@ def test_shading_matches_the_stored_values(qtbot, windows, tiny_stores):
         for i, a in enumerate(s.acts):
             stored[s.position - s.center + i] = float(a)
     sv = w.page.top_view
+    qtbot.waitUntil(lambda: sv.complete, timeout=WAIT_MS)  # the snippets after the first screenful follow
     doc = sv.document()
     from PySide6.QtGui import QTextCursor
 
@@ -119,11 +122,15 @@ def test_shading_matches_the_stored_values(qtbot, windows, tiny_stores):
         pos = snip.start + span.token
         assert span.value == pytest.approx(stored[pos], abs=1e-6)
         cur = QTextCursor(doc)
+        cur.setPosition(span.start)
+        cur.setPosition(span.end, QTextCursor.MoveMode.KeepAnchor)
+        assert cur.selectedText() == snip.tokens[span.token]  # the token's text sits at its recorded span
         cur.setPosition(span.start + 1)  # the format of the character after start
         fmt = cur.charFormat()
         c = fmt.background().color()
         assert (c.red(), c.green(), c.blue()) == state.shade_rgb(stored[pos], page.scale)
-        assert float(fmt.toolTip().split()[0]) == pytest.approx(stored[pos], rel=1e-3, abs=1e-4)
+        assert float(sv.tooltip_at(span.start).split()[0]) == pytest.approx(stored[pos], rel=1e-3, abs=1e-4)
+        assert sv.tooltip_at(span.end - 1) == sv.tooltip_at(span.start)
     # the strongest firing is the darkest red on the page
     top_val = max(stored.values())
     assert state.shade_rgb(top_val, page.scale)[1] == min(state.shade_rgb(v, page.scale)[1] for v in stored.values())

@@ -58,9 +58,9 @@ def wait_for(predicate, timeout_s: float = 60.0) -> bool:
 
     loop = QEventLoop()
     timer = QTimer()
-    timer.setInterval(20)
-    timer.timeout.connect(lambda: loop.quit() if predicate() else None)
+    timer.setInterval(10)
     deadline = time.monotonic() + timeout_s
+    timer.timeout.connect(lambda: loop.quit() if predicate() or time.monotonic() >= deadline else None)
     timer.start()
     try:
         while not predicate() and time.monotonic() < deadline:

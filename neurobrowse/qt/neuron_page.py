@@ -47,8 +47,9 @@ class _SmallTable(QTableWidget):
         self.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for c in range(1, len(headers)):
-            self.horizontalHeader().setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        for c in range(1, len(headers)):  # fixed widths: fill() updates cells without per-cell signals
+            self.horizontalHeader().setSectionResizeMode(c, QHeaderView.ResizeMode.Fixed)
+            self.setColumnWidth(c, 72)
         mono = QFont("DejaVu Sans Mono")
         mono.setPointSizeF(9)
         for r in range(rows):
@@ -61,6 +62,16 @@ class _SmallTable(QTableWidget):
                 self.setItem(r, c, it)
 
     def fill(self, rows: list[tuple]) -> None:
+        """New cell texts with the model's signals blocked (one repaint instead of one per cell)."""
+        model = self.model()
+        model.blockSignals(True)
+        try:
+            self._fill(rows)
+        finally:
+            model.blockSignals(False)
+        self.viewport().update()
+
+    def _fill(self, rows: list[tuple]) -> None:
         for r in range(self.rowCount()):
             vals = rows[r] if r < len(rows) else ("",) * self.columnCount()
             for c in range(self.columnCount()):
@@ -73,6 +84,8 @@ class _SmallTable(QTableWidget):
 class HistogramPlot(pg.PlotWidget):
     """The activation histogram of one neuron; one step curve, updated with setData."""
 
+    MAX_BINS = 160
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setMinimumHeight(150)
@@ -83,7 +96,7 @@ class HistogramPlot(pg.PlotWidget):
         for ax in ("left", "bottom"):
             self.getPlotItem().getAxis(ax).enableAutoSIPrefix(False)
         self.curve = self.plot([0, 1], [0], stepMode="center", fillLevel=0, brush=(200, 40, 40, 90),
-                               pen=pg.mkPen((170, 20, 20), width=1.2))
+                               pen=pg.mkPen((170, 20, 20), width=1.2), antialias=False)
         self.zero = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen((120, 120, 120), style=Qt.PenStyle.DashLine))
         self.addItem(self.zero)
         self.log = False
@@ -91,13 +104,19 @@ class HistogramPlot(pg.PlotWidget):
         self._counts = np.array([0.0])
 
     def set_hist(self, edges, counts) -> None:
-        """edges [H + 1] are shared by the hook and may span a wide range: show only the occupied bins."""
+        """edges [H + 1] are shared by the hook and may span a wide range: show only the occupied bins,
+        merged down to at most MAX_BINS (a filled path of thousands of steps costs ~50 ms to paint)."""
         edges = np.asarray(edges, dtype=np.float64)
         counts = np.asarray(counts, dtype=np.float64)
         nz = np.flatnonzero(counts)
         if len(nz) and len(edges) == len(counts) + 1:
             lo, hi = max(int(nz[0]) - 1, 0), min(int(nz[-1]) + 2, len(counts))
             edges, counts = edges[lo : hi + 1], counts[lo:hi]
+            group = -(-len(counts) // self.MAX_BINS)
+            if group > 1:  # merge runs of `group` bins: exact sums, edges kept at the run starts
+                idx = np.arange(0, len(counts), group)
+                counts = np.add.reduceat(counts, idx)
+                edges = np.append(edges[idx], edges[-1])
         self._edges, self._counts = edges, counts
         self._redraw()
 
@@ -229,6 +248,7 @@ class NeuronPageWidget(QWidget):
         lay.addLayout(head)
         lay.addWidget(body, 1)
 
+        self.tabs.currentChanged.connect(lambda i: self._render_current_tab())
         self.bookmark_btn.clicked.connect(lambda: browser.toggle_bookmark())
         browser.neuronChanged.connect(self._on_neuron)
         browser.pageReady.connect(self.show_page)
@@ -273,17 +293,49 @@ class NeuronPageWidget(QWidget):
             f"{ref.hook} · {act} · max {_fmt(st.get('max_act'))} · density {_fmt(st.get('density'))} · "
             f"kurtosis {_fmt(st.get('kurtosis'))} · token-rule {_fmt(st.get('token_rule_score'))} · "
             f"similarity {_fmt(st.get('sim_score'))}")
-        self.top_view.show_snippets(page.top, page.scale, "no top activations stored")
-        self.bottom_view.show_snippets(page.bottom, page.scale, "no bottom activations stored")
+        # the visible tab renders now; the others when they are first shown (switching stays cheap)
+        self._dirty = {self.top_view: self._render_top, self.bottom_view: self._render_bottom,
+                       self.samples_view: self._render_samples, self.mid_view.parentWidget(): self._render_ln}
+        self._render_current_tab()
+        self.hist.set_hist(v.hist_edges, v.hist_counts)
+        self.top_tokens.fill([(t, m, str(int(c))) for t, m, c in v.top_tokens])
+        self.logit_up.fill([(t, x) for t, x in v.logit_up])
+        self.logit_down.fill([(t, x) for t, x in v.logit_down])
+        self.stats.fill([(name, st.get(key, float("nan"))) for key, name in STAT_ROWS])
+        self.tabs.setTabEnabled(self.ln_tab, page.paired is not None)
+        self._sync_bookmark()
+
+    def _render_current_tab(self) -> None:
+        w = self.tabs.currentWidget()
+        fn = self._dirty.pop(w, None) if hasattr(self, "_dirty") else None
+        if fn is not None:
+            fn()
+
+    def render_all(self) -> None:
+        """Render every tab now (screenshots, tests that read a hidden tab)."""
+        for fn in list(getattr(self, "_dirty", {}).values()):
+            fn()
+        self._dirty = {}
+
+    def _render_top(self) -> None:
+        self.top_view.show_snippets(self.page.top, self.page.scale, "no top activations stored")
+
+    def _render_bottom(self) -> None:
+        self.bottom_view.show_snippets(self.page.bottom, self.page.scale, "no bottom activations stored")
+
+    def _render_samples(self) -> None:
+        page = self.page
         merged, headers = [], {}
         for name, snips in page.samples.items():  # bins as in store.schema.SAMPLE_BINS, strongest first
             if snips:
                 headers[len(merged)] = f"quantile {name}" if name != "random" else "random tokens"
                 merged.extend(snips)
         self.samples_view.show_snippets(merged, page.scale, "no quantile samples stored", headers)
-        has_ln = page.paired is not None
-        self.tabs.setTabEnabled(self.ln_tab, has_ln)
-        if has_ln:
+
+    def _render_ln(self) -> None:
+        page = self.page
+        v, ref = page.view, page.ref
+        if page.paired is not None:
             if ref.hook.endswith("hook_mid"):
                 mid, mid_s, mid_scale = v, page.top, page.scale
                 post, post_s, post_scale = page.paired, page.paired_top, page.paired_scale
@@ -300,9 +352,3 @@ class NeuronPageWidget(QWidget):
             self.mid_view.clear_snippets("This store has no hook_mid for this layer (GeLU models have no LayerNorm "
                                          "after the activation).")
             self.post_view.clear_snippets("")
-        self.hist.set_hist(v.hist_edges, v.hist_counts)
-        self.top_tokens.fill([(t, m, str(int(c))) for t, m, c in v.top_tokens])
-        self.logit_up.fill([(t, x) for t, x in v.logit_up])
-        self.logit_down.fill([(t, x) for t, x in v.logit_down])
-        self.stats.fill([(name, st.get(key, float("nan"))) for key, name in STAT_ROWS])
-        self._sync_bookmark()

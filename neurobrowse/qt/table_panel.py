@@ -242,7 +242,6 @@ class NeuronTablePanel(QWidget):
         sm.blockSignals(True)
         sm.setCurrentIndex(idx, sm.SelectionFlag.ClearAndSelect | sm.SelectionFlag.Rows)
         sm.blockSignals(False)
-        self.view.viewport().update()
         self.view.scrollTo(idx)
 
     def _update_count(self, mask) -> None:
