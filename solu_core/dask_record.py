@@ -37,7 +37,7 @@ class DaskRecordConfig:
 
 # ---- the worker side ------------------------------------------------------------------------------------
 
-_WORKER_STATE: dict = {}  # per worker process: (checkpoint, device, corpus, store) -> (ck, split, writer)
+_WORKER_STATE: dict = {}  # per worker process: (checkpoint, device, corpus, store, run uuid) -> (ck, split, writer)
 
 
 def _worker_device(device: str) -> str:
@@ -62,7 +62,7 @@ def _worker_device(device: str) -> str:
 
 
 def _worker_state(spec: dict):
-    key = (spec["checkpoint"], spec["device"], spec["corpus_dir"], spec["out"])
+    key = (spec["checkpoint"], spec["device"], spec["corpus_dir"], spec["out"], spec["run_uuid"])
     state = _WORKER_STATE.get(key)
     if state is None:
         from solu_core import corpus as corpus_mod
@@ -120,7 +120,7 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
         per_task = cfg.groups_per_task or min(cfg.max_groups_per_task,
                                               max(1, -(-len(groups) // (n_workers(client) * cfg.tasks_per_worker))))
         spec = {"checkpoint": str(plan.ck.path), "checkpoint_hash": plan.ck.hash, "device": device,
-                "corpus_dir": str(plan.corpus_dir), "out": str(plan.out), "fsync": fsync, "hooks": plan.hooks,
+                "corpus_dir": str(plan.corpus_dir), "out": str(plan.out), "run_uuid": w.manifest["run_uuid"], "fsync": fsync, "hooks": plan.hooks,
                 "per_group": plan.per_group, "batch_ctx": plan.batch_ctx}
         futures, weights = [], {}
         nonce = uuid.uuid4().hex[:8]  # keys unique to this run

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         from solu_core.dask_record import record_dask
         from store.dask_cluster import ClusterConfig, dask_client
 
-        with dask_client(args.scheduler, ClusterConfig(gpus=True)) as client:
+        with dask_client(args.scheduler, ClusterConfig(gpus=args.device != "cpu")) as client:
             out = record_dask(args.checkpoint, args.out, client, **kwargs)
     else:
         out = record(args.checkpoint, args.out, **kwargs)
