@@ -82,7 +82,7 @@ class SidePane(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table_panel)
         split.addWidget(self.page)
-        split.setSizes([430, 1170])
+        split.setSizes([520, 1180])
         self.split = split
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
