@@ -363,3 +363,21 @@ def test_label_panel_labels_the_shown_neuron_and_the_table_filters_on_it(qtbot, 
         panel.filter_edit.setText("label ~ ✓")
         panel._push_filter()
     assert panel.proxy.rowCount() == 1 and panel.row_of(6) == 0
+
+
+def test_incomplete_store_says_how_to_resume(qtbot, windows, tiny_stores, tmp_path):
+    """A recording that stopped early: the dialog names the store and the command that resumes it."""
+    from store.writer import StoreWriter
+
+    src = Store.open(tiny_stores["gelu"])
+    path = tmp_path / "half"
+    w = StoreWriter.create_or_resume(path, model_config=dict(src.model_config), hooks=list(src.hooks),
+                                     n_tokens=src.n_tokens, context_len=src.context_len,
+                                     tokenizer_json=src.tokenizer_json, manifest={}, fsync=False)
+    assert w.pending_chunks(src.hooks[0])  # nothing written: the recording "stopped" at once
+    win = _main(windows, path)
+    qtbot.waitUntil(lambda: _find_error_box(win) is not None, timeout=WAIT_MS)
+    text = _find_error_box(win).informativeText()
+    assert "incomplete" in text and str(path) in text and "neurobrowse record" in text
+    _find_error_box(win).button(QMessageBox.StandardButton.Ok).click()
+    assert "INCOMPLETE" in win.status_label.text()
