@@ -451,13 +451,16 @@ def _top_tokens(token_sum: np.ndarray, token_count: np.ndarray, t: int, min_coun
     out_counts = np.zeros((N, t), np.int64)
     if ids.size == 0:
         return out_ids, out_means, out_counts
-    means = (token_sum[ids] / token_count[ids, None]).T  # [N, n_ok]
     m = min(t, ids.size)
-    # lexsort: highest mean first, lower token id on ties (deterministic)
-    order = np.lexsort((np.broadcast_to(ids, means.shape), -means), axis=-1)[:, :m]  # [N, m]
-    out_ids[:, :m] = ids[order]
-    out_means[:, :m] = np.take_along_axis(means, order, 1)
-    out_counts[:, :m] = token_count[ids[order]]
+    # highest mean first, lower token id on ties (deterministic): a streaming top-m per neuron
+    top_ids = np.empty((N, m), np.int64)  # [N, m]
+    top_means = np.empty((N, m))  # [N, m] float64
+    kernels.top_tokens_by_mean(np.ascontiguousarray(token_sum, dtype=np.float64),
+                               np.ascontiguousarray(token_count, dtype=np.int64), ids.astype(np.int64),
+                               top_ids, top_means, kernels.ROW_BLOCK)
+    out_ids[:, :m] = top_ids
+    out_means[:, :m] = top_means
+    out_counts[:, :m] = token_count[top_ids]
     return out_ids, out_means, out_counts
 
 
@@ -569,26 +572,29 @@ class _IndexGroup:
             self.group = idx.require_group(self.hook)
 
     def _write_arrays(self, group: zarr.Group, arrays: dict[str, np.ndarray], dims: dict[str, tuple],
-                      neuron_chunk: int = schema.INDEX_NEURON_CHUNK) -> None:
+                      neuron_chunk: int = schema.INDEX_NEURON_CHUNK, raw_floats: bool = False) -> None:
+        """Create and fill arrays, chunked along their neuron axis. ``raw_floats``: float arrays get a
+        Crc32c checksum only, no zstd (resume state: float64 sums barely compress, and zstd over
+        the 2 x vocab x neurons per-token sums made each checkpoint cost seconds)."""
         for name, a in arrays.items():
             d = dims[name]
-            if name in schema.INDEX_WHOLE_ARRAYS or a.ndim == 0:
-                chunks = a.shape
-            elif d[0] == schema.NEURON_DIM:
-                chunks = (min(neuron_chunk, max(1, a.shape[0])),) + a.shape[1:]
-            elif len(d) > 1 and d[1] == schema.NEURON_DIM:
-                chunks = (a.shape[0], min(neuron_chunk, max(1, a.shape[1]))) + a.shape[2:]
-            else:
-                chunks = a.shape
+            chunks = list(a.shape)
+            if name not in schema.INDEX_WHOLE_ARRAYS and schema.NEURON_DIM in d:
+                ax = d.index(schema.NEURON_DIM)
+                chunks[ax] = min(neuron_chunk, a.shape[ax])
             chunks = tuple(max(1, c) for c in chunks)
+            raw = raw_floats and a.dtype.kind == "f"
             arr = group.create_array(name, shape=a.shape, dtype=a.dtype, chunks=chunks,
-                                     compressors=schema.codecs(str(a.dtype)), fill_value=0,
+                                     compressors=schema.dense_codecs() if raw else schema.codecs(str(a.dtype)),
+                                     fill_value=0,
                                      dimension_names=d, config=schema.ARRAY_CONFIG, overwrite=True)
             arr[...] = a
 
-    def save_state(self, which: str, part, chunk_stop: int, extra: dict) -> None:
+    def save_state(self, which: str, part, chunk_stop: int, extra: dict, quick: bool = False) -> None:
         """Save a partial result into the free slot of ``which`` ("p1" / "p2"), then point the
-        progress attribute at it (the pointer is written last: a kill leaves the old save valid)."""
+        progress attribute at it (the pointer is written last: a kill leaves the old save valid).
+        ``quick``: float arrays uncompressed (periodic checkpoints, soon replaced: ~2x cheaper to
+        write); the save at the end of a pass, which the store keeps, is compressed."""
         progress = dict(self.attrs.get("progress") or {})
         old = progress.get(which, {}).get("slot")
         slot = f"{which}_{1 - int(old[-1])}" if old else f"{which}_0"
@@ -599,9 +605,8 @@ class _IndexGroup:
             g = state.create_group(slot)
             arrays = part.arrays()
             n_neurons = part.prio.shape[0] if isinstance(part, SamplePartial) else part.n_neurons
-            dims = {n: (schema.NEURON_DIM if a.shape[0] == n_neurons and n != "token_count" else "d0",)
-                    + tuple(f"d{i}" for i in range(1, a.ndim)) for n, a in arrays.items()}
-            self._write_arrays(g, arrays, dims, neuron_chunk=256)
+            dims = {n: _state_dims(n, a, n_neurons) for n, a in arrays.items()}
+            self._write_arrays(g, arrays, dims, neuron_chunk=256, raw_floats=quick)
             g.attrs.update({"ranges": [list(r) for r in part.ranges], **_scalars(part)})
         progress[which] = {"slot": slot, "chunk_stop": int(chunk_stop), **extra}
         self.set_attrs(progress=progress)
@@ -638,6 +643,18 @@ class _IndexGroup:
             attrs.pop("progress", None)
             self.group.attrs.clear()
             self.group.attrs.update(attrs)
+
+
+def _state_dims(name: str, a: np.ndarray, n_neurons: int) -> tuple:
+    """Dimension names of a saved state array: the neuron axis is the first one of size n_neurons
+    (or the last, for token_sum [2, V, N]), so the array is chunked along it."""
+    d = [f"d{i}" for i in range(a.ndim)]
+    if name != "token_count" and a.ndim:
+        if a.shape[0] == n_neurons:
+            d[0] = schema.NEURON_DIM
+        elif a.shape[-1] == n_neurons:
+            d[-1] = schema.NEURON_DIM
+    return tuple(d)
 
 
 def _scalars(part) -> dict:
@@ -705,10 +722,10 @@ def _run_pass(src: _ChunkSource, grp: _IndexGroup, which: str, part, start: int,
         if budget[0] is not None:
             budget[0] -= 1
             if budget[0] <= 0:
-                grp.save_state(which, part.canonical(), c + 1, {})
+                grp.save_state(which, part.canonical(), c + 1, {}, quick=True)
                 raise _Stopped()
         if c + 1 < src.n_chunks and time.monotonic() - last_save >= cfg.checkpoint_every_s:
-            grp.save_state(which, part.canonical(), c + 1, {})
+            grp.save_state(which, part.canonical(), c + 1, {}, quick=True)
             last_save = time.monotonic()
     del mb_per_chunk
     part.canonical()

@@ -132,10 +132,10 @@ def _worst_bottom(keys, pos, j):
     return w
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)  # serial: tiny work, and waking threads on a busy box cost ~10 ms a call
 def worst_slots(top_key, top_pos, bot_key, bot_pos, top_worst, bot_worst):
     """Recompute the replace-next slot of every neuron's top and bottom list (after loading a state)."""
-    for j in prange(top_key.shape[0]):
+    for j in range(top_key.shape[0]):
         top_worst[j] = _worst_top(top_key, top_pos, j)
         bot_worst[j] = _worst_bottom(bot_key, bot_pos, j)
 
@@ -159,11 +159,11 @@ def topk_chunk(curT, row0, top_key, top_pos, top_worst):
                 thr = top_key[j, s]
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)  # serial, as worst_slots
 def sample_worst_slots(s_prio, s_worst):
     """Recompute the replace-next slot of every (neuron, bin) sample list."""
     N, B, S = s_prio.shape
-    for j in prange(N):
+    for j in range(N):
         for bi in range(B):
             w = 0
             for i in range(1, S):
@@ -402,26 +402,39 @@ def pass2_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, qbin, s_pr
         j0 = b * block
         j1 = min(N, j0 + block)
         m = j1 - j0
-        # per neuron: the priority a new entry must beat in each bin, and the loosest quantile bin's
-        thr = np.empty((m, B), np.uint64)
-        qmax = np.empty(m, np.uint64)
+        # per neuron: the priority a new entry must beat in each bin (bin-major, so the reject test
+        # below reads contiguous rows), and the first key of each quantile bin
+        thr = np.empty((B, m), np.uint64)
+        qkey = np.empty((nq, m), np.int32)
         for jj in range(m):
             for bi in range(B):
-                thr[jj, bi] = s_prio[j0 + jj, bi, s_worst[j0 + jj, bi]]
-            qmax[jj] = thr[jj, 0]
-            for bi in range(1, B - 1):
-                qmax[jj] = max(qmax[jj], thr[jj, bi])
+                thr[bi, jj] = s_prio[j0 + jj, bi, s_worst[j0 + jj, bi]]
+            for e in range(nq):
+                # key >= qkey  <=>  clamped histogram bin >= qbin (bin 0 takes every key below it)
+                qkey[e, jj] = (qbin[j0 + jj, e] + HIST_OFFSET) << HIST_SHIFT if qbin[j0 + jj, e] > 0 else -1
+        sl = salt[j0:j1]
         for r in range(R):
             h1 = row_hash[r]
             h2 = row_hash2[r]
+            row = cur[r, j0:j1]
+            # cheap reject, vectorised over the block: does any neuron take this row into a bin?
+            hit = False
+            for jj in range(m):
+                key = f16_key(row[jj])
+                # the bin's current S-th priority: quantile bin qb (0 = top) has thr[qb]
+                t = thr[nq, jj]
+                for e in range(nq):
+                    if key >= qkey[e, jj]:
+                        t = thr[nq - 1 - e, jj]
+                hit |= ((h1 ^ sl[jj]) < t) | ((h2 ^ sl[jj]) < thr[B - 1, jj])
+            if not hit:
+                continue
             for jj in range(m):
                 j = j0 + jj
                 sj = salt[j]
                 for which in range(2):
                     if which == 0:
                         pr = h1 ^ sj
-                        if pr >= qmax[jj]:  # cheap reject: no quantile bin takes this priority
-                            continue
                         key = f16_key(cur[r, j])
                         hb = (key >> HIST_SHIFT) - HIST_OFFSET
                         if hb < 0:
@@ -436,7 +449,7 @@ def pass2_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, qbin, s_pr
                     else:
                         pr = h2 ^ sj
                         bi = B - 1
-                    if pr < thr[jj, bi]:
+                    if pr < thr[bi, jj]:
                         key = f16_key(cur[r, j])
                         s = s_worst[j, bi]
                         s_prio[j, bi, s] = pr
@@ -448,9 +461,77 @@ def pass2_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, qbin, s_pr
                             if s_prio[j, bi, i] > s_prio[j, bi, w]:
                                 w = i
                         s_worst[j, bi] = w
-                        thr[jj, bi] = s_prio[j, bi, w]
-                        if bi < B - 1:
-                            qm = thr[jj, 0]
-                            for q in range(1, B - 1):
-                                qm = max(qm, thr[jj, q])
-                            qmax[jj] = qm
+                        thr[bi, jj] = s_prio[j, bi, w]
+
+
+@njit(inline="always", cache=True)
+def _ranks_above(m1, i1, m2, i2):
+    """(mean m1, token i1) ranks above (m2, i2): higher mean first, NaN last, lower token id on ties
+    (the order of ``np.lexsort((ids, -means))``)."""
+    n1 = np.isnan(m1)
+    n2 = np.isnan(m2)
+    if n1 != n2:
+        return n2
+    if not n1 and m1 != m2:
+        return m1 > m2
+    return i1 < i2
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def top_tokens_by_mean(token_sum, token_count, ids, out_ids, out_means, block):
+    """Per neuron, the tokens of highest mean activation among ``ids`` (ascending int64 token ids),
+    best first: out_ids int64 [N, t] (-1 where fewer than t ids), out_means float64 [N, t].
+    token_sum: float64 [V, N]; token_count: int64 [V]. A streaming top-t per neuron over the rows of
+    token_sum (row-major, blocks of neurons), instead of sorting all V means of every neuron."""
+    V, N = token_sum.shape
+    t = out_ids.shape[1]
+    nb = (N + block - 1) // block
+    for b in prange(nb):
+        j0 = b * block
+        j1 = min(N, j0 + block)
+        m = j1 - j0
+        kid = np.full((m, t), -1, np.int64)
+        kmean = np.zeros((m, t))
+        filled = 0  # slots filled so far (the same for every neuron: the first t ids fill them)
+        worst = np.zeros(m, np.int64)
+        for i in range(ids.shape[0]):
+            v = ids[i]
+            c = token_count[v]
+            if filled < t:
+                for jj in range(m):
+                    kid[jj, filled] = v
+                    kmean[jj, filled] = token_sum[v, j0 + jj] / c
+                filled += 1
+                if filled == t:
+                    for jj in range(m):
+                        w = 0
+                        for s in range(1, t):
+                            if _ranks_above(kmean[jj, w], kid[jj, w], kmean[jj, s], kid[jj, s]):
+                                w = s
+                        worst[jj] = w
+                continue
+            for jj in range(m):
+                mean = token_sum[v, j0 + jj] / c
+                w = worst[jj]
+                if _ranks_above(mean, v, kmean[jj, w], kid[jj, w]):
+                    kid[jj, w] = v
+                    kmean[jj, w] = mean
+                    w = 0
+                    for s in range(1, t):
+                        if _ranks_above(kmean[jj, w], kid[jj, w], kmean[jj, s], kid[jj, s]):
+                            w = s
+                    worst[jj] = w
+        for jj in range(m):  # best first: insertion sort of the t kept
+            for s in range(1, filled):
+                ms = kmean[jj, s]
+                i_s = kid[jj, s]
+                q = s - 1
+                while q >= 0 and _ranks_above(ms, i_s, kmean[jj, q], kid[jj, q]):
+                    kmean[jj, q + 1] = kmean[jj, q]
+                    kid[jj, q + 1] = kid[jj, q]
+                    q -= 1
+                kmean[jj, q + 1] = ms
+                kid[jj, q + 1] = i_s
+            for s in range(t):
+                out_ids[j0 + jj, s] = kid[jj, s]
+                out_means[j0 + jj, s] = kmean[jj, s]
