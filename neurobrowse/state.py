@@ -678,10 +678,10 @@ def comparison_verdict(labels: tuple[str, str], shares: tuple[list[ShareResult],
         return (f"The paper's result holds on these models: more {s} neurons pass the automated "
                 f"interpretability scores than {g} neurons ({'; '.join(clear + weak)}), with 95% intervals apart.")
     if (clear or weak) and not against:
-        return (f"The paper's result points the same way here but is not significant: {s} passes more often "
+        return (f"The paper's result points the same way here but is not significant: {s} passes more often than {g} "
                 f"({'; '.join(weak + clear)}) but the 95% intervals overlap. Record more tokens or a bigger model to tell.")
     if (clear or weak) and against:
-        return (f"Mixed: {s} does better on {'; '.join(clear + weak)} but not on {'; '.join(against)}. "
+        return (f"Mixed: {s} does better than {g} on {'; '.join(clear + weak)} but not on {'; '.join(against)}. "
                 f"The paper's result does not clearly hold on these models.")
     return (f"The paper's result does NOT hold on these models: {s} neurons pass the automated scores no more "
             f"often than {g} neurons ({'; '.join(against)}). Small or briefly trained models may not show it.")
