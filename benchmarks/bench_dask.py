@@ -221,6 +221,8 @@ def main() -> int:
             res["record"][f"local{n}_cold_s"] = time_record(ck, corpus, out, args.tokens, client)[0]
             rec = [time_record(ck, corpus, out, args.tokens, client) for _ in range(args.repeats)]
             res["record"][f"local{n}_s"] = _median([r[0] for r in rec])
+            # the workers' own model + writer time: wall minus this is Dask's (and the client's) share
+            res["record"][f"local{n}_workers_busy_s"] = _median([r[1]["model_s"] + r[1]["write_s"] for r in rec])
             res["record"][f"local{n}_identical"] = same_recording(ref, out)
             res["index"][f"local{n}_cold_s"] = time_index(out, client)  # workers load Numba's cache, imports
             res["index"][f"local{n}_s"] = _median([time_index(out, client) for _ in range(args.repeats)])

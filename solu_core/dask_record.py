@@ -104,7 +104,7 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
     ``device`` is what each worker uses ("auto": its GPU when it has one, else CPU); the client
     itself loads the model on the CPU only to create the store and the logit effects.
     """
-    from store.dask_cluster import n_workers, progress_bar
+    from store.dask_cluster import dask_errors, n_workers, progress_bar
 
     cfg = config or DaskRecordConfig()
     t_start = time.perf_counter()
@@ -120,7 +120,8 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
         per_task = cfg.groups_per_task or min(cfg.max_groups_per_task,
                                               max(1, -(-len(groups) // (n_workers(client) * cfg.tasks_per_worker))))
         spec = {"checkpoint": str(plan.ck.path), "checkpoint_hash": plan.ck.hash, "device": device,
-                "corpus_dir": str(plan.corpus_dir), "out": str(plan.out), "run_uuid": w.manifest["run_uuid"], "fsync": fsync, "hooks": plan.hooks,
+                "corpus_dir": str(plan.corpus_dir), "out": str(plan.out), "run_uuid": w.manifest["run_uuid"],
+                "fsync": fsync, "hooks": plan.hooks,
                 "per_group": plan.per_group, "batch_ctx": plan.batch_ctx}
         futures, weights = [], {}
         nonce = uuid.uuid4().hex[:8]  # keys unique to this run
@@ -128,22 +129,26 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
             gs = groups[i:i + per_task]
             chunks = {c for g in gs for c in range(g * plan.per_group, min(w.n_chunks, (g + 1) * plan.per_group))}
             sub = {name: sorted(v & chunks) for name, v in pending.items()}
-            f = client.submit(_record_groups, spec, gs, sub, key=f"neurobrowse-record-{plan.out.name}-{gs[0]}-{gs[-1]}-{nonce}",
-                              pure=False)
+            f = client.submit(_record_groups, spec, gs, sub, pure=False,
+                              key=f"neurobrowse-record-{plan.out.name}-{gs[0]}-{gs[-1]}-{nonce}")
             futures.append(f)
             weights[f.key] = sum(w.chunk_rows(c)[1] - w.chunk_rows(c)[0] for c in chunks)
         done = plan.n_tokens - sum(weights.values())
-        try:
-            for fut in progress_bar(futures, total=plan.n_tokens, initial=done, desc=f"record {plan.out.name} (dask)",
-                                    unit="tok", enabled=progress, weights=weights):
-                r = fut.result()  # raises the task's error (a NeurobrowseError names the chunk or file)
-                stats.tokens += r["tokens"]
-                stats.bytes += r["bytes"]
-                stats.model_s += r["model_s"]
-                stats.write_s += r["write_s"]
-        except BaseException:
-            client.cancel(futures)  # what has markers stays; the same command resumes the rest
-            raise
+        with dask_errors(f"recording {plan.out}"):
+            try:
+                for fut in progress_bar(futures, total=plan.n_tokens, initial=done, unit="tok", enabled=progress,
+                                        desc=f"record {plan.out.name} (dask)", weights=weights):
+                    r = fut.result()  # raises the task's error (a NeurobrowseError names the chunk or file)
+                    stats.tokens += r["tokens"]
+                    stats.bytes += r["bytes"]
+                    stats.model_s += r["model_s"]
+                    stats.write_s += r["write_s"]
+            except BaseException:
+                try:
+                    client.cancel(futures)  # what has markers stays; the same command resumes the rest
+                except Exception:  # the scheduler is gone: nothing left to cancel
+                    pass
+                raise
         stats.groups.extend(groups)
     w.finish()
     stats.wall_s += time.perf_counter() - t_start

@@ -214,6 +214,26 @@ def n_workers(client, wait_s: float = 30.0) -> int:
     return n
 
 
+@contextmanager
+def dask_errors(what: str):
+    """Turn a lost scheduler or a task that kept killing its workers into a SchedulerError that
+    says how to go on (the work already on disk is kept: the same command resumes)."""
+    from concurrent.futures import CancelledError
+
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    try:
+        yield
+    except KilledWorker as e:
+        raise SchedulerError(f"{what}: a task killed {e.args[0] if e.args else 'its'} worker(s) too often "
+                             f"({e}); a worker may run out of memory - give workers more memory or fewer "
+                             f"chunks per task, then run the same command again to resume") from e
+    except (CancelledError, CommClosedError) as e:
+        raise SchedulerError(f"{what}: lost the Dask scheduler ({type(e).__name__}: {e}); what was written "
+                             f"is kept - run the same command again to resume") from e
+
+
 def progress_bar(futures, *, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "task",
                  enabled: bool = True, weights: dict | None = None):
     """Iterate ``futures`` as they complete under a tqdm bar (our own bar: it works for any client,
@@ -238,4 +258,4 @@ def progress_bar(futures, *, total: int | None = None, initial: int = 0, desc: s
 
 
 __all__ = ["ClusterConfig", "SchedulerError", "SchedulerSpec", "parse_scheduler", "dask_client", "n_workers",
-           "progress_bar", "INSTALL_HINT"]
+           "progress_bar", "dask_errors", "INSTALL_HINT"]

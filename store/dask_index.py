@@ -132,7 +132,7 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
     Same arguments, refusals, resume state and result as ``store.indexer.index_store``; returns a
     summary per hook. The store's path must be the same on the workers (shared file system).
     """
-    from store.dask_cluster import n_workers, progress_bar
+    from store.dask_cluster import dask_errors, n_workers, progress_bar
 
     cfg = config or DaskIndexConfig()
     if k < 1:
@@ -192,19 +192,24 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
         del p1, p2, qbin  # the scheduler keeps what the finalize task needs, and frees the rest as it goes
 
     pending = list(leaves) + list(finals.values())
-    try:
-        if leaves:
-            it = progress_bar(leaves, total=sum(weights.values()) + done_tokens, initial=done_tokens,
-                              desc=f"index {Path(spath).name} (dask)", unit="tok", enabled=progress, weights=weights)
-            leaves = []  # the iterator holds them until each is done
-            for fut in it:
-                if fut.status == "error":
-                    fut.result()  # raise the task's error here (a NeurobrowseError names the chunk)
-        for hook, fut in finals.items():
-            out[hook] = fut.result()
-    except BaseException:
-        client.cancel(pending)  # a failed task or Ctrl-C: stop the rest; saved passes stay for a resume
-        raise
+    with dask_errors(f"indexing {spath}"):
+        try:
+            if leaves:
+                it = progress_bar(leaves, total=sum(weights.values()) + done_tokens, initial=done_tokens,
+                                  desc=f"index {Path(spath).name} (dask)", unit="tok", enabled=progress,
+                                  weights=weights)
+                leaves = []  # the iterator holds them until each is done
+                for fut in it:
+                    if fut.status == "error":
+                        fut.result()  # raise the task's error here (a NeurobrowseError names the chunk)
+            for hook, fut in finals.items():
+                out[hook] = fut.result()
+        except BaseException:
+            try:
+                client.cancel(pending)  # a failed task or Ctrl-C: stop the rest; saved passes stay for a resume
+            except Exception:  # the scheduler is gone: nothing left to cancel
+                pass
+            raise
     return {h: out[h] for h in wanted}
 
 
