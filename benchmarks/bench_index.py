@@ -229,6 +229,8 @@ def main() -> None:
         for name, store, fn, reps in runs:
             if rep < reps:
                 times[f"{store}/{name}"].append(fn(stores[store], args.k))
+                print(f"  repeat {rep + 1}: {store}/{name} {times[f'{store}/{name}'][-1]:.2f} s "
+                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
         loads.append(os.getloadavg()[0])
     med = {n: statistics.median(v) for n, v in times.items()}
 

@@ -116,8 +116,7 @@ class PartialIndex:
         kernels.worst_slots(self.top_key, self.top_pos, self.bot_key, self.bot_pos, top_worst, bot_worst)
         sums = np.zeros((N, 6))  # shift (first value, keeps the power sums small), power sums 1..4, density
         parity = ((row0 + np.arange(R)) // context_len) & 1  # [R]
-        kernels.pass1_rows(np.ascontiguousarray(bits), row0, context_len, schema.CONTEXT_BEFORE, kernels.F16_TO_F32,
-                           _DENS_KEY, np.ascontiguousarray(tokens, dtype=np.int32), parity,
+        kernels.pass1_rows(np.ascontiguousarray(bits), row0, context_len, schema.CONTEXT_BEFORE, _DENS_KEY, np.ascontiguousarray(tokens, dtype=np.int32), parity,
                            self.top_key, self.top_pos, self.top_win, top_worst,
                            self.bot_key, self.bot_pos, self.bot_win, bot_worst, self.hist, sums, self.token_sum,
                            kernels.ROW_BLOCK)

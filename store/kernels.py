@@ -235,7 +235,6 @@ def pass1_rows(
     row0,  # global token position of row 0
     ctx_len,  # tokens per context (contexts never straddle a chunk)
     before,  # window tokens before a firing
-    lut,  # float32 [65536] bits -> value
     dens_key,  # a value counts for density when its key > dens_key
     tokens,  # int32 [R] token id of each row
     parity,  # int64 [R] context parity of each row (0 / 1)
@@ -276,10 +275,12 @@ def pass1_rows(
         # bins, so the counts a row touches sit in a few cache lines (int32: a chunk has < 2**31 rows)
         hl = np.zeros((NKB, m), np.int32)
         vbuf = np.empty(m)  # one row's values of the block
+        ibuf = np.empty(m, np.int32)  # their float32 bit patterns (normals, inf, NaN)
+        fbuf = ibuf.view(np.float32)
         kbuf = np.empty(m, np.int32)  # and their keys
         for jj in range(m):
             if R > 0:
-                shift[jj] = lut[cur[0, j0 + jj]]
+                shift[jj] = F16_TO_F32[cur[0, j0 + jj]]
             tthr[jj] = top_key[j0 + jj, top_worst[j0 + jj]]
             bthr[jj] = bot_key[j0 + jj, bot_worst[j0 + jj]]
         for r in range(R):
@@ -287,9 +288,20 @@ def pass1_rows(
             ts = token_sum[parity[r], tokens[r], j0:j1]
             # simple loops over the block, so LLVM vectorises the arithmetic; only the histogram
             # scatter and the rare insertions are scalar
+            # float16 -> float32 bits by integer arithmetic (vectorises, unlike a table lookup):
+            # normals and inf / NaN by rebiasing the exponent; subnormals below (em < 0x400)
             for jj in range(m):
-                vbuf[jj] = lut[row[jj]]
+                h = np.int32(row[jj])
+                em = h & 0x7FFF
+                ibuf[jj] = ((h & 0x8000) << 16) | ((em << 13) + np.int32(0x38000000 if em < 0x7C00 else 0x70000000))
                 kbuf[jj] = f16_key(row[jj])
+            for jj in range(m):
+                h = np.int32(row[jj])
+                em = h & 0x7FFF
+                sub = np.float64(em) * 5.960464477539063e-08  # subnormal: em * 2**-24, exact
+                if h & 0x8000:
+                    sub = -sub
+                vbuf[jj] = np.float64(fbuf[jj]) if em >= 0x400 else sub
             for jj in range(m):
                 ts[jj] += vbuf[jj]
             a1 = acc[0]
@@ -413,20 +425,27 @@ def pass2_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, qbin, s_pr
                 # key >= qkey  <=>  clamped histogram bin >= qbin (bin 0 takes every key below it)
                 qkey[e, jj] = (qbin[j0 + jj, e] + HIST_OFFSET) << HIST_SHIFT if qbin[j0 + jj, e] > 0 else -1
         sl = salt[j0:j1]
+        kbuf = np.empty(m, np.int32)  # one row's keys of the block
+        tsel = np.empty(m, np.uint64)  # the priority each would have to beat
         for r in range(R):
             h1 = row_hash[r]
             h2 = row_hash2[r]
             row = cur[r, j0:j1]
-            # cheap reject, vectorised over the block: does any neuron take this row into a bin?
-            hit = False
+            # cheap reject, in loops over the block that LLVM vectorises: does any neuron take this
+            # row into a bin? tsel = the current S-th priority of the value's quantile bin (0 = top)
             for jj in range(m):
-                key = f16_key(row[jj])
-                # the bin's current S-th priority: quantile bin qb (0 = top) has thr[qb]
-                t = thr[nq, jj]
-                for e in range(nq):
-                    if key >= qkey[e, jj]:
-                        t = thr[nq - 1 - e, jj]
-                hit |= ((h1 ^ sl[jj]) < t) | ((h2 ^ sl[jj]) < thr[B - 1, jj])
+                kbuf[jj] = f16_key(row[jj])
+                tsel[jj] = thr[nq, jj]
+            for e in range(nq):
+                te = thr[nq - 1 - e]
+                qe = qkey[e]
+                for jj in range(m):
+                    if kbuf[jj] >= qe[jj]:
+                        tsel[jj] = te[jj]
+            hit = False
+            trand = thr[B - 1]
+            for jj in range(m):
+                hit |= ((h1 ^ sl[jj]) < tsel[jj]) | ((h2 ^ sl[jj]) < trand[jj])
             if not hit:
                 continue
             for jj in range(m):
