@@ -37,7 +37,7 @@ class DaskRecordConfig:
 
 # ---- the worker side ------------------------------------------------------------------------------------
 
-_WORKER_STATE: dict = {}  # per worker process: (checkpoint, device, corpus, store, run uuid) -> (ck, split, writer)
+_WORKER_STATE: dict = {}  # per worker process: ("model", ...) -> (ck, split); ("writer", store, run uuid) -> writer
 
 
 def _worker_device(device: str) -> str:
@@ -62,23 +62,30 @@ def _worker_device(device: str) -> str:
 
 
 def _worker_state(spec: dict):
-    key = (spec["checkpoint"], spec["device"], spec["corpus_dir"], spec["out"], spec["run_uuid"])
-    state = _WORKER_STATE.get(key)
-    if state is None:
+    """(checkpoint, split, writer) for a task: the model and corpus are kept per worker process
+    across recordings (keyed by checkpoint hash), the writer per store and run uuid."""
+    from store.writer import StoreWriter
+
+    mkey = ("model", spec["checkpoint"], spec["checkpoint_hash"], spec["device"], spec["corpus_dir"])
+    model = _WORKER_STATE.get(mkey)
+    if model is None:
         from solu_core import corpus as corpus_mod
         from solu_core.checkpoint import load_checkpoint
-        from store.writer import StoreWriter
 
         ck = load_checkpoint(spec["checkpoint"], device=_worker_device(spec["device"]))
         if ck.hash != spec["checkpoint_hash"]:
             raise RecordError(f"the checkpoint at {spec['checkpoint']} on this worker is not the one the client "
                               f"loaded (hash {ck.hash[:12]} vs {spec['checkpoint_hash'][:12]}); workers must see "
                               f"the same files at the same paths")
-        split = corpus_mod.load_split(spec["corpus_dir"], "val")
-        writer = StoreWriter.attach(spec["out"], fsync=spec["fsync"])
-        _WORKER_STATE.clear()  # one recording at a time per worker: free an older model
-        state = _WORKER_STATE[key] = (ck, split, writer)
-    return state
+        _WORKER_STATE.clear()  # one model at a time per worker: free an older one
+        model = _WORKER_STATE[mkey] = (ck, corpus_mod.load_split(spec["corpus_dir"], "val"))
+    wkey = ("writer", spec["out"], spec["run_uuid"])
+    writer = _WORKER_STATE.get(wkey)
+    if writer is None:
+        for k in [k for k in _WORKER_STATE if k[0] == "writer"]:
+            del _WORKER_STATE[k]
+        writer = _WORKER_STATE[wkey] = StoreWriter.attach(spec["out"], fsync=spec["fsync"])
+    return model[0], model[1], writer
 
 
 def _record_groups(spec: dict, groups: list[int], pending: dict[str, list[int]]) -> dict:

@@ -109,6 +109,24 @@ def test_bad_scheduler_is_a_clear_error_within_seconds(tmp_path, capsys, monkeyp
             pass
 
 
+def _wait_for(event_name: str) -> bool:
+    return distributed.Event(event_name).wait(timeout=60)
+
+
+def test_cancelled_work_is_a_clear_error_that_says_resume(client):
+    from store.dask_cluster import dask_errors
+
+    gate = distributed.Event("neurobrowse-test-gate", client=client)
+    fut = client.submit(_wait_for, "neurobrowse-test-gate", pure=False)
+    client.cancel(fut)  # what a lost scheduler does to every pending future
+    try:
+        with pytest.raises(SchedulerError, match="run the same command again to resume"):
+            with dask_errors("indexing STORE"):
+                fut.result()
+    finally:
+        gate.set()  # free the worker thread if the task had started
+
+
 # ---- index --------------------------------------------------------------------------------------------
 
 
