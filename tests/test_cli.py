@@ -30,3 +30,20 @@ def test_unknown_verb_exits_2_and_console_script_runs():
     assert "invalid choice" in r.stderr
     r = subprocess.run([sys.executable, "-m", "neurobrowse", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("neurobrowse ")
+
+
+def test_cli_runs_without_torch():
+    """torch is the `model` extra: browsing, indexing and --help must work where it is not installed."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch blocked by the test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from neurobrowse.cli import main\n"
+        "sys.exit(main(['--help']))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "train" in r.stdout and "open" in r.stdout

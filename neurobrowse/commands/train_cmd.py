@@ -9,7 +9,7 @@ DEFAULT_OUT = "artifacts/models"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from solu_core.train import PRESETS
+    from solu_core.presets import PRESETS
 
     p = sub.add_parser(
         "train",
