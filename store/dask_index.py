@@ -191,7 +191,9 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
                                      priority=prio)
         del p1, p2, qbin  # the scheduler keeps what the finalize task needs, and frees the rest as it goes
 
-    pending = list(leaves) + list(finals.values())
+    # Only the final futures are kept here: a leaf's partial is freed on its worker once merged
+    # (cancelling the finals releases everything they depend on).
+    pending = list(finals.values())
     with dask_errors(f"indexing {spath}"):
         try:
             if leaves:
