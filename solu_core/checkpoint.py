@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from solu_core.corpus import swap_in_dir
 from solu_core.model import ACT_FNS, ModelConfig, Transformer, pick_device
 from store.errors import CheckpointError
 
@@ -94,14 +95,7 @@ def save_checkpoint(
             "tokenizer_sha256": hashlib.sha256(tokenizer_json.encode("utf-8")).hexdigest(),
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        if out.exists():
-            trash = out.parent / f".{out.name}.old-{os.getpid()}"
-            shutil.rmtree(trash, ignore_errors=True)
-            os.rename(out, trash)
-            os.rename(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        swap_in_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -443,13 +443,7 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress:
             "token_dtype": _token_dtype(tok.get_vocab_size()).name,
         }
         _write_json_atomic(tmp / "manifest.json", manifest)
-        if out.exists():  # --force over an old corpus: swap, then delete the old one
-            trash = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.rename(out, trash)
-            os.rename(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        swap_in_dir(tmp, out)  # --force over an old corpus: swap, then delete the old one
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -460,6 +454,20 @@ def _config_record(cfg: CorpusConfig) -> dict:
     d = asdict(cfg)
     d["sources"] = [str(Path(s).expanduser().resolve()) for s in cfg.sources]
     return d
+
+
+def swap_in_dir(tmp: Path, out: Path) -> None:
+    """Put the finished directory ``tmp`` at ``out``, replacing an older one by two renames, so a
+    reader (or a crash) sees the old directory or the new one, never half of either. Used by
+    checkpoints and corpora."""
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{os.getpid()}"
+        shutil.rmtree(trash, ignore_errors=True)
+        os.rename(out, trash)
+        os.rename(tmp, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
 
 
 def _write_json_atomic(path: Path, obj) -> None:

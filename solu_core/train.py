@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,8 @@ import torch
 from solu_core import corpus as corpus_mod
 from solu_core.checkpoint import TRAIN_STATE, load_checkpoint, read_config, recover_checkpoint_dir, save_checkpoint
 from solu_core.model import ACT_FNS, ModelConfig, Transformer, param_count, pick_device
-from solu_core.presets import PRESETS, Preset, TrainConfig, TrainConfigError, get_preset
-from store.errors import CheckpointError, NeurobrowseError
+from solu_core.presets import PRESETS, Preset, TrainConfig, TrainConfigError, get_preset  # noqa: F401 (re-exported)
+from store.errors import CheckpointError
 
 
 def parse_act_fns(act_fns) -> tuple[str, ...]:

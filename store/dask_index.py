@@ -26,7 +26,6 @@ summed in another order).
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,19 +95,6 @@ def _tree(client, leaves: list, merge, key: str, priority: int) -> object:
     return level[0]
 
 
-def _check_store(st, hooks: list[str] | None) -> list[str]:
-    """The same refusals as index_store: an incomplete recording, unknown hooks."""
-    if not st.complete:
-        how = (st.manifest or {}).get("record_command") or "the same `neurobrowse record` command"
-        raise StoreError(f"{st.path} is an incomplete recording (it was interrupted); finish it by running "
-                         f"{how} again, then index it")
-    wanted = list(hooks) if hooks else list(st.hooks)
-    unknown = [h for h in wanted if h not in st.hooks]
-    if unknown:
-        raise StoreError(f"{st.path} has no hook {', '.join(map(repr, unknown))}; it has {', '.join(st.hooks)}")
-    return wanted
-
-
 def _begin_hook(st, hook: str, k: int, seed: int, force: bool):
     """index_hook's bookkeeping before the passes: drop a stale or forced index, skip a complete one.
     Returns (index group, skip summary or None)."""
@@ -138,7 +124,7 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
     if k < 1:
         raise StoreError(f"--k must be at least 1 (got {k})")
     st = indexer._open_store(path)
-    wanted = _check_store(st, hooks)
+    wanted = indexer.indexable_hooks(st, hooks)
     spath = str(Path(st.path).absolute())
     ct = int(st.chunk_tokens)
     n_chunks = schema.n_chunks(int(st.n_tokens), ct)

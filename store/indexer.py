@@ -794,6 +794,20 @@ def index_hook(st, hook: str, cfg: IndexConfig, force: bool = False, progress: b
     return summary
 
 
+def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
+    """The hooks to index (all recorded ones when None), or a StoreError for an incomplete recording
+    or an unknown hook. Shared by the single-process and the Dask index."""
+    if not st.complete:
+        how = (st.manifest or {}).get("record_command") or "the same `neurobrowse record` command"
+        raise StoreError(f"{st.path} is an incomplete recording (it was interrupted); finish it by running "
+                         f"{how} again, then index it")
+    wanted = list(hooks) if hooks else list(st.hooks)
+    unknown = [h for h in wanted if h not in st.hooks]
+    if unknown:
+        raise StoreError(f"{st.path} has no hook {', '.join(map(repr, unknown))}; it has {', '.join(st.hooks)}")
+    return wanted
+
+
 def index_store(path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT_K, force: bool = False,
                 progress: bool = True, config: IndexConfig | None = None) -> dict:
     """Index every (or the named) hook of the store at ``path``; resumable; returns a summary per hook.
@@ -805,14 +819,7 @@ def index_store(path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT
     if cfg.k < 1:
         raise StoreError(f"--k must be at least 1 (got {cfg.k})")
     st = _open_store(path)
-    if not st.complete:
-        how = (st.manifest or {}).get("record_command") or "the same `neurobrowse record` command"
-        raise StoreError(f"{st.path} is an incomplete recording (it was interrupted); finish it by running "
-                         f"{how} again, then index it")
-    wanted = list(hooks) if hooks else list(st.hooks)
-    unknown = [h for h in wanted if h not in st.hooks]
-    if unknown:
-        raise StoreError(f"{st.path} has no hook {', '.join(map(repr, unknown))}; it has {', '.join(st.hooks)}")
+    wanted = indexable_hooks(st, hooks)
     budget = [cfg.stop_after_chunks]
     out = {}
     for hook in wanted:

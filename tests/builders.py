@@ -57,3 +57,20 @@ def build_tiny_stores(root: str | Path, index: bool = True) -> dict[str, Path]:
     """{"gelu": store, "solu_ln": store} from one corpus and one fairly trained pair."""
     build_tiny_models(root)  # both at once: same init and data order
     return {a: build_tiny_store(root, a, index=index) for a in ("gelu", "solu_ln")}
+
+
+def run_cli(argv: list[str]):
+    """Run the real CLI entry point in this process (no interpreter start-up per call); capture its output."""
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    from neurobrowse.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse usage errors
+            rc = e.code
+    return SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())

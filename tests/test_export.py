@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from neurobrowse.cli import main
+from tests.builders import run_cli as _cli
 from store.export import (
     LABEL_FIELDS, ExportConfig, ExportError, export_labels, export_store, import_labels, read_label_file,
 )
@@ -283,15 +280,6 @@ def test_export_while_labels_are_written_is_consistent(tmp_path, gelu):
     assert len(gens_seen) >= 2  # the exports did run while the labels were changing
 
 
-def _cli(argv: list[str]) -> SimpleNamespace:
-    """Run the real CLI entry point in this process (no interpreter start-up per call); capture its output."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(argv)
-        except SystemExit as e:  # argparse usage errors
-            rc = e.code
-    return SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import math
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from neurobrowse.cli import main
+from tests.builders import run_cli as _cli
 from neurobrowse.study import (
     StudyConfig, StudyError, StudySession, fleiss_kappa, load_items, new_study, rate_from_answers, wilson_interval,
 )
@@ -23,15 +20,6 @@ from store.reader import Store
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cli(argv: list[str]) -> SimpleNamespace:
-    """Run the real CLI entry point in this process (no interpreter start-up per call); capture its output."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(argv)
-        except SystemExit as e:  # argparse usage errors
-            rc = e.code
-    return SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.fixture(scope="module")

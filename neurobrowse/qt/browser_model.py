@@ -8,7 +8,7 @@ every store or model access through a ``TaskRunner`` so the GUI thread never tou
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal

@@ -8,7 +8,6 @@ each token landed in the document (tests read it to check the shading against th
 from __future__ import annotations
 
 import bisect
-import html
 from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QTimer, QUrl, Signal
