@@ -116,10 +116,13 @@ class PartialIndex:
         kernels.worst_slots(self.top_key, self.top_pos, self.bot_key, self.bot_pos, top_worst, bot_worst)
         sums = np.zeros((N, 6))  # shift (first value, keeps the power sums small), power sums 1..4, density
         parity = ((row0 + np.arange(R)) // context_len) & 1  # [R]
+        tokens = np.ascontiguousarray(tokens, dtype=np.int32)
+        V = self.token_count.shape[1]
+        gkey, grp = np.unique(parity * V + tokens, return_inverse=True)  # [G] distinct (parity, token), [R]
         kernels.pass1_rows(np.ascontiguousarray(bits), row0, context_len, schema.CONTEXT_BEFORE, _DENS_KEY, np.ascontiguousarray(tokens, dtype=np.int32), parity,
                            self.top_key, self.top_pos, self.top_win, top_worst,
-                           self.bot_key, self.bot_pos, self.bot_win, bot_worst, self.hist, sums, self.token_sum,
-                           kernels.ROW_BLOCK)
+                           self.bot_key, self.bot_pos, self.bot_win, bot_worst, self._key_block_counts(R), sums, self.token_sum,
+                           grp.astype(np.int32), gkey // V, gkey % V, kernels.ROW_BLOCK)
         self.npos += sums[:, 5].astype(np.int64)
         shift, sums = sums[:, 0], sums[:, 1:5].T  # [N], [4, N]
         V = self.token_count.shape[1]
@@ -135,8 +138,28 @@ class PartialIndex:
         self.n, self.mean, self.m2, self.m3, self.m4 = _merge_moments(
             (self.n, self.mean, self.m2, self.m3, self.m4), (R, shift + mu, np.maximum(c2, 0.0), c3, c4))
 
+    def _key_block_counts(self, rows: int) -> np.ndarray:
+        """int32 [nb, 2**(16 - HIST_SHIFT), ROW_BLOCK] histogram counts per (neuron block, float16 key
+        block, neuron) not yet folded into ``hist``: pass1_rows adds to it chunk after chunk and
+        ``canonical`` folds it (also here, before ``rows`` more could overflow int32). Not a dataclass
+        field: never saved or merged, always folded before."""
+        hkb = self.__dict__.get("_hkb")
+        if hkb is None:
+            nb = -(-self.n_neurons // kernels.ROW_BLOCK)
+            hkb = self._hkb = np.zeros((nb, 1 << (16 - kernels.HIST_SHIFT), kernels.ROW_BLOCK), np.int32)
+            self._hkb_rows = 0
+        if self._hkb_rows + rows >= 2**31:
+            kernels.fold_key_blocks(hkb, self.hist)
+            self._hkb_rows = 0
+        self._hkb_rows += rows
+        return hkb
+
     def canonical(self) -> "PartialIndex":
-        """Sort the top and bottom lists best first (in place); returns self."""
+        """Sort the top and bottom lists best first and fold the pending histogram counts into
+        ``hist`` (in place); returns self."""
+        hkb = self.__dict__.pop("_hkb", None)
+        if hkb is not None:
+            kernels.fold_key_blocks(hkb, self.hist)
         self.top_key, self.top_pos, self.top_win = _sorted_lists(self.top_key, self.top_pos, self.top_win, True)
         self.bot_key, self.bot_pos, self.bot_win = _sorted_lists(self.bot_key, self.bot_pos, self.bot_win, False)
         return self
