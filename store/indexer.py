@@ -119,10 +119,10 @@ class PartialIndex:
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         V = self.token_count.shape[1]
         gkey, grp = np.unique(parity * V + tokens, return_inverse=True)  # [G] distinct (parity, token), [R]
-        kernels.pass1_rows(np.ascontiguousarray(bits), row0, context_len, schema.CONTEXT_BEFORE, _DENS_KEY, np.ascontiguousarray(tokens, dtype=np.int32), parity,
+        kernels.pass1_rows(np.ascontiguousarray(bits), row0, context_len, schema.CONTEXT_BEFORE, _DENS_KEY, tokens, parity,
                            self.top_key, self.top_pos, self.top_win, top_worst,
-                           self.bot_key, self.bot_pos, self.bot_win, bot_worst, self._key_block_counts(R), sums, self.token_sum,
-                           grp.astype(np.int32), gkey // V, gkey % V, kernels.ROW_BLOCK)
+                           self.bot_key, self.bot_pos, self.bot_win, bot_worst, self._key_block_counts(R), sums,
+                           self.token_sum, grp.astype(np.int32), gkey // V, gkey % V, kernels.ROW_BLOCK)
         self.npos += sums[:, 5].astype(np.int64)
         shift, sums = sums[:, 0], sums[:, 1:5].T  # [N], [4, N]
         V = self.token_count.shape[1]
@@ -378,16 +378,38 @@ class _ChunkSource:
     def tokens(self) -> np.ndarray:
         """int32 [n_tokens] every token id, read chunk by chunk (checked against the vocabulary)."""
         if self._tokens is None:
-            arr = self.st.tokens
-            parts = [self._read(schema.TOKENS, arr, c) for c in range(self.n_chunks)]
-            toks = np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, np.int32)
-            if toks.size and (toks.min() < 0 or toks.max() >= self.vocab):
-                bad = int(np.flatnonzero((toks < 0) | (toks >= self.vocab))[0])
-                key = arr.metadata.encode_chunk_key((bad // self.ct,))
-                raise CorruptChunkError(f"chunk {schema.TOKENS}/{key} of {self.path} holds token id "
-                                        f"{int(toks[bad])} outside the vocabulary (0..{self.vocab - 1})")
-            self._tokens = toks
+            parts = [self.token_chunk(c) for c in range(self.n_chunks)]
+            self._tokens = np.concatenate(parts) if parts else np.zeros(0, np.int32)
         return self._tokens
+
+    def token_chunk(self, c: int) -> np.ndarray:
+        """int32 [R] the token ids of chunk c (checked against the vocabulary)."""
+        arr = self.st.tokens
+        toks = self._read(schema.TOKENS, arr, c).astype(np.int32, copy=False)
+        if toks.size and (toks.min() < 0 or toks.max() >= self.vocab):
+            bad = int(np.flatnonzero((toks < 0) | (toks >= self.vocab))[0])
+            key = arr.metadata.encode_chunk_key((c,))
+            raise CorruptChunkError(f"chunk {schema.TOKENS}/{key} of {self.path} holds token id "
+                                    f"{int(toks[bad])} outside the vocabulary (0..{self.vocab - 1})")
+        return toks
+
+    def chunks_with_tokens(self, start: int, stop: int, prefetch: bool = True):
+        """Yield (c, row0, bits, tokens) for chunks start..stop-1 (tokens: int32 [R] of that chunk
+        only), reading ahead in a thread: what a pass over part of a store needs, without reading
+        every token id of the store first."""
+        def read(c):
+            return self.chunk(c), self.token_chunk(c)
+
+        if not prefetch:
+            for c in range(start, stop):
+                yield (c, c * self.ct) + read(c)
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            fut = pool.submit(read, start) if start < stop else None
+            for c in range(start, stop):
+                bits, toks = fut.result()
+                fut = pool.submit(read, c + 1) if c + 1 < stop else None
+                yield c, c * self.ct, bits, toks
 
     def chunks(self, start: int, stop: int, prefetch: bool = True):
         """Yield (c, row0, bits) for chunks start..stop-1, reading ahead in a thread."""
@@ -415,9 +437,8 @@ def compute_partial(store, hook: str, chunk_start: int, chunk_stop: int, k: int 
     src = _ChunkSource(_open_store(store), hook)
     _check_range(src, chunk_start, chunk_stop)
     part = PartialIndex.empty(hook, k, src.n_neurons, src.vocab)
-    tokens = src.tokens()
-    for c, row0, bits in src.chunks(chunk_start, chunk_stop, prefetch):
-        part.update(bits, tokens[row0:row0 + bits.shape[0]], row0, src.context_len)
+    for c, row0, bits, toks in src.chunks_with_tokens(chunk_start, chunk_stop, prefetch):
+        part.update(bits, toks, row0, src.context_len)
     part.ranges = [(chunk_start, chunk_stop)] if chunk_stop > chunk_start else []
     return part.canonical()
 
