@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from store import schema  # noqa: E402
 from store.reader import Store  # noqa: E402
-from store.writer import StoreWriter  # noqa: E402
+from store.writer import StoreWriter, fsync_path  # noqa: E402
 
 TOKENIZER = json.dumps({"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
                         "normalizer": None, "pre_tokenizer": None, "post_processor": None, "decoder": None,
@@ -57,14 +57,6 @@ def synthetic(kind: str, rows: int, d: int, seed: int = 0) -> np.ndarray:
     y = x * e / e.sum(1, keepdims=True)
     y = (y - y.mean(1, keepdims=True)) / (y.std(1, keepdims=True) + 1e-5)
     return y.astype(np.float16)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def bench_writer(work: Path, rows: int, d: int, repeats: int) -> dict:
@@ -95,7 +87,7 @@ def bench_writer(work: Path, rows: int, d: int, repeats: int) -> dict:
                             f = p / f"{c}.npy"
                             np.save(f, data[c:c + ct])
                             if fsync:
-                                _fsync(f)
+                                fsync_path(f)  # the same flush (file + directory entry) as the writer
                         tn.append(time.perf_counter() - t)
                     shutil.rmtree(p, ignore_errors=True)
             mw, mn = statistics.median(tw), statistics.median(tn)

@@ -45,7 +45,7 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     """Flush a file and its directory entry to disk (zarr writes via temp file + rename, no fsync)."""
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -256,7 +256,7 @@ class StoreWriter:
 
     def _flush(self, name: str, coords: tuple[int, ...]) -> None:
         if self.fsync:
-            _fsync_path(self._chunk_file(name, coords))
+            fsync_path(self._chunk_file(name, coords))
 
     def pending_chunks(self, array_name: str) -> list[int]:
         """Chunk indices of a per-token array not yet safely written (no marker, or file missing)."""

@@ -156,12 +156,17 @@ def screenshot_compare(path_a, path_b, out: str | Path, size=(1800, 1250), setti
         win.pick(side, "", neuron)
         wait_for(lambda: b.page is not None and b.page.ref.neuron == neuron, 60)
         _showcase_live(win.sides[side].page)
-        for box in list(win.error_boxes):  # a model error shows in the editor's status line too
-            box.close()
-        return save_png(win, out)
+        return _finish_screenshot(win, out)
     finally:
         win.close()
         win.deleteLater()
+
+
+def _finish_screenshot(win, out) -> Path:
+    """Close any error boxes (a model error shows in the editor's status line too) and save the PNG."""
+    for box in list(win.error_boxes):
+        box.close()
+    return save_png(win, out)
 
 
 def screenshot_main(path, out: str | Path, size=(1600, 950), neuron: int | None = None, settings=None) -> Path:
@@ -179,9 +184,7 @@ def screenshot_main(path, out: str | Path, size=(1600, 950), neuron: int | None 
             win.browser.select(n)
             wait_for(lambda: win.browser.page is not None and win.browser.page.ref.neuron == n, 60)
         _showcase_live(win.page)
-        for box in list(win.error_boxes):  # a model error shows in the editor's status line too
-            box.close()
-        return save_png(win, out)
+        return _finish_screenshot(win, out)
     finally:
         win.close()
         win.deleteLater()
