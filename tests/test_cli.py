@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from neurobrowse.cli import VERBS, build_parser, main
+from tests.builders import run_cli
 
 
 def test_help_lists_every_verb_with_a_one_line_description():
@@ -47,3 +48,8 @@ def test_cli_runs_without_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "train" in r.stdout and "open" in r.stdout
+
+
+def test_open_without_a_store_for_headless_modes_exits_2():
+    r = run_cli(["open", "--smoke-test"])
+    assert r.returncode == 2 and "--smoke-test needs a STORE" in r.stderr

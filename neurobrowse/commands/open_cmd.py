@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from store.errors import NeurobrowseError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -27,11 +29,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.smoke_test:
         if not args.store:
-            raise SystemExit("error: --smoke-test needs a STORE")
+            raise NeurobrowseError("--smoke-test needs a STORE: neurobrowse open STORE --smoke-test")
         return app.smoke_test(args.store)
     if args.screenshot:
         if not args.store:
-            raise SystemExit("error: --screenshot needs a STORE")
+            raise NeurobrowseError("--screenshot needs a STORE: neurobrowse open STORE --screenshot out.png")
         out = app.screenshot_main(args.store, args.screenshot, neuron=args.neuron)
         print(f"screenshot written to {out}")
         return 0
