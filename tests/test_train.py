@@ -111,7 +111,7 @@ def _wait_for(predicate, proc, timeout=120.0):
     while not predicate():
         assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline, "timed out waiting for the first checkpoint"
-        time.sleep(0.02)
+        time.sleep(0.02)  # polling the filesystem for the condition, not a fixed wait
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tiny_pair, corpus, tmp_path):
