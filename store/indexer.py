@@ -2,7 +2,7 @@
 per-token statistics, context windows and interpretability scores, written to ``index/{hook}/``.
 
 Two streaming passes over each hook's dense ``[token, neuron]`` array, chunk by chunk, with the
-Numba kernels of store.kernels (parallel over neurons):
+Numba kernels of store.kernels, parallel over blocks of neurons (``_run_blocks``):
 
 * **Pass 1** (``compute_partial``): top-k and bottom-k (values, positions and this neuron's
   activations in the window around each, copied when an entry is kept), a histogram with
@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 import zarr
 from zarr.storage import LocalStore
@@ -57,6 +59,36 @@ class IndexConfig:
 
 
 # ---- partial results ----------------------------------------------------------------------------
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _run_blocks(fn, n_blocks: int) -> None:
+    """Run ``fn(b0, b1)`` over block ranges covering ``0 .. n_blocks - 1`` on ``numba.get_num_threads()``
+    threads that take the ranges as they come free (a serial nogil kernel per range).
+
+    Why not ``prange``: Numba hands each thread a fixed share of the blocks, so when the read-ahead
+    thread (or anything else) takes a core, the chunk waits for the descheduled thread's share; here
+    the other thread takes the remaining ranges. On the 2-core dev box this took pass 1 over a
+    512k x 2048 hook from ~13.5 to ~9 ms per chunk (benchmarks/bench_index.py). Results do not
+    depend on the split: each block's neurons are independent and see their rows in order."""
+    threads = min(numba.get_num_threads(), n_blocks)
+    if threads <= 1:
+        fn(0, n_blocks)
+        return
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="neurobrowse-index")
+    per = max(1, n_blocks // (BLOCK_TASKS_PER_THREAD * threads))
+    futures = [pool.submit(fn, b, min(n_blocks, b + per)) for b in range(0, n_blocks, per)]
+    for f in futures:
+        f.result()
+
+
+BLOCK_TASKS_PER_THREAD = 2  # ranges handed out per thread and chunk (balance vs. hand-off cost)
 
 
 @dataclass
@@ -119,10 +151,16 @@ class PartialIndex:
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         V = self.token_count.shape[1]
         gkey, grp = np.unique(parity * V + tokens, return_inverse=True)  # [G] distinct (parity, token), [R]
-        kernels.pass1_rows(np.ascontiguousarray(bits), row0, context_len, schema.CONTEXT_BEFORE, _DENS_KEY, tokens, parity,
-                           self.top_key, self.top_pos, self.top_win, top_worst,
-                           self.bot_key, self.bot_pos, self.bot_win, bot_worst, self._key_block_counts(R), sums,
-                           self.token_sum, grp.astype(np.int32), gkey // V, gkey % V, kernels.ROW_BLOCK)
+        bits = np.ascontiguousarray(bits)
+        hkb, grp, gpar, gtok = self._key_block_counts(R), grp.astype(np.int32), gkey // V, gkey % V
+
+        def blocks(b0, b1):
+            kernels.pass1_rows(bits, row0, context_len, schema.CONTEXT_BEFORE, _DENS_KEY, tokens, parity,
+                               self.top_key, self.top_pos, self.top_win, top_worst,
+                               self.bot_key, self.bot_pos, self.bot_win, bot_worst, hkb, sums,
+                               self.token_sum, grp, gpar, gtok, kernels.ROW_BLOCK, b0, b1)
+
+        _run_blocks(blocks, hkb.shape[0])
         self.npos += sums[:, 5].astype(np.int64)
         shift, sums = sums[:, 0], sums[:, 1:5].T  # [N], [4, N]
         V = self.token_count.shape[1]
@@ -269,9 +307,14 @@ class SamplePartial:
         h1, h2 = kernels.position_hashes(row0, R, seed)
         worst = np.empty(self.prio.shape[:2], np.int32)
         kernels.sample_worst_slots(self.prio, worst)
-        kernels.pass2_rows(np.ascontiguousarray(bits), row0, context_len, schema.CONTEXT_BEFORE, h1, h2,
-                           kernels.neuron_salts(N, seed), self.qbin, self.prio, self.pos, self.key,
-                           self.win, worst, kernels.ROW_BLOCK)
+        bits = np.ascontiguousarray(bits)
+        salt = kernels.neuron_salts(N, seed)
+
+        def blocks(b0, b1):
+            kernels.pass2_rows(bits, row0, context_len, schema.CONTEXT_BEFORE, h1, h2, salt, self.qbin, self.prio,
+                               self.pos, self.key, self.win, worst, kernels.ROW_BLOCK, b0, b1)
+
+        _run_blocks(blocks, -(-N // kernels.ROW_BLOCK))
 
     def canonical(self) -> "SamplePartial":
         order = np.argsort(self.prio, axis=-1, kind="stable")  # priorities are distinct (a bijective hash)
@@ -361,9 +404,8 @@ class _ChunkSource:
 
     def _read(self, name: str, arr, c: int) -> np.ndarray:
         self._check(name, arr, c, arr.ndim)
-        lo, hi = c * self.ct, min(self.n_tokens, (c + 1) * self.ct)
         try:
-            return np.asarray(arr[lo:hi])
+            return np.asarray(self.st.read_chunk(name, c))
         except CorruptChunkError:
             raise
         except Exception as e:  # checksum mismatch, truncated file, decode error

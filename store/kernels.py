@@ -210,6 +210,9 @@ def neuron_salts(n: int, seed: int) -> np.ndarray:
 # shared 2-core box, one 2048 x 2048 chunk, one thread: transpose + column kernels + per-token sums
 # ~31 ms CPU, this sweep ~24 ms.
 ROW_BLOCK = 128  # neurons per work item of the row-major kernels (64-256 measured alike; see bench_index.py)
+# neurons per work item of topk_rows (top-k alone, benchmarks only): it does so little per value that the
+# per-row overhead dominates small blocks: 2M x 512 in memory, one thread, 0.77 s at 128 vs 0.21 s at 512
+TOPK_BLOCK = 512
 
 
 @njit(inline="always", cache=True)
@@ -229,7 +232,7 @@ def _copy_window_rows(cur, j, r, row0, ctx_len, before, dst):
             dst[w] = 0
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def pass1_rows(
     cur,  # uint16 [R, N] float16 bits of one chunk, row-major as stored
     row0,  # global token position of row 0
@@ -253,6 +256,8 @@ def pass1_rows(
     gpar,  # int64 [G] parity of each group
     gtok,  # int64 [G] token id of each group
     block,  # neurons per work item
+    b0,  # first block of neurons to process (neurons b0 * block ..)
+    b1,  # one past the last block
 ):
     """Every pass-1 statistic of one chunk in one sweep over the row-major chunk: top-k, bottom-k
     (with windows), histogram, density count, shifted power sums and per-token sums.
@@ -263,8 +268,7 @@ def pass1_rows(
     (most rows: none). Token sums are added in row order per (token, neuron), so they are the same
     bits whatever the block size or thread count."""
     R, N = cur.shape
-    nb = (N + block - 1) // block
-    for b in prange(nb):
+    for b in range(b0, b1):
         j0 = b * block
         j1 = min(N, j0 + block)
         m = j1 - j0
@@ -417,9 +421,9 @@ def topk_rows(cur, row0, top_key, top_pos, top_worst, block):
                     tthr[jj] = top_key[j, s]
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def pass2_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, qbin, s_prio, s_pos, s_key, s_win,
-               s_worst, block):
+               s_worst, block, b0, b1):
     """The second streaming pass over one row-major chunk (cur: uint16 [R, N]): per neuron and
     quantile bin keep the S positions of lowest priority among the values falling into the bin; the
     last bin ("random") takes every position. Priorities are a hash of (position, neuron), so the
@@ -435,8 +439,7 @@ def pass2_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, qbin, s_pr
     B = s_prio.shape[1]
     S = s_prio.shape[2]
     nq = qbin.shape[1]
-    nb = (N + block - 1) // block
-    for b in prange(nb):
+    for b in range(b0, b1):
         j0 = b * block
         j1 = min(N, j0 + block)
         m = j1 - j0

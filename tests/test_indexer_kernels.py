@@ -171,3 +171,28 @@ def test_topk_only_kernel_matches_numpy():
     order, _ = _brute_order(x, True)
     got = np.lexsort((pos, -key.astype(np.int64)), axis=-1)
     assert np.array_equal(np.take_along_axis(pos, got, 1), order[:, :k])
+
+
+def test_results_do_not_depend_on_threads_or_how_blocks_are_handed_out(monkeypatch):
+    """_run_blocks hands block ranges to a thread pool as threads come free: pass 1 and pass 2 must
+    give the same bits with 1 or 2 threads and any task size (300 neurons = 3 blocks of 128)."""
+    import numba
+
+    from store import indexer
+
+    x, toks, V = _data(n=300)
+    runs = []
+    for threads, per_thread in ((1, 1), (2, 1), (2, 3)):
+        numba.set_num_threads(threads)
+        monkeypatch.setattr(indexer, "BLOCK_TASKS_PER_THREAD", per_thread)
+        p = _pass1(x, toks, V, 0, 4)
+        runs.append((p, run_seed(x, sample_thresholds(p), 7)))
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    (p0, s0), rest = runs[0], runs[1:]
+    assert (p0.top_pos >= 0).all() and p0.hist.sum() == x.size
+    for p, s in rest:
+        for f in ("top_key", "top_pos", "top_win", "bot_key", "bot_pos", "bot_win", "hist", "npos",
+                  "mean", "m2", "m3", "m4", "token_sum"):
+            assert np.array_equal(getattr(p, f), getattr(p0, f)), f
+        for f in ("prio", "pos", "key", "win"):
+            assert np.array_equal(getattr(s, f), getattr(s0, f)), f

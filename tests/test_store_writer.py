@@ -118,6 +118,28 @@ def test_chunk_overwritten_with_random_bytes_is_refused_by_name(written):
         s.read_chunk(HOOKS[0], 1)
 
 
+def test_dense_chunks_read_straight_from_their_files_equal_zarr_and_refuse_a_wrong_size(written):
+    """read_chunk decodes dense chunks (bytes + Crc32c) itself, without zarr: same values as zarr,
+    the short last chunk trimmed, and a file one byte too long or short refused by name."""
+    path, tokens, docs, acts = written
+    s = Store.open(path)
+    assert s.n_chunks == 3 and s.n_tokens == 320  # the last chunk holds 64 of 128 rows
+    for h in HOOKS:
+        for c in range(s.n_chunks):
+            got = s.read_chunk(h, c)
+            np.testing.assert_array_equal(got, acts[h][c * 128:(c + 1) * 128])
+            assert got.dtype == np.float16
+        assert s._direct[h] == "raw"  # the direct path was taken, not zarr's
+    f = _chunk_file(path, HOOKS[0], 2)
+    raw = f.read_bytes()
+    for bad in (raw + b"\0", raw[:-1]):
+        f.write_bytes(bad)
+        with pytest.raises(CorruptChunkError, match=rf"blocks\.0\.mlp\.hook_post.*c/2/0.*{len(bad)} bytes"):
+            Store.open(path).read_chunk(HOOKS[0], 2)
+    f.write_bytes(raw)
+    np.testing.assert_array_equal(Store.open(path).read_chunk(HOOKS[0], 2), acts[HOOKS[0]][256:])
+
+
 def test_truncated_chunk_is_refused(written):
     path, *_ = written
     f = path / schema.TOKENS / "c" / "2"
