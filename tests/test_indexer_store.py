@@ -284,3 +284,36 @@ def test_index_verb_skips_indexed_and_force_redoes(tmp_path, capsys):
     # index arrays are chunked along the neuron axis (a page reads one small chunk per array)
     arr = Store.open(path).index_array("blocks.0.mlp.hook_post", "top_context_tokens")
     assert arr.chunks[0] == schema.INDEX_NEURON_CHUNK
+
+
+@pytest.mark.parametrize("raw_floats", [False, True])
+def test_index_arrays_written_as_chunk_files_read_back_through_zarr(tmp_path, raw_floats):
+    """_write_arrays writes the chunk files itself (zstd / raw + Crc32c, padded last chunks, any
+    chunked axis); zarr - and so xarray and dask - must read back exactly what was given."""
+    import zarr
+    from zarr.storage import LocalStore
+
+    from store.indexer import _IndexGroup
+
+    zarr.open_group(LocalStore(tmp_path), mode="w")
+    rng = np.random.default_rng(0)
+    arrays = {
+        "f32": rng.standard_normal((40, 3)).astype(np.float32),  # chunked along axis 0, last chunk padded
+        "i64": rng.integers(-9, 9, (2, 5, 40)),  # chunked along the last axis
+        "u16": rng.integers(0, 60000, (40, 7), dtype=np.uint16),  # Crc32c only, no zstd
+        "f64": rng.standard_normal(40),
+        "empty": np.zeros((0, 4), np.float32),
+        "whole": rng.standard_normal((3, 2)),  # no neuron axis: one chunk
+    }
+    dims = {"f32": ("neuron", "x"), "i64": ("p", "v", "neuron"), "u16": ("neuron", "w"), "f64": ("neuron",),
+            "empty": ("neuron", "x"), "whole": ("a", "b")}
+    g = _IndexGroup(tmp_path, "h")
+    g._write_arrays(g.group, arrays, dims, neuron_chunk=16, raw_floats=raw_floats)
+    back = zarr.open_group(LocalStore(tmp_path), mode="r")[f"{schema.INDEX_GROUP}/h"]
+    assert back["f32"].chunks == (16, 3) and back["i64"].chunks == (2, 5, 16)
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(back[name][...], a, err_msg=name)
+    from store.indexer import _direct_chunk_jobs
+
+    for name in ("f32", "i64", "u16", "f64", "whole"):  # the direct path was taken, not zarr's setitem
+        assert len(_direct_chunk_jobs(tmp_path, back[name], arrays[name])) == -(-arrays[name].shape[-1 if name == "i64" else 0] // back[name].chunks[-1 if name == "i64" else 0])
