@@ -30,7 +30,8 @@ S samples per bin, H histogram bins, V vocabulary.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 TILE = 16  # tile edge of the blocked transpose (16 measured fastest of 16-128)
 
@@ -89,6 +90,48 @@ def f16_key(bits):
     """uint16 float16 bits -> int32 key whose integer order is the float order."""
     b = np.int32(bits)
     return b ^ (((b >> 15) * 0x7FFF) | 0x8000)
+
+
+def _native_f16() -> bool:
+    """Whether LLVM converts float16 in hardware here (x86 F16C, every arm64), so a half -> double
+    ``fpext`` compiles to vcvtph2ps & co. and vectorises; elsewhere it would need a runtime library
+    call that Numba's JIT may not link."""
+    import platform
+
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return True
+    try:
+        from llvmlite import binding
+
+        return bool(binding.get_host_cpu_features().get("f16c"))
+    except Exception:  # noqa: BLE001 - unknown CPU: take the portable path
+        return False
+
+
+NATIVE_F16 = _native_f16()
+
+
+@intrinsic
+def _f16_fpext(typingctx, bits):
+    """uint16 float16 bit pattern -> float64, exact (LLVM ``fpext half to double``)."""
+    from llvmlite import ir
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.DoubleType())
+
+    return types.float64(types.uint16), codegen
+
+
+@njit(inline="always", cache=True)
+def _f16_lookup(bits):
+    """The portable float16 -> float64: the F16_TO_F32 table (exact, but a gather that does not vectorise)."""
+    return np.float64(F16_TO_F32[bits])
+
+
+# float16 bits -> float64 value, exact for all 65536 patterns (tested). With F16C the hardware
+# conversion: one 2048 x 2048 chunk's values ~1.3 ms faster on one thread than the former
+# integer rebias + subnormal select (which was itself faster than the table).
+f16_to_f64 = _f16_fpext if NATIVE_F16 else _f16_lookup
 
 
 @njit(parallel=True, cache=True)
@@ -283,8 +326,6 @@ def pass1_rows(
         # per-chunk histogram every chunk (that cost ~17% of the sweep: 16 MB of table per chunk)
         hl = hkb[b]
         vbuf = np.empty(m)  # one row's values of the block
-        ibuf = np.empty(m, np.int32)  # their float32 bit patterns (normals, inf, NaN)
-        fbuf = ibuf.view(np.float32)
         kbuf = np.empty(m, np.int32)  # and their keys
         # the chunk's table rows of the block, gathered once: rows are added in row order as before
         # (the same float64 additions per (token, neuron)), but into a small dense buffer instead of
@@ -306,20 +347,9 @@ def pass1_rows(
             ts = tacc[grp[r]]
             # simple loops over the block, so LLVM vectorises the arithmetic; only the histogram
             # scatter and the rare insertions are scalar
-            # float16 -> float32 bits by integer arithmetic (vectorises, unlike a table lookup):
-            # normals and inf / NaN by rebiasing the exponent; subnormals below (em < 0x400)
             for jj in range(m):
-                h = np.int32(row[jj])
-                em = h & 0x7FFF
-                ibuf[jj] = ((h & 0x8000) << 16) | ((em << 13) + np.int32(0x38000000 if em < 0x7C00 else 0x70000000))
+                vbuf[jj] = f16_to_f64(row[jj])
                 kbuf[jj] = f16_key(row[jj])
-            for jj in range(m):
-                h = np.int32(row[jj])
-                em = h & 0x7FFF
-                sub = np.float64(em) * 5.960464477539063e-08  # subnormal: em * 2**-24, exact
-                if h & 0x8000:
-                    sub = -sub
-                vbuf[jj] = np.float64(fbuf[jj]) if em >= 0x400 else sub
             for jj in range(m):
                 ts[jj] += vbuf[jj]
             a1 = acc[0]

@@ -341,8 +341,10 @@ class Store:
 
     def read_chunk(self, name: str, chunk_index: int) -> np.ndarray:
         """One whole token chunk of a per-token array (tokens, doc_starts or a hook): [rows(, d_mlp)].
-        Dense activation chunks (bytes + Crc32c, as the writer stores them) are read straight from
-        their files (see ``_decode_chunk_file``); anything else goes through zarr. Either way a
+        Chunks in the plain layouts (dense activations: bytes + Crc32c, as the writer stores them;
+        token ids: bytes + zstd + Crc32c) are read straight from their files (see
+        ``_decode_chunk_file``: ~0.1 ms instead of ~0.6 ms through zarr for a token chunk); anything
+        else goes through zarr. Either way a
         missing, truncated or damaged chunk raises CorruptChunkError naming the array and chunk key."""
         arr = self._array(name)
         start = chunk_index * self.chunk_tokens
@@ -351,8 +353,8 @@ class Store:
         stop = min(self.n_tokens, start + self.chunk_tokens)
         if name not in self._direct:
             self._direct[name] = _direct_layout(arr)
-        if self._direct[name] == "raw" and arr.chunks[0] == self.chunk_tokens:
-            return _decode_chunk_file(self.path, name, arr, chunk_index, "raw")[:stop - start]
+        if self._direct[name] is not None and arr.chunks[0] == self.chunk_tokens:
+            return _decode_chunk_file(self.path, name, arr, chunk_index, self._direct[name])[:stop - start]
         return arr[start:stop]
 
     def hook_for(self, layer: int, hook: str | None = None) -> str:
