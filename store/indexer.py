@@ -178,17 +178,23 @@ class PartialIndex:
             (self.n, self.mean, self.m2, self.m3, self.m4), (R, shift + mu, np.maximum(c2, 0.0), c3, c4))
 
     def _key_block_counts(self, rows: int) -> np.ndarray:
-        """int32 [nb, 2**(16 - HIST_SHIFT), ROW_BLOCK] histogram counts per (neuron block, float16 key
-        block, neuron) not yet folded into ``hist``: pass1_rows adds to it chunk after chunk and
-        ``canonical`` folds it (also here, before ``rows`` more could overflow int32). Not a dataclass
-        field: never saved or merged, always folded before."""
+        """[nb, 2**(16 - HIST_SHIFT), ROW_BLOCK] histogram counts per (neuron block, float16 key block,
+        neuron) not yet folded into ``hist``: pass1_rows adds to it chunk after chunk and
+        ``canonical`` folds it (also here, before ``rows`` more could overflow it). uint16 while a
+        chunk has fewer than 65536 rows (half the cache footprint of int32 for the histogram scatter,
+        the costliest part of the sweep; folded every 31 chunks of 2048 rows), else int32. Not a
+        dataclass field: never saved or merged, always folded before."""
+        dtype = np.uint16 if rows <= 0xFFFF else np.int32
+        limit = 0xFFFF if dtype is np.uint16 else 2**31 - 1
         hkb = self.__dict__.get("_hkb")
+        if hkb is not None and (self._hkb_rows + rows > limit or hkb.dtype != dtype):
+            kernels.fold_key_blocks(hkb, self.hist)
+            self._hkb_rows = 0
+            if hkb.dtype != dtype:
+                hkb = None
         if hkb is None:
             nb = -(-self.n_neurons // kernels.ROW_BLOCK)
-            hkb = self._hkb = np.zeros((nb, 1 << (16 - kernels.HIST_SHIFT), kernels.ROW_BLOCK), np.int32)
-            self._hkb_rows = 0
-        if self._hkb_rows + rows >= 2**31:
-            kernels.fold_key_blocks(hkb, self.hist)
+            hkb = self._hkb = np.zeros((nb, 1 << (16 - kernels.HIST_SHIFT), kernels.ROW_BLOCK), dtype)
             self._hkb_rows = 0
         self._hkb_rows += rows
         return hkb

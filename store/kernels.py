@@ -406,16 +406,31 @@ def pass1_rows(
             o[5] = dens[jj]
 
 
-def fold_key_blocks(hkb: np.ndarray, hist: np.ndarray) -> None:
-    """hist [N, HIST_BINS] int64 += the key-block counts hkb [nb, 2**(16 - HIST_SHIFT), block] (in
-    place) and zero hkb: bin = key block - HIST_OFFSET, the outer blocks (only inf / NaN) folded
-    into the end bins."""
+@njit(nogil=True, cache=True)
+def fold_key_blocks(hkb, hist):
+    """hist [N, HIST_BINS] int64 += the key-block counts hkb [nb, 2**(16 - HIST_SHIFT), block] (uint16
+    or int32; in place) and zero hkb: bin = key block - HIST_OFFSET, the outer blocks (only inf / NaN)
+    folded into the end bins. ~2 ms for 2048 neurons (the numpy transpose + astype it replaces: ~11 ms)."""
+    nb, nk, block = hkb.shape
     N = hist.shape[0]
-    h = hkb.transpose(1, 0, 2).reshape(hkb.shape[1], -1)[:, :N].astype(np.int64)  # [key blocks, N]
-    hkb[:] = 0
-    hist += h[HIST_OFFSET:HIST_OFFSET + HIST_BINS].T
-    hist[:, 0] += h[:HIST_OFFSET].sum(0)
-    hist[:, -1] += h[HIST_OFFSET + HIST_BINS:].sum(0)
+    for b in range(nb):
+        for jj in range(block):
+            j = b * block + jj
+            if j >= N:  # padding neurons of the last block: never counted, kept zero
+                for kb in range(nk):
+                    hkb[b, kb, jj] = 0
+                continue
+            h = hist[j]
+            for kb in range(nk):
+                c = hkb[b, kb, jj]
+                if c:
+                    bi = kb - HIST_OFFSET
+                    if bi < 0:
+                        bi = 0
+                    elif bi >= HIST_BINS:
+                        bi = HIST_BINS - 1
+                    h[bi] += c
+                    hkb[b, kb, jj] = 0
 
 
 @njit(parallel=True, nogil=True, cache=True)

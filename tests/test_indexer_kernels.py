@@ -214,3 +214,22 @@ def test_float16_conversion_is_exact_for_every_bit_pattern():
         got = np.empty(65536)
         run(bits, got)
         assert np.array_equal(got, want, equal_nan=True) and np.array_equal(np.signbit(got), np.signbit(want)), conv
+
+
+def test_histogram_counts_survive_folding_past_uint16():
+    """The pending histogram counts are uint16 while chunks are small and are folded before they could
+    overflow (and switch to int32 for a chunk of 65536+ rows): counts past 65535 per bin stay exact."""
+    rng = np.random.default_rng(3)
+    n = 2
+    p = PartialIndex.empty("h", 4, n, 10)
+    xs = []
+    for rows in [2048] * 40 + [70000, 512]:  # 82k rows of small chunks, then one big chunk, then small again
+        x = np.where(rng.random((rows, n)) < 0.9, np.float16(1.5), rng.standard_normal((rows, n)).astype(np.float16))
+        p.update(np.ascontiguousarray(x).view(np.uint16), np.zeros(rows, np.int32), sum(a.shape[0] for a in xs), 64)
+        xs.append(x)
+    p.canonical()
+    x = np.concatenate(xs)
+    b = np.clip((kernels.f16_keys_np(x.view(np.uint16)) >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET, 0, kernels.HIST_BINS - 1)
+    for j in range(n):
+        want = np.bincount(b[:, j], minlength=kernels.HIST_BINS)
+        assert want.max() > 65535 and np.array_equal(p.hist[j], want)
