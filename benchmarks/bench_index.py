@@ -14,8 +14,8 @@ stream (like text: a few hundred tokens make up most occurrences):
 
 and times, interleaved repeat by repeat so load changes hit all alike:
 
-  floor        read + decode every chunk through the store's reader (Store.read_chunk: the chunk file read
-               straight into its array, Crc32c checked; the way every pass reads), nothing else
+  floor        read + decode every chunk the way the passes read (Store.read_chunk: the chunk file read
+               straight into its array, Crc32c checked; indexer.READ_AHEAD reads in flight), nothing else
   floor_cold   the same with the store's files dropped from the page cache first (posix_fadvise
                DONTNEED on every chunk file): what every pass over a store larger than RAM meets
   pass1_cold   pass 1 from a cold page cache, likewise
@@ -99,8 +99,8 @@ def build_store(path: Path, n_tokens: int, n_neurons: int, vocab: int = 8192, co
 def t_floor(path: Path, k: int) -> float:
     src = _ChunkSource(Store.open(path), HOOK)
     t = time.perf_counter()
-    for c in range(src.n_chunks):
-        src.chunk(c)
+    for _c, _row0, _bits in src.chunks(0, src.n_chunks):  # the passes' own read path, read-ahead threads included
+        pass
     return time.perf_counter() - t
 
 

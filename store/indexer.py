@@ -29,6 +29,7 @@ import dataclasses
 import errno
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -442,36 +443,40 @@ class _ChunkSource:
                                     f"{int(toks[bad])} outside the vocabulary (0..{self.vocab - 1})")
         return toks
 
+    def _prefetched(self, read, start: int, stop: int, prefetch: bool):
+        """Yield (c, row0, read(c)) for chunks start..stop-1, with READ_AHEAD reads in flight on as
+        many threads (file reads and Crc32c release the GIL)."""
+        if not prefetch:
+            for c in range(start, stop):
+                yield c, c * self.ct, read(c)
+            return
+        with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
+            pending = deque(pool.submit(read, c) for c in range(start, min(stop, start + READ_AHEAD)))
+            nxt = start + len(pending)
+            for c in range(start, stop):
+                got = pending.popleft().result()
+                if nxt < stop:
+                    pending.append(pool.submit(read, nxt))
+                    nxt += 1
+                yield c, c * self.ct, got
+
     def chunks_with_tokens(self, start: int, stop: int, prefetch: bool = True):
         """Yield (c, row0, bits, tokens) for chunks start..stop-1 (tokens: int32 [R] of that chunk
-        only), reading ahead in a thread: what a pass over part of a store needs, without reading
-        every token id of the store first."""
-        def read(c):
-            return self.chunk(c), self.token_chunk(c)
-
-        if not prefetch:
-            for c in range(start, stop):
-                yield (c, c * self.ct) + read(c)
-            return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            fut = pool.submit(read, start) if start < stop else None
-            for c in range(start, stop):
-                bits, toks = fut.result()
-                fut = pool.submit(read, c + 1) if c + 1 < stop else None
-                yield c, c * self.ct, bits, toks
+        only), reading ahead: what a pass over part of a store needs, without reading every token id
+        of the store first."""
+        for c, row0, (bits, toks) in self._prefetched(lambda c: (self.chunk(c), self.token_chunk(c)), start, stop, prefetch):
+            yield c, row0, bits, toks
 
     def chunks(self, start: int, stop: int, prefetch: bool = True):
-        """Yield (c, row0, bits) for chunks start..stop-1, reading ahead in a thread."""
-        if not prefetch:
-            for c in range(start, stop):
-                yield c, c * self.ct, self.chunk(c)
-            return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            fut = pool.submit(self.chunk, start) if start < stop else None
-            for c in range(start, stop):
-                bits = fut.result()
-                fut = pool.submit(self.chunk, c + 1) if c + 1 < stop else None
-                yield c, c * self.ct, bits
+        """Yield (c, row0, bits) for chunks start..stop-1, reading ahead."""
+        yield from self._prefetched(self.chunk, start, stop, prefetch)
+
+
+# Chunk reads in flight during a pass, each on its own thread. Two concurrent reads get more out of a
+# disk than one (a cold 512k x 2048 hook: 1 reader 1.9-3.0 s, 2 readers 2.1 s, 4 readers 1.4-1.6 s on
+# the dev box), and a second buffered chunk rides out a slow read; more would only take memory
+# (8 MB per chunk) and cores from the kernels on a small machine.
+READ_AHEAD = 2
 
 
 def _check_range(src: _ChunkSource, start: int, stop: int) -> None:
