@@ -7,11 +7,13 @@ Numba has no float16 on the CPU, so the kernels take a chunk of float16 activati
   every bit flipped for negatives. Comparing keys as integers compares the float16 values (with
   -0 < +0 and NaNs outside the finite range). Top-k / bottom-k therefore run on small integers and
   are exact; the value is recovered bit for bit from the key (``key_to_f16_bits``).
-* the **float32 value** from a 65536-entry lookup table (``F16_TO_F32``), for moments and sums.
+* the **value** as float64 (``f16_to_f64``: the CPU's F16C conversion where it has one, else the
+  65536-entry table ``F16_TO_F32``), for moments and sums.
 
-Every kernel updates its state arrays in place, one chunk at a time, and is parallel over blocks
-of neurons (``prange``; ``nogil``, so the next chunk is read and decoded in another thread while a
-kernel runs). The kernels work on the chunk row-major, as stored: a work item owns ``ROW_BLOCK``
+Every kernel updates its state arrays in place, one chunk at a time. The indexer's kernels
+(``pass1_rows``, ``pass2_rows``) are serial and ``nogil`` over a range of neuron blocks; the indexer
+hands the ranges to a thread pool as threads come free (``store.indexer._run_blocks``) while the
+next chunks are read in other threads. The others are parallel over blocks with ``prange``. The kernels work on the chunk row-major, as stored: a work item owns ``ROW_BLOCK``
 contiguous neurons and walks the rows, reading the block's contiguous bits per row, with its
 statistics in small per-block arrays. One sweep computes every pass-1 statistic. (An earlier
 version transposed each chunk to [neurons, rows] first; the transpose alone cost more than any
