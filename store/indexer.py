@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import threading
 import time
 from collections import deque
@@ -63,7 +64,7 @@ class IndexConfig:
 # ---- partial results ----------------------------------------------------------------------------
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict = {}  # thread count -> pool, and "pid" -> the process that made them
 _POOLS_LOCK = threading.Lock()
 
 
@@ -81,6 +82,9 @@ def _run_blocks(fn, n_blocks: int) -> None:
         fn(0, n_blocks)
         return
     with _POOLS_LOCK:
+        if _POOLS.get("pid") != os.getpid():  # a forked child inherits the pools but not their threads
+            _POOLS.clear()
+            _POOLS["pid"] = os.getpid()
         pool = _POOLS.get(threads)
         if pool is None:
             pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="neurobrowse-index")

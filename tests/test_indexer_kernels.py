@@ -233,3 +233,30 @@ def test_histogram_counts_survive_folding_past_uint16():
     for j in range(n):
         want = np.bincount(b[:, j], minlength=kernels.HIST_BINS)
         assert want.max() > 65535 and np.array_equal(p.hist[j], want)
+
+
+def test_a_forked_child_indexes_with_its_own_threads():
+    """The block pool's threads do not survive fork(): a child that indexes after its parent did must
+    get fresh threads (and the parent's result), not wait forever on the inherited pool."""
+    import multiprocessing as mp
+
+    import numba
+
+    numba.set_num_threads(2)
+    x, toks, V = _data(n=300)
+    parent = _pass1(x, toks, V, 0, 4)  # creates the parent's pool
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    proc = ctx.Process(target=_child_pass1, args=(q,))
+    proc.start()
+    proc.join(60)
+    alive = proc.is_alive()
+    if alive:
+        proc.kill()
+    assert not alive, "the forked child hung on the parent's thread pool"
+    assert np.array_equal(q.get(timeout=5), parent.top_pos)
+
+
+def _child_pass1(q):
+    x, toks, V = _data(n=300)
+    q.put(_pass1(x, toks, V, 0, 4).top_pos)
