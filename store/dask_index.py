@@ -46,7 +46,7 @@ class DaskIndexConfig:
     # local:1: 16 chunks per hook in 1 task instead of 4, index 1.46x -> see README "Scaling out")
     min_chunks_per_task: int = 32
     seed: int = schema.SAMPLE_SEED  # seed of the sample-drawing hash (as IndexConfig.seed)
-    prefetch: bool = True  # read the next chunk in a thread inside each task
+    prefetch: bool = True  # read the next chunks in threads inside each task (indexer.READ_AHEAD)
 
 
 # ---- tasks (run on workers; module-level so they pickle by reference) -----------------------------------

@@ -56,7 +56,7 @@ class IndexConfig:
     k: int = schema.DEFAULT_K  # top-k and bottom-k kept per neuron
     seed: int = schema.SAMPLE_SEED  # seed of the sample-drawing hash
     checkpoint_every_s: float = 60.0  # save the running partial result this often (resume point)
-    prefetch: bool = True  # read the next chunk in a thread while the kernel runs
+    prefetch: bool = True  # read the next READ_AHEAD chunks in threads while the kernels run
     stop_after_chunks: int | None = None  # testing aid: stop (as if killed) after this many chunks
     on_checkpoint: object = None  # callable(hook, pass name, chunk_stop) after each save (tests, logs)
 
