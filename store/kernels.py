@@ -14,8 +14,9 @@ Every kernel updates its state arrays in place, one chunk at a time. The indexer
 (``pass1_rows``, ``pass2_rows``) are serial and ``nogil`` over a range of neuron blocks; the indexer
 hands the ranges to a thread pool as threads come free (``store.indexer._run_blocks``) while the
 next chunks are read in other threads. The others are parallel over blocks with ``prange``.
-The kernels work on the chunk row-major, as stored: a work item owns ``ROW_BLOCK`` contiguous neurons and walks the rows, reading the block's contiguous bits per row, with its
-statistics in small per-block arrays. One sweep computes every pass-1 statistic. (An earlier
+The kernels work on the chunk row-major, as stored: a work item owns ``ROW_BLOCK`` contiguous
+neurons and walks the rows, reading the block's contiguous bits per row, with its statistics in
+small per-block arrays. One sweep computes every pass-1 statistic. (An earlier
 version transposed each chunk to [neurons, rows] first; the transpose alone cost more than any
 statistic. ``transposed`` / ``topk_chunk`` remain as that column-wise variant, for comparison in
 benchmarks/bench_index.py.) No atomics, no races: results depend only on the data and the order of
