@@ -232,7 +232,7 @@ TABLE_COLUMNS: list[tuple[str, str, str]] = [
     ("density", "Density", "{:.3f}"),
     ("kurtosis", "Kurtosis", "{:.3g}"),
     ("token_rule_score", "Token-rule", "{:.3f}"),
-    ("sim_score", "Similarity", "{:.3f}"),
+    ("sim_score", "Simulation", "{:.3f}"),
     ("top_token", "Top token", "{}"),
     ("label", "Label", "{}"),
 ]
@@ -241,7 +241,9 @@ NUMERIC_COLUMNS = ("neuron", "max_act", "min_act", "mean", "var", "skewness", "k
 TEXT_COLUMNS = ("top_token", "label")
 # Short names accepted in filter expressions.
 COLUMN_ALIASES = {"max": "max_act", "min": "min_act", "act": "max_act", "token_rule": "token_rule_score",
-                  "rule": "token_rule_score", "sim": "sim_score", "similarity": "sim_score", "kurt": "kurtosis",
+                  "rule": "token_rule_score", "sim": "sim_score", "simulation": "sim_score",
+                  "similarity": "sim_score",  # the old (wrong) name of the simulation score, still accepted
+                  "kurt": "kurtosis",
                   "token": "top_token", "top": "top_token", "n": "neuron"}
 
 

@@ -107,6 +107,10 @@ def test_filter_expressions_narrow_the_real_table(solu):
     tok = str(table["top_token"][int(np.argmax(table["max_act"]))])
     m2 = state.apply_filter(table, state.parse_filter(f"top_token = '{tok}'"))
     assert m2.sum() >= 1 and all(t == tok for t in table["top_token"][m2])
+    # the simulation score by its name, its short name and its old (wrong) name "similarity"
+    s = float(np.nanmedian(table["sim_score"]))
+    masks = [state.apply_filter(table, state.parse_filter(f"{name} > {s!r}")) for name in ("simulation", "sim", "similarity")]
+    assert all(np.array_equal(x, table["sim_score"] > s) for x in masks) and 0 < masks[0].sum() < len(masks[0])
 
 
 @pytest.mark.parametrize("bad", ["kurtosis >> 3", "nosuch > 1", "density ~ x", "label ~ (", "max > abc"])

@@ -2,7 +2,7 @@
 
 Top: a plain verdict on the paper's result, the share of neurons passing each automated score with
 95% Wilson intervals, and population plots (both scores, max activation, density, kurtosis) of both
-models overlaid, plus a token-rule vs similarity scatter whose points open that neuron. Bottom: one
+models overlaid, plus a token-rule vs simulation scatter whose points open that neuron. Bottom: one
 tab per model with the same neuron table and neuron page as the main window.
 """
 
@@ -27,7 +27,7 @@ from neurobrowse.qt.table_panel import NeuronTablePanel
 from neurobrowse.qt.tasks import TaskRunner
 
 COLORS = ((40, 90, 200), (210, 40, 40))  # side A blue, side B red
-POP_PLOTS = [("token_rule_score", "token-rule score", None), ("sim_score", "similarity score", None),
+POP_PLOTS = [("token_rule_score", "token-rule score", None), ("sim_score", "simulation score", None),
              ("max_act", "max activation", None), ("density", "density (share > 0)", None),
              ("kurtosis", "log10(3 + excess kurtosis)", "logkurt")]
 
@@ -140,13 +140,13 @@ class ComparisonPanel(QWidget):
             sp.addItem(item)
         grid.addWidget(self.share_plot, 1, 2)
 
-        # token-rule vs similarity: click a point to open that neuron on its side
+        # token-rule vs simulation: click a point to open that neuron on its side
         self.scatter_plot = pg.PlotWidget()
         self.scatter_plot.setMenuEnabled(False)
         scp = self.scatter_plot.getPlotItem()
-        scp.setTitle("token-rule vs similarity (click a neuron)", size="9pt")
+        scp.setTitle("token-rule vs simulation (click a neuron)", size="9pt")
         scp.setLabel("bottom", "token-rule")
-        scp.setLabel("left", "similarity")
+        scp.setLabel("left", "simulation")
         self.scatters = []
         for side, c in enumerate(COLORS):
             sc = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(*c, 110), hoverable=True,

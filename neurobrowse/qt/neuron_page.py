@@ -24,7 +24,7 @@ pg.setConfigOptions(antialias=True, background="w", foreground=(60, 60, 60))
 
 STAT_ROWS = [("max_act", "max activation"), ("min_act", "min activation"), ("mean", "mean"), ("var", "variance"),
              ("skewness", "skewness"), ("kurtosis", "excess kurtosis"), ("density", "density (> 0)"),
-             ("token_rule_score", "token-rule score"), ("sim_score", "similarity score")]
+             ("token_rule_score", "token-rule score"), ("sim_score", "simulation score")]
 
 
 def _fmt(v) -> str:
@@ -292,7 +292,7 @@ class NeuronPageWidget(QWidget):
         self.subtitle.setText(
             f"{ref.hook} · {act} · max {_fmt(st.get('max_act'))} · density {_fmt(st.get('density'))} · "
             f"kurtosis {_fmt(st.get('kurtosis'))} · token-rule {_fmt(st.get('token_rule_score'))} · "
-            f"similarity {_fmt(st.get('sim_score'))}")
+            f"simulation {_fmt(st.get('sim_score'))}")
         # the visible tab renders now; the others when they are first shown (switching stays cheap)
         self._dirty = {self.top_view: self._render_top, self.bottom_view: self._render_bottom,
                        self.samples_view: self._render_samples, self.mid_view.parentWidget(): self._render_ln}

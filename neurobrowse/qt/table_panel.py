@@ -65,7 +65,8 @@ class NeuronTableModel(QAbstractTableModel):
             return TABLE_COLUMNS[section][1]
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
             return {"token_rule_score": "How well one token explains the neuron's firing (store.scores)",
-                    "sim_score": "How similar the neuron's top contexts are to each other (store.scores)",
+                    "sim_score": "Simulation score: correlation of the activations with a per-token-mean prediction "
+                                 "fitted on the other half of the contexts, over top-k + random samples (store.scores)",
                     "density": "Share of tokens where the neuron is active (> 0)",
                     "kurtosis": "Excess kurtosis of the activation distribution: high = sparse, peaky"
                     }.get(TABLE_COLUMNS[section][0])
