@@ -825,6 +825,20 @@ def _scalars(part) -> dict:
             if isinstance(getattr(part, f.name), (int, str))}
 
 
+def pass1_result(store, hook: str) -> PartialIndex:
+    """The pass-1 result an index keeps in ``index/{hook}/_state`` (top/bottom lists, histogram,
+    moments, per-token sums by context parity): what appending tokens merges into, and the input of
+    analyses that need the sums behind the index arrays, e.g. ``store.scores.sim_score_all``."""
+    st = _open_store(store)
+    if hook not in st.hooks:
+        raise StoreError(f"{st.path} has no hook {hook!r}; it has {', '.join(st.hooks)}")
+    part, prog = _IndexGroup(Path(st.path), hook).load_state("p1", PartialIndex)
+    n_chunks = schema.n_chunks(int(st.n_tokens), int(st.chunk_tokens))
+    if part is None or prog.get("chunk_stop") != n_chunks:
+        raise StoreError(f"{st.path}: {hook} has no finished pass-1 result; run `neurobrowse index {st.path}` first")
+    return part
+
+
 def finalize_index(store, hook: str, partial: PartialIndex, samples: SamplePartial | None = None,
                    seed: int = schema.SAMPLE_SEED) -> dict:
     """Write ``index/{hook}/...`` (schema.INDEX_ARRAYS) from a pass-1 partial result covering the

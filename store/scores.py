@@ -99,6 +99,52 @@ def sim_score(tokens: np.ndarray, context_len: int, token_sum: np.ndarray, token
     return np.clip(r, -1.0, 1.0).astype(np.float32)
 
 
+def sim_score_all(token_sum: np.ndarray, token_count: np.ndarray, m2: np.ndarray, block: int = 128) -> np.ndarray:
+    """float32 [N] the simulation score over *every* token instead of top-k + random samples.
+
+    The same per-token-mean "explanation", fitted on one half of the contexts and scored on the
+    other (2-fold by context parity), but the Pearson correlation is taken over all positions of
+    the store, exactly, from the pass-1 sums alone: with x the cross-fitted prediction of a
+    position and y its activation, sum (x - mean x) y and sum (x - mean x)^2 are sums over tokens
+    of per-(half, token) counts and activation sums, and sum (y - mean y)^2 is the neuron's M2.
+    This is the exhaustive form of OpenAI's "random-only" scoring (Bills et al. 2023), where the
+    top-and-random ``sim_score`` mostly asks whether the top firings stand out from random tokens
+    (easy, so it saturates on small models); here the bulk of ordinary tokens decides, so it
+    separates neurons that one token explains from those it does not. A token never seen in the
+    fitting half is predicted as that half's mean. NaN when either half is empty or the activation
+    is constant; 0 when the prediction is constant.
+
+    token_sum: [2, V, N] float64 activation sums per (context parity, token); token_count: [2, V];
+    m2: [N] sum of squared deviations of all activations.
+    """
+    two, V, N = token_sum.shape
+    c = token_count.astype(np.float64)  # [2, V]
+    n_half = c.sum(1)  # [2]
+    n = n_half.sum()
+    out = np.full(N, np.nan, np.float32)
+    if n < 3 or (n_half == 0).any():
+        return out
+    seen = c > 0
+    cc = np.maximum(c, 1.0)[:, :, None]
+    for j0 in range(0, N, block):
+        S = token_sum[:, :, j0:j0 + block]  # [2, V, b]
+        mu_half = S.sum(1) / n_half[:, None]  # [2, b] each half's mean activation
+        pred = np.where(seen[:, :, None], S / cc, mu_half[:, None, :])  # [2, V, b] fitted on each half
+        pe = pred[::-1]  # pe[h] = the prediction for positions of half h (fitted on the other half)
+        xbar = (pe * c[:, :, None]).sum((0, 1)) / n  # [b]
+        d = pe - xbar  # [2, V, b]
+        sxy = (d * S).sum((0, 1))
+        sxx = (d * d * c[:, :, None]).sum((0, 1))
+        syy = np.asarray(m2[j0:j0 + block], np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = sxy / np.sqrt(sxx * syy)
+        tiny = 1e-12
+        r = np.where(sxx <= tiny * np.maximum(syy, tiny) * n, 0.0, r)
+        r = np.where(syy <= tiny, np.nan, r)
+        out[j0:j0 + block] = np.clip(r, -1.0, 1.0)
+    return out
+
+
 # ---- distributions per model ---------------------------------------------------------------------
 
 
@@ -173,5 +219,5 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["token_rule", "token_rule_score", "sim_score", "score_distributions", "score_summary",
+__all__ = ["token_rule", "token_rule_score", "sim_score", "sim_score_all", "score_distributions", "score_summary",
            "format_summary", "model_name", "SCORES", "THRESHOLDS"]

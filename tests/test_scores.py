@@ -84,3 +84,46 @@ def test_summary_per_model(constructed_store, tmp_path):
     text = format_summary(summary)
     assert "gelu" in text and "sim_score" in text
     assert schema.INDEX_ARRAYS["sim_score"][0] == "float32"
+
+
+def test_all_token_simulation_score_equals_brute_force_over_every_position(constructed_store):
+    """sim_score_all from the pass-1 sums equals the Pearson correlation, over every position of the
+    store, between the activation and its cross-fitted per-token-mean prediction (computed here the
+    slow way from the dense activations)."""
+    from store.indexer import pass1_result
+    from store.scores import sim_score_all
+
+    st = Store.open(constructed_store)
+    p1 = pass1_result(constructed_store, HOOK)  # the kept pass-1 result
+    got = sim_score_all(p1.token_sum, p1.token_count, p1.m2)
+    x = np.asarray(st.activations(HOOK)[:], np.float64)  # [n, N]
+    toks = np.asarray(st.tokens[:], np.int64)
+    half = (np.arange(len(toks)) // st.context_len) & 1
+    want = []
+    for j in range(x.shape[1]):
+        pred = np.empty(len(toks))
+        for h in (0, 1):
+            fit = half != h
+            sums = np.bincount(toks[fit], weights=x[fit, j], minlength=VOCAB)
+            cnt = np.bincount(toks[fit], minlength=VOCAB)
+            table = np.where(cnt > 0, sums / np.maximum(cnt, 1), x[fit, j].mean())
+            pred[half == h] = table[toks[half == h]]
+        want.append(np.corrcoef(pred, x[:, j])[0, 1])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert got[0] > 0.95 and got[1] > 0.95 and np.abs(got[2:]).max() < 0.2  # token neurons vs noise
+    # undefined when a half is empty
+    one_half = p1.token_count.copy()
+    one_half[1] = 0
+    assert np.isnan(sim_score_all(p1.token_sum, one_half, p1.m2)).all()
+
+
+def test_pass1_result_of_an_unindexed_store_says_to_index_it(tmp_path):
+    from store.errors import StoreError
+    from store.indexer import pass1_result
+
+    acts, tokens = _constructed(n=512)
+    path = write_synthetic_store(tmp_path / "s", acts, tokens, VOCAB)
+    with pytest.raises(StoreError, match=r"no finished pass-1 result.*neurobrowse index"):
+        pass1_result(path, HOOK)
+    with pytest.raises(StoreError, match="no hook"):
+        pass1_result(path, "blocks.9.mlp.hook_post")
