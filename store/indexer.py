@@ -654,21 +654,18 @@ def _direct_chunk_jobs(root: Path, arr: zarr.Array, a: np.ndarray) -> list | Non
     512k x 2048 hook, ~1 s now (benchmarks/bench_index.py). Files are written in place: the
     index's ``complete`` attribute (or a state's slot pointer) is written after all of them."""
     from numcodecs import Zstd
-    from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
-    from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
 
-    c = arr.metadata.codecs
-    if not (isinstance(arr.metadata.chunk_key_encoding, DefaultChunkKeyEncoding) and len(c) in (2, 3)
-            and isinstance(c[0], BytesCodec) and (c[0].endian is None or c[0].endian.value == "little")
-            and isinstance(c[-1], Crc32cCodec) and (len(c) == 2 or isinstance(c[1], ZstdCodec))
-            and arr.metadata.fill_value == 0):
+    from store.reader import chunk_codec_layout
+
+    layout = chunk_codec_layout(arr)
+    if layout is None or arr.metadata.fill_value != 0:
         return None
     split = [i for i, (cs, n) in enumerate(zip(arr.chunks, a.shape)) if cs < n]
     if len(split) > 1:
         return None
     if a.size == 0:
         return []
-    zstd = Zstd(level=c[1].level) if len(c) == 3 else None
+    zstd = Zstd(level=arr.metadata.codecs[1].level) if layout == "zstd" else None
     ax = split[0] if split else 0
     cs = arr.chunks[ax] if split else a.shape[0]
     dtype = arr.dtype.newbyteorder("<")
