@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_store.py --parts writer --rows 65536 --neurons 2048 --repeats 5
 
 Parts:
-  writer   StoreWriter.write_chunk (zstd-1 + Crc32c, completion markers) vs np.save of the same
+  writer   StoreWriter.write_chunk (Crc32c, uncompressed; completion markers) vs np.save of the same
            chunks as .npy files, interleaved, for GeLU-like and SoLU-like float16 activations;
            with and without fsync (the writer fsyncs each chunk before its marker by default; the
            fsync comparison fsyncs each .npy too). Model time is not in these numbers.
