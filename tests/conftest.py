@@ -24,3 +24,19 @@ def tiny_stores(tiny_root):
     from tests.builders import build_tiny_store
 
     return {a: build_tiny_store(tiny_root, a) for a in ("gelu", "solu_ln")}
+
+
+@pytest.fixture(scope="module")
+def gelu(tiny_stores):
+    """The tiny GeLU store, opened."""
+    from store.reader import Store
+
+    return Store.open(tiny_stores["gelu"])
+
+
+@pytest.fixture(scope="module")
+def solu(tiny_stores):
+    """The tiny SoLU-LN store, opened."""
+    from store.reader import Store
+
+    return Store.open(tiny_stores["solu_ln"])

@@ -22,16 +22,6 @@ from store.reader import Store
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def gelu(tiny_stores):
-    return Store.open(tiny_stores["gelu"])
-
-
-@pytest.fixture(scope="module")
-def solu(tiny_stores):
-    return Store.open(tiny_stores["solu_ln"])
-
-
 def _label_some(db: LabelDB, store: Store) -> dict:
     """A varied set of labels: unicode, commas, quotes, newlines, several tags, each verdict."""
     hook = store.hooks[0]

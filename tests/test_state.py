@@ -12,17 +12,6 @@ import pytest
 from neurobrowse import state
 from neurobrowse.state import NeuronRef
 from store import schema
-from store.reader import Store
-
-
-@pytest.fixture(scope="module")
-def solu(tiny_stores):
-    return Store.open(tiny_stores["solu_ln"])
-
-
-@pytest.fixture(scope="module")
-def gelu(tiny_stores):
-    return Store.open(tiny_stores["gelu"])
 
 
 def test_newer_request_cancels_older_and_only_newest_is_current():
