@@ -929,38 +929,31 @@ def index_hook(st, hook: str, cfg: IndexConfig, force: bool = False, progress: b
 
         bar = tqdm(total=2 * src.n_chunks * src.ct if src.n_chunks else 0, unit="tok", unit_scale=True,
                    desc=hook, dynamic_ncols=True)
-    try:
-        # pass 1
-        p1, prog = grp.load_state("p1", PartialIndex)
-        if p1 is None:
-            p1, start = PartialIndex.empty(hook, cfg.k, src.n_neurons, src.vocab), 0
-        else:
-            start = prog["chunk_stop"]
+    def resume_pass(which: str, label: str, cls, fresh, fits, step):
+        """Continue ``which`` from its saved state (or from ``fresh()`` when there is none or it
+        does not ``fits``) over the chunks it has not seen yet."""
+        part, prog = grp.load_state(which, cls)
+        start = prog["chunk_stop"] if part is not None else 0
+        if part is None or not fits(part):
+            part, start = fresh(), 0
         if bar is not None:
-            bar.set_description(f"{hook} pass 1/2")
+            bar.set_description(f"{hook} {label}")
             bar.update(min(start * src.ct, src.n_tokens))
-
-        def step1(part, c, row0, bits):
-            part.update(bits, tokens[row0:row0 + bits.shape[0]], row0, src.context_len)
-
         if start < src.n_chunks or prog is None:
-            p1 = _run_pass(src, grp, "p1", p1, start, cfg, step1, bar, budget)
-        # pass 2
+            part = _run_pass(src, grp, which, part, start, cfg, step, bar, budget)
+        return part
+
+    try:
+        p1 = resume_pass("p1", "pass 1/2", PartialIndex,
+                         lambda: PartialIndex.empty(hook, cfg.k, src.n_neurons, src.vocab), lambda part: True,
+                         lambda part, c, row0, bits: part.update(bits, tokens[row0:row0 + bits.shape[0]], row0,
+                                                                 src.context_len))
+        # pass 2 samples within the quantile bins of the finished pass 1: a saved state counts only
+        # if it was drawn with the same bins
         qbin = sample_thresholds(p1)
-        p2, prog2 = grp.load_state("p2", SamplePartial)
-        if p2 is None or not np.array_equal(p2.qbin, qbin):
-            p2, start2 = SamplePartial.empty(hook, qbin), 0
-        else:
-            start2 = prog2["chunk_stop"]
-        if bar is not None:
-            bar.set_description(f"{hook} pass 2/2")
-            bar.update(min(start2 * src.ct, src.n_tokens))
-
-        def step2(part, c, row0, bits):
-            part.update(bits, row0, src.context_len, cfg.seed)
-
-        if start2 < src.n_chunks or prog2 is None:
-            p2 = _run_pass(src, grp, "p2", p2, start2, cfg, step2, bar, budget)
+        p2 = resume_pass("p2", "pass 2/2", SamplePartial, lambda: SamplePartial.empty(hook, qbin),
+                         lambda part: np.array_equal(part.qbin, qbin),
+                         lambda part, c, row0, bits: part.update(bits, row0, src.context_len, cfg.seed))
     finally:
         if bar is not None:
             bar.close()
