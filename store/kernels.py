@@ -278,6 +278,19 @@ def _copy_window_rows(cur, j, r, row0, ctx_len, before, dst):
             dst[w] = 0
 
 
+@njit(inline="always", cache=True)
+def _keep(cur, j, r, row0, ctx_len, before, key, keys, pos, win, worst, top):
+    """Put row r's entry (key) of neuron j into the replace-next slot of its top (``top``) or bottom
+    list, with its window, find the list's new replace-next slot and return the key to beat now."""
+    s = worst[j]
+    keys[j, s] = key
+    pos[j, s] = row0 + r
+    _copy_window_rows(cur, j, r, row0, ctx_len, before, win[j, s])
+    s = _worst_top(keys, pos, j) if top else _worst_bottom(keys, pos, j)
+    worst[j] = s
+    return keys[j, s]
+
+
 @njit(nogil=True, cache=True)
 def pass1_rows(
     cur,  # uint16 [R, N] float16 bits of one chunk, row-major as stored
@@ -379,21 +392,9 @@ def pass1_rows(
                 key = kbuf[jj]
                 j = j0 + jj
                 if key > tthr[jj]:
-                    s = top_worst[j]
-                    top_key[j, s] = key
-                    top_pos[j, s] = row0 + r
-                    _copy_window_rows(cur, j, r, row0, ctx_len, before, top_win[j, s])
-                    s = _worst_top(top_key, top_pos, j)
-                    top_worst[j] = s
-                    tthr[jj] = top_key[j, s]
+                    tthr[jj] = _keep(cur, j, r, row0, ctx_len, before, key, top_key, top_pos, top_win, top_worst, True)
                 if key < bthr[jj]:
-                    s = bot_worst[j]
-                    bot_key[j, s] = key
-                    bot_pos[j, s] = row0 + r
-                    _copy_window_rows(cur, j, r, row0, ctx_len, before, bot_win[j, s])
-                    s = _worst_bottom(bot_key, bot_pos, j)
-                    bot_worst[j] = s
-                    bthr[jj] = bot_key[j, s]
+                    bthr[jj] = _keep(cur, j, r, row0, ctx_len, before, key, bot_key, bot_pos, bot_win, bot_worst, False)
         for g in range(G):
             dstg = token_sum[gpar[g], gtok[g], j0:j1]
             srcg = tacc[g]
