@@ -178,10 +178,8 @@ def projection(res: dict, p: dict = PROJ) -> dict:
            "record_writer_hours_1proc": write_s / 3600, "record_cpu_forward_hours_1proc": fwd_cpu_s / 3600,
            "index_hours": {}, "record_hours_gpus": {}}
     for w in (1, 8, 64, 256):
-        tasks = 4 * w * p["layers"]
         t = max(idx_core_s / w, fs_idx_s) + math.ceil(math.log2(max(2, 4 * w))) * 2 * merge_s
         out["index_hours"][w] = t / 3600
-        del tasks
     for g in (1, 8, 32, 64):
         out["record_hours_gpus"][g] = max(fwd_gpu_s / g, write_s / g, fs_rec_s) / 3600
     return out

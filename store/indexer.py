@@ -655,9 +655,7 @@ def _direct_chunk_jobs(root: Path, arr: zarr.Array, a: np.ndarray) -> list | Non
     index's ``complete`` attribute (or a state's slot pointer) is written after all of them."""
     from numcodecs import Zstd
 
-    from store.reader import chunk_codec_layout
-
-    layout = chunk_codec_layout(arr)
+    layout = schema.chunk_codec_layout(arr)
     if layout is None or arr.metadata.fill_value != 0:
         return None
     split = [i for i, (cs, n) in enumerate(zip(arr.chunks, a.shape)) if cs < n]
@@ -682,15 +680,18 @@ def _direct_chunk_jobs(root: Path, arr: zarr.Array, a: np.ndarray) -> list | Non
         payload = np.ascontiguousarray(part, dtype=dtype).reshape(-1).view(np.uint8)
         if zstd is not None:
             payload = np.frombuffer(zstd.encode(payload), np.uint8)
-        coords = [0] * a.ndim
-        coords[ax] = i
-        f = folder / arr.metadata.encode_chunk_key(tuple(coords))
-        f.parent.mkdir(parents=True, exist_ok=True)
-        with open(f, "wb") as fh:
+        with open(files[i], "wb") as fh:
             fh.write(payload.data)
             fh.write(np.uint32(google_crc32c.value(payload)).tobytes())
 
-    return [lambda i=i: job(i) for i in range(-(-a.shape[ax] // cs) if split else 1)]
+    files = []
+    for i in range(-(-a.shape[ax] // cs) if split else 1):
+        coords = [0] * a.ndim
+        coords[ax] = i
+        files.append(folder / arr.metadata.encode_chunk_key(tuple(coords)))
+    for d in {f.parent for f in files}:  # each chunk folder once, before the threads write into them
+        d.mkdir(parents=True, exist_ok=True)
+    return [lambda i=i: job(i) for i in range(len(files))]
 
 
 class _IndexGroup:

@@ -132,28 +132,10 @@ class NeuronView:
     logit_down: list[tuple[str, float]] = field(default_factory=list)
 
 
-def chunk_codec_layout(arr: zarr.Array) -> str | None:
-    """The chunk-file format of ``arr`` when it is one neurobrowse reads and writes without zarr's
-    pipeline, else None: ``"zstd"`` for bytes (little endian) -> zstd -> crc32c (the index arrays),
-    ``"raw"`` for bytes (little endian) -> crc32c (the dense activations, as ``StoreWriter`` writes
-    them); default chunk keys either way."""
-    from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
-    from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
-
-    c = arr.metadata.codecs
-    if not (isinstance(arr.metadata.chunk_key_encoding, DefaultChunkKeyEncoding) and len(c) in (2, 3)
-            and isinstance(c[0], BytesCodec) and (c[0].endian is None or c[0].endian.value == "little")
-            and isinstance(c[-1], Crc32cCodec)):
-        return None
-    if len(c) == 2:
-        return "raw"
-    return "zstd" if isinstance(c[1], ZstdCodec) else None
-
-
 def _direct_layout(arr: zarr.Array) -> str | None:
-    """``chunk_codec_layout`` for arrays chunked along their first axis only (what the readers here
-    decode), else None (then zarr reads it)."""
-    return chunk_codec_layout(arr) if tuple(arr.chunks[1:]) == tuple(arr.shape[1:]) else None
+    """``schema.chunk_codec_layout`` for arrays chunked along their first axis only (what the
+    readers here decode), else None (then zarr reads it)."""
+    return schema.chunk_codec_layout(arr) if tuple(arr.chunks[1:]) == tuple(arr.shape[1:]) else None
 
 
 def _damaged_advice(name: str) -> str:

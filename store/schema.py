@@ -200,6 +200,24 @@ def n_chunks(n_rows: int, chunk_rows: int) -> int:
     return -(-n_rows // chunk_rows)
 
 
+def chunk_codec_layout(arr) -> str | None:
+    """The chunk-file format of the zarr array ``arr`` when it is one neurobrowse reads and writes without zarr's
+    pipeline, else None: ``"zstd"`` for bytes (little endian) -> zstd -> crc32c (the index arrays),
+    ``"raw"`` for bytes (little endian) -> crc32c (the dense activations, as ``StoreWriter`` writes
+    them); default chunk keys either way."""
+    from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
+    from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
+
+    c = arr.metadata.codecs
+    if not (isinstance(arr.metadata.chunk_key_encoding, DefaultChunkKeyEncoding) and len(c) in (2, 3)
+            and isinstance(c[0], BytesCodec) and (c[0].endian is None or c[0].endian.value == "little")
+            and isinstance(c[-1], Crc32cCodec)):
+        return None
+    if len(c) == 2:
+        return "raw"
+    return "zstd" if isinstance(c[1], ZstdCodec) else None
+
+
 def codecs(dtype: str) -> list:
     """Bytes-to-bytes codecs for an array: zstd for float data, then a Crc32c checksum (always last)."""
     from zarr.codecs import Crc32cCodec, ZstdCodec

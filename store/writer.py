@@ -312,14 +312,7 @@ class StoreWriter:
     # whose codecs are exactly bytes + crc32c (checked); zarr reads these files unchanged.
     def _is_direct(self, name: str) -> bool:
         if name not in self._direct:
-            from zarr.codecs import BytesCodec, Crc32cCodec
-            from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
-
-            arr = self._array(name)
-            c = arr.metadata.codecs
-            self._direct[name] = (len(c) == 2 and isinstance(c[0], BytesCodec) and isinstance(c[1], Crc32cCodec)
-                                  and (c[0].endian is None or c[0].endian.value == "little")
-                                  and isinstance(arr.metadata.chunk_key_encoding, DefaultChunkKeyEncoding))
+            self._direct[name] = schema.chunk_codec_layout(self._array(name)) == "raw"
         return self._direct[name]
 
     def _put_chunk_file(self, name: str, arr: zarr.Array, coords: tuple[int, ...], buf: np.ndarray,
