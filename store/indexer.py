@@ -408,19 +408,15 @@ class _ChunkSource:
         self.vocab = _vocab_size(st)
         self._tokens: np.ndarray | None = None
 
-    def _check(self, name: str, arr, c: int, ndim: int) -> None:
-        key = arr.metadata.encode_chunk_key((c,) + (0,) * (ndim - 1))
-        if not (self.path / name / key).is_file():
-            raise CorruptChunkError(f"chunk {name}/{key} of {self.path} is missing (lost or never written); "
-                                    f"the store is damaged: run the record command again to rewrite it")
-
     def _read(self, name: str, arr, c: int) -> np.ndarray:
-        self._check(name, arr, c, arr.ndim)
+        """Chunk c of ``name`` through Store.read_chunk, which raises CorruptChunkError naming the
+        chunk for a missing, truncated or damaged file (its direct path and CheckedLocalStore alike);
+        any other decode failure is turned into one here."""
         try:
             return np.asarray(self.st.read_chunk(name, c))
         except CorruptChunkError:
             raise
-        except Exception as e:  # checksum mismatch, truncated file, decode error
+        except Exception as e:  # a decode error zarr raises in its own words
             key = arr.metadata.encode_chunk_key((c,) + (0,) * (arr.ndim - 1))
             raise CorruptChunkError(f"chunk {name}/{key} of {self.path} is corrupt or truncated "
                                     f"({type(e).__name__}: {e}); re-record the store (or that chunk)") from e
