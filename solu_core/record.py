@@ -5,7 +5,8 @@ The model runs over the corpus's validation split cut into fixed contexts of ``n
 unit of work is a fixed group of whole store chunks, so the chunk boundaries, the batches and
 therefore every float are the same on every run: a killed recording resumes by recomputing only
 the groups that hold a chunk without its completion marker, and the finished store is identical
-to one recorded in one go.
+to one recorded in one go. Chunks are written through a ``store.pipeline.ChunkPipeline``: a background
+thread writes group g (and hands it to any plugged-in consumers) while the model runs group g+1.
 
 Logit effects (W_out @ W_U per layer: the K_LOGIT tokens each neuron's direct path raises and
 lowers most) are computed here with torch and stored, so the browser needs no torch.
@@ -26,6 +27,7 @@ from solu_core.checkpoint import check_tokenizer_matches, code_version, load_che
 from solu_core.model import ModelConfig
 from store import schema
 from store.errors import CorpusError, NeurobrowseError
+from store.pipeline import Chunk, ChunkConsumer, ChunkPipeline, write_chunks
 from store.writer import StoreWriter
 
 
@@ -40,7 +42,8 @@ class RecordStats:
     tokens: int = 0  # tokens recorded in this run (resumed chunks excluded)
     bytes: int = 0  # bytes of activations handed to the writer
     model_s: float = 0.0  # forward passes incl. copying activations to host memory
-    write_s: float = 0.0  # StoreWriter.write_chunk (encode, checksum, write, fsync, marker)
+    write_s: float = 0.0  # StoreWriter.write_chunk (encode, checksum, write, fsync, marker) + consumers
+    wait_s: float = 0.0  # the forward pass waiting for the background writer (its part not hidden)
     logit_s: float = 0.0  # logit effects
     wall_s: float = 0.0
     groups: list[int] = field(default_factory=list)  # work groups run
@@ -194,11 +197,10 @@ def write_logit_effects(plan: RecordPlan, stats: RecordStats | None = None) -> N
         stats.logit_s += time.perf_counter() - t0
 
 
-def record_group(model, w: StoreWriter, split, hook_list: list[str], g: int, per_group: int, batch_ctx: int,
-                 pending: dict[str, set[int]], stats: RecordStats) -> int:
-    """Run the model over work group ``g`` (chunks g*per_group ...) and write its pending chunks,
-    each followed by its completion marker. Returns the tokens run. Used by ``record`` and by the
-    Dask workers of solu_core.dask_record (each with its own writer on the same store)."""
+def compute_group(model, w: StoreWriter, split, hook_list: list[str], g: int, per_group: int, batch_ctx: int,
+                  stats: RecordStats) -> list[Chunk]:
+    """Run the model over work group ``g`` (chunks g*per_group ...) in batches of ``batch_ctx``
+    contexts; returns the group's chunks (tokens, doc starts, float16 activations per hook)."""
     ctx = w.context_len
     dev = next(model.parameters()).device
     c0, c1 = g * per_group, min(w.n_chunks, (g + 1) * per_group)
@@ -213,23 +215,27 @@ def record_group(model, w: StoreWriter, split, hook_list: list[str], g: int, per
         cache = model.run_with_mlp_cache(batch, hook_list, dtype=torch.float16)
         for h in hook_list:
             acts[h][b * ctx:(b + batch.shape[0]) * ctx] = cache[h].reshape(-1, w.d_mlp).cpu().numpy()
-    t1 = time.perf_counter()
-    stats.model_s += t1 - t0
-    for c in range(c0, c1):
-        a, b_ = w.chunk_rows(c)
-        lo, hi = a - start, b_ - start
-        if c in pending[schema.TOKENS]:
-            w.write_chunk(schema.TOKENS, c, toks[lo:hi].astype(np.int32))
-        if c in pending[schema.DOC_STARTS]:
-            w.write_chunk(schema.DOC_STARTS, c, docs[lo:hi])
-        for h in hook_list:
-            if c in pending[h]:
-                w.write_chunk(h, c, acts[h][lo:hi])
-                stats.bytes += (hi - lo) * 2 * w.d_mlp
-    stats.write_s += time.perf_counter() - t1
+    stats.model_s += time.perf_counter() - t0
     stats.tokens += stop - start
     stats.groups.append(g)
-    return stop - start
+    toks32 = toks.astype(np.int32)
+    chunks = []
+    for c in range(c0, c1):
+        lo, hi = w.chunk_rows(c)[0] - start, w.chunk_rows(c)[1] - start
+        chunks.append(Chunk(c, toks32[lo:hi], docs[lo:hi], {h: acts[h][lo:hi] for h in hook_list}))
+    return chunks
+
+
+def record_group(model, w: StoreWriter, split, hook_list: list[str], g: int, per_group: int, batch_ctx: int,
+                 pending: dict[str, set[int]], stats: RecordStats) -> int:
+    """Run work group ``g`` and write its pending chunks inline, each followed by its completion
+    marker. Returns the tokens run. Used by the Dask workers of solu_core.dask_record (each with its
+    own writer on the same store); the single-process ``record`` writes through a ChunkPipeline."""
+    chunks = compute_group(model, w, split, hook_list, g, per_group, batch_ctx, stats)
+    t0 = time.perf_counter()
+    stats.bytes += write_chunks(w, chunks, pending)
+    stats.write_s += time.perf_counter() - t0
+    return sum(len(c.tokens) for c in chunks)
 
 
 def record(
@@ -246,25 +252,36 @@ def record(
     chunk_tokens: int | None = None,
     fsync: bool = True,
     stats: RecordStats | None = None,
+    consumers: list[ChunkConsumer] = (),
+    threaded: bool = True,
 ) -> Path:
     """Record activations of ``checkpoint_dir``'s model into the store ``out`` (resumes one there).
 
     n_tokens: validation tokens to record (rounded down to whole contexts; at most the split).
     layers / hooks: which MLP hooks (default every layer's hook_post, plus hook_mid for SoLU-LN).
     batch_size: contexts per forward pass (default: one store chunk's worth).
+    consumers: ChunkConsumers that see every chunk after it is on disk (store.pipeline).
+    threaded: write chunks on a background thread while the next batch runs (False: inline).
     """
     t_start = time.perf_counter()
     stats = stats if stats is not None else RecordStats()
     plan = open_recording(checkpoint_dir, out, n_tokens=n_tokens, layers=layers, hooks=hooks, batch_size=batch_size,
                           device=device, corpus_dir=corpus_dir, progress=progress, chunk_tokens=chunk_tokens,
                           fsync=fsync)
-    w, hook_list, n, out = plan.writer, plan.hooks, plan.n_tokens, plan.out
     # logit effects first: small, and then every later step is about chunks
     write_logit_effects(plan, stats)
+    run_plan(plan, plan.ck.model, stats, progress=progress, consumers=consumers, threaded=threaded)
+    stats.wall_s += time.perf_counter() - t_start
+    return plan.out
 
+
+def run_plan(plan: RecordPlan, model, stats: RecordStats, *, progress: bool = True,
+             consumers: list[ChunkConsumer] = (), threaded: bool = True) -> None:
+    """Run every pending work group of ``plan`` through ``model`` and write it through a ChunkPipeline
+    (the forward pass of group g+1 overlaps the writing of group g), then finish the store."""
+    w, hook_list, n, out = plan.writer, plan.hooks, plan.n_tokens, plan.out
     pending = plan.pending()
     todo_chunks = sorted(set().union(*pending.values()))
-    groups = plan.groups(pending)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -274,23 +291,28 @@ def record(
                    dynamic_ncols=True)
     bytes_per_token = 2 * w.d_mlp * len(hook_list)
     t_loop = time.perf_counter()
+    pipe = ChunkPipeline(w, pending, consumers, threaded=threaded)
     try:
-        for g in groups:
-            rows = record_group(plan.ck.model, w, plan.split, hook_list, g, plan.per_group, plan.batch_ctx,
-                                pending, stats)
-            if bar is not None:
-                bar.update(rows)
-                el = time.perf_counter() - t_loop
-                bar.set_postfix_str(f"{stats.tokens * bytes_per_token / el / 1e6:.0f} MB/s, model "
-                                    f"{stats.model_s / el:.0%}, writer {stats.write_s / el:.0%}", refresh=False)
+        with pipe:
+            for g in plan.groups(pending):
+                chunks = compute_group(model, w, plan.split, hook_list, g, plan.per_group, plan.batch_ctx, stats)
+                pipe.put(chunks)
+                if bar is not None:
+                    bar.update(sum(len(c.tokens) for c in chunks))
+                    el = time.perf_counter() - t_loop
+                    bar.set_postfix_str(f"{stats.tokens * bytes_per_token / el / 1e6:.0f} MB/s, model "
+                                        f"{stats.model_s / el:.0%}, waiting for the writer {pipe.wait_s / el:.0%}",
+                                        refresh=False)
+            pipe.finish()
     finally:
         if bar is not None:
             bar.close()
-    w.finish()
-    stats.wall_s += time.perf_counter() - t_start
+        stats.write_s += pipe.write_s
+        stats.wait_s += pipe.wait_s
+        stats.bytes += pipe.bytes
     if progress:
-        busy = stats.model_s + stats.write_s or 1.0
+        el = time.perf_counter() - t_loop
         print(f"recorded {stats.tokens:,} tokens x {len(hook_list)} hooks into {out}: model "
-              f"{stats.model_s:.1f} s ({stats.model_s / busy:.0%}), writer {stats.write_s:.1f} s "
-              f"({stats.write_s / busy:.0%}, {stats.bytes / max(stats.write_s, 1e-9) / 1e6:.0f} MB/s)")
-    return out
+              f"{stats.model_s:.1f} s, writer {stats.write_s:.1f} s in the background "
+              f"({stats.bytes / max(stats.write_s, 1e-9) / 1e6:.0f} MB/s), waiting for it {stats.wait_s:.1f} s "
+              f"({stats.wait_s / max(el, 1e-9):.0%} of {el:.1f} s)")
