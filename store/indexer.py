@@ -41,7 +41,7 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from store import kernels, schema
+from store import explain, kernels, schema
 from store.errors import CorruptChunkError, NeurobrowseError, StoreError
 
 WINDOW = schema.CONTEXT_BEFORE + 1 + schema.CONTEXT_AFTER
@@ -847,12 +847,14 @@ def finalize_index(store, hook: str, partial: PartialIndex, samples: SampleParti
         samples = compute_sample_partial(st, hook, 0, src.n_chunks, sample_thresholds(partial), seed)
     if samples.ranges != [(0, src.n_chunks)]:
         raise StoreError(f"the samples of {hook} cover chunks {samples.ranges}, not all of 0..{src.n_chunks}")
-    arrays = index_arrays(src.tokens(), src.context_len, partial, samples)
+    tokens = src.tokens()
+    arrays = index_arrays(tokens, src.context_len, partial, samples)
     grp = _IndexGroup(Path(st.path), hook)
     grp.set_attrs(complete=False)
     with _disk_errors(grp.where):
         grp._write_arrays(grp.group, arrays, {n: d for n, (_t, d) in schema.INDEX_ARRAYS.items()})
     grp.set_attrs(**_index_attrs(st, partial, seed), complete=True)
+    explain.explain_hook(st, hook, arrays, tokens)
     return {"hook": hook, "n_tokens": int(partial.n), "k": partial.k, "n_neurons": partial.n_neurons,
             "token_rule_score_mean": float(np.nanmean(arrays["token_rule_score"])),
             "sim_score_mean": float(np.nanmean(arrays["sim_score"])) if np.isfinite(arrays["sim_score"]).any() else float("nan")}
@@ -917,6 +919,9 @@ def index_hook(st, hook: str, cfg: IndexConfig, force: bool = False, progress: b
         grp.clear()
         attrs = {}
     if attrs.get("complete") and not force:
+        if not explain.is_explained(st, hook):  # an index from before explanations: add them
+            explain.explain_hook(st, hook)
+            return {"hook": hook, "skipped": True, "reason": "already indexed; added the rule explanations"}
         return {"hook": hook, "skipped": True, "reason": "already indexed (use --force to redo)"}
     grp.set_attrs(run_uuid_indexing=st.run_uuid, k_indexing=cfg.k, seed_indexing=cfg.seed, complete=False)
     tokens = src.tokens()

@@ -130,6 +130,7 @@ class NeuronView:
     top_tokens: list[tuple[str, float, int]]  # (token, mean activation, count)
     logit_up: list[tuple[str, float]] = field(default_factory=list)
     logit_down: list[tuple[str, float]] = field(default_factory=list)
+    explanation: str = ""  # the automatic rule explanation in words (store.explain), '' when none
 
 
 def _direct_layout(arr: zarr.Array) -> str | None:
@@ -191,6 +192,8 @@ _PAGE_ARRAYS = (
 )
 # per-neuron scalars gathered into the neuron table
 _TABLE_SCALARS = ("mean", "var", "skewness", "kurtosis", "density", "token_rule_score", "sim_score")
+# explanation columns of the neuron table (NaN for an index made before explanations existed)
+_EXPLAIN_COLUMNS = ("explain_score", "explain_coverage", "explain_precision")
 
 
 class Store:
@@ -370,6 +373,22 @@ class Store:
         return readable_vocab(vocab, size)
 
     @cached_property
+    def explain_vocab(self):
+        """store.explain.Vocab of this recording's tokenizer (the token tables the rule search uses)."""
+        from store.explain import Vocab
+
+        return Vocab.build(self._vocab_strings)
+
+    def forget_index(self, hook: str) -> None:
+        """Drop what was cached of index/{hook} (after it was rewritten in this process)."""
+        prefix = schema.index_path(hook) + "/"
+        self._tables.pop(hook, None)
+        for name in [n for n in self._arrays if n.startswith(prefix)]:
+            del self._arrays[name]
+        for key in [k for k in self._chunk_cache if k[0].startswith(prefix)]:
+            del self._chunk_cache[key]
+
+    @cached_property
     def _vocab_array(self) -> np.ndarray:
         """object [vocab + 1]: readable pieces, with '' at the end for padding / unknown ids."""
         return np.array(self._vocab_strings + [""], dtype=object)
@@ -420,7 +439,7 @@ class Store:
         return ok
 
     def index_array(self, hook: str, name: str) -> zarr.Array:
-        if name not in schema.INDEX_ARRAYS:
+        if name not in schema.INDEX_ARRAYS and name not in schema.EXPLAIN_ARRAYS:
             raise StoreError(f"{name!r} is not an index array; see store.schema.INDEX_ARRAYS")
         try:
             return self._array(f"{schema.index_path(hook)}/{name}")
@@ -447,8 +466,25 @@ class Store:
         table.update({k: np.asarray(v) for k, v in zip(_TABLE_SCALARS, scalars)})
         table["top_token_id"] = np.asarray(top_ids[:, 0], dtype=np.int32)
         table["top_token"] = np.array(self.token_strings(table["top_token_id"]), dtype=object)
+        table.update(self._explain_columns(hook))
         self._tables[hook] = table
         return table
+
+    def _explain_columns(self, hook: str) -> dict[str, np.ndarray]:
+        """explain_score / _coverage / _precision (float32) and explanation (object: words) per neuron;
+        NaN and '' when the index has no explanations yet (`neurobrowse index` adds them)."""
+        from store import explain
+
+        N = self.d_mlp
+        if not explain.is_explained(self, hook):
+            out = {k: np.full(N, np.nan, np.float32) for k in _EXPLAIN_COLUMNS}
+            out["explanation"] = np.full(N, "", dtype=object)
+            return out
+        arrs = [self.index_array(hook, n) for n in schema.EXPLAIN_ARRAYS]
+        got = dict(zip(schema.EXPLAIN_ARRAYS, _read_many([(a, (slice(None),)) for a in arrs])))
+        out = {k: np.asarray(got[k], np.float32) for k in _EXPLAIN_COLUMNS}
+        out["explanation"] = explain.describe_all(self.explain_vocab, got)
+        return out
 
     def neuron(self, hook: str, neuron: int) -> NeuronView:
         """One neuron's page: stats, top / bottom / quantile-sampled snippets, histogram, top tokens,
@@ -469,7 +505,8 @@ class Store:
         page = dict(zip(_PAGE_ARRAYS, rows[:len(_PAGE_ARRAYS)]))
         rest = rows[len(_PAGE_ARRAYS):]
         table = self.neuron_table(hook)
-        stats = {k: float(table[k][n]) for k in ("max_act", "min_act", "mean", "var", *_TABLE_SCALARS[2:])}
+        stats = {k: float(table[k][n]) for k in ("max_act", "min_act", "mean", "var", *_TABLE_SCALARS[2:],
+                                                  *_EXPLAIN_COLUMNS)}
         stats["std"] = float(np.sqrt(max(stats["var"], 0.0)))
         stats["n_tokens"] = self.n_tokens
         stats["quantiles"] = {str(q): float(v) for q, v in zip(schema.SAMPLE_QUANTILES, page["quantile_edges"])}
@@ -493,6 +530,7 @@ class Store:
                                   page["bottom_context_acts"]),
             samples=samples, hist_edges=np.asarray(self._hist_edges[hook]),
             hist_counts=np.asarray(page["hist_counts"]), top_tokens=top_tokens, logit_up=up, logit_down=down,
+            explanation=str(table["explanation"][n]),
         )
 
     def _neuron_rows(self, names: list[str], n: int) -> list[np.ndarray]:

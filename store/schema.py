@@ -127,6 +127,19 @@ INDEX_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 DENSITY_THRESHOLD = 0.0
 
+# Automatic rule explanations (store.explain), written next to INDEX_ARRAYS by the index and by
+# store.explain.explain_hook (an index made before them gains them without re-indexing). The rule's
+# words are rendered at read time from its family and arguments (store.explain.describe).
+EXPLAIN_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "explain_family": ("int8", ("neuron",)),  # index into store.explain.FAMILIES, -1 = no rule
+    "explain_args": ("int32", ("neuron", "rule_arg")),  # token / class / fold ids of the rule, -1 unused
+    "explain_hits": ("int32", ("neuron",)),  # distinct top firings the rule matches
+    "explain_n": ("int32", ("neuron",)),  # distinct top firings judged (at most store.explain.N_TOP)
+    "explain_coverage": ("float32", ("neuron",)),  # hits / n
+    "explain_precision": ("float32", ("neuron",)),  # share of the rule's occurrences that fire high
+    "explain_score": ("float32", ("neuron",)),  # F2 of coverage and precision
+}
+
 # ---- index details (engineer C; see store/indexer.py and store/kernels.py) --------------------------
 # Sizes: window = CONTEXT_BEFORE + 1 + CONTEXT_AFTER; edge = len(SAMPLE_QUANTILES); bin =
 # len(SAMPLE_BINS); hist_bin = kernels.HIST_BINS (992 bins read off the float16 bit pattern: 16 per
