@@ -344,13 +344,17 @@ class ContextSearch:
 
     @classmethod
     def from_store(cls, store, hook: str, req: Request | None = None) -> "ContextSearch":
-        from store import schema
+        from store.snippets import context_slots
 
         toks = np.asarray(store.index_array(hook, "top_context_tokens")[...])
+        pos = np.asarray(store.index_array(hook, "top_positions")[...])
         if req:
             req.check()
+        before, _after = store.index_window(hook)
+        # only the text the model saw with each firing (windows also hold greyed text outside its context)
+        toks = np.where(context_slots(pos, before, toks.shape[-1], store.context_len), toks, -1)
         vocab = store.token_strings(list(range(int(store.model_config["d_vocab"]))))
-        return cls(toks, schema.CONTEXT_BEFORE, vocab)
+        return cls(toks, before, vocab)
 
     def texts(self) -> list[str]:
         if self._texts is None:
@@ -397,57 +401,73 @@ class MergedSnippet:
     firing: list[int]  # indices (into tokens) of the top-k / sample firings inside this span
     value: float  # the strongest firing value in the span (signed as stored)
     n_merged: int  # how many stored snippets went into it
+    greyed: np.ndarray | None = None  # bool [len]: tokens outside the context the model saw (no activation)
+    more: int = 0  # further firings in this context that are not shown (store.snippets.one_per_context)
+
+    def __post_init__(self) -> None:
+        if self.greyed is None:
+            self.greyed = np.zeros(len(self.tokens), bool)
 
     @property
     def positions(self) -> range:
         return range(self.start, self.start + len(self.tokens))
 
 
-def merge_snippets(snippets: Sequence[Any], descending: bool = True) -> list[MergedSnippet]:
-    """Merge snippets whose windows overlap in the token stream, so no text is shown twice.
+def merged_from(s: Any) -> MergedSnippet:
+    """One store Snippet as a MergedSnippet (greyed outside its context)."""
+    n = len(s.tokens)
+    greyed = np.ones(n, bool)
+    greyed[s.ctx_lo:s.ctx_hi] = False
+    return MergedSnippet(int(s.position) - int(s.center), [int(i) for i in s.token_ids], list(s.tokens),
+                         np.asarray(s.acts, np.float32), [int(s.center)], float(s.value), 1, greyed,
+                         int(getattr(s, "more", 0)))
 
-    Each snippet (store.reader.Snippet) covers global positions ``position - center + i``; padding
-    tokens (id < 0) are dropped. Windows never cross a context boundary (the indexer clips them), so
-    overlapping windows come from the same context and agree on tokens and activations. The result is
-    ordered by the strongest firing in each span (descending for top-k, ascending for bottom-k).
+
+def merge_snippets(snippets: Sequence[Any], descending: bool = True) -> list[MergedSnippet]:
+    """Merge snippets whose in-context windows overlap in the token stream, so no text is shown twice.
+
+    Each snippet (store.snippets.Snippet) covers global positions ``position - center + i``; its
+    tokens ``ctx_lo:ctx_hi`` are those the model saw with the firing, the rest is greyed context.
+    Windows of one context agree on tokens and activations, so overlapping ones are merged; windows of
+    different contexts are never merged (their activations come from different forward passes). The
+    result is ordered by the strongest firing in each span (descending for top-k, ascending for bottom-k).
     """
-    spans: list[dict[int, tuple[int, str, float]]] = []
-    firings: list[set[int]] = []
-    values: list[float] = []
-    counts: list[int] = []
     items = []
     for s in snippets:
-        ids = np.asarray(s.token_ids)
-        start = int(s.position) - int(s.center)
-        keep = [i for i in range(len(ids)) if ids[i] >= 0]
-        if not keep:
+        if not len(s.tokens):
             continue
-        entries = {start + i: (int(ids[i]), s.tokens[i], float(s.acts[i])) for i in keep}
-        items.append((min(entries), max(entries), entries, int(s.position), float(s.value)))
+        m = merged_from(s)
+        c_lo, c_hi = m.start + s.ctx_lo, m.start + s.ctx_hi - 1
+        items.append((c_lo, c_hi, m))
     items.sort(key=lambda t: t[0])
+    groups: list[list[MergedSnippet]] = []
     cur_hi = None
-    for lo, hi, entries, pos, val in items:
-        if spans and cur_hi is not None and lo <= cur_hi:
-            spans[-1].update(entries)
-            firings[-1].add(pos)
-            values[-1] = max(values[-1], val) if descending else min(values[-1], val)
-            counts[-1] += 1
+    for lo, hi, m in items:
+        if groups and cur_hi is not None and lo <= cur_hi:
+            groups[-1].append(m)
             cur_hi = max(cur_hi, hi)
         else:
-            spans.append(dict(entries))
-            firings.append({pos})
-            values.append(val)
-            counts.append(1)
+            groups.append([m])
             cur_hi = hi
     out = []
-    for entries, fire, val, cnt in zip(spans, firings, values, counts):
+    for g in groups:
+        if len(g) == 1:
+            out.append(g[0])
+            continue
+        entries: dict[int, tuple[int, str, float, bool]] = {}
+        for m in g:
+            for i, p in enumerate(m.positions):
+                if p not in entries or (entries[p][3] and not m.greyed[i]):
+                    entries[p] = (m.token_ids[i], m.tokens[i], float(m.acts[i]), bool(m.greyed[i]))
         lo, hi = min(entries), max(entries)
-        # a gap can only come from padding inside a window; fill it so the span is contiguous text
-        poss = list(range(lo, hi + 1))
-        ids = [entries[p][0] if p in entries else -1 for p in poss]
-        toks = [entries[p][1] if p in entries else "" for p in poss]
-        acts = np.array([entries[p][2] if p in entries else 0.0 for p in poss], dtype=np.float32)
-        out.append(MergedSnippet(lo, ids, toks, acts, sorted(p - lo for p in fire), val, cnt))
+        poss = range(lo, hi + 1)
+        fire = sorted({m.start + f for m in g for f in m.firing})
+        vals = [m.value for m in g]
+        out.append(MergedSnippet(
+            lo, [entries[p][0] if p in entries else -1 for p in poss], [entries[p][1] if p in entries else "" for p in poss],
+            np.array([entries[p][2] if p in entries else 0.0 for p in poss], dtype=np.float32),
+            [p - lo for p in fire], max(vals) if descending else min(vals), len(g),
+            np.array([entries[p][3] if p in entries else True for p in poss], dtype=bool), sum(m.more for m in g)))
     out.sort(key=lambda m: m.value, reverse=descending)
     return out
 
@@ -474,10 +494,13 @@ class NeuronPage:
     top: list[MergedSnippet]
     bottom: list[MergedSnippet]
     samples: dict[str, list[MergedSnippet]]
-    scale: float  # max |activation| among the shown snippets: the shading scale
+    scale: float  # max |activation| among the top snippets: the top tab's shading scale
     paired: Any | None = None  # NeuronView of the other LN hook (SoLU-LN only)
     paired_top: list[MergedSnippet] = field(default_factory=list)
     paired_scale: float = 0.0
+    bottom_scale: float = 0.0  # the bottom tab's own scale (max |activation| among its snippets)
+    sample_scales: dict[str, float] = field(default_factory=dict)  # each quantile bin's own scale
+    bin_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # activation range of each bin
 
 
 def _scale(view) -> float:
@@ -489,12 +512,39 @@ def _scale(view) -> float:
     return max(vals) if vals else 1.0
 
 
+def shading_scale(snippets: Sequence[Any]) -> float:
+    """A list's own shading scale: the largest |activation| among its snippets' values and tokens (1.0
+    when there is none), so a bottom-k list or a low quantile bin uses the full colour range."""
+    vals = [abs(float(s.value)) for s in snippets if math.isfinite(float(s.value))]
+    vals += [float(np.max(np.abs(s.acts))) for s in snippets if len(s.acts)]
+    best = max(vals, default=0.0)
+    return best if best > 0 else 1.0
+
+
+def bin_ranges(view) -> dict[str, tuple[float, float]]:
+    """The activation range of each quantile bin of store.schema.SAMPLE_BINS ("0.999-1" -> (q0.999, max)),
+    read off the neuron's quantile edges and its min / max; "random" spans min .. max."""
+    st = view.stats
+    q = {float(k): float(v) for k, v in (st.get("quantiles") or {}).items()}
+    lo_all, hi_all = float(st.get("min_act", float("nan"))), float(st.get("max_act", float("nan")))
+    out = {}
+    for name in view.samples:
+        if name == "random":
+            out[name] = (lo_all, hi_all)
+            continue
+        a, b = (float(x) for x in name.split("-"))
+        out[name] = (q.get(a, lo_all) if a > 0 else lo_all, q.get(b, hi_all) if b < 1 else hi_all)
+    return out
+
+
 def build_page(ref: NeuronRef, view, paired=None) -> NeuronPage:
     """Turn reader views into display-ready merged snippets (pure; no I/O)."""
     top = merge_snippets(view.top, descending=True)
     bottom = merge_snippets(view.bottom, descending=False)
     samples = {name: merge_snippets(snips, descending=True) for name, snips in view.samples.items()}
-    page = NeuronPage(ref, view, top, bottom, samples, _scale(view))
+    page = NeuronPage(ref, view, top, bottom, samples, _scale(view), bottom_scale=shading_scale(view.bottom),
+                      sample_scales={name: shading_scale(snips) for name, snips in view.samples.items()},
+                      bin_ranges=bin_ranges(view))
     if paired is not None:
         page.paired = paired
         page.paired_top = merge_snippets(paired.top, descending=True)

@@ -64,9 +64,9 @@ class StudyConfig:
     per_model: int = 60  # neurons drawn per store (the paper rated 60 per model)
     seed: int | None = None  # None: a fresh random seed, recorded in key.json
     hooks: tuple[str, ...] = ("hook_post",)  # hook kinds to draw from (each recorded layer's)
-    snippets: int = 20  # top snippets shown per neuron
-    context_before: int = 16  # tokens of context shown before the firing token (a few lines)
-    context_after: int = 6  # and after it
+    snippets: int = 20  # top snippets shown per neuron (one per recorded context: distinct passages)
+    context_before: int = 64  # tokens of context shown before the firing token (several lines)
+    context_after: int = 16  # and after it
 
 
 @dataclass
@@ -164,9 +164,10 @@ def _item_ids(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def _crop(snip: Any, cfg: StudyConfig) -> dict:
-    """A store Snippet cut to a few lines around the firing token: tokens, acts (4 decimals), center."""
-    lo = max(0, snip.center - cfg.context_before)
-    hi = min(len(snip.tokens), snip.center + cfg.context_after + 1)
+    """A store Snippet cut to the tokens the model saw with it, at most ``context_before`` / ``context_after``
+    around the firing token: tokens, acts (4 decimals), center."""
+    lo = max(snip.ctx_lo, snip.center - cfg.context_before)
+    hi = min(snip.ctx_hi, snip.center + cfg.context_after + 1)
     acts = np.asarray(snip.acts[lo:hi], dtype=np.float64)
     return {"tokens": list(snip.tokens[lo:hi]), "acts": np.round(acts, 4).tolist(), "center": snip.center - lo}
 

@@ -49,6 +49,7 @@ import numpy as np
 from store import schema
 from store.errors import NeurobrowseError
 from store.labels import Label, LabelDB, LabelError, LabelImportError, check_verdict, normalize_tags
+from store.snippets import build_snippets, distinct_names, has_distinct, index_window
 
 EXPORT_VERSION = 1
 FORMATS = ("jsonl", "csv", "neuron-explainer")
@@ -237,33 +238,35 @@ class _Vocab:
 
 
 class _Windows:
-    """Context windows of one kind (top snippets or one sample bin) for a block of neurons."""
+    """Context windows of one kind (top snippets or one sample bin) for a block of neurons, made into
+    snippets by store.snippets (the same choice as the app's): only the tokens the model saw."""
 
     def __init__(self, vocab: _Vocab, positions: np.ndarray, values: np.ndarray | None, tokens: np.ndarray,
-                 acts: np.ndarray):
-        # positions [n, m], values [n, m] | None, tokens / acts [n, m, W]
+                 acts: np.ndarray, *, before: int, context_len: int, more: np.ndarray | None = None,
+                 distinct: bool = False, limit: int | None = None):
+        # positions [n, m], values [n, m] | None, tokens / acts [n, m, W], more [n, m] | None
         self.positions = positions
-        self.values = None if values is None else np.round(values.astype(np.float64), 5)
-        self.valid = tokens >= 0  # [n, m, W]; windows are padded with -1 at context edges
-        self.full = self.valid.all(axis=-1)  # [n, m]
+        self.values = values
+        self.tokens = tokens
+        self.acts = acts
         self.strings = vocab.strings(tokens)  # [n, m, W] object
-        self.acts = np.round(acts.astype(np.float64), ACT_DECIMALS)  # [n, m, W]
-        self.centers = schema.CONTEXT_BEFORE - (tokens[..., :schema.CONTEXT_BEFORE] < 0).sum(axis=-1)  # [n, m]
+        self.before, self.context_len, self.more, self.distinct, self.limit = before, context_len, more, distinct, limit
 
     def snippets(self, i: int) -> list[dict]:
+        values = self.values[i] if self.values is not None else np.zeros(self.positions.shape[1], np.float32)
+        snips = build_snippets(self.positions[i], values, self.tokens[i], self.acts[i], self.strings[i],
+                               before=self.before, context_len=self.context_len,
+                               more=None if self.more is None else self.more[i], distinct=self.distinct)
         out = []
-        for j in range(self.positions.shape[1]):
-            if self.positions[i, j] < 0:
-                continue
-            if self.full[i, j]:
-                toks, acts = self.strings[i, j].tolist(), self.acts[i, j].tolist()
-            else:
-                keep = self.valid[i, j]
-                toks, acts = self.strings[i, j][keep].tolist(), self.acts[i, j][keep].tolist()
-            d = {"position": int(self.positions[i, j])}
+        for s in snips[:self.limit]:
+            lo, hi = s.ctx_lo, s.ctx_hi
+            d = {"position": s.position}
             if self.values is not None:
-                d["value"] = float(self.values[i, j])
-            d.update(center=int(self.centers[i, j]), tokens=toks, acts=acts)
+                d["value"] = float(np.round(np.float64(s.value), 5))
+            d.update(center=s.center - lo, tokens=s.tokens[lo:hi],
+                     acts=np.round(s.acts[lo:hi].astype(np.float64), ACT_DECIMALS).tolist())
+            if self.distinct:
+                d["more"] = s.more  # further firings in this context (store.snippets.MORE_SHARE)
             out.append(d)
         return out
 
@@ -280,15 +283,22 @@ class _Block:
             sel = (idx,) + extra + (slice(None),) * (arr.ndim - 1 - len(extra))
             return np.asarray(arr.get_orthogonal_selection(sel))
 
-        kk = slice(0, k)
-        self.top = _Windows(vocab, rows("top_positions", (kk,)), rows("top_values", (kk,)),
-                            rows("top_context_tokens", (kk,)), rows("top_context_acts", (kk,)))
+        attrs = store.index_state(hook)
+        before, _after = index_window(attrs)
+        ctx = {"before": before, "context_len": store.context_len}
+        nm = distinct_names("top")
+        if has_distinct(attrs):
+            self.top = _Windows(vocab, rows(nm["d_positions"]), rows(nm["d_values"]), rows(nm["d_tokens"]),
+                                rows(nm["d_acts"]), more=rows(nm["d_more"]), distinct=True, limit=k, **ctx)
+        else:
+            self.top = _Windows(vocab, rows(nm["positions"]), rows(nm["values"]), rows(nm["tokens"]),
+                                rows(nm["acts"]), distinct=True, limit=k, **ctx)
         self.bins: list[_Windows] = []
         if fmt == "neuron-explainer":
             pos = rows("sample_positions")  # [n, B, S]
             toks = rows("sample_context_tokens")  # [n, B, S, W]
             acts = rows("sample_context_acts")  # [n, B, S, W]
-            self.bins = [_Windows(vocab, pos[:, b], None, toks[:, b], acts[:, b]) for b in range(pos.shape[1])]
+            self.bins = [_Windows(vocab, pos[:, b], None, toks[:, b], acts[:, b], **ctx) for b in range(pos.shape[1])]
             self.quantile_edges = rows("quantile_edges")  # [n, 4]
 
 
@@ -352,7 +362,7 @@ def iter_records(store: Any, selection: dict[str, np.ndarray], labels: dict[tupl
         for hook, neurons in selection.items():
             layer = schema.parse_hook_name(hook)[0]
             table = store.neuron_table(hook)
-            k = min(cfg.snippets, store.index_array(hook, "top_values").shape[1])
+            k = cfg.snippets
             for start in range(0, len(neurons), cfg.block):
                 part = neurons[start:start + cfg.block]
                 blk = _Block(store, vocab, hook, part, k, cfg.fmt)

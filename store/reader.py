@@ -28,6 +28,7 @@ from zarr.storage import LocalStore
 
 from store import schema
 from store.errors import CorruptChunkError, StoreError
+from store.snippets import Snippet, build_snippets, distinct_names, has_distinct, index_window
 from store.tokens_display import readable_vocab
 from store.writer import read_manifest
 
@@ -103,18 +104,6 @@ class CheckedLocalStore(LocalStore):
 
 
 @dataclass
-class Snippet:
-    """A window of tokens around one firing of a neuron."""
-
-    position: int  # global token index of the firing
-    value: float  # the activation there
-    token_ids: np.ndarray  # [window] int32, padding removed
-    tokens: list[str]  # readable pieces, same length
-    acts: np.ndarray  # [window] float32: this neuron's activation at each window token
-    center: int  # index of the firing token in the window
-
-
-@dataclass
 class NeuronView:
     """Everything the browser / `show` needs for one neuron, read from the index (no dense pass)."""
 
@@ -131,6 +120,9 @@ class NeuronView:
     logit_up: list[tuple[str, float]] = field(default_factory=list)
     logit_down: list[tuple[str, float]] = field(default_factory=list)
     explanation: str = ""  # the automatic rule explanation in words (store.explain), '' when none
+    window: tuple[int, int] = (0, 0)  # (before, after) tokens of the index's windows
+    context_len: int = 0  # tokens per recorded context
+    distinct: bool = True  # top / bottom hold one firing per context
 
 
 def _direct_layout(arr: zarr.Array) -> str | None:
@@ -209,6 +201,7 @@ class Store:
         self._direct: dict[str, str | None] = {}  # array name -> _direct_layout (None: through zarr)
         self._chunk_cache: dict[tuple[str, int], np.ndarray] = {}  # insertion-ordered LRU-ish cache
         self._hist_edges: dict[str, np.ndarray] = {}  # per hook: shared histogram edges [H + 1]
+        self._attrs: dict[str, dict] = {}  # per hook: the attributes of its finished index
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
@@ -239,6 +232,7 @@ class Store:
         self._tables.clear()
         self._indexed.clear()
         self._hist_edges.clear()
+        self._attrs.clear()
         self._chunk_cache.clear()
 
     # ---- manifest ------------------------------------------------------------------------------
@@ -486,9 +480,10 @@ class Store:
         out["explanation"] = explain.describe_all(self.explain_vocab, got)
         return out
 
-    def neuron(self, hook: str, neuron: int) -> NeuronView:
+    def neuron(self, hook: str, neuron: int, distinct: bool = True) -> NeuronView:
         """One neuron's page: stats, top / bottom / quantile-sampled snippets, histogram, top tokens,
-        logit effects. Reads one neuron-axis chunk of each index array, concurrently."""
+        logit effects. Reads one neuron-axis chunk of each index array, concurrently. ``distinct``:
+        top and bottom show one firing per recorded context (store.snippets), else every stored one."""
         self._require_index(hook)
         if not 0 <= int(neuron) < self.d_mlp:
             raise StoreError(f"neuron {neuron} is out of range: {hook} has neurons 0..{self.d_mlp - 1}")
@@ -496,14 +491,20 @@ class Store:
         layer = schema.parse_hook_name(hook)[0]
         base = schema.logit_path(layer)
         have_logits = base in self._logit_layers()
-        names = [f"{schema.index_path(hook)}/{a}" for a in _PAGE_ARRAYS]
+        state = self.index_state(hook) if hook not in self._attrs else self._attrs[hook]
+        self._attrs[hook] = state
+        use_distinct = distinct and has_distinct(state)
+        arrays = list(_PAGE_ARRAYS)
+        if use_distinct:
+            arrays += [nm for kind in ("top", "bottom") for r, nm in distinct_names(kind).items() if r[:2] == "d_"]
+        names = [f"{schema.index_path(hook)}/{a}" for a in arrays]
         if have_logits:
             names += [f"{base}/{k}" for k in schema.LOGIT_ARRAYS]
         if hook not in self._hist_edges:
             self._hist_edges[hook] = self.index_array(hook, "hist_edges")[:]
         rows = self._neuron_rows(names, n)
-        page = dict(zip(_PAGE_ARRAYS, rows[:len(_PAGE_ARRAYS)]))
-        rest = rows[len(_PAGE_ARRAYS):]
+        page = dict(zip(arrays, rows[:len(arrays)]))
+        rest = rows[len(arrays):]
         table = self.neuron_table(hook)
         stats = {k: float(table[k][n]) for k in ("max_act", "min_act", "mean", "var", *_TABLE_SCALARS[2:],
                                                   *_EXPLAIN_COLUMNS)}
@@ -513,25 +514,68 @@ class Store:
         top_tokens = [(s, float(m), int(c))
                       for s, m, c, i in zip(self.token_strings(page["top_token_ids"]), page["top_token_means"],
                                             page["top_token_counts"], page["top_token_ids"]) if i >= 0]
-        samples = {}
-        for b, name in enumerate(schema.SAMPLE_BINS):
-            samples[name] = self._snippets(page["sample_positions"][b], page["sample_values"][b],
-                                           page["sample_context_tokens"][b], page["sample_context_acts"][b])
+        before, after = index_window(state)
+
+        def snippets(kind: str | None = None, b: int | None = None) -> list[Snippet]:
+            if b is not None:  # a quantile bin: random samples, never cut to one per context
+                return self._snippets(page["sample_positions"][b], page["sample_values"][b],
+                                      page["sample_context_tokens"][b], page["sample_context_acts"][b],
+                                      before, distinct=False)
+            nm = distinct_names(kind)
+            if use_distinct:
+                return self._snippets(page[nm["d_positions"]], page[nm["d_values"]], page[nm["d_tokens"]],
+                                      page[nm["d_acts"]], before, more=page[nm["d_more"]])
+            return self._snippets(page[nm["positions"]], page[nm["values"]], page[nm["tokens"]], page[nm["acts"]],
+                                  before, distinct=distinct)
+
+        samples = {name: snippets(b=b) for b, name in enumerate(schema.SAMPLE_BINS)}
         up = down = []
         if have_logits:
             ut, uv, dt, dv = rest[:4]
             up = list(zip(self.token_strings(ut), map(float, uv)))
             down = list(zip(self.token_strings(dt), map(float, dv)))
         return NeuronView(
-            hook=hook, layer=layer, neuron=n, stats=stats,
-            top=self._snippets(page["top_positions"], page["top_values"], page["top_context_tokens"],
-                               page["top_context_acts"]),
-            bottom=self._snippets(page["bottom_positions"], page["bottom_values"], page["bottom_context_tokens"],
-                                  page["bottom_context_acts"]),
+            hook=hook, layer=layer, neuron=n, stats=stats, top=snippets("top"), bottom=snippets("bottom"),
             samples=samples, hist_edges=np.asarray(self._hist_edges[hook]),
             hist_counts=np.asarray(page["hist_counts"]), top_tokens=top_tokens, logit_up=up, logit_down=down,
             explanation=str(table["explanation"][n]),
+            window=(before, after), context_len=self.context_len, distinct=distinct,
         )
+
+    def index_window(self, hook: str) -> tuple[int, int]:
+        """(before, after): the tokens around each firing that the index of ``hook`` keeps."""
+        if hook not in self._attrs:
+            self._attrs[hook] = self.index_state(hook)
+        return index_window(self._attrs[hook])
+
+    def passage(self, hook: str, neuron: int, position: int, around: int = 256) -> Snippet:
+        """The whole recorded context of the firing at ``position`` (every token the model saw with it,
+        with ``neuron``'s activation at each, read from the dense chunk) and up to ``around`` tokens of
+        its document before and after that context (``tokens[:ctx_lo]`` / ``tokens[ctx_hi:]``, activation
+        0: the model did not see them with this context). Reads one dense chunk and a few token chunks."""
+        if not 0 <= int(position) < self.n_tokens:
+            raise StoreError(f"position {position} is outside {self.path} (0..{self.n_tokens - 1})")
+        if not 0 <= int(neuron) < self.d_mlp:
+            raise StoreError(f"neuron {neuron} is out of range: {hook} has neurons 0..{self.d_mlp - 1}")
+        p, L = int(position), self.context_len
+        c0 = p // L * L
+        c1 = min(self.n_tokens, c0 + L)
+        lo, hi = max(0, c0 - around), min(self.n_tokens, c1 + around)
+        docs = np.asarray(self.doc_starts[lo:hi])
+        before_starts = np.flatnonzero(docs[:c0 - lo + 1])  # document starts at or before the context start
+        if len(before_starts):
+            lo += int(before_starts[-1])
+        after_starts = np.flatnonzero(docs[c1 - lo:]) if c1 < hi else np.zeros(0, np.int64)
+        if len(after_starts):
+            hi = c1 + int(after_starts[0])
+        ids = np.asarray(self.tokens[lo:hi]).astype(np.int32)
+        chunk = p // self.chunk_tokens
+        rows = self.read_chunk(hook, chunk)
+        r0 = chunk * self.chunk_tokens
+        acts = np.zeros(hi - lo, np.float32)
+        acts[c0 - lo:c1 - lo] = rows[c0 - r0:c1 - r0, int(neuron)].astype(np.float32)
+        return Snippet(position=p, value=float(acts[p - lo]), token_ids=ids, tokens=self.token_strings(ids),
+                       acts=acts, center=p - lo, ctx_lo=c0 - lo, ctx_hi=c1 - lo)
 
     def _neuron_rows(self, names: list[str], n: int) -> list[np.ndarray]:
         """Row ``n`` of each named [neuron, ...] array. Arrays in the plain zstd + crc32c layout are
@@ -568,19 +612,11 @@ class Store:
                 self._tables["#logit"] = {}
         return set(self._tables["#logit"])
 
-    def _snippets(self, positions, values, ctx_tokens, ctx_acts) -> list[Snippet]:
-        """positions [m], values [m], ctx_tokens / ctx_acts [m, window] -> Snippets (position -1 skipped)."""
-        out = []
-        strings = self._strings(ctx_tokens)  # [m, window]
-        valid = ctx_tokens >= 0  # windows are padded with -1 at context edges
-        left_pad = (~valid[:, :schema.CONTEXT_BEFORE]).sum(1)  # [m]
-        for j in np.flatnonzero(np.asarray(positions) >= 0):
-            keep = valid[j]
-            out.append(Snippet(position=int(positions[j]), value=float(values[j]),
-                               token_ids=ctx_tokens[j][keep].astype(np.int32), tokens=strings[j][keep].tolist(),
-                               acts=ctx_acts[j][keep].astype(np.float32),
-                               center=schema.CONTEXT_BEFORE - int(left_pad[j])))
-        return out
+    def _snippets(self, positions, values, ctx_tokens, ctx_acts, before: int, *, more=None,
+                  distinct: bool = True) -> list[Snippet]:
+        """positions [m], values [m], ctx_tokens / ctx_acts [m, window] -> Snippets (store.snippets)."""
+        return build_snippets(positions, values, ctx_tokens, ctx_acts, self._strings(ctx_tokens), before=before,
+                              context_len=self.context_len, more=more, distinct=distinct)
 
     # ---- size and summary ----------------------------------------------------------------------
     def size_on_disk(self, sub: str = "") -> int:

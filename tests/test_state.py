@@ -135,17 +135,20 @@ def test_merged_snippets_show_each_position_once_with_stored_values(solu):
     hook = solu.hooks[-1]
     merged_some = False
     for n in range(int(solu.d_mlp)):
-        view = solu.neuron(hook, n)
+        view = solu.neuron(hook, n, distinct=False)  # every stored firing: windows of one context overlap
         merged = state.merge_snippets(view.top)
-        seen = [p for m in merged for p in m.positions]
-        assert len(seen) == len(set(seen)), "a token appears in two merged snippets"
+        seen = [p for m in merged for p, g in zip(m.positions, m.greyed) if not g]
+        assert len(seen) == len(set(seen)), "a token the model saw appears in two merged snippets"
         by_pos = {}
         for m in merged:
-            for p, tok, a in zip(m.positions, m.token_ids, m.acts):
-                by_pos[p] = (tok, a)
+            for p, tok, a, g in zip(m.positions, m.token_ids, m.acts, m.greyed):
+                if not g:
+                    by_pos[p] = (tok, a)
         for s in view.top:
             start = s.position - s.center
             for i, (tok, a) in enumerate(zip(s.token_ids, s.acts)):
+                if not s.ctx_lo <= i < s.ctx_hi:
+                    continue
                 assert by_pos[start + i][0] == tok
                 assert by_pos[start + i][1] == pytest.approx(float(a))
             assert s.position in by_pos

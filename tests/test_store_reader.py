@@ -58,18 +58,26 @@ def test_neuron_page_matches_the_dense_activations(tiny_stores, act_fn):
         np.testing.assert_allclose(table["min_act"], dense.min(0), rtol=1e-3)
         np.testing.assert_allclose(table["mean"], dense.mean(0, dtype=np.float64), rtol=1e-3, atol=1e-5)
         for n in (0, 17, s.d_mlp - 1):
+            raw = s.neuron(hook, n, distinct=False)
             v = s.neuron(hook, n)
             assert (v.hook, v.layer, v.neuron) == (hook, 0, n)
-            assert len(v.top) == schema.DEFAULT_K and len(v.bottom) == schema.DEFAULT_K
-            np.testing.assert_allclose([sn.value for sn in v.top], -np.sort(-dense[:, n])[:schema.DEFAULT_K], rtol=1e-3)
-            for sn in v.top[:5] + v.bottom[:5] + v.samples["random"][:3]:
+            assert len(raw.top) == schema.DEFAULT_K and len(raw.bottom) == schema.DEFAULT_K
+            np.testing.assert_allclose([sn.value for sn in raw.top], -np.sort(-dense[:, n])[:schema.DEFAULT_K],
+                                       rtol=1e-3)
+            _check_distinct(v.top, dense[:, n], s.context_len, top=True)
+            _check_distinct(v.bottom, dense[:, n], s.context_len, top=False)
+            for sn in raw.top[:5] + v.top[:5] + raw.bottom[:5] + v.samples["random"][:3]:
                 assert dense[sn.position, n] == pytest.approx(sn.value, rel=1e-3, abs=1e-6)
                 assert sn.token_ids[sn.center] == tokens[sn.position]
                 assert sn.tokens == s.token_strings(sn.token_ids)
                 lo = sn.position - sn.center
                 np.testing.assert_array_equal(sn.token_ids, tokens[lo:lo + len(sn.token_ids)])
-                np.testing.assert_allclose(sn.acts, dense[lo:lo + len(sn.acts), n], rtol=1e-3, atol=1e-6)
-                assert lo // s.context_len == (lo + len(sn.token_ids) - 1) // s.context_len  # one context
+                c0 = sn.position // s.context_len * s.context_len  # the model saw tokens[ctx_lo:ctx_hi] with it
+                assert (lo + sn.ctx_lo, lo + sn.ctx_hi) == (max(c0, lo), min(c0 + s.context_len, lo + len(sn.tokens)))
+                np.testing.assert_allclose(sn.acts[sn.ctx_lo:sn.ctx_hi], dense[lo + sn.ctx_lo:lo + sn.ctx_hi, n],
+                                           rtol=1e-3, atol=1e-6)
+                assert not sn.acts[:sn.ctx_lo].any() and not sn.acts[sn.ctx_hi:].any()  # greyed: no activation
+                assert sn.center <= v.window[0] and len(sn.tokens) - sn.center - 1 <= v.window[1]
             assert v.hist_counts.sum() == s.n_tokens and len(v.hist_edges) == len(v.hist_counts) + 1
             assert v.stats["std"] == pytest.approx(np.sqrt(v.stats["var"]))
             assert list(v.samples) == list(schema.SAMPLE_BINS)
@@ -81,6 +89,21 @@ def test_neuron_page_matches_the_dense_activations(tiny_stores, act_fn):
         s.neuron(s.hooks[0], s.d_mlp)
     with pytest.raises(StoreError, match="no hook"):
         s.neuron("blocks.3.mlp.hook_post", 0)
+
+
+def _check_distinct(snippets, acts, context_len: int, top: bool) -> None:
+    """One snippet per context, each its context's best firing (first position on ties), best first,
+    with ``more`` = further tokens of that context at >= half of it (store.snippets.MORE_SHARE)."""
+    ctxs = [sn.position // context_len for sn in snippets]
+    assert len(ctxs) == len(set(ctxs)) and len(snippets) > 0
+    vals = [sn.value for sn in snippets]
+    assert vals == sorted(vals, reverse=top)
+    for sn in snippets:
+        c0 = sn.position // context_len * context_len
+        ctx = acts[c0:c0 + context_len]
+        best = int(np.argmax(ctx) if top else np.argmin(ctx))
+        assert sn.position == c0 + best
+        assert sn.more <= int((ctx / ctx[best] >= 0.5).sum()) - 1 if ctx[best] != 0 else sn.more == 0
 
 
 def test_unindexed_store_says_how_to_index(tiny_root, tmp_path):

@@ -30,7 +30,8 @@ def _num(x: float) -> float | None:
 
 def snippet_json(s) -> dict:
     return {"position": s.position, "value": _num(s.value), "center": s.center, "token_ids": s.token_ids.tolist(),
-            "tokens": s.tokens, "acts": [_num(float(a)) for a in s.acts]}
+            "tokens": s.tokens, "acts": [_num(float(a)) for a in s.acts], "context": [s.ctx_lo, s.ctx_hi],
+            "more": s.more}
 
 
 def view_json(view, store) -> dict:
@@ -59,9 +60,11 @@ def _bg(level: float, negative: bool) -> str:
 
 
 def render_snippet(s, scale: float, color: bool, width: int = 100) -> str:
-    """One line: the window's tokens, each shaded by this neuron's activation (firing token bold)."""
+    """One line: the window's tokens the model saw, each shaded by this neuron's activation (firing token bold)."""
     parts = []
     for i, (tok, act) in enumerate(zip(s.tokens, s.acts)):
+        if not s.ctx_lo <= i < s.ctx_hi:
+            continue
         if color:
             lvl = min(1.0, abs(float(act)) / scale) if scale > 0 else 0.0
             style = _bg(lvl, float(act) < 0) + ("\x1b[1;4m" if i == s.center else "")
@@ -96,7 +99,8 @@ def format_view(view, store, n_snippets: int, color: bool) -> str:
     for title, snippets in (("top snippets", view.top), ("bottom snippets", view.bottom)):
         lines.append(f"{title}:")
         for s in snippets[:n_snippets]:
-            lines.append(f"  {s.value:>8.4g}  @{s.position:<9}  {render_snippet(s, scale, color)}")
+            more = f"  (+{s.more} more in this context)" if s.more else ""
+            lines.append(f"  {s.value:>8.4g}  @{s.position:<9}  {render_snippet(s, scale, color)}{more}")
     return "\n".join(lines)
 
 
