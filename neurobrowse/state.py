@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from neurobrowse.snippet_text import SHADE_LEVELS, shade_rgb  # noqa: F401  (the page's shading, re-exported)
 from store.errors import NeurobrowseError
 
 # ---- requests: newest wins ------------------------------------------------------------------------
@@ -472,19 +473,6 @@ def merge_snippets(snippets: Sequence[Any], descending: bool = True) -> list[Mer
     return out
 
 
-SHADE_LEVELS = 64  # shades per sign; more are not told apart by eye, fewer formats render faster
-
-
-def shade_rgb(value: float, scale: float) -> tuple[int, int, int]:
-    """Background colour for a token: white -> red as value goes 0 -> scale (the paper's shading);
-    negative values shade blue. ``scale`` is the neuron's largest |activation| shown."""
-    if not (scale > 0) or not math.isfinite(value):
-        return (255, 255, 255)
-    t = round(min(abs(value) / scale, 1.0) * SHADE_LEVELS) / SHADE_LEVELS  # quantised: a few colours per page
-    fade = int(round(255 * (1.0 - 0.85 * t)))  # keep the darkest shade readable with black text
-    return (255, fade, fade) if value >= 0 else (fade, fade, 255)
-
-
 @dataclass
 class NeuronPage:
     """What one neuron page shows, read in one worker call."""
@@ -566,6 +554,11 @@ def load_page(store, ref: NeuronRef, req: Request | None = None) -> NeuronPage:
     other = paired_hook(store.hooks, ref.hook)
     paired = store.neuron(other, ref.neuron) if other and store.is_indexed(other) else None
     return build_page(ref, view, paired)
+
+
+def load_passage(store, ref: NeuronRef, position: int) -> MergedSnippet:
+    """A firing's whole recorded context with its document around it (greyed), as the page shows it."""
+    return merged_from(store.passage(ref.hook, ref.neuron, int(position)))
 
 
 class PageCache:

@@ -336,6 +336,15 @@ class BrowserModel(QObject):
 
         self.tasks.submit("prefetch", work, None, lambda e, tb: None)
 
+    def request_passage(self, ref: NeuronRef, position: int, on_done) -> None:
+        """Read the whole recorded context of ``ref``'s firing at ``position`` (and its greyed document)
+        in a worker; ``on_done(MergedSnippet)`` runs on the GUI thread (a newer request supersedes it)."""
+        if self.store is None:
+            return
+        store = self.store
+        self.tasks.submit("passage", lambda req: state.load_passage(store, ref, position), on_done,
+                          lambda e, tb: self._error("Cannot read this snippet's context", e, tb))
+
     def step_neuron(self, step: int) -> None:
         if self.store is None or self.hook is None:
             return

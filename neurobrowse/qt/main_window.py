@@ -98,7 +98,7 @@ class MainWindow(QMainWindow):
         self.split.addWidget(self.page)
         self.split.setStretchFactor(0, 2)
         self.split.setStretchFactor(1, 5)
-        self.split.setSizes([540, 1060])
+        self.split.setSizes([620, 980])
         self.setCentralWidget(self.split)
 
         self.status_label = QLabel("no store open")

@@ -13,12 +13,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (QCheckBox, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QSplitter,
+from PySide6.QtWidgets import (QCheckBox, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QSizePolicy,
+                               QSplitter,
                                QTableWidget, QTableWidgetItem, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
+from neurobrowse.histogram import equal_width
 from neurobrowse.qt.live_editor import TryTextPanel
 from neurobrowse.qt.snippet_view import SnippetView
-from neurobrowse.state import NeuronPage
+from neurobrowse.snippet_text import bin_title
+from neurobrowse.state import NeuronPage, NeuronRef
 
 pg.setConfigOptions(antialias=True, background="w", foreground=(60, 60, 60))
 
@@ -61,14 +64,24 @@ class _SmallTable(QTableWidget):
                     it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.setItem(r, c, it)
 
+    def rows_height(self) -> int:
+        """Pixels that show the header and every row without a scrollbar."""
+        return (self.horizontalHeader().sizeHint().height() + self.rowCount() * self.verticalHeader().defaultSectionSize()
+                + 2 * self.frameWidth() + 2)
+
     def fill(self, rows: list[tuple]) -> None:
-        """New cell texts with the model's signals blocked (one repaint instead of one per cell)."""
+        """New cell texts with the model's signals blocked (one repaint instead of one per cell); the number
+        columns then widen to their widest text, so no number is clipped."""
         model = self.model()
         model.blockSignals(True)
         try:
             self._fill(rows)
         finally:
             model.blockSignals(False)
+        fm = self.fontMetrics()
+        for c in range(1, self.columnCount()):
+            texts = [self.item(r, c).text() for r in range(self.rowCount())] + [self.horizontalHeaderItem(c).text()]
+            self.setColumnWidth(c, max(56, max(fm.horizontalAdvance(t) for t in texts) + 16))
         self.viewport().update()
 
     def _fill(self, rows: list[tuple]) -> None:
@@ -82,47 +95,69 @@ class _SmallTable(QTableWidget):
 
 
 class HistogramPlot(pg.PlotWidget):
-    """The activation histogram of one neuron; one step curve, updated with setData."""
+    """The activation histogram of one neuron in equal-width bins (neurobrowse.histogram), with the
+    top-k range shaded and the quantile edges of the sample bins marked; every item is created once
+    and updated with setData / setPos / setRegion."""
 
-    MAX_BINS = 160
+    QUANTILE_NAMES = ("q0.5", "q0.9", "q0.99", "q0.999")
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setMinimumHeight(150)
         self.setMenuEnabled(False)
         self.getPlotItem().setLabel("bottom", "activation")
-        self.getPlotItem().setLabel("left", "tokens")
+        self.getPlotItem().setLabel("left", "tokens per bin")
         self.getPlotItem().showGrid(x=True, y=True, alpha=0.15)
         for ax in ("left", "bottom"):
             self.getPlotItem().getAxis(ax).enableAutoSIPrefix(False)
+        self.top_range = pg.LinearRegionItem(values=(0, 0), movable=False, brush=(255, 170, 0, 60),
+                                             pen=pg.mkPen((230, 140, 0, 120)))
+        self.top_range.setToolTip("the range of the top-k activations shown in the snippets")
+        self.top_range.setZValue(-10)
+        self.addItem(self.top_range)
         self.curve = self.plot([0, 1], [0], stepMode="center", fillLevel=0, brush=(200, 40, 40, 90),
                                pen=pg.mkPen((170, 20, 20), width=1.2), antialias=False)
         self.zero = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen((120, 120, 120), style=Qt.PenStyle.DashLine))
         self.addItem(self.zero)
+        self.quantile_lines = []
+        for name in self.QUANTILE_NAMES:
+            line = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen((40, 90, 200), width=1, style=Qt.PenStyle.DotLine),
+                                   label=name, labelOpts={"position": 0.92, "color": (40, 90, 200), "rotateAxis": (1, 0),
+                                                          "anchors": [(0, 0), (0, 0)]})
+            line.setVisible(False)
+            self.addItem(line)
+            self.quantile_lines.append(line)
         self.log = False
         self._edges = np.array([0.0, 1.0])
         self._counts = np.array([0.0])
 
-    def set_hist(self, edges, counts) -> None:
-        """edges [H + 1] are shared by the hook and may span a wide range: show only the occupied bins,
-        merged down to at most MAX_BINS (a filled path of thousands of steps costs ~50 ms to paint)."""
+    def set_hist(self, edges, counts, lo: float | None = None, hi: float | None = None,
+                 quantiles: dict | None = None, top_range: tuple[float, float] | None = None) -> None:
+        """edges [H + 1] (shared by the hook) and counts [H]: redrawn in equal-width bins over [lo, hi]
+        (default: the occupied bins); ``quantiles`` {"0.5": value, ...} marked by lines, ``top_range``
+        shaded."""
         edges = np.asarray(edges, dtype=np.float64)
         counts = np.asarray(counts, dtype=np.float64)
         nz = np.flatnonzero(counts)
-        if len(nz) and len(edges) == len(counts) + 1:
-            lo, hi = max(int(nz[0]) - 1, 0), min(int(nz[-1]) + 2, len(counts))
-            edges, counts = edges[lo : hi + 1], counts[lo:hi]
-            group = -(-len(counts) // self.MAX_BINS)
-            if group > 1:  # merge runs of `group` bins: exact sums, edges kept at the run starts
-                idx = np.arange(0, len(counts), group)
-                counts = np.add.reduceat(counts, idx)
-                edges = np.append(edges[idx], edges[-1])
-        self._edges, self._counts = edges, counts
+        if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+            lo, hi = (edges[nz[0]], edges[nz[-1] + 1]) if len(nz) and len(edges) == len(counts) + 1 else (0.0, 1.0)
+        self._edges, self._counts = equal_width(edges, counts, float(lo), float(hi))
+        q = [float(v) for _k, v in sorted((quantiles or {}).items(), key=lambda kv: float(kv[0]))]
+        for i, line in enumerate(self.quantile_lines):
+            ok = bool(i < len(q) and np.isfinite(q[i]))
+            line.setVisible(ok)
+            if ok:
+                line.setPos(q[i])
+        if top_range is not None and bool(np.all(np.isfinite(top_range))):
+            self.top_range.setRegion(tuple(sorted(top_range)))
+            self.top_range.setVisible(True)
+        else:
+            self.top_range.setVisible(False)
         self._redraw()
 
     def set_log(self, on: bool) -> None:
         self.log = bool(on)
-        self.getPlotItem().setLabel("left", "log10(1 + tokens)" if on else "tokens")
+        self.getPlotItem().setLabel("left", "log10(1 + tokens per bin)" if on else "tokens per bin")
         self._redraw()
 
     def _redraw(self) -> None:
@@ -173,6 +208,11 @@ class NeuronPageWidget(QWidget):
         self.post_view = SnippetView()
         self.mid_label = QLabel("hook_mid: before the LayerNorm")
         self.post_label = QLabel("hook_post: after the LayerNorm")
+        for lab in (self.mid_label, self.post_label):  # long titles wrap instead of widening the left side for good
+            lab.setWordWrap(True)
+            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        for v in (self.mid_view, self.post_view):
+            v.setMinimumWidth(80)
         ln = QWidget()
         lnl = QGridLayout(ln)
         lnl.setContentsMargins(0, 0, 0, 0)
@@ -189,6 +229,8 @@ class NeuronPageWidget(QWidget):
                                 "the LayerNorm; features can hide in small pre-LN activations")
         for v in (self.top_view, self.bottom_view, self.samples_view, self.mid_view, self.post_view):
             v.openInEditor.connect(self.openInEditor)
+            v.expandRequested.connect(lambda si, v=v: self._expand(v, si))
+        self._view_refs: dict = {}  # snippet view -> the NeuronRef its snippets belong to
 
         self.live = TryTextPanel(browser)
         self.openInEditor.connect(self.live.set_text)
@@ -210,21 +252,29 @@ class NeuronPageWidget(QWidget):
         hb.addWidget(self.log_box, 0, Qt.AlignmentFlag.AlignRight)
 
         self.top_tokens = _SmallTable(["token", "mean act", "count"], 16)
-        tt_box = QGroupBox("Top tokens (mean activation)")
-        QVBoxLayout(tt_box).addWidget(self.top_tokens)
         self.logit_up = _SmallTable(["pushes up", "effect"], 12)
         self.logit_down = _SmallTable(["pushes down", "effect"], 12)
-        lg_box = QGroupBox("Logit effects (W_out · W_U)")
-        lgl = QHBoxLayout(lg_box)
+        lg = QWidget()
+        lgl = QHBoxLayout(lg)
+        lgl.setContentsMargins(0, 0, 0, 0)
         lgl.addWidget(self.logit_up)
         lgl.addWidget(self.logit_down)
         self.stats = _SmallTable(["statistic", "value"], len(STAT_ROWS))
-        st_box = QGroupBox("Statistics")
-        QVBoxLayout(st_box).addWidget(self.stats)
+        # one table at a time at its full height: every row shows, no table needs its own scrollbar
+        self.info_tabs = QTabWidget()
+        self.info_tabs.addTab(self.top_tokens, "Top tokens")
+        self.info_tabs.addTab(lg, "Logit effects")
+        self.info_tabs.addTab(self.stats, "Statistics")
+        self.info_tabs.setTabToolTip(0, "Tokens with the highest mean activation (seen at least a few times)")
+        self.info_tabs.setTabToolTip(1, "Direct logit effects of the neuron's output weights (W_out · W_U)")
+        for t in (self.top_tokens, self.logit_up, self.logit_down, self.stats):
+            t.setMinimumHeight(t.rows_height())
+        tt_box = self.info_tabs
 
         right = QSplitter(Qt.Orientation.Vertical)
-        for w in (hist_box, tt_box, lg_box, st_box):
+        for w in (hist_box, tt_box):
             right.addWidget(w)
+        right.setCollapsible(1, False)
         # E's LabelPanel goes here once a store (and so a label model) is open; see set_label_panel
         self.label_box = QGroupBox("Label")
         self.label_layout = QVBoxLayout(self.label_box)
@@ -294,16 +344,34 @@ class NeuronPageWidget(QWidget):
             f"kurtosis {_fmt(st.get('kurtosis'))} · token-rule {_fmt(st.get('token_rule_score'))} · "
             f"simulation {_fmt(st.get('sim_score'))}")
         # the visible tab renders now; the others when they are first shown (switching stays cheap)
+        self._view_refs = {self.top_view: ref, self.bottom_view: ref, self.samples_view: ref}
         self._dirty = {self.top_view: self._render_top, self.bottom_view: self._render_bottom,
                        self.samples_view: self._render_samples, self.mid_view.parentWidget(): self._render_ln}
         self._render_current_tab()
-        self.hist.set_hist(v.hist_edges, v.hist_counts)
+        tops = [s.value for s in v.top if np.isfinite(s.value)]
+        self.hist.set_hist(v.hist_edges, v.hist_counts, st.get("min_act"), st.get("max_act"), st.get("quantiles"),
+                           (min(tops), max(tops)) if tops else None)
         self.top_tokens.fill([(t, m, str(int(c))) for t, m, c in v.top_tokens])
         self.logit_up.fill([(t, x) for t, x in v.logit_up])
         self.logit_down.fill([(t, x) for t, x in v.logit_down])
         self.stats.fill([(name, st.get(key, float("nan"))) for key, name in STAT_ROWS])
         self.tabs.setTabEnabled(self.ln_tab, page.paired is not None)
         self._sync_bookmark()
+
+    def _expand(self, view: SnippetView, si: int) -> None:
+        """Read snippet ``si``'s whole context off the GUI thread and show it in place when it arrives
+        (unless the view has moved on to other snippets meanwhile)."""
+        ref = self._view_refs.get(view, self.page.ref if self.page is not None else None)
+        if ref is None or not 0 <= si < len(view.snippets):
+            return
+        sn = view.snippets[si]
+        position = sn.start + (sn.firing[0] if sn.firing else 0)
+
+        def done(passage) -> None:
+            if si < len(view.snippets) and view.snippets[si] is sn:
+                view.expand(si, passage)
+
+        self.browser.request_passage(ref, position, done)
 
     def _render_current_tab(self) -> None:
         w = self.tabs.currentWidget()
@@ -320,17 +388,20 @@ class NeuronPageWidget(QWidget):
     def _render_top(self) -> None:
         self.top_view.show_snippets(self.page.top, self.page.scale, "no top activations stored")
 
-    def _render_bottom(self) -> None:
-        self.bottom_view.show_snippets(self.page.bottom, self.page.scale, "no bottom activations stored")
+    def _render_bottom(self) -> None:  # on its own scale: the most negative firing is the darkest blue
+        self.bottom_view.show_snippets(self.page.bottom, self.page.bottom_scale or self.page.scale,
+                                       "no bottom activations stored")
 
     def _render_samples(self) -> None:
         page = self.page
-        merged, headers = [], {}
+        merged, headers, scales = [], {}, []
         for name, snips in page.samples.items():  # bins as in store.schema.SAMPLE_BINS, strongest first
             if snips:
-                headers[len(merged)] = f"quantile {name}" if name != "random" else "random tokens"
+                lo, hi = page.bin_ranges.get(name, (float("nan"), float("nan")))
+                headers[len(merged)] = bin_title(name, lo, hi)
                 merged.extend(snips)
-        self.samples_view.show_snippets(merged, page.scale, "no quantile samples stored", headers)
+                scales += [page.sample_scales.get(name) or page.scale] * len(snips)  # each bin its own scale
+        self.samples_view.show_snippets(merged, page.scale, "no quantile samples stored", headers, scales=scales)
 
     def _render_ln(self) -> None:
         page = self.page
@@ -346,6 +417,8 @@ class NeuronPageWidget(QWidget):
                                    f"kurtosis {_fmt(mid.stats.get('kurtosis'))}")
             self.post_label.setText(f"<b>hook_post</b> (after LN) · max {_fmt(post.stats.get('max_act'))} · "
                                     f"kurtosis {_fmt(post.stats.get('kurtosis'))}")
+            self._view_refs[self.mid_view] = NeuronRef(mid.hook, ref.neuron)
+            self._view_refs[self.post_view] = NeuronRef(post.hook, ref.neuron)
             self.mid_view.show_snippets(mid_s, mid_scale)
             self.post_view.show_snippets(post_s, post_scale)
         else:

@@ -1,8 +1,16 @@
 """Shaded text: snippets with each token's background set by the neuron's activation there.
 
-Built as one HTML string per view, one span per token with a CSS class per shade; hovering a token
-shows its exact stored activation (looked up from ``token_spans``, not stored in the document). ``token_spans`` records where
-each token landed in the document (tests read it to check the shading against the store).
+Built with a QTextCursor and one cached QTextCharFormat per (run kind, shade, firing, greyed,
+highlighted); the text of each token is cut into runs by ``neurobrowse.snippet_text`` (line breaks
+and indentation kept, whitespace never a solid bar, a small shaded end-of-line mark for newline
+tokens). Hovering a token shows its exact stored activation (looked up from ``token_spans``, not
+stored in the document). ``token_spans`` records where each token landed in the document (tests read
+it to check the shading against the store).
+
+The API other code uses: ``show_snippets(snippets, scale, empty, headers, scales=, highlights=)`` where
+``highlights`` maps a snippet index to token ranges ``[(lo, hi), ...]`` drawn as matches (search);
+``expandRequested(int)`` asks for a snippet's whole context (the page reads it off the GUI thread)
+and ``expand(i, passage)`` / ``collapse(i)`` swap it in place.
 """
 
 from __future__ import annotations
@@ -10,11 +18,15 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from PySide6.QtCore import QEvent, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, QPoint, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QFont, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QTextBrowser, QToolTip
 
-from neurobrowse.state import MergedSnippet, shade_rgb
+from neurobrowse.snippet_text import highlighted, shade_rgb, snippet_runs
+from neurobrowse.state import MergedSnippet
+
+GREY = (150, 150, 150)  # text outside the context the model saw
+HIGHLIGHT = (0, 60, 200)  # search matches
 
 
 @dataclass
@@ -26,16 +38,14 @@ class TokenSpan:
     value: float
 
 
-def _visible(tok: str) -> str:
-    """Tokens are shown as their text; a newline inside one stays a line break."""
-    return tok.replace("\r", "")
-
-
 class SnippetView(QTextBrowser):
-    """Read-only view of merged snippets. Emits ``openInEditor(str)`` from a snippet's 'edit' link."""
+    """Read-only view of merged snippets. Emits ``openInEditor(str)`` from a snippet's 'edit' link and
+    ``expandRequested(i)`` from its 'context' link or the E key (the snippet under the mouse, else the
+    first one in view)."""
 
     openInEditor = Signal(str)
     rendered = Signal()  # every snippet of the current page is in the document
+    expandRequested = Signal(int)  # a snippet's "context" link (or the E key): show its whole context
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -50,7 +60,7 @@ class SnippetView(QTextBrowser):
         self.snippets: list[MergedSnippet] = []
         self.token_spans: list[TokenSpan] = []
         self._starts: list[int] = []
-        self._formats: dict[tuple, QTextCharFormat] = {}  # (rgb, firing) -> format, shared by all pages
+        self._formats: dict[tuple, QTextCharFormat] = {}  # (kind, rgb, firing, grey, highlighted) -> format
         self._doc: QTextDocument | None = None
         self._next = 0
         self._headers: dict[int, str] = {}
@@ -81,39 +91,78 @@ class SnippetView(QTextBrowser):
         self._fmt_link.setAnchor(True)
         self._fmt_link.setForeground(QColor(40, 90, 200))
         self._fmt_link.setToolTip("Open this text in the try-your-text editor")
+        self._fmt_more = QTextCharFormat(self._fmt_head)
+        self._fmt_more.setForeground(QColor(150, 60, 60))
+        self.scales: list[float] | None = None
+        self.highlights: dict[int, list[tuple[int, int]]] = {}
+        self.expanded: dict[int, MergedSnippet] = {}  # snippet index -> the snippet it replaced
+        self._empty = ""
+        self._snippet_starts: list[int] = []  # document position where each snippet's paragraph begins
 
     def clear_snippets(self, message: str = "") -> None:
         self._more.stop()
         self.snippets, self.token_spans, self._starts, self._next = [], [], [], 0
+        self._snippet_starts, self.expanded = [], {}
         self.setPlainText(message)
 
     FIRST_BATCH = 10  # merged snippets laid out before the first paint; the rest follow right after
 
     def show_snippets(self, snippets: list[MergedSnippet], scale: float, empty: str = "nothing to show",
-                      headers: dict[int, str] | None = None) -> None:
-        """Replace the document: one paragraph per merged snippet, tokens shaded by value / scale.
-        ``headers`` puts a section title before the snippet with that index (quantile bins).
+                      headers: dict[int, str] | None = None, *, scales: list[float] | None = None,
+                      highlights: dict[int, list[tuple[int, int]]] | None = None) -> None:
+        """Replace the document: one paragraph per merged snippet, tokens shaded by value / scale
+        (``scales``: one scale per snippet instead, e.g. each quantile bin its own). ``headers`` puts a
+        section title before the snippet with that index (quantile bins); ``highlights`` marks token
+        ranges [lo, hi) of a snippet (search matches).
 
-        Tokens are inserted with a cursor and one cached QTextCharFormat per shade (shades are quantised,
-        state.SHADE_LEVELS): the document holds a few dozen formats, not one per token (per-token
-        tooltips or inline-styled HTML cost 5-10x more). Hover text is looked up in ``token_spans``.
         The first FIRST_BATCH snippets (more than a screenful) are laid out at once and painted; the
         rest are appended from a zero-delay timer, so a keypress paints the new page sooner.
         ``complete`` turns True (and ``rendered`` fires) when every snippet is in."""
-        self._more.stop()
         self.snippets = list(snippets)
         self.scale = float(scale) if scale else 1.0
+        self.scales = list(scales) if scales is not None else None
         self._headers = dict(headers or {})
-        self.token_spans, self._starts = [], []
+        self.highlights = {int(k): list(v) for k, v in (highlights or {}).items()}
+        self.expanded = {}
+        self._empty = empty
+        self._render(self.FIRST_BATCH)
+
+    def set_highlights(self, highlights: dict[int, list[tuple[int, int]]] | None) -> None:
+        """Mark token ranges of the shown snippets (replaces earlier marks); redraws in place."""
+        self.highlights = {int(k): list(v) for k, v in (highlights or {}).items()}
+        self._rerender()
+
+    def expand(self, si: int, passage: MergedSnippet) -> None:
+        """Show snippet ``si`` as ``passage`` (its whole context and greyed document) in place."""
+        if not 0 <= si < len(self.snippets):
+            return
+        self.expanded.setdefault(si, self.snippets[si])
+        self.snippets[si] = passage
+        self._rerender()
+
+    def collapse(self, si: int) -> None:
+        if si in self.expanded:
+            self.snippets[si] = self.expanded.pop(si)
+            self._rerender()
+
+    def _rerender(self) -> None:
+        bar = self.verticalScrollBar()
+        at = bar.value()
+        self._render(len(self.snippets))
+        bar.setValue(at)
+
+    def _render(self, first: int) -> None:
+        self._more.stop()
+        self.token_spans, self._starts, self._snippet_starts = [], [], []
         doc = QTextDocument(self)
         doc.setDefaultFont(self._font)
         doc.setDocumentMargin(6)
         doc.setUndoRedoEnabled(False)
         self._cursor = QTextCursor(doc)
         if not self.snippets:
-            self._cursor.insertText(empty, self._fmt_plain)
+            self._cursor.insertText(self._empty, self._fmt_plain)
         self._next = 0
-        self._append(self.FIRST_BATCH)
+        self._append(first)
         self.setDocument(doc)
         if self._doc is not None:
             self._doc.deleteLater()
@@ -149,37 +198,77 @@ class SnippetView(QTextBrowser):
                 cur.insertText(headers[si], self._fmt_section)
             if si or si in headers:
                 cur.insertBlock(self._block_head)
-            head = (f"{sn.value:+.3f}  @{sn.start + (sn.firing[0] if sn.firing else 0):,}"
-                    + (f"  ({sn.n_merged} firings)" if sn.n_merged > 1 else "") + "  ")
-            cur.insertText(head, self._fmt_head)
+            self._snippet_starts.append(cur.position())
+            head = f"{sn.value:+.3f}  @{sn.start + (sn.firing[0] if sn.firing else 0):,}"
+            cur.insertText(head + (f"  ({sn.n_merged} firings)" if sn.n_merged > 1 else "") + "  ", self._fmt_head)
+            if sn.more:
+                cur.insertText(f"+{sn.more} more firing{'s' if sn.more > 1 else ''} in this context  ", self._fmt_more)
             link = QTextCharFormat(self._fmt_link)
             link.setAnchorHref(f"edit:{si}")
             cur.insertText("edit", link)
+            cur.insertText("  ", self._fmt_head)
+            link = QTextCharFormat(self._fmt_link)
+            link.setAnchorHref(f"expand:{si}")
+            link.setToolTip("Show the whole context the model saw (and, greyed, its document around it) [E]")
+            cur.insertText("collapse ▴" if si in self.expanded else "context ▾", link)
             cur.insertBlock(self._block_tokens)
-            firing = set(sn.firing)
+            scale = self.scales[si] if self.scales is not None and si < len(self.scales) else self.scale
+            marks = highlighted(len(sn.tokens), self.highlights.get(si, ()))
+            greyed = sn.greyed
+            fire = set(sn.firing)
             p = cur.position()
-            for ti, (tok, act) in enumerate(zip(sn.tokens, sn.acts)):
-                text = _visible(tok)
-                if not text:
-                    continue
-                a = float(act)
-                key = (shade_rgb(a, self.scale), ti in firing)
+            last = -1
+            for run in snippet_runs(sn.tokens, sn.firing):
+                ti = run.token
+                if ti != last:
+                    if last >= 0:
+                        spans.append(TokenSpan(p, cur.position(), si, last, float(sn.acts[last])))
+                        self._starts.append(p)
+                    p = cur.position()
+                    last = ti
+                a = float(sn.acts[ti])
+                grey = bool(greyed[ti])
+                rgb = (255, 255, 255) if grey else shade_rgb(a, scale)
+                key = (run.kind, rgb, ti in fire and not grey, grey, marks[ti])
                 fmt = self._formats.get(key)
                 if fmt is None:
                     fmt = self._formats[key] = self._token_format(*key)
-                cur.insertText(text, fmt)
-                end = cur.position()
-                spans.append(TokenSpan(p, end, si, ti, a))
+                cur.insertText(run.text, fmt)
+            if last >= 0:
+                spans.append(TokenSpan(p, cur.position(), si, last, float(sn.acts[last])))
                 self._starts.append(p)
-                p = end
             self._next = si + 1
 
-    def _token_format(self, rgb: tuple[int, int, int], firing: bool) -> QTextCharFormat:
+    def _token_format(self, kind: str, rgb: tuple[int, int, int], firing: bool, grey: bool,
+                      hl: bool) -> QTextCharFormat:
         fmt = QTextCharFormat()
-        fmt.setBackground(QColor(*rgb))
-        fmt.setForeground(QColor(0, 0, 0))
+        if kind == "break":
+            return fmt
+        shaded = rgb != (255, 255, 255)
+        if grey:
+            fmt.setForeground(QColor(*GREY))
+        else:
+            fmt.setForeground(QColor(*HIGHLIGHT) if hl else QColor(0, 0, 0))
+        if kind == "space":  # never a solid bar: a thin line in the token's colour
+            if shaded or firing:
+                fmt.setFontUnderline(True)
+                fmt.setUnderlineColor(QColor(170, 20, 20) if firing else QColor(*rgb))
+            return fmt
+        if shaded or firing:
+            fmt.setBackground(QColor(*rgb))
+        if kind == "eol":
+            small = QFont(self._font)
+            small.setPointSizeF(self._font.pointSizeF() * 0.8)
+            fmt.setFont(small)
+            if not grey:
+                fmt.setForeground(QColor(120, 120, 120))
         if firing:
             fmt.setFontUnderline(True)
+            fmt.setUnderlineColor(QColor(130, 0, 0))
+            fmt.setFontWeight(QFont.Weight.Black)
+            fmt.setFontOverline(True)
+        if hl:
+            fmt.setFontOverline(True)
             fmt.setFontWeight(QFont.Weight.Bold)
         return fmt
 
@@ -189,7 +278,14 @@ class SnippetView(QTextBrowser):
         if i < 0 or pos >= self.token_spans[i].end:
             return ""
         sp = self.token_spans[i]
-        return f"{sp.value:.4g}   {self.snippets[sp.snippet].tokens[sp.token]!r}"
+        sn = self.snippets[sp.snippet]
+        if sn.greyed[sp.token]:
+            return f"outside the model's context here (no activation)   {sn.tokens[sp.token]!r}"
+        return f"{sp.value:.4g}   {sn.tokens[sp.token]!r}"
+
+    def snippet_at(self, pos: int) -> int:
+        """Index of the snippet whose paragraph holds document position ``pos`` (-1: none)."""
+        return bisect.bisect_right(self._snippet_starts, pos) - 1
 
     def viewportEvent(self, e) -> bool:
         if e.type() == QEvent.Type.ToolTip:
@@ -200,13 +296,39 @@ class SnippetView(QTextBrowser):
                 return True
         return super().viewportEvent(e)
 
+    def keyPressEvent(self, e) -> None:
+        if e.key() == Qt.Key.Key_E and not e.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+            self.toggle_expand(self._snippet_in_view())
+            return
+        super().keyPressEvent(e)
+
+    def _snippet_in_view(self) -> int:
+        """The snippet under the mouse, else the first one whose text is in view."""
+        vp = self.viewport()
+        local = vp.mapFromGlobal(self.cursor().pos())
+        if vp.rect().contains(local):
+            si = self.snippet_at(self.cursorForPosition(local).position())
+            if si >= 0:
+                return si
+        return max(0, self.snippet_at(self.cursorForPosition(QPoint(4, 4)).position()))
+
+    def toggle_expand(self, si: int) -> None:
+        if si in self.expanded:
+            self.collapse(si)
+        elif 0 <= si < len(self.snippets):
+            self.expandRequested.emit(si)
+
     def plain_text_of(self, si: int) -> str:
         """The snippet as typeable text: the visible stand-ins for newline and tab become the real ones."""
         return "".join(self.snippets[si].tokens).replace("\u23ce", "\n").replace("\u21e5", "\t")
 
     def _anchor(self, url: QUrl) -> None:
         s = url.toString()
-        if s.startswith("edit:"):
-            i = int(s.split(":", 1)[1])
-            if 0 <= i < len(self.snippets):
-                self.openInEditor.emit(self.plain_text_of(i))
+        kind, _, num = s.partition(":")
+        if not num.isdigit() or not 0 <= int(num) < len(self.snippets):
+            return
+        i = int(num)
+        if kind == "edit":
+            self.openInEditor.emit(self.plain_text_of(i))
+        elif kind == "expand":
+            self.toggle_expand(i)

@@ -178,8 +178,9 @@ class NeuronTablePanel(QWidget):
         hh = self.view.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setStretchLastSection(True)
-        for i, w in enumerate((70, 70, 64, 70, 78, 78, 80)):
-            self.view.setColumnWidth(i, w)
+        fm = self.view.fontMetrics()  # each column as wide as its header: the label column stays in view
+        for i, (_key, title, _fmt) in enumerate(TABLE_COLUMNS[:-1]):
+            self.view.setColumnWidth(i, max(48, fm.horizontalAdvance(title) + 22))
 
         row1 = QHBoxLayout()
         row1.addWidget(self.hook_box, 1)
