@@ -486,8 +486,8 @@ class NeuronPage:
     paired: Any | None = None  # NeuronView of the other LN hook (SoLU-LN only)
     paired_top: list[MergedSnippet] = field(default_factory=list)
     paired_scale: float = 0.0
-    bottom_scale: float = 0.0  # the bottom tab's own scale (max |activation| among its snippets)
-    sample_scales: dict[str, float] = field(default_factory=dict)  # each quantile bin's own scale
+    bottom_scale: tuple[float, float] = (0.0, 0.0)  # the bottom tab's own (negative, positive) shading scales
+    sample_scales: dict[str, tuple[float, float]] = field(default_factory=dict)  # each quantile bin's own
     bin_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # activation range of each bin
 
 
@@ -500,13 +500,14 @@ def _scale(view) -> float:
     return max(vals) if vals else 1.0
 
 
-def shading_scale(snippets: Sequence[Any]) -> float:
-    """A list's own shading scale: the largest |activation| among its snippets' values and tokens (1.0
-    when there is none), so a bottom-k list or a low quantile bin uses the full colour range."""
-    vals = [abs(float(s.value)) for s in snippets if math.isfinite(float(s.value))]
-    vals += [float(np.max(np.abs(s.acts))) for s in snippets if len(s.acts)]
-    best = max(vals, default=0.0)
-    return best if best > 0 else 1.0
+def shading_scale(snippets: Sequence[Any], fallback: float = 1.0) -> tuple[float, float]:
+    """A list's own shading scales (negative, positive): the largest |value| of its firings of each sign,
+    so a bottom-k list or a low quantile bin uses the full colour range (tokens beyond it shade fully);
+    ``fallback`` where the list has no firing of that sign."""
+    vals = [float(s.value) for s in snippets if math.isfinite(float(s.value))]
+    neg = max((-v for v in vals if v < 0), default=0.0)
+    pos = max((v for v in vals if v > 0), default=0.0)
+    return (neg if neg > 0 else fallback, pos if pos > 0 else fallback)
 
 
 def bin_ranges(view) -> dict[str, tuple[float, float]]:
@@ -530,8 +531,9 @@ def build_page(ref: NeuronRef, view, paired=None) -> NeuronPage:
     top = merge_snippets(view.top, descending=True)
     bottom = merge_snippets(view.bottom, descending=False)
     samples = {name: merge_snippets(snips, descending=True) for name, snips in view.samples.items()}
-    page = NeuronPage(ref, view, top, bottom, samples, _scale(view), bottom_scale=shading_scale(view.bottom),
-                      sample_scales={name: shading_scale(snips) for name, snips in view.samples.items()},
+    scale = _scale(view)
+    page = NeuronPage(ref, view, top, bottom, samples, scale, bottom_scale=(shading_scale(view.bottom, scale)[0], scale),
+                      sample_scales={name: shading_scale(snips, scale) for name, snips in view.samples.items()},
                       bin_ranges=bin_ranges(view))
     if paired is not None:
         page.paired = paired

@@ -234,6 +234,19 @@ class RatingsDB:
             raise StudyError(f"saving ratings to {self.path} {what}; nothing of this step was saved, "
                              "retry") from None
 
+    def add_one(self, rater: str, item_id: str, verdict: str, seconds: float | None) -> int:
+        """Append one rating; returns its row id (what ``remove`` takes to undo it)."""
+        self.add([(rater, item_id, verdict, seconds)])
+        row = self.conn.execute("SELECT max(id) FROM ratings WHERE rater = ? AND item_id = ?", (rater, item_id))
+        return int(row.fetchone()[0])
+
+    def remove(self, row_id: int) -> None:
+        """Delete one rating row (undo): the rater's previous rating of that item, if any, counts again."""
+        try:
+            self.conn.execute("DELETE FROM ratings WHERE id = ?", (int(row_id),))
+        except sqlite3.Error as e:
+            raise StudyError(f"undoing a rating in {self.path} failed ({e}); retry") from None
+
     def latest(self, rater: str | None = None) -> dict[tuple[str, str], tuple[str, float | None]]:
         """{(rater, item_id): (verdict, seconds)} of the latest rating of each."""
         sql = ("SELECT rater, item_id, verdict, seconds FROM ratings r WHERE id = (SELECT max(id) FROM ratings "
@@ -275,6 +288,7 @@ class StudySession:
         self._pause_started = 0.0
         self._paused_total = 0.0
         self._shown_at = self.clock()
+        self._undo: list[tuple[int, int, tuple[str, float | None] | None]] = []  # (row id, item index, previous)
         self.index = self._next_unrated(0)
 
     def _next_unrated(self, start: int) -> int:
@@ -317,11 +331,33 @@ class StudySession:
         if item is None:
             raise StudyError("every item of this study is rated already")
         seconds = max(0.0, self.clock() - self._shown_at - self._paused_total)
-        self.db.add([(self.rater, item.item_id, verdict, seconds)])
+        row = self.db.add_one(self.rater, item.item_id, verdict, seconds)
+        self._undo.append((row, self.index, self.ratings.get(item.item_id)))
         self.ratings[item.item_id] = (verdict, seconds)
         self.index = self._next_unrated(self.index + 1)
         self._shown_at, self._paused_total = self.clock(), 0.0
         return self.current()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo) and not self.paused
+
+    def undo(self) -> StudyItem:
+        """Take back this session's last rating (its row is deleted) and show that item again."""
+        if self.paused:
+            raise StudyError("the study is paused; resume before undoing a rating")
+        if not self._undo:
+            raise StudyError("there is no rating of this session to undo")
+        row, index, previous = self._undo.pop()
+        self.db.remove(row)
+        item = self.items[index]
+        if previous is None:
+            self.ratings.pop(item.item_id, None)
+        else:
+            self.ratings[item.item_id] = previous
+        self.index = index
+        self._shown_at, self._paused_total = self.clock(), 0.0
+        return item
 
     def close(self) -> None:
         self.db.close()

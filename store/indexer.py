@@ -968,7 +968,7 @@ def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
     """The hooks to index (all recorded ones when None), or a StoreError for an incomplete recording
     or an unknown hook. Shared by the single-process and the Dask index."""
     if not st.complete:
-        how = (st.manifest or {}).get("record_command") or "the same `neurobrowse record` command"
+        how = st.resume_command() if hasattr(st, "resume_command") else "the same `neurobrowse record` command"
         raise StoreError(f"{st.path} is an incomplete recording (it was interrupted); finish it by running "
                          f"{how} again, then index it")
     wanted = list(hooks) if hooks else list(st.hooks)

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -63,11 +64,11 @@ class CheckedLocalStore(LocalStore):
         chunk_key = key[len(array) + 1:]
         if value is None:
             if strict:
-                raise CorruptChunkError(
-                    f"array {array!r}: chunk {chunk_key!r} is missing ({self.root / key} does not exist); "
-                    f"if the store is incomplete, resume the recording; otherwise delete this chunk's marker "
-                    f"or re-record the store"
-                )
+                advice = (_damaged_advice(array, Path(self.root)) if array.startswith(schema.INDEX_GROUP + "/") else
+                          "if the store is incomplete, resume the recording; otherwise delete this chunk's marker "
+                          "or re-record the store")
+                raise CorruptChunkError(f"array {array!r}: chunk {chunk_key!r} is missing ({self.root / key} does not "
+                                        f"exist); {advice}")
             return value
         if crc and byte_range is None:
             raw = value.as_numpy_array()
@@ -131,9 +132,10 @@ def _direct_layout(arr: zarr.Array) -> str | None:
     return schema.chunk_codec_layout(arr) if tuple(arr.chunks[1:]) == tuple(arr.shape[1:]) else None
 
 
-def _damaged_advice(name: str) -> str:
+def _damaged_advice(name: str, root: Path | None = None) -> str:
     if name.startswith(schema.INDEX_GROUP + "/"):
-        return "re-index the store (`neurobrowse index --force`)"
+        where = f" {shlex.quote(str(root))}" if root is not None else ""
+        return f"re-index the store (`neurobrowse index --force{where}`)"
     return "run the record command again to rewrite it (or re-record the store)"
 
 
@@ -160,10 +162,10 @@ def _decode_chunk_file(root: Path, name: str, arr: zarr.Array, chunk_index: int,
             n = size = raw.size
     except FileNotFoundError:
         raise CorruptChunkError(f"array {name!r}: chunk {key!r} is missing ({f} does not exist); "
-                                f"{_damaged_advice(name)}") from None
+                                f"{_damaged_advice(name, root)}") from None
     if n != size or n < 4 or np.uint32(google_crc32c.value(raw[:n - 4])).tobytes() != raw[n - 4:n].tobytes():
         raise CorruptChunkError(f"array {name!r}: chunk {key!r} fails its Crc32c checksum ({f}, {n} bytes: "
-                                f"damaged or truncated); {_damaged_advice(name)}")
+                                f"damaged or truncated); {_damaged_advice(name, root)}")
     if layout == "raw":
         return raw[:-4].view(dtype).reshape(arr.chunks)
     from numcodecs import Zstd
@@ -172,7 +174,7 @@ def _decode_chunk_file(root: Path, name: str, arr: zarr.Array, chunk_index: int,
         payload = Zstd().decode(raw[:-4])
         return np.frombuffer(payload, dtype=dtype).reshape(arr.chunks)
     except Exception as e:  # noqa: BLE001 - any decode failure is a damaged chunk
-        raise CorruptChunkError(f"array {name!r}: chunk {key!r} cannot be decoded ({e}); {_damaged_advice(name)}") from e
+        raise CorruptChunkError(f"array {name!r}: chunk {key!r} cannot be decoded ({e}); {_damaged_advice(name, root)}") from e
 
 
 # index arrays read per neuron (one neuron-axis chunk each) by Store.neuron
@@ -281,7 +283,21 @@ class Store:
         return str(self.model_config.get("act_fn", "?"))
 
     def resume_command(self) -> str:
-        return self.manifest.get("record_command") or f"neurobrowse record CHECKPOINT --out {self.path}"
+        """The command that resumes this recording: the one it was recorded with, writing into the
+        store's folder as opened now (a copied or moved store must not be resumed into its old folder)."""
+        cmd = self.manifest.get("record_command")
+        if not cmd:
+            return f"neurobrowse record CHECKPOINT --out {shlex.quote(str(self.path))}"
+        try:
+            parts = shlex.split(cmd)
+        except ValueError:
+            return cmd
+        for i, a in enumerate(parts):
+            if a == "--out" and i + 1 < len(parts):
+                parts[i + 1] = str(self.path)
+            elif a.startswith("--out="):
+                parts[i] = f"--out={self.path}"
+        return shlex.join(parts)
 
     def require_complete(self) -> None:
         """Raise StoreError unless recording finished (for consumers that need every chunk)."""

@@ -89,8 +89,8 @@ def index_path(hook: str) -> str:
 # ---- index arrays, under index/{hook}/ ----------------------------------------------------------
 # name -> (dtype, dimension names). Sizes: k = top-k, W = CONTEXT_BEFORE + 1 + CONTEXT_AFTER,
 # B = len(SAMPLE_BINS), S = SAMPLES_PER_BIN, H = histogram bins, T = TOP_TOKENS, V = vocabulary.
-CONTEXT_BEFORE = 24  # tokens of context kept before a firing
-CONTEXT_AFTER = 8  # and after it; window clipped at context boundaries, padded with token -1
+CONTEXT_BEFORE = 64  # default tokens of context kept before a firing (`neurobrowse index --window B,A`)
+CONTEXT_AFTER = 16  # and after it; an index stores the sizes it used (attrs context_before / context_after)
 SAMPLE_BINS = ("0.999-1", "0.99-0.999", "0.9-0.99", "0.5-0.9", "0-0.5", "random")
 SAMPLES_PER_BIN = 10
 TOP_TOKENS = 16

@@ -393,3 +393,128 @@ def test_incomplete_store_says_how_to_resume(qtbot, windows, tiny_stores, tmp_pa
     assert "incomplete" in text and str(path) in text and "neurobrowse record" in text
     _find_error_box(win).button(QMessageBox.StandardButton.Ok).click()
     assert "INCOMPLETE" in win.status_label.text()
+
+
+def test_keys_help_keeps_text_that_looks_like_html():
+    from PySide6.QtGui import QTextDocument
+
+    from neurobrowse.qt.main_window import KEYS_HELP, keys_html
+
+    doc = QTextDocument()
+    doc.setHtml(keys_html())
+    text = doc.toPlainText()
+    assert "hook_mid <-> hook_post" in text
+    for key, desc in KEYS_HELP:
+        assert desc in text
+
+
+def test_long_errors_fit_the_status_bar_and_keep_their_whole_text(qtbot, windows, tiny_stores):
+    w = _main(windows, tiny_stores["gelu"], neuron=0)
+    _wait_page(qtbot, w, 0)
+    w.resize(1000, 700)
+    message = "chunk index/blocks.0.mlp.hook_post/top_values/c/0/0 of " + "/very/long/path" * 30 + " is damaged"
+    w.show_status(f"Cannot show L0 N0: {message}")
+    bar = w.statusBar()
+    shown = bar.currentMessage()
+    assert bar.fontMetrics().horizontalAdvance(shown) <= bar.width()
+    assert shown.startswith("Cannot show") and shown.endswith("is damaged")  # both ends visible, middle elided
+    assert bar.toolTip() == f"Cannot show L0 N0: {message}"
+
+
+def test_right_column_tables_show_every_row_and_whole_numbers_at_1600x1000(qtbot, windows, tiny_stores):
+    w = _main(windows, tiny_stores["solu_ln"], neuron=2)
+    w.resize(1600, 1000)
+    _wait_page(qtbot, w, 2)
+    page = w.page
+    for i, tables in enumerate(([page.top_tokens], [page.logit_up, page.logit_down], [page.stats])):
+        page.info_tabs.setCurrentIndex(i)
+        qtbot.waitUntil(lambda t=tables: all(x.isVisible() for x in t), timeout=WAIT_MS)
+        for t in tables:
+            assert t.verticalScrollBar().maximum() == 0, f"{t.horizontalHeaderItem(0).text()} table needs a scrollbar"
+            fm = t.fontMetrics()
+            for r in range(t.rowCount()):
+                for c in range(1, t.columnCount()):
+                    assert fm.horizontalAdvance(t.item(r, c).text()) < t.columnWidth(c), t.item(r, c).text()
+    # the neuron table's label column is in view at the default width
+    view = w.table_panel.view
+    col = [k for k, _, _ in state.TABLE_COLUMNS].index("label")
+    assert view.columnViewportPosition(col) + 60 <= view.viewport().width()
+    hh = view.horizontalHeader()
+    for i, (_k, title, _f) in enumerate(state.TABLE_COLUMNS[:-1]):  # no header clipped ("Top token")
+        assert hh.fontMetrics().horizontalAdvance(title) + 12 <= hh.sectionSize(i), title
+
+
+def test_before_after_ln_tab_leaves_the_right_column_as_it_was(qtbot, windows, tiny_stores):
+    w = _main(windows, tiny_stores["solu_ln"], neuron=3)
+    w.resize(1600, 1000)
+    page = _wait_page(qtbot, w, 3)
+    assert page.paired is not None
+    qtbot.waitUntil(lambda: w.page.body_split.sizes()[1] > 0, timeout=WAIT_MS)
+    before = w.page.body_split.sizes()[1]
+    w.page.tabs.setCurrentIndex(w.page.ln_tab)
+    qtbot.waitUntil(lambda: w.page.mid_view.isVisible(), timeout=WAIT_MS)
+    during = w.page.body_split.sizes()[1]
+    w.page.tabs.setCurrentIndex(0)
+    qtbot.waitUntil(lambda: w.page.top_view.isVisible(), timeout=WAIT_MS)
+    assert w.page.body_split.sizes()[1] == before and during == before
+
+
+def test_a_snippet_expands_to_its_whole_context_and_folds_back(qtbot, windows, tiny_stores):
+    w = _main(windows, tiny_stores["gelu"], neuron=5)
+    page = _wait_page(qtbot, w, 5)
+    sv = w.page.top_view
+    qtbot.waitUntil(lambda: sv.complete, timeout=WAIT_MS)
+    before = sv.snippets[1]
+    store = Store.open(tiny_stores["gelu"])
+    L = store.context_len
+    pos = before.start + before.firing[0]
+    with qtbot.waitSignal(sv.rendered, timeout=WAIT_MS):
+        sv._anchor(__import__("PySide6.QtCore", fromlist=["QUrl"]).QUrl("expand:1"))
+    got = sv.snippets[1]
+    assert sv.expanded[1] is before
+    c0 = pos // L * L
+    seen = [p for p, g in zip(got.positions, got.greyed) if not g]
+    assert seen == list(range(c0, c0 + L))  # every token the model saw with this firing, nothing else unshaded
+    dense = store.activations(page.ref.hook)[c0:c0 + L, 5].astype(np.float32)
+    np.testing.assert_allclose(got.acts[~got.greyed], dense, rtol=1e-3, atol=1e-6)
+    assert not got.acts[got.greyed].any()
+    np.testing.assert_array_equal(got.token_ids, store.tokens[got.start:got.start + len(got.tokens)])
+    assert "collapse" in sv.toPlainText()
+    # E folds it back (the snippet under the mouse, else the first in view: here the expanded one is hovered or not;
+    # toggling by index is what the key does)
+    sv.toggle_expand(1)
+    assert sv.snippets[1] is before and not sv.expanded
+
+
+def test_bottom_and_quantile_tabs_shade_on_their_own_scales_with_ranges(qtbot, windows, tiny_stores):
+    w = _main(windows, tiny_stores["gelu"], neuron=7)
+    page = _wait_page(qtbot, w, 7)
+    w.page.render_all()
+    bv, qv = w.page.bottom_view, w.page.samples_view
+    qtbot.waitUntil(lambda: bv.complete and qv.complete, timeout=WAIT_MS)
+    low = min(s.value for s in page.bottom)
+    assert low < 0 and bv.scales[0][0] == pytest.approx(-low)
+    # the most negative firing is the darkest blue of the bottom tab, whatever the top activations are
+    span = next(sp for sp in bv.token_spans if sp.value == pytest.approx(low) and not bv.snippets[sp.snippet].greyed[sp.token])
+    from PySide6.QtGui import QTextCursor
+
+    cur = QTextCursor(bv.document())
+    cur.setPosition(span.start + 1)
+    c = cur.charFormat().background().color()
+    assert (c.red(), c.green(), c.blue()) == state.shade_rgb(-1.0, 1.0) and c.red() < 60
+    text = qv.toPlainText()
+    for name, (lo, hi) in page.bin_ranges.items():
+        if page.samples[name]:
+            from neurobrowse.snippet_text import bin_title
+
+            assert bin_title(name, lo, hi) in text
+    i = 0
+    for name, snips in page.samples.items():
+        for _ in snips:
+            assert qv.scales[i] == pytest.approx(page.sample_scales[name])
+            i += 1
+    for name, snips in page.samples.items():  # a bin's strongest firing takes the bin's full colour
+        if snips and name != "random":
+            neg, pos = page.sample_scales[name]
+            v = max(snips, key=lambda s: abs(s.value)).value
+            assert abs(v) == pytest.approx(neg if v < 0 else pos)

@@ -53,3 +53,8 @@ def test_cli_runs_without_torch():
 def test_open_without_a_store_for_headless_modes_exits_2():
     r = run_cli(["open", "--smoke-test"])
     assert r.returncode == 2 and "--smoke-test needs a STORE" in r.stderr
+
+
+def test_compare_help_prints_a_plain_percent_sign():
+    r = subprocess.run([sys.executable, "-m", "neurobrowse", "compare", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "95% Wilson" in " ".join(r.stdout.split()) and "%%" not in r.stdout

@@ -236,7 +236,7 @@ def test_refuses_incomplete_other_version_and_missing_stores(tmp_path, capsys):
     meta.write_text(json.dumps(doc))
     assert main(["index", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "incomplete" in err and "neurobrowse record CK --out X" in err
+    assert "incomplete" in err and f"neurobrowse record CK --out {path}" in err  # resumed where the store is now
     doc["attributes"][schema.ATTRS_KEY]["complete"] = True
     doc["attributes"][schema.ATTRS_KEY]["schema_version"] = schema.SCHEMA_VERSION + 1
     meta.write_text(json.dumps(doc))

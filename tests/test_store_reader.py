@@ -2,6 +2,7 @@
 display, and the info / show verbs."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,35 @@ def test_damaged_index_chunk_is_refused_by_name(tiny_stores, tmp_path):
     f.unlink()
     with pytest.raises(CorruptChunkError, match=r"top_context_tokens.*missing"):
         Store.open(path).neuron(hook, schema.INDEX_NEURON_CHUNK + 1)
+
+
+def test_a_moved_incomplete_store_is_resumed_where_it_is_now(tiny_stores, tmp_path, capsys):
+    from neurobrowse.state import store_problems
+    from store.writer import StoreWriter
+
+    src = Store.open(tiny_stores["gelu"])
+    old = tmp_path / "recorded here"
+    StoreWriter.create_or_resume(old, model_config=dict(src.model_config), hooks=list(src.hooks),
+                                 n_tokens=src.n_tokens, context_len=src.context_len, tokenizer_json=src.tokenizer_json,
+                                 manifest={"record_command": f"neurobrowse record /ck/gelu --out '{old}' --tokens 9"},
+                                 fsync=False)
+    new = tmp_path / "moved"
+    shutil.move(old, new)
+    s = Store.open(new)
+    cmd = s.resume_command()
+    assert cmd == f"neurobrowse record /ck/gelu --out {new} --tokens 9"
+    assert str(old) not in " ".join(store_problems(s)) and cmd in " ".join(store_problems(s))
+    r = _nb(capsys, "info", new)
+    assert cmd in r.stdout and str(old) not in r.stdout
+
+
+def test_a_missing_index_chunk_names_the_command_with_the_store_path(tiny_stores, tmp_path):
+    from store.errors import CorruptChunkError
+
+    bad = tmp_path / "no chunk"
+    shutil.copytree(tiny_stores["gelu"], bad)
+    hook = Store.open(bad).hooks[0]
+    (bad / "index" / hook / "top_values" / "c" / "0" / "0").unlink()
+    with pytest.raises(CorruptChunkError) as e:
+        Store.open(bad).neuron(hook, 0)
+    assert f"neurobrowse index --force '{bad}'" in str(e.value)

@@ -58,14 +58,19 @@ def test_rating_screen_shows_snippets_and_rule_only(qtbot, study_window, tiny_st
         assert word.lower() not in chrome.lower(), word
     assert not re.search(r"neuron\s*#?\d", chrome + shown, re.I)
     assert "80%" in chrome and "Item 1 of 4" in chrome
-    # the snippet view holds exactly the item's tokens, nothing more
+    # the snippet view holds exactly the item's tokens, nothing more, drawn by the app's renderer
+    from neurobrowse.snippet_text import snippet_runs
+    from neurobrowse.state import shade_rgb
+
     item = w.session.current()
-    expected = "\n".join("".join(s["tokens"]) for s in item.snippets)
-    assert shown.replace("\u00a0", " ").strip() == expected.replace("\u00a0", " ").strip()
-    # the firing tokens are shaded red: the strongest at full opacity
-    html = w.view.toHtml()
-    assert "background-color:#dc1414" in html  # Qt writes the opaque rgba(220, 20, 20, 1) as #dc1414
-    assert re.search(r"background-color:rgba\(220,20,20,0\.\d+\)", html)  # weaker firings lighter
+    expected = "\u2029".join("".join(r.text for r in snippet_runs(s["tokens"], [s["center"]])) for s in item.snippets)
+    assert w.view.document().toRawText() == expected
+    assert len(item.snippets) >= 2 and any(len(s["tokens"]) > 40 for s in item.snippets)  # several lines each
+    # the strongest firing is shaded full red; each token's colour follows its activation / the item's peak
+    peak = max(max(s["acts"]) for s in item.snippets)
+    for span in w.view.token_spans:
+        assert span.value == pytest.approx(item.snippets[span.snippet]["acts"][span.token])
+    assert shade_rgb(peak, w.view.scale) == shade_rgb(1.0, 1.0) and w.view.scale == pytest.approx(peak)
     assert item.item_id in key["items"]  # the key (never opened by the window) does map the item
 
 
@@ -102,6 +107,20 @@ def test_keys_rate_pause_resume_and_finish(qtbot, study_window):
     db.close()
     assert sorted(v for v, _ in got.values()) == ["interpretable", "interpretable", "not_interpretable", "unsure"]
     assert all(s is not None and s >= 0 for _, s in got.values())
+
+    # undo (U) takes back the last rating: the item is shown again and its row is gone
+    last = w2.session.items[-1].item_id
+    with qtbot.waitSignal(w2.undone, timeout=5000) as sig:
+        qtbot.keyClick(w2, Qt.Key_U)
+    assert sig.args == [last] and "Item 4 of 4 - 3 rated" in w2.progress.text()
+    db = RatingsDB(study)
+    assert (("rita", last) not in db.latest("rita")) and len(db.latest("rita")) == 3
+    db.close()
+    with qtbot.waitSignal(w2.finished, timeout=5000):
+        qtbot.keyClick(w2, Qt.Key_3)
+    db = RatingsDB(study)
+    assert db.latest("rita")[("rita", last)][0] == "unsure"
+    db.close()
 
     # another rater rates independently: starts at item 1
     w3 = make("otto")

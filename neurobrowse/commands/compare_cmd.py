@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "compare",
         help="compare two stores (e.g. GeLU vs SoLU-LN): score distributions, pass shares, neuron pages",
         description="Population plots of both interpretability scores, max activation, density and kurtosis "
-        "for both models; the share of neurons passing each automated score with 95%% Wilson intervals; a "
+        "for both models; the share of neurons passing each automated score with 95% Wilson intervals; a "
         "plain verdict on whether SoLU-LN comes out more interpretable; a neuron page for either side.",
     )
     p.add_argument("store_a")

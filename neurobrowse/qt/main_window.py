@@ -8,6 +8,7 @@ bookmarks (per store run uuid) persist in QSettings.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -31,6 +32,7 @@ KEYS_HELP = [
     ("] / Ctrl+PgDown", "next layer"),
     ("[ / Ctrl+PgUp", "previous layer"),
     ("M", "before / after LayerNorm (hook_mid <-> hook_post, SoLU-LN)"),
+    ("E", "show the snippet under the mouse (or the first in view) in its whole context; E again folds it"),
     ("Ctrl+G", "jump to a neuron by number"),
     ("Alt+Left / Alt+Right", "back / forward"),
     ("Ctrl+D", "bookmark the neuron"),
@@ -41,6 +43,13 @@ KEYS_HELP = [
     ("Ctrl+O", "open a store"),
     ("Ctrl+Q", "quit"),
 ]
+
+
+def keys_html() -> str:
+    """The keys help as an HTML table (key and description escaped: "<->" stays text)."""
+    rows = "".join(f"<tr><td><b>{html.escape(k)}</b>&nbsp;&nbsp;</td><td>{html.escape(d)}</td></tr>"
+                   for k, d in KEYS_HELP)
+    return f"<table>{rows}</table>"
 
 
 def app_settings() -> QSettings:
@@ -98,7 +107,7 @@ class MainWindow(QMainWindow):
         self.split.addWidget(self.page)
         self.split.setStretchFactor(0, 2)
         self.split.setStretchFactor(1, 5)
-        self.split.setSizes([620, 980])
+        self.split.setSizes([650, 950])
         self.setCentralWidget(self.split)
 
         self.status_label = QLabel("no store open")
@@ -239,7 +248,7 @@ class MainWindow(QMainWindow):
         self.label_model = model
         panel = LabelPanel(model)
         panel.labelChanged.connect(self._on_label_changed)
-        panel.errorOccurred.connect(lambda msg: self.statusBar().showMessage(f"label: {msg}", 8000))
+        panel.errorOccurred.connect(lambda msg: self.show_status(f"label: {msg}"))
         self.page.set_label_panel(panel)
         per_hook: dict[str, dict[int, str]] = {}
         for (hook, neuron), lab in snap.items():
@@ -314,12 +323,20 @@ class MainWindow(QMainWindow):
     def show_error(self, title: str, message: str) -> QMessageBox:
         box = show_error(self, title, message)
         self.error_boxes = [b for b in self.error_boxes if isValid(b) and b.isVisible()] + [box]
-        self.statusBar().showMessage(f"{title}: {message.splitlines()[0] if message else ''}", 8000)
+        self.show_status(f"{title}: {' '.join(message.split()) if message else ''}", 8000)
         return box
 
+    def show_status(self, text: str, ms: int = 8000) -> None:
+        """A status-bar message: elided in the middle to the bar's width when too long, the whole text
+        in the bar's tooltip (and in the dialog that goes with an error)."""
+        bar = self.statusBar()
+        width = max(200, bar.width() - self.busy_label.width() - 40)
+        shown = bar.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, width)
+        bar.setToolTip(text if shown != text else "")
+        bar.showMessage(shown, ms)
+
     def show_keys(self) -> None:
-        rows = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{d}</td></tr>" for k, d in KEYS_HELP)
-        QMessageBox.information(self, "Keyboard shortcuts", f"<table>{rows}</table>")
+        QMessageBox.information(self, "Keyboard shortcuts", keys_html())
 
     def show_about(self) -> None:
         QMessageBox.about(self, "About neurobrowse",
@@ -355,7 +372,7 @@ class MainWindow(QMainWindow):
             try:
                 model.set_neuron(ref.hook, ref.neuron)
             except Exception as e:  # noqa: BLE001 - a label problem must not stop browsing
-                self.statusBar().showMessage(f"label: {e}", 8000)
+                self.show_status(f"label: {e}")
         if self.browser.store is not None:
             from neurobrowse.state import store_title
 

@@ -389,8 +389,9 @@ class NeuronPageWidget(QWidget):
         self.top_view.show_snippets(self.page.top, self.page.scale, "no top activations stored")
 
     def _render_bottom(self) -> None:  # on its own scale: the most negative firing is the darkest blue
-        self.bottom_view.show_snippets(self.page.bottom, self.page.bottom_scale or self.page.scale,
-                                       "no bottom activations stored")
+        page = self.page
+        self.bottom_view.show_snippets(page.bottom, page.scale, "no bottom activations stored",
+                                       scales=[page.bottom_scale] * len(page.bottom))
 
     def _render_samples(self) -> None:
         page = self.page
@@ -400,7 +401,7 @@ class NeuronPageWidget(QWidget):
                 lo, hi = page.bin_ranges.get(name, (float("nan"), float("nan")))
                 headers[len(merged)] = bin_title(name, lo, hi)
                 merged.extend(snips)
-                scales += [page.sample_scales.get(name) or page.scale] * len(snips)  # each bin its own scale
+                scales += [page.sample_scales.get(name, (page.scale, page.scale))] * len(snips)  # each bin its own
         self.samples_view.show_snippets(merged, page.scale, "no quantile samples stored", headers, scales=scales)
 
     def _render_ln(self) -> None:

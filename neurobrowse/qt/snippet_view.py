@@ -47,8 +47,11 @@ class SnippetView(QTextBrowser):
     rendered = Signal()  # every snippet of the current page is in the document
     expandRequested = Signal(int)  # a snippet's "context" link (or the E key): show its whole context
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, *, heads: bool = True) -> None:
+        """``heads=False``: no line above each snippet (value, position, links) and no E key: the
+        blinded study shows the text alone."""
         super().__init__(parent)
+        self.heads = heads
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.anchorClicked.connect(self._anchor)
@@ -93,7 +96,7 @@ class SnippetView(QTextBrowser):
         self._fmt_link.setToolTip("Open this text in the try-your-text editor")
         self._fmt_more = QTextCharFormat(self._fmt_head)
         self._fmt_more.setForeground(QColor(150, 60, 60))
-        self.scales: list[float] | None = None
+        self.scales: list[tuple[float, float]] | None = None
         self.highlights: dict[int, list[tuple[int, int]]] = {}
         self.expanded: dict[int, MergedSnippet] = {}  # snippet index -> the snippet it replaced
         self._empty = ""
@@ -108,10 +111,11 @@ class SnippetView(QTextBrowser):
     FIRST_BATCH = 10  # merged snippets laid out before the first paint; the rest follow right after
 
     def show_snippets(self, snippets: list[MergedSnippet], scale: float, empty: str = "nothing to show",
-                      headers: dict[int, str] | None = None, *, scales: list[float] | None = None,
+                      headers: dict[int, str] | None = None, *, scales: list[tuple[float, float]] | None = None,
                       highlights: dict[int, list[tuple[int, int]]] | None = None) -> None:
         """Replace the document: one paragraph per merged snippet, tokens shaded by value / scale
-        (``scales``: one scale per snippet instead, e.g. each quantile bin its own). ``headers`` puts a
+        (``scales``: (negative, positive) scales per snippet instead, e.g. the bottom-k list or each
+        quantile bin on its own). ``headers`` puts a
         section title before the snippet with that index (quantile bins); ``highlights`` marks token
         ranges [lo, hi) of a snippet (search matches).
 
@@ -197,47 +201,57 @@ class SnippetView(QTextBrowser):
                     cur.insertBlock(self._block_section)
                 cur.insertText(headers[si], self._fmt_section)
             if si or si in headers:
-                cur.insertBlock(self._block_head)
+                cur.insertBlock(self._block_head if self.heads else self._block_section)
             self._snippet_starts.append(cur.position())
-            head = f"{sn.value:+.3f}  @{sn.start + (sn.firing[0] if sn.firing else 0):,}"
-            cur.insertText(head + (f"  ({sn.n_merged} firings)" if sn.n_merged > 1 else "") + "  ", self._fmt_head)
-            if sn.more:
-                cur.insertText(f"+{sn.more} more firing{'s' if sn.more > 1 else ''} in this context  ", self._fmt_more)
-            link = QTextCharFormat(self._fmt_link)
-            link.setAnchorHref(f"edit:{si}")
-            cur.insertText("edit", link)
-            cur.insertText("  ", self._fmt_head)
-            link = QTextCharFormat(self._fmt_link)
-            link.setAnchorHref(f"expand:{si}")
-            link.setToolTip("Show the whole context the model saw (and, greyed, its document around it) [E]")
-            cur.insertText("collapse ▴" if si in self.expanded else "context ▾", link)
-            cur.insertBlock(self._block_tokens)
-            scale = self.scales[si] if self.scales is not None and si < len(self.scales) else self.scale
-            marks = highlighted(len(sn.tokens), self.highlights.get(si, ()))
-            greyed = sn.greyed
-            fire = set(sn.firing)
-            p = cur.position()
-            last = -1
-            for run in snippet_runs(sn.tokens, sn.firing):
-                ti = run.token
-                if ti != last:
-                    if last >= 0:
-                        spans.append(TokenSpan(p, cur.position(), si, last, float(sn.acts[last])))
-                        self._starts.append(p)
-                    p = cur.position()
-                    last = ti
-                a = float(sn.acts[ti])
-                grey = bool(greyed[ti])
-                rgb = (255, 255, 255) if grey else shade_rgb(a, scale)
-                key = (run.kind, rgb, ti in fire and not grey, grey, marks[ti])
-                fmt = self._formats.get(key)
-                if fmt is None:
-                    fmt = self._formats[key] = self._token_format(*key)
-                cur.insertText(run.text, fmt)
-            if last >= 0:
-                spans.append(TokenSpan(p, cur.position(), si, last, float(sn.acts[last])))
-                self._starts.append(p)
+            if self.heads:
+                self._insert_head(cur, si, sn)
+            scale_pair = (self.scales[si] if self.scales is not None and si < len(self.scales)
+                          else (self.scale, self.scale))
+            self._insert_tokens(cur, spans, si, sn, scale_pair)
             self._next = si + 1
+
+    def _insert_head(self, cur, si: int, sn: MergedSnippet) -> None:
+        """The line above a snippet: value, position, further firings, the edit and context links."""
+        head = f"{sn.value:+.3f}  @{sn.start + (sn.firing[0] if sn.firing else 0):,}"
+        cur.insertText(head + (f"  ({sn.n_merged} firings)" if sn.n_merged > 1 else "") + "  ", self._fmt_head)
+        if sn.more:
+            cur.insertText(f"+{sn.more} more firing{'s' if sn.more > 1 else ''} in this context  ", self._fmt_more)
+        link = QTextCharFormat(self._fmt_link)
+        link.setAnchorHref(f"edit:{si}")
+        cur.insertText("edit", link)
+        cur.insertText("  ", self._fmt_head)
+        link = QTextCharFormat(self._fmt_link)
+        link.setAnchorHref(f"expand:{si}")
+        link.setToolTip("Show the whole context the model saw (and, greyed, its document around it) [E]")
+        cur.insertText("collapse ▴" if si in self.expanded else "context ▾", link)
+        cur.insertBlock(self._block_tokens)
+
+    def _insert_tokens(self, cur, spans, si: int, sn: MergedSnippet, scale_pair: tuple[float, float]) -> None:
+        neg_scale, scale = scale_pair
+        marks = highlighted(len(sn.tokens), self.highlights.get(si, ()))
+        greyed = sn.greyed
+        fire = set(sn.firing)
+        p = cur.position()
+        last = -1
+        for run in snippet_runs(sn.tokens, sn.firing):
+            ti = run.token
+            if ti != last:
+                if last >= 0:
+                    spans.append(TokenSpan(p, cur.position(), si, last, float(sn.acts[last])))
+                    self._starts.append(p)
+                p = cur.position()
+                last = ti
+            a = float(sn.acts[ti])
+            grey = bool(greyed[ti])
+            rgb = (255, 255, 255) if grey else shade_rgb(a, neg_scale if a < 0 else scale)
+            key = (run.kind, rgb, ti in fire and not grey, grey, marks[ti])
+            fmt = self._formats.get(key)
+            if fmt is None:
+                fmt = self._formats[key] = self._token_format(*key)
+            cur.insertText(run.text, fmt)
+        if last >= 0:
+            spans.append(TokenSpan(p, cur.position(), si, last, float(sn.acts[last])))
+            self._starts.append(p)
 
     def _token_format(self, kind: str, rgb: tuple[int, int, int], firing: bool, grey: bool,
                       hl: bool) -> QTextCharFormat:
@@ -297,7 +311,7 @@ class SnippetView(QTextBrowser):
         return super().viewportEvent(e)
 
     def keyPressEvent(self, e) -> None:
-        if e.key() == Qt.Key.Key_E and not e.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+        if self.heads and e.key() == Qt.Key.Key_E and not e.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
             self.toggle_expand(self._snippet_in_view())
             return
         super().keyPressEvent(e)

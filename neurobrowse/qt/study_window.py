@@ -1,12 +1,14 @@
 """StudyWindow: the blinded rating screen of the study (SoLU paper, section 6.1).
 
-It shows, for one item at a time, its ~20 top snippets (a few lines of context each, tokens shaded
-red by activation) and the rating rule - nothing else: no model, no neuron id, no statistics, no
+It shows, for one item at a time, its ~20 top snippets (one per recorded context, several lines each,
+tokens shaded red by activation) and the rating rule - nothing else: no model, no neuron id, no statistics, no
 scores. It only ever sees a ``neurobrowse.study.StudySession``, which reads the blinded study.json
 and never the key, so it cannot leak the model even by mistake.
 
-Keys: 1 interpretable, 2 not interpretable, 3 unsure, P (or Space) pause / resume. Progress is
-saved with every rating; opening the study again resumes at the first item not yet rated.
+Keys: 1 interpretable, 2 not interpretable, 3 unsure, U (or Ctrl+Z) undo the last rating, P (or
+Space) pause / resume. Progress is saved with every rating; opening the study again resumes at the
+first item not yet rated. Snippets are drawn by the neuron page's renderer (SnippetView without its
+header lines): line breaks and indentation kept, shaded red by activation / the item's largest.
 
 For the app (engineer D)::
 
@@ -14,40 +16,39 @@ For the app (engineer D)::
     from neurobrowse.qt.study_window import StudyWindow
     win = StudyWindow(StudySession(study_dir, rater=name)); win.show()
 
-Signals: rated(str item_id, str verdict), pausedChanged(bool), finished().
+Signals: rated(str item_id, str verdict), undone(str item_id), pausedChanged(bool), finished().
 """
 
 from __future__ import annotations
 
 import html
 
+import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QVBoxLayout, QWidget
 
+from neurobrowse.qt.snippet_view import SnippetView
+from neurobrowse.state import MergedSnippet
 from neurobrowse.study import StudyItem, StudySession
 from store.errors import NeurobrowseError
 
 KEYS = {"interpretable": "1", "not_interpretable": "2", "unsure": "3"}
 TEXT = {"interpretable": "Interpretable", "not_interpretable": "Not interpretable", "unsure": "Unsure"}
+UNDO_KEYS = ("U", "Ctrl+Z")
 
 
-def snippets_html(item: StudyItem) -> str:
-    """The item's snippets as HTML: one line each, every token shaded red by activation / item max."""
-    peak = max((max(s["acts"]) for s in item.snippets if s["acts"]), default=0.0)
-    peak = peak if peak > 0 else 1.0
-    rows = []
+def item_snippets(item: StudyItem) -> tuple[list[MergedSnippet], float]:
+    """The item's snippets as the app's renderer takes them, and one shading scale for the item (its
+    largest activation): the same text, line breaks and shading as the neuron page."""
+    out = []
     for s in item.snippets:
-        parts = []
-        for i, (tok, act) in enumerate(zip(s["tokens"], s["acts"])):
-            alpha = min(1.0, max(0.0, act / peak))
-            text = html.escape(tok).replace(" ", "&nbsp;") or "&nbsp;"
-            style = f"background-color: rgba(220, 20, 20, {alpha:.2f});"
-            if i == s["center"]:
-                style += " text-decoration: underline;"
-            parts.append(f"<span style='{style}'>{text}</span>")
-        rows.append("<p style='margin: 2px 0 8px 0; font-family: monospace;'>" + "".join(parts) + "</p>")
-    return "".join(rows)
+        acts = np.asarray(s["acts"], dtype=np.float32)
+        c = int(s["center"])
+        out.append(MergedSnippet(0, [-1] * len(s["tokens"]), list(s["tokens"]), acts, [c],
+                                 float(acts[c]) if len(acts) else 0.0, 1))
+    peak = max((float(np.max(m.acts)) for m in out if len(m.acts)), default=0.0)
+    return out, peak if peak > 0 else 1.0
 
 
 class StudyWindow(QWidget):
@@ -56,21 +57,22 @@ class StudyWindow(QWidget):
     rated = Signal(str, str)
     pausedChanged = Signal(bool)
     finished = Signal()
+    undone = Signal(str)  # item id whose rating was taken back
 
     def __init__(self, session: StudySession, parent: QWidget | None = None):
         super().__init__(parent)
         self.session = session
         self.setWindowTitle(f"neurobrowse: blinded rating ({session.rater})")
-        self.resize(900, 760)
+        self.resize(1000, 900)
 
         self.rule = QLabel(f"<b>Rule.</b> {html.escape(session.rule)}")
         self.rule.setObjectName("study_rule")
         self.rule.setWordWrap(True)
+        self.rule.setStyleSheet("background: #fff7e0; border: 1px solid #e8d8a8; padding: 6px;")
         self.progress = QLabel()
         self.progress.setObjectName("study_progress")
-        self.view = QTextBrowser()
+        self.view = SnippetView(heads=False)
         self.view.setObjectName("study_snippets")
-        self.view.setOpenLinks(False)
 
         self.buttons: dict[str, QPushButton] = {}
         row = QHBoxLayout()
@@ -83,6 +85,12 @@ class StudyWindow(QWidget):
             sc = QShortcut(QKeySequence(key), self)
             sc.activated.connect(lambda v=v: self.rate(v))
         row.addStretch(1)
+        self.undo_button = QPushButton("Undo last rating [U]")
+        self.undo_button.setObjectName("study_undo")
+        self.undo_button.clicked.connect(self.undo)
+        row.addWidget(self.undo_button)
+        for key in UNDO_KEYS:
+            QShortcut(QKeySequence(key), self).activated.connect(self.undo)
         self.pause_button = QPushButton("Pause [P]")
         self.pause_button.setObjectName("study_pause")
         self.pause_button.clicked.connect(self.toggle_pause)
@@ -112,6 +120,18 @@ class StudyWindow(QWidget):
         if self.session.finished:
             self.finished.emit()
 
+    def undo(self) -> None:
+        """Take back the last rating of this session and show that item again."""
+        if not self.session.can_undo:
+            return
+        try:
+            item = self.session.undo()
+        except NeurobrowseError as e:
+            QMessageBox.warning(self, "Rating not undone", str(e))
+            return
+        self._render()
+        self.undone.emit(item.item_id)
+
     def toggle_pause(self) -> None:
         if self.session.finished:
             return
@@ -130,15 +150,19 @@ class StudyWindow(QWidget):
             b.setEnabled(not s.paused and not s.finished)
         self.pause_button.setEnabled(not s.finished)
         self.pause_button.setText("Resume [P]" if s.paused else "Pause [P]")
+        self.undo_button.setEnabled(s.can_undo)
         if s.finished:
-            self.progress.setText(f"All {total} items rated. Thank you - you can close this window.")
-            self.view.setHtml("<p>Done.</p>")
+            self.progress.setText(f"All {total} items rated. Thank you - you can close this window "
+                                  "(or undo the last rating).")
+            self.view.clear_snippets("Done.")
         elif s.paused:
             self.progress.setText(f"Paused - {done} of {total} rated. Press P to resume.")
-            self.view.setHtml("<p style='color:#777'>Paused: the snippets are hidden and the clock is stopped.</p>")
+            self.view.clear_snippets("Paused: the snippets are hidden and the clock is stopped.")
         else:
             self.progress.setText(f"Item {s.index + 1} of {total} - {done} rated")
-            self.view.setHtml(snippets_html(s.current()))
+            snippets, peak = item_snippets(s.current())
+            self.view.show_snippets(snippets, peak)
+            self.view.verticalScrollBar().setValue(0)
 
     def closeEvent(self, event) -> None:
         self.session.close()

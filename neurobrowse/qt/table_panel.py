@@ -135,6 +135,9 @@ class NeuronFilterProxy(QSortFilterProxyModel):
         return bool(ranks[left.row()] < ranks[right.row()])
 
 
+HEADER_PAD = 22  # pixels beside a header's text: margins and the sort indicator
+
+
 class NeuronTablePanel(QWidget):
     """Search box, filter expression, hook picker, bookmarked-only switch and the table itself.
 
@@ -178,9 +181,10 @@ class NeuronTablePanel(QWidget):
         hh = self.view.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setStretchLastSection(True)
-        fm = self.view.fontMetrics()  # each column as wide as its header: the label column stays in view
+        # each column as wide as its header and sort arrow, no wider: the label column stays in view
+        fm = hh.fontMetrics()
         for i, (_key, title, _fmt) in enumerate(TABLE_COLUMNS[:-1]):
-            self.view.setColumnWidth(i, max(48, fm.horizontalAdvance(title) + 22))
+            self.view.setColumnWidth(i, max(48, fm.horizontalAdvance(title) + HEADER_PAD))
 
         row1 = QHBoxLayout()
         row1.addWidget(self.hook_box, 1)
