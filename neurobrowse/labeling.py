@@ -3,7 +3,7 @@
 Why a Qt-free layer: the label logic (write on every change, undo as a new event, filters for the
 neuron table) is tested without a display, and the Qt LabelPanel only draws it and forwards keys.
 
-Typical use (D's neuron page)::
+Typical use (the app's neuron page)::
 
     model = LabelModel(LabelDB(), store.run_uuid, store=store)   # one per open store
     panel = LabelPanel(model)                                    # neurobrowse.qt.label_panel
@@ -25,6 +25,14 @@ import numpy as np
 from store.labels import VERDICTS, Label, LabelDB, LabelError, normalize_tags, validate_against_store
 
 _UNSET: Any = object()
+VERDICT_MARK = {"interpretable": "✓", "not_interpretable": "✗", "unsure": "?"}
+
+
+def label_text(label: Label) -> str:
+    """A label as one line of text (the neuron table's Label column; ``label ~ ...`` filters on it):
+    verdict mark, description, #tags."""
+    tags = " ".join(f"#{t}" for t in label.tags or ())
+    return " ".join(x for x in (VERDICT_MARK.get(label.verdict, label.verdict), label.description, tags) if x)
 
 
 @dataclass(frozen=True)
@@ -152,12 +160,8 @@ class LabelModel:
         return self.db.snapshot(self.run_uuid)
 
     def label_texts(self, hook: str) -> dict[int, str]:
-        """{neuron: "verdict: description [tags]"} of one hook, for a table column (D's BrowserModel.set_labels)."""
-        out = {}
-        for lab in self.db.labels(self.run_uuid, hook=hook):
-            text = lab.verdict + (f": {lab.description}" if lab.description else "")
-            out[lab.neuron] = text + (f" [{', '.join(lab.tags)}]" if lab.tags else "")
-        return out
+        """{neuron: label_text(label)} of one hook: the neuron table's Label column."""
+        return {lab.neuron: label_text(lab) for lab in self.db.labels(self.run_uuid, hook=hook)}
 
     def all_tags(self) -> list[str]:
         return self.db.all_tags(self.run_uuid)

@@ -11,7 +11,7 @@ What lives here and why:
 - ``merge_snippets`` / ``shade_rgb``: the neuron page's text, with overlapping windows shown once and
   each token shaded by its activation (red as in the paper, blue for negative values).
 - ``load_page``: everything one neuron page needs, read in one go in a worker.
-- ``wilson_interval`` / ``compare_stores``: the GeLU-vs-SoLU population comparison and its verdict.
+- ``compare_stores``: the GeLU-vs-SoLU population comparison and its verdict.
 
 Widgets never call zarr or numba: they ask this layer, which asks ``store.reader``.
 """
@@ -29,8 +29,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from neurobrowse.formatting import human_bytes
 from neurobrowse.snippet_text import SHADE_LEVELS, shade_rgb  # noqa: F401  (the page's shading, re-exported)
+from neurobrowse.stats import wilson_interval
+from store import columns
 from store.errors import NeurobrowseError
+from store.scores import model_name
 
 # ---- requests: newest wins ------------------------------------------------------------------------
 
@@ -226,26 +230,12 @@ def paired_hook(hooks: Sequence[str], hook: str) -> str | None:
 
 # ---- the neuron table: filters and search ------------------------------------------------------------
 
-# Columns shown, in order: (table key, header, format). The label column comes from the label database.
-TABLE_COLUMNS: list[tuple[str, str, str]] = [
-    ("neuron", "Neuron", "{:d}"),
-    ("max_act", "Max act", "{:.3g}"),
-    ("density", "Density", "{:.3f}"),
-    ("kurtosis", "Kurtosis", "{:.3g}"),
-    ("token_rule_score", "Token-rule", "{:.3f}"),
-    ("sim_score", "Simulation", "{:.3f}"),
-    ("top_token", "Top token", "{}"),
-    ("label", "Label", "{}"),
-]
-NUMERIC_COLUMNS = ("neuron", "max_act", "min_act", "mean", "var", "skewness", "kurtosis", "density",
-                   "token_rule_score", "sim_score")
-TEXT_COLUMNS = ("top_token", "label")
-# Short names accepted in filter expressions.
-COLUMN_ALIASES = {"max": "max_act", "min": "min_act", "act": "max_act", "token_rule": "token_rule_score",
-                  "rule": "token_rule_score", "sim": "sim_score", "simulation": "sim_score",
-                  "similarity": "sim_score",  # the old (wrong) name of the simulation score, still accepted
-                  "kurt": "kurtosis",
-                  "token": "top_token", "top": "top_token", "n": "neuron"}
+# The neuron table's columns, in order: (key, header, format spec): the registry's table columns, then
+# the label column, which comes from the label database.
+TABLE_COLUMNS: list[tuple[str, str, str]] = [(c.name, c.header, c.fmt) for c in columns.COLUMNS if c.in_table]
+TABLE_COLUMNS.append(("label", "Label", ""))
+NUMERIC_COLUMNS = columns.NUMERIC
+TEXT_COLUMNS = (*columns.TEXT, "label")
 
 
 class FilterError(NeurobrowseError):
@@ -275,7 +265,7 @@ def parse_filter(expr: str) -> list[Clause]:
         if not m:
             raise FilterError(f"cannot read filter {part.strip()!r}; write e.g. 'kurtosis > 10, density < 0.05, label ~ quote'")
         col, op, raw = m.group(1).lower(), m.group(2), m.group(3).strip().strip("'\"")
-        col = COLUMN_ALIASES.get(col, col)
+        col = columns.ALIASES.get(col, col)
         op = "==" if op == "=" else op
         if col in NUMERIC_COLUMNS:
             if op == "~":
@@ -598,14 +588,6 @@ def store_title(store) -> str:
     return f"{Path(store.path).name} · {act} · {store.n_tokens:,} tokens"
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
 def store_status(store, size_bytes: int | None = None) -> str:
     """One line for the status bar: size, completeness, which hooks are indexed."""
     indexed = [h for h in store.hooks if store.is_indexed(h)]
@@ -635,17 +617,6 @@ def store_problems(store) -> list[str]:
 # ---- comparing two models ----------------------------------------------------------------------------
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval for a share k/n (well-behaved at 0, n and small n)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 @dataclass
 class ShareResult:
     name: str  # score name
@@ -662,25 +633,10 @@ class ShareResult:
         return wilson_interval(self.k, self.n)
 
 
-# Share of neurons that pass each automated score. The thresholds follow store.scores when it defines
-# them (PASS_THRESHOLDS), else these defaults: a neuron "passes" when its score is at least this.
-DEFAULT_PASS_THRESHOLDS = {"token_rule_score": 0.5, "sim_score": 0.5}
-
-
-def pass_thresholds() -> dict[str, float]:
-    try:
-        from store import scores  # noqa: PLC0415  (owned by the indexer; may define its own cut-offs)
-
-        th = getattr(scores, "PASS_THRESHOLDS", None) or getattr(scores, "THRESHOLDS", None)
-        if isinstance(th, dict) and th:
-            return {k: float(v) for k, v in th.items()}
-    except ImportError:
-        pass
-    return dict(DEFAULT_PASS_THRESHOLDS)
-
-
 def pass_shares(table: dict[str, np.ndarray], thresholds: dict[str, float] | None = None) -> list[ShareResult]:
-    thresholds = thresholds or pass_thresholds()
+    """Per score, how many neurons of ``table`` pass it (score >= threshold; NaN scores not counted).
+    Thresholds default to the registry's (``store.columns``)."""
+    thresholds = thresholds or columns.THRESHOLDS
     out = []
     for name, th in thresholds.items():
         col = np.asarray(table.get(name, np.array([])), dtype=np.float64)
@@ -739,10 +695,6 @@ def _concat_tables(tables: list[dict]) -> dict:
     return {k: np.concatenate([np.asarray(t[k]) for t in tables]) for k in keys}
 
 
-def model_label(store) -> str:
-    return str(store.model_config.get("act_fn", Path(store.path).name))
-
-
 def compare_stores(store_a, store_b, hook_kind: str = "hook_post", req: Request | None = None) -> Comparison:
     """Population comparison over every indexed ``hook_kind`` hook of each store."""
     tables = []
@@ -758,9 +710,8 @@ def compare_stores(store_a, store_b, hook_kind: str = "hook_post", req: Request 
             t["hook"] = np.array([h] * len(t["neuron"]), dtype=object)  # which layer a row is from
             per.append(t)
         tables.append(_concat_tables(per))
-    labels = (model_label(store_a), model_label(store_b))
+    labels = (model_name(store_a), model_name(store_b))
     if labels[0] == labels[1]:
         labels = (f"{labels[0]} (A)", f"{labels[1]} (B)")
-    th = pass_thresholds()
-    shares = (pass_shares(tables[0], th), pass_shares(tables[1], th))
+    shares = (pass_shares(tables[0]), pass_shares(tables[1]))
     return Comparison(labels, (tables[0], tables[1]), shares, comparison_verdict(labels, shares))

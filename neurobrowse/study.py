@@ -39,18 +39,18 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from neurobrowse.stats import cohen_kappa, fisher_exact, fleiss_kappa, roc_auc, wilson_interval
+from store.columns import SCORES
 from store.errors import NeurobrowseError
 from store.export import atomic_output
 from store.labels import VERDICTS, default_author
 from store.schema import parse_hook_name
+from store.scores import display_name
 
 STUDY_VERSION = 1
 RULE = ("Rate a neuron interpretable when at least 80% of its strongest firings (the red tokens) "
         "follow one rule or belong to one category you could name. Otherwise rate it not "
         "interpretable; use unsure only when you cannot decide.")
-SCORES = ("token_rule_score", "sim_score")  # automated scores checked against the human verdicts
-MODEL_NAMES = {"gelu": "GeLU", "solu_ln": "SoLU-LN", "solu": "SoLU", "relu": "ReLU", "gelu_new": "GeLU"}
-Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 
 
 class StudyError(NeurobrowseError):
@@ -77,21 +77,17 @@ class StudyItem:
     snippets: list[dict] = field(default_factory=list)
 
 
-def display_name(act_fn: str) -> str:
-    return MODEL_NAMES.get(act_fn, act_fn)
-
-
 # ---- drawing a study -------------------------------------------------------------------------------
 def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | None = None) -> Path:
     """Draw ``cfg.per_model`` neurons from each store (store.reader.Store or a path), shuffle them
     together, write the study folder. Refuses to overwrite an existing study."""
-    from store.reader import Store
+    from store.reader import as_store
 
     cfg = cfg or StudyConfig()
     out = Path(out)
     if (out / "study.json").exists():
         raise StudyError(f"{out} already holds a study; choose another --out (a study is never overwritten)")
-    stores = [s if hasattr(s, "run_uuid") else Store.open(s) for s in stores]
+    stores = [as_store(s) for s in stores]
     if len(stores) < 1:
         raise StudyError("a study needs at least one store (--stores A B)")
     runs = [s.run_uuid for s in stores]
@@ -405,57 +401,7 @@ def rate_from_answers(study: str | os.PathLike, rater: str, answers: str | os.Pa
     return len(out)
 
 
-# ---- statistics ------------------------------------------------------------------------------------
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion k/n ((nan, nan) when n == 0)."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = k / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, center - half), min(1.0, center + half))
-
-
-def cohen_kappa(a: list[str], b: list[str], categories: Iterable[str] = VERDICTS) -> float:
-    """Cohen's kappa of two raters' labels of the same items."""
-    cats = list(categories)
-    n = len(a)
-    if n == 0:
-        return math.nan
-    po = sum(x == y for x, y in zip(a, b)) / n
-    pe = sum((a.count(c) / n) * (b.count(c) / n) for c in cats)
-    return math.nan if pe == 1 else (po - pe) / (1 - pe)
-
-
-def fleiss_kappa(table: np.ndarray) -> float:
-    """Fleiss' kappa from counts [items, categories] (each row sums to the number of raters)."""
-    table = np.asarray(table, dtype=np.float64)
-    n_items, _ = table.shape
-    r = table.sum(axis=1)
-    if n_items == 0 or not np.all(r == r[0]) or r[0] < 2:
-        return math.nan
-    r = r[0]
-    p_j = table.sum(axis=0) / (n_items * r)
-    p_i = (np.sum(table * table, axis=1) - r) / (r * (r - 1))
-    p_bar, pe = p_i.mean(), np.sum(p_j * p_j)
-    return math.nan if pe == 1 else float((p_bar - pe) / (1 - pe))
-
-
-def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve: P(score of a positive > score of a negative), ties counted half."""
-    from scipy.stats import rankdata
-
-    scores, positive = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
-    ok = np.isfinite(scores)
-    scores, positive = scores[ok], positive[ok]
-    n1, n0 = int(positive.sum()), int((~positive).sum())
-    if n1 == 0 or n0 == 0:
-        return math.nan
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
+# ---- the report ------------------------------------------------------------------------------------
 @dataclass
 class ModelResult:
     name: str
@@ -473,8 +419,6 @@ class ModelResult:
 
 def compute_report(study: str | os.PathLike) -> dict:
     """Unblind and compute every statistic of the report (see the module docstring). Pure data."""
-    from scipy.stats import fisher_exact
-
     study = Path(study)
     items = load_items(study)
     key = load_key(study)
@@ -508,15 +452,15 @@ def compute_report(study: str | os.PathLike) -> dict:
     fisher = None
     if pair and all(r.n_ratings for r in pair):
         tbl = [[r.interpretable, r.n_ratings - r.interpretable] for r in pair]
-        odds, p = fisher_exact(tbl, alternative="two-sided")
-        fisher = {"a": pair[0].name, "b": pair[1].name, "table": tbl, "odds_ratio": float(odds), "p_value": float(p)}
+        odds, p = fisher_exact(tbl)
+        fisher = {"a": pair[0].name, "b": pair[1].name, "table": tbl, "odds_ratio": odds, "p_value": p}
     # agreement over the items every rater rated
     common = [it.item_id for it in items if all((r, it.item_id) in latest for r in raters)]
     agreement: dict[str, Any] = {"raters": raters, "n_items": len(common)}
     if len(raters) == 2:
         a = [latest[(raters[0], i)][0] for i in common]
         b = [latest[(raters[1], i)][0] for i in common]
-        agreement.update(method="cohen", kappa=cohen_kappa(a, b))
+        agreement.update(method="cohen", kappa=cohen_kappa(a, b, VERDICTS))
     elif len(raters) > 2:
         table = np.array([[sum(latest[(r, i)][0] == c for r in raters) for c in VERDICTS] for i in common])
         agreement.update(method="fleiss", kappa=fleiss_kappa(table.reshape(-1, len(VERDICTS))))

@@ -46,7 +46,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from store import schema
+from store import columns, schema
 from store.errors import NeurobrowseError
 from store.labels import Label, LabelDB, LabelError, LabelImportError, check_verdict, normalize_tags
 from store.snippets import build_snippets, distinct_names, has_distinct, index_window
@@ -56,8 +56,7 @@ FORMATS = ("jsonl", "csv", "neuron-explainer")
 EXPORT_KIND = "neurobrowse-export"
 LABELS_KIND = "neurobrowse-labels"
 LABEL_FIELDS = ("verdict", "description", "tags", "notes", "author", "time", "source")
-STAT_FIELDS = ("max_act", "min_act", "mean", "var", "skewness", "kurtosis", "density", "token_rule_score",
-               "sim_score", "top_token")
+STAT_FIELDS = columns.STATISTICS
 CSV_COLUMNS = ("run_uuid", "tool_version", "hook", "layer", "neuron", *LABEL_FIELDS, *STAT_FIELDS,
                "top_firing_tokens", "top_snippets")
 GZIP_LEVEL = 6  # zlib's default: level 9 took 3x longer for a few % smaller files
@@ -306,7 +305,7 @@ def _stats(table: dict[str, np.ndarray], n: int) -> dict:
     out = {}
     for k in STAT_FIELDS:
         v = table[k][n]
-        out[k] = str(v) if k == "top_token" else _finite(float(v))
+        out[k] = _finite(float(v)) if columns.BY_NAME[k].numeric else str(v)
     return out
 
 

@@ -27,7 +27,7 @@ import zarr
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from store import schema
+from store import columns, schema
 from store.errors import CorruptChunkError, StoreError
 from store.snippets import Snippet, build_snippets, distinct_names, has_distinct, index_window
 from store.tokens_display import readable_vocab
@@ -184,10 +184,6 @@ _PAGE_ARRAYS = (
     "sample_positions", "sample_values", "sample_context_tokens", "sample_context_acts",
     "hist_counts", "quantile_edges", "top_token_ids", "top_token_means", "top_token_counts",
 )
-# per-neuron scalars gathered into the neuron table
-_TABLE_SCALARS = ("mean", "var", "skewness", "kurtosis", "density", "token_rule_score", "sim_score")
-# explanation columns of the neuron table (NaN for an index made before explanations existed)
-_EXPLAIN_COLUMNS = ("explain_score", "explain_coverage", "explain_precision")
 
 
 class Store:
@@ -463,17 +459,18 @@ class Store:
             raise StoreError(f"{self.path}: hook {hook!r} is not indexed; run `neurobrowse index {self.path}`")
 
     def neuron_table(self, hook: str) -> dict[str, np.ndarray]:
-        """One row per neuron: neuron, max_act, min_act, mean, var, skewness, kurtosis, density,
-        token_rule_score, sim_score, top_token_id, top_token (readable string)."""
+        """One row per neuron: a column per ``store.columns.COLUMNS`` entry (neuron, max_act, min_act, the
+        per-neuron index arrays, top_token as a readable string) plus top_token_id."""
         if hook in self._tables:
             return self._tables[hook]
         self._require_index(hook)
-        arrs = [self.index_array(hook, n) for n in ("top_values", "bottom_values", *_TABLE_SCALARS, "top_token_ids")]
+        names = ("top_values", "bottom_values", *columns.INDEX_SCALARS, "top_token_ids")
+        arrs = [self.index_array(hook, n) for n in names]
         top, bottom, *scalars, top_ids = _read_many([(a, (slice(None),)) for a in arrs])
         table = {"neuron": np.arange(self.d_mlp, dtype=np.int64),
                  "max_act": np.asarray(top[:, 0], dtype=np.float32),
                  "min_act": np.asarray(bottom[:, 0], dtype=np.float32)}
-        table.update({k: np.asarray(v) for k, v in zip(_TABLE_SCALARS, scalars)})
+        table.update({name: np.asarray(v) for name, v in zip(columns.INDEX_SCALARS, scalars)})
         table["top_token_id"] = np.asarray(top_ids[:, 0], dtype=np.int32)
         table["top_token"] = np.array(self.token_strings(table["top_token_id"]), dtype=object)
         table.update(self._explain_columns(hook))
@@ -487,12 +484,12 @@ class Store:
 
         N = self.d_mlp
         if not explain.is_explained(self, hook):
-            out = {k: np.full(N, np.nan, np.float32) for k in _EXPLAIN_COLUMNS}
+            out = {k: np.full(N, np.nan, np.float32) for k in columns.EXPLAIN_SCALARS}
             out["explanation"] = np.full(N, "", dtype=object)
             return out
         arrs = [self.index_array(hook, n) for n in schema.EXPLAIN_ARRAYS]
         got = dict(zip(schema.EXPLAIN_ARRAYS, _read_many([(a, (slice(None),)) for a in arrs])))
-        out = {k: np.asarray(got[k], np.float32) for k in _EXPLAIN_COLUMNS}
+        out = {k: np.asarray(got[k], np.float32) for k in columns.EXPLAIN_SCALARS}
         out["explanation"] = explain.describe_all(self.explain_vocab, got)
         return out
 
@@ -522,8 +519,7 @@ class Store:
         page = dict(zip(arrays, rows[:len(arrays)]))
         rest = rows[len(arrays):]
         table = self.neuron_table(hook)
-        stats = {k: float(table[k][n]) for k in ("max_act", "min_act", "mean", "var", *_TABLE_SCALARS[2:],
-                                                  *_EXPLAIN_COLUMNS)}
+        stats = {k: float(table[k][n]) for k in columns.NUMERIC if k != "neuron"}
         stats["std"] = float(np.sqrt(max(stats["var"], 0.0)))
         stats["n_tokens"] = self.n_tokens
         stats["quantiles"] = {str(q): float(v) for q, v in zip(schema.SAMPLE_QUANTILES, page["quantile_edges"])}
@@ -691,3 +687,8 @@ def _read_many(reads: list[tuple[zarr.Array, tuple]]) -> list[np.ndarray]:
         return await asyncio.gather(*[a.async_array.getitem(sel) for a, sel in reads])
 
     return [np.asarray(x) for x in sync(go())]
+
+
+def as_store(store: "Store | str | os.PathLike") -> Store:
+    """The Store given, or the store at a path opened (every function that takes either uses this)."""
+    return store if isinstance(store, Store) else Store.open(store)

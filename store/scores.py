@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-SCORES = ("token_rule_score", "sim_score")
+from store.columns import SCORES, THRESHOLDS
+
 SUMMARY_BINS = np.linspace(0.0, 1.0, 21)  # histogram edges for the distributions (sim < 0 -> first bin)
 
 
@@ -165,16 +166,12 @@ def _describe(values: np.ndarray, threshold: float) -> dict:
     return out
 
 
-THRESHOLDS = {"token_rule_score": 0.8, "sim_score": 0.5}  # "share_above" in the summary
-
-
 def score_distributions(store) -> dict[str, dict[str, np.ndarray]]:
     """{hook: {"token_rule_score": float32 [N], "sim_score": float32 [N]}} for every indexed hook of a
     Store (or a path)."""
-    if isinstance(store, (str, Path)):
-        from store.reader import Store
+    from store.reader import as_store
 
-        store = Store.open(store)
+    store = as_store(store)
     out = {}
     for hook in store.hooks:
         if store.is_indexed(hook):
@@ -182,10 +179,19 @@ def score_distributions(store) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+DISPLAY_NAMES = {"gelu": "GeLU", "solu_ln": "SoLU-LN", "solu": "SoLU", "relu": "ReLU", "gelu_new": "GeLU"}
+
+
 def model_name(store) -> str:
-    """A short name for a store's model: its activation function (e.g. 'gelu', 'solu_ln')."""
+    """A short name for a store's model: its activation function (e.g. 'gelu', 'solu_ln'), else the
+    store's folder name."""
     cfg = store.model_config or {}
     return str(cfg.get("act_fn") or Path(store.path).name)
+
+
+def display_name(act_fn: str) -> str:
+    """How reports write an activation function: 'solu_ln' -> 'SoLU-LN'."""
+    return DISPLAY_NAMES.get(act_fn, act_fn)
 
 
 def score_summary(stores) -> dict[str, dict[str, dict[str, dict]]]:
@@ -196,12 +202,12 @@ def score_summary(stores) -> dict[str, dict[str, dict[str, dict]]]:
     threshold, hist_counts, hist_edges}}}}; share_above is the share of neurons scoring at least
     THRESHOLDS[score] (0.8 for the token rule, after the paper's "80% of firings follow one rule").
     """
-    from store.reader import Store
+    from store.reader import as_store
 
     items = stores.items() if isinstance(stores, dict) else [(None, s) for s in stores]
     out: dict = {}
     for name, s in items:
-        st = Store.open(s) if isinstance(s, (str, Path)) else s
+        st = as_store(s)
         key = name or model_name(st)
         out[key] = {hook: {score: _describe(vals, THRESHOLDS[score]) for score, vals in d.items()}
                     for hook, d in score_distributions(st).items()}
@@ -220,4 +226,4 @@ def format_summary(summary: dict) -> str:
 
 
 __all__ = ["token_rule", "token_rule_score", "sim_score", "sim_score_all", "score_distributions", "score_summary",
-           "format_summary", "model_name", "SCORES", "THRESHOLDS"]
+           "format_summary", "model_name", "display_name", "SCORES", "THRESHOLDS"]

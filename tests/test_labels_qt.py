@@ -89,7 +89,7 @@ def test_keys_set_verdict_description_tags_and_undo(qtbot, panel_of):
         qtbot.keyClick(panel, Qt.Key_2)
     np.testing.assert_array_equal(model.filter_neurons(hook, verdicts=["interpretable"]), [11])
     np.testing.assert_array_equal(model.filter_neurons(hook, verdicts=["not_interpretable", "interpretable"]), [11, 12])
-    assert model.label_texts(hook) == {11: "interpretable: digits 2 and 3", 12: "not_interpretable"}
+    assert model.label_texts(hook) == {11: "✓ digits 2 and 3", 12: "✗"}
     assert len(model.filter_neurons(hook, unlabeled=True)) == store.d_mlp - 2
 
 

@@ -182,14 +182,6 @@ def test_load_page_pairs_mid_and_post_for_solu_ln(solu, gelu):
         state.load_page(solu, NeuronRef(post, 10_000))
 
 
-def test_wilson_interval_known_values():
-    lo, hi = state.wilson_interval(0, 10)
-    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-3)
-    lo, hi = state.wilson_interval(50, 100)
-    assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
-    assert state.wilson_interval(0, 0) == (0.0, 1.0)
-
-
 def test_verdict_wording():
     def res(k1, k2, n=200):
         return ([state.ShareResult("token_rule_score", 0.8, k1, n)], [state.ShareResult("token_rule_score", 0.8, k2, n)])

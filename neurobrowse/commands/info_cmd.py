@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from neurobrowse.formatting import human_bytes
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="summarise a store: model, hooks, tokens, completeness, index state, size",
@@ -13,14 +15,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store", help="store directory")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def format_info(info: dict) -> str:

@@ -24,12 +24,6 @@ def open_db(args: argparse.Namespace) -> LabelDB:
     return LabelDB(args.db, busy_timeout_s=args.busy_timeout, author=getattr(args, "author", None))
 
 
-def _open_store(path: str):
-    from store.reader import Store
-
-    return Store.open(path)
-
-
 def _hook(store, hook: str, kind: str) -> str:
     """'blocks.0.mlp.hook_post' as given, or a layer number plus --hook-kind."""
     if hook.isdigit():
@@ -95,7 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_of(args: argparse.Namespace) -> str | None:
     if getattr(args, "store", None):
-        return _open_store(args.store).run_uuid
+        from store.reader import Store
+
+        return Store.open(args.store).run_uuid
     return getattr(args, "run", None)
 
 
@@ -116,7 +112,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_set(args: argparse.Namespace) -> int:
-    store = _open_store(args.store)
+    from store.reader import Store
+
+    store = Store.open(args.store)
     hook = _hook(store, args.hook, args.hook_kind)
     with open_db(args) as db:
         lab = db.set_label(store.run_uuid, hook, args.neuron, verdict=args.verdict, description=args.description,
@@ -126,7 +124,9 @@ def cmd_set(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    store = _open_store(args.store)
+    from store.reader import Store
+
+    store = Store.open(args.store)
     hook = _hook(store, args.hook, args.hook_kind)
     with open_db(args) as db:
         events = db.history(store.run_uuid, hook, args.neuron)
@@ -141,8 +141,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from store.export import import_labels
+    from store.reader import Store
 
-    store = _open_store(args.store) if args.store else None
+    store = Store.open(args.store) if args.store else None
     with open_db(args) as db:
         res = import_labels(db, args.file, store=store)
     print(f"imported {res['written']} label change(s) from {res['labels_in_file']} label(s) in {args.file}")

@@ -25,9 +25,12 @@ from neurobrowse.qt.main_window import app_settings
 from neurobrowse.qt.neuron_page import NeuronPageWidget
 from neurobrowse.qt.table_panel import NeuronTablePanel
 from neurobrowse.qt.tasks import TaskRunner
+from store import columns
+from store.scores import model_name
 
 COLORS = ((40, 90, 200), (210, 40, 40))  # side A blue, side B red
-POP_PLOTS = [("token_rule_score", "token-rule score", None), ("sim_score", "simulation score", None),
+# (column, plot title, transform): every score, then the shape of the activation distribution
+POP_PLOTS = [*((s, columns.BY_NAME[s].title, None) for s in columns.SCORES),
              ("max_act", "max activation", None), ("density", "density (share > 0)", None),
              ("kurtosis", "log10(3 + excess kurtosis)", "logkurt")]
 
@@ -305,9 +308,9 @@ class CompareWindow(QMainWindow):
             b.open_store(p)
 
     def _on_store(self, i: int, store) -> None:
-        label = f"{'AB'[i]}: {state.model_label(store)} · {Path(store.path).name}"
+        label = f"{'AB'[i]}: {model_name(store)} · {Path(store.path).name}"
         self.tabs.setTabText(i, label)
-        names = [state.model_label(b.store) if b.store is not None else "?" for b in self.browsers]
+        names = [model_name(b.store) if b.store is not None else "?" for b in self.browsers]
         self.setWindowTitle(f"neurobrowse — compare {names[0]} vs {names[1]}")
 
     def _on_status(self, i: int, s: str) -> None:

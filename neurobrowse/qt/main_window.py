@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QFileDialog, QInputDialog, QLabel, QMainWindow, Q
                                QToolBar, QWidget)
 
 from neurobrowse import __version__
+from neurobrowse.labeling import label_text
 from neurobrowse.qt.browser_model import BrowserModel
 from neurobrowse.qt.dialogs import show_error
 from neurobrowse.qt.neuron_page import NeuronPageWidget
@@ -73,15 +74,6 @@ def add_recent(settings: QSettings, path: str | Path) -> list[str]:
     items = items[:MAX_RECENT]
     settings.setValue("recent_stores", json.dumps(items))
     return items
-
-
-VERDICT_MARK = {"interpretable": "✓", "not_interpretable": "✗", "unsure": "?"}
-
-
-def label_text(label) -> str:
-    """What the table's Label column shows (and `label ~ ...` filters on): mark, description, tags."""
-    tags = " ".join(f"#{t}" for t in getattr(label, "tags", ()) or ())
-    return " ".join(x for x in (VERDICT_MARK.get(label.verdict, label.verdict), label.description, tags) if x)
 
 
 class MainWindow(QMainWindow):
@@ -227,7 +219,7 @@ class MainWindow(QMainWindow):
         self.study_windows = [w for w in getattr(self, "study_windows", []) if isValid(w)] + [win]
         return win
 
-    # ---- labels (E's label database and LabelPanel) -------------------------------------------------
+    # ---- labels (the label database and LabelPanel) -------------------------------------------------
 
     def _attach_labels(self, store) -> None:
         """One LabelModel per open store: the panel on the page, label text in the table."""

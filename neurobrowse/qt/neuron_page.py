@@ -22,12 +22,11 @@ from neurobrowse.qt.live_editor import TryTextPanel
 from neurobrowse.qt.snippet_view import SnippetView
 from neurobrowse.snippet_text import bin_title
 from neurobrowse.state import NeuronPage, NeuronRef
+from store import columns
 
 pg.setConfigOptions(antialias=True, background="w", foreground=(60, 60, 60))
 
-STAT_ROWS = [("max_act", "max activation"), ("min_act", "min activation"), ("mean", "mean"), ("var", "variance"),
-             ("skewness", "skewness"), ("kurtosis", "excess kurtosis"), ("density", "density (> 0)"),
-             ("token_rule_score", "token-rule score"), ("sim_score", "simulation score")]
+STAT_ROWS = [(c.name, c.title) for c in columns.COLUMNS if c.numeric and c.name != "neuron"]
 
 
 def _fmt(v) -> str:

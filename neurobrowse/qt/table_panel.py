@@ -8,14 +8,13 @@ table's order and the J/K stepping order are the same thing.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QTableView, QVBoxLayout, QWidget)
 
 from neurobrowse.state import TABLE_COLUMNS, TableFilter
+from store import columns
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -64,18 +63,14 @@ class NeuronTableModel(QAbstractTableModel):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return TABLE_COLUMNS[section][1]
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
-            return {"token_rule_score": "How well one token explains the neuron's firing (store.scores)",
-                    "sim_score": "Simulation score: correlation of the activations with a per-token-mean prediction "
-                                 "fitted on the other half of the contexts, over top-k + random samples (store.scores)",
-                    "density": "Share of tokens where the neuron is active (> 0)",
-                    "kurtosis": "Excess kurtosis of the activation distribution: high = sparse, peaky"
-                    }.get(TABLE_COLUMNS[section][0])
+            col = columns.BY_NAME.get(TABLE_COLUMNS[section][0])
+            return col.tip or None if col is not None else None
         return None
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
-        key, _, fmt = TABLE_COLUMNS[index.column()]
+        key = TABLE_COLUMNS[index.column()][0]
         col = self.cols.get(key)
         if role == Qt.ItemDataRole.DisplayRole:
             if col is None:
@@ -85,7 +80,7 @@ class NeuronTableModel(QAbstractTableModel):
                 star = "★ " if int(v) in self._bookmarked else ""
                 return f"{star}{int(v)}"
             if isinstance(v, (float, np.floating)):
-                return "—" if not math.isfinite(float(v)) else fmt.format(float(v))
+                return columns.format_value(key, v)
             return str(v) if v is not None else ""
         if role == Qt.ItemDataRole.TextAlignmentRole and key not in ("top_token", "label"):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
