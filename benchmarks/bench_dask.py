@@ -66,7 +66,7 @@ def time_record(ck, corpus, out, tokens, client=None) -> tuple[float, dict]:
 def time_index(store, client=None) -> float:
     t = time.perf_counter()
     if client is None:
-        from store.indexer import index_store
+        from store.index import index_store
 
         index_store(store, force=True, progress=False)
     else:
@@ -112,7 +112,7 @@ def merge_cost(n_neurons: int = 2048, vocab: int = 8192, k: int = 32) -> dict:
     """Seconds and bytes of merging two pass-1 partials of one hook at this width."""
     import pickle
 
-    from store.indexer import PartialIndex, merge_partials
+    from store.index import PartialIndex, merge_partials
 
     a = PartialIndex.empty("blocks.0.mlp.hook_post", k, n_neurons, vocab)
     b = PartialIndex.empty("blocks.0.mlp.hook_post", k, n_neurons, vocab)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_export.py --neurons 10240 --tokens 8192 --snippets 20
 
 Builds (once, reused under --work) a store of GeLU-like float16 activations with
-store.writer.StoreWriter and indexes it with store.indexer.index_store (so every index array is
+store.writer.StoreWriter and indexes it with store.index.index_store (so every index array is
 the real one), labels every neuron in one transaction of the real label database, then times
 ``store.export.export_store`` for jsonl, csv and neuron-explainer, plain and gzipped (median of
 --repeats), and ``labels import`` of the jsonl export into a fresh database. Prints a table and
@@ -39,7 +39,7 @@ HOOK = "blocks.0.mlp.hook_post"
 def build_store(path: Path, n_tokens: int, n_neurons: int, vocab: int = 2048, context_len: int = 128) -> Path:
     from tokenizers import Tokenizer, models
 
-    from store.indexer import index_store
+    from store.index import index_store
     from store.writer import StoreWriter
 
     if not ((path / "zarr.json").exists() and Store.open(path).complete):

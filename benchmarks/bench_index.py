@@ -15,7 +15,7 @@ stream (like text: a few hundred tokens make up most occurrences):
 and times, interleaved repeat by repeat so load changes hit all alike:
 
   floor        read + decode every chunk the way the passes read (Store.read_chunk: the chunk file read
-               straight into its array, Crc32c checked; indexer.READ_AHEAD reads in flight), nothing else
+               straight into its array, Crc32c checked; store.index.source.READ_AHEAD reads in flight)
   floor_cold   the same with the store's files dropped from the page cache first (posix_fadvise
                DONTNEED on every chunk file): what every pass over a store larger than RAM meets
   pass1_cold   pass 1 from a cold page cache, likewise
@@ -55,7 +55,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from store import kernels, schema  # noqa: E402
-from store.indexer import _ChunkSource, compute_partial, compute_sample_partial, index_store, sample_thresholds  # noqa: E402
+from store.index import ChunkSource, compute_partial, compute_sample_partial, index_store, sample_thresholds  # noqa: E402
 from store.reader import Store  # noqa: E402
 
 HOOK = "blocks.0.mlp.hook_post"
@@ -97,7 +97,7 @@ def build_store(path: Path, n_tokens: int, n_neurons: int, vocab: int = 8192, co
 
 
 def t_floor(path: Path, k: int) -> float:
-    src = _ChunkSource(Store.open(path), HOOK)
+    src = ChunkSource(Store.open(path), HOOK)
     t = time.perf_counter()
     for _c, _row0, _bits in src.chunks(0, src.n_chunks):  # the passes' own read path, read-ahead threads included
         pass
@@ -152,7 +152,7 @@ def t_index_store(path: Path, k: int) -> float:
 
 
 def _topk(path: Path, k: int, transposed: bool) -> float:
-    src = _ChunkSource(Store.open(path), HOOK)
+    src = ChunkSource(Store.open(path), HOOK)
     N = src.n_neurons
     t = time.perf_counter()
     key = np.full((N, k), -1, np.int32)
@@ -177,7 +177,7 @@ def t_topk_T(path: Path, k: int) -> float:
 def t_torch(path: Path, k: int) -> float:
     import torch
 
-    src = _ChunkSource(Store.open(path), HOOK)
+    src = ChunkSource(Store.open(path), HOOK)
     t = time.perf_counter()
     vals = idx = None
     for c, row0, bits in src.chunks(0, src.n_chunks):
@@ -194,7 +194,7 @@ def t_torch(path: Path, k: int) -> float:
 def t_torch_whole(path: Path, k: int) -> float:
     import torch
 
-    src = _ChunkSource(Store.open(path), HOOK)
+    src = ChunkSource(Store.open(path), HOOK)
     t = time.perf_counter()
     x = torch.empty((src.n_tokens, src.n_neurons), dtype=torch.float32)  # [T, N]
     for c, row0, bits in src.chunks(0, src.n_chunks):
@@ -212,7 +212,7 @@ def _in_memory(path: Path):
     if path not in _MEM:
         import torch
 
-        src = _ChunkSource(Store.open(path), HOOK)
+        src = ChunkSource(Store.open(path), HOOK)
         chunks = [(row0, bits) for _c, row0, bits in src.chunks(0, src.n_chunks)]
         x = torch.empty((src.n_tokens, src.n_neurons), dtype=torch.float32)  # [T, N]
         for row0, bits in chunks:

@@ -118,7 +118,7 @@ def bench_record(work: Path, n_tokens: int) -> dict:
 
 def _full_size_index(path: Path, n_tokens: int, d: int, vocab: int, k: int) -> str:
     """A store manifest + index arrays of full size (random contents of the right shapes)."""
-    from store.indexer import _IndexGroup
+    from store.index import IndexGroup
 
     hook = "blocks.0.mlp.hook_post"
     n_tokens = -(-n_tokens // 1024) * 1024  # whole contexts of 1024
@@ -159,8 +159,8 @@ def _full_size_index(path: Path, n_tokens: int, d: int, vocab: int, k: int) -> s
     }
     assert set(arrays) == set(schema.INDEX_ARRAYS)
     arrays = {n: np.ascontiguousarray(a, dtype=schema.INDEX_ARRAYS[n][0]) for n, a in arrays.items()}
-    grp = _IndexGroup(path, hook)
-    grp._write_arrays(grp.group, arrays, {n: dims for n, (_t, dims) in schema.INDEX_ARRAYS.items()})
+    grp = IndexGroup(path, hook)
+    grp.write_arrays(grp.group, arrays, {n: dims for n, (_t, dims) in schema.INDEX_ARRAYS.items()})
     ks = schema.K_LOGIT
     w.write_logit_effects(0, rng.integers(0, vocab, (d, ks)), rng.random((d, ks)), rng.integers(0, vocab, (d, ks)),
                           -rng.random((d, ks)))

@@ -6,7 +6,7 @@ Artifacts go under ``DemoConfig.workdir`` (default ``./artifacts/demo``, or ``$N
 
     WORKDIR/corpus/            token shards + tokenizer.json + manifest.json   (solu_core.corpus)
     WORKDIR/models/<act_fn>/   checkpoints                                     (solu_core.train)
-    WORKDIR/stores/<act_fn>/   recorded and indexed activation stores         (solu_core.record, store.indexer)
+    WORKDIR/stores/<act_fn>/   recorded and indexed activation stores         (solu_core.record, store.index)
     WORKDIR/demo.png           the headless screenshot (--offscreen / no display)
 
 Every step asks its own library whether its output is already there (a finished corpus is reused,
@@ -66,7 +66,7 @@ def run_pipeline(cfg: DemoConfig) -> DemoResult:
     from solu_core.record import record
     from solu_core.train import train_pair
     from store.errors import StoreError
-    from store.indexer import index_store
+    from store.index import index_store
     from store.reader import Store
 
     work = Path(cfg.workdir).expanduser().absolute()

@@ -1,7 +1,7 @@
-"""Indexing a store on a Dask cluster: the same result as ``store.indexer.index_store``, split
+"""Indexing a store on a Dask cluster: the same result as ``store.index.index_store``, split
 by whole chunk ranges over workers.
 
-The work is store.indexer's, unchanged: per chunk range a pass-1 partial (``compute_partial``,
+The work is store.index's, unchanged: per chunk range a pass-1 partial (``compute_partial``,
 the same Numba kernels), merged by ``merge_partials`` in a *fixed* binary tree over the ranges in
 chunk order (so the floating-point moments come out the same on every run, whichever worker
 finishes first or is retried), then ``sample_thresholds`` of the merged histogram, a pass-2
@@ -14,7 +14,7 @@ the client. Tasks are pure functions of the store (paths in, arrays out), so Das
 them on another worker when one dies (``distributed.scheduler.allowed-failures`` times).
 
 Resume: the merged pass-1 (and pass-2) results are saved into the index group with the indexer's
-own resume state (``_IndexGroup.save_state``), so a killed client resumes at the last finished
+own resume state (``IndexGroup``), so a killed client resumes at the last finished
 pass of each hook; a single-process ``neurobrowse index`` resumes from the same state and a
 partial single-process pass-1 state is picked up here (its chunks are not scanned again).
 
@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from store import indexer, schema
+from store import index
+from store import schema
 from store.errors import StoreError
 
 
@@ -46,7 +47,7 @@ class DaskIndexConfig:
     # local:1: 16 chunks per hook in 1 task instead of 4, index 1.46x -> see README "Scaling out")
     min_chunks_per_task: int = 32
     seed: int = schema.SAMPLE_SEED  # seed of the sample-drawing hash (as IndexConfig.seed)
-    prefetch: bool = True  # read the next chunks in threads inside each task (indexer.READ_AHEAD)
+    prefetch: bool = True  # read the next chunks in threads inside each task (store.index.source.READ_AHEAD)
 
 
 # ---- tasks (run on workers; module-level so they pickle by reference) -----------------------------------
@@ -54,22 +55,19 @@ class DaskIndexConfig:
 
 def _load_state(path: str, hook: str, which: str):
     """The saved partial of ``which`` ("p1" / "p2") for ``hook``, or None."""
-    cls = indexer.PartialIndex if which == "p1" else indexer.SamplePartial
-    part, _prog = indexer._IndexGroup(Path(path), hook).load_state(which, cls)
+    part, _prog = index.IndexGroup(path, hook).load_state(which)
     return part
 
 
 def _save_state(path: str, hook: str, which: str, part, n_chunks: int):
     """Save a merged partial as the hook's resume state for ``which``; returns it (chains the tree)."""
-    indexer._IndexGroup(Path(path), hook).save_state(which, part, n_chunks, {})
+    index.IndexGroup(path, hook).save_state(which, part, n_chunks)
     return part
 
 
 def _finalize(path: str, hook: str, p1, p2, seed: int) -> dict:
-    summary = indexer.finalize_index(path, hook, p1, p2, seed)
-    grp = indexer._IndexGroup(Path(path), hook)
-    if hasattr(grp, "prune_state"):
-        grp.prune_state()
+    summary = index.finalize_index(path, hook, p1, p2, seed)
+    index.IndexGroup(path, hook).prune_state()
     return summary
 
 
@@ -100,27 +98,11 @@ def _tree(client, leaves: list, merge, key: str, priority: int) -> object:
     return level[0]
 
 
-def _begin_hook(st, hook: str, k: int, seed: int, force: bool):
-    """index_hook's bookkeeping before the passes: drop a stale or forced index, skip a complete one.
-    Returns (index group, skip summary or None)."""
-    grp = indexer._IndexGroup(Path(st.path), hook)
-    attrs = grp.attrs
-    stale = attrs and (attrs.get("run_uuid_indexing", st.run_uuid) != st.run_uuid
-                       or attrs.get("k_indexing", k) != k or attrs.get("seed_indexing", seed) != seed)
-    if force or stale:
-        grp.clear()
-        attrs = {}
-    if attrs.get("complete") and not force:
-        return grp, {"hook": hook, "skipped": True, "reason": "already indexed (use --force to redo)"}
-    grp.set_attrs(run_uuid_indexing=st.run_uuid, k_indexing=k, seed_indexing=seed, complete=False)
-    return grp, None
-
-
 def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = schema.DEFAULT_K,
                      force: bool = False, progress: bool = True, config: DaskIndexConfig | None = None) -> dict:
     """Index every (or the named) hook of the store at ``path`` on the Dask cluster of ``client``.
 
-    Same arguments, refusals, resume state and result as ``store.indexer.index_store``; returns a
+    Same arguments, refusals, resume state and result as ``store.index.index_store``; returns a
     summary per hook. The store's path must be the same on the workers (shared file system).
     """
     from store.dask_cluster import dask_errors, n_workers, progress_bar
@@ -128,8 +110,8 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
     cfg = config or DaskIndexConfig()
     if k < 1:
         raise StoreError(f"--k must be at least 1 (got {k})")
-    st = indexer._open_store(path)
-    wanted = indexer.indexable_hooks(st, hooks)
+    st = index.open_store(path)
+    wanted = index.indexable_hooks(st, hooks)
     spath = str(Path(st.path).absolute())
     ct = int(st.chunk_tokens)
     n_chunks = schema.n_chunks(int(st.n_tokens), ct)
@@ -144,13 +126,13 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
     leaves: list = []
     done_tokens = 0
     for h_i, hook in enumerate(wanted):
-        grp, skip = _begin_hook(st, hook, k, cfg.seed, force)
+        grp = index.IndexGroup(st.path, hook)
+        skip = grp.begin(st.run_uuid, k, cfg.seed, force)
         if skip is not None:
             out[hook] = skip
             continue
         prio = -h_i  # earlier hooks first
         tag = f"neurobrowse-index-{run}-{hook}"
-        prog = grp.attrs.get("progress") or {}
 
         def scan(which, func, start, args, merge):
             """Leaves over chunks [start, n_chunks) after an optional saved prefix, merged in a tree."""
@@ -172,14 +154,14 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
                                  priority=prio)
 
         # pass 1: resume from a saved prefix (single-process or dask), scan the rest, merge, save
-        p1_stop = min(n_chunks, int(prog["p1"]["chunk_stop"])) if "p1" in prog else 0
-        p1 = scan("p1", indexer.compute_partial, p1_stop, (k,), indexer.merge_partials)
+        p1_stop = min(n_chunks, grp.saved_stop("p1"))
+        p1 = scan("p1", index.compute_partial, p1_stop, (k,), index.merge_partials)
         # pass 2: thresholds from the merged histogram; a saved prefix counts only if drawn with them
-        qbin = client.submit(indexer.sample_thresholds, p1, key=f"{tag}-qbin", priority=prio)
-        p2_stop = min(n_chunks, int(prog["p2"]["chunk_stop"])) if "p2" in prog else 0
+        qbin = client.submit(index.sample_thresholds, p1, key=f"{tag}-qbin", priority=prio)
+        p2_stop = min(n_chunks, grp.saved_stop("p2"))
         if p2_stop and not client.submit(_p2_valid, spath, hook, qbin, key=f"{tag}-p2-check").result():
             p2_stop = 0
-        p2 = scan("p2", indexer.compute_sample_partial, p2_stop, (qbin, cfg.seed), indexer.merge_sample_partials)
+        p2 = scan("p2", index.compute_sample_partial, p2_stop, (qbin, cfg.seed), index.merge_sample_partials)
         finals[hook] = client.submit(_finalize, spath, hook, p1, p2, cfg.seed, key=f"{tag}-finalize",
                                      priority=prio)
         del p1, p2, qbin  # the scheduler keeps what the finalize task needs, and frees the rest as it goes

@@ -12,7 +12,7 @@ Numba has no float16 on the CPU, so the kernels take a chunk of float16 activati
 
 Every kernel updates its state arrays in place, one chunk at a time. The indexer's kernels
 (``pass1_rows``, ``pass2_rows``) are serial and ``nogil`` over a range of neuron blocks; the indexer
-hands the ranges to a thread pool as threads come free (``store.indexer._run_blocks``) while the
+hands the ranges to a thread pool as threads come free (``store.index.blocks.run_blocks``) while the
 next chunks are read in other threads. The others are parallel over blocks with ``prange``.
 The kernels work on the chunk row-major, as stored: a work item owns ``ROW_BLOCK`` contiguous
 neurons and walks the rows, reading the block's contiguous bits per row, with its statistics in

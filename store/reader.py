@@ -425,7 +425,7 @@ class Store:
         return schema.index_path(hook)
 
     def index_state(self, hook: str) -> dict:
-        """The attrs of index/{hook} (written by store.indexer), {} when there is no index."""
+        """The attrs of index/{hook} (written by store.index), {} when there is no index."""
         meta = self.path / schema.index_path(hook) / "zarr.json"
         try:
             return dict(json.loads(meta.read_text()).get("attributes") or {})

@@ -140,7 +140,7 @@ EXPLAIN_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "explain_score": ("float32", ("neuron",)),  # F2 of coverage and precision
 }
 
-# ---- index details (engineer C; see store/indexer.py and store/kernels.py) --------------------------
+# ---- index details (engineer C; see store/index/ and store/kernels.py) --------------------------
 # Sizes: window = CONTEXT_BEFORE + 1 + CONTEXT_AFTER; edge = len(SAMPLE_QUANTILES); bin =
 # len(SAMPLE_BINS); hist_bin = kernels.HIST_BINS (992 bins read off the float16 bit pattern: 16 per
 # octave, exact and mergeable), hist_edge = hist_bin + 1; vocab = model_config["d_vocab"].

@@ -45,7 +45,7 @@ def build_tiny_store(root: str | Path, act_fn: str = "solu_ln", n_tokens: int = 
     record(models[act_fn], out, n_tokens=n_tokens, corpus_dir=root / "corpus", progress=False, device="cpu",
            chunk_tokens=chunk_tokens)
     if index:
-        from store.indexer import index_store
+        from store.index import index_store
 
         store = Store.open(out)
         if not all(store.is_indexed(h) for h in store.hooks):

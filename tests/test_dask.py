@@ -131,7 +131,7 @@ def test_cancelled_work_is_a_clear_error_that_says_resume(client):
 
 
 def test_local2_index_equals_single_process_index(tiny_stores, client, tmp_path):
-    ref = tiny_stores["solu_ln"]  # indexed by store.indexer.index_store (single process)
+    ref = tiny_stores["solu_ln"]  # indexed by store.index.index_store (single process)
     st = _unindexed_copy(ref, tmp_path / "dask")
     out = index_store_dask(st, client, progress=False)
     assert set(out) == set(Store.open(ref).hooks) and all(s["n_tokens"] == Store.open(ref).n_tokens
@@ -144,7 +144,7 @@ def test_local2_index_equals_single_process_index(tiny_stores, client, tmp_path)
 
 
 def test_dask_index_resumes_a_stopped_single_process_index(tiny_stores, client, tmp_path):
-    from store.indexer import IndexConfig, index_store
+    from store.index import IndexConfig, index_store
 
     ref = tiny_stores["gelu"]
     st = _unindexed_copy(ref, tmp_path / "resume")

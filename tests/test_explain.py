@@ -7,7 +7,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from store import explain, schema
-from store.indexer import index_store
+from store.index import index_store
 from store.reader import Store
 from tests.test_indexer_store import write_synthetic_store
 

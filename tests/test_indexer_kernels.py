@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from store import kernels, schema
-from store.indexer import (
+from store.index import (
     WINDOW, PartialIndex, SamplePartial, merge_partials, merge_sample_partials, sample_thresholds,
 )
 
@@ -178,13 +178,13 @@ def test_results_do_not_depend_on_threads_or_how_blocks_are_handed_out(monkeypat
     give the same bits with 1 or 2 threads and any task size (300 neurons = 3 blocks of 128)."""
     import numba
 
-    from store import indexer
+    from store.index import blocks
 
     x, toks, V = _data(n=300)
     runs = []
     for threads, per_thread in ((1, 1), (2, 1), (2, 3)):
         numba.set_num_threads(threads)
-        monkeypatch.setattr(indexer, "BLOCK_TASKS_PER_THREAD", per_thread)
+        monkeypatch.setattr(blocks, "BLOCK_TASKS_PER_THREAD", per_thread)
         p = _pass1(x, toks, V, 0, 4)
         runs.append((p, run_seed(x, sample_thresholds(p), 7)))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

@@ -15,7 +15,7 @@ import pytest
 from neurobrowse.cli import main
 from store import schema
 from store.errors import StoreError
-from store.indexer import (
+from store.index import (
     IndexConfig, compute_partial, compute_sample_partial, index_arrays, index_store, merge_partials,
     merge_sample_partials, sample_thresholds,
 )
@@ -151,7 +151,7 @@ def test_two_halves_indexed_apart_merge_into_the_whole(tiny_stores):
 
 _CHILD = """
 import sys
-from store.indexer import IndexConfig, index_store
+from store.index import IndexConfig, index_store
 cfg = IndexConfig(checkpoint_every_s=0.0, on_checkpoint=lambda h, w, c: print(h, w, c, flush=True))
 index_store(sys.argv[1], force=True, progress=False, config=cfg)
 print("finished", flush=True)
@@ -288,12 +288,12 @@ def test_index_verb_skips_indexed_and_force_redoes(tmp_path, capsys):
 
 @pytest.mark.parametrize("raw_floats", [False, True])
 def test_index_arrays_written_as_chunk_files_read_back_through_zarr(tmp_path, raw_floats):
-    """_write_arrays writes the chunk files itself (zstd / raw + Crc32c, padded last chunks, any
+    """IndexGroup.write_arrays writes the chunk files itself (zstd / raw + Crc32c, padded last chunks, any
     chunked axis); zarr - and so xarray and dask - must read back exactly what was given."""
     import zarr
     from zarr.storage import LocalStore
 
-    from store.indexer import _IndexGroup
+    from store.index import IndexGroup
 
     zarr.open_group(LocalStore(tmp_path), mode="w")
     rng = np.random.default_rng(0)
@@ -307,13 +307,13 @@ def test_index_arrays_written_as_chunk_files_read_back_through_zarr(tmp_path, ra
     }
     dims = {"f32": ("neuron", "x"), "i64": ("p", "v", "neuron"), "u16": ("neuron", "w"), "f64": ("neuron",),
             "empty": ("neuron", "x"), "whole": ("a", "b")}
-    g = _IndexGroup(tmp_path, "h")
-    g._write_arrays(g.group, arrays, dims, neuron_chunk=16, raw_floats=raw_floats)
+    g = IndexGroup(tmp_path, "h")
+    g.write_arrays(g.group, arrays, dims, neuron_chunk=16, raw_floats=raw_floats)
     back = zarr.open_group(LocalStore(tmp_path), mode="r")[f"{schema.INDEX_GROUP}/h"]
     assert back["f32"].chunks == (16, 3) and back["i64"].chunks == (2, 5, 16)
     for name, a in arrays.items():
         np.testing.assert_array_equal(back[name][...], a, err_msg=name)
-    from store.indexer import _direct_chunk_jobs
+    from store.index.group import _direct_chunk_jobs
 
     for name in ("f32", "i64", "u16", "f64", "whole"):  # the direct path was taken, not zarr's setitem
         assert len(_direct_chunk_jobs(tmp_path, back[name], arrays[name])) == -(-arrays[name].shape[-1 if name == "i64" else 0] // back[name].chunks[-1 if name == "i64" else 0])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from store import schema
-from store.indexer import index_store
+from store.index import index_store
 from store.reader import Store
 from store.scores import (
     THRESHOLDS, format_summary, score_distributions, score_summary, sim_score, token_rule,
@@ -90,7 +90,7 @@ def test_all_token_simulation_score_equals_brute_force_over_every_position(const
     """sim_score_all from the pass-1 sums equals the Pearson correlation, over every position of the
     store, between the activation and its cross-fitted per-token-mean prediction (computed here the
     slow way from the dense activations)."""
-    from store.indexer import pass1_result
+    from store.index import pass1_result
     from store.scores import sim_score_all
 
     st = Store.open(constructed_store)
@@ -119,7 +119,7 @@ def test_all_token_simulation_score_equals_brute_force_over_every_position(const
 
 def test_pass1_result_of_an_unindexed_store_says_to_index_it(tmp_path):
     from store.errors import StoreError
-    from store.indexer import pass1_result
+    from store.index import pass1_result
 
     acts, tokens = _constructed(n=512)
     path = write_synthetic_store(tmp_path / "s", acts, tokens, VOCAB)

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from store.indexer import index_store
+    from store.index import index_store
     from store.scores import format_summary, score_summary
 
     if getattr(args, "scheduler", None):

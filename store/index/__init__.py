@@ -1,0 +1,30 @@
+"""Indexing a store: per-neuron top-k, bottom-k, quantile samples, histogram, moments, density,
+per-token statistics, context windows and interpretability scores, written to ``index/{hook}/``.
+
+The parts, each in its own module:
+
+* ``partial``  the partial results (``PartialIndex``, ``SamplePartial``) and their exact merges:
+               pure, picklable; ``update`` folds in one chunk of activations from anywhere
+* ``source``   ``ChunkSource``: whole chunks of one hook of a store, read ahead on threads
+* ``arrays``   ``index_arrays``: the index arrays (schema.INDEX_ARRAYS) from merged partials, no I/O
+* ``group``    ``IndexGroup``: the ``index/{hook}`` group, its final write and the resume state
+* ``run``      the resumable single-process driver (``index_store``) and the chunk-range passes
+               (``compute_partial``, ``compute_sample_partial``) that store.dask_index runs as tasks
+"""
+
+from store.index.arrays import index_arrays
+from store.index.group import IndexGroup
+from store.index.partial import (
+    WINDOW, PartialIndex, SamplePartial, merge_partials, merge_sample_partials, sample_thresholds,
+)
+from store.index.run import (
+    IndexConfig, compute_partial, compute_sample_partial, finalize_index, index_hook, index_store,
+    indexable_hooks, pass1_result,
+)
+from store.index.source import ChunkSource, open_store
+
+__all__ = [
+    "WINDOW", "ChunkSource", "IndexConfig", "IndexGroup", "PartialIndex", "SamplePartial", "compute_partial",
+    "compute_sample_partial", "finalize_index", "index_arrays", "index_hook", "index_store", "indexable_hooks",
+    "merge_partials", "merge_sample_partials", "open_store", "pass1_result", "sample_thresholds",
+]

@@ -1,0 +1,127 @@
+"""The index arrays of one hook (schema.INDEX_ARRAYS) from merged partial results: no I/O."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from store import kernels, schema
+from store.index.partial import PartialIndex, SamplePartial
+
+
+def _windows_tokens(tokens: np.ndarray, pos: np.ndarray, context_len: int) -> np.ndarray:
+    """int32 [..., W] token ids around each position (same clipping as the kernels' act windows)."""
+    offs = np.arange(-schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER + 1)
+    q = pos[..., None] + offs  # [..., W]
+    ctx = np.where(pos >= 0, pos // context_len, -1)[..., None]
+    valid = (pos[..., None] >= 0) & (q >= 0) & (q < tokens.shape[0]) & (q // context_len == ctx)
+    out = np.full(q.shape, -1, np.int32)
+    out[valid] = tokens[q[valid]]
+    return out
+
+
+def _window_acts(win: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """float16 [..., W] from the kernels' bits, zero for missing entries."""
+    acts = win.view(np.float16).copy()
+    acts[pos < 0] = 0
+    return acts
+
+
+def _values(keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    v = kernels.keys_to_f32(np.clip(keys, 0, 65535))
+    v[pos < 0] = np.nan
+    return v
+
+
+def _top_tokens(token_sum: np.ndarray, token_count: np.ndarray, t: int, min_count: int):
+    """Per neuron the t tokens of highest mean activation among tokens seen >= min_count times.
+    token_sum: [V, N]; token_count: [V]. Returns ids int32 [N, t] (-1 pad), means float32, counts int64."""
+    V, N = token_sum.shape
+    ok = token_count >= min_count  # [V]
+    ids = np.flatnonzero(ok)
+    out_ids = np.full((N, t), -1, np.int32)
+    out_means = np.full((N, t), np.nan, np.float32)
+    out_counts = np.zeros((N, t), np.int64)
+    if ids.size == 0:
+        return out_ids, out_means, out_counts
+    m = min(t, ids.size)
+    # highest mean first, lower token id on ties (deterministic): a streaming top-m per neuron
+    top_ids = np.empty((N, m), np.int64)  # [N, m]
+    top_means = np.empty((N, m))  # [N, m] float64
+    kernels.top_tokens_by_mean(np.ascontiguousarray(token_sum, dtype=np.float64),
+                               np.ascontiguousarray(token_count, dtype=np.int64), ids.astype(np.int64),
+                               top_ids, top_means, kernels.ROW_BLOCK)
+    out_ids[:, :m] = top_ids
+    out_means[:, :m] = top_means
+    out_counts[:, :m] = token_count[top_ids]
+    return out_ids, out_means, out_counts
+
+
+def index_arrays(src_tokens: np.ndarray, context_len: int, partial: PartialIndex,
+                 samples: SamplePartial) -> dict[str, np.ndarray]:
+    """Every index array of schema.INDEX_ARRAYS from the merged partial results (no I/O)."""
+    from store import scores
+
+    n = max(partial.n, 1)
+    N = partial.n_neurons
+    out: dict[str, np.ndarray] = {}
+    out["top_values"] = _values(partial.top_key, partial.top_pos)
+    out["top_positions"] = partial.top_pos.copy()
+    out["top_context_tokens"] = _windows_tokens(src_tokens, partial.top_pos, context_len)
+    out["top_context_acts"] = _window_acts(partial.top_win, partial.top_pos)
+    out["bottom_values"] = _values(partial.bot_key, partial.bot_pos)
+    out["bottom_positions"] = partial.bot_pos.copy()
+    out["bottom_context_tokens"] = _windows_tokens(src_tokens, partial.bot_pos, context_len)
+    out["bottom_context_acts"] = _window_acts(partial.bot_win, partial.bot_pos)
+    edges = kernels.hist_edges()
+    out["hist_counts"] = partial.hist.copy()
+    out["hist_edges"] = edges
+    out["quantile_edges"] = edges[samples.qbin]
+    # samples: within a bin, show the highest activation first (empty slots last)
+    skey = np.where(samples.pos >= 0, samples.key, -1)
+    order = np.lexsort((samples.pos, -skey.astype(np.int64)), axis=-1)
+    spos = np.take_along_axis(samples.pos, order, -1)
+    out["sample_positions"] = spos
+    out["sample_values"] = _values(np.take_along_axis(samples.key, order, -1), spos)
+    out["sample_context_tokens"] = _windows_tokens(src_tokens, spos, context_len)
+    out["sample_context_acts"] = _window_acts(np.take_along_axis(samples.win, order[..., None], -2), spos)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = partial.m2 / n
+        out["mean"] = partial.mean.copy()
+        out["var"] = var
+        out["skewness"] = np.where(partial.m2 > 0, np.sqrt(n) * partial.m3 / partial.m2**1.5, np.nan)
+        out["kurtosis"] = np.where(partial.m2 > 0, n * partial.m4 / partial.m2**2 - 3.0, np.nan)
+    out["density"] = (partial.npos / n).astype(np.float32)
+    token_sum = partial.token_sum[0] + partial.token_sum[1]  # [V, N]
+    token_count = partial.token_count[0] + partial.token_count[1]  # [V]
+    out["token_sum"] = token_sum.astype(np.float32)
+    out["token_count"] = token_count
+    ids, means, counts = _top_tokens(token_sum, token_count, schema.TOP_TOKENS, schema.MIN_TOKEN_COUNT)
+    out["top_token_ids"], out["top_token_means"], out["top_token_counts"] = ids, means, counts
+    out["token_rule_score"] = scores.token_rule_score(src_tokens, partial.top_pos)
+    random_bin = schema.SAMPLE_BINS.index("random")
+    out["sim_score"] = scores.sim_score(
+        src_tokens, context_len, partial.token_sum, partial.token_count,
+        eval_pos=np.concatenate([partial.top_pos, samples.pos[:, random_bin]], 1),
+        eval_val=np.concatenate([out["top_values"],
+                                 _values(samples.key[:, random_bin], samples.pos[:, random_bin])], 1),
+        mean_all=partial.mean)
+    assert set(out) == set(schema.INDEX_ARRAYS), set(out) ^ set(schema.INDEX_ARRAYS)
+    for name, (dtype, _dims) in schema.INDEX_ARRAYS.items():
+        out[name] = np.ascontiguousarray(out[name], dtype=dtype)
+        assert out[name].shape[0] == (N if _dims[0] == schema.NEURON_DIM else out[name].shape[0])
+    return out
+
+
+
+def index_attrs(run_uuid: str, partial: PartialIndex, seed: int) -> dict:
+    """The attributes of a finished index/{hook} group (besides ``complete``)."""
+    return {
+        "k": partial.k, "n_tokens": int(partial.n), "run_uuid": run_uuid,
+        "sample_bins": list(schema.SAMPLE_BINS), "sample_quantiles": list(schema.SAMPLE_QUANTILES),
+        "samples_per_bin": schema.SAMPLES_PER_BIN, "seed": seed, "min_token_count": schema.MIN_TOKEN_COUNT,
+        "context_before": schema.CONTEXT_BEFORE, "context_after": schema.CONTEXT_AFTER,
+        "histogram": f"float16 bit-pattern bins: {kernels.HIST_BINS} bins, 16 per octave (see store/kernels.py)",
+    }
+
+
+__all__ = ["index_arrays", "index_attrs"]

@@ -1,0 +1,305 @@
+"""Partial index results: pure, picklable and exactly mergeable.
+
+A ``PartialIndex`` holds the pass-1 statistics of one hook over a set of chunk ranges: top-k and
+bottom-k (values, positions and this neuron's activations in the window around each), a histogram
+with data-independent bins (the float16 bit pattern), moments (count, mean, M2, M3, M4), a density
+count and per-token activation sums (split by context parity for the simulation score).
+``PartialIndex.update(bits, tokens, row0, context_len)`` folds in one chunk from anywhere (a store,
+a recorder); ``merge_partials`` combines two disjoint ranges: top/bottom lists under one total order
+(key, then lower position), integer counts, moments by the Chan/Pebay parallel formulas (exact up to
+float rounding). A ``SamplePartial`` holds the random samples per (neuron, quantile bin), drawn by a
+hash priority of (position, neuron), so they too merge exactly (``merge_sample_partials``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from store import kernels, schema
+from store.index.blocks import run_blocks
+
+WINDOW = schema.CONTEXT_BEFORE + 1 + schema.CONTEXT_AFTER
+N_QUANTILE_BINS = len(schema.SAMPLE_QUANTILES) + 1  # the quantile bins; SAMPLE_BINS adds "random"
+_TOP_EMPTY = -1  # key of an empty top slot (below every real key)
+_BOT_EMPTY = 65536  # key of an empty bottom slot (above every real key)
+_PRIO_EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
+# a value counts for the density when its float16 order key is above this one
+_DENS_KEY = int(kernels.f16_keys_np(np.array([schema.DENSITY_THRESHOLD], np.float16).view(np.uint16))[0])
+
+
+@dataclass
+class PartialIndex:
+    """Pass-1 statistics of one hook over chunk ranges ``ranges`` (list of [start, stop)).
+
+    Picklable (numpy arrays and plain values only), so Dask can ship it between workers.
+    Top and bottom lists are kept in canonical order (best first) after every public call.
+    """
+
+    hook: str
+    k: int
+    ranges: list  # [(chunk_start, chunk_stop), ...] sorted, disjoint
+    n: int  # tokens covered
+    top_key: np.ndarray  # int32 [N, k] float16 order keys, best first; -1 = empty
+    top_pos: np.ndarray  # int64 [N, k] global token positions; -1 = empty
+    top_win: np.ndarray  # uint16 [N, k, W] float16 bits of the neuron's acts around each entry
+    bot_key: np.ndarray  # int32 [N, k], ascending; 65536 = empty
+    bot_pos: np.ndarray  # int64 [N, k]
+    bot_win: np.ndarray  # uint16 [N, k, W]
+    hist: np.ndarray  # int64 [N, HIST_BINS]
+    npos: np.ndarray  # int64 [N] count of activations > DENSITY_THRESHOLD
+    mean: np.ndarray  # float64 [N]
+    m2: np.ndarray  # float64 [N] sum of squared deviations
+    m3: np.ndarray  # float64 [N]
+    m4: np.ndarray  # float64 [N]
+    token_sum: np.ndarray  # float64 [2, V, N] activation sums per current token, by context parity
+    token_count: np.ndarray  # int64 [2, V] token occurrences, by context parity
+
+    @classmethod
+    def empty(cls, hook: str, k: int, n_neurons: int, vocab: int) -> "PartialIndex":
+        N = n_neurons
+        return cls(
+            hook=hook, k=k, ranges=[], n=0,
+            top_key=np.full((N, k), _TOP_EMPTY, np.int32), top_pos=np.full((N, k), -1, np.int64),
+            top_win=np.zeros((N, k, WINDOW), np.uint16),
+            bot_key=np.full((N, k), _BOT_EMPTY, np.int32), bot_pos=np.full((N, k), -1, np.int64),
+            bot_win=np.zeros((N, k, WINDOW), np.uint16),
+            hist=np.zeros((N, kernels.HIST_BINS), np.int64), npos=np.zeros(N, np.int64),
+            mean=np.zeros(N), m2=np.zeros(N), m3=np.zeros(N), m4=np.zeros(N),
+            token_sum=np.zeros((2, vocab, N)), token_count=np.zeros((2, vocab), np.int64),
+        )
+
+    @property
+    def n_neurons(self) -> int:
+        return self.top_key.shape[0]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), np.ndarray)}
+
+    def update(self, bits: np.ndarray, tokens: np.ndarray, row0: int, context_len: int) -> None:
+        """Fold one chunk into this partial (in place). bits: uint16 [R, N]; tokens: int32 [R]."""
+        R, N = bits.shape
+        top_worst = np.empty(N, np.int32)
+        bot_worst = np.empty(N, np.int32)
+        kernels.worst_slots(self.top_key, self.top_pos, self.bot_key, self.bot_pos, top_worst, bot_worst)
+        sums = np.zeros((N, 6))  # shift (first value, keeps the power sums small), power sums 1..4, density
+        parity = ((row0 + np.arange(R)) // context_len) & 1  # [R]
+        tokens = np.ascontiguousarray(tokens, dtype=np.int32)
+        V = self.token_count.shape[1]
+        gkey, grp = np.unique(parity * V + tokens, return_inverse=True)  # [G] distinct (parity, token), [R]
+        bits = np.ascontiguousarray(bits)
+        hkb, grp, gpar, gtok = self._key_block_counts(R), grp.astype(np.int32), gkey // V, gkey % V
+
+        def blocks(b0, b1):
+            kernels.pass1_rows(bits, row0, context_len, schema.CONTEXT_BEFORE, _DENS_KEY, tokens, parity,
+                               self.top_key, self.top_pos, self.top_win, top_worst,
+                               self.bot_key, self.bot_pos, self.bot_win, bot_worst, hkb, sums,
+                               self.token_sum, grp, gpar, gtok, kernels.ROW_BLOCK, b0, b1)
+
+        run_blocks(blocks, hkb.shape[0])
+        self.npos += sums[:, 5].astype(np.int64)
+        shift, sums = sums[:, 0], sums[:, 1:5].T  # [N], [4, N]
+        V = self.token_count.shape[1]
+        for par in (0, 1):
+            sel = tokens[parity == par]
+            if sel.size:
+                self.token_count[par] += np.bincount(sel, minlength=V)
+        # central moments of this chunk from the shifted power sums, then the parallel merge
+        mu = sums[0] / R
+        c2 = sums[1] - R * mu**2
+        c3 = sums[2] - 3 * mu * sums[1] + 2 * R * mu**3
+        c4 = sums[3] - 4 * mu * sums[2] + 6 * mu**2 * sums[1] - 3 * R * mu**4
+        self.n, self.mean, self.m2, self.m3, self.m4 = _merge_moments(
+            (self.n, self.mean, self.m2, self.m3, self.m4), (R, shift + mu, np.maximum(c2, 0.0), c3, c4))
+
+    def _key_block_counts(self, rows: int) -> np.ndarray:
+        """[nb, 2**(16 - HIST_SHIFT), ROW_BLOCK] histogram counts per (neuron block, float16 key block,
+        neuron) not yet folded into ``hist``: pass1_rows adds to it chunk after chunk and
+        ``canonical`` folds it (also here, before ``rows`` more could overflow it). uint16 while a
+        chunk has fewer than 65536 rows (half the cache footprint of int32 for the histogram scatter,
+        the costliest part of the sweep; folded every 31 chunks of 2048 rows), else int32. Not a
+        dataclass field: never saved or merged, always folded before."""
+        dtype = np.uint16 if rows <= 0xFFFF else np.int32
+        limit = 0xFFFF if dtype is np.uint16 else 2**31 - 1
+        hkb = self.__dict__.get("_hkb")
+        if hkb is not None and (self._hkb_rows + rows > limit or hkb.dtype != dtype):
+            kernels.fold_key_blocks(hkb, self.hist)
+            self._hkb_rows = 0
+            if hkb.dtype != dtype:
+                hkb = None
+        if hkb is None:
+            nb = -(-self.n_neurons // kernels.ROW_BLOCK)
+            hkb = self._hkb = np.zeros((nb, 1 << (16 - kernels.HIST_SHIFT), kernels.ROW_BLOCK), dtype)
+            self._hkb_rows = 0
+        self._hkb_rows += rows
+        return hkb
+
+    def canonical(self) -> "PartialIndex":
+        """Sort the top and bottom lists best first and fold the pending histogram counts into
+        ``hist`` (in place); returns self."""
+        hkb = self.__dict__.pop("_hkb", None)
+        if hkb is not None:
+            kernels.fold_key_blocks(hkb, self.hist)
+        self.top_key, self.top_pos, self.top_win = _sorted_lists(self.top_key, self.top_pos, self.top_win, True)
+        self.bot_key, self.bot_pos, self.bot_win = _sorted_lists(self.bot_key, self.bot_pos, self.bot_win, False)
+        return self
+
+
+def _merge_moments(a, b):
+    """Chan et al. / Pebay pairwise update of (n, mean, M2, M3, M4); n is a scalar, the rest [N]."""
+    na, ma, m2a, m3a, m4a = a
+    nb, mb, m2b, m3b, m4b = b
+    if na == 0:
+        return nb, mb.copy(), m2b.copy(), m3b.copy(), m4b.copy()
+    if nb == 0:
+        return na, ma, m2a, m3a, m4a
+    n = na + nb
+    d = mb - ma
+    dn = d / n
+    mean = ma + nb * dn
+    m2 = m2a + m2b + d * dn * na * nb
+    m3 = m3a + m3b + d * dn * dn * na * nb * (na - nb) + 3 * dn * (na * m2b - nb * m2a)
+    m4 = (m4a + m4b + d * dn**3 * na * nb * (na * na - na * nb + nb * nb)
+          + 6 * dn * dn * (na * na * m2b + nb * nb * m2a) + 4 * dn * (na * m3b - nb * m3a))
+    return n, mean, m2, m3, m4
+
+
+def _sorted_lists(key, pos, win, top: bool):
+    """Order each neuron's list best first: top by (key desc, pos asc), bottom by (key asc, pos asc).
+    Empty slots (pos -1) sort last."""
+    empty = pos < 0
+    primary = np.where(empty, np.iinfo(np.int64).max, -key.astype(np.int64) if top else key.astype(np.int64))
+    order = np.lexsort((np.where(empty, 0, pos), primary), axis=-1)  # [N, m]
+    return (np.take_along_axis(key, order, 1), np.take_along_axis(pos, order, 1),
+            np.take_along_axis(win, order[:, :, None], 1))
+
+
+def _merge_ranges(a: list, b: list) -> list:
+    out = sorted([tuple(r) for r in a] + [tuple(r) for r in b])
+    for (s0, e0), (s1, e1) in zip(out, out[1:]):
+        if s1 < e0:
+            raise ValueError(f"partial results overlap: chunks [{s0}, {e0}) and [{s1}, {e1}) "
+                             "(merge disjoint ranges only)")
+    merged: list = []
+    for s, e in out:
+        if merged and merged[-1][1] == s:
+            merged[-1] = (merged[-1][0], e)
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def merge_partials(a: PartialIndex, b: PartialIndex) -> PartialIndex:
+    """The pass-1 result of the union of two disjoint chunk ranges; a pure function.
+
+    Exact (bit for bit) for top-k / bottom-k and their windows, histograms and counts; moments by
+    the parallel algorithm (float rounding only); token sums by addition (float rounding only).
+    """
+    if a.hook != b.hook or a.k != b.k or a.top_key.shape != b.top_key.shape or a.token_sum.shape != b.token_sum.shape:
+        raise ValueError(f"cannot merge partial results of {a.hook} (k={a.k}) and {b.hook} (k={b.k}) of other shapes")
+    first, second = (a, b) if (a.ranges or [(0, 0)])[0] <= (b.ranges or [(0, 0)])[0] else (b, a)
+    k = a.k
+    tk, tp, tw = _sorted_lists(np.concatenate([first.top_key, second.top_key], 1),
+                               np.concatenate([first.top_pos, second.top_pos], 1),
+                               np.concatenate([first.top_win, second.top_win], 1), True)
+    bk, bp, bw = _sorted_lists(np.concatenate([first.bot_key, second.bot_key], 1),
+                               np.concatenate([first.bot_pos, second.bot_pos], 1),
+                               np.concatenate([first.bot_win, second.bot_win], 1), False)
+    n, mean, m2, m3, m4 = _merge_moments((first.n, first.mean, first.m2, first.m3, first.m4),
+                                         (second.n, second.mean, second.m2, second.m3, second.m4))
+    return PartialIndex(
+        hook=a.hook, k=k, ranges=_merge_ranges(a.ranges, b.ranges), n=n,
+        top_key=np.ascontiguousarray(tk[:, :k]), top_pos=np.ascontiguousarray(tp[:, :k]),
+        top_win=np.ascontiguousarray(tw[:, :k]),
+        bot_key=np.ascontiguousarray(bk[:, :k]), bot_pos=np.ascontiguousarray(bp[:, :k]),
+        bot_win=np.ascontiguousarray(bw[:, :k]),
+        hist=first.hist + second.hist, npos=first.npos + second.npos,
+        mean=mean, m2=m2, m3=m3, m4=m4,
+        token_sum=first.token_sum + second.token_sum, token_count=first.token_count + second.token_count,
+    )
+
+
+@dataclass
+class SamplePartial:
+    """Pass-2 random samples per (neuron, bin) over chunk ranges; picklable, merges exactly."""
+
+    hook: str
+    ranges: list
+    qbin: np.ndarray  # int32 [N, len(SAMPLE_QUANTILES)] first histogram bin of each quantile bin
+    prio: np.ndarray  # uint64 [N, B, S] hash priorities, lowest first; 2**64-1 = empty
+    pos: np.ndarray  # int64 [N, B, S]; -1 = empty
+    key: np.ndarray  # int32 [N, B, S]
+    win: np.ndarray  # uint16 [N, B, S, W]
+
+    @classmethod
+    def empty(cls, hook: str, qbin: np.ndarray) -> "SamplePartial":
+        N, B, S = qbin.shape[0], len(schema.SAMPLE_BINS), schema.SAMPLES_PER_BIN
+        return cls(hook=hook, ranges=[], qbin=np.ascontiguousarray(qbin, dtype=np.int32),
+                   prio=np.full((N, B, S), _PRIO_EMPTY, np.uint64), pos=np.full((N, B, S), -1, np.int64),
+                   key=np.zeros((N, B, S), np.int32), win=np.zeros((N, B, S, WINDOW), np.uint16))
+
+    @property
+    def n_neurons(self) -> int:
+        return self.prio.shape[0]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), np.ndarray)}
+
+    def update(self, bits: np.ndarray, row0: int, context_len: int, seed: int) -> None:
+        R, N = bits.shape
+        h1, h2 = kernels.position_hashes(row0, R, seed)
+        worst = np.empty(self.prio.shape[:2], np.int32)
+        kernels.sample_worst_slots(self.prio, worst)
+        bits = np.ascontiguousarray(bits)
+        salt = kernels.neuron_salts(N, seed)
+
+        def blocks(b0, b1):
+            kernels.pass2_rows(bits, row0, context_len, schema.CONTEXT_BEFORE, h1, h2, salt, self.qbin, self.prio,
+                               self.pos, self.key, self.win, worst, kernels.ROW_BLOCK, b0, b1)
+
+        run_blocks(blocks, -(-N // kernels.ROW_BLOCK))
+
+    def canonical(self) -> "SamplePartial":
+        order = np.argsort(self.prio, axis=-1, kind="stable")  # priorities are distinct (a bijective hash)
+        self.prio = np.take_along_axis(self.prio, order, -1)
+        self.pos = np.take_along_axis(self.pos, order, -1)
+        self.key = np.take_along_axis(self.key, order, -1)
+        self.win = np.take_along_axis(self.win, order[..., None], -2)
+        return self
+
+
+def merge_sample_partials(a: SamplePartial, b: SamplePartial) -> SamplePartial:
+    """Samples of the union of two disjoint chunk ranges (exact: the S lowest priorities of both)."""
+    if a.hook != b.hook or not np.array_equal(a.qbin, b.qbin):
+        raise ValueError("cannot merge samples drawn with other quantile edges (or of another hook)")
+    S = a.prio.shape[2]
+    prio = np.concatenate([a.prio, b.prio], -1)
+    order = np.argsort(prio, axis=-1, kind="stable")[..., :S]
+    return SamplePartial(
+        hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), qbin=a.qbin.copy(),
+        prio=np.take_along_axis(prio, order, -1),
+        pos=np.take_along_axis(np.concatenate([a.pos, b.pos], -1), order, -1),
+        key=np.take_along_axis(np.concatenate([a.key, b.key], -1), order, -1),
+        win=np.take_along_axis(np.concatenate([a.win, b.win], -2), order[..., None], -2),
+    )
+
+
+def sample_thresholds(partial: PartialIndex) -> np.ndarray:
+    """int32 [N, len(SAMPLE_QUANTILES)]: for each neuron and quantile q the histogram bin holding
+    the q-quantile; the sample bin "q-q'" is every value whose histogram bin is in [bin(q), bin(q')).
+    Quantiles are resolved to histogram bins (~6% wide), so bin membership is approximate at the
+    edges; it depends only on the merged histogram, never on chunking."""
+    cum = np.cumsum(partial.hist, axis=1)  # [N, H]
+    out = np.empty((partial.n_neurons, len(schema.SAMPLE_QUANTILES)), np.int32)
+    for i, q in enumerate(schema.SAMPLE_QUANTILES):
+        target = np.ceil(q * partial.n)
+        out[:, i] = np.minimum((cum < target).sum(axis=1), kernels.HIST_BINS - 1)
+    return out
+
+
+__all__ = ["WINDOW", "PartialIndex", "SamplePartial", "merge_partials", "merge_sample_partials",
+           "sample_thresholds"]
