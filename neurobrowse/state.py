@@ -18,6 +18,7 @@ Widgets never call zarr or numba: they ask this layer, which asks ``store.reader
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import re
@@ -357,10 +358,7 @@ class ContextSearch:
         """Boolean mask [neuron]. Raises FilterError on a bad regex."""
         if not pattern:
             return np.ones(self.context_tokens.shape[0], dtype=bool)
-        try:
-            rx = re.compile(pattern if mode == "regex" else rf"^\s*(?:{pattern})\s*$", re.IGNORECASE)
-        except re.error as e:
-            raise FilterError(f"bad search regex {pattern!r}: {e}") from None
+        rx = _search_regex(pattern, mode)
         if mode == "regex":
             return np.fromiter((bool(rx.search(t)) for t in self.texts()), bool, self.context_tokens.shape[0])
         ids = [i for i, s in enumerate(self.vocab[:-1]) if rx.match(s)]
@@ -368,6 +366,40 @@ class ContextSearch:
             return np.zeros(self.context_tokens.shape[0], dtype=bool)
         firing = self.context_tokens[:, :, self.center]  # [neuron, k]
         return np.isin(firing, ids).any(axis=1)
+
+
+def _search_regex(pattern: str, mode: str) -> re.Pattern:
+    """token mode: the whole token text (spaces around it stripped); regex mode: anywhere in the text."""
+    try:
+        return re.compile(pattern if mode == "regex" else rf"^\s*(?:{pattern})\s*$", re.IGNORECASE)
+    except re.error as e:
+        raise FilterError(f"bad search regex {pattern!r}: {e}") from None
+
+
+def search_marker(pattern: str, mode: str = "token") -> Callable[[Sequence[str]], set[int]] | None:
+    """Which tokens of a snippet a context search matches, to mark them on the page: in token mode the
+    tokens ``ContextSearch`` matches, in regex mode every token a match in the snippet's text overlaps.
+    None without a (valid) pattern."""
+    if not pattern:
+        return None
+    try:
+        rx = _search_regex(pattern, mode)
+    except FilterError:
+        return None
+    if mode != "regex":
+        return lambda tokens: {i for i, t in enumerate(tokens) if rx.match(t)}
+
+    def overlapping(tokens: Sequence[str]) -> set[int]:
+        ends = list(itertools.accumulate(len(t) for t in tokens))
+        out: set[int] = set()
+        for m in rx.finditer("".join(tokens)):
+            if m.end() > m.start():
+                first = bisect.bisect_right(ends, m.start())
+                last = bisect.bisect_left(ends, m.end())
+                out.update(range(first, min(last, len(tokens) - 1) + 1))
+        return out
+
+    return overlapping
 
 
 @dataclass
@@ -588,9 +620,10 @@ def store_title(store) -> str:
     return f"{Path(store.path).name} · {act} · {store.n_tokens:,} tokens"
 
 
-def store_status(store, size_bytes: int | None = None) -> str:
-    """One line for the status bar: size, completeness, which hooks are indexed."""
-    indexed = [h for h in store.hooks if store.is_indexed(h)]
+def store_status(store, size_bytes: int | None = None, indexed: Iterable[str] | None = None) -> str:
+    """One line for the status bar: size, completeness, which hooks are indexed (``indexed``: as already
+    read, so the GUI thread does not read the index state from disk)."""
+    indexed = [h for h in store.hooks if store.is_indexed(h)] if indexed is None else list(indexed)
     parts = [store_title(store)]
     if size_bytes is not None:
         parts.append(human_bytes(size_bytes))

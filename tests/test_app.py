@@ -335,7 +335,7 @@ def test_newer_request_supersedes_older(qtbot, windows, tiny_stores):
     w = _main(windows, tiny_stores["solu_ln"])
     _wait_page(qtbot, w, 0)
     b = w.browser
-    b.prefetch = False
+    b.session.prefetch = False
     shown = []
     b.pageReady.connect(lambda p: shown.append(p.ref.neuron))
     for n in range(20, 40):
@@ -347,7 +347,8 @@ def test_newer_request_supersedes_older(qtbot, windows, tiny_stores):
 
 
 def test_settings_and_recent_stores_persist(qtbot, windows, tiny_stores, settings):
-    from neurobrowse.qt.main_window import MainWindow, recent_stores
+    from neurobrowse.qt.main_window import MainWindow
+    from neurobrowse.qt.settings import recent_stores
 
     w = _main(windows, tiny_stores["gelu"])
     _wait_page(qtbot, w)

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"screenshot written to {out}")
         return 0
     app.ensure_app(offscreen=args.offscreen)
-    from neurobrowse.qt.main_window import MainWindow, recent_stores
+    from neurobrowse.qt.main_window import MainWindow
+    from neurobrowse.qt.settings import recent_stores
 
     win = MainWindow()
     target = args.store or (recent_stores(win.settings)[:1] or [None])[0]

@@ -57,15 +57,10 @@ def cmd_rate(args: argparse.Namespace) -> int:
         n = rate_from_answers(args.study, rater, args.answers)
         print(f"saved {n} rating(s) by {rater}")
         return 0
+    from neurobrowse.qt.app import rate_study
+
     session = StudySession(args.study, rater)
-    from PySide6.QtWidgets import QApplication
-
-    from neurobrowse.qt.study_window import StudyWindow
-
-    app = QApplication.instance() or QApplication([])
-    win = StudyWindow(session)
-    win.show()
-    app.exec()
+    rate_study(session)
     done, total = session.progress()
     print(f"{rater}: {done} of {total} rated" + ("" if done == total else "; run the same command to resume"))
     return 0

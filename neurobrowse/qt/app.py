@@ -221,6 +221,14 @@ def run_windows(*windows) -> int:
     return QApplication.instance().exec()
 
 
+def rate_study(session) -> None:
+    """Rate a blinded study in the StudyWindow until the rater closes it (`neurobrowse study rate`)."""
+    from neurobrowse.qt.study_window import StudyWindow
+
+    ensure_app()
+    run_windows(StudyWindow(session))
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``neurobrowse-app`` GUI entry point (and the packaged app): ``[STORE [STORE_B]] [--smoke-test]``."""
     p = argparse.ArgumentParser(prog="neurobrowse-app", description="The neurobrowse desktop app.")
@@ -248,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         ensure_app(offscreen=args.offscreen)
         if len(args.stores) == 2:
             return run_windows(open_compare_window(*args.stores))
-        from neurobrowse.qt.main_window import MainWindow, recent_stores
+        from neurobrowse.qt.main_window import MainWindow
+        from neurobrowse.qt.settings import recent_stores
 
         win = MainWindow()
         target = args.stores[0] if args.stores else (recent_stores(win.settings)[:1] or [None])[0]

@@ -12,19 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from shiboken6 import isValid
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
 from neurobrowse import state
-from neurobrowse.qt.browser_model import BrowserModel, _open_store
+from neurobrowse.qt.bridge import ComparisonBridge
+from neurobrowse.qt.browser_pane import BrowserPane
 from neurobrowse.qt.dialogs import show_error
-from neurobrowse.qt.main_window import app_settings
-from neurobrowse.qt.neuron_page import NeuronPageWidget
-from neurobrowse.qt.table_panel import NeuronTablePanel
-from neurobrowse.qt.tasks import TaskRunner
+from neurobrowse.qt.settings import app_settings
 from store import columns
 from store.scores import model_name
 
@@ -43,61 +41,12 @@ def _transform(values: np.ndarray, how: str | None) -> np.ndarray:
     return v
 
 
-class ComparisonModel(QObject):
-    """Opens both stores and computes the comparison in a worker."""
-
-    ready = Signal(object)  # state.Comparison
-    errorRaised = Signal(str, str)
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.tasks = TaskRunner(self)
-        self.comparison: state.Comparison | None = None
-
-    def compute(self, path_a, path_b) -> None:
-        def work(req):
-            a, b = _open_store(path_a), _open_store(path_b)
-            req.check()
-            return state.compare_stores(a, b, req=req)
-
-        def failed(exc, tb):
-            msg = str(exc) if isinstance(exc, state.NeurobrowseError) else f"{type(exc).__name__}: {exc}"
-            self.errorRaised.emit("Cannot compare the stores", msg)
-
-        def done(cmp):
-            self.comparison = cmp
-            self.ready.emit(cmp)
-
-        self.tasks.submit("compare", work, done, failed)
-
-    def shutdown(self) -> None:
-        self.tasks.shutdown()
-
-
-class SidePane(QWidget):
-    """One model's neuron table + neuron page, with its own BrowserModel."""
-
-    def __init__(self, browser: BrowserModel, parent=None) -> None:
-        super().__init__(parent)
-        self.browser = browser
-        self.table_panel = NeuronTablePanel(browser)
-        self.page = NeuronPageWidget(browser)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(self.table_panel)
-        split.addWidget(self.page)
-        split.setSizes([520, 1180])
-        self.split = split
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(split)
-
-
 class ComparisonPanel(QWidget):
     """Verdict, pass shares with intervals, population plots. Items created once, filled by setData."""
 
     neuronPicked = Signal(int, str, int)  # side (0/1), hook, neuron
 
-    def __init__(self, cmp_model: ComparisonModel, parent=None) -> None:
+    def __init__(self, cmp_model: ComparisonBridge, parent=None) -> None:
         super().__init__(parent)
         self.verdict = QLabel("Comparing… (reading both neuron tables)")
         self.verdict.setWordWrap(True)
@@ -243,10 +192,10 @@ class CompareWindow(QMainWindow):
         super().__init__(parent)
         self.settings = settings or app_settings()
         self.setWindowTitle("neurobrowse — compare")
-        self.cmp_model = ComparisonModel(self)
+        self.cmp_model = ComparisonBridge(self)
         self.panel = ComparisonPanel(self.cmp_model)
-        self.browsers = [BrowserModel(self), BrowserModel(self)]
-        self.sides = [SidePane(b) for b in self.browsers]
+        self.browsers = list(self.cmp_model.sides)
+        self.sides = [BrowserPane(b, sizes=(520, 1180)) for b in self.browsers]
         self.tabs = QTabWidget()
         for i, side in enumerate(self.sides):
             self.tabs.addTab(side, f"{'AB'[i]}")
@@ -303,9 +252,7 @@ class CompareWindow(QMainWindow):
 
     def open_stores(self, path_a, path_b) -> None:
         self.paths = [Path(path_a), Path(path_b)]
-        self.cmp_model.compute(path_a, path_b)
-        for b, p in zip(self.browsers, self.paths):
-            b.open_store(p)
+        self.cmp_model.open_stores(path_a, path_b)
 
     def _on_store(self, i: int, store) -> None:
         label = f"{'AB'[i]}: {model_name(store)} · {Path(store.path).name}"
@@ -327,15 +274,10 @@ class CompareWindow(QMainWindow):
             b.select(neuron)
 
     def same_on_other(self) -> None:
-        """Neuron numbers are arbitrary across models, but the same layer/hook kind on the other side helps
-        step through both populations in parallel."""
+        """O: the shown neuron's number on the other model, same hook."""
         i = self.tabs.currentIndex()
-        ref = self.browsers[i].ref
-        other = self.browsers[1 - i]
         self.tabs.setCurrentIndex(1 - i)
-        if ref is not None and other.store is not None:
-            hook = ref.hook if ref.hook in other.store.hooks else other.hook
-            other.select(min(ref.neuron, int(other.store.d_mlp) - 1), hook=hook)
+        self.cmp_model.same_on_other(i)
 
     def show_error(self, title: str, message: str) -> QMessageBox:
         box = show_error(self, title, message)
@@ -347,8 +289,6 @@ class CompareWindow(QMainWindow):
         self.settings.setValue("compare/split", self.split.saveState())
         self.settings.sync()
         self.cmp_model.shutdown()
-        for b in self.browsers:
-            b.shutdown()
         for box in self.error_boxes:
             if isValid(box):
                 box.close()

@@ -1,6 +1,6 @@
 """Try your own text: the recorded model runs on what you type and the current neuron shades it.
 
-Typing is debounced; the model runs in a worker (BrowserModel.run_live, newest text wins); the
+Typing is debounced; the model runs in a worker (Browser.run_live, newest text wins); the
 result's character spans shade the editor through extra selections, so the text itself, its undo
 history and the cursor are untouched. Hovering a token shows its activation.
 """

@@ -9,23 +9,19 @@ bookmarks (per store run uuid) persist in QSettings.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from shiboken6 import isValid
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox, QSplitter,
+from PySide6.QtWidgets import (QFileDialog, QInputDialog, QLabel, QMainWindow, QMenu, QMessageBox,
                                QToolBar, QWidget)
 
 from neurobrowse import __version__
-from neurobrowse.labeling import label_text
-from neurobrowse.qt.browser_model import BrowserModel
+from neurobrowse.qt.bridge import BrowserBridge
+from neurobrowse.qt.browser_pane import BrowserPane
 from neurobrowse.qt.dialogs import show_error
-from neurobrowse.qt.neuron_page import NeuronPageWidget
-from neurobrowse.qt.table_panel import NeuronTablePanel
-
-MAX_RECENT = 10
+from neurobrowse.qt.settings import add_recent, app_settings, load_bookmarks, recent_stores, save_bookmarks
 
 KEYS_HELP = [
     ("J / Ctrl+Down", "next neuron (in the table's order)"),
@@ -53,54 +49,25 @@ def keys_html() -> str:
     return f"<table>{rows}</table>"
 
 
-def app_settings() -> QSettings:
-    """The app's settings (INI under the user's config dir; tests redirect with QSettings.setPath)."""
-    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "neurobrowse", "neurobrowse")
-
-
-def recent_stores(settings: QSettings) -> list[str]:
-    raw = settings.value("recent_stores", "[]")
-    try:
-        items = json.loads(raw) if isinstance(raw, str) else list(raw or [])
-    except ValueError:
-        items = []
-    return [str(p) for p in items if isinstance(p, str)]
-
-
-def add_recent(settings: QSettings, path: str | Path) -> list[str]:
-    path = str(Path(path).absolute())
-    items = [p for p in recent_stores(settings) if p != path]
-    items.insert(0, path)
-    items = items[:MAX_RECENT]
-    settings.setValue("recent_stores", json.dumps(items))
-    return items
-
-
 class MainWindow(QMainWindow):
     """One store's browser. ``closed`` fires after workers are stopped."""
 
     closed = Signal()
 
-    def __init__(self, browser: BrowserModel | None = None, settings: QSettings | None = None,
+    def __init__(self, browser: BrowserBridge | None = None, settings: QSettings | None = None,
                  label_panel: QWidget | None = None, parent=None) -> None:
         super().__init__(parent)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
-        self.browser = browser or BrowserModel(self)
+        self.browser = browser or BrowserBridge(self)
         if self.browser.parent() is None:
             self.browser.setParent(self)
         self.settings = settings or app_settings()
         self.setWindowTitle("neurobrowse")
         self.error_boxes: list[QMessageBox] = []
 
-        self.table_panel = NeuronTablePanel(self.browser)
-        self.page = NeuronPageWidget(self.browser, label_panel=label_panel)
-        self.split = QSplitter(Qt.Orientation.Horizontal)
-        self.split.addWidget(self.table_panel)
-        self.split.addWidget(self.page)
-        self.split.setStretchFactor(0, 2)
-        self.split.setStretchFactor(1, 5)
-        self.split.setSizes([650, 950])
-        self.setCentralWidget(self.split)
+        self.pane = BrowserPane(self.browser, label_panel=label_panel, sizes=(650, 950))
+        self.table_panel, self.page, self.split = self.pane.table_panel, self.pane.page, self.pane.split
+        self.setCentralWidget(self.pane)
 
         self.status_label = QLabel("no store open")
         self.busy_label = QLabel("")
@@ -117,6 +84,7 @@ class MainWindow(QMainWindow):
         b.busyChanged.connect(lambda busy: self.busy_label.setText("working…" if busy else "ready"))
         b.errorRaised.connect(self.show_error)
         b.storeOpened.connect(self._on_store)
+        b.labelsReady.connect(self._on_labels_ready)
         b.historyChanged.connect(self._on_history)
         b.bookmarksChanged.connect(self._on_bookmarks)
         b.neuronChanged.connect(self._on_neuron)
@@ -198,7 +166,7 @@ class MainWindow(QMainWindow):
         self._fill_bookmarks()
 
     def study_dialog(self) -> None:
-        """Rate a blinded study (made with `neurobrowse study new`) in E's StudyWindow."""
+        """Rate a blinded study (made with `neurobrowse study new`) in the StudyWindow."""
         path = QFileDialog.getExistingDirectory(self, "Open a blinded study directory", str(Path.cwd()))
         if path:
             self.open_study(path)
@@ -219,43 +187,23 @@ class MainWindow(QMainWindow):
         self.study_windows = [w for w in getattr(self, "study_windows", []) if isValid(w)] + [win]
         return win
 
-    # ---- labels (the label database and LabelPanel) -------------------------------------------------
+    # ---- labels -------------------------------------------------------------------------------------
 
-    def _attach_labels(self, store) -> None:
-        """One LabelModel per open store: the panel on the page, label text in the table."""
-        from neurobrowse.labeling import LabelModel
-        from neurobrowse.qt.label_panel import LabelPanel
-        from store.errors import NeurobrowseError
-        from store.labels import LabelDB
+    @property
+    def label_model(self):
+        """The open store's LabelModel (None before a store is open or when labels are unavailable)."""
+        return self.browser.label_model
 
-        self.label_model = None
-        try:
-            db = LabelDB()
-            model = LabelModel(db, store.run_uuid, store=store)
-            snap = db.snapshot(store.run_uuid)
-        except NeurobrowseError as e:
+    def _on_labels_ready(self, model) -> None:
+        """The page's label panel over the store's LabelModel (opened with the store, in a worker)."""
+        if model is None:
             self.page.set_label_panel(None)
-            self.show_error("Labels unavailable", f"{e}\n\nBrowsing works; labels are off for this window.")
             return
-        self.label_model = model
+        from neurobrowse.qt.label_panel import LabelPanel
+
         panel = LabelPanel(model)
-        panel.labelChanged.connect(self._on_label_changed)
         panel.errorOccurred.connect(lambda msg: self.show_status(f"label: {msg}"))
         self.page.set_label_panel(panel)
-        per_hook: dict[str, dict[int, str]] = {}
-        for (hook, neuron), lab in snap.items():
-            per_hook.setdefault(hook, {})[int(neuron)] = label_text(lab)
-        self._labels = per_hook
-        for hook in store.hooks:
-            self.browser.set_labels(hook, per_hook.get(hook, {}))
-
-    def _on_label_changed(self, hook: str, neuron: int, label) -> None:
-        labels = self._labels.setdefault(hook, {})
-        if label is None:
-            labels.pop(int(neuron), None)
-        else:
-            labels[int(neuron)] = label_text(label)
-        self.browser.set_labels(hook, labels)
 
     def _build_toolbar(self) -> None:
         tb = QToolBar("Navigation")
@@ -343,28 +291,13 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"neurobrowse — {store_title(store)}")
         add_recent(self.settings, store.path)
         self._fill_recent()
-        raw = self.settings.value(f"bookmarks/{store.run_uuid}", "[]")
-        try:
-            items = json.loads(raw) if isinstance(raw, str) else []
-        except ValueError:
-            items = []
-        from neurobrowse.state import Bookmarks
-
-        self.browser.bookmarks = Bookmarks.from_list(items)
-        self._fill_bookmarks()
-        self._attach_labels(store)
+        self.browser.set_bookmarks(load_bookmarks(self.settings, store.run_uuid))
 
     def _on_history(self, can_back: bool, can_fwd: bool) -> None:
         self.a_back.setEnabled(can_back)
         self.a_fwd.setEnabled(can_fwd)
 
     def _on_neuron(self, ref) -> None:
-        model = getattr(self, "label_model", None)
-        if model is not None:
-            try:
-                model.set_neuron(ref.hook, ref.neuron)
-            except Exception as e:  # noqa: BLE001 - a label problem must not stop browsing
-                self.show_status(f"label: {e}")
         if self.browser.store is not None:
             from neurobrowse.state import store_title
 
@@ -373,7 +306,7 @@ class MainWindow(QMainWindow):
     def _on_bookmarks(self) -> None:
         st = self.browser.store
         if st is not None:
-            self.settings.setValue(f"bookmarks/{st.run_uuid}", json.dumps(self.browser.bookmarks.to_list()))
+            save_bookmarks(self.settings, st.run_uuid, self.browser.bookmarks)
         self._fill_bookmarks()
 
     def _fill_recent(self) -> None:
@@ -427,9 +360,6 @@ class MainWindow(QMainWindow):
         for t in self.findChildren(type(self.table_panel._debounce)):
             t.stop()
         self.browser.shutdown()
-        model = getattr(self, "label_model", None)
-        if model is not None:
-            model.db.close()
         for box in self.error_boxes:
             if isValid(box):
                 box.close()

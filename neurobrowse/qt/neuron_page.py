@@ -167,7 +167,7 @@ class HistogramPlot(pg.PlotWidget):
 
 
 class NeuronPageWidget(QWidget):
-    """Shows the BrowserModel's current neuron. ``label_panel`` is E's LabelPanel when available."""
+    """Shows the browser's current neuron. ``label_panel`` is the store's LabelPanel when available."""
 
     openInEditor = Signal(str)
 
@@ -274,7 +274,7 @@ class NeuronPageWidget(QWidget):
         for w in (hist_box, tt_box):
             right.addWidget(w)
         right.setCollapsible(1, False)
-        # E's LabelPanel goes here once a store (and so a label model) is open; see set_label_panel
+        # the LabelPanel goes here once a store (and so a label model) is open; see set_label_panel
         self.label_box = QGroupBox("Label")
         self.label_layout = QVBoxLayout(self.label_box)
         self.label_layout.setContentsMargins(4, 4, 4, 4)
@@ -385,12 +385,14 @@ class NeuronPageWidget(QWidget):
         self._dirty = {}
 
     def _render_top(self) -> None:
-        self.top_view.show_snippets(self.page.top, self.page.scale, "no top activations stored")
+        self.top_view.show_snippets(self.page.top, self.page.scale, "no top activations stored",
+                                    highlights=self.browser.search_highlights(self.page.top))
 
     def _render_bottom(self) -> None:  # on its own scale: the most negative firing is the darkest blue
         page = self.page
         self.bottom_view.show_snippets(page.bottom, page.scale, "no bottom activations stored",
-                                       scales=[page.bottom_scale] * len(page.bottom))
+                                       scales=[page.bottom_scale] * len(page.bottom),
+                                       highlights=self.browser.search_highlights(page.bottom))
 
     def _render_samples(self) -> None:
         page = self.page
@@ -401,7 +403,8 @@ class NeuronPageWidget(QWidget):
                 headers[len(merged)] = bin_title(name, lo, hi)
                 merged.extend(snips)
                 scales += [page.sample_scales.get(name, (page.scale, page.scale))] * len(snips)  # each bin its own
-        self.samples_view.show_snippets(merged, page.scale, "no quantile samples stored", headers, scales=scales)
+        self.samples_view.show_snippets(merged, page.scale, "no quantile samples stored", headers, scales=scales,
+                                        highlights=self.browser.search_highlights(merged))
 
     def _render_ln(self) -> None:
         page = self.page
@@ -419,8 +422,8 @@ class NeuronPageWidget(QWidget):
                                     f"kurtosis {_fmt(post.stats.get('kurtosis'))}")
             self._view_refs[self.mid_view] = NeuronRef(mid.hook, ref.neuron)
             self._view_refs[self.post_view] = NeuronRef(post.hook, ref.neuron)
-            self.mid_view.show_snippets(mid_s, mid_scale)
-            self.post_view.show_snippets(post_s, post_scale)
+            self.mid_view.show_snippets(mid_s, mid_scale, highlights=self.browser.search_highlights(mid_s))
+            self.post_view.show_snippets(post_s, post_scale, highlights=self.browser.search_highlights(post_s))
         else:
             self.mid_view.clear_snippets("This store has no hook_mid for this layer (GeLU models have no LayerNorm "
                                          "after the activation).")

@@ -1,7 +1,7 @@
 """The neuron table: Qt model/view over one hook's neuron table, sortable and filterable.
 
 ``NeuronTableModel`` exposes the columns as read from the store (numpy arrays, one row per neuron).
-``NeuronFilterProxy`` filters rows by the mask the BrowserModel computes (column expressions, a
+``NeuronFilterProxy`` filters rows by the mask the browser computes (column expressions, a
 token/regex search over top contexts, bookmarks) and sorts by precomputed unique ranks, so the
 table's order and the J/K stepping order are the same thing.
 """
@@ -101,7 +101,6 @@ class NeuronFilterProxy(QSortFilterProxyModel):
         self._mask: np.ndarray | None = None
         self._ranks: dict[int, np.ndarray] = {}
         self.setDynamicSortFilter(False)
-        browser.filterApplied.connect(self._on_mask)
         browser.tableReady.connect(lambda hook, table: self._reset_ranks())
         browser.labelsChanged.connect(lambda hook: self._reset_ranks())
 
@@ -109,7 +108,7 @@ class NeuronFilterProxy(QSortFilterProxyModel):
         self._ranks.clear()
         self._mask = None
 
-    def _on_mask(self, mask: np.ndarray) -> None:
+    def set_mask(self, mask: np.ndarray) -> None:
         if hasattr(self, "beginFilterChange"):  # Qt >= 6.10
             self.beginFilterChange()
             self._mask = np.asarray(mask, dtype=bool)
@@ -206,13 +205,14 @@ class NeuronTablePanel(QWidget):
         self.search_mode.currentIndexChanged.connect(self._push_filter)
         self.bookmarked.toggled.connect(self._push_filter)
         self.hook_box.activated.connect(self._hook_picked)
+        self._syncing = False  # True while the table follows the model: row changes then select nothing
         self.view.selectionModel().currentRowChanged.connect(self._row_changed)
         self.view.horizontalHeader().sortIndicatorChanged.connect(self._sort_changed)
 
         browser.storeOpened.connect(self._on_store)
         browser.hookChanged.connect(self._on_hook)
         browser.neuronChanged.connect(self._on_neuron)
-        browser.filterApplied.connect(self._update_count)
+        browser.filterApplied.connect(self._on_mask)
         browser.tableReady.connect(lambda hook, table: self._resort())
 
     # ---- from the model -------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ class NeuronTablePanel(QWidget):
         self.hook_box.clear()
         for h in store.hooks:
             layer, kind = h.split(".")[1], h.rsplit(".", 1)[-1]
-            suffix = "" if store.is_indexed(h) else "  (not indexed)"
+            suffix = "" if h in self.browser.indexed else "  (not indexed)"
             self.hook_box.addItem(f"layer {layer} · {kind}{suffix}", h)
 
     def _on_hook(self, hook: str) -> None:
@@ -244,6 +244,18 @@ class NeuronTablePanel(QWidget):
         sm.setCurrentIndex(idx, sm.SelectionFlag.ClearAndSelect | sm.SelectionFlag.Rows)
         sm.blockSignals(False)
         self.view.scrollTo(idx)
+
+    def _on_mask(self, mask) -> None:
+        """A new filter or search result: narrow the rows without changing the shown neuron (Qt moves the
+        current row off a row that is filtered out; that must not select another neuron)."""
+        self._syncing = True
+        try:
+            self.proxy.set_mask(mask)
+        finally:
+            self._syncing = False
+        if self.browser.ref is not None:
+            self._on_neuron(self.browser.ref)
+        self._update_count(mask)
 
     def _update_count(self, mask) -> None:
         n = len(mask)
@@ -269,7 +281,7 @@ class NeuronTablePanel(QWidget):
             self.browser.set_hook(hook)
 
     def _row_changed(self, current, previous) -> None:
-        if not current.isValid():
+        if self._syncing or not current.isValid():
             return
         neuron = self.model.neuron_at(self.proxy.mapToSource(current).row())
         if self.browser.ref is None or neuron != self.browser.ref.neuron:

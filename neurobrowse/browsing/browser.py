@@ -1,8 +1,26 @@
-"""The app's model: the browsing state of one window plus its background work, as Qt signals.
+"""The browsing model of one open store, without Qt.
 
-Widgets take a ``BrowserModel`` in ``__init__`` and connect to its signals there; they call its
-methods for every action. The model asks ``neurobrowse.state`` (pure Python) for the logic and runs
-every store or model access through a ``TaskRunner`` so the GUI thread never touches disk.
+``Browser`` owns everything a browser window shows: the store, the current hook and neuron, the
+loaded page, the neuron tables, the filter and sort of the table, bookmarks, history, the labels (the
+store's ``LabelModel`` and the label text per neuron) and the try-your-text model. Views call its
+methods and subscribe to ``browser.events``; every store, label-database or model access runs
+through its runner (off the GUI thread in the app), and results come back as events:
+
+  storeOpened(store)          a store was opened (hooks, manifest and ``indexed`` are known)
+  labelsReady(model | None)   the store's LabelModel (None: labels unavailable, see errorRaised)
+  statusChanged(str)          one line for the status bar
+  hookChanged(str)            the current hook (layer) changed
+  tableReady(str, dict)       the neuron table now shown: hook, columns (sent on every hook switch)
+  filterApplied(mask)         bool [neuron] rows of the current table passing the filter and search
+  sortChanged(str, bool)      table sort column, descending
+  neuronChanged(NeuronRef)    the neuron selected (its page may still be loading)
+  pageReady(NeuronPage)       the page of the current neuron
+  historyChanged(bool, bool)  can go back, can go forward
+  bookmarksChanged()
+  labelsChanged(str)          label texts of a hook changed
+  liveReady(LiveResult)       try-your-text result for the current neuron
+  liveStateChanged(str)       "ready", "loading ...", or what is missing
+  errorRaised(str, str)       title, message (what is wrong and how to fix it)
 """
 
 from __future__ import annotations
@@ -10,73 +28,63 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-
 import numpy as np
-from PySide6.QtCore import QObject, Signal
 
 from neurobrowse import state
-from neurobrowse.qt.tasks import TaskRunner
+from neurobrowse.browsing.events import Events
+from neurobrowse.browsing.runner import InlineRunner, Runner
 from neurobrowse.state import NeuronRef, TableFilter
 from store.errors import NeurobrowseError
 
+EVENTS = ("storeOpened", "labelsReady", "statusChanged", "hookChanged", "tableReady", "filterApplied",
+          "sortChanged", "neuronChanged", "pageReady", "historyChanged", "bookmarksChanged", "labelsChanged",
+          "liveReady", "liveStateChanged", "errorRaised")
 
-def _open_store(path: str | Path):
+
+def _open(path: Path, with_labels: bool):
+    """Everything opening a store reads, in one worker call: the store, its problems, which hooks are
+    indexed, and the label database with the store's current labels."""
     from store.reader import Store  # imported lazily: keeps app start-up light
 
-    return Store.open(path)
+    store = Store.open(path)
+    problems = state.store_problems(store)
+    indexed = {h for h in store.hooks if store.is_indexed(h)}
+    label_model, label_texts, label_error = None, {}, None
+    if with_labels:
+        from neurobrowse.labeling import LabelModel, label_text
+        from store.labels import LabelDB
+
+        try:
+            db = LabelDB()
+            label_model = LabelModel(db, store.run_uuid, store=store)
+            for (hook, neuron), lab in db.snapshot(store.run_uuid).items():
+                label_texts.setdefault(hook, {})[int(neuron)] = label_text(lab)
+        except NeurobrowseError as e:
+            label_model, label_error = None, str(e)
+    return store, problems, indexed, label_model, label_texts, label_error
 
 
-class BrowserModel(QObject):
-    """State + signals for one store's browsing session.
+class Browser:
+    """One store's browsing session. ``runner`` runs its disk and model work (``InlineRunner`` by default:
+    everything at once on the calling thread)."""
 
-    Signals (all on the GUI thread):
-      storeOpened(store)              a store was opened; hooks and manifest are readable
-      statusChanged(str)              one line for the status bar
-      hookChanged(str)                the current hook (layer) changed
-      tableReady(str, dict)           the neuron table of a hook: hook, columns
-      filterApplied(object)           bool mask [neuron] of rows passing the filter + search
-      sortChanged(str, bool)          table sort column key, descending
-      neuronChanged(object)           NeuronRef selected (page may still be loading)
-      pageReady(object)               state.NeuronPage for the current neuron
-      historyChanged(bool, bool)      can go back, can go forward
-      bookmarksChanged()
-      labelsChanged(str)              labels of a hook changed (table column)
-      liveReady(object)               solu_core.live.LiveResult for the current neuron
-      liveStateChanged(str)           "no checkpoint" / "loading model" / "ready" / error text
-      errorRaised(str, str)           title, message (what went wrong and how to fix it)
-      busyChanged(bool)
-    """
-
-    storeOpened = Signal(object)
-    statusChanged = Signal(str)
-    hookChanged = Signal(str)
-    tableReady = Signal(str, object)
-    filterApplied = Signal(object)
-    sortChanged = Signal(str, bool)
-    neuronChanged = Signal(object)
-    pageReady = Signal(object)
-    historyChanged = Signal(bool, bool)
-    bookmarksChanged = Signal()
-    labelsChanged = Signal(str)
-    liveReady = Signal(object)
-    liveStateChanged = Signal(str)
-    errorRaised = Signal(str, str)
-    busyChanged = Signal(bool)
-
-    def __init__(self, parent: QObject | None = None, prefetch: bool = True) -> None:
-        super().__init__(parent)
-        self.tasks = TaskRunner(self)
-        self.tasks.busyChanged.connect(self.busyChanged)
-        self.tasks.failed.connect(self._on_failed)
+    def __init__(self, runner: Runner | None = None, prefetch: bool = True, labels: bool = True) -> None:
+        self.tasks: Runner = runner or InlineRunner()
+        self.events = Events(*EVENTS)
+        self.with_labels = labels
         self.store = None
+        self.indexed: set[str] = set()  # hooks with a complete index, read when the store was opened
         self.hook: str | None = None
         self.ref: NeuronRef | None = None
         self.page: state.NeuronPage | None = None
         self.tables: dict[str, dict[str, np.ndarray]] = {}
+        self.label_model = None  # neurobrowse.labeling.LabelModel of the open store
         self.labels: dict[str, dict[int, str]] = {}  # hook -> neuron -> label text
+        self._unsubscribe_labels = None
         self.searches: dict[str, state.ContextSearch] = {}
         self.filter = TableFilter()
         self.mask: np.ndarray | None = None
+        self.mask_hook: str | None = None  # the hook ``mask`` belongs to
         self.sort_key, self.sort_desc = "neuron", False
         self.history = state.History()
         self.bookmarks = state.Bookmarks()
@@ -91,39 +99,47 @@ class BrowserModel(QObject):
     # ---- opening ------------------------------------------------------------------------------------
 
     def open_store(self, path: str | Path, hook: str | None = None, neuron: int | None = None) -> None:
-        """Open in a worker; on success emit storeOpened, then load the first indexed hook's table."""
+        """Open in a worker; then storeOpened, labelsReady, and the first indexed hook's table and page."""
         path = Path(path)
-        self.statusChanged.emit(f"opening {path} ...")
+        self.events.statusChanged.emit(f"opening {path} ...")
+        with_labels = self.with_labels
 
         def work(req):
-            store = _open_store(path)
-            req.check()
-            problems = state.store_problems(store)
-            return store, problems
+            return _open(path, with_labels)
 
         def done(result):
-            store, problems = result
-            self._set_store(store)
+            store, problems, indexed, label_model, label_texts, label_error = result
+            self._set_store(store, indexed, label_model, label_texts)
             for p in problems:
-                self.errorRaised.emit("Store not ready", p)
-            indexed = [h for h in store.hooks if store.is_indexed(h)]
-            first = hook if hook in store.hooks else (indexed[0] if indexed else (store.hooks[0] if store.hooks else None))
+                self.events.errorRaised.emit("Store not ready", p)
+            if label_error is not None:
+                self.events.errorRaised.emit("Labels unavailable",
+                                             f"{label_error}\n\nBrowsing works; labels are off for this window.")
+            first = hook if hook in store.hooks else next(
+                (h for h in store.hooks if h in indexed), store.hooks[0] if store.hooks else None)
             if first is not None:
                 self.set_hook(first, neuron=neuron if neuron is not None else 0)
 
         self.tasks.submit("open", work, done, lambda e, tb: self._error("Cannot open store", e, tb))
 
-    def _set_store(self, store) -> None:
+    def _set_store(self, store, indexed: set[str], label_model, label_texts: dict) -> None:
+        self._close_labels()
         self.store = store
+        self.indexed = set(indexed)
         self.tables.clear()
         self.searches.clear()
         self.pages.clear()
         self.history = state.History()
-        self.historyChanged.emit(False, False)
-        self.ref, self.page, self.hook = None, None, None
+        self.events.historyChanged.emit(False, False)
+        self.ref, self.page, self.hook, self.mask, self.mask_hook = None, None, None, None, None
         self._live = None
         self.size_bytes = None
-        self.storeOpened.emit(store)
+        self.label_model = label_model
+        self.labels = {h: dict(v) for h, v in label_texts.items()}
+        if label_model is not None:
+            self._unsubscribe_labels = label_model.subscribe(self._on_label_change)
+        self.events.storeOpened.emit(store)
+        self.events.labelsReady.emit(label_model)
         self._emit_status()
         self.tasks.submit("size", lambda req: store.size_on_disk(), self._on_size, lambda e, tb: None)
 
@@ -133,27 +149,30 @@ class BrowserModel(QObject):
 
     def _emit_status(self) -> None:
         if self.store is not None:
-            self.statusChanged.emit(state.store_status(self.store, self.size_bytes))
+            self.events.statusChanged.emit(state.store_status(self.store, self.size_bytes, self.indexed))
 
     # ---- hooks and the table ------------------------------------------------------------------------
 
     def set_hook(self, hook: str, neuron: int | None = None) -> None:
+        """Show ``hook``: its table (tableReady, also when it was loaded before), filter, and a neuron page."""
         if self.store is None or hook not in self.store.hooks:
             return
         changed = hook != self.hook
         self.hook = hook
         if changed:
-            self.hookChanged.emit(hook)
+            self.events.hookChanged.emit(hook)
         target = neuron if neuron is not None else (self.ref.neuron if self.ref else 0)
         if hook in self.tables:
+            if changed:
+                self.events.tableReady.emit(hook, self.tables[hook])
             self._apply_filter()
             self.select(target)
             return
-        if not self.store.is_indexed(hook):
+        if hook not in self.indexed:
             if not self.store.complete:
                 return  # the "incomplete recording" notice on open already says what to run, once
-            self.errorRaised.emit("Not indexed", f"{hook} in {self.store.path} is not indexed yet; "
-                                  f"run `neurobrowse index {self.store.path}` and reopen the store.")
+            self.events.errorRaised.emit("Not indexed", f"{hook} in {self.store.path} is not indexed yet; "
+                                         f"run `neurobrowse index {self.store.path}` and reopen the store.")
             return
         self._pending_select = target
         store = self.store
@@ -164,13 +183,12 @@ class BrowserModel(QObject):
         def done(table):
             self.tables[hook] = {k: np.asarray(v) for k, v in table.items()}
             # Everything alive now (Qt wrappers, the store's token strings and caches, this table) lives
-            # as long as the window: move it out of the cyclic GC's reach. Without this, full (gen 2)
-            # collections scanned it all and froze the event loop for 85-116 ms while browsing
-            # (benchmarks/bench_app.py); gc.freeze is O(1) and later garbage is still collected.
+            # as long as the window: move it out of the cyclic GC's reach, so full collections do not
+            # scan it all and stall the event loop (benchmarks/bench_app.py); later garbage is still collected.
             gc.freeze()
             if hook != self.hook:
                 return
-            self.tableReady.emit(hook, self.tables[hook])
+            self.events.tableReady.emit(hook, self.tables[hook])
             self._apply_filter()
             sel, self._pending_select = self._pending_select, None
             self.select(sel if sel is not None else 0)
@@ -180,25 +198,51 @@ class BrowserModel(QObject):
     def table(self) -> dict[str, np.ndarray] | None:
         return self.tables.get(self.hook) if self.hook else None
 
-    def set_labels(self, hook: str, labels: dict[int, str]) -> None:
-        """Labels from the label database (a table column, filterable with `label ~ ...`)."""
-        self.labels[hook] = dict(labels)
-        self.labelsChanged.emit(hook)
-        if hook == self.hook:
-            self._apply_filter()
-
     def label_column(self, hook: str, n: int) -> np.ndarray:
         lab = self.labels.get(hook, {})
         return np.array([lab.get(i, "") for i in range(n)], dtype=object)
 
+    # ---- labels -------------------------------------------------------------------------------------
+
+    def set_labels(self, hook: str, labels: dict[int, str]) -> None:
+        """Replace the label texts of a hook (a table column, filterable with `label ~ ...`)."""
+        self.labels[hook] = dict(labels)
+        self._labels_changed(hook)
+
+    def _on_label_change(self, change) -> None:
+        """A label was set, cleared or undone through the LabelModel (the label panel's keys)."""
+        from neurobrowse.labeling import label_text
+
+        if change.kind not in ("set", "cleared", "undo") or change.hook is None:
+            return
+        texts = self.labels.setdefault(change.hook, {})
+        if change.label is None:
+            texts.pop(int(change.neuron), None)
+        else:
+            texts[int(change.neuron)] = label_text(change.label)
+        self._labels_changed(change.hook)
+
+    def _labels_changed(self, hook: str) -> None:
+        self.events.labelsChanged.emit(hook)
+        if hook == self.hook:
+            self._apply_filter()
+
+    def _close_labels(self) -> None:
+        if self._unsubscribe_labels is not None:
+            self._unsubscribe_labels()
+            self._unsubscribe_labels = None
+        if self.label_model is not None:
+            self.label_model.db.close()
+            self.label_model = None
+
     # ---- filter, search, sort ---------------------------------------------------------------------
 
     def set_filter(self, flt: TableFilter) -> None:
-        """Validate now (bad expressions raise a dialog), search contexts in a worker, then emit the mask."""
+        """Validate now (a bad expression is an errorRaised), search contexts in a worker, then filterApplied."""
         try:
             state.parse_filter(flt.expression)
         except NeurobrowseError as e:
-            self.errorRaised.emit("Bad filter", str(e))
+            self.events.errorRaised.emit("Bad filter", str(e))
             return
         self.filter = flt
         self._apply_filter()
@@ -216,7 +260,7 @@ class BrowserModel(QObject):
             marked = {r.neuron for r in self.bookmarks if r.hook == hook}
             mask &= np.isin(table["neuron"], list(marked))
         if not flt.search:
-            self._set_mask(mask)
+            self._set_mask(hook, mask)
             return
         store, searches = self.store, self.searches
 
@@ -228,18 +272,31 @@ class BrowserModel(QObject):
 
         def done(found):
             if hook == self.hook:
-                self._set_mask(mask & found)
+                self._set_mask(hook, mask & found)
 
         self.tasks.submit("search", work, done, lambda e, tb: self._error("Search failed", e, tb))
 
-    def _set_mask(self, mask: np.ndarray) -> None:
-        self.mask = mask
-        self.filterApplied.emit(mask)
+    def search_highlights(self, snippets) -> dict[int, list[tuple[int, int]]]:
+        """The table search's matches in ``snippets`` (MergedSnippets): {snippet index: [(lo, hi) token
+        ranges]}, as the snippet views draw them; empty without a search."""
+        marker = state.search_marker(self.filter.search, self.filter.search_mode)
+        if marker is None:
+            return {}
+        out = {}
+        for i, sn in enumerate(snippets):
+            hits = sorted(marker(sn.tokens))
+            if hits:
+                out[i] = [(t, t + 1) for t in hits]
+        return out
+
+    def _set_mask(self, hook: str, mask: np.ndarray) -> None:
+        self.mask, self.mask_hook = mask, hook
+        self.events.filterApplied.emit(mask)
 
     def set_sort(self, key: str, descending: bool) -> None:
         if (key, descending) != (self.sort_key, self.sort_desc):
             self.sort_key, self.sort_desc = key, descending
-            self.sortChanged.emit(key, descending)
+            self.events.sortChanged.emit(key, descending)
 
     def sort_ranks(self, key: str) -> np.ndarray:
         """Unique rank of each row by ``key`` (ties broken by neuron number): the table's sort order."""
@@ -270,14 +327,14 @@ class BrowserModel(QObject):
         rows = np.argsort(ranks)
         if self.sort_desc:
             rows = rows[::-1]
-        if self.mask is not None and len(self.mask) == len(rows):
+        if self.mask is not None and self.mask_hook == self.hook and len(self.mask) == len(rows):
             rows = rows[self.mask[rows]]
         return np.asarray(table["neuron"])[rows]
 
     # ---- neurons ------------------------------------------------------------------------------------
 
     def select(self, neuron: int, hook: str | None = None, record: bool = True) -> None:
-        """Show a neuron: emit neuronChanged at once, then pageReady from the cache or a worker."""
+        """Show a neuron: neuronChanged at once, then pageReady from the cache or a worker."""
         if self.store is None:
             return
         if hook is not None and hook != self.hook:
@@ -287,14 +344,20 @@ class BrowserModel(QObject):
             return
         n = int(self.store.d_mlp)
         if not 0 <= int(neuron) < n:
-            self.errorRaised.emit("No such neuron", f"neuron {neuron} does not exist in {self.hook}: choose 0-{n - 1}")
+            self.events.errorRaised.emit("No such neuron",
+                                         f"neuron {neuron} does not exist in {self.hook}: choose 0-{n - 1}")
             return
         ref = NeuronRef(self.hook, int(neuron))
         self.ref = ref
         if record:
             self.history.visit(ref)
-            self.historyChanged.emit(self.history.can_back(), self.history.can_forward())
-        self.neuronChanged.emit(ref)
+            self.events.historyChanged.emit(self.history.can_back(), self.history.can_forward())
+        if self.label_model is not None:
+            try:
+                self.label_model.set_neuron(ref.hook, ref.neuron)
+            except NeurobrowseError as e:  # a label problem must not stop browsing
+                self.events.statusChanged.emit(f"label: {e}")
+        self.events.neuronChanged.emit(ref)
         key = (str(self.store.path), ref.hook, ref.neuron)
         page = self.pages.get(key)
         if page is not None:
@@ -308,13 +371,14 @@ class BrowserModel(QObject):
             pages.put(key, page)
             return page
 
-        self.tasks.submit("neuron", work, self._show_page, lambda e, tb: self._error(f"Cannot show {ref.label()}", e, tb))
+        self.tasks.submit("neuron", work, self._show_page,
+                          lambda e, tb: self._error(f"Cannot show {ref.label()}", e, tb))
 
     def _show_page(self, page: state.NeuronPage) -> None:
         if page.ref != self.ref:
             return
         self.page = page
-        self.pageReady.emit(page)
+        self.events.pageReady.emit(page)
         if self.prefetch:
             self._prefetch_neighbours()
 
@@ -323,7 +387,8 @@ class BrowserModel(QObject):
         if self.ref is None or self.store is None:
             return
         order = self.visible_order()
-        refs = [NeuronRef(self.hook, state.step_neuron(order, self.ref.neuron, s, int(self.store.d_mlp))) for s in (1, -1)]
+        n = int(self.store.d_mlp)
+        refs = [NeuronRef(self.hook, state.step_neuron(order, self.ref.neuron, s, n)) for s in (1, -1)]
         store, pages = self.store, self.pages
         todo = [r for r in refs if r != self.ref and pages.get((str(store.path), r.hook, r.neuron)) is None]
         if not todo:
@@ -346,6 +411,7 @@ class BrowserModel(QObject):
                           lambda e, tb: self._error("Cannot read this snippet's context", e, tb))
 
     def step_neuron(self, step: int) -> None:
+        """J / K: the next / previous neuron in the table's visible order (filter and sort)."""
         if self.store is None or self.hook is None:
             return
         cur = self.ref.neuron if self.ref else None
@@ -365,31 +431,38 @@ class BrowserModel(QObject):
             self.set_hook(other)
 
     def back(self) -> None:
-        ref = self.history.back()
-        self._go(ref)
+        self._go(self.history.back())
 
     def forward(self) -> None:
-        ref = self.history.forward()
-        self._go(ref)
+        self._go(self.history.forward())
 
     def _go(self, ref: NeuronRef | None) -> None:
-        self.historyChanged.emit(self.history.can_back(), self.history.can_forward())
+        self.events.historyChanged.emit(self.history.can_back(), self.history.can_forward())
         if ref is None:
             return
         if ref.hook != self.hook:
-            self.hook = None  # force set_hook to treat it as a change
             self.set_hook(ref.hook, neuron=ref.neuron)
         else:
             self.select(ref.neuron, record=False)
+
+    # ---- bookmarks ----------------------------------------------------------------------------------
+
+    def set_bookmarks(self, bookmarks: state.Bookmarks) -> None:
+        """Bookmarks of the open store (the app keeps them per store run uuid in its settings)."""
+        self.bookmarks = bookmarks
+        self._bookmarks_changed()
 
     def toggle_bookmark(self) -> bool:
         if self.ref is None:
             return False
         on = self.bookmarks.toggle(self.ref)
-        self.bookmarksChanged.emit()
+        self._bookmarks_changed()
+        return on
+
+    def _bookmarks_changed(self) -> None:
+        self.events.bookmarksChanged.emit()
         if self.filter.bookmarked_only:
             self._apply_filter()
-        return on
 
     # ---- try your text --------------------------------------------------------------------------------
 
@@ -414,42 +487,43 @@ class BrowserModel(QObject):
             return
         ckpt = self.checkpoint_dir()
         if ckpt is None:
-            self.liveStateChanged.emit("no checkpoint: this store does not say which model recorded it")
+            self.events.liveStateChanged.emit("no checkpoint: this store does not say which model recorded it")
             return
         ref = self.ref
         if self._live is None or self._live.checkpoint_dir != ckpt:
             try:
                 from solu_core.live import LiveModel  # torch is imported only when someone types
             except ImportError as e:
-                self.liveStateChanged.emit(f"try-your-text needs torch: pip install 'neurobrowse[model]' ({e})")
+                self.events.liveStateChanged.emit(f"try-your-text needs torch: pip install 'neurobrowse[model]' ({e})")
                 return
             self._live = LiveModel(ckpt)
         live = self._live
         if not live.loaded:
-            self.liveStateChanged.emit(f"loading the model from {ckpt} ...")
+            self.events.liveStateChanged.emit(f"loading the model from {ckpt} ...")
 
         def work(req):
             return live.run(text, ref.hook, ref.neuron)
 
         def done(result):
-            self.liveStateChanged.emit("ready")
-            self.liveReady.emit(result)
+            self.events.liveStateChanged.emit("ready")
+            self.events.liveReady.emit(result)
 
         def failed(exc, tb):
-            self.liveStateChanged.emit(f"model unavailable: {exc}")
+            self.events.liveStateChanged.emit(f"model unavailable: {exc}")
             self._error("Try-your-text: model unavailable", exc, tb)
 
         self.tasks.submit("live", work, done, failed)
 
-    def _on_failed(self, kind: str, exc: BaseException, tb: str) -> None:
-        self._error(f"{kind} failed", exc, tb)
+    # ---- errors and closing ---------------------------------------------------------------------------
 
     def _error(self, title: str, exc: BaseException, tb: str) -> None:
         if isinstance(exc, NeurobrowseError):
-            self.errorRaised.emit(title, str(exc))
+            self.events.errorRaised.emit(title, str(exc))
         else:
             last = tb.strip().splitlines()[-3:] if tb else []
-            self.errorRaised.emit(title, f"{type(exc).__name__}: {exc}\n\n" + "\n".join(last))
+            self.events.errorRaised.emit(title, f"{type(exc).__name__}: {exc}\n\n" + "\n".join(last))
 
     def shutdown(self) -> None:
+        """Stop the workers, then close the label database."""
         self.tasks.shutdown()
+        self._close_labels()

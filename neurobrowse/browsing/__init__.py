@@ -1,0 +1,17 @@
+"""The browsing model: what a browser or comparison window shows and does, without Qt.
+
+- ``Browser`` (browser.py): one open store (hook, neuron, page, tables, filter, sort, labels, bookmarks,
+  history, try-your-text), emitting plain events.
+- ``Comparison`` (compare.py): two Browsers and the population comparison of their stores.
+- ``Events`` (events.py): the callback lists views subscribe to.
+- ``InlineRunner`` / ``Runner`` (runner.py): where the work runs; the app passes its Qt thread pool.
+
+The Qt widgets in ``neurobrowse.qt`` are views over these, connected by ``neurobrowse.qt.bridge``.
+"""
+
+from neurobrowse.browsing.browser import EVENTS, Browser
+from neurobrowse.browsing.compare import Comparison
+from neurobrowse.browsing.events import Event, Events
+from neurobrowse.browsing.runner import InlineRunner, Runner
+
+__all__ = ["Browser", "Comparison", "Event", "Events", "EVENTS", "InlineRunner", "Runner"]
