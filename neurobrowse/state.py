@@ -729,9 +729,12 @@ def _concat_tables(tables: list[dict]) -> dict:
 
 
 def compare_stores(store_a, store_b, hook_kind: str = "hook_post", req: Request | None = None) -> Comparison:
-    """Population comparison over every indexed ``hook_kind`` hook of each store."""
+    """Population comparison over every indexed ``hook_kind`` hook of each store (a Store or a path)."""
+    from store.reader import as_store
+
+    stores = (as_store(store_a), as_store(store_b))
     tables = []
-    for st in (store_a, store_b):
+    for st in stores:
         hooks = [h for h in st.hooks if h.endswith(hook_kind) and st.is_indexed(h)]
         if not hooks:
             raise NeurobrowseError(f"{st.path} has no indexed {hook_kind} hook; run `neurobrowse index {st.path}`")
@@ -743,7 +746,7 @@ def compare_stores(store_a, store_b, hook_kind: str = "hook_post", req: Request 
             t["hook"] = np.array([h] * len(t["neuron"]), dtype=object)  # which layer a row is from
             per.append(t)
         tables.append(_concat_tables(per))
-    labels = (model_name(store_a), model_name(store_b))
+    labels = (model_name(stores[0]), model_name(stores[1]))
     if labels[0] == labels[1]:
         labels = (f"{labels[0]} (A)", f"{labels[1]} (B)")
     shares = (pass_shares(tables[0]), pass_shares(tables[1]))

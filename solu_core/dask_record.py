@@ -166,3 +166,15 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
 
 
 __all__ = ["DaskRecordConfig", "record_dask"]
+
+
+def record_on(scheduler: str | None, checkpoint_dir: str | Path, out: str | Path, **kwargs) -> Path:
+    """Record in this process (``scheduler`` None: ``solu_core.record.record``) or on the Dask cluster
+    ``scheduler`` names (``record_dask``, one worker per GPU for ``local:N`` unless device is cpu); the
+    same store either way. ``kwargs`` as for ``record``."""
+    from solu_core.record import record
+    from store.dask_cluster import ClusterConfig, local_or_dask
+
+    gpus = kwargs.get("device", "auto") != "cpu"
+    return local_or_dask(scheduler, lambda: record(checkpoint_dir, out, **kwargs),
+                         lambda client: record_dask(checkpoint_dir, out, client, **kwargs), ClusterConfig(gpus=gpus))

@@ -266,3 +266,12 @@ def progress_bar(futures, *, total: int | None = None, initial: int = 0, desc: s
 
 __all__ = ["ClusterConfig", "SchedulerError", "SchedulerSpec", "parse_scheduler", "dask_client", "n_workers",
            "progress_bar", "dask_errors", "INSTALL_HINT"]
+
+
+def local_or_dask(scheduler: str | None, local, on_dask, config: ClusterConfig | None = None):
+    """The one place the local-or-Dask choice is made: ``local()`` in this process without a scheduler,
+    else ``on_dask(client)`` on a client for ``scheduler`` (closed afterwards)."""
+    if not scheduler:
+        return local()
+    with dask_client(scheduler, config) as client:
+        return on_dask(client)

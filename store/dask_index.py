@@ -190,4 +190,15 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
     return {h: out[h] for h in wanted}
 
 
-__all__ = ["DaskIndexConfig", "index_store_dask"]
+def index_store_on(scheduler: str | None, path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT_K,
+                   force: bool = False, progress: bool = True) -> dict:
+    """Index a store in this process (``scheduler`` None: ``store.index.index_store``) or on the Dask
+    cluster ``scheduler`` names (``index_store_dask``); the same index either way."""
+    from store.dask_cluster import local_or_dask
+
+    kw = dict(hooks=hooks, k=k, force=force, progress=progress)
+    return local_or_dask(scheduler, lambda: index.index_store(path, **kw),
+                         lambda client: index_store_dask(path, client, **kw))
+
+
+__all__ = ["DaskIndexConfig", "index_store_dask", "index_store_on"]

@@ -214,16 +214,5 @@ def score_summary(stores) -> dict[str, dict[str, dict[str, dict]]]:
     return out
 
 
-def format_summary(summary: dict) -> str:
-    """A plain-text table of ``score_summary`` for the terminal."""
-    lines = [f"{'model':<12} {'hook':<28} {'score':<17} {'mean':>6} {'median':>6} {'share>=thr':>10} {'n':>6}"]
-    for model, hooks in summary.items():
-        for hook, scores in hooks.items():
-            for score, d in scores.items():
-                lines.append(f"{model:<12} {hook:<28} {score:<17} {d['mean']:6.3f} {d['median']:6.3f} "
-                             f"{d['share_above']:10.3f} {d['n_valid']:6d}")
-    return "\n".join(lines)
-
-
 __all__ = ["token_rule", "token_rule_score", "sim_score", "sim_score_all", "score_distributions", "score_summary",
-           "format_summary", "model_name", "display_name", "SCORES", "THRESHOLDS"]
+           "model_name", "display_name", "SCORES", "THRESHOLDS"]

@@ -6,8 +6,9 @@ import pytest
 from store import schema
 from store.index import index_store
 from store.reader import Store
+from neurobrowse.render import score_summary_text
 from store.scores import (
-    THRESHOLDS, format_summary, score_distributions, score_summary, sim_score, token_rule,
+    THRESHOLDS, score_distributions, score_summary, sim_score, token_rule,
 )
 from tests.test_indexer_store import write_synthetic_store
 
@@ -81,7 +82,7 @@ def test_summary_per_model(constructed_store, tmp_path):
     assert sum(d["hist_counts"]) == 22
     dist = score_distributions(constructed_store)
     assert dist[HOOK]["sim_score"].shape == (22,)
-    text = format_summary(summary)
+    text = score_summary_text(summary)
     assert "gelu" in text and "sim_score" in text
     assert schema.INDEX_ARRAYS["sim_score"][0] == "float32"
 

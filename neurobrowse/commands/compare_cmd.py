@@ -23,15 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.summary:
+        from neurobrowse import render
         from neurobrowse.state import compare_stores
-        from store.reader import Store
 
-        cmp = compare_stores(Store.open(args.store_a), Store.open(args.store_b))
-        for label, shares in zip(cmp.labels, cmp.shares):
-            for r in shares:
-                lo, hi = r.interval
-                print(f"{label:>12}  {r.name} >= {r.threshold:g}: {r.k}/{r.n} = {r.share:.1%}  95% CI [{lo:.1%}, {hi:.1%}]")
-        print(cmp.verdict)
+        print(render.comparison_text(compare_stores(args.store_a, args.store_b)))
         return 0
     from neurobrowse.qt import app
 

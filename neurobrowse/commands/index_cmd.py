@@ -29,22 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from store.index import index_store
-    from store.scores import format_summary, score_summary
+    from neurobrowse import render
+    from store.dask_index import index_store_on
+    from store.scores import score_summary
 
-    if getattr(args, "scheduler", None):
-        from store.dask_cluster import dask_client
-        from store.dask_index import index_store_dask
-
-        with dask_client(args.scheduler) as client:
-            out = index_store_dask(args.store, client, hooks=args.hooks, k=args.k, force=args.force,
-                                   progress=not args.quiet)
-    else:
-        out = index_store(args.store, hooks=args.hooks, k=args.k, force=args.force, progress=not args.quiet)
-    for hook, s in out.items():
-        if s.get("skipped"):
-            print(f"{hook}: {s['reason']}")
-        else:
-            print(f"{hook}: indexed {s['n_tokens']:,} tokens x {s['n_neurons']} neurons (k={s['k']})")
-    print(format_summary(score_summary([args.store])))
+    out = index_store_on(args.scheduler, args.store, hooks=args.hooks, k=args.k, force=args.force,
+                         progress=not args.quiet)
+    print(render.index_text(out, score_summary([args.store])))
     return 0

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from neurobrowse import __version__
+from neurobrowse import __version__, render
 from store.labels import ENV_DB, VERDICTS, LabelDB, LabelError
 
 
@@ -95,17 +94,11 @@ def _run_of(args: argparse.Namespace) -> str | None:
     return getattr(args, "run", None)
 
 
-def _line(lab) -> str:
-    tags = f" [{', '.join(lab.tags)}]" if lab.tags else ""
-    desc = f" {lab.description}" if lab.description else ""
-    return f"{lab.run_uuid[:8]} {lab.hook} {lab.neuron:>6} {lab.verdict:<17}{desc}{tags}  ({lab.author}, {lab.time[:19]})"
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     with open_db(args) as db:
         labs = db.labels(_run_of(args), hook=args.hook, layers=args.layer, verdicts=args.verdict, tags=args.tag)
     for lab in labs:
-        print(json.dumps(lab.to_dict(), ensure_ascii=False) if args.json else _line(lab))
+        print(render.json_text(lab.to_dict(), indent=None) if args.json else render.label_line(lab))
     if not args.json:
         print(f"{len(labs)} label(s)", file=sys.stderr)
     return 0
@@ -119,7 +112,7 @@ def cmd_set(args: argparse.Namespace) -> int:
     with open_db(args) as db:
         lab = db.set_label(store.run_uuid, hook, args.neuron, verdict=args.verdict, description=args.description,
                            tags=args.tag, notes=args.notes, author=args.author, source="cli", store=store)
-    print(_line(lab))
+    print(render.label_line(lab))
     return 0
 
 
@@ -133,9 +126,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not events:
         raise LabelError(f"neuron {args.neuron} of {hook} in {store.path} has never been labeled")
     for ev in events:
-        what = ev.verdict or "(cleared)"
-        print(f"#{ev.event_id:<6} {ev.time[:19]} {ev.author:<12} {ev.source:<7} {what:<17} {ev.description}"
-              + (f" [{', '.join(ev.tags)}]" if ev.tags else "") + (f"  notes: {ev.notes}" if ev.notes else ""))
+        print(render.label_event_line(ev))
     return 0
 
 

@@ -52,19 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from solu_core.record import record
+    from solu_core.dask_record import record_on
 
     hooks = [h.strip() for h in args.hooks.split(",") if h.strip()] if args.hooks else None
-    kwargs = dict(n_tokens=args.tokens, layers=args.layers, hooks=hooks, batch_size=args.batch_size,
-                  device=args.device, corpus_dir=args.corpus, progress=not args.quiet,
-                  chunk_tokens=args.chunk_tokens, fsync=not args.no_fsync)
-    if getattr(args, "scheduler", None):
-        from solu_core.dask_record import record_dask
-        from store.dask_cluster import ClusterConfig, dask_client
-
-        with dask_client(args.scheduler, ClusterConfig(gpus=args.device != "cpu")) as client:
-            out = record_dask(args.checkpoint, args.out, client, **kwargs)
-    else:
-        out = record(args.checkpoint, args.out, **kwargs)
+    out = record_on(args.scheduler, args.checkpoint, args.out, n_tokens=args.tokens, layers=args.layers, hooks=hooks,
+                    batch_size=args.batch_size, device=args.device, corpus_dir=args.corpus, progress=not args.quiet,
+                    chunk_tokens=args.chunk_tokens, fsync=not args.no_fsync)
     print(f"store: {out}  (see it with `neurobrowse info {out}`)")
     return 0

@@ -1,0 +1,228 @@
+"""What the command line prints: plain text for people, ANSI shading on a terminal, JSON for scripts.
+
+Commands parse their arguments, call one library function and hand the result to one function here.
+Numbers and sizes are written by ``neurobrowse.formatting``, the same as in the app.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any, TextIO
+
+from neurobrowse.formatting import human_bytes
+
+# ---- JSON ----------------------------------------------------------------------------------------------
+
+
+def _clean(x: Any) -> Any:
+    """NaN / inf as null, numpy scalars and arrays as plain numbers and lists, paths as strings."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if hasattr(x, "tolist"):  # numpy arrays and scalars
+        return _clean(x.tolist())
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, (str, int, bool)) or x is None:
+        return x
+    return str(x)
+
+
+def json_text(obj: Any, indent: int | None = 1) -> str:
+    """``obj`` as JSON: NaN as null, numpy values as numbers, anything else as its string."""
+    return json.dumps(_clean(obj), indent=indent, ensure_ascii=False)
+
+
+# ---- ANSI shading ----------------------------------------------------------------------------------------
+
+
+def use_color(mode: str, stream: TextIO | None = None) -> bool:
+    """--color always / never / auto (auto: only when the stream is a terminal)."""
+    stream = stream or sys.stdout
+    return mode == "always" or (mode == "auto" and stream.isatty())
+
+
+_RAMP_POS = (231, 230, 229, 222, 221, 215, 214, 208, 202)  # ANSI 256 colours: white -> orange
+_RAMP_NEG = (231, 195, 159, 153, 117, 111, 75, 69, 33)  # white -> blue
+
+
+def shade(level: float, negative: bool = False) -> str:
+    """ANSI background (and black text) for an activation level in [0, 1]."""
+    ramp = _RAMP_NEG if negative else _RAMP_POS
+    return f"\x1b[48;5;{ramp[min(len(ramp) - 1, int(level * (len(ramp) - 1) + 0.5))]}m\x1b[38;5;16m"
+
+
+def snippet_line(s, scale: float, color: bool, width: int = 100) -> str:
+    """One snippet (store.reader.Snippet) on one line: the tokens the model saw, each shaded by the
+    neuron's activation (firing token bold and underlined); without colour the firing token is in «»
+    and kept in view."""
+    parts = []
+    for i, (tok, act) in enumerate(zip(s.tokens, s.acts)):
+        if not s.ctx_lo <= i < s.ctx_hi:
+            continue
+        if color:
+            lvl = min(1.0, abs(float(act)) / scale) if scale > 0 else 0.0
+            style = shade(lvl, float(act) < 0) + ("\x1b[1;4m" if i == s.center else "")
+            parts.append(f"{style}{tok}\x1b[0m")
+        else:
+            parts.append(f"«{tok}»" if i == s.center else tok)
+    text = "".join(parts)
+    if not color and len(text) > width:  # keep the firing token in view
+        at = text.index("«")
+        lo = max(0, min(at - width * 2 // 3, len(text) - width))
+        text = ("…" if lo else "") + text[lo:lo + width] + ("…" if lo + width < len(text) else "")
+    return text
+
+
+# ---- one neuron (`show`) -------------------------------------------------------------------------------
+
+
+def snippet_dict(s) -> dict:
+    return {"position": s.position, "value": s.value, "center": s.center, "token_ids": s.token_ids,
+            "tokens": s.tokens, "acts": s.acts, "context": [s.ctx_lo, s.ctx_hi], "more": s.more}
+
+
+def neuron_dict(view, store) -> dict:
+    """Everything `show --json` prints about one neuron (store.reader.NeuronView)."""
+    return {
+        "store": str(store.path), "run_uuid": store.run_uuid, "act_fn": store.act_fn,
+        "hook": view.hook, "layer": view.layer, "neuron": view.neuron,
+        "stats": view.stats,
+        "top_tokens": [{"token": t, "mean": m, "count": c} for t, m, c in view.top_tokens],
+        "logit_up": [{"token": t, "effect": v} for t, v in view.logit_up],
+        "logit_down": [{"token": t, "effect": v} for t, v in view.logit_down],
+        "top": [snippet_dict(s) for s in view.top],
+        "bottom": [snippet_dict(s) for s in view.bottom],
+        "samples": {b: [snippet_dict(s) for s in v] for b, v in view.samples.items()},
+        "hist_edges": view.hist_edges,
+        "hist_counts": view.hist_counts,
+    }
+
+
+def neuron_text(view, store, n_snippets: int, color: bool) -> str:
+    """One neuron for the terminal: statistics, top tokens, logit effects, top and bottom snippets."""
+    st = view.stats
+    q = st.get("quantiles", {})
+    lines = [
+        f"{view.hook} neuron {view.neuron}   ({store.act_fn}, {store.n_tokens:,} tokens, {store.path})",
+        f"  max {st['max_act']:.4g}   min {st['min_act']:.4g}   mean {st['mean']:.4g}   std {st['std']:.4g}   "
+        f"skew {st['skewness']:.3g}   kurtosis {st['kurtosis']:.3g}   density {st['density']:.2%}",
+        f"  token-rule score {st['token_rule_score']:.2f}   simulation score {st['sim_score']:.2f}   quantiles "
+        + "  ".join(f"{float(k):.1%}: {v:.3g}" for k, v in q.items()),
+        "top tokens (mean activation, count):",
+        "  " + ",  ".join(f"{t!r} {m:.3g} ({c})" for t, m, c in view.top_tokens[:10]),
+    ]
+    if view.logit_up:
+        lines.append("logit effects (W_out @ W_U):")
+        lines.append("  up:   " + ",  ".join(f"{t!r} {v:+.3g}" for t, v in view.logit_up[:10]))
+        lines.append("  down: " + ",  ".join(f"{t!r} {v:+.3g}" for t, v in view.logit_down[:10]))
+    scale = max(abs(st["max_act"]), abs(st["min_act"]), 1e-9)
+    for title, snippets in (("top snippets", view.top), ("bottom snippets", view.bottom)):
+        lines.append(f"{title}:")
+        for s in snippets[:n_snippets]:
+            more = f"  (+{s.more} more in this context)" if s.more else ""
+            lines.append(f"  {s.value:>8.4g}  @{s.position:<9}  {snippet_line(s, scale, color)}{more}")
+    return "\n".join(lines)
+
+
+# ---- a store (`info`, `index`) ---------------------------------------------------------------------------
+
+
+def info_text(info: dict) -> str:
+    """``Store.info()`` for the terminal."""
+    m = info["model"]
+    lines = [
+        f"store       {info['path']}",
+        f"model       {m['act_fn']}, {m['n_layers']} layer(s), d_model {m['d_model']}, d_mlp {m['d_mlp']}, "
+        f"d_vocab {m['d_vocab']}, n_ctx {m['n_ctx']}",
+        f"checkpoint  {info['checkpoint_path']} (sha256 {str(info['checkpoint_hash'])[:12]})",
+        f"run         {info['run_uuid']}, recorded {info['created']}, neurobrowse {info['code_version']}, "
+        f"schema v{info['schema_version']}",
+        f"tokens      {info['n_tokens']:,} in contexts of {info['context_len']}, "
+        f"{info['n_chunks']} chunk(s) of {info['chunk_tokens']:,} rows",
+    ]
+    if info["complete"]:
+        lines.append("status      complete")
+    else:
+        lines.append(f"status      INCOMPLETE: {info['chunks_done']}/{info['n_chunks']} chunks recorded. Resume with:")
+        lines.append(f"              {info['resume_command']}")
+    lines.append("hooks")
+    for hook, h in info["hooks"].items():
+        if h["indexed"]:
+            k = h["index_state"].get("k")
+            state = f"indexed{f' (k={k})' if k else ''}"
+        elif h["index_state"]:
+            state = "index incomplete: run `neurobrowse index` to resume"
+        else:
+            state = "not indexed: run `neurobrowse index`"
+        lines.append(f"  {hook:<28} {human_bytes(h['bytes_on_disk']):>10}   {state}")
+    ratio = info["compression_ratio"]
+    lines.append(
+        f"size        {human_bytes(info['size_on_disk'])} on disk; activations {human_bytes(info['dense_bytes_raw'])} "
+        f"raw -> {human_bytes(info['dense_bytes_on_disk'])} (compression ratio {ratio:.2f})"
+        if ratio else f"size        {human_bytes(info['size_on_disk'])} on disk"
+    )
+    return "\n".join(lines)
+
+
+def score_summary_text(summary: dict) -> str:
+    """``store.scores.score_summary`` as a table: per model, hook and score, mean, median, share passing."""
+    lines = [f"{'model':<12} {'hook':<28} {'score':<17} {'mean':>6} {'median':>6} {'share>=thr':>10} {'n':>6}"]
+    for model, hooks in summary.items():
+        for hook, scores in hooks.items():
+            for score, d in scores.items():
+                lines.append(f"{model:<12} {hook:<28} {score:<17} {d['mean']:6.3f} {d['median']:6.3f} "
+                             f"{d['share_above']:10.3f} {d['n_valid']:6d}")
+    return "\n".join(lines)
+
+
+def index_text(results: dict, summary: dict) -> str:
+    """What `index` did per hook, then the score distributions."""
+    lines = []
+    for hook, s in results.items():
+        if s.get("skipped"):
+            lines.append(f"{hook}: {s['reason']}")
+        else:
+            lines.append(f"{hook}: indexed {s['n_tokens']:,} tokens x {s['n_neurons']} neurons (k={s['k']})")
+    lines.append(score_summary_text(summary))
+    return "\n".join(lines)
+
+
+# ---- labels (`labels list / set / history`) ---------------------------------------------------------------
+
+
+def label_line(lab) -> str:
+    """One label (store.labels.Label) on one line: run, hook, neuron, verdict, description, tags, who and when."""
+    tags = f" [{', '.join(lab.tags)}]" if lab.tags else ""
+    desc = f" {lab.description}" if lab.description else ""
+    return (f"{lab.run_uuid[:8]} {lab.hook} {lab.neuron:>6} {lab.verdict:<17}{desc}{tags}  "
+            f"({lab.author}, {lab.time[:19]})")
+
+
+def label_event_line(ev) -> str:
+    """One event of a label's history."""
+    what = ev.verdict or "(cleared)"
+    return (f"#{ev.event_id:<6} {ev.time[:19]} {ev.author:<12} {ev.source:<7} {what:<17} {ev.description}"
+            + (f" [{', '.join(ev.tags)}]" if ev.tags else "") + (f"  notes: {ev.notes}" if ev.notes else ""))
+
+
+# ---- two stores (`compare --summary`) ---------------------------------------------------------------------
+
+
+def comparison_text(cmp) -> str:
+    """``state.Comparison``: per model the share passing each score with its 95% interval, then the verdict."""
+    lines = []
+    for label, shares in zip(cmp.labels, cmp.shares):
+        for r in shares:
+            lo, hi = r.interval
+            lines.append(f"{label:>12}  {r.name} >= {r.threshold:g}: {r.k}/{r.n} = {r.share:.1%}  "
+                         f"95% CI [{lo:.1%}, {hi:.1%}]")
+    lines.append(cmp.verdict)
+    return "\n".join(lines)
+
+
+__all__ = ["json_text", "use_color", "shade", "snippet_line", "neuron_dict", "neuron_text", "info_text",
+           "score_summary_text", "index_text", "label_line", "label_event_line", "comparison_text"]
