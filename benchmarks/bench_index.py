@@ -23,8 +23,8 @@ and times, interleaved repeat by repeat so load changes hit all alike:
                moments, density, per-token sums), one sweep per chunk, next chunk read meanwhile
   pass2        the second pass (quantile-bin samples with windows)
   index_store  both passes + checkpoint saves + finalize (writes the index arrays)
-  topk         top-k alone: read + store.kernels.topk_rows, streaming (the indexer's kernel style)
-  topk_T       top-k alone with the former transpose + column kernel (store.kernels.topk_chunk)
+  topk         top-k alone: read + topk_kernels.topk_rows, streaming (the indexer's kernel style)
+  topk_T       top-k alone with a transpose + column kernel (topk_kernels.topk_chunk)
   torch_topk   read + torch.topk(dim=0) per chunk (float32), merged with the running top-k (same k)
   torch_whole  read the whole hook, then one torch.topk(dim=0) over it (float32), as in DESIGN.md
   dask_topk    dask.array.from_zarr(...).topk(k, axis=0) and .argtopk(k, axis=0), computed together
@@ -54,7 +54,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store import kernels, schema  # noqa: E402
+import topk_kernels  # noqa: E402  (benchmarks/topk_kernels.py)
+from store import schema  # noqa: E402
 from store.index import ChunkSource, compute_partial, compute_sample_partial, index_store, sample_thresholds  # noqa: E402
 from store.reader import Store  # noqa: E402
 
@@ -160,9 +161,9 @@ def _topk(path: Path, k: int, transposed: bool) -> float:
     worst = np.zeros(N, np.int32)
     for c, row0, bits in src.chunks(0, src.n_chunks):
         if transposed:
-            kernels.topk_chunk(kernels.transposed(bits), row0, key, pos, worst)
+            topk_kernels.topk_chunk(topk_kernels.transposed(bits), row0, key, pos, worst)
         else:
-            kernels.topk_rows(bits, row0, key, pos, worst, kernels.TOPK_BLOCK)
+            topk_kernels.topk_rows(bits, row0, key, pos, worst, topk_kernels.TOPK_BLOCK)
     return time.perf_counter() - t
 
 
@@ -230,7 +231,7 @@ def t_topk_mem(path: Path, k: int) -> float:
     pos = np.full((N, k), -1, np.int64)
     worst = np.zeros(N, np.int32)
     for row0, bits in chunks:
-        kernels.topk_rows(bits, row0, key, pos, worst, kernels.TOPK_BLOCK)
+        topk_kernels.topk_rows(bits, row0, key, pos, worst, topk_kernels.TOPK_BLOCK)
     return time.perf_counter() - t
 
 
@@ -267,6 +268,7 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/neurobrowse_bench_index", help="where the stores are built (kept, reused)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_index.json"))
     args = ap.parse_args()
+    topk_kernels.check()  # the top-k kernels timed below keep exactly numpy's top-k
 
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)

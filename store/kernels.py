@@ -13,18 +13,18 @@ Numba has no float16 on the CPU, so the kernels take a chunk of float16 activati
 Every kernel updates its state arrays in place, one chunk at a time. The indexer's kernels
 (``pass1_rows``, ``pass2_rows``) are serial and ``nogil`` over a range of neuron blocks; the indexer
 hands the ranges to a thread pool as threads come free (``store.index.blocks.run_blocks``) while the
-next chunks are read in other threads. The others are parallel over blocks with ``prange``.
+next chunks are read in other threads. The others are parallel with ``prange``.
 The kernels work on the chunk row-major, as stored: a work item owns ``ROW_BLOCK`` contiguous
 neurons and walks the rows, reading the block's contiguous bits per row, with its statistics in
-small per-block arrays. One sweep computes every pass-1 statistic. (An earlier
-version transposed each chunk to [neurons, rows] first; the transpose alone cost more than any
-statistic. ``transposed`` / ``topk_chunk`` remain as that column-wise variant, for comparison in
-benchmarks/bench_index.py.) No atomics, no races: results depend only on the data and the order of
-chunks, never on the number of threads or the block size.
+small per-block arrays. One sweep computes every pass-1 statistic (transposing each chunk to [neurons, rows] first cost
+more than any statistic; benchmarks/topk_kernels.py keeps that variant for comparison). No atomics,
+no races: results depend only on the data and the order of chunks, never on the number of threads or
+the block size.
 
 Tie-breaking (what makes partial results merge exactly): among equal keys the lower global token
 position ranks higher, for top-k and for bottom-k. A chunk is scanned in increasing position, so
-within a scan an equal key never displaces a kept one; ``merge_topk`` applies the same total order.
+within a scan an equal key never displaces a kept one, and merging two partial results
+(``store.index.merge_partials``) applies the same total order.
 
 Shapes: R rows of the chunk, N neurons, k kept per neuron, W = window tokens, B sample bins,
 S samples per bin, H histogram bins, V vocabulary.
@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-TILE = 16  # tile edge of the blocked transpose (16 measured fastest of 16-128)
+
 
 # float16 bit pattern -> float32 value, for all 65536 patterns.  # [65536] float32
 F16_TO_F32 = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
@@ -131,31 +131,9 @@ def _f16_lookup(bits):
     return np.float64(F16_TO_F32[bits])
 
 
-# float16 bits -> float64 value, exact for all 65536 patterns (tested). With F16C the hardware
-# conversion: one 2048 x 2048 chunk's values ~1.3 ms faster on one thread than the former
-# integer rebias + subnormal select (which was itself faster than the table).
+# float16 bits -> float64 value, exact for all 65536 patterns (tested): the hardware conversion (F16C)
+# where the CPU has it, the fastest way measured; else the table.
 f16_to_f64 = _f16_fpext if NATIVE_F16 else _f16_lookup
-
-
-@njit(parallel=True, cache=True)
-def transpose_u16(src, dst):
-    """dst[j, r] = src[r, j] for uint16 [R, N] -> [N, R], in TILE x TILE blocks, parallel over row tiles of dst."""
-    R, N = src.shape
-    for jt in prange((N + TILE - 1) // TILE):
-        j0 = jt * TILE
-        j1 = min(N, j0 + TILE)
-        for r0 in range(0, R, TILE):
-            r1 = min(R, r0 + TILE)
-            for j in range(j0, j1):
-                for r in range(r0, r1):
-                    dst[j, r] = src[r, j]
-
-
-def transposed(bits: np.ndarray) -> np.ndarray:
-    """uint16 [R, N] -> C-contiguous uint16 [N, R]."""
-    out = np.empty((bits.shape[1], bits.shape[0]), np.uint16)
-    transpose_u16(np.ascontiguousarray(bits), out)
-    return out
 
 
 @njit(inline="always", cache=True)
@@ -184,25 +162,6 @@ def worst_slots(top_key, top_pos, bot_key, bot_pos, top_worst, bot_worst):
     for j in range(top_key.shape[0]):
         top_worst[j] = _worst_top(top_key, top_pos, j)
         bot_worst[j] = _worst_bottom(bot_key, bot_pos, j)
-
-
-@njit(parallel=True, cache=True)
-def topk_chunk(curT, row0, top_key, top_pos, top_worst):
-    """Top-k alone on a transposed chunk (curT: uint16 [N, R], see ``transposed``): the column-wise
-    variant of ``topk_rows`` (same state layout, tie rule and result), kept for comparison."""
-    N, R = curT.shape
-    for j in prange(N):
-        col = curT[j]
-        thr = top_key[j, top_worst[j]]
-        for r in range(R):
-            key = f16_key(col[r])
-            if key > thr:
-                s = top_worst[j]
-                top_key[j, s] = key
-                top_pos[j, s] = row0 + r
-                s = _worst_top(top_key, top_pos, j)
-                top_worst[j] = s
-                thr = top_key[j, s]
 
 
 @njit(nogil=True, cache=True)  # serial, as worst_slots
@@ -251,14 +210,9 @@ def neuron_salts(n: int, seed: int) -> np.ndarray:
 
 # ---- row-major kernels (the indexer's) -------------------------------------------------------------
 # Each work item owns a block of ``block`` contiguous neurons and walks the R rows of the row-major
-# chunk. Each neuron sees its rows in increasing order, so the results are those of the former
-# transposed kernels (bit for bit for everything but the power sums' rounding). Measured on the
-# shared 2-core box, one 2048 x 2048 chunk, one thread: transpose + column kernels + per-token sums
-# ~31 ms CPU, this sweep ~24 ms.
+# chunk. Each neuron sees its rows in increasing order, so the results equal those of column-wise
+# kernels over a transposed chunk (bit for bit for everything but the power sums' rounding).
 ROW_BLOCK = 128  # neurons per work item of the row-major kernels (64-256 measured alike; see bench_index.py)
-# neurons per work item of topk_rows (top-k alone, benchmarks only): it does so little per value that the
-# per-row overhead dominates small blocks: 2M x 512 in memory, one thread, 0.77 s at 128 vs 0.21 s at 512
-TOPK_BLOCK = 512
 
 
 @njit(inline="always", cache=True)
@@ -414,7 +368,7 @@ def pass1_rows(
 def fold_key_blocks(hkb, hist):
     """hist [N, HIST_BINS] int64 += the key-block counts hkb [nb, 2**(16 - HIST_SHIFT), block] (uint16
     or int32; in place) and zero hkb: bin = key block - HIST_OFFSET, the outer blocks (only inf / NaN)
-    folded into the end bins. ~2 ms for 2048 neurons (the numpy transpose + astype it replaces: ~11 ms)."""
+    folded into the end bins."""
     nb, nk, block = hkb.shape
     N = hist.shape[0]
     for b in range(nb):
@@ -435,39 +389,6 @@ def fold_key_blocks(hkb, hist):
                         bi = HIST_BINS - 1
                     h[bi] += c
                     hkb[b, kb, jj] = 0
-
-
-@njit(parallel=True, nogil=True, cache=True)
-def topk_rows(cur, row0, top_key, top_pos, top_worst, block):
-    """Top-k alone on the row-major chunk (cur: uint16 [R, N]); same state and tie rule as topk_chunk.
-    Per row a block first tests whether any of its neurons beats its current k-th key (a reduction
-    LLVM vectorises); only then does it walk the block to insert."""
-    R, N = cur.shape
-    nb = (N + block - 1) // block
-    for b in prange(nb):
-        j0 = b * block
-        j1 = min(N, j0 + block)
-        m = j1 - j0
-        tthr = np.empty(m, np.int32)
-        for jj in range(m):
-            tthr[jj] = top_key[j0 + jj, top_worst[j0 + jj]]
-        for r in range(R):
-            row = cur[r, j0:j1]
-            hit = False
-            for jj in range(m):
-                hit |= f16_key(row[jj]) > tthr[jj]
-            if not hit:
-                continue
-            for jj in range(m):
-                key = f16_key(row[jj])
-                if key > tthr[jj]:
-                    j = j0 + jj
-                    s = top_worst[j]
-                    top_key[j, s] = key
-                    top_pos[j, s] = row0 + r
-                    s = _worst_top(top_key, top_pos, j)
-                    top_worst[j] = s
-                    tthr[jj] = top_key[j, s]
 
 
 @njit(nogil=True, cache=True)

@@ -160,19 +160,6 @@ def run_seed(x, qb, seed, R=512):
     return s.canonical()
 
 
-def test_topk_only_kernel_matches_numpy():
-    x, _, _ = _data()
-    N, k = x.shape[1], 8
-    key = np.full((N, k), -1, np.int32)
-    pos = np.full((N, k), -1, np.int64)
-    worst = np.zeros(N, np.int32)
-    for c in range(4):
-        kernels.topk_chunk(kernels.transposed(x[c * 512:(c + 1) * 512].view(np.uint16)), c * 512, key, pos, worst)
-    order, _ = _brute_order(x, True)
-    got = np.lexsort((pos, -key.astype(np.int64)), axis=-1)
-    assert np.array_equal(np.take_along_axis(pos, got, 1), order[:, :k])
-
-
 def test_results_do_not_depend_on_threads_or_how_blocks_are_handed_out(monkeypatch):
     """_run_blocks hands block ranges to a thread pool as threads come free: pass 1 and pass 2 must
     give the same bits with 1 or 2 threads and any task size (300 neurons = 3 blocks of 128)."""
