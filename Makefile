@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.neurobrowse-installed
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: setup test demo bench package clean-venv
+.PHONY: setup test lint demo bench package clean-venv
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml Makefile packaging/system-packages.sh | $(PY)
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests
+
+# ruff over the whole tree (rules in pyproject.toml)
+lint: setup
+	$(VENV)/bin/ruff check .
 
 demo: setup
 	$(VENV)/bin/neurobrowse demo

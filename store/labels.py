@@ -2,8 +2,8 @@
 
 Why SQLite and not a JSON file: several processes (the app, CLI calls, several app windows) write
 labels at once. In WAL mode with ``BEGIN IMMEDIATE`` and a busy timeout, SQLite serialises the
-writers and keeps every write (800 of 800 in tests/test_labels_concurrency.py); a JSON file with an
-atomic rename kept 206 of 800 (measured, see /work/shared/DESIGN.md). ``synchronous=FULL`` makes a
+writers and keeps every write (800 of 800 from 4 processes, tests/test_labels.py); a JSON file with
+an atomic rename kept 206 of 800 in the same measurement. ``synchronous=FULL`` makes a
 committed label survive a power cut, not only a killed process.
 
 A label is keyed by ``(run_uuid, hook, layer, neuron)``: the store's run UUID pins it to one

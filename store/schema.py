@@ -140,7 +140,7 @@ EXPLAIN_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "explain_score": ("float32", ("neuron",)),  # F2 of coverage and precision
 }
 
-# ---- index details (engineer C; see store/index/ and store/kernels.py) --------------------------
+# ---- index details (see store/index/ and store/kernels.py) ------------------------------------------------
 # Sizes: window = CONTEXT_BEFORE + 1 + CONTEXT_AFTER; edge = len(SAMPLE_QUANTILES); bin =
 # len(SAMPLE_BINS); hist_bin = kernels.HIST_BINS (992 bins read off the float16 bit pattern: 16 per
 # octave, exact and mergeable), hist_edge = hist_bin + 1; vocab = model_config["d_vocab"].
@@ -161,7 +161,7 @@ INDEX_WHOLE_ARRAYS = ("hist_edges", "mean", "var", "skewness", "kurtosis", "dens
 INDEX_STATE_GROUP = "_state"  # index/{hook}/_state/{slot}/...: saved partial results for resuming
 
 
-# ---- chunking and codecs (engineer B; figures from benchmarks/bench_store.py) ------------------------
+# ---- chunking and codecs (figures from benchmarks/bench_store.py) ------------------------------------
 # Dense activations are chunked [chunk_tokens, d_mlp]: whole rows, because the indexer streams over
 # tokens and reads every neuron of a row; one neuron's page is served by the index, never by the
 # dense array. No sharding: a chunk of ~8 MiB is already a large sequential file write, sharding

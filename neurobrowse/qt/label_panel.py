@@ -1,6 +1,6 @@
 """LabelPanel: label the shown neuron from the keyboard while browsing.
 
-API for the neuron page (engineer D)::
+API for the neuron page::
 
     from neurobrowse.labeling import LabelModel
     from neurobrowse.qt.label_panel import LabelPanel

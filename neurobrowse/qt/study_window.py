@@ -10,7 +10,7 @@ Space) pause / resume. Progress is saved with every rating; opening the study ag
 first item not yet rated. Snippets are drawn by the neuron page's renderer (SnippetView without its
 header lines): line breaks and indentation kept, shaded red by activation / the item's largest.
 
-For the app (engineer D)::
+For the app::
 
     from neurobrowse.study import StudySession
     from neurobrowse.qt.study_window import StudyWindow
