@@ -59,18 +59,29 @@ def build_tiny_stores(root: str | Path, index: bool = True) -> dict[str, Path]:
     return {a: build_tiny_store(root, a, index=index) for a in ("gelu", "solu_ln")}
 
 
-def run_cli(argv: list[str]):
-    """Run the real CLI entry point in this process (no interpreter start-up per call); capture its output."""
+def run_cli(argv: list, env: dict | None = None):
+    """Run the real CLI entry point in this process (no interpreter start-up per call) with ``env`` added
+    to the environment meanwhile; capture its output (not a terminal: plain text). The one way tests run
+    a verb; ``cli_command`` is for the tests that need a separate process (to kill it)."""
     import contextlib
     import io
+    import os
     from types import SimpleNamespace
+    from unittest import mock
 
     from neurobrowse.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), mock.patch.dict(os.environ, env or {}):
         try:
-            rc = main(argv)
+            rc = main([str(a) for a in argv])
         except SystemExit as e:  # argparse usage errors
             rc = e.code
     return SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def cli_command(*args) -> list[str]:
+    """The command line that runs ``neurobrowse ARGS`` in a new Python process (for tests that kill it)."""
+    import sys
+
+    return [sys.executable, "-m", "neurobrowse", *map(str, args)]

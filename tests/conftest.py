@@ -4,7 +4,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".venv", "numba-cache"))
 
 
-# ---- real tiny artifacts (engineer B; see tests/builders.py) ------------------------------------
+# ---- real tiny artifacts (see tests/builders.py) -------------------------------------------------
 import pytest  # noqa: E402
 
 
@@ -40,3 +40,52 @@ def solu(tiny_stores):
     from store.reader import Store
 
     return Store.open(tiny_stores["solu_ln"])
+
+
+# ---- app windows (pytest-qt): temp settings and labels, and a check that nothing keeps running ------------
+import threading  # noqa: E402
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    """Settings in a temp INI file and labels in a temp database: tests never touch the user's."""
+    monkeypatch.setenv("NEUROBROWSE_LABELS_DB", str(tmp_path / "labels.sqlite"))
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+def _library_thread(t: threading.Thread) -> bool:
+    # zarr's event loop and I/O pool threads are process-wide and reused; they are not ours to stop.
+    # Dummy threads are Python's record of Qt pool threads (checked through the pools' activeThreadCount).
+    return isinstance(t, threading._DummyThread) or t.daemon and (t.name.startswith(("ThreadPoolExecutor", "asyncio", "zarr")) or "loop" in t.name.lower())
+
+
+@pytest.fixture
+def windows(qtbot, settings):
+    """Creates windows through ``make(cls, ...)``; closes them after the test and checks that nothing keeps
+    running: no busy worker pool, no active timer, no new Python thread of ours."""
+    from PySide6.QtCore import QTimer
+
+    from neurobrowse.qt.tasks import live_runners
+
+    made = []
+    before = {t.ident for t in threading.enumerate()}
+
+    def make(cls, *args, **kwargs):
+        w = cls(*args, settings=settings, **kwargs)
+        qtbot.addWidget(w)
+        w.resize(1400, 900)
+        w.show()
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        timers = w.findChildren(QTimer)
+        w.close()
+        assert not [t for t in timers if t.isActive()], "a timer kept running after the window closed"
+    for r in live_runners():
+        assert r.pool.activeThreadCount() == 0, "a worker thread kept running after its window closed"
+    new = [t for t in threading.enumerate() if t.ident not in before and t.is_alive() and not _library_thread(t)]
+    assert not new, f"threads left running: {[t.name for t in new]}"

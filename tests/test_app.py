@@ -4,57 +4,16 @@ and conditions, never sleep; the window fixture fails a test that leaves a worke
 from __future__ import annotations
 
 import shutil
-import threading
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from neurobrowse import state
-from neurobrowse.qt.tasks import live_runners
 from store.reader import Store
 
 WAIT_MS = 60_000
-
-
-@pytest.fixture
-def settings(tmp_path, monkeypatch):
-    """Settings in a temp INI file and labels in a temp database: tests never touch the user's."""
-    monkeypatch.setenv("NEUROBROWSE_LABELS_DB", str(tmp_path / "labels.sqlite"))
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-def _library_thread(t: threading.Thread) -> bool:
-    # zarr's event loop and I/O pool threads are process-wide and reused; they are not ours to stop.
-    # Dummy threads are Python's record of Qt pool threads (checked through the pools' activeThreadCount).
-    return isinstance(t, threading._DummyThread) or t.daemon and (t.name.startswith(("ThreadPoolExecutor", "asyncio", "zarr")) or "loop" in t.name.lower())
-
-
-@pytest.fixture
-def windows(qtbot, settings):
-    """Creates windows through ``make(cls, ...)``; closes them after the test and checks that nothing keeps
-    running: no busy worker pool, no active timer, no new Python thread of ours."""
-    made = []
-    before = {t.ident for t in threading.enumerate()}
-
-    def make(cls, *args, **kwargs):
-        w = cls(*args, settings=settings, **kwargs)
-        qtbot.addWidget(w)
-        w.resize(1400, 900)
-        w.show()
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        timers = w.findChildren(QTimer)
-        w.close()
-        assert not [t for t in timers if t.isActive()], "a timer kept running after the window closed"
-    for r in live_runners():
-        assert r.pool.activeThreadCount() == 0, "a worker thread kept running after its window closed"
-    new = [t for t in threading.enumerate() if t.ident not in before and t.is_alive() and not _library_thread(t)]
-    assert not new, f"threads left running: {[t.name for t in new]}"
 
 
 def _main(windows, path, **kw):
@@ -366,7 +325,7 @@ def test_label_panel_labels_the_shown_neuron_and_the_table_filters_on_it(qtbot, 
     qtbot.waitUntil(lambda: w.page.label_panel is not None, timeout=WAIT_MS)
     assert w.label_model.neuron == 6
     w.table_panel.view.setFocus()
-    qtbot.keyClick(w, Qt.Key.Key_1)  # E's panel: 1 = interpretable
+    qtbot.keyClick(w, Qt.Key.Key_1)  # the label panel: 1 = interpretable
     qtbot.waitUntil(lambda: w.label_model.current is not None, timeout=WAIT_MS)
     assert w.label_model.current.verdict == "interpretable"
     col = [k for k, _, _ in state.TABLE_COLUMNS].index("label")

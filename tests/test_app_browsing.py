@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from neurobrowse import state
 from store.columns import format_value
 from store.reader import Store
-from tests.test_app import WAIT_MS, _main, _wait_page, settings, windows  # noqa: F401  (fixtures)
+from tests.test_app import WAIT_MS, _main, _wait_page
 
 
 def _column(panel, key):

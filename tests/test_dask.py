@@ -241,9 +241,11 @@ def test_killed_client_leaves_a_store_the_same_command_resumes(tiny_root, tiny_s
     pid_file, marker = tmp_path / "client.pid", tmp_path / "killed"
     client.register_plugin(_KillClientOnce(str(pid_file), str(marker)), name="kill-client")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "neurobrowse.cli", *args], cwd=Path(__file__).parents[1],
+        # the client writes its own pid before it starts: the plugin can read it whenever a task finishes
+        code = ("import os, sys; from pathlib import Path; Path(sys.argv[1]).write_text(str(os.getpid())); "
+                "from neurobrowse.cli import main; sys.exit(main(sys.argv[2:]))")
+        proc = subprocess.Popen([sys.executable, "-c", code, str(pid_file), *args], cwd=Path(__file__).parents[1],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        pid_file.write_text(str(proc.pid))  # the client needs seconds (imports, model) before a task runs
         _, err = proc.communicate(timeout=120)
     finally:
         client.unregister_worker_plugin("kill-client")

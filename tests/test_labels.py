@@ -15,6 +15,7 @@ import pytest
 from store.labels import (
     ENV_DB, LABELS_SCHEMA_VERSION, MIGRATIONS, Label, LabelDatabaseError, LabelDB, LabelError, default_db_path,
 )
+from tests.builders import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "11111111-2222-3333-4444-555555555555"
@@ -122,7 +123,7 @@ def test_newer_schema_is_refused_untouched(tmp_path):
     with pytest.raises(LabelDatabaseError, match="schema version 99.*newer neurobrowse"):
         LabelDB(path)
     assert path.read_bytes() == before
-    r = _cli(["labels", "list", "--db", str(path)])
+    r = run_cli(["labels", "list", "--db", str(path)])
     assert r.returncode == 2 and "newer neurobrowse" in r.stderr
 
 
@@ -240,19 +241,14 @@ def test_kill_9_during_writes_keeps_only_whole_writes(tmp_path):
     assert txns == {f"txn {t}": [3 * t, 3 * t + 1, 3 * t + 2] for t in range(n_txn)}
 
 
-def _cli(argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "neurobrowse", *argv], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
-
-
 def test_cli_backup_and_list_without_store(tmp_path):
     path = tmp_path / "l.sqlite"
     db = LabelDB(path)
     db.set_label(RUN, HOOK, 3, verdict="interpretable", description="quotes", tags=["t"])
     db.close()
-    r = _cli(["labels", "list", "--run", RUN, "--tag", "t", "--json"], env={ENV_DB: str(path)})
+    r = run_cli(["labels", "list", "--run", RUN, "--tag", "t", "--json"], env={ENV_DB: str(path)})
     assert r.returncode == 0, r.stderr
     assert '"description": "quotes"' in r.stdout
-    r = _cli(["labels", "backup", "--db", str(path), "--out", str(tmp_path / "copy.sqlite")])
+    r = run_cli(["labels", "backup", "--db", str(path), "--out", str(tmp_path / "copy.sqlite")])
     assert r.returncode == 0, r.stderr
     assert LabelDB(tmp_path / "copy.sqlite").get(RUN, HOOK, 3).description == "quotes"

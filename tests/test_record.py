@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from solu_core.corpus import load_split
 from solu_core.record import RecordStats, default_hooks, plan_batches, record
 from store import schema
 from store.reader import Store
+from tests.builders import cli_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,10 +78,6 @@ def test_hooks_and_batches_plan():
     assert plan_batches(4096, 64, 10) == (1, 8)  # a divisor of 64 contexts per chunk
 
 
-def _cli(*args):
-    return [sys.executable, "-m", "neurobrowse", *map(str, args)]
-
-
 def _count(dirpath: Path) -> int:
     try:
         return len(os.listdir(dirpath))
@@ -100,7 +96,7 @@ def test_kill_9_then_resume_gives_an_identical_store(tiny_root, tmp_path):
 
     out = tmp_path / "killed"
     markers = out / schema.done_path("blocks.0.mlp.hook_mid") / "c"
-    proc = subprocess.Popen(_cli("record", *args[:1], "--out", out, *args[1:]), cwd=ROOT,
+    proc = subprocess.Popen(cli_command("record", *args[:1], "--out", out, *args[1:]), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while _count(markers) < 6 and proc.poll() is None and time.monotonic() < deadline:
@@ -110,10 +106,10 @@ def test_kill_9_then_resume_gives_an_identical_store(tiny_root, tmp_path):
     s = Store.open(out)
     assert not s.complete, "the recording finished before it could be killed"
     assert 0 < s.done_chunks() < s.n_chunks
-    info = subprocess.run(_cli("info", out), cwd=ROOT, capture_output=True, text=True)
+    info = subprocess.run(cli_command("info", out), cwd=ROOT, capture_output=True, text=True)
     assert info.returncode == 0 and "INCOMPLETE" in info.stdout and "neurobrowse record" in info.stdout
 
-    r = subprocess.run(_cli("record", *args[:1], "--out", out, *args[1:]), cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(cli_command("record", *args[:1], "--out", out, *args[1:]), cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     a, b = _all_arrays(ref), _all_arrays(out)
     assert sorted(a) == sorted(b)
@@ -126,14 +122,14 @@ def test_cli_errors_exit_2_with_a_message(tiny_root, tmp_path):
     ck = tiny_root / "models" / "gelu"
     out = tmp_path / "s"
     common = ["--device", "cpu", "--quiet", "--corpus", tiny_root / "corpus", "--chunk-tokens", 512]
-    assert subprocess.run(_cli("record", ck, "--out", out, "--tokens", 1024, *common), cwd=ROOT).returncode == 0
-    r = subprocess.run(_cli("record", ck, "--out", out, "--tokens", 2048, *common), cwd=ROOT,
+    assert subprocess.run(cli_command("record", ck, "--out", out, "--tokens", 1024, *common), cwd=ROOT).returncode == 0
+    r = subprocess.run(cli_command("record", ck, "--out", out, "--tokens", 2048, *common), cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "error:" in r.stderr and "n_tokens: store has 1024" in r.stderr
-    r = subprocess.run(_cli("record", tmp_path / "nope", "--out", tmp_path / "x", *common), cwd=ROOT,
+    r = subprocess.run(cli_command("record", tmp_path / "nope", "--out", tmp_path / "x", *common), cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "error:" in r.stderr and "nope" in r.stderr
-    r = subprocess.run(_cli("record", ck, "--out", tmp_path / "y", "--hooks", "hook_mid", *common), cwd=ROOT,
+    r = subprocess.run(cli_command("record", ck, "--out", tmp_path / "y", "--hooks", "hook_mid", *common), cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no hook 'blocks.0.mlp.hook_mid'" in r.stderr
     assert not (tmp_path / "y").exists()

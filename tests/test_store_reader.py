@@ -3,8 +3,6 @@ display, and the info / show verbs."""
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ from store import schema
 from store.errors import StoreError
 from store.reader import Store
 from store.tokens_display import readable_piece
+from tests.builders import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,43 +116,33 @@ def test_unindexed_store_says_how_to_index(tiny_root, tmp_path):
     assert not s.is_indexed(s.hooks[0])
     with pytest.raises(StoreError, match="neurobrowse index"):
         s.neuron(s.hooks[0], 0)
-    r = subprocess.run([sys.executable, "-m", "neurobrowse", "show", path, "--layer", "0", "--neuron", "0"],
-                       cwd=ROOT, capture_output=True, text=True)
+    r = run_cli(["show", path, "--layer", "0", "--neuron", "0"])
     assert r.returncode == 2 and "neurobrowse index" in r.stderr
 
 
-def _nb(capsys, *args):
-    """Run the CLI in this process (stdout captured, so not a terminal: plain output)."""
-    from neurobrowse.cli import main
-
-    capsys.readouterr()
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, rc, out, err)
-
-
-def test_info_and_show_verbs(tiny_stores, capsys):
+def test_info_and_show_verbs(tiny_stores):
     path = tiny_stores["solu_ln"]
-    r = _nb(capsys, "info", path)
+    r = run_cli(["info", path])
     assert r.returncode == 0, r.stderr
     assert "solu_ln" in r.stdout and "status      complete" in r.stdout and "blocks.0.mlp.hook_mid" in r.stdout
     assert "indexed" in r.stdout and "compression ratio" in r.stdout
-    info = json.loads(_nb(capsys, "info", path, "--json").stdout)
-    assert info["complete"] and 0.9 < info["compression_ratio"] <= 1.0  # dense data is stored uncompressed and info["hooks"]["blocks.0.mlp.hook_post"]["indexed"]
+    info = json.loads(run_cli(["info", path, "--json"]).stdout)
+    assert info["complete"] and 0.9 < info["compression_ratio"] <= 1.0  # dense data is stored uncompressed
+    assert info["hooks"]["blocks.0.mlp.hook_post"]["indexed"] and info["hooks"]["blocks.0.mlp.hook_mid"]["indexed"]
 
     s = Store.open(path)
     v = s.neuron("blocks.0.mlp.hook_post", 3)
-    r = _nb(capsys, "show", path, "--layer", 0, "--neuron", 3)  # not a tty: plain text, firing token in «»
+    r = run_cli(["show", path, "--layer", 0, "--neuron", 3])  # not a tty: plain text, firing token in «»
     assert r.returncode == 0, r.stderr
     assert "\x1b[" not in r.stdout and "«" in r.stdout and "top snippets" in r.stdout and "logit effects" in r.stdout
     assert f"{v.top[0].value:.4g}" in r.stdout
-    r = _nb(capsys, "show", path, "--layer", 0, "--neuron", 3, "--color", "always")
+    r = run_cli(["show", path, "--layer", 0, "--neuron", 3, "--color", "always"])
     assert "\x1b[48;5;" in r.stdout
-    doc = json.loads(_nb(capsys, "show", path, "--layer", 0, "--neuron", 3, "--hook", "hook_mid", "--json").stdout)
+    doc = json.loads(run_cli(["show", path, "--layer", 0, "--neuron", 3, "--hook", "hook_mid", "--json"]).stdout)
     vm = s.neuron("blocks.0.mlp.hook_mid", 3)
     assert doc["hook"] == "blocks.0.mlp.hook_mid" and doc["top"][0]["value"] == pytest.approx(vm.top[0].value)
     assert doc["top"][0]["tokens"][doc["top"][0]["center"]] == vm.top[0].tokens[vm.top[0].center]
-    r = _nb(capsys, "show", path, "--layer", 0, "--neuron", 3, "--hook", "hook_pre")
+    r = run_cli(["show", path, "--layer", 0, "--neuron", 3, "--hook", "hook_pre"])
     assert r.returncode == 2 and "no hook" in r.stderr
 
 
@@ -176,7 +165,7 @@ def test_damaged_index_chunk_is_refused_by_name(tiny_stores, tmp_path):
         Store.open(path).neuron(hook, schema.INDEX_NEURON_CHUNK + 1)
 
 
-def test_a_moved_incomplete_store_is_resumed_where_it_is_now(tiny_stores, tmp_path, capsys):
+def test_a_moved_incomplete_store_is_resumed_where_it_is_now(tiny_stores, tmp_path):
     from neurobrowse.state import store_problems
     from store.writer import StoreWriter
 
@@ -192,7 +181,7 @@ def test_a_moved_incomplete_store_is_resumed_where_it_is_now(tiny_stores, tmp_pa
     cmd = s.resume_command()
     assert cmd == f"neurobrowse record /ck/gelu --out {new} --tokens 9"
     assert str(old) not in " ".join(store_problems(s)) and cmd in " ".join(store_problems(s))
-    r = _nb(capsys, "info", new)
+    r = run_cli(["info", new])
     assert cmd in r.stdout and str(old) not in r.stdout
 
 
