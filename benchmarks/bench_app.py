@@ -149,7 +149,7 @@ def bench_switch(work: Path, n_tokens: int, d: int, vocab: int, presses: int) ->
 
     b = win.browser
     if os.environ.get("BENCH_NO_PREFETCH"):
-        b.prefetch = False
+        b.session.prefetch = False
     if os.environ.get("BENCH_SWITCH_INTERVAL"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     win.activateWindow()  # window shortcuts (J) need the active window

@@ -88,5 +88,5 @@ def format_value(name: str, value) -> str:
     return format(int(v), col.fmt) if col.fmt == "d" else format(v, col.fmt)
 
 
-__all__ = ["Column", "COLUMNS", "BY_NAME", "SCORES", "THRESHOLDS", "INDEX_SCALARS", "EXPLAIN_SCALARS", "NUMERIC", "TEXT",
-           "STATISTICS", "ALIASES", "format_value"]
+__all__ = ["Column", "COLUMNS", "BY_NAME", "SCORES", "THRESHOLDS", "INDEX_SCALARS", "EXPLAIN_SCALARS", "NUMERIC",
+           "TEXT", "STATISTICS", "ALIASES", "format_value"]

@@ -82,7 +82,7 @@ def test_searching_while_on_a_hit_stays_on_it(qtbot, windows, tiny_stores):
     table = b.table()
     search = state.ContextSearch.from_store(Store.open(tiny_stores["solu_ln"]), b.hook)
     # a neuron that is a hit of a word but not of the word's first letters, typed one letter at a time
-    words = sorted({str(t).strip() for t in table["top_token"] if len(str(t).strip()) >= 3 and str(t).strip().isalpha()})
+    words = sorted({w for w in (str(t).strip() for t in table["top_token"]) if len(w) >= 3 and w.isalpha()})
     tok, hit = next((t, int(np.flatnonzero(search.search(t))[0])) for t in words
                     if search.search(t).any() and not search.search(t[:1]).all())
     assert not search.search(tok[:1])[hit] or not search.search(tok[:2])[hit]
@@ -105,19 +105,24 @@ def test_searching_while_on_a_hit_stays_on_it(qtbot, windows, tiny_stores):
     assert marked and all(t.strip().lower() == tok.lower() for t in marked)
 
 
-def test_j_and_k_walk_the_filtered_table(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
-    b, panel = w.browser, w.table_panel
+def _filter_and_show_first(qtbot, b, panel, column: str) -> list[int]:
+    """Type ``column > its median`` into the filter box, show the first row; the rows shown, in order."""
     table = b.table()
-    k = float(np.median(table["kurtosis"]))
     with qtbot.waitSignal(b.filterApplied, timeout=WAIT_MS):
-        panel.filter_edit.setText(f"kurtosis > {k}")
+        panel.filter_edit.setText(f"{column} > {float(np.median(table[column]))}")
         qtbot.keyClick(panel.filter_edit, Qt.Key.Key_Return)
     visible = _visible(panel)
     assert 0 < len(visible) < len(table["neuron"])
     b.select(visible[0])
-    _wait_page(qtbot, w, visible[0])
+    qtbot.waitUntil(lambda: b.page is not None and b.page.ref.neuron == visible[0], timeout=WAIT_MS)
+    return visible
+
+
+def test_j_and_k_walk_the_filtered_table(qtbot, windows, tiny_stores):
+    w = _main(windows, tiny_stores["solu_ln"])
+    _wait_page(qtbot, w, 0)
+    b, panel = w.browser, w.table_panel
+    visible = _filter_and_show_first(qtbot, b, panel, "kurtosis")
     w.page.top_view.setFocus()
     for n in visible[1:4]:
         qtbot.keyClick(w, Qt.Key.Key_J)
@@ -146,15 +151,7 @@ def test_j_walks_the_filtered_table_in_the_compare_window(qtbot, windows, tiny_s
     qtbot.waitUntil(lambda: all(b.page is not None for b in w.browsers), timeout=WAIT_MS)
     w.tabs.setCurrentIndex(1)
     b, panel = w.browsers[1], w.sides[1].table_panel
-    table = b.table()
-    k = float(np.median(table["density"]))
-    with qtbot.waitSignal(b.filterApplied, timeout=WAIT_MS):
-        panel.filter_edit.setText(f"density > {k}")
-        qtbot.keyClick(panel.filter_edit, Qt.Key.Key_Return)
-    visible = _visible(panel)
-    assert 0 < len(visible) < len(table["neuron"])
-    b.select(visible[0])
-    qtbot.waitUntil(lambda: b.page is not None and b.page.ref.neuron == visible[0], timeout=WAIT_MS)
+    visible = _filter_and_show_first(qtbot, b, panel, "density")
     w.sides[1].page.top_view.setFocus()
     for n in visible[1:3]:
         qtbot.keyClick(w, Qt.Key.Key_J)
