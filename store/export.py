@@ -94,6 +94,29 @@ def tool_version_default() -> str:
 
 
 # ---- atomic files ----------------------------------------------------------------------------------
+DB_SIDE_FILES = ("", "-wal", "-shm", "-journal")  # SQLite's files of a database
+
+
+def check_output_path(out: str | os.PathLike, labels_db: LabelDB | None = None) -> Path:
+    """``out`` as a Path, or an ExportError when writing there would destroy data: the label database
+    (or one of its -wal / -shm / -journal files), anything inside a Zarr store, or an existing folder."""
+    p = Path(out).expanduser()
+    resolved = p.resolve()
+    if resolved.is_dir():
+        raise ExportError(f"--out {p} is a folder; name a file (e.g. {p / 'export.jsonl'})")
+    if labels_db is not None:
+        db = Path(labels_db.path).expanduser().resolve()
+        for side in DB_SIDE_FILES:
+            if resolved == db.with_name(db.name + side):
+                raise ExportError(f"--out {p} is the label database {db}{' (its ' + side + ' file)' if side else ''}: "
+                                  f"writing there would destroy every label and its history; choose another file")
+    for folder in resolved.parents:
+        if (folder / "zarr.json").is_file():
+            raise ExportError(f"--out {p} is inside the Zarr store {folder}: writing there would damage it; "
+                              f"choose a file outside the store")
+    return p
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike, *, gzip: bool = False, text: bool = True,
                   newline: str | None = None) -> Iterator[Any]:
@@ -385,7 +408,9 @@ def export_store(store: Any, out: str | os.PathLike, cfg: ExportConfig, *, label
                  tool_version: str | None = None, progress: bool = False) -> dict:
     """Export the selected neurons of ``store`` (a store.reader.Store) to ``out``, atomically.
     Returns a summary {path, format, run_uuid, n_neurons, bytes}."""
-    out = Path(out)
+    out = check_output_path(out, labels_db)
+    if cfg.fmt == "neuron-explainer":
+        check_output_path(out.with_name(out.name + ".meta.json"), labels_db)
     labels = labels_db.snapshot(store.run_uuid) if labels_db is not None else {}
     selection = select_neurons(store, cfg, labels)
     n_total = int(sum(len(v) for v in selection.values()))
@@ -423,6 +448,7 @@ def export_store(store: Any, out: str | os.PathLike, cfg: ExportConfig, *, label
 def export_labels(db: LabelDB, out: str | os.PathLike, *, run_uuid: str | None = None,
                   tool_version: str | None = None, gzip: bool = False, **filters: Any) -> dict:
     """Write current labels (one transaction) as JSONL: a header then one label per line."""
+    out = check_output_path(out, db)
     labs = db.labels(run_uuid, **filters)
     header = {"kind": LABELS_KIND, "export_version": EXPORT_VERSION, "format": "jsonl", "run_uuid": run_uuid,
               "tool_version": tool_version or tool_version_default(),

@@ -21,65 +21,80 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import google_crc32c
 import numpy as np
 import zarr
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from store import columns, schema
+from store import chunkio, columns, schema
 from store.errors import CorruptChunkError, StoreError
+from store.schema import read_manifest
 from store.snippets import Snippet, build_snippets, distinct_names, has_distinct, index_window
 from store.tokens_display import readable_vocab
-from store.writer import read_manifest
 
 _CHUNK_CACHE = 256  # decoded index chunks kept (about 10 neuron-chunk groups of one page's arrays)
 _CHUNK_KEY = re.compile(r"^(.*)/c((?:/\d+)*)$")
 
 
 class CheckedLocalStore(LocalStore):
-    """A LocalStore whose chunk reads fail loudly: missing chunk files and Crc32c mismatches raise
-    CorruptChunkError with the array name and chunk key. Completion-marker arrays (done/...) are
-    exempt from the missing check: an absent marker means "not written yet"."""
+    """A LocalStore whose chunk reads fail loudly: missing chunk files, Crc32c mismatches and chunk files
+    that are not the one their completion marker recorded raise CorruptChunkError with the array name
+    and chunk key. Completion-marker arrays (done/...) are exempt from the missing check: an absent
+    marker means "not written yet"."""
 
     def __init__(self, root, *, read_only: bool = True):
         super().__init__(root, read_only=read_only)
-        self._array_info: dict[str, tuple[bool, bool]] = {}  # array path -> (missing is an error, has crc)
+        self._array_info: dict[str, tuple[bool, bool, str | None]] = {}  # array -> (strict, crc, marker dtype)
 
-    def _info_from_meta(self, array: str, meta_bytes) -> tuple[bool, bool]:
+    def _info_from_meta(self, array: str, meta_bytes, marker_meta) -> tuple[bool, bool, str | None]:
         crc = False
         if meta_bytes is not None:
             try:
                 meta = json.loads(meta_bytes.to_bytes())
                 codecs = meta.get("codecs") or []
                 crc = bool(codecs) and codecs[-1].get("name") == "crc32c"
-            except ValueError:
+            except (ValueError, AttributeError):
                 crc = False
-        strict = meta_bytes is not None and not array.startswith(schema.DONE_GROUP + "/")
-        return strict, crc
+        marker_dtype = None
+        if marker_meta is not None:
+            try:
+                marker_dtype = json.loads(marker_meta.to_bytes()).get("data_type")
+            except (ValueError, AttributeError):
+                marker_dtype = None
+        # an array whose metadata vanished (an index folder removed under a reader) is strict too: zarr
+        # has its metadata cached and would read fill values
+        strict = not array.startswith(schema.DONE_GROUP + "/")
+        return strict, crc, marker_dtype
 
-    def _check(self, key: str, value, byte_range, info: tuple[bool, bool]):
-        strict, crc = info
+    def _check(self, key: str, value, byte_range, info: tuple[bool, bool, str | None]):
+        strict, crc, marker_dtype = info
         array = _CHUNK_KEY.match(key).group(1)
         chunk_key = key[len(array) + 1:]
         if value is None:
             if strict:
-                advice = (_damaged_advice(array, Path(self.root)) if array.startswith(schema.INDEX_GROUP + "/") else
-                          "if the store is incomplete, resume the recording; otherwise delete this chunk's marker "
-                          "or re-record the store")
                 raise CorruptChunkError(f"array {array!r}: chunk {chunk_key!r} is missing ({self.root / key} does not "
-                                        f"exist); {advice}")
+                                        f"exist); {damaged_advice(array, self.root)}")
             return value
         if crc and byte_range is None:
             raw = value.as_numpy_array()
-            ok = raw.size >= 4 and np.uint32(google_crc32c.value(raw[:-4])).tobytes() == raw[-4:].tobytes()
-            if not ok:
+            stored = raw[-4:].tobytes()
+            if raw.size < 4 or chunkio.crc32c(raw[:-4]) != stored:
                 raise CorruptChunkError(
                     f"array {array!r}: chunk {chunk_key!r} fails its Crc32c checksum ({self.root / key}, "
-                    f"{raw.size} bytes: damaged or truncated); delete the file and run the record command "
-                    f"again to rewrite it, or re-record the store"
-                )
+                    f"{raw.size} bytes: damaged or truncated); {damaged_advice(array, self.root)}")
+            if marker_dtype is not None:
+                index = int(chunk_key.split("/")[1])
+                want = chunkio.marker_crc(chunkio.read_marker(self.root, schema.done_path(array), index, marker_dtype))
+                if want is not None and want != stored:
+                    raise CorruptChunkError(
+                        f"array {array!r}: chunk {chunk_key!r} is not the chunk its completion marker recorded "
+                        f"({self.root / key}: moved or copied from elsewhere); {damaged_advice(array, self.root)}")
         return value
+
+    def _marker_meta_key(self, array: str) -> str | None:
+        if array.startswith((schema.DONE_GROUP + "/", schema.INDEX_GROUP + "/", schema.LOGIT_GROUP + "/")):
+            return None
+        return f"{schema.done_path(array)}/zarr.json"
 
     async def get(self, key, prototype=None, byte_range=None):
         value = await super().get(key, prototype, byte_range)
@@ -89,7 +104,9 @@ class CheckedLocalStore(LocalStore):
         array = m.group(1)
         if array not in self._array_info:
             meta = await super().get(f"{array}/zarr.json", prototype)
-            self._array_info[array] = self._info_from_meta(array, meta)
+            mk = self._marker_meta_key(array)
+            marker = await super().get(mk, prototype) if mk else None
+            self._array_info[array] = self._info_from_meta(array, meta, marker)
         return self._check(key, value, byte_range, self._array_info[array])
 
     def get_sync(self, key, *, prototype=None, byte_range=None):
@@ -100,7 +117,9 @@ class CheckedLocalStore(LocalStore):
         array = m.group(1)
         if array not in self._array_info:
             meta = super().get_sync(f"{array}/zarr.json", prototype=prototype)
-            self._array_info[array] = self._info_from_meta(array, meta)
+            mk = self._marker_meta_key(array)
+            marker = super().get_sync(mk, prototype=prototype) if mk else None
+            self._array_info[array] = self._info_from_meta(array, meta, marker)
         return self._check(key, value, byte_range, self._array_info[array])
 
 
@@ -132,49 +151,25 @@ def _direct_layout(arr: zarr.Array) -> str | None:
     return schema.chunk_codec_layout(arr) if tuple(arr.chunks[1:]) == tuple(arr.shape[1:]) else None
 
 
-def _damaged_advice(name: str, root: Path | None = None) -> str:
+def damaged_advice(name: str, root) -> str:
+    """The command that repairs a damaged chunk of array ``name`` in the store at ``root``."""
+    where = shlex.quote(str(root))
     if name.startswith(schema.INDEX_GROUP + "/"):
-        where = f" {shlex.quote(str(root))}" if root is not None else ""
-        return f"re-index the store (`neurobrowse index --force{where}`)"
-    return "run the record command again to rewrite it (or re-record the store)"
+        return f"re-index it: `neurobrowse index --force {where}`"
+    return (f"run `neurobrowse verify --repair {where}` (it clears the markers of the bad chunks), then the "
+            f"store's record command again to rewrite them")
 
 
-def _decode_chunk_file(root: Path, name: str, arr: zarr.Array, chunk_index: int, layout: str = "zstd") -> np.ndarray:
-    """One whole chunk [chunk_rows, ...] of an array laid out as _direct_layout says, read and
-    checked (Crc32c) without zarr's event loop. For index pages (~20 small zstd chunks) the loop's
-    thread hand-offs cost more than the reads on a busy 2-core machine; for dense activation chunks
-    ("raw") the file is read straight into the result's buffer (one copy out of the page cache, no
-    intermediate bytes objects: 2 ms instead of zarr's 4.7 ms per 8 MB chunk, measured with
-    benchmarks/bench_index.py) and the Crc32c is computed over that buffer."""
-    key = arr.metadata.encode_chunk_key((chunk_index,) + (0,) * (arr.ndim - 1))
-    f = root / name / key
-    dtype = arr.dtype.newbyteorder("<")
-    try:
-        if layout == "raw":
-            size = int(np.prod(arr.chunks)) * dtype.itemsize + 4
-            raw = np.empty(size, np.uint8)
-            with open(f, "rb", buffering=0) as fh:
-                got = fh.readinto(raw)
-                extra = fh.read(1) if got == size else b""
-            n = got + len(extra)
-        else:
-            raw = np.frombuffer(f.read_bytes(), np.uint8)
-            n = size = raw.size
-    except FileNotFoundError:
-        raise CorruptChunkError(f"array {name!r}: chunk {key!r} is missing ({f} does not exist); "
-                                f"{_damaged_advice(name, root)}") from None
-    if n != size or n < 4 or np.uint32(google_crc32c.value(raw[:n - 4])).tobytes() != raw[n - 4:n].tobytes():
-        raise CorruptChunkError(f"array {name!r}: chunk {key!r} fails its Crc32c checksum ({f}, {n} bytes: "
-                                f"damaged or truncated); {_damaged_advice(name, root)}")
-    if layout == "raw":
-        return raw[:-4].view(dtype).reshape(arr.chunks)
-    from numcodecs import Zstd
-
-    try:
-        payload = Zstd().decode(raw[:-4])
-        return np.frombuffer(payload, dtype=dtype).reshape(arr.chunks)
-    except Exception as e:  # noqa: BLE001 - any decode failure is a damaged chunk
-        raise CorruptChunkError(f"array {name!r}: chunk {key!r} cannot be decoded ({e}); {_damaged_advice(name, root)}") from e
+def _decode_chunk_file(root: Path, name: str, arr: zarr.Array, chunk_index: int, layout: str = "zstd",
+                       expect_crc: bytes | None = None) -> np.ndarray:
+    """One whole chunk [chunk_rows, ...] of an array laid out as _direct_layout says, read and checked
+    by store.chunkio without zarr's event loop. For index pages (~20 small zstd chunks) the loop's
+    thread hand-offs cost more than the reads on a busy 2-core machine; a dense activation chunk
+    ("raw") is read straight into the result's buffer (2 ms instead of zarr's 4.7 ms per 8 MB
+    chunk, benchmarks/bench_index.py)."""
+    coords = (chunk_index,) + (0,) * (arr.ndim - 1)
+    return chunkio.read_file(chunkio.chunk_path(root, name, coords), layout, arr.dtype, arr.chunks, name,
+                             chunkio.chunk_key(coords), damaged_advice(name, root), expect_crc)
 
 
 # index arrays read per neuron (one neuron-axis chunk each) by Store.neuron
@@ -200,6 +195,7 @@ class Store:
         self._chunk_cache: dict[tuple[str, int], np.ndarray] = {}  # insertion-ordered LRU-ish cache
         self._hist_edges: dict[str, np.ndarray] = {}  # per hook: shared histogram edges [H + 1]
         self._attrs: dict[str, dict] = {}  # per hook: the attributes of its finished index
+        self._marker_dtypes: dict[str, str] = {}  # per-token array -> dtype of its completion markers
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
@@ -350,8 +346,16 @@ class Store:
         if name not in self._direct:
             self._direct[name] = _direct_layout(arr)
         if self._direct[name] is not None and arr.chunks[0] == self.chunk_tokens:
-            return _decode_chunk_file(self.path, name, arr, chunk_index, self._direct[name])[:stop - start]
+            expect = chunkio.marker_crc(self._marker(name, chunk_index))
+            return _decode_chunk_file(self.path, name, arr, chunk_index, self._direct[name], expect)[:stop - start]
         return arr[start:stop]
+
+    def _marker(self, name: str, chunk_index: int) -> int:
+        """The completion marker of one chunk of a per-token array (0: not written)."""
+        dtype = self._marker_dtypes.get(name)
+        if dtype is None:
+            dtype = self._marker_dtypes[name] = str(self._array(schema.done_path(name)).dtype)
+        return chunkio.read_marker(self.path, schema.done_path(name), chunk_index, dtype)
 
     def hook_for(self, layer: int, hook: str | None = None) -> str:
         """The full hook name for a layer: ``hook`` may be 'hook_mid', a full name, or None (hook_post)."""

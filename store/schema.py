@@ -20,6 +20,9 @@ damaged chunk is an error, not silent garbage).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 SCHEMA_VERSION = 1
 ATTRS_KEY = "neurobrowse"  # root attribute holding the manifest
 
@@ -55,6 +58,26 @@ MANIFEST_KEYS = (
     "chunk_tokens",
     "complete",
 )
+
+
+def read_manifest(path) -> dict | None:
+    """The manifest of the store at ``path`` (its root zarr.json's attrs[ATTRS_KEY]), or None when there
+    is no zarr.json; a StoreError naming the file when it is unreadable or not JSON."""
+    from store.errors import StoreError
+
+    meta = Path(path) / "zarr.json"
+    if not meta.is_file():
+        return None
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{meta} is unreadable or not JSON ({e}); this is not a usable store") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("attributes") or {}, dict):
+        raise StoreError(f"{meta} is not a Zarr group's metadata; this is not a usable store")
+    manifest = (doc.get("attributes") or {}).get(ATTRS_KEY)
+    if manifest is not None and not isinstance(manifest, dict):
+        raise StoreError(f"{meta}: the {ATTRS_KEY!r} manifest is not a JSON object; this is not a usable store")
+    return manifest
 
 
 def hook_name(layer: int, hook: str = "hook_post") -> str:
@@ -240,9 +263,19 @@ def codecs(dtype: str) -> list:
     return [Crc32cCodec()]
 
 
-# Completion markers: done/{array} is uint8 [chunk] with chunk shape (1,), so concurrent writers
-# never share a marker chunk. 1 = that chunk of {array} is on disk (written, fsynced).
-MARKER_DIM = "chunk"
+# Completion markers: done/{array} is uint64 [chunk] with chunk shape (1,), so concurrent writers
+# never share a marker chunk. Non-zero = that chunk of {array} is on disk (written, fsynced), and the
+# value records the chunk file's Crc32c (store.chunkio.marker_value), which binds the file to its
+# place. Stores of the first release have uint8 markers (1 = written).
+MARKER_DIM = "chunk"  # per-token arrays' markers: one per token chunk
+
+
+def marker_dim(array_name: str) -> str:
+    """Dimension name of the markers of ``array_name``: "chunk" for the per-token arrays (all of one
+    length), a name of its own for the others, so every group opens in xarray (one length per name)."""
+    if array_name == TOKENIZER_JSON:
+        return f"{TOKENIZER_JSON}_chunk"
+    return MARKER_DIM
 # Logit effects, under logit/blocks.{l}.mlp/: [neuron, K_LOGIT]; tokens int32, values float32.
 LOGIT_DIMS = ("neuron", "rank")
 LOGIT_DTYPES = {"up_tokens": "int32", "up_values": "float32", "down_tokens": "int32", "down_values": "float32"}

@@ -18,13 +18,13 @@ import os
 import uuid
 from pathlib import Path
 
-import google_crc32c
 import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from store import schema
+from store import chunkio, schema
 from store.errors import StoreError
+from store.schema import read_manifest
 
 # Manifest fields that must match for a resume to continue an existing store.
 _RESUME_KEYS = ("model_config", "hooks", "n_tokens", "context_len", "chunk_tokens", "tokenizer_hash",
@@ -59,16 +59,18 @@ def fsync_path(path: Path) -> None:
         os.close(dfd)
 
 
-def read_manifest(path: Path) -> dict | None:
-    """The manifest of the store at ``path`` from its root zarr.json, or None when there is none."""
-    meta = Path(path) / "zarr.json"
-    if not meta.is_file():
-        return None
-    try:
-        doc = json.loads(meta.read_text())
-    except (OSError, ValueError) as e:
-        raise StoreError(f"{meta} is unreadable or not JSON ({e}); this is not a usable store") from e
-    return (doc.get("attributes") or {}).get(schema.ATTRS_KEY)
+def writer_started(path: Path) -> bool:
+    """True when any chunk of a per-token array of the store at ``path`` has a completion marker (or
+    the folders are not the ones a store has): a store with none holds nothing worth keeping."""
+    done = Path(path) / schema.DONE_GROUP
+    known = {"zarr.json", schema.DONE_GROUP, schema.TOKENS, schema.DOC_STARTS, schema.TOKENIZER_JSON,
+             schema.LOGIT_GROUP}
+    if any(p.name not in known and not p.name.startswith("blocks.") for p in Path(path).iterdir()):
+        return True
+    if not done.is_dir():
+        return False
+    return any((m / "c").is_dir() and any((m / "c").iterdir()) for m in done.iterdir()
+               if m.name not in (schema.TOKENIZER_JSON, schema.LOGIT_GROUP))
 
 
 class StoreWriter:
@@ -92,8 +94,9 @@ class StoreWriter:
         self.n_chunks: int = schema.n_chunks(self.n_tokens, self.chunk_tokens)
         self.layers: list[int] = sorted({schema.parse_hook_name(h)[0] for h in self.hooks})
         self._arrays: dict[str, zarr.Array] = {}
-        self._direct: dict[str, bool] = {}  # array name -> chunk files written directly (see _is_direct)
+        self._direct: dict[str, str | None] = {}  # array name -> chunkio layout (None: written by zarr)
         self._dirs: set[Path] = set()  # chunk directories known to exist
+        self.rechecked: dict[str, list[int]] = {}  # chunks found damaged by create_or_resume (see recheck)
 
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
@@ -126,8 +129,8 @@ class StoreWriter:
             raise StoreError(f"n_tokens ({n_tokens}) must be a positive multiple of context_len ({context_len})")
         if chunk_tokens is None:
             chunk_tokens = schema.chunk_tokens_for(d_mlp, context_len)
-        if chunk_tokens % context_len:
-            raise StoreError(f"chunk_tokens ({chunk_tokens}) must be a multiple of context_len ({context_len})")
+        if chunk_tokens <= 0 or chunk_tokens % context_len:
+            raise StoreError(f"chunk_tokens ({chunk_tokens}) must be a positive multiple of context_len ({context_len})")
         wanted = {
             "schema_version": schema.SCHEMA_VERSION,
             "model_config": dict(model_config),
@@ -149,6 +152,13 @@ class StoreWriter:
             full = {**manifest, **wanted}
             diffs = [k for k in _RESUME_KEYS if k in full and json.dumps(existing.get(k), sort_keys=True)
                      != json.dumps(full[k], sort_keys=True)]
+            if diffs and not writer_started(path):
+                import shutil  # nothing was recorded yet: start again with the new arguments
+
+                shutil.rmtree(path)
+                return cls.create_or_resume(path, model_config=model_config, hooks=hooks, n_tokens=n_tokens,
+                                            context_len=context_len, tokenizer_json=tokenizer_json,
+                                            manifest=manifest, chunk_tokens=chunk_tokens, fsync=fsync)
             if diffs:
                 detail = "; ".join(f"{k}: store has {existing.get(k)!r}, asked {full[k]!r}" for k in diffs)
                 raise StoreError(
@@ -173,8 +183,12 @@ class StoreWriter:
             group.attrs[schema.ATTRS_KEY] = full  # the manifest first: it is what makes a resume possible
             writer = cls(path, group, full, fsync=fsync)
         writer._ensure_arrays(tokenizer_json)
-        if writer.manifest.get("complete") and writer.has_pending():
-            writer._set_complete(False)  # a chunk was lost or removed: rewrite it, then finish again
+        if writer.manifest.get("complete"):
+            # the record command run again on a finished store: read every chunk, so that a damaged one
+            # (the advice of every checksum error) is written again
+            writer.rechecked = writer.recheck()
+            if writer.has_pending():
+                writer._set_complete(False)  # a chunk was lost, damaged or removed: rewrite it, then finish again
         return writer
 
     @classmethod
@@ -234,7 +248,16 @@ class StoreWriter:
         return self._arrays[name]
 
     def _marker(self, name: str, n: int) -> zarr.Array:
-        return self._create(schema.done_path(name), (n,), "uint8", (1,), (schema.MARKER_DIM,), checksum_only=True)
+        """The completion-marker array of ``name`` (uint64; a store of the first release keeps its uint8 one)."""
+        path = schema.done_path(name)
+        try:
+            arr = self.group[path]
+        except KeyError:
+            arr = None
+        if arr is not None and str(arr.dtype) == chunkio.LEGACY_MARKER_DTYPE and tuple(arr.shape) == (n,):
+            self._arrays[path] = arr.with_config(schema.ARRAY_CONFIG)
+            return self._arrays[path]
+        return self._create(path, (n,), chunkio.MARKER_DTYPE, (1,), (schema.marker_dim(name),), checksum_only=True)
 
     def _ensure_arrays(self, tokenizer_json: str) -> None:
         for name in self.per_token_arrays:
@@ -247,7 +270,7 @@ class StoreWriter:
         if not self._marker_values(schema.done_path(schema.TOKENIZER_JSON), 1)[0]:
             tok[:] = raw
             self._flush(schema.TOKENIZER_JSON, (0,))
-            self._set_marker(schema.done_path(schema.TOKENIZER_JSON), 0)
+            self._set_marker(schema.done_path(schema.TOKENIZER_JSON), 0, 1)
 
     # ---- writing -------------------------------------------------------------------------------
     def _chunk_file(self, name: str, coords: tuple[int, ...]) -> Path:
@@ -259,12 +282,55 @@ class StoreWriter:
             fsync_path(self._chunk_file(name, coords))
 
     def pending_chunks(self, array_name: str) -> list[int]:
-        """Chunk indices of a per-token array not yet safely written (no marker, or file missing)."""
-        self._spec(array_name)
-        marks = self._marker_values(schema.done_path(array_name), self.n_chunks)  # [chunk] uint8
-        ndim = len(self._spec(array_name)[0])
-        return [i for i in range(self.n_chunks)
-                if not marks[i] or not self._chunk_file(array_name, (i,) + (0,) * (ndim - 1)).exists()]
+        """Chunk indices of a per-token array not yet safely written: no marker, or a file that is
+        missing, of the wrong size, or whose checksum is not the one its marker recorded (a chunk
+        damaged, truncated or moved since). Cheap: a stat and a 4-byte read per chunk; ``recheck``
+        reads every byte."""
+        marks = self._marker_values(schema.done_path(array_name), self.n_chunks)  # [chunk]
+        size = self._chunk_file_size(array_name)
+        out = []
+        for i in range(self.n_chunks):
+            if not marks[i]:
+                out.append(i)
+                continue
+            crc = chunkio.stored_crc(self._chunk_file(array_name, self._coords(array_name, i)), size)
+            want = chunkio.marker_crc(marks[i])
+            if crc is None or (want is not None and crc != want):
+                out.append(i)
+        return out
+
+    def recheck(self, progress=None) -> dict[str, list[int]]:
+        """Read every marked chunk of every per-token array whole and check its Crc32c and its marker;
+        clear the marker of each bad one (so it is written again) and return them per array.
+        ``progress``: a callable(bytes read) for a progress bar."""
+        bad: dict[str, list[int]] = {}
+        for name in self.per_token_arrays:
+            marker = schema.done_path(name)
+            marks = self._marker_values(marker, self.n_chunks)
+            for i in range(self.n_chunks):
+                if not marks[i]:
+                    continue
+                f = self._chunk_file(name, self._coords(name, i))
+                crc = chunkio.file_crc_ok(f)
+                want = chunkio.marker_crc(marks[i])
+                if progress is not None:
+                    progress(f.stat().st_size if f.is_file() else 0)
+                if crc is None or (want is not None and crc != want):
+                    chunkio.clear_marker(self.path, marker, i)
+                    bad.setdefault(name, []).append(i)
+        if bad and self.manifest.get("complete"):
+            self._set_complete(False)
+        return bad
+
+    def _coords(self, name: str, chunk_index: int) -> tuple[int, ...]:
+        return (chunk_index,) + (0,) * (len(self._spec(name)[0]) - 1)
+
+    def _chunk_file_size(self, name: str) -> int | None:
+        """Bytes of every chunk file of a per-token array when fixed (uncompressed layout), else None."""
+        if self._layout(name) != "raw":
+            return None
+        _shape, dtype, chunks, _dims = self._spec(name)
+        return chunkio.raw_size(dtype, chunks)
 
     def pending_all(self) -> list[int]:
         """Chunk indices pending in any per-token array (a chunk of tokens the recorder must run)."""
@@ -294,83 +360,49 @@ class StoreWriter:
             raise StoreError(f"chunk {chunk_index} of {array_name!r} must have shape {want}, got {data.shape}")
         arr = self._array(array_name)
         coords = (chunk_index,) + (0,) * (len(shape) - 1)
-        if self._is_direct(array_name):
-            buf = np.ascontiguousarray(data, dtype=np.dtype(dtype).newbyteorder("<"))
-            if buf.shape[0] < self.chunk_tokens:  # the last chunk: zarr stores it padded to full size
-                pad = np.zeros((self.chunk_tokens - buf.shape[0],) + buf.shape[1:], dtype=buf.dtype)
-                buf = np.concatenate([buf, pad])
-            self._put_chunk_file(array_name, arr, coords, buf)
+        layout = self._layout(array_name)
+        if layout is not None:
+            level = arr.metadata.codecs[1].level if layout == "zstd" else 0
+            payload = chunkio.encode(data, dtype, arr.chunks, layout, level)
+            f = self._chunk_file(array_name, coords)
+            if f.parent not in self._dirs:
+                f.parent.mkdir(parents=True, exist_ok=True)
+                self._dirs.add(f.parent)
+            crc = chunkio.write_file(f, payload, fsync=self.fsync)
+            value = chunkio.marker_value(crc)
         else:
             arr[start:stop] = data.astype(dtype, copy=False)
             self._flush(array_name, coords)
-        self._set_marker(schema.done_path(array_name), chunk_index)
+            value = chunkio.marker_value(chunkio.stored_crc(self._chunk_file(array_name, coords)) or b"\0" * 4)
+        self._set_marker(schema.done_path(array_name), chunk_index, value)
 
-    # Direct chunk writes. Measured (benchmarks/bench_store.py --parts writer): zarr's setitem for an
-    # 8 MiB uncompressed chunk ran at ~0.3-0.4x np.save of the same bytes (event-loop hand-offs,
-    # buffer copies); writing the identical file bytes here - raw little-endian C-order chunk + its
-    # Crc32c, temp file + rename, as zarr's LocalStore does - runs at np.save speed. Only for arrays
-    # whose codecs are exactly bytes + crc32c (checked); zarr reads these files unchanged.
-    def _is_direct(self, name: str) -> bool:
+    # Direct chunk writes (store.chunkio). Measured (benchmarks/bench_store.py --parts writer): zarr's
+    # setitem for an 8 MiB uncompressed chunk ran at ~0.3-0.4x np.save of the same bytes (event-loop
+    # hand-offs, buffer copies); writing the identical file bytes directly runs at np.save speed.
+    # Only for arrays in a layout chunkio knows (schema.chunk_codec_layout); zarr reads them unchanged.
+    def _layout(self, name: str) -> str | None:
         if name not in self._direct:
-            self._direct[name] = schema.chunk_codec_layout(self._array(name)) == "raw"
+            self._direct[name] = schema.chunk_codec_layout(self._array(name))
         return self._direct[name]
 
-    def _put_chunk_file(self, name: str, arr: zarr.Array, coords: tuple[int, ...], buf: np.ndarray,
-                        fsync: bool | None = None) -> None:
-        """Write one chunk file: its bytes + Crc32c, (fsync file and directory).
-
-        Written in place, not via temp file + rename: the completion marker, written only after
-        this returns, is what says a chunk is valid, so a half-written chunk (process killed) has
-        no marker and is rewritten on resume. Saves a rename per chunk on the hot path."""
-        fsync = self.fsync if fsync is None else fsync
-        f = self.path / name / arr.metadata.encode_chunk_key(coords)
-        if f.parent not in self._dirs:
-            f.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(f.parent)
-        view = buf.reshape(-1).view(np.uint8)
-        view.flags.writeable = False  # google_crc32c wants a read-only buffer
-        crc = np.uint32(google_crc32c.value(view)).tobytes()
-        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            mv = memoryview(view)
-            while mv.nbytes:  # os.write may write less than asked for large buffers
-                mv = mv[os.write(fd, mv):]
-            os.write(fd, crc)
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        if fsync:
-            dfd = os.open(f.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
     def _marker_values(self, marker_name: str, n: int) -> np.ndarray:
-        """uint8 [n] of a marker array; a marker file that is empty or damaged (a kill while it was
+        """uint64 [n] of a marker array; a marker file that is empty or damaged (a kill while it was
         being written) counts as 0, so its chunk is simply written again."""
         arr = self._array(marker_name)
-        if not self._is_direct(marker_name):
-            return arr[:]
-        good = b"\x01" + np.uint32(google_crc32c.value(b"\x01")).tobytes()
-        out = np.zeros(n, np.uint8)
-        base = self.path / marker_name
-        for i in range(n):
-            try:
-                out[i] = (base / arr.metadata.encode_chunk_key((i,))).read_bytes() == good
-            except FileNotFoundError:
-                pass
-        return out
+        if self._layout(marker_name) != "raw":
+            return arr[:].astype(np.uint64)
+        return chunkio.read_markers(self.path, marker_name, n, str(arr.dtype))
 
-    def _set_marker(self, marker_name: str, index: int) -> None:
-        """Completion marker = 1; written after the chunk it marks is on disk (not fsynced itself:
-        a lost marker only means that chunk is written again)."""
+    def _set_marker(self, marker_name: str, index: int, value) -> None:
+        """Set a completion marker to ``value`` (chunkio.marker_value of the chunk's checksum, or 1 where
+        none is recorded); written after the chunk it marks is on disk."""
         arr = self._array(marker_name)
-        if self._is_direct(marker_name):
-            self._put_chunk_file(marker_name, arr, (index,), np.ones(1, np.uint8), fsync=False)
+        if str(arr.dtype) == chunkio.LEGACY_MARKER_DTYPE:
+            value = 1
+        if self._layout(marker_name) == "raw":
+            chunkio.write_marker(self.path, marker_name, index, value, str(arr.dtype))
         else:
-            arr[index] = 1
+            arr[index] = value
 
     def _logit_pending(self, layer: int) -> bool:
         name = schema.logit_path(layer)
@@ -400,7 +432,7 @@ class StoreWriter:
             arr[:] = a.astype(dtype, copy=False)
             self._flush(f"{base}/{key}", (0, 0))
         self._marker(base, 1)
-        self._set_marker(schema.done_path(base), 0)
+        self._set_marker(schema.done_path(base), 0, 1)
 
     # ---- finishing -----------------------------------------------------------------------------
     def _set_complete(self, value: bool) -> None:

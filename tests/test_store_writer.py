@@ -226,18 +226,20 @@ def test_write_chunk_checks_shape(tmp_path):
 
 
 def test_directly_written_chunks_are_byte_identical_to_zarrs(written):
-    """The writer writes dense chunks and markers itself (speed); zarr must write the same bytes."""
+    """The writer writes chunks and markers itself (speed); zarr must write the same bytes."""
     import zarr
 
-    path, _, _, acts = written
+    path, tokens, _, acts = written
     for i in range(3):  # chunk 2 is the padded edge chunk
-        for name, data, key in [(HOOKS[0], acts[HOOKS[0]], f"c/{i}/0"), (schema.done_path(HOOKS[0]), None, f"c/{i}")]:
+        for name, data, key in [(HOOKS[0], acts[HOOKS[0]], f"c/{i}/0"), (schema.TOKENS, tokens, f"c/{i}"),
+                                (schema.done_path(HOOKS[0]), None, f"c/{i}")]:
             f = path / name / key
             mine = f.read_bytes()
             f.unlink()
             arr = zarr.open_array(path / name, mode="r+").with_config(schema.ARRAY_CONFIG)
-            if data is None:
-                arr[i] = 1
+            if data is None:  # the marker records the chunk's checksum
+                arr[i] = int(np.frombuffer(mine[:-4], "<u8")[0])
+                assert mine[:4] == (path / HOOKS[0] / f"c/{i}/0").read_bytes()[-4:]
             else:
                 arr[i * 128:(i + 1) * 128] = data[i * 128:(i + 1) * 128]
             assert f.read_bytes() == mine, (name, key)

@@ -1,0 +1,158 @@
+"""Faults that must never lose or silently corrupt data: damaged, missing and swapped chunk files, an
+export written over the label database, chunk writes that fail half-way. Real stores on disk."""
+
+import errno
+import shutil
+
+import numpy as np
+import pytest
+
+from store import chunkio, schema
+from store.errors import CorruptChunkError, StoreError
+from store.reader import Store
+from tests.test_store_writer import HOOKS, _data, _write_all, _writer
+
+
+@pytest.fixture()
+def written(tmp_path):
+    path = tmp_path / "s"
+    tokens, docs, acts = _data(n_tokens=32 * 20)
+    w = _writer(path, n_tokens=32 * 20)
+    _write_all(w, tokens, docs, acts)
+    w.finish()
+    return path, tokens, docs, acts
+
+
+def _swap(a, b):
+    tmp = a.with_name("swap-tmp")
+    a.rename(tmp)
+    b.rename(a)
+    tmp.rename(b)
+
+
+def test_swapped_dense_chunks_are_detected_on_every_read_path(written):
+    path, _, _, acts = written
+    d = path / HOOKS[0] / "c"
+    _swap(d / "3" / "0", d / "4" / "0")  # both files pass their own checksum
+    st = Store.open(path)
+    assert np.array_equal(st.read_chunk(HOOKS[0], 2), acts[HOOKS[0]][256:384])  # the others still read
+    with pytest.raises(CorruptChunkError, match=r"chunk 'c/3/0' is not the chunk its completion marker recorded"):
+        st.read_chunk(HOOKS[0], 3)
+    with pytest.raises(CorruptChunkError, match=r"not the chunk its completion marker recorded.*verify --repair"):
+        Store.open(path).activations(HOOKS[0])[4 * 128 + 5]  # through zarr (xarray, dask)
+    w = _writer(path, n_tokens=32 * 20)  # the record command again: those two chunks are rewritten
+    assert w.pending_chunks(HOOKS[0]) == [3, 4] and not w.manifest["complete"]
+
+
+def test_swapped_token_chunks_are_detected(written):
+    path = written[0]
+    _swap(path / schema.TOKENS / "c" / "1", path / schema.TOKENS / "c" / "2")
+    with pytest.raises(CorruptChunkError, match="not the chunk its completion marker recorded"):
+        Store.open(path).read_chunk(schema.TOKENS, 1)
+
+
+def test_record_rechecks_a_finished_store_and_rewrites_a_damaged_chunk(written):
+    path, tokens, docs, acts = written
+    f = path / HOOKS[1] / "c" / "2" / "0"
+    good = f.read_bytes()
+    raw = bytearray(good)
+    raw[1000] ^= 0xFF  # one flipped byte in the middle: same size, same trailing checksum
+    f.write_bytes(bytes(raw))
+    w = _writer(path, n_tokens=32 * 20)
+    assert w.rechecked == {HOOKS[1]: [2]} and w.pending_chunks(HOOKS[1]) == [2]
+    assert w.pending_all() == [2] and not Store.open(path).complete
+    _write_all(w, tokens, docs, acts, chunks=w.pending_all())
+    w.finish()
+    assert f.read_bytes() == good and Store.open(path).complete
+
+
+def test_a_chunk_write_that_fails_half_way_leaves_no_marker(written, monkeypatch):
+    """The marker is written after its chunk: a write that fails (disk full) after truncating the old
+    file leaves the chunk pending, and finish() refuses."""
+    path, tokens, docs, acts = written
+    w = _writer(path, n_tokens=32 * 20)
+    real = chunkio.write_file
+
+    def half_then_full(f, payload, fsync=False):
+        f.write_bytes(payload[: payload.size // 2].tobytes())
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(chunkio, "write_file", half_then_full)
+    with pytest.raises(OSError):
+        w.write_chunk(HOOKS[0], 1, acts[HOOKS[0]][128:256] + 1)
+    monkeypatch.setattr(chunkio, "write_file", real)
+    assert w.pending_chunks(HOOKS[0]) == [1]
+    with pytest.raises(StoreError, match="run the record command again"):
+        w.finish()
+
+
+def test_pending_chunks_sees_a_truncated_file_with_its_marker(written):
+    path = written[0]
+    f = path / HOOKS[0] / "c" / "1" / "0"
+    f.write_bytes(f.read_bytes()[:-100])
+    assert _writer(path, n_tokens=32 * 20).pending_chunks(HOOKS[0]) == [1]
+
+
+def test_a_manifest_only_store_accepts_the_corrected_command(tmp_path):
+    path = tmp_path / "s"
+    with pytest.raises(StoreError, match="positive multiple"):
+        _writer(path, n_tokens=320, chunk_tokens=0)
+    _writer(path, n_tokens=320, chunk_tokens=64)  # nothing recorded yet: other arguments are fine
+    w = _writer(path, n_tokens=320, chunk_tokens=128)
+    assert w.chunk_tokens == 128
+
+
+def test_markers_record_the_chunk_checksum(written):
+    path = written[0]
+    st = Store.open(path)
+    for i in range(st.n_chunks):
+        crc = (path / HOOKS[0] / "c" / str(i) / "0").read_bytes()[-4:]
+        assert chunkio.marker_crc(st._marker(HOOKS[0], i)) == crc
+    assert st.done_chunks() == st.n_chunks
+
+
+def test_vanished_index_folder_raises_instead_of_zeros(tiny_root, tiny_stores, tmp_path):
+    """A reader holding an open store whose index folder disappears (index --force of an older
+    neurobrowse, a user's rm) gets an error, never fill values."""
+    path = tmp_path / "copy"
+    shutil.copytree(tiny_stores["gelu"], path)
+    st = Store.open(path)
+    hook = st.hooks[0]
+    table = st.neuron_table(hook)
+    assert np.isfinite(table["max_act"]).all()
+    arr = st.index_array(hook, "top_values")
+    shutil.rmtree(path / schema.index_path(hook))
+    with pytest.raises(CorruptChunkError, match="is missing"):
+        arr[5]
+    with pytest.raises((CorruptChunkError, StoreError)):
+        Store.open(path).neuron(hook, 5)
+
+
+# ---- the label database is never an output -----------------------------------------------------------
+@pytest.mark.parametrize("side", ["", "-wal", "-shm"])
+@pytest.mark.parametrize("verb", ["export", "labels export"])
+def test_export_out_the_label_database_is_refused(tiny_stores, tmp_path, verb, side):
+    from tests.builders import run_cli
+
+    db = tmp_path / "labels.sqlite"
+    store = str(tiny_stores["gelu"])
+    assert run_cli(["labels", "set", store, "0", "3", "--verdict", "interpretable", "--db", str(db)]).returncode == 0
+    before = db.read_bytes()
+    out = str(db) + side
+    argv = (["export", store, "--db", str(db), "--out", out] if verb == "export"
+            else ["labels", "export", "--db", str(db), "--out", out])
+    r = run_cli(argv)
+    assert r.returncode == 2 and "is the label database" in r.stderr and "Traceback" not in r.stderr
+    assert db.read_bytes() == before
+    r = run_cli(["labels", "list", "--db", str(db)])
+    assert "interpretable" in r.stdout
+
+
+def test_export_into_a_store_is_refused(tiny_stores, tmp_path):
+    from tests.builders import run_cli
+
+    store = tiny_stores["gelu"]
+    before = sorted(p.name for p in store.iterdir())
+    r = run_cli(["export", str(store), "--db", str(tmp_path / "l.db"), "--all", "--out", str(store / "zarr.json")])
+    assert r.returncode == 2 and "inside the Zarr store" in r.stderr
+    assert sorted(p.name for p in store.iterdir()) == before and Store.open(store).complete
