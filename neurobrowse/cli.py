@@ -8,6 +8,7 @@ work done so far stays on disk, so the same command resumes.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -22,6 +23,7 @@ VERBS = [
     "record",
     "index",
     "info",
+    "verify",
     "show",
     "open",
     "compare",
@@ -44,6 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(e: OSError) -> str:
+    """What an operating-system error during a command means for the user, and what to do."""
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"the disk is full{where}; free some space and run the same command again: what was finished "
+                f"is kept and the command resumes")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"no permission to write{where} ({e.strerror}); choose a folder you can write to (--out)"
+    return f"{e.strerror or e}{where}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except NeurobrowseError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: what was written so far is kept; run the same command to resume", file=sys.stderr)

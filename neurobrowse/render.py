@@ -149,6 +149,12 @@ def info_text(info: dict) -> str:
     else:
         lines.append(f"status      INCOMPLETE: {info['chunks_done']}/{info['n_chunks']} chunks recorded. Resume with:")
         lines.append(f"              {info['resume_command']}")
+    missing = info.get("missing_files") or []
+    if missing:
+        lines.append(f"DAMAGED     {len(missing)} file(s) missing, e.g. {', '.join(missing[:3])}. Check and repair with:")
+        lines.append(f"              neurobrowse verify --repair {info['path']}")
+    else:
+        lines.append(f"checked     every marked chunk file exists (full check: neurobrowse verify {info['path']})")
     lines.append("hooks")
     for hook, h in info["hooks"].items():
         if h["indexed"]:
@@ -194,19 +200,28 @@ def index_text(results: dict, summary: dict) -> str:
 # ---- labels (`labels list / set / history`) ---------------------------------------------------------------
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F] if c != 0x09}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escape sequences, newlines) shown as \\xNN, not obeyed."""
+    return text.translate(_CONTROL)
+
+
 def label_line(lab) -> str:
     """One label (store.labels.Label) on one line: run, hook, neuron, verdict, description, tags, who and when."""
-    tags = f" [{', '.join(lab.tags)}]" if lab.tags else ""
-    desc = f" {lab.description}" if lab.description else ""
+    tags = f" [{printable(', '.join(lab.tags))}]" if lab.tags else ""
+    desc = f" {printable(lab.description)}" if lab.description else ""
     return (f"{lab.run_uuid[:8]} {lab.hook} {lab.neuron:>6} {lab.verdict:<17}{desc}{tags}  "
-            f"({lab.author}, {lab.time[:19]})")
+            f"({printable(lab.author)}, {lab.time[:19]})")
 
 
 def label_event_line(ev) -> str:
     """One event of a label's history."""
     what = ev.verdict or "(cleared)"
-    return (f"#{ev.event_id:<6} {ev.time[:19]} {ev.author:<12} {ev.source:<7} {what:<17} {ev.description}"
-            + (f" [{', '.join(ev.tags)}]" if ev.tags else "") + (f"  notes: {ev.notes}" if ev.notes else ""))
+    return (f"#{ev.event_id:<6} {ev.time[:19]} {printable(ev.author):<12} {ev.source:<7} {what:<17} "
+            f"{printable(ev.description)}" + (f" [{printable(', '.join(ev.tags))}]" if ev.tags else "")
+            + (f"  notes: {printable(ev.notes)}" if ev.notes else ""))
 
 
 # ---- two stores (`compare --summary`) ---------------------------------------------------------------------

@@ -88,8 +88,8 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
     if (out / "study.json").exists():
         raise StudyError(f"{out} already holds a study; choose another --out (a study is never overwritten)")
     stores = [as_store(s) for s in stores]
-    if len(stores) < 1:
-        raise StudyError("a study needs at least one store (--stores A B)")
+    if len(stores) < 2:
+        raise StudyError(f"a study compares models: give at least two stores (--stores A B), got {len(stores)}")
     runs = [s.run_uuid for s in stores]
     if len(set(runs)) != len(runs):
         raise StudyError("the same store is given twice; a study compares different models")
@@ -547,7 +547,10 @@ def plot_report(rep: dict, path: str | os.PathLike) -> None:
     fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=150)
     x = np.arange(len(res))
     shares = np.array([100 * r.share for r in res])
-    err = np.array([[100 * (r.share - r.ci_low) for r in res], [100 * (r.ci_high - r.share) for r in res]])
+    # clipped at 0: at a share of 0% or 100% the Wilson bound differs from the share by a rounding error
+    # (0.9999999999999998 vs 1.0), and matplotlib refuses a negative error bar
+    err = np.clip(np.array([[100 * (r.share - r.ci_low) for r in res], [100 * (r.ci_high - r.share) for r in res]]),
+                  0, None)
     ax.bar(x, shares, width=0.6, color=[colors.get(r.name, "#b0b0b0") for r in res], edgecolor="none",
            yerr=err, capsize=4, error_kw={"elinewidth": 1, "ecolor": "#444444"})
     for xi, r in zip(x, res):

@@ -208,6 +208,13 @@ def select_neurons(store: Any, cfg: ExportConfig, labels: dict[tuple[str, int], 
         raise ExportError("a neuron-explainer export holds one hook kind (NeuronRecord has no hook field); "
                           "pass --hook with hook_post or hook_mid hooks only")
     want_tags = set(normalize_tags(cfg.tags)) if cfg.tags else None
+    missing_layers = sorted(set(cfg.layers or ()) - {schema.parse_hook_name(h)[0] for h in hooks})
+    if missing_layers:
+        raise ExportError(f"--layer {', '.join(map(str, missing_layers))}: {store.path} has no such layer among the "
+                          f"exported hooks ({', '.join(hooks)})")
+    for name, lo in (cfg.min_scores or {}).items():
+        if not math.isfinite(float(lo)):
+            raise ExportError(f"--min-score {name}={lo}: the threshold must be a finite number")
     out = {}
     for hook in hooks:
         if hook not in store.hooks:

@@ -88,6 +88,8 @@ class Label:
         object.__setattr__(self, "layer", _layer_of(self.hook))
         object.__setattr__(self, "tags", normalize_tags(self.tags))
         object.__setattr__(self, "neuron", int(self.neuron))
+        if self.neuron < 0:
+            raise LabelError(f"neuron {self.neuron} of {self.hook}: neuron numbers start at 0")
 
     @property
     def key(self) -> tuple[str, str, int]:

@@ -277,19 +277,7 @@ class Store:
     def resume_command(self) -> str:
         """The command that resumes this recording: the one it was recorded with, writing into the
         store's folder as opened now (a copied or moved store must not be resumed into its old folder)."""
-        cmd = self.manifest.get("record_command")
-        if not cmd:
-            return f"neurobrowse record CHECKPOINT --out {shlex.quote(str(self.path))}"
-        try:
-            parts = shlex.split(cmd)
-        except ValueError:
-            return cmd
-        for i, a in enumerate(parts):
-            if a == "--out" and i + 1 < len(parts):
-                parts[i + 1] = str(self.path)
-            elif a.startswith("--out="):
-                parts[i] = f"--out={self.path}"
-        return shlex.join(parts)
+        return schema.record_command(self.manifest, self.path)
 
     def require_complete(self) -> None:
         """Raise StoreError unless recording finished (for consumers that need every chunk)."""
@@ -312,6 +300,11 @@ class Store:
                 arr = self.group[name]
             except KeyError:
                 raise StoreError(f"{self.path} has no array {name!r}") from None
+            except (ValueError, TypeError, OSError) as e:  # zarr.json that is not valid metadata
+                fix = (f"re-index it: `neurobrowse index --force {self.path}`" if name.startswith(schema.INDEX_GROUP)
+                       else "record the store again into a new --out")
+                raise StoreError(f"{self.path}: the metadata of {name!r} ({self.path / name / 'zarr.json'}) is "
+                                 f"damaged ({type(e).__name__}: {e}); {fix}") from None
             self._arrays[name] = arr
         return arr
 
@@ -647,6 +640,29 @@ class Store:
                     pass
         return total
 
+    def missing_files(self) -> list[str]:
+        """Files a reader needs that are gone (cheap: existence only, no checksums; `neurobrowse verify`
+        reads everything): the metadata of each recorded array, every chunk with a completion marker,
+        and each finished index's array metadata. Paths relative to the store."""
+        out = []
+        for name in [schema.TOKENS, schema.DOC_STARTS, *self.hooks]:
+            if not (self.path / name / "zarr.json").is_file():
+                out.append(f"{name}/zarr.json")
+                continue
+            marker = self.path / schema.done_path(name) / "c"
+            if not marker.is_dir():
+                continue
+            ndim = 1 if name in (schema.TOKENS, schema.DOC_STARTS) else 2
+            for m in marker.iterdir():
+                coords = (int(m.name),) + (0,) * (ndim - 1) if m.name.isdigit() else None
+                if coords is not None and not chunkio.chunk_path(self.path, name, coords).is_file():
+                    out.append(f"{name}/{chunkio.chunk_key(coords)}")
+        for hook in self.hooks:
+            if self.index_state(hook).get("complete"):
+                out += [f"{schema.index_path(hook)}/{a}/zarr.json" for a in schema.INDEX_ARRAYS
+                        if not (self.path / schema.index_path(hook) / a / "zarr.json").is_file()]
+        return out
+
     def info(self) -> dict:
         """A summary for `neurobrowse info` and the app."""
         dense_raw = sum(self.n_tokens * self.d_mlp * 2 for _ in self.hooks)
@@ -676,6 +692,7 @@ class Store:
             "chunks_done": done,
             "n_chunks": self.n_chunks,
             "complete": self.complete,
+            "missing_files": self.missing_files(),
             "resume_command": None if self.complete else self.resume_command(),
             "size_on_disk": self.size_on_disk(),
             "dense_bytes_raw": dense_raw,
@@ -688,9 +705,15 @@ def _read_many(reads: list[tuple[zarr.Array, tuple]]) -> list[np.ndarray]:
     """Read several (array, selection) pairs in one concurrent batch on zarr's event loop."""
 
     async def go():
-        return await asyncio.gather(*[a.async_array.getitem(sel) for a, sel in reads])
+        # return_exceptions: every read is awaited to its end, so a failed read (a damaged chunk) leaves
+        # no "Task exception was never retrieved" behind; the first failure is raised here
+        return await asyncio.gather(*[a.async_array.getitem(sel) for a, sel in reads], return_exceptions=True)
 
-    return [np.asarray(x) for x in sync(go())]
+    out = sync(go())
+    for x in out:
+        if isinstance(x, BaseException):
+            raise x
+    return [np.asarray(x) for x in out]
 
 
 def as_store(store: "Store | str | os.PathLike") -> Store:

@@ -80,6 +80,26 @@ def read_manifest(path) -> dict | None:
     return manifest
 
 
+def record_command(manifest: dict, path) -> str:
+    """The command that resumes (or repairs) the recording of the store now at ``path``: the one saved in
+    its manifest with ``--out`` pointing here (the store may have been moved or copied since)."""
+    import shlex
+
+    saved = (manifest or {}).get("record_command")
+    if not saved:
+        return f"neurobrowse record CHECKPOINT --out {shlex.quote(str(path))}"
+    try:
+        argv = shlex.split(saved)
+    except ValueError:
+        return saved
+    for i, a in enumerate(argv):
+        if a == "--out" and i + 1 < len(argv):
+            argv[i + 1] = str(path)
+        elif a.startswith("--out="):
+            argv[i] = f"--out={path}"
+    return shlex.join(argv)
+
+
 def hook_name(layer: int, hook: str = "hook_post") -> str:
     """TransformerLens hook name, e.g. hook_name(0) == 'blocks.0.mlp.hook_post'."""
     return f"blocks.{layer}.mlp.{hook}"

@@ -455,5 +455,6 @@ class StoreWriter:
         if missing or lost_logits:
             parts = [f"{name}: chunks {v[:8]}{'...' if len(v) > 8 else ''}" for name, v in missing.items()]
             parts += [f"logit effects of layer {layer}" for layer in lost_logits]
-            raise StoreError(f"{self.path} is not finished ({'; '.join(parts)}); run the record command again to resume")
+            raise StoreError(f"{self.path} is not finished ({'; '.join(parts)}); run the record command again to "
+                             f"resume: {schema.record_command(self.manifest, self.path)}")
         self._set_complete(True)

@@ -156,3 +156,62 @@ def test_export_into_a_store_is_refused(tiny_stores, tmp_path):
     r = run_cli(["export", str(store), "--db", str(tmp_path / "l.db"), "--all", "--out", str(store / "zarr.json")])
     assert r.returncode == 2 and "inside the Zarr store" in r.stderr
     assert sorted(p.name for p in store.iterdir()) == before and Store.open(store).complete
+
+
+# ---- verify and repair --------------------------------------------------------------------------------
+def _copy(src, tmp_path, name="copy"):
+    dst = tmp_path / name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_verify_finds_damage_and_the_advised_commands_repair_it(tiny_stores, tmp_path):
+    """Damage a dense chunk, swap two token chunks and garble an index chunk; verify names each; after
+    --repair the advised record and index commands restore a store identical to the original."""
+    import shlex
+
+    from tests.builders import run_cli
+
+    src = tiny_stores["solu_ln"]
+    path = _copy(src, tmp_path)
+    st = Store.open(path)
+    hook = st.hooks[1]
+    r = run_cli(["verify", "--quiet", str(path)])
+    assert r.returncode == 0 and "every chunk is intact" in r.stdout
+    dense = path / hook / "c" / "1" / "0"
+    raw = bytearray(dense.read_bytes())
+    raw[len(raw) // 2] ^= 0x40
+    dense.write_bytes(bytes(raw))
+    _swap(path / schema.TOKENS / "c" / "0", path / schema.TOKENS / "c" / "2")
+    idx = path / schema.index_path(st.hooks[0]) / "top_values" / "c" / "3" / "0"
+    idx.write_bytes(b"garbage")
+    r = run_cli(["verify", "--quiet", str(path)])
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{hook}" in r.stdout and "c/1/0: fails its Crc32c checksum" in r.stdout
+    assert "c/0: not the chunk its marker recorded" in r.stdout and "c/2: not the chunk" in r.stdout
+    assert "top_values/c/3/0: fails its Crc32c" in r.stdout
+    assert f"neurobrowse verify --repair {path}" in r.stdout
+    r = run_cli(["verify", "--repair", "--quiet", str(path)])
+    assert r.returncode == 1 and "markers of the bad chunks cleared" in r.stdout
+    cmds = [line.strip() for line in r.stdout.splitlines()[-2:]]
+    assert cmds[0].startswith("neurobrowse record") and f"--out {path}" in cmds[0]
+    assert cmds[1] == f"neurobrowse index {path}"
+    assert not Store.open(path).complete and not Store.open(path).is_indexed(st.hooks[0])
+    for cmd in cmds:
+        r = run_cli(shlex.split(cmd)[1:] + ["--quiet"])
+        assert r.returncode == 0, r.stderr
+    assert run_cli(["verify", "--quiet", str(path)]).returncode == 0
+    for rel in [f"{hook}/c/1/0", "tokens/c/0", "tokens/c/2", f"{schema.index_path(st.hooks[0])}/top_values/c/3/0"]:
+        assert (path / rel).read_bytes() == (src / rel).read_bytes(), rel
+
+
+def test_info_checks_that_marked_chunk_files_exist(tiny_stores, tmp_path):
+    from tests.builders import run_cli
+
+    path = _copy(tiny_stores["gelu"], tmp_path)
+    hook = Store.open(path).hooks[0]
+    assert run_cli(["info", str(path)]).returncode == 0
+    (path / hook / "c" / "2" / "0").unlink()
+    r = run_cli(["info", str(path)])
+    assert r.returncode == 1 and "DAMAGED" in r.stdout and f"{hook}/c/2/0" in r.stdout
+    assert f"neurobrowse verify --repair {path}" in r.stdout

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from neurobrowse import options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,12 +18,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store_a")
     p.add_argument("store_b")
     p.add_argument("--offscreen", action="store_true", help="render without a display (with --screenshot)")
-    p.add_argument("--screenshot", metavar="PNG", help="render the compare window into PNG and exit")
+    p.add_argument("--screenshot", type=options.output_file, metavar="PNG", help="render the compare window into PNG and exit")
     p.add_argument("--summary", action="store_true", help="print the comparison (shares, intervals, verdict) and exit")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from store.errors import StoreError
+    from store.reader import Store
+
+    a, b = Store.open(args.store_a), Store.open(args.store_b)
+    if a.run_uuid == b.run_uuid:
+        raise StoreError(f"{a.path} and {b.path} are the same recording (run {a.run_uuid}); compare two models' "
+                         f"stores, e.g. the GeLU and the SoLU-LN store of `neurobrowse demo`")
     if args.summary:
         from neurobrowse import render
         from neurobrowse.state import compare_stores

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neurobrowse import options
 from neurobrowse.demo import DEFAULT_WORKDIR
 
 
@@ -17,12 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"stopped. Artifacts go under --workdir (default {DEFAULT_WORKDIR}, or $NEUROBROWSE_DEMO_DIR). Without "
         "a display it renders the window into WORKDIR/demo.png instead.",
     )
-    p.add_argument("--workdir", type=Path, default=None, help=f"where artifacts go (default: {DEFAULT_WORKDIR})")
+    p.add_argument("--workdir", type=options.output_dir, default=None, help=f"where artifacts go (default: {DEFAULT_WORKDIR})")
     p.add_argument("--preset", default="demo", help="training preset: demo (minutes) or tiny (seconds, for a quick look)")
-    p.add_argument("--tokens", type=int, default=None, help="tokens recorded per model (default: 262,144; tiny: 20,480)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    p.add_argument("--tokens", type=options.positive_int, default=None, help="tokens recorded per model (default: 262,144; tiny: 20,480)")
+    p.add_argument("--device", type=options.device, default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     p.add_argument("--offscreen", action="store_true", help="no window: render the compare window into --screenshot")
-    p.add_argument("--screenshot", metavar="PNG", type=Path, help="render the compare window into PNG and exit")
+    p.add_argument("--screenshot", metavar="PNG", type=options.output_file, help="render the compare window into PNG and exit")
     p.add_argument("--no-window", action="store_true", help="build everything, open nothing")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurobrowse import __version__
+from neurobrowse import __version__, options
 from neurobrowse.commands.labels_cmd import common_db_args, open_db
 from store.export import FORMATS, ExportConfig, ExportError
 from store.labels import VERDICTS
@@ -17,16 +17,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "neurons; --all adds the rest. Written atomically (temp file + rename).")
     p.add_argument("store", metavar="STORE")
     p.add_argument("--format", choices=FORMATS, default="jsonl")
-    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--out", type=options.output_file, required=True, metavar="FILE")
     p.add_argument("--verdict", choices=VERDICTS, action="append", help="only this verdict (repeatable)")
     p.add_argument("--tag", action="append", help="only labels with this tag (repeatable: any of them)")
-    p.add_argument("--layer", type=int, action="append", help="only this layer (repeatable)")
-    p.add_argument("--hook", action="append", help="only this hook (full name; repeatable; default: every indexed)")
+    p.add_argument("--layer", type=options.non_negative_int, action="append", help="only this layer (repeatable)")
+    p.add_argument("--hook", type=options.hook_name, action="append", help="only this hook (full name; repeatable; default: every indexed)")
     p.add_argument("--min-score", action="append", default=[], metavar="[NAME=]VALUE",
                    help="keep neurons whose statistic NAME (default token_rule_score) is >= VALUE, e.g. "
                         "sim_score=0.5 or max_act=1 (repeatable)")
     p.add_argument("--all", action="store_true", help="also export unlabeled neurons")
-    p.add_argument("--snippets", type=int, default=20, help="top snippets per neuron (default 20)")
+    p.add_argument("--snippets", type=options.non_negative_int, default=20, help="top snippets per neuron (default 20)")
     p.add_argument("--gzip", action="store_true", help="gzip the output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from neurobrowse import options
 from store import schema
 
 
@@ -16,9 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the store's index group. Interrupted runs (Ctrl-C, kill -9) resume where they stopped when the "
         "same command is run again.")
     p.add_argument("store", help="store directory (from `neurobrowse record`)")
-    p.add_argument("--k", type=int, default=schema.DEFAULT_K,
+    p.add_argument("--k", type=options.positive_int, default=schema.DEFAULT_K,
                    help=f"top-k and bottom-k firings kept per neuron (default {schema.DEFAULT_K})")
-    p.add_argument("--hooks", nargs="+", metavar="HOOK",
+    p.add_argument("--hooks", type=options.hook_name, nargs="+", metavar="HOOK",
                    help="hook names to index, e.g. blocks.0.mlp.hook_post (default: every recorded hook)")
     p.add_argument("--force", action="store_true", help="drop any existing index of these hooks and start again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

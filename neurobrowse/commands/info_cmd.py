@@ -20,4 +20,4 @@ def run(args: argparse.Namespace) -> int:
 
     info = Store.open(args.store).info()
     print(render.json_text(info, indent=2) if args.json else render.info_text(info))
-    return 0
+    return 1 if info.get("missing_files") else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from neurobrowse import __version__, render
+from neurobrowse import __version__, options, render
 from store.labels import ENV_DB, VERDICTS, LabelDB, LabelError
 
 
@@ -14,7 +14,7 @@ def common_db_args() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--db", default=None,
                    help=f"label database (default: ${ENV_DB}, else the user data dir's neurobrowse/labels.sqlite)")
-    p.add_argument("--busy-timeout", type=float, default=10.0, metavar="S",
+    p.add_argument("--busy-timeout", type=options.non_negative_float, default=10.0, metavar="S",
                    help="seconds to wait for another writer before giving up (default 10)")
     return p
 
@@ -41,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls = sub.add_parser("list", parents=[common], help="list current labels")
     ls.add_argument("--store", help="only labels of this store")
     ls.add_argument("--run", help="only labels of this run UUID")
-    ls.add_argument("--hook", help="only this hook (full name)")
-    ls.add_argument("--layer", type=int, action="append", help="only this layer (repeatable)")
+    ls.add_argument("--hook", type=options.hook_name, help="only this hook (full name)")
+    ls.add_argument("--layer", type=options.non_negative_int, action="append", help="only this layer (repeatable)")
     ls.add_argument("--verdict", choices=VERDICTS, action="append", help="only this verdict (repeatable)")
     ls.add_argument("--tag", action="append", help="only labels with this tag (repeatable: any of them)")
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     st = sub.add_parser("set", parents=[common], help="set the label of one neuron")
     st.add_argument("store", help="the store the neuron belongs to (its run UUID keys the label)")
     st.add_argument("hook", help="hook name (blocks.0.mlp.hook_post) or a layer number")
-    st.add_argument("neuron", type=int)
+    st.add_argument("neuron", type=options.non_negative_int)
     st.add_argument("--hook-kind", default="hook_post", help="with a layer number: hook_post (default) or hook_mid")
     st.add_argument("--verdict", choices=VERDICTS, required=True)
     st.add_argument("--description", default="")
@@ -63,24 +63,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hi = sub.add_parser("history", parents=[common], help="every change of one neuron's label")
     hi.add_argument("store")
     hi.add_argument("hook")
-    hi.add_argument("neuron", type=int)
+    hi.add_argument("neuron", type=options.non_negative_int)
     hi.add_argument("--hook-kind", default="hook_post")
     hi.set_defaults(func=cmd_history)
 
     im = sub.add_parser("import", parents=[common], help="import labels from an export (all or nothing)")
-    im.add_argument("file", help="a `neurobrowse export` jsonl/csv file or a `labels export` file (gzip ok)")
+    im.add_argument("file", type=options.input_text_file, help="a `neurobrowse export` jsonl/csv file or a `labels export` file (gzip ok)")
     im.add_argument("--store", help="check every label against this store (refuses another store's file)")
     im.set_defaults(func=cmd_import)
 
     ex = sub.add_parser("export", parents=[common], help="write current labels as JSONL")
-    ex.add_argument("--out", required=True)
+    ex.add_argument("--out", type=options.output_file, required=True)
     ex.add_argument("--store", help="only labels of this store")
     ex.add_argument("--run", help="only labels of this run UUID")
     ex.add_argument("--gzip", action="store_true")
     ex.set_defaults(func=cmd_export)
 
     bk = sub.add_parser("backup", parents=[common], help="copy the database (sqlite backup API)")
-    bk.add_argument("--out", default=None, help="target file (default: a rotated file in backups/ next to the db)")
+    bk.add_argument("--out", type=options.output_file, default=None, help="target file (default: a rotated file in backups/ next to the db)")
     bk.set_defaults(func=cmd_backup)
 
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -138,6 +138,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     with open_db(args) as db:
         res = import_labels(db, args.file, store=store)
     print(f"imported {res['written']} label change(s) from {res['labels_in_file']} label(s) in {args.file}")
+    if store is None:
+        print("note: without --store STORE the neuron numbers and hooks were not checked against a store",
+              file=sys.stderr)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from neurobrowse import options
 from store.errors import NeurobrowseError
 
 
@@ -16,10 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "LayerNorm, try-your-text). Without a display use --offscreen --screenshot PNG.",
     )
     p.add_argument("store", nargs="?", help="store directory (default: the most recently opened store)")
-    p.add_argument("--hook", help="start on this hook, e.g. blocks.0.mlp.hook_post")
-    p.add_argument("--neuron", type=int, help="start on this neuron")
+    p.add_argument("--hook", type=options.hook_name, help="start on this hook, e.g. blocks.0.mlp.hook_post")
+    p.add_argument("--neuron", type=options.non_negative_int, help="start on this neuron")
     p.add_argument("--offscreen", action="store_true", help="render without a display (with --screenshot)")
-    p.add_argument("--screenshot", metavar="PNG", help="render the window with a neuron page into PNG and exit")
+    p.add_argument("--screenshot", type=options.output_file, metavar="PNG", help="render the window with a neuron page into PNG and exit")
     p.add_argument("--smoke-test", action="store_true", help="start headless, open STORE, exit 0 once a page shows")
     p.set_defaults(func=run)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from neurobrowse import options
+
 
 def _int_list(text: str) -> list[int]:
     try:
@@ -31,17 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "completion marker once it is on disk; run the same command again after a crash or Ctrl-C to resume.",
     )
     p.add_argument("checkpoint", help="checkpoint directory (from `neurobrowse train`)")
-    p.add_argument("--out", required=True, help="store directory to create (or resume)")
+    p.add_argument("--out", type=options.output_dir, required=True, help="store directory to create (or resume)")
     p.add_argument("--tokens", type=_tokens, default=1 << 20, help="tokens to record, e.g. 1M (default 1048576)")
     p.add_argument("--layers", type=_int_list, default=None, help="comma-separated layers (default: all)")
     p.add_argument("--hooks", default=None,
                    help="comma-separated hooks: hook_post, hook_mid, hook_pre or full names "
                    "(default: hook_post, plus hook_mid for SoLU-LN)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=options.positive_int, default=None,
                    help="contexts per forward pass (default: one store chunk; rounded so batches fill whole chunks)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", type=options.device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--corpus", default=None, help="corpus directory (default: the one in the checkpoint's config)")
-    p.add_argument("--chunk-tokens", type=int, default=None,
+    p.add_argument("--chunk-tokens", type=options.positive_int, default=None,
                    help="rows per store chunk (default: ~8 MiB of activations, see store/schema.py)")
     p.add_argument("--no-fsync", action="store_true", help="do not flush each chunk to disk before its marker")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from neurobrowse import options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="show one neuron: stats, top tokens, logit effects, top snippets",
@@ -11,10 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "its direct logit effects and its strongest snippets with the activations highlighted "
                        "(colour on a terminal, the firing token in «» when piped).")
     p.add_argument("store", help="store directory")
-    p.add_argument("--layer", type=int, required=True, help="layer number")
-    p.add_argument("--neuron", type=int, required=True, help="neuron number")
+    p.add_argument("--layer", type=options.non_negative_int, required=True, help="layer number")
+    p.add_argument("--neuron", type=options.non_negative_int, required=True, help="neuron number")
     p.add_argument("--hook", default=None, help="hook_post (default), hook_mid, or a full hook name")
-    p.add_argument("--snippets", type=int, default=8, help="top (and bottom) snippets to show (default 8)")
+    p.add_argument("--snippets", type=options.non_negative_int, default=8, help="top (and bottom) snippets to show (default 8)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="ANSI colour (default: auto, only on a terminal)")
     p.add_argument("--json", action="store_true", help="print everything as JSON for scripts")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from neurobrowse import options
 from neurobrowse.study import StudyConfig
 
 
@@ -14,24 +15,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     new = sub.add_parser("new", help="draw a blinded sample of neurons from several stores")
     new.add_argument("--stores", nargs="+", required=True, metavar="STORE", help="indexed stores, one per model")
-    new.add_argument("--per-model", type=int, default=StudyConfig.per_model, help="neurons per store (default 60)")
-    new.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, recorded)")
+    new.add_argument("--per-model", type=options.positive_int, default=StudyConfig.per_model, help="neurons per store (default 60)")
+    new.add_argument("--seed", type=options.non_negative_int, default=None, help="random seed (default: a fresh one, recorded)")
     new.add_argument("--hook", action="append", default=None, metavar="KIND",
                      help="hook kind to draw from: hook_post (default) or hook_mid (repeatable)")
-    new.add_argument("--snippets", type=int, default=StudyConfig.snippets, help="top snippets per neuron (default 20)")
-    new.add_argument("--out", required=True, metavar="STUDY", help="the study folder to create")
+    new.add_argument("--snippets", type=options.positive_int, default=StudyConfig.snippets, help="top snippets per neuron (default 20)")
+    new.add_argument("--out", type=options.output_dir, required=True, metavar="STUDY", help="the study folder to create")
     new.set_defaults(func=cmd_new)
 
     rate = sub.add_parser("rate", help="rate a study (opens the rating window, or --answers FILE)")
     rate.add_argument("study", metavar="STUDY")
     rate.add_argument("--rater", default=None, help="your name (default: the OS user); each rater rates apart")
-    rate.add_argument("--answers", default=None, metavar="FILE",
+    rate.add_argument("--answers", type=options.input_text_file, default=None, metavar="FILE",
                       help="scripted rating: CSV 'item_id,verdict' or JSON {item_id: verdict}; no window")
     rate.set_defaults(func=cmd_rate)
 
     rep = sub.add_parser("report", help="unblind: shares, Wilson intervals, Fisher test, kappa, ROC AUC")
     rep.add_argument("study", metavar="STUDY")
-    rep.add_argument("--out", default=None, help="folder for report.txt/.csv/.png (default STUDY/report)")
+    rep.add_argument("--out", type=options.output_dir, default=None, help="folder for report.txt/.csv/.png (default STUDY/report)")
     rep.set_defaults(func=cmd_report)
 
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -1,0 +1,256 @@
+"""`neurobrowse verify`: read every chunk of a store and check it against its checksum and its marker.
+
+For each per-token array (token ids, document starts, one dense array per hook) every chunk must
+have a completion marker (in a finished store), a file of the right size, a Crc32c that matches its
+bytes, and the checksum its marker recorded (a chunk moved to another chunk's place fails that). The
+tokenizer, the logit effects and each hook's index are checked file by file the same way.
+
+``repair`` makes the advised commands work: it clears the markers of bad recorded chunks and the
+store's ``complete`` flag (so the store's record command writes exactly those chunks again), and
+drops a damaged index (so ``neurobrowse index`` builds it again). Nothing good is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from store import chunkio, schema
+from store.errors import StoreError
+
+
+@dataclass
+class ArrayReport:
+    """What verify found in one array (or one index): chunks checked and the bad ones with why."""
+
+    name: str
+    kind: str  # "recorded", "index", "tokenizer", "logit"
+    checked: int = 0
+    bad: dict[str, str] = field(default_factory=dict)  # chunk key -> reason
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    arrays: list[ArrayReport]
+    bytes_read: int
+    seconds: float
+    record_command: str
+    repaired: bool
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.arrays)
+
+    def fix_commands(self) -> list[str]:
+        """The commands that repair what was found (after ``--repair`` where it is needed first)."""
+        cmds = []
+        recorded = [a for a in self.arrays if not a.ok and a.kind in ("recorded", "tokenizer", "logit")]
+        index = [a for a in self.arrays if not a.ok and a.kind == "index"]
+        if (recorded or index) and not self.repaired:
+            cmds.append(f"neurobrowse verify --repair {self.path}")
+        if recorded:
+            cmds.append(self.record_command)
+        if index:
+            cmds.append(f"neurobrowse index {self.path}")
+        return cmds
+
+
+def _meta(folder: Path) -> dict | None:
+    """The zarr.json of an array folder, or None when missing or garbage."""
+    try:
+        doc = json.loads((folder / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("node_type") == "array" else None
+
+
+def _grid(meta: dict) -> list[tuple[int, ...]]:
+    shape = meta["shape"]
+    chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
+    counts = [max(1, -(-s // c)) if s else 0 for s, c in zip(shape, chunks)]
+    return [tuple(ix) for ix in np.ndindex(*counts)] if shape else [()]
+
+
+def _check_file(f: Path, size: int | None, counter: list) -> tuple[str | None, bytes | None]:
+    """(reason it is bad or None, its checksum bytes)."""
+    try:
+        data = f.read_bytes()
+    except FileNotFoundError:
+        return "missing", None
+    except OSError as e:
+        return f"unreadable ({e.strerror})", None
+    counter[0] += len(data)
+    if size is not None and len(data) != size:
+        return f"{len(data)} bytes, expected {size}", None
+    raw = np.frombuffer(data, np.uint8)
+    if raw.size < 4 or chunkio.crc32c(raw[:-4]) != data[-4:]:
+        return "fails its Crc32c checksum", None
+    return None, data[-4:]
+
+
+def _check_array(root: Path, name: str, kind: str, counter: list, bar=None) -> ArrayReport:
+    """Every chunk file of an array whose markers are not checked (index, tokenizer, logit arrays)."""
+    rep = ArrayReport(name, kind)
+    meta = _meta(root / name)
+    if meta is None:
+        rep.bad["zarr.json"] = "metadata missing or not an array's JSON"
+        return rep
+    for coords in _grid(meta):
+        rep.checked += 1
+        reason, _ = _check_file(chunkio.chunk_path(root, name, coords), None, counter)
+        if reason:
+            rep.bad[chunkio.chunk_key(coords)] = reason
+    if bar is not None:
+        bar.update(0)
+    return rep
+
+
+def _check_recorded(root: Path, name: str, n_chunks: int, complete: bool, counter: list, bar=None) -> ArrayReport:
+    """A per-token array: every chunk against its file's checksum, its size and its marker."""
+    rep = ArrayReport(name, "recorded")
+    meta = _meta(root / name)
+    marker_meta = _meta(root / schema.done_path(name))
+    if meta is None or marker_meta is None:
+        rep.bad["zarr.json"] = f"metadata of {name if meta is None else schema.done_path(name)} missing or garbage"
+        return rep
+    marker_dtype = marker_meta["data_type"]
+    chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
+    codecs = [c.get("name") for c in meta.get("codecs", [])]
+    size = (int(np.prod(chunks)) * np.dtype(meta["data_type"]).itemsize + 4) if codecs == ["bytes", "crc32c"] else None
+    for i in range(n_chunks):
+        coords = (i,) + (0,) * (len(chunks) - 1)
+        key = chunkio.chunk_key(coords)
+        mark = chunkio.read_marker(root, schema.done_path(name), i, marker_dtype)
+        f = chunkio.chunk_path(root, name, coords)
+        if not mark:
+            if complete:
+                rep.bad[key] = "no completion marker in a finished store"
+            continue
+        rep.checked += 1
+        before = counter[0]
+        reason, crc = _check_file(f, size, counter)
+        want = chunkio.marker_crc(mark)
+        if reason is None and want is not None and crc != want:
+            reason = "not the chunk its marker recorded (moved or copied from another place)"
+        if reason:
+            rep.bad[key] = reason
+        if bar is not None:
+            bar.update(counter[0] - before)
+    return rep
+
+
+def verify_store(path, *, repair: bool = False, progress: bool = False) -> VerifyReport:
+    """Check every chunk of the store at ``path`` (see the module doc); with ``repair`` clear the markers
+    of bad recorded chunks and drop damaged indexes. Returns the report; raises StoreError only when
+    ``path`` is not a store at all."""
+    root = Path(path).absolute()
+    if not root.is_dir():
+        raise StoreError(f"no store at {root}")
+    manifest = schema.read_manifest(root)
+    if manifest is None:
+        raise StoreError(f"{root} is not a neurobrowse store (no manifest in its zarr.json)")
+    try:
+        hooks = list(manifest["hooks"])
+        n_chunks = schema.n_chunks(int(manifest["n_tokens"]), int(manifest["chunk_tokens"]))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+        raise StoreError(f"{root}: the manifest in zarr.json is damaged ({e}); record the store again "
+                         f"into a new --out") from None
+    complete = bool(manifest.get("complete"))
+    record_command = schema.record_command(manifest, root)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        total = sum(f.stat().st_size for h in [schema.TOKENS, schema.DOC_STARTS, *hooks]
+                    for f in (root / h).rglob("*") if f.is_file())
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"verify {root.name}", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    counter = [0]
+    reports = []
+    try:
+        for name in [schema.TOKENS, schema.DOC_STARTS, *hooks]:
+            reports.append(_check_recorded(root, name, n_chunks, complete, counter, bar))
+        reports.append(_check_array(root, schema.TOKENIZER_JSON, "tokenizer", counter))
+        for layer in sorted({schema.parse_hook_name(h)[0] for h in hooks}):
+            base = schema.logit_path(layer)
+            if chunkio.read_marker(root, schema.done_path(base), 0, (_meta(root / schema.done_path(base)) or {})
+                                   .get("data_type", chunkio.MARKER_DTYPE)):
+                for k in schema.LOGIT_ARRAYS:
+                    reports.append(_check_array(root, f"{base}/{k}", "logit", counter))
+        for hook in hooks:
+            folder = root / schema.index_path(hook)
+            if not folder.exists():
+                continue
+            rep = ArrayReport(schema.index_path(hook), "index")
+            try:
+                attrs = json.loads((folder / "zarr.json").read_text()).get("attributes") or {}
+            except (OSError, ValueError, AttributeError):
+                rep.bad["zarr.json"] = "the index group's metadata is missing or garbage"
+                attrs = {}
+            if attrs.get("complete"):
+                for name in schema.INDEX_ARRAYS:
+                    sub = _check_array(root, f"{schema.index_path(hook)}/{name}", "index", counter)
+                    rep.checked += sub.checked
+                    rep.bad.update({f"{name}/{k}": v for k, v in sub.bad.items()})
+            reports.append(rep)
+    finally:
+        if bar is not None:
+            bar.close()
+    report = VerifyReport(root, reports, counter[0], time.perf_counter() - t0, record_command, repaired=False)
+    if repair and not report.ok:
+        _repair(root, report)
+    return report
+
+
+def _repair(root: Path, report: VerifyReport) -> None:
+    """Clear the markers of bad recorded chunks (and ``complete``), drop damaged indexes."""
+    from store.writer import StoreWriter
+
+    writer = None
+    for rep in report.arrays:
+        if rep.ok:
+            continue
+        if rep.kind == "index":
+            shutil.rmtree(root / rep.name)
+        elif rep.kind == "recorded":
+            for key in rep.bad:
+                if key.startswith("c/"):
+                    chunkio.clear_marker(root, schema.done_path(rep.name), int(key.split("/")[1]))
+        elif rep.kind in ("tokenizer", "logit"):
+            marker = schema.TOKENIZER_JSON if rep.kind == "tokenizer" else rep.name.rsplit("/", 1)[0]
+            chunkio.clear_marker(root, schema.done_path(marker), 0)
+        if rep.kind != "index":
+            writer = writer or StoreWriter.attach(root, fsync=False)
+        rep.repaired = True
+    if writer is not None and writer.manifest.get("complete"):
+        writer._set_complete(False)
+    report.repaired = True
+
+
+def format_report(report: VerifyReport) -> str:
+    """The per-array table `neurobrowse verify` prints, then what to run."""
+    lines = [f"verify {report.path}: {report.bytes_read / 1e6:,.1f} MB read in {report.seconds:.1f} s"]
+    for a in report.arrays:
+        state = "ok" if a.ok else f"{len(a.bad)} BAD" + (" (repaired)" if a.repaired else "")
+        lines.append(f"  {a.name:<40} {a.kind:<9} {a.checked:>6} chunk(s)  {state}")
+        for key, why in list(a.bad.items())[:10]:
+            lines.append(f"      {key}: {why}")
+        if len(a.bad) > 10:
+            lines.append(f"      ... and {len(a.bad) - 10} more")
+    if report.ok:
+        lines.append("every chunk is intact")
+    else:
+        lines.append("to repair, run:" if not report.repaired else "markers of the bad chunks cleared; now run:")
+        lines += [f"  {c}" for c in report.fix_commands()]
+    return "\n".join(lines)
