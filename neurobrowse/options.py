@@ -136,7 +136,7 @@ def output_file(text: str) -> Path:
 
 
 def input_text_file(text: str) -> Path:
-    """An existing, readable UTF-8 text file (answers, imports)."""
+    """An existing, readable text file, plain or gzipped (answers, imports)."""
     p = Path(text).expanduser()
     if not p.is_file():
         raise ArgumentTypeError(f"{p} is not a file" if p.exists() else f"{p} does not exist")
@@ -145,7 +145,7 @@ def input_text_file(text: str) -> Path:
             head = f.read(4096)
     except OSError as e:
         raise ArgumentTypeError(f"{p} cannot be read ({e.strerror})") from None
-    if b"\0" in head:
+    if b"\0" in head and not head.startswith(b"\x1f\x8b"):
         raise ArgumentTypeError(f"{p} is a binary file, not text")
     return p
 

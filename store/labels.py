@@ -487,8 +487,13 @@ class LabelDB:
     # ---- reading -----------------------------------------------------------------------------------
     @staticmethod
     def _get(conn: sqlite3.Connection, run_uuid: str, hook: str, neuron: int) -> Label | None:
-        row = conn.execute(f"SELECT {_COLUMNS} FROM labels WHERE run_uuid=? AND hook=? AND neuron=?",
-                           (run_uuid, hook, int(neuron))).fetchone()
+        # one primary-key lookup in `current` (layer is part of its key), then one row of `events`: a
+        # query on the `labels` view without the layer scanned the run's labels, so an import into a
+        # database of 50k events took 4.5x as long as into an empty one
+        cols = ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(","))
+        row = conn.execute(f"SELECT {cols} FROM current c JOIN events e ON e.id = c.event_id "
+                           "WHERE c.run_uuid=? AND c.hook=? AND c.layer=? AND c.neuron=?",
+                           (run_uuid, hook, _layer_of(hook), int(neuron))).fetchone()
         return _row_to_label(row) if row else None
 
     def get(self, run_uuid: str, hook: str, neuron: int) -> Label | None:

@@ -292,9 +292,12 @@ MARKER_DIM = "chunk"  # per-token arrays' markers: one per token chunk
 
 def marker_dim(array_name: str) -> str:
     """Dimension name of the markers of ``array_name``: "chunk" for the per-token arrays (all of one
-    length), a name of its own for the others, so every group opens in xarray (one length per name)."""
+    length), a name of its own for the others, so that the store opens as one xarray DataTree (a
+    dimension name has one length in a group and its subgroups)."""
     if array_name == TOKENIZER_JSON:
         return f"{TOKENIZER_JSON}_chunk"
+    if array_name.startswith(LOGIT_GROUP + "/"):
+        return f"{LOGIT_GROUP}_chunk"
     return MARKER_DIM
 # Logit effects, under logit/blocks.{l}.mlp/: [neuron, K_LOGIT]; tokens int32, values float32.
 LOGIT_DIMS = ("neuron", "rank")

@@ -25,9 +25,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _check_start(args: argparse.Namespace) -> None:
+    """Refuse a --hook / --neuron the store does not have before any window opens."""
+    if not args.store or (args.hook is None and args.neuron is None):
+        return
+    from store.reader import Store
+
+    st = Store.open(args.store)
+    hook = st.hook_for(0, args.hook) if args.hook else st.hooks[0]
+    if args.neuron is not None and not 0 <= args.neuron < st.d_mlp:
+        raise NeurobrowseError(f"--neuron {args.neuron} is out of range: {hook} has neurons 0..{st.d_mlp - 1}")
+
+
 def run(args: argparse.Namespace) -> int:
     from neurobrowse.qt import app
 
+    _check_start(args)
     if args.smoke_test:
         if not args.store:
             raise NeurobrowseError("--smoke-test needs a STORE: neurobrowse open STORE --smoke-test")

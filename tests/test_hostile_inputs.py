@@ -1,0 +1,157 @@
+"""One table of hostile inputs covering every verb: each must end in a clean ``error:`` (exit 2, or 1 for a
+damaged store found by info/verify), never a Python traceback, and must leave the stores, the label
+database and every other file as they were. Run through the real CLI entry point on real tiny stores."""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.builders import run_cli
+
+
+@pytest.fixture(scope="module")
+def world(tiny_stores, tiny_root, tmp_path_factory):
+    """Copies of the tiny stores, a label database with one label, a study, and assorted bad paths."""
+    root = tmp_path_factory.mktemp("hostile")
+    gelu, solu = root / "gelu", root / "solu"
+    shutil.copytree(tiny_stores["gelu"], gelu)
+    shutil.copytree(tiny_stores["solu_ln"], solu)
+    db = root / "labels.sqlite"
+    assert run_cli(["labels", "set", str(gelu), "0", "3", "--verdict", "interpretable", "--db", str(db)]).returncode == 0
+    study = root / "study"
+    assert run_cli(["study", "new", "--stores", str(gelu), str(solu), "--per-model", "2", "--seed", "1",
+                    "--out", str(study)]).returncode == 0
+    (root / "a_file").write_text("not a folder")
+    (root / "dangling").symlink_to(root / "nowhere")
+    (root / "binary.bin").write_bytes(bytes(range(256)) * 4)
+    (root / "neg.jsonl").write_text(json.dumps({"kind": "neurobrowse-labels", "export_version": 1}) + "\n"
+                                    + json.dumps({"run_uuid": "r", "hook": "blocks.0.mlp.hook_post", "neuron": -1,
+                                                  "label": {"verdict": "interpretable"}}) + "\n")
+    bad = root / "badmeta"  # a store copy whose hook's array metadata is garbage
+    shutil.copytree(tiny_stores["gelu"], bad)
+    (bad / "blocks.0.mlp.hook_post" / "zarr.json").write_text("{garbage")
+    (bad / "index" / "blocks.0.mlp.hook_post" / "top_values" / "zarr.json").write_text("[1, 2")
+    return {"root": root, "gelu": gelu, "solu": solu, "db": db, "study": study,
+            "ck": tiny_root / "models" / "gelu", "corpus": tiny_root / "corpus", "bad": bad}
+
+
+def _cases():
+    """(id, argv template, text the error must contain). {x} are filled from the world fixture."""
+    return [
+        # demo
+        ("demo-tokens-0", "demo --tokens 0 --workdir {root}/w", "must be at least 1"),
+        ("demo-workdir-file", "demo --workdir {root}/a_file", "is a file"),
+        ("demo-device-bogus", "demo --device bogus --workdir {root}/w", "is not a device"),
+        # corpus
+        ("corpus-out-file", "corpus --out {root}/a_file", "is a file"),
+        ("corpus-out-dangling", "corpus --out {root}/dangling", "which does not exist"),
+        ("corpus-vocab-0", "corpus --vocab 0 --out {root}/c", "must be at least 1"),
+        ("corpus-val-fraction", "corpus --val-fraction 1.5 --out {root}/c", "between 0 and 1"),
+        ("corpus-max-mb-neg", "corpus --max-mb -1 --out {root}/c", "more than 0"),
+        # train
+        ("train-batch-0", "train --batch-size 0 --out {root}/t", "must be at least 1"),
+        ("train-ckpt-every-0", "train --ckpt-every 0 --out {root}/t", "must be at least 1"),
+        ("train-lr-neg", "train --lr -1 --out {root}/t", "more than 0"),
+        ("train-lr-nan", "train --lr nan --out {root}/t", "not a finite number"),
+        ("train-steps-0", "train --steps 0 --out {root}/t", "must be at least 1"),
+        ("train-device-cuda", "train --device cuda --out {root}/t", "CUDA"),
+        ("train-device-bogus", "train --device bogus --out {root}/t", "is not a device"),
+        ("train-out-file", "train --out {root}/a_file", "is a file"),
+        # record
+        ("record-chunk-0", "record {ck} --out {root}/r --chunk-tokens 0", "must be at least 1"),
+        ("record-chunk-neg", "record {ck} --out {root}/r --chunk-tokens -64", "must be at least 1"),
+        ("record-batch-0", "record {ck} --out {root}/r --batch-size 0", "must be at least 1"),
+        ("record-batch-neg", "record {ck} --out {root}/r --batch-size -1", "must be at least 1"),
+        ("record-device-cuda", "record {ck} --out {root}/r --device cuda", "CUDA"),
+        ("record-device-bogus", "record {ck} --out {root}/r --device bogus", "is not a device"),
+        ("record-out-file", "record {ck} --out {root}/a_file", "is a file"),
+        ("record-out-dangling", "record {ck} --out {root}/dangling", "which does not exist"),
+        ("record-into-other-store", "record {ck} --out {solu} --corpus {corpus} --tokens 2048", "other arguments"),
+        # index
+        ("index-k-0", "index {gelu} --k 0", "must be at least 1"),
+        ("index-hooks-bogus", "index {gelu} --hooks bogus", "is not an MLP hook name"),
+        ("index-hook-absent", "index {gelu} --hooks blocks.7.mlp.hook_post", "has no hook"),
+        ("index-no-store", "index {root}/nowhere", "no store at"),
+        ("index-garbage-meta", "index {bad} --force", "damaged"),
+        # info / verify
+        ("info-no-store", "info {root}/nowhere", "no store at"),
+        ("info-file", "info {root}/a_file", "is a file"),
+        ("verify-no-store", "verify {root}/nowhere", "no store at"),
+        # show
+        ("show-layer-absent", "show {gelu} --layer 7 --neuron 0", "has no hook"),
+        ("show-neuron-neg", "show {gelu} --layer 0 --neuron -1", "must be 0 or more"),
+        ("show-neuron-big", "show {gelu} --layer 0 --neuron 99999", "out of range"),
+        ("show-snippets-neg", "show {gelu} --layer 0 --neuron 0 --snippets -3", "must be 0 or more"),
+        ("show-garbage-meta", "show {bad} --layer 0 --neuron 0", "damaged"),
+        # open
+        ("open-hook-bogus", "open {gelu} --hook bogus --offscreen", "is not an MLP hook name"),
+        ("open-hook-absent", "open {gelu} --hook blocks.7.mlp.hook_post --offscreen", "has no hook"),
+        ("open-neuron-big", "open {gelu} --neuron 99999 --offscreen", "out of range"),
+        # compare
+        ("compare-same", "compare {gelu} {gelu} --summary", "same recording"),
+        ("compare-no-store", "compare {gelu} {root}/nowhere --summary", "no store at"),
+        # labels
+        ("labels-set-neg", "labels set {gelu} 0 -1 --verdict interpretable --db {db}", "must be 0 or more"),
+        ("labels-busy-neg", "labels list --busy-timeout -5 --db {db}", "must be 0 or more"),
+        ("labels-import-binary", "labels import {root}/binary.bin --db {db}", "binary file"),
+        ("labels-import-neg", "labels import {root}/neg.jsonl --db {db}", "neuron numbers start at 0"),
+        ("labels-export-db", "labels export --out {db} --db {db}", "is the label database"),
+        ("labels-export-wal", "labels export --out {db}-wal --db {db}", "is the label database"),
+        ("labels-export-dir", "labels export --out {root} --db {db}", "is a folder"),
+        # study
+        ("study-per-model-neg", "study new --stores {gelu} {solu} --per-model -3 --out {root}/s", "must be at least 1"),
+        ("study-one-store", "study new --stores {gelu} --out {root}/s1", "at least two stores"),
+        ("study-out-file", "study new --stores {gelu} {solu} --out {root}/a_file", "is a file"),
+        ("study-out-dangling", "study new --stores {gelu} {solu} --out {root}/dangling", "which does not exist"),
+        ("study-rate-binary", "study rate {study} --answers {root}/binary.bin --rater x", "binary file"),
+        ("study-report-out-file", "study report {study} --out {root}/a_file", "is a file"),
+        # export
+        ("export-snippets-neg", "export {gelu} --out {root}/e.jsonl --snippets -3 --db {db}", "must be 0 or more"),
+        ("export-min-score-nan", "export {gelu} --out {root}/e.jsonl --min-score nan --db {db}", "finite"),
+        ("export-layer-absent", "export {gelu} --out {root}/e.jsonl --layer 7 --db {db}", "no such layer"),
+        ("export-out-db", "export {gelu} --out {db} --db {db}", "is the label database"),
+        ("export-out-shm", "export {gelu} --out {db}-shm --db {db}", "is the label database"),
+        ("export-into-store", "export {gelu} --out {gelu}/zarr.json --db {db}", "inside the Zarr store"),
+        ("export-garbage-meta", "export {bad} --out {root}/e2.jsonl --all --db {db}", "damaged"),
+    ]
+
+
+CASES = _cases()
+
+
+def _snapshot(root: Path) -> dict:
+    """Every file under root (not the scratch outputs the cases name) with its size and content hash."""
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            if p.is_symlink():
+                continue
+            out[str(p.relative_to(root))] = hashlib.blake2b(p.read_bytes(), digest_size=8).hexdigest()
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_hostile_input_is_a_clean_error_and_loses_nothing(world, case):
+    name, template, expect = case
+    before = _snapshot(world["root"])
+    argv = template.format(**{k: str(v) for k, v in world.items()}).split()
+    r = run_cli(argv)
+    after = _snapshot(world["root"])
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr
+    lost = {k for k in before if before[k] != after.get(k)}
+    assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    assert "error:" in r.stderr and expect in r.stderr, r.stderr
+    assert not lost, f"changed by a refused command: {sorted(lost)[:5]}"
+    assert not (set(after) - set(before)), f"left behind: {sorted(set(after) - set(before))[:5]}"
+
+
+def test_hostile_table_covers_every_verb():
+    from neurobrowse.cli import VERBS
+
+    covered = {c[1].split()[0] for c in CASES}
+    assert set(VERBS) <= covered, set(VERBS) - covered
