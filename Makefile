@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.neurobrowse-installed
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: setup test lint demo bench package clean-venv
+.PHONY: setup test lint demo bench package mutate clean-venv
 
 setup: $(STAMP)
 
@@ -37,6 +37,15 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# Mutation testing (mutmut, the `mutation` extra) over MUTATE_PATHS with the tests MUTATE_TESTS; prints the
+# kill rate and writes benchmarks/out/mutation.json. Slow: narrow both on a small machine, e.g.
+#   make mutate MUTATE_PATHS=store/chunkio.py MUTATE_TESTS=tests/test_store_writer.py
+MUTATE_PATHS ?= store/ neurobrowse/study.py
+MUTATE_TESTS ?= tests/
+mutate: setup
+	$(PIP) install -e ".[mutation]"
+	$(PY) tools/mutate.py --paths $(MUTATE_PATHS) --tests $(MUTATE_TESTS)
 
 # The desktop app as a PyInstaller one-folder build in dist/neurobrowse/, smoke-tested headless on a
 # tiny real store (built by the demo pipeline's tiny preset under artifacts/package-smoke).

@@ -145,7 +145,9 @@ def test_filters_select_the_right_neurons(tmp_path, gelu):
     assert neurons(verdicts=["interpretable"]) == [0, 17, gelu.d_mlp - 1]
     assert neurons(tags=["code"]) == [0, 17]
     assert neurons(tags=["edge"], verdicts=["interpretable"]) == [gelu.d_mlp - 1]
-    assert neurons(layers=[5]) == []
+    assert neurons(layers=[0], verdicts=["interpretable"]) == [0, 17, gelu.d_mlp - 1]
+    with pytest.raises(ExportError, match="--layer 5: .* has no such layer"):  # not an empty export
+        neurons(layers=[5])
     table = gelu.neuron_table(hook)
     cut = float(np.median(table["sim_score"]))
     expect = sorted(int(n) for n in np.flatnonzero(table["sim_score"] >= cut))
