@@ -196,6 +196,7 @@ class Store:
         self._hist_edges: dict[str, np.ndarray] = {}  # per hook: shared histogram edges [H + 1]
         self._attrs: dict[str, dict] = {}  # per hook: the attributes of its finished index
         self._marker_dtypes: dict[str, str] = {}  # per-token array -> dtype of its completion markers
+        self._index_gens: dict[str, tuple | None] = {}  # hook -> identity of the index folder the caches hold
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
@@ -383,13 +384,17 @@ class Store:
         return Vocab.build(self._vocab_strings)
 
     def forget_index(self, hook: str) -> None:
-        """Drop what was cached of index/{hook} (after it was rewritten in this process)."""
+        """Drop what was cached of index/{hook} (after it was rewritten or swapped)."""
         prefix = schema.index_path(hook) + "/"
         self._tables.pop(hook, None)
         for name in [n for n in self._arrays if n.startswith(prefix)]:
             del self._arrays[name]
+            self._direct.pop(name, None)
         for key in [k for k in self._chunk_cache if k[0].startswith(prefix)]:
             del self._chunk_cache[key]
+        self._indexed.discard(hook)
+        self._hist_edges.pop(hook, None)
+        self._attrs.pop(hook, None)
 
     @cached_property
     def _vocab_array(self) -> np.ndarray:
@@ -455,9 +460,46 @@ class Store:
         if not self.is_indexed(hook):
             raise StoreError(f"{self.path}: hook {hook!r} is not indexed; run `neurobrowse index {self.path}`")
 
+    # ---- an index rebuilt under a reader -------------------------------------------------------------
+    # `neurobrowse index --force` builds the new index beside the old one and swaps the folders in one
+    # step (store.atomic.exchange). A reader notices by the folder's identity (device, inode), drops
+    # what it cached of the old index, and reads a page again when the swap fell in the middle of it:
+    # every table and page comes from one index, the old or the new.
+    def _index_generation(self, hook: str) -> tuple | None:
+        try:
+            s = os.stat(self.path / schema.index_path(hook))
+        except FileNotFoundError:
+            return None
+        return (s.st_dev, s.st_ino)
+
+    def _sync_index(self, hook: str) -> tuple | None:
+        gen = self._index_generation(hook)
+        if hook in self._index_gens and self._index_gens[hook] != gen:
+            self.forget_index(hook)
+        self._index_gens[hook] = gen
+        return gen
+
+    def _one_index(self, hook: str, read):
+        """``read()`` with every index array from one version of the hook's index (retried once when the
+        index was swapped while it ran)."""
+        for attempt in (0, 1):
+            gen = self._sync_index(hook)
+            try:
+                out = read()
+            except Exception:
+                if attempt == 0 and self._index_generation(hook) != gen:
+                    continue
+                raise
+            if self._index_generation(hook) == gen:
+                return out
+        raise StoreError(f"the index of {hook} in {self.path} was rebuilt twice while it was read; try again")
+
     def neuron_table(self, hook: str) -> dict[str, np.ndarray]:
         """One row per neuron: a column per ``store.columns.COLUMNS`` entry (neuron, max_act, min_act, the
         per-neuron index arrays, top_token as a readable string) plus top_token_id."""
+        return self._one_index(hook, lambda: self._neuron_table(hook))
+
+    def _neuron_table(self, hook: str) -> dict[str, np.ndarray]:
         if hook in self._tables:
             return self._tables[hook]
         self._require_index(hook)
@@ -494,6 +536,9 @@ class Store:
         """One neuron's page: stats, top / bottom / quantile-sampled snippets, histogram, top tokens,
         logit effects. Reads one neuron-axis chunk of each index array, concurrently. ``distinct``:
         top and bottom show one firing per recorded context (store.snippets), else every stored one."""
+        return self._one_index(hook, lambda: self._neuron(hook, neuron, distinct))
+
+    def _neuron(self, hook: str, neuron: int, distinct: bool = True) -> NeuronView:
         self._require_index(hook)
         if not 0 <= int(neuron) < self.d_mlp:
             raise StoreError(f"neuron {neuron} is out of range: {hook} has neurons 0..{self.d_mlp - 1}")
@@ -515,7 +560,7 @@ class Store:
         rows = self._neuron_rows(names, n)
         page = dict(zip(arrays, rows[:len(arrays)]))
         rest = rows[len(arrays):]
-        table = self.neuron_table(hook)
+        table = self._neuron_table(hook)
         stats = {k: float(table[k][n]) for k in columns.NUMERIC if k != "neuron"}
         stats["std"] = float(np.sqrt(max(stats["var"], 0.0)))
         stats["n_tokens"] = self.n_tokens

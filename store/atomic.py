@@ -1,0 +1,86 @@
+"""Swapping a rebuilt folder in atomically, and a lock per store and hook for the writers of an index.
+
+``exchange(a, b)`` swaps two folders in one step (Linux renameat2 with RENAME_EXCHANGE), so a reader
+that opens ``a`` sees the old folder or the new one, never a mix and never nothing. Where that call
+is missing (another OS, an old kernel or file system) it falls back to two renames, leaving a moment
+in which ``a`` is absent (a reader then gets a clear "not indexed" error, never wrong data).
+
+``hook_lock(store, hook)`` serialises `neurobrowse index` runs on one hook of one store: the second
+run waits (saying so, with the first one's process id) and then finds the hook indexed. The lock is
+an advisory ``fcntl.flock`` on a file in the store's ``index`` folder, released by the kernel when
+its process ends, however it ends (``kill -9`` included): no stale lock is ever left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import sys
+from pathlib import Path
+
+from store.errors import StoreError
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_libc = None
+
+
+def _renameat2():
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        except OSError:
+            _libc = False
+    return getattr(_libc, "renameat2", None) if _libc else None
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap the folders ``a`` and ``b`` (both must exist). Returns True when it was one atomic step."""
+    fn = _renameat2()
+    if fn is not None:
+        rc = fn(_AT_FDCWD, os.fsencode(str(a)), _AT_FDCWD, os.fsencode(str(b)), _RENAME_EXCHANGE)
+        if rc == 0:
+            return True
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), str(a), None, str(b))
+    tmp = a.with_name(a.name + ".swap")
+    os.rename(a, tmp)
+    os.rename(b, a)
+    os.rename(tmp, b)
+    return False
+
+
+@contextlib.contextmanager
+def hook_lock(store_path: Path, hook: str, *, wait: bool = True, say=None):
+    """Hold the index lock of ``hook`` in the store at ``store_path`` for the ``with`` block. Another
+    holder: wait for it (printing one line through ``say``, default stderr) or, with ``wait=False``,
+    raise StoreError naming its process."""
+    import fcntl
+
+    folder = Path(store_path) / "index"
+    folder.mkdir(parents=True, exist_ok=True)
+    f = open(folder / f".lock-{hook}", "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            msg = (f"{hook} of {store_path} is being indexed by {holder}; "
+                   + ("waiting for it to finish" if wait else "wait for it to finish, then run the command again"))
+            if not wait:
+                raise StoreError(msg) from None
+            (say or (lambda m: print(m, file=sys.stderr, flush=True)))(msg)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()}")
+        f.flush()
+        yield
+    finally:
+        f.close()  # closing the file releases the lock
