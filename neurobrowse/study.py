@@ -30,6 +30,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -133,12 +134,18 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
     key_doc = {"kind": "neurobrowse-study-key", "version": STUDY_VERSION, "created": created, "seed": seed,
                "per_model": cfg.per_model, "hooks": list(cfg.hooks), "snippets": cfg.snippets,
                "models": models, "items": key}
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_output(out / "key.json") as f:
-        json.dump(key_doc, f, indent=1)
-    with atomic_output(out / "study.json") as f:  # written last: its presence means the study is whole
-        json.dump(study, f, ensure_ascii=False, separators=(",", ":"))
-    RatingsDB(out).close()
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_output(out / "key.json") as f:
+            json.dump(key_doc, f, indent=1)
+        with atomic_output(out / "study.json") as f:  # written last: its presence means the study is whole
+            json.dump(study, f, ensure_ascii=False, separators=(",", ":"))
+        RatingsDB(out).close()
+    except (OSError, NeurobrowseError):
+        if made:  # a full disk or a read-only place: leave no half-made study folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return out
 
 
@@ -568,9 +575,15 @@ def plot_report(rep: dict, path: str | os.PathLike) -> None:
     ax.set_axisbelow(True)
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)  # never a half-written (0-byte) report.png, e.g. on a full disk
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise StudyError(f"writing {path} failed ({e.strerror or e}); free some space (or choose another --out) and "
+                         f"run `neurobrowse study report` again") from None
+    finally:
+        plt.close(fig)
 
 
 def study_report(study: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:

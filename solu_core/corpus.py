@@ -175,6 +175,9 @@ def _read_jsonl(path: Path, field_name: str, src: int, stats: _SourceStats) -> I
         except json.JSONDecodeError as e:
             raise CorpusError(f"{path}:{i} is not valid JSON ({e.msg}); fix the line or leave the file out") from e
         text = obj.get(field_name) if isinstance(obj, dict) else None
+        if isinstance(obj, dict) and field_name in obj and not isinstance(text, str):
+            raise CorpusError(f"{path}:{i}: the field {field_name!r} is a {type(text).__name__}, not text; "
+                              f"pass --jsonl-field with a field that holds the document's text")
         if not isinstance(text, str):
             keys = ", ".join(sorted(obj)) if isinstance(obj, dict) else type(obj).__name__
             raise CorpusError(

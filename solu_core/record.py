@@ -15,6 +15,7 @@ lowers most) are computed here with torch and stored, so the browser needs no to
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,8 +159,12 @@ def open_recording(checkpoint_dir: str | Path, out: str | Path, *, n_tokens: int
     if avail <= 0:
         raise CorpusError(f"{corpus_dir} has only {len(split)} validation tokens, less than one context of {ctx}")
     n = min(want, avail)
-    if n < want and progress:
-        print(f"note: {corpus_dir} has {len(split):,} validation tokens; recording {n:,} instead of {want:,}")
+    if want != int(n_tokens):  # said even with --quiet: the store holds other tokens than asked
+        print(f"note: --tokens {int(n_tokens):,} is rounded down to whole contexts of {ctx}: recording {want:,} tokens",
+              file=sys.stderr)
+    if n < want:
+        print(f"note: {corpus_dir} has {len(split):,} validation tokens; recording {n:,} instead of {want:,}",
+              file=sys.stderr)
     hook_list = default_hooks(cfg, layers, hooks)
     out = Path(out).expanduser().absolute()
     cmd = ["neurobrowse", "record", str(ck.path), "--out", str(out), "--tokens", str(n_tokens),

@@ -258,6 +258,14 @@ def _is_disk_full(e: BaseException) -> bool:
     return isinstance(e, sqlite3.Error) and ("disk is full" in str(e) or getattr(e, "sqlite_errorcode", 0) == 13)
 
 
+def _is_read_only(e: BaseException) -> bool:
+    if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return True
+    text = str(e).lower()
+    return isinstance(e, sqlite3.Error) and ("readonly" in text or "read-only" in text
+                                             or getattr(e, "sqlite_errorcode", 0) in (8, 14))
+
+
 def _is_locked(e: BaseException) -> bool:
     return isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e))
 
@@ -363,6 +371,10 @@ class LabelDB:
                 f"{self.busy_timeout_s:g} s while {doing} it (another neurobrowse window or command, or a "
                 "stuck process). Nothing was written; close the other writer or retry (--busy-timeout)."
             )
+        if _is_read_only(e):
+            return LabelDatabaseError(
+                f"the label database {self.path} cannot be written while {doing} it ({e}): the file or its folder "
+                f"is read-only. Nothing was changed; make it writable, or point --db (or ${ENV_DB}) at another file.")
         return LabelDatabaseError(f"the label database {self.path} cannot be used while {doing} it: {e}. "
                                   "If it is damaged, restore a file from its backups/ folder.")
 

@@ -215,3 +215,32 @@ def test_info_checks_that_marked_chunk_files_exist(tiny_stores, tmp_path):
     r = run_cli(["info", str(path)])
     assert r.returncode == 1 and "DAMAGED" in r.stdout and f"{hook}/c/2/0" in r.stdout
     assert f"neurobrowse verify --repair {path}" in r.stdout
+
+
+def test_full_disk_during_record_is_a_clean_error_and_the_same_command_resumes(tiny_root, tiny_stores, tmp_path,
+                                                                                 monkeypatch):
+    """ENOSPC from the chunk writes (injected after two chunk files): `record` ends in `error: the disk is
+    full`, exit 2; run again, it finishes a store whose chunks equal an uninterrupted recording's."""
+    from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS, run_cli
+
+    out = tmp_path / "full"
+    argv = ["record", str(tiny_root / "models" / "gelu"), "--out", str(out), "--tokens", str(TINY_TOKENS),
+            "--corpus", str(tiny_root / "corpus"), "--chunk-tokens", str(TINY_CHUNK_TOKENS), "--device", "cpu",
+            "--quiet"]
+    real, calls = chunkio.write_file, []
+
+    def fills_up(path, payload, fsync=False):
+        calls.append(path)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, payload, fsync)
+
+    monkeypatch.setattr(chunkio, "write_file", fills_up)
+    r = run_cli(argv)
+    assert r.returncode == 2 and "error: the disk is full" in r.stderr and "run the same command again" in r.stderr
+    monkeypatch.setattr(chunkio, "write_file", real)
+    assert run_cli(argv).returncode == 0
+    ref = tiny_stores["gelu"]
+    for f in (out / Store.open(out).hooks[0] / "c").rglob("*"):
+        if f.is_file():
+            assert f.read_bytes() == (ref / f.relative_to(out)).read_bytes()
