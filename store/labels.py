@@ -33,7 +33,7 @@ import json
 import os
 import sqlite3
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -100,7 +100,8 @@ class Label:
         return (self.verdict, self.description, self.tags, self.notes)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # the fields one by one: asdict's recursive deep copy was most of the time of a 10k-label import
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["tags"] = list(self.tags)
         return d
 
@@ -441,7 +442,7 @@ class LabelDB:
                 "ON CONFLICT (run_uuid, hook, layer, neuron) DO UPDATE SET event_id = excluded.event_id",
                 (lab.run_uuid, lab.hook, lab.layer, lab.neuron, eid),
             )
-        return Label(**{**lab.to_dict(), "tags": lab.tags, "event_id": eid})
+        return replace(lab, event_id=eid)
 
     def _new_label(self, run_uuid: str, hook: str, neuron: int, verdict: str | None, description: str,
                    tags: Iterable[str], notes: str, author: str | None, time: str | None, source: str,
@@ -487,9 +488,8 @@ class LabelDB:
                     cur = self._get(conn, lab.run_uuid, lab.hook, lab.neuron)
                     if (cur.content() if cur else (None, "", (), "")) == lab.content():
                         continue
-                fixed = Label(**{**lab.to_dict(), "tags": lab.tags, "event_id": 0,
-                                 "author": lab.author or self.author, "time": lab.time or now_iso(),
-                                 "source": source if source is not None else lab.source})
+                fixed = replace(lab, event_id=0, author=lab.author or self.author, time=lab.time or now_iso(),
+                                source=source if source is not None else lab.source)
                 self._append(conn, fixed)
                 n += 1
             return n

@@ -244,3 +244,67 @@ def test_full_disk_during_record_is_a_clean_error_and_the_same_command_resumes(t
     for f in (out / Store.open(out).hooks[0] / "c").rglob("*"):
         if f.is_file():
             assert f.read_bytes() == (ref / f.relative_to(out)).read_bytes()
+
+
+# ---- tests that catch bugs the suite let through (mutation survivors) ------------------------------------
+def test_neuron_explainer_quantile_bins_are_in_ascending_order_and_within_their_boundaries(solu, tmp_path):
+    """Each of random_sample_by_quantile's five bins holds the samples of its own quantile bin (the same
+    snippets as the page, in the same order), whose firing values lie between its two boundaries."""
+    import json
+
+    from store.export import ExportConfig, export_store
+
+    hook = solu.hook_for(0, "hook_post")
+    out = tmp_path / "ne.jsonl"
+    export_store(solu, out, ExportConfig(fmt="neuron-explainer", hooks=[hook], all_neurons=True, snippets=2))
+    ascending = ["0-0.5", "0.5-0.9", "0.9-0.99", "0.99-0.999", "0.999-1"]
+    checked = 0
+    for line in out.read_text().splitlines()[:40]:
+        rec = json.loads(line)
+        n = rec["neuron_id"]["neuron_index"]
+        view = solu.neuron(hook, n)
+        bounds = rec["quantile_boundaries"]
+        for i, name in enumerate(ascending):
+            got, want = rec["random_sample_by_quantile"][i], view.samples[name]
+            assert [r["tokens"] for r in got] == [s.tokens for s in want], (n, name)
+            for s in want:
+                assert bounds[i] - 1e-6 <= s.value <= bounds[i + 1] + 1e-6, (n, name, s.value, bounds)
+                checked += 1
+    assert checked > 100
+
+
+def test_resume_rewrites_exactly_the_lost_chunk_with_several_chunks_per_work_group(tiny_root, tmp_path):
+    """Record with two chunks per work group; delete one hook chunk's file and another's marker: the same
+    command runs only the groups holding them and rewrites those chunks byte for byte, touching no other."""
+    from solu_core.record import RecordStats, record
+
+    out = tmp_path / "s"
+    kw = dict(n_tokens=8192 * 2, corpus_dir=tiny_root / "corpus", progress=False, device="cpu", chunk_tokens=2048,
+              batch_size=64)  # 32 contexts of 64 per chunk: batches of 64 contexts = 2 chunks per work group
+    first = RecordStats()
+    record(tiny_root / "models" / "solu_ln", out, stats=first, **kw)
+    assert first.groups == [0, 1, 2, 3]
+    st = Store.open(out)
+    mid, post = st.hook_for(0, "hook_mid"), st.hook_for(0, "hook_post")
+    files = {f: f.read_bytes() for f in out.rglob("c/*/0") if f.is_file()}
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    (out / mid / "c" / "5" / "0").unlink()
+    chunkio.clear_marker(out, schema.done_path(post), 2)
+    again = RecordStats()
+    record(tiny_root / "models" / "solu_ln", out, stats=again, **kw)
+    assert again.groups == [1, 2]  # chunk 2 is in group 1, chunk 5 in group 2
+    rewritten = {out / mid / "c" / "5" / "0", out / post / "c" / "2" / "0"}
+    for f, data in files.items():
+        assert f.read_bytes() == data, f
+        if f not in rewritten:
+            assert f.stat().st_mtime_ns == stamps[f], f"{f} was rewritten"
+    assert Store.open(out).complete
+
+
+def test_filter_splits_on_the_word_and_never_inside_words():
+    from neurobrowse.state import Clause, parse_filter
+
+    assert parse_filter("label ~ hand") == [Clause("label", "~", "hand")]
+    assert parse_filter("label ~ brandy and top_token = sand, kurtosis > 3 && density < 0.5") == [
+        Clause("label", "~", "brandy"), Clause("top_token", "==", "sand"), Clause("kurtosis", ">", 3.0),
+        Clause("density", "<", 0.5)]
