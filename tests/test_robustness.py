@@ -308,3 +308,84 @@ def test_filter_splits_on_the_word_and_never_inside_words():
     assert parse_filter("label ~ brandy and top_token = sand, kurtosis > 3 && density < 0.5") == [
         Clause("label", "~", "brandy"), Clause("top_token", "==", "sand"), Clause("kurtosis", ">", 3.0),
         Clause("density", "<", 0.5)]
+
+
+def test_top_and_bottom_k_break_ties_at_the_kth_slot_by_the_lower_position():
+    """Equal values straddling the k-th slot, spread over chunks in reverse order: the kept ones are the
+    lowest positions, the same whichever chunk they arrived in (the suite's only other tie sat at the top)."""
+    from tests.test_indexer_kernels import _brute_order, _pass1
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((4 * 512, 20)) * 0.1).astype(np.float16)
+    tied = [1900, 1300, 700, 100, 1500, 300]  # six equal values for the 8 - 5 = 3 free slots, latest chunks first
+    x[[11, 600, 1200, 1700, 1999], 7] = np.float16(30), np.float16(29), np.float16(28), np.float16(27), np.float16(26)
+    x[tied, 7] = np.float16(9)
+    x[[13, 601, 1201, 1701, 1998], 8] = -np.float16(30), -np.float16(29), -np.float16(28), -np.float16(27), -np.float16(26)
+    x[tied, 8] = -np.float16(9)
+    toks = rng.integers(0, 50, x.shape[0]).astype(np.int32)
+    p = _pass1(x, toks, 50, 0, 4, k=8)
+    assert list(p.top_pos[7]) == [11, 600, 1200, 1700, 1999, 100, 300, 700]
+    assert list(p.bot_pos[8]) == [13, 601, 1201, 1701, 1998, 100, 300, 700]
+    order, _ = _brute_order(x, True)
+    assert np.array_equal(p.top_pos, order[:, :8])
+    border, _ = _brute_order(x, False)
+    assert np.array_equal(p.bot_pos, border[:, :8])
+
+
+def test_sim_score_equals_a_brute_force_cross_fitted_correlation():
+    """sim_score against numpy on random data: prediction = the token's mean activation in the other half
+    of the contexts (by context parity), the neuron's mean where the token is unseen there; score =
+    Pearson r of prediction and truth over the valid evaluation positions. Exact to float rounding."""
+    from store.scores import sim_score
+
+    rng = np.random.default_rng(5)
+    L, n_pos, N, V = 4, 400, 6, 12
+    toks = rng.integers(0, V, n_pos).astype(np.int32)
+    toks[toks == 11] = 10  # token 11 never occurs: fallback path via a position below
+    acts = rng.standard_normal((n_pos, N)) + (toks[:, None] % 3) * np.arange(N)[None] * 0.5
+    parity = (np.arange(n_pos) // L) % 2
+    ts = np.zeros((2, V, N))
+    tc = np.zeros((2, V), np.int64)
+    for p in range(n_pos):
+        ts[parity[p], toks[p]] += acts[p]
+        tc[parity[p], toks[p]] += 1
+    only_even = 7  # make token 7 appear in even contexts only: odd positions of it do not exist,
+    ts[1, only_even], tc[1, only_even] = 0, 0  # and even ones are predicted with the fallback mean
+    pos = np.stack([rng.choice(n_pos, 40, replace=False) for _ in range(N)])
+    pos[:, -3:] = -1
+    val = np.take_along_axis(acts.T, np.clip(pos, 0, None), 1)
+    mean_all = acts.mean(0) + 0.25
+    got = sim_score(toks, L, ts, tc, pos, val, mean_all)
+    for i in range(N):
+        keep = pos[i] >= 0
+        p, y = pos[i][keep], val[i][keep]
+        other = 1 - parity[p]
+        cnt = tc[other, toks[p]]
+        pred = np.where(cnt > 0, ts[other, toks[p], i] / np.maximum(cnt, 1), mean_all[i])
+        assert got[i] == pytest.approx(np.corrcoef(pred, y)[0, 1], abs=1e-6), i
+
+
+def test_label_writes_are_all_or_nothing(tmp_path):
+    """A write that fails inside SQLite (a trigger raising, as a constraint or I/O error would) leaves
+    neither the event nor the current label behind, for one label and for a batch."""
+    import sqlite3
+
+    from store.labels import Label, LabelDB, LabelError
+
+    path = tmp_path / "l.sqlite"
+    db = LabelDB(path)
+    run, hook = "r" * 8, "blocks.0.mlp.hook_post"
+    db.set_label(run, hook, 1, verdict="interpretable")
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TRIGGER fail_current BEFORE INSERT ON current WHEN NEW.neuron = 13 "
+                "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+    raw.commit()
+    raw.close()
+    with pytest.raises(LabelError, match="injected failure"):
+        db.set_label(run, hook, 13, verdict="interpretable")
+    assert db.history(run, hook, 13) == [] and db.get(run, hook, 13) is None  # no orphan event
+    batch = [Label(run_uuid=run, hook=hook, neuron=n, verdict="unsure") for n in (10, 11, 13, 14)]
+    with pytest.raises(LabelError, match="injected failure"):
+        db.set_many(batch)
+    assert [n for n in (10, 11, 13, 14) if db.get(run, hook, n) or db.history(run, hook, n)] == []
+    assert db.get(run, hook, 1).verdict == "interpretable"
