@@ -69,7 +69,7 @@ def test_a_failing_consumer_stops_the_recording_and_keeps_what_is_on_disk(tiny_r
     s = Store.open(out)
     assert not s.complete
     done = zarr.open_group(out, mode="r")[schema.done_path("blocks.0.mlp.hook_post")][:]
-    assert list(done[:4]) == [1, 1, 1, 1] and not done[4:].any()  # chunk 3 was written before its consumer ran
+    assert done[:4].all() and not done[4:].any()  # chunk 3 was written before its consumer ran (markers: checksums)
     record(ck, out, **kw)  # the same command resumes
     ref = tmp_path / "ref"
     record(ck, ref, threaded=False, **kw)

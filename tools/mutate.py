@@ -5,8 +5,8 @@
 
 Copies the source tree into --work (default build/mutation; the checkout is never touched), writes
 mutmut's settings there ([tool.mutmut] in the copy's pyproject.toml: the modules to mutate, the tests
-to run), runs ``mutmut run`` and prints the kill rate (killed + timed out) / (all mutants but the ones
-no test reaches are counted too: a mutant no test runs is a survivor). Writes the counts to
+to run), runs ``mutmut run`` and prints the kill rate: mutants killed (or timed out) over mutants
+tested, where a mutant no selected test reaches counts as a survivor. Writes the counts to
 benchmarks/out/mutation.json. Needs the ``mutation`` extra (pip install -e ".[mutation]").
 
 mutmut runs the tests that cover each mutated function, one pytest run per mutant: tests that build
@@ -49,7 +49,7 @@ def main() -> int:
     shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".git", ".venv", "build", "mutants", "dist",
                                                               "artifacts", "__pycache__", "*.egg-info"))
     selection = list(args.tests) + (["-k", args.keyword] if args.keyword else [])
-    settings = {"paths_to_mutate": args.paths,
+    settings = {"source_paths": args.paths,
                 "also_copy": ["solu_core/", "store/", "neurobrowse/", "tests/", "benchmarks/"],
                 "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "-x"],
                 "pytest_add_cli_args_test_selection": selection}
@@ -67,8 +67,11 @@ def main() -> int:
         print(f"error: mutmut wrote no statistics (exit {run.returncode}); see {work}", file=sys.stderr)
         return 2
     stats = json.loads(stats_file.read_text())
-    killed = stats.get("killed", 0) + stats.get("timeout", 0)
-    total = sum(v for k, v in stats.items() if isinstance(v, int) and k not in ("total",)) or 1
+    killed = stats.get("killed", 0) + stats.get("timeout", 0) + stats.get("segfault", 0)
+    total = killed + sum(stats.get(k, 0) for k in ("survived", "no_tests", "suspicious"))
+    if not total:
+        print(f"error: no mutant was tested (exit {run.returncode}); see the output above and {work}", file=sys.stderr)
+        return 2
     rate = killed / total
     survivors = subprocess.run(mutmut + ["results"], cwd=work, env=env, capture_output=True, text=True).stdout
     out = {"paths": args.paths, "tests": selection, "stats": stats, "kill_rate": rate, "seconds": seconds,
