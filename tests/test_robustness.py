@@ -389,3 +389,105 @@ def test_label_writes_are_all_or_nothing(tmp_path):
         db.set_many(batch)
     assert [n for n in (10, 11, 13, 14) if db.get(run, hook, n) or db.history(run, hook, n)] == []
     assert db.get(run, hook, 1).verdict == "interpretable"
+
+
+# ---- rebuilding an index: beside the old one, swapped in whole, one run at a time --------------------------
+def _page(st, hook, n):
+    v = st.neuron(hook, n)
+    return (tuple(s.position for s in v.top), tuple(s.position for s in v.samples["random"]))
+
+
+def test_index_force_with_a_damaged_dense_chunk_keeps_the_old_index_browsable(tiny_stores, tmp_path):
+    from tests.builders import run_cli
+
+    path = _copy(tiny_stores["gelu"], tmp_path)
+    st = Store.open(path)
+    hook = st.hooks[0]
+    before = {n: _page(st, hook, n) for n in (0, 5, 100)}
+    table = st.neuron_table(hook)["max_act"].copy()
+    f = path / hook / "c" / "3" / "0"
+    raw = bytearray(f.read_bytes())
+    raw[len(raw) // 3] ^= 0x10
+    f.write_bytes(bytes(raw))
+    r = run_cli(["index", str(path), "--force", "--quiet"])
+    assert r.returncode == 2 and "fails its Crc32c checksum" in r.stderr and f"verify --repair {path}" in r.stderr
+    fresh = Store.open(path)
+    assert fresh.is_indexed(hook)
+    assert {n: _page(fresh, hook, n) for n in before} == before
+    assert np.array_equal(fresh.neuron_table(hook)["max_act"], table)
+    r = run_cli(["verify", "--quiet", str(path)])
+    assert r.returncode == 1 and f"{hook}/c/3/0" not in r.stdout and "c/3/0: fails its Crc32c" in r.stdout
+    assert f"index/{hook}" in r.stdout and "index/_rebuild" not in r.stdout  # the old index is intact
+
+
+def test_index_force_swaps_the_new_index_in_whole_under_a_reader(tiny_stores, tmp_path):
+    """A reader paging through neurons while `index --force` rebuilds with another seed sees, for every
+    page, the old index's page or the new one's: never a mix, never an error."""
+    import threading
+
+    from store.indexer import IndexConfig, index_store
+
+    path = _copy(tiny_stores["gelu"], tmp_path)
+    st = Store.open(path)
+    hook = st.hooks[0]
+    neurons = list(range(0, st.d_mlp, 16))
+    old = {n: _page(st, hook, n) for n in neurons}
+    seen, errors, stop = [], [], threading.Event()
+
+    def reader():
+        i = 0
+        while not stop.is_set():
+            n = neurons[i % len(neurons)]
+            try:
+                seen.append((n, _page(st, hook, n)))
+            except Exception as e:  # noqa: BLE001 - the test reports any
+                errors.append(e)
+            i += 1
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        index_store(path, force=True, progress=False, config=IndexConfig(seed=7))
+    finally:
+        stop.set()
+        t.join()
+    new = {n: _page(Store.open(path), hook, n) for n in neurons}
+    assert errors == []
+    assert any(new[n] != old[n] for n in neurons)  # another seed draws other samples
+    assert all(page in (old[n], new[n]) for n, page in seen) and len(seen) > len(neurons)
+    assert _page(st, hook, neurons[1]) == new[neurons[1]]  # the open reader moved on to the new index
+    assert not (path / "index" / "_rebuild").exists() or not any((path / "index" / "_rebuild").iterdir())
+
+
+def test_garbage_index_metadata_does_not_stop_index_force(tiny_stores, tmp_path):
+    from tests.builders import run_cli
+
+    path = _copy(tiny_stores["gelu"], tmp_path)
+    hook = Store.open(path).hooks[0]
+    (path / schema.index_path(hook) / "zarr.json").write_text("{not json")
+    r = run_cli(["show", str(path), "--layer", "0", "--neuron", "3"])
+    assert r.returncode == 2 and f"neurobrowse index --force {path}" in r.stderr
+    r = run_cli(["index", str(path), "--force", "--quiet"])
+    assert r.returncode == 0, r.stderr
+    assert run_cli(["verify", "--quiet", str(path)]).returncode == 0
+    assert run_cli(["show", str(path), "--layer", "0", "--neuron", "3"]).returncode == 0
+
+
+def test_two_index_runs_at_once_take_turns(tiny_stores, tmp_path):
+    """Two `neurobrowse index --force` processes on one store: the second waits for the first (and says
+    so); both succeed and the index is whole."""
+    import os
+    import subprocess
+    import sys
+
+    path = _copy(tiny_stores["gelu"], tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "neurobrowse", "index", str(path), "--force", "--quiet"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert any("is being indexed by process" in err and "waiting" in err for _, err in outs), outs
+    from tests.builders import run_cli
+
+    assert run_cli(["verify", "--quiet", str(path)]).returncode == 0
