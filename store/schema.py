@@ -129,6 +129,13 @@ def index_path(hook: str) -> str:
     return f"{INDEX_GROUP}/{hook}"
 
 
+REBUILD_GROUP = "_rebuild"  # index/_rebuild/{hook}: a new index built beside a finished one, then swapped in
+
+
+def index_rebuild_path(hook: str) -> str:
+    return f"{INDEX_GROUP}/{REBUILD_GROUP}/{hook}"
+
+
 # ---- index arrays, under index/{hook}/ ----------------------------------------------------------
 # name -> (dtype, dimension names). Sizes: k = top-k, W = CONTEXT_BEFORE + 1 + CONTEXT_AFTER,
 # B = len(SAMPLE_BINS), S = SAMPLES_PER_BIN, H = histogram bins, T = TOP_TOKENS, V = vocabulary.

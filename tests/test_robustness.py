@@ -425,7 +425,7 @@ def test_index_force_swaps_the_new_index_in_whole_under_a_reader(tiny_stores, tm
     page, the old index's page or the new one's: never a mix, never an error."""
     import threading
 
-    from store.indexer import IndexConfig, index_store
+    from store.index import IndexConfig, index_store
 
     path = _copy(tiny_stores["gelu"], tmp_path)
     st = Store.open(path)
@@ -491,3 +491,21 @@ def test_two_index_runs_at_once_take_turns(tiny_stores, tmp_path):
     from tests.builders import run_cli
 
     assert run_cli(["verify", "--quiet", str(path)]).returncode == 0
+
+
+def test_every_group_of_a_store_opens_as_an_xarray_datatree(solu):
+    import warnings
+
+    import xarray as xr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr's notes on unconsolidated metadata and v3 extensions
+        tree = xr.open_datatree(solu.path, engine="zarr", consolidated=False)
+    groups = set(tree.groups)
+    hook = solu.hooks[0]
+    assert {"/", "/done", "/logit", f"/index/{hook}", f"/index/{hook}/_state"} <= groups
+    assert tree[hook].dims == (schema.TOKEN_DIM, schema.NEURON_DIM) and tree[hook].shape == (solu.n_tokens, solu.d_mlp)
+    assert tree["done"][schema.TOKENS].dims == (schema.MARKER_DIM,)
+    assert tree[f"index/{hook}"]["top_values"].shape == (solu.d_mlp, solu.index_state(hook)["k"])
+    np.testing.assert_array_equal(tree[f"index/{hook}"]["top_values"].values,
+                                  np.asarray(solu.index_array(hook, "top_values")[...]))

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
+import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import google_crc32c
 import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from store import schema
+from store import chunkio, schema
 from store.errors import StoreError
 from store.index.partial import PartialIndex, SamplePartial
 
@@ -59,8 +61,6 @@ def _direct_chunk_jobs(root: Path, arr: zarr.Array, a: np.ndarray) -> list | Non
     chunks (2048 neurons, 16 per chunk, 22 arrays): finalize took ~2.5 s of a 9.5 s index_store on a
     512k x 2048 hook, ~1 s now (benchmarks/bench_index.py). Files are written in place: the
     index's ``complete`` attribute (or a state's slot pointer) is written after all of them."""
-    from numcodecs import Zstd
-
     layout = schema.chunk_codec_layout(arr)
     if layout is None or arr.metadata.fill_value != 0:
         return None
@@ -69,46 +69,64 @@ def _direct_chunk_jobs(root: Path, arr: zarr.Array, a: np.ndarray) -> list | Non
         return None
     if a.size == 0:
         return []
-    zstd = Zstd(level=arr.metadata.codecs[1].level) if layout == "zstd" else None
+    level = arr.metadata.codecs[1].level if layout == "zstd" else 0
     ax = split[0] if split else 0
     cs = arr.chunks[ax] if split else a.shape[0]
-    dtype = arr.dtype.newbyteorder("<")
-    folder = root / arr.path
 
     def job(i: int):
         sel = [slice(None)] * a.ndim
         sel[ax] = slice(i * cs, (i + 1) * cs)
-        part = a[tuple(sel)]
-        if part.shape[ax] < cs:  # the last chunk: stored padded with the fill value
-            pad = [(0, 0)] * a.ndim
-            pad[ax] = (0, cs - part.shape[ax])
-            part = np.pad(part, pad)
-        payload = np.ascontiguousarray(part, dtype=dtype).reshape(-1).view(np.uint8)
-        if zstd is not None:
-            payload = np.frombuffer(zstd.encode(payload), np.uint8)
-        with open(files[i], "wb") as fh:
-            fh.write(payload.data)
-            fh.write(np.uint32(google_crc32c.value(payload)).tobytes())
+        chunkio.write_file(files[i], chunkio.encode(a[tuple(sel)], arr.dtype, arr.chunks, layout, level))
 
     files = []
     for i in range(-(-a.shape[ax] // cs) if split else 1):
         coords = [0] * a.ndim
         coords[ax] = i
-        files.append(folder / arr.metadata.encode_chunk_key(tuple(coords)))
+        files.append(chunkio.chunk_path(root, arr.path, tuple(coords)))
     for d in {f.parent for f in files}:  # each chunk folder once, before the threads write into them
         d.mkdir(parents=True, exist_ok=True)
     return [lambda i=i: job(i) for i in range(len(files))]
+
+
 class IndexGroup:
-    """The writable index/{hook} group of a store: final arrays, attrs and the resume state."""
+    """The writable index/{hook} group of a store: final arrays, attrs and the resume state.
+
+    A finished index is never rebuilt in place: ``begin`` puts a rebuild (``--force``, another k or
+    seed) in index/_rebuild/{hook}, beside the index readers use, and ``write_index`` swaps the two
+    folders in one step once the new one is whole (store.atomic.exchange). While a rebuild is under
+    way every IndexGroup of the hook (a Dask task's too) works on it."""
 
     def __init__(self, path, hook: str, on_checkpoint=None):
         self.path = Path(path)
         self.hook = hook
         self.on_checkpoint = on_checkpoint  # callable(hook, which, chunk_stop) after each save
         self.where = f"the index of {hook} in {self.path}"
+        self._target((self.path / schema.index_rebuild_path(hook)).is_dir())
+
+    def _target(self, rebuild: bool) -> None:
+        self.rebuild = rebuild
+        self.rel = schema.index_rebuild_path(self.hook) if rebuild else schema.index_path(self.hook)
+        self._drop_if_damaged()
         with _disk_errors(self.where):
-            root = zarr.open_group(LocalStore(self.path), mode="r+")
-            self.group = root.require_group(schema.INDEX_GROUP).require_group(hook)
+            g = zarr.open_group(LocalStore(self.path), mode="r+")
+            for part in self.rel.split("/"):
+                g = g.require_group(part)
+            self.group = g
+
+    def _drop_if_damaged(self) -> None:
+        """A group whose zarr.json is not a group's metadata is no usable index (nor resume state):
+        remove it, so that indexing starts it again instead of failing to open it."""
+        meta = self.path / self.rel / "zarr.json"
+        try:
+            doc = json.loads(meta.read_text())
+            ok = isinstance(doc, dict) and doc.get("node_type") == "group"
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            with _disk_errors(self.where):
+                shutil.rmtree(self.path / self.rel)
 
     @property
     def attrs(self) -> dict:
@@ -121,17 +139,62 @@ class IndexGroup:
     def begin(self, run_uuid: str, k: int, seed: int, force: bool) -> dict | None:
         """Start (or resume) indexing this hook: drop an index of another recording, k or seed (or
         any, with ``force``) and mark the group as being indexed. Returns the summary of a skipped
-        hook when it is already indexed (and not ``force``), else None."""
-        attrs = self.attrs
-        stale = attrs and (attrs.get("run_uuid_indexing", run_uuid) != run_uuid
-                           or attrs.get("k_indexing", k) != k or attrs.get("seed_indexing", seed) != seed)
-        if force or stale:
-            self.clear()
-            attrs = {}
-        if attrs.get("complete") and not force:
+        hook when it is already indexed (and not ``force``), else None. A finished index is kept
+        (and read) until its rebuild beside it is whole; an interrupted rebuild of the same
+        recording, k and seed is resumed."""
+
+        def differs(attrs: dict) -> bool:
+            return bool(attrs) and (attrs.get("run_uuid_indexing", run_uuid) != run_uuid
+                                    or attrs.get("k_indexing", k) != k or attrs.get("seed_indexing", seed) != seed)
+
+        had_rebuild = self.rebuild
+        self._target(False)
+        live = self.attrs
+        if not live.get("complete"):  # nothing readers use yet: (re)build in place
+            self._drop_rebuild()
+            if force or differs(live):
+                self.clear()
+        elif force or differs(live):  # build beside the finished index (resuming a rebuild like this one)
+            self._target(True)
+            if differs(self.attrs):
+                self.clear()
+        elif had_rebuild:  # an interrupted rebuild of the same recording, k and seed: resume it
+            self._target(True)
+            if not self.attrs or differs(self.attrs):
+                self._drop_rebuild()
+                self._target(False)
+                return {"hook": self.hook, "skipped": True, "reason": "already indexed (use --force to redo)"}
+        else:
             return {"hook": self.hook, "skipped": True, "reason": "already indexed (use --force to redo)"}
         self.set_attrs(run_uuid_indexing=run_uuid, k_indexing=k, seed_indexing=seed, complete=False)
         return None
+
+    def _drop_rebuild(self) -> None:
+        folder = self.path / schema.index_rebuild_path(self.hook)
+        if folder.exists():
+            with _disk_errors(self.where):
+                shutil.rmtree(folder)
+                self._remove_empty_rebuild_group()
+
+    def _remove_empty_rebuild_group(self) -> None:
+        parent = self.path / schema.INDEX_GROUP / schema.REBUILD_GROUP
+        if parent.is_dir() and not [p for p in parent.iterdir() if p.name != "zarr.json"]:
+            shutil.rmtree(parent)
+
+    def swap_in(self) -> None:
+        """Put the finished rebuild in the place of the index readers use, in one step, then remove the
+        old one: a reader sees the old index or the new one, never a mix."""
+        from store import atomic
+
+        live, new = self.path / schema.index_path(self.hook), self.path / self.rel
+        with _disk_errors(self.where):
+            if live.exists():
+                atomic.exchange(live, new)
+                shutil.rmtree(new)
+            else:
+                os.rename(new, live)
+            self._remove_empty_rebuild_group()
+        self._target(False)
 
     def saved_stop(self, which: str) -> int:
         """The chunk the saved state of ``which`` ("p1" / "p2") reaches (it covers 0..stop), 0 when none."""
@@ -144,15 +207,15 @@ class IndexGroup:
         with _disk_errors(self.where):
             self.write_arrays(self.group, arrays, {n: d for n, (_t, d) in schema.INDEX_ARRAYS.items()})
         self.set_attrs(**attrs, complete=True)
+        if self.rebuild:
+            self.swap_in()
 
     def clear(self) -> None:
-        """Remove everything of this hook's index (for --force or a stale index of another recording)."""
+        """Remove everything of this group (for --force or a stale index of another recording)."""
         with _disk_errors(self.where):
-            root = zarr.open_group(LocalStore(self.path), mode="r+")
-            idx = root.require_group(schema.INDEX_GROUP)
-            if self.hook in idx:
-                del idx[self.hook]
-            self.group = idx.require_group(self.hook)
+            if (self.path / self.rel).exists():
+                shutil.rmtree(self.path / self.rel)
+        self._target(self.rebuild)
 
     def write_arrays(self, group: zarr.Group, arrays: dict[str, np.ndarray], dims: dict[str, tuple],
                      neuron_chunk: int = schema.INDEX_NEURON_CHUNK, raw_floats: bool = False) -> None:
@@ -220,6 +283,8 @@ class IndexGroup:
     def prune_state(self) -> None:
         """Delete saved slots no longer referenced (keeps the final pass-1 result: appending tokens
         to a store needs only a partial result of the new chunks merged into it)."""
+        if self.rebuild and not (self.path / self.rel).is_dir():  # swapped in by another IndexGroup
+            self._target(False)
         keep = {v["slot"] for v in (self.attrs.get("progress") or {}).values()}
         with _disk_errors(self.where):
             if schema.INDEX_STATE_GROUP in self.group:
@@ -242,7 +307,7 @@ class IndexGroup:
 def _state_dims(name: str, a: np.ndarray, n_neurons: int) -> tuple:
     """Dimension names of a saved state array: the neuron axis is the first one of size n_neurons
     (or the last, for token_sum [2, V, N]), so the array is chunked along it."""
-    d = [f"d{i}" for i in range(a.ndim)]
+    d = [f"{name}_{i}" for i in range(a.ndim)]  # names of their own: the group opens in xarray
     if name != "token_count" and a.ndim:
         if a.shape[0] == n_neurons:
             d[0] = schema.NEURON_DIM

@@ -20,17 +20,18 @@ arrays.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from store import explain, schema
+from store import explain, kernels, schema
 from store.errors import StoreError
 from store.index.arrays import index_arrays, index_attrs
 from store.index.group import IndexGroup
-from store.index.partial import PartialIndex, SamplePartial, sample_thresholds
-from store.index.source import ChunkSource, open_store
+from store.index.partial import WINDOW, PartialIndex, SamplePartial, sample_thresholds
+from store.index.source import ChunkSource, open_store, vocab_size
 
 
 @dataclass
@@ -105,7 +106,8 @@ def finalize_index(store, hook: str, partial: PartialIndex, samples: SampleParti
         raise StoreError(f"the samples of {hook} cover chunks {samples.ranges}, not all of 0..{src.n_chunks}")
     tokens = src.tokens()
     arrays = index_arrays(tokens, src.context_len, partial, samples)
-    IndexGroup(st.path, hook).write_index(arrays, index_attrs(st.run_uuid, partial, seed))
+    IndexGroup(st.path, hook).write_index(arrays, index_attrs(st.run_uuid, partial, seed))  # swapped in whole
+    st.forget_index(hook)
     explain.explain_hook(st, hook, arrays, tokens)
     sim = arrays["sim_score"]
     return {"hook": hook, "n_tokens": int(partial.n), "k": partial.k, "n_neurons": partial.n_neurons,
@@ -163,7 +165,15 @@ def _run_pass(src: ChunkSource, grp: IndexGroup, which: str, part, start: int, c
 def index_hook(st, hook: str, cfg: IndexConfig, force: bool = False, progress: bool = True,
                allowance: _ChunkAllowance | None = None) -> dict:
     """Index one hook of an open Store, resuming a previous run when one was interrupted."""
-    allowance = allowance or _ChunkAllowance(cfg.stop_after_chunks)
+    from store import atomic
+
+    with atomic.hook_lock(st.path, hook):  # one run per store and hook; a second one waits, saying so
+        st.forget_index(hook)  # the run this one waited for may have finished (or swapped) the index
+        return _index_hook_locked(st, hook, cfg, force, progress, allowance or _ChunkAllowance(cfg.stop_after_chunks))
+
+
+def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: bool,
+                       allowance: _ChunkAllowance) -> dict:
     src = ChunkSource(st, hook)
     grp = IndexGroup(st.path, hook, cfg.on_checkpoint)
     skip = grp.begin(st.run_uuid, cfg.k, cfg.seed, force)
@@ -227,6 +237,41 @@ def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
     return wanted
 
 
+def index_memory_bytes(n_neurons: int, k: int, vocab: int) -> int:
+    """About how much memory indexing one hook takes: the top-k and bottom-k lists with their windows (kept,
+    merged and turned into index arrays: ~4 copies), histograms, per-token sums and the samples."""
+    lists = 2 * n_neurons * k * (4 + 8 + 2 * WINDOW)
+    hist = 2 * n_neurons * kernels.HIST_BINS * 8
+    token = 2 * 2 * vocab * n_neurons * 8
+    samples = 2 * n_neurons * len(schema.SAMPLE_BINS) * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * WINDOW)
+    return 4 * lists + hist + token + samples
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the kernel says is available now (Linux MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_index_memory(st, hooks: list[str], k: int) -> None:
+    """Refuse before any work when one hook's index would not fit in the memory available."""
+    avail = available_memory_bytes()
+    need = max(index_memory_bytes(int(st.activations(h).shape[1]), k, vocab_size(st)) for h in hooks)
+    if avail is not None and need > 0.8 * avail:
+        raise StoreError(f"indexing {st.path} with --k {k} needs about {need / 1e9:.1f} GB of memory (the top-{k} "
+                         f"and bottom-{k} lists with their context windows for every neuron), more than the "
+                         f"{avail / 1e9:.1f} GB available; use a smaller --k (default {schema.DEFAULT_K})")
+
+
 def index_store(path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT_K, force: bool = False,
                 progress: bool = True, config: IndexConfig | None = None) -> dict:
     """Index every (or the named) hook of the store at ``path``; resumable; returns a summary per hook.
@@ -239,6 +284,7 @@ def index_store(path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT
         raise StoreError(f"--k must be at least 1 (got {cfg.k})")
     st = open_store(path)
     wanted = indexable_hooks(st, hooks)
+    check_index_memory(st, wanted, cfg.k)
     allowance = _ChunkAllowance(cfg.stop_after_chunks)
     out = {}
     for hook in wanted:
