@@ -107,11 +107,24 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
     """
     from store.dask_cluster import dask_errors, n_workers, progress_bar
 
+    from contextlib import ExitStack
+
+    from store import atomic
+
     cfg = config or DaskIndexConfig()
     if k < 1:
         raise StoreError(f"--k must be at least 1 (got {k})")
     st = index.open_store(path)
     wanted = index.indexable_hooks(st, hooks)
+    index.check_index_memory(st, wanted, k)
+    with ExitStack() as locks:  # the same per-hook locks as the single-process index: one run at a time
+        for hook in wanted:
+            locks.enter_context(atomic.hook_lock(st.path, hook))
+        return _index_hooks(st, wanted, client, k, force, progress, cfg, dask_errors, n_workers, progress_bar)
+
+
+def _index_hooks(st, wanted: list[str], client, k: int, force: bool, progress: bool, cfg: DaskIndexConfig,
+                 dask_errors, n_workers, progress_bar) -> dict:
     spath = str(Path(st.path).absolute())
     ct = int(st.chunk_tokens)
     n_chunks = schema.n_chunks(int(st.n_tokens), ct)
