@@ -509,3 +509,20 @@ def test_every_group_of_a_store_opens_as_an_xarray_datatree(solu):
     assert tree[f"index/{hook}"]["top_values"].shape == (solu.d_mlp, solu.index_state(hook)["k"])
     np.testing.assert_array_equal(tree[f"index/{hook}"]["top_values"].values,
                                   np.asarray(solu.index_array(hook, "top_values")[...]))
+
+
+def test_study_report_plots_shares_of_0_and_100_percent(tmp_path):
+    """n = 60 with 60 (or 0) interpretable: the Wilson bound is 0.9999999999999998 next to a share of 1.0;
+    the report's error bars must not go negative (matplotlib refuses them)."""
+    from neurobrowse.stats import wilson_interval
+    from neurobrowse.study import ModelResult, plot_report
+
+    res = []
+    for name, k in (("GeLU", 0), ("SoLU-LN", 60)):
+        lo, hi = wilson_interval(k, 60)
+        res.append(ModelResult(name=name, act_fn=name.lower(), n_items=60, n_ratings=60, interpretable=k,
+                               not_interpretable=60 - k, unsure=0, share=k / 60, ci_low=lo, ci_high=hi,
+                               per_rater={"a": (k, 60)}))
+    out = tmp_path / "report.png"
+    plot_report({"models": res, "fisher": None}, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 1000
