@@ -40,6 +40,7 @@ class IndexConfig:
     seed: int = schema.SAMPLE_SEED  # seed of the sample-drawing hash
     checkpoint_every_s: float = 60.0  # save the running partial result this often (resume point)
     prefetch: bool = True  # read the next READ_AHEAD chunks in threads while the kernels run
+    window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)  # tokens kept before / after a firing
     stop_after_chunks: int | None = None  # testing aid: stop (as if killed) after this many chunks in all
     on_checkpoint: object = None  # callable(hook, pass name, chunk_stop) after each save (tests, logs)
 
@@ -48,12 +49,13 @@ class IndexConfig:
 
 
 def compute_partial(store, hook: str, chunk_start: int, chunk_stop: int, k: int = schema.DEFAULT_K,
-                    prefetch: bool = True) -> PartialIndex:
+                    prefetch: bool = True,
+                    window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> PartialIndex:
     """Pass 1 over chunks [chunk_start, chunk_stop) of ``hook``; a pure function of the store's data.
     ``store`` is a Store or a path (a path is what a Dask task should carry)."""
     src = ChunkSource(open_store(store), hook)
     src.check_range(chunk_start, chunk_stop)
-    part = PartialIndex.empty(hook, k, src.n_neurons, src.vocab)
+    part = PartialIndex.empty(hook, k, src.n_neurons, src.vocab, window)
     for c, row0, bits, toks in src.chunks_with_tokens(chunk_start, chunk_stop, prefetch):
         part.update(bits, toks, row0, src.context_len)
     part.ranges = [(chunk_start, chunk_stop)] if chunk_stop > chunk_start else []
@@ -61,12 +63,13 @@ def compute_partial(store, hook: str, chunk_start: int, chunk_stop: int, k: int 
 
 
 def compute_sample_partial(store, hook: str, chunk_start: int, chunk_stop: int, qbin: np.ndarray,
-                           seed: int = schema.SAMPLE_SEED, prefetch: bool = True) -> SamplePartial:
+                           seed: int = schema.SAMPLE_SEED, prefetch: bool = True,
+                           window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> SamplePartial:
     """Pass 2 over chunks [chunk_start, chunk_stop): random samples per quantile bin, given the
     thresholds ``qbin = sample_thresholds(merged pass-1 partial)``."""
     src = ChunkSource(open_store(store), hook)
     src.check_range(chunk_start, chunk_stop)
-    part = SamplePartial.empty(hook, qbin)
+    part = SamplePartial.empty(hook, qbin, window)
     for c, row0, bits in src.chunks(chunk_start, chunk_stop, prefetch):
         part.update(bits, row0, src.context_len, seed)
     part.ranges = [(chunk_start, chunk_stop)] if chunk_stop > chunk_start else []
@@ -176,7 +179,8 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
                        allowance: _ChunkAllowance) -> dict:
     src = ChunkSource(st, hook)
     grp = IndexGroup(st.path, hook, cfg.on_checkpoint)
-    skip = grp.begin(st.run_uuid, cfg.k, cfg.seed, force)
+    window = (int(cfg.window[0]), int(cfg.window[1]))
+    skip = grp.begin(st.run_uuid, cfg.k, cfg.seed, force, window)
     if skip is not None:
         if not explain.is_explained(st, hook):  # an index from before explanations: add them
             explain.explain_hook(st, hook)
@@ -205,15 +209,15 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
         return part
 
     try:
-        p1 = resume_pass("p1", "pass 1/2", lambda: PartialIndex.empty(hook, cfg.k, src.n_neurons, src.vocab),
-                         lambda part: True,
+        p1 = resume_pass("p1", "pass 1/2", lambda: PartialIndex.empty(hook, cfg.k, src.n_neurons, src.vocab, window),
+                         lambda part: part.dtop_key is not None and (part.before, part.after) == window,
                          lambda part, c, row0, bits: part.update(bits, tokens[row0:row0 + bits.shape[0]], row0,
                                                                  src.context_len))
         # pass 2 samples within the quantile bins of the finished pass 1: a saved state counts only
         # if it was drawn with the same bins
         qbin = sample_thresholds(p1)
-        p2 = resume_pass("p2", "pass 2/2", lambda: SamplePartial.empty(hook, qbin),
-                         lambda part: np.array_equal(part.qbin, qbin),
+        p2 = resume_pass("p2", "pass 2/2", lambda: SamplePartial.empty(hook, qbin, window),
+                         lambda part: np.array_equal(part.qbin, qbin) and (part.before, part.after) == window,
                          lambda part, c, row0, bits: part.update(bits, row0, src.context_len, cfg.seed))
     finally:
         if bar is not None:
@@ -221,6 +225,20 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
     summary = finalize_index(st, hook, p1, p2, cfg.seed)
     grp.prune_state()
     return summary
+
+
+MAX_WINDOW = 4096  # tokens on either side of a firing (windows are stored per firing: k x (B + 1 + A) each)
+
+
+def check_window(window) -> tuple[int, int]:
+    """(before, after) as two whole numbers in 0..MAX_WINDOW, or a StoreError saying what to pass."""
+    try:
+        before, after = (int(x) for x in window)
+    except (TypeError, ValueError):
+        raise StoreError(f"--window takes two whole numbers BEFORE,AFTER (e.g. 64,16), not {window!r}") from None
+    if not (0 <= before <= MAX_WINDOW and 0 <= after <= MAX_WINDOW):
+        raise StoreError(f"--window {before},{after}: each side must be 0..{MAX_WINDOW} tokens")
+    return before, after
 
 
 def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
@@ -273,13 +291,17 @@ def check_index_memory(st, hooks: list[str], k: int) -> None:
 
 
 def index_store(path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT_K, force: bool = False,
-                progress: bool = True, config: IndexConfig | None = None) -> dict:
+                progress: bool = True, config: IndexConfig | None = None,
+                window: tuple[int, int] | None = None) -> dict:
     """Index every (or the named) hook of the store at ``path``; resumable; returns a summary per hook.
 
     Refuses an incomplete store (the recording must finish first) and a store of another schema
     version (Store.open). ``force`` drops any existing index of those hooks and starts again.
+    ``window``: (before, after) tokens kept around each firing (default schema.CONTEXT_BEFORE/AFTER).
     """
     cfg = dataclasses.replace(config or IndexConfig(), k=k)
+    if window is not None:
+        cfg = dataclasses.replace(cfg, window=check_window(window))
     if cfg.k < 1:
         raise StoreError(f"--k must be at least 1 (got {cfg.k})")
     st = open_store(path)
@@ -296,5 +318,5 @@ def index_store(path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT
     return out
 
 
-__all__ = ["IndexConfig", "compute_partial", "compute_sample_partial", "finalize_index", "index_hook",
+__all__ = ["IndexConfig", "check_window", "compute_partial", "compute_sample_partial", "finalize_index", "index_hook",
            "index_store", "indexable_hooks", "pass1_result"]
