@@ -122,11 +122,12 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
     with ExitStack() as locks:  # the same per-hook locks as the single-process index: one run at a time
         for hook in wanted:
             locks.enter_context(atomic.hook_lock(st.path, hook))
-        return _index_hooks(st, wanted, client, k, force, progress, cfg, dask_errors, n_workers, progress_bar)
+        return _index_hooks(st, wanted, client, k, force, progress, cfg, dask_errors, n_workers, progress_bar,
+                            window)
 
 
 def _index_hooks(st, wanted: list[str], client, k: int, force: bool, progress: bool, cfg: DaskIndexConfig,
-                 dask_errors, n_workers, progress_bar) -> dict:
+                 dask_errors, n_workers, progress_bar, window: tuple[int, int]) -> dict:
     spath = str(Path(st.path).absolute())
     ct = int(st.chunk_tokens)
     n_chunks = schema.n_chunks(int(st.n_tokens), ct)
