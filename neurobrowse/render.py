@@ -89,7 +89,7 @@ def neuron_dict(view, store) -> dict:
     """Everything `show --json` prints about one neuron (store.reader.NeuronView)."""
     return {
         "store": str(store.path), "run_uuid": store.run_uuid, "act_fn": store.act_fn,
-        "hook": view.hook, "layer": view.layer, "neuron": view.neuron,
+        "hook": view.hook, "layer": view.layer, "neuron": view.neuron, "explanation": view.explanation,
         "stats": view.stats,
         "top_tokens": [{"token": t, "mean": m, "count": c} for t, m, c in view.top_tokens],
         "logit_up": [{"token": t, "effect": v} for t, v in view.logit_up],
@@ -110,8 +110,11 @@ def neuron_text(view, store, n_snippets: int, color: bool) -> str:
         f"{view.hook} neuron {view.neuron}   ({store.act_fn}, {store.n_tokens:,} tokens, {store.path})",
         f"  max {st['max_act']:.4g}   min {st['min_act']:.4g}   mean {st['mean']:.4g}   std {st['std']:.4g}   "
         f"skew {st['skewness']:.3g}   kurtosis {st['kurtosis']:.3g}   density {st['density']:.2%}",
-        f"  token-rule score {st['token_rule_score']:.2f}   simulation score {st['sim_score']:.2f}   quantiles "
-        + "  ".join(f"{float(k):.1%}: {v:.3g}" for k, v in q.items()),
+        f"  token-rule score {st['token_rule_score']:.2f}   token lookup correlation {st['sim_score']:.2f}   "
+        "quantiles " + "  ".join(f"{float(k):.1%}: {v:.3g}" for k, v in q.items()),
+        "  rule: " + (f"{view.explanation}   (rule explanation score {st['explain_score']:.2f})" if view.explanation
+                      else "none (no rule matches two distinct top firings; `neurobrowse index` adds rules to an "
+                      "older index)"),
         "top tokens (mean activation, count):",
         "  " + ",  ".join(f"{t!r} {m:.3g} ({c})" for t, m, c in view.top_tokens[:10]),
     ]
