@@ -232,13 +232,20 @@ def label_event_line(ev) -> str:
 
 def comparison_text(cmp) -> str:
     """``state.Comparison``: per model the share passing each score with its 95% interval, then the verdict."""
+    from store import columns
+
     lines = []
     for label, shares in zip(cmp.labels, cmp.shares):
         for r in shares:
             lo, hi = r.interval
-            lines.append(f"{label:>12}  {r.name} >= {r.threshold:g}: {r.k}/{r.n} = {r.share:.1%}  "
+            title = columns.BY_NAME[r.name].title if r.name in columns.BY_NAME else r.name
+            lines.append(f"{label:>12}  {title} >= {r.threshold:g}: {r.k}/{r.n} = {r.share:.1%}  "
                          f"95% CI [{lo:.1%}, {hi:.1%}]")
-    lines.append(cmp.verdict)
+    lines += ["", cmp.verdict]
+    ev = getattr(cmp, "evidence", None)
+    if ev is not None:  # neurobrowse.verdict.Verdict: the evidence line by line and what "holds" means
+        lines += [f"  - {line}" for line in ev.lines]
+        lines.append(f"({ev.help})")
     return "\n".join(lines)
 
 
