@@ -127,8 +127,22 @@ def test_new_rate_report_end_to_end(study, tmp_path):
         assert float(row["share"]) == pytest.approx(k / n)
         assert (float(row["ci_low"]), float(row["ci_high"])) == (pytest.approx(lo), pytest.approx(hi))
     (kg, ng), (ks, ns) = counts["gelu"], counts["solu_ln"]
-    (fisher,) = [x for x in rows if x["section"] == "fisher_p"]
+    (fisher,) = [x for x in rows if x["section"] == "fisher_p_ratings"]
     assert float(fisher["value"]) == pytest.approx(_hand_fisher(kg, ng - kg, ks, ns - ks), rel=1e-9)
+
+    # per neuron: the two raters' majority (disagreement is a tie -> unsure); shares and Fisher on neurons
+    maj = {i: (ann[i] if ann[i] == ben[i] else "unsure") for i in ann}
+    items = {}
+    for fn in ("gelu", "solu_ln"):
+        vs = [v for i, v in maj.items() if fn_of[i] == fn]
+        items[fn] = (vs.count("interpretable"), len(vs))
+        (row,) = [x for x in rows if x["section"] == "model_items" and x["name"] == name[fn]]
+        lo, hi = _hand_wilson(*items[fn])
+        assert (int(row["interpretable"]), int(row["ratings"])) == items[fn] and items[fn][1] == 12
+        assert (float(row["ci_low"]), float(row["ci_high"])) == (pytest.approx(lo), pytest.approx(hi))
+    (ig, jg), (is_, js) = items["gelu"], items["solu_ln"]
+    (fisher,) = [x for x in rows if x["section"] == "fisher_p"]
+    assert float(fisher["value"]) == pytest.approx(_hand_fisher(ig, jg - ig, is_, js - is_), rel=1e-9)
 
     items = list(ann)
     cats = ("interpretable", "not_interpretable", "unsure")
@@ -137,16 +151,24 @@ def test_new_rate_report_end_to_end(study, tmp_path):
     (kappa,) = [x for x in rows if x["section"] == "kappa_cohen"]
     assert float(kappa["value"]) == pytest.approx((po - pe) / (1 - pe))
 
-    for score in ("token_rule_score", "sim_score"):
-        pos = [key["items"][i]["scores"][score] for ans in (ann, ben) for i, v in ans.items() if v == "interpretable"]
-        neg = [key["items"][i]["scores"][score] for ans in (ann, ben) for i, v in ans.items() if v == "not_interpretable"]
+    # ROC AUC of every score (the rule explanation score too) against the neurons' majority verdicts
+    for score in ("explain_score", "token_rule_score", "sim_score"):
+        pos = [key["items"][i]["scores"][score] for i, v in maj.items() if v == "interpretable"]
+        neg = [key["items"][i]["scores"][score] for i, v in maj.items() if v == "not_interpretable"]
         wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
         (auc,) = [x for x in rows if x["section"] == "roc_auc" and x["name"] == score]
         assert float(auc["value"]) == pytest.approx(wins / (len(pos) * len(neg)))
 
     text = (tmp_path / "rep" / "report.txt").read_text()
     assert re.search(rf"GeLU +{kg}/{ng} ", text) and re.search(rf"SoLU-LN +{ks}/{ns} ", text)
-    assert "Cohen's kappa" in text and "Fisher exact test GeLU vs SoLU-LN" in text
+    assert "Cohen's kappa" in text and "Fisher exact test GeLU vs SoLU-LN on neurons" in text
+    assert re.search(rf"GeLU +{ig}/{jg} ", text) and "explain_score" in text
+    # the report is listed for `compare`, which then leads with it
+    from neurobrowse.study import reported_study
+
+    runs = {m["act_fn"]: m["run_uuid"] for m in key["models"]}
+    ev = reported_study(runs["solu_ln"], runs["gelu"])
+    assert ev is not None and ev.k == (is_, ig) and ev.n == (js, jg) and ev.raters == 2
     png = (tmp_path / "rep" / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     # per-rater rows: ann's SoLU share by hand
