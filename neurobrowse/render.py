@@ -11,6 +11,8 @@ import math
 import sys
 from typing import Any, TextIO
 
+import numpy as np
+
 from neurobrowse.formatting import human_bytes
 
 # ---- JSON ----------------------------------------------------------------------------------------------
@@ -246,8 +248,25 @@ def comparison_text(cmp) -> str:
     if ev is not None:  # neurobrowse.verdict.Verdict: the evidence line by line and what "holds" means
         lines += [f"  - {line}" for line in ev.lines]
         lines.append(f"({ev.help})")
+    for label, t in zip(cmp.labels, cmp.tables):
+        line = ln_overlap_line(t.get("ln_overlap"))
+        if line:
+            lines.append(f"{label}: {line}")
     return "\n".join(lines)
 
 
+def ln_overlap_line(values) -> str:
+    """The distribution of the pre/post-LayerNorm top-firing overlap in words ('' without one)."""
+    v = np.asarray(values if values is not None else [], np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return ""
+    q = np.quantile(v, [0.1, 0.25, 0.5, 0.75, 0.9])
+    return (f"top firings kept across the LayerNorm (hook_post vs hook_mid), over {v.size} neurons: median "
+            f"{q[2]:.2f}, quartiles {q[1]:.2f}-{q[3]:.2f}, 10%-90% {q[0]:.2f}-{q[4]:.2f}; "
+            f"{(v < 0.5).mean():.1%} of neurons keep fewer than half (filter `ln_overlap < 0.5`)")
+
+
 __all__ = ["json_text", "use_color", "shade", "snippet_line", "neuron_dict", "neuron_text", "info_text",
-           "score_summary_text", "index_text", "label_line", "label_event_line", "comparison_text"]
+           "score_summary_text", "index_text", "label_line", "label_event_line", "comparison_text",
+           "ln_overlap_line"]

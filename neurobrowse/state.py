@@ -231,10 +231,10 @@ def paired_hook(hooks: Sequence[str], hook: str) -> str | None:
 
 # ---- the neuron table: filters and search ------------------------------------------------------------
 
-# The neuron table's columns, in order: (key, header, format spec): the registry's table columns, then
-# the label column, which comes from the label database.
+# The neuron table's columns, in order: (key, header, format spec): the registry's table columns, with the
+# label column (from the label database) right after the top token, so it stays in view at the default width.
 TABLE_COLUMNS: list[tuple[str, str, str]] = [(c.name, c.header, c.fmt) for c in columns.COLUMNS if c.in_table]
-TABLE_COLUMNS.append(("label", "Label", ""))
+TABLE_COLUMNS.insert([k for k, _, _ in TABLE_COLUMNS].index("top_token") + 1, ("label", "Label", ""))
 NUMERIC_COLUMNS = columns.NUMERIC
 TEXT_COLUMNS = (*columns.TEXT, "label")
 

@@ -109,7 +109,10 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
         for h in hooks:
             if not store.is_indexed(h):
                 raise StudyError(f"{store.path}: hook {h} is not indexed; run `neurobrowse index {store.path}`")
-        pool = [(h, n) for h in hooks for n in range(store.d_mlp)]  # every candidate neuron
+        # every candidate neuron: one per layer and index; with several hook kinds (hook_mid and hook_post
+        # of SoLU-LN) a drawn neuron is shown once per kind, so both sides of the LayerNorm are rated blind
+        layers = list(dict.fromkeys(parse_hook_name(h)[0] for h in hooks))
+        pool = [(layer, n) for layer in layers for n in range(store.d_mlp)]
         if cfg.per_model > len(pool):
             raise StudyError(f"{store.path} has only {len(pool)} neurons in {list(cfg.hooks)}; "
                              f"lower --per-model (asked {cfg.per_model})")
@@ -118,15 +121,16 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
                        "name": display_name(str(store.model_config.get("act_fn", f"model {m}"))),
                        "store": str(store.path), "run_uuid": store.run_uuid})
         for p in sorted(int(x) for x in picks):
-            hook, n = pool[p]
-            view = store.neuron(hook, n)
-            table = store.neuron_table(hook)
-            snippets = [_crop(s, cfg) for s in view.top[:cfg.snippets]]
-            items.append({"snippets": snippets})
-            key_items[len(items) - 1] = {"model": m, "hook": hook, "layer": parse_hook_name(hook)[0], "neuron": n,
-                                         "scores": {k: _f(table[k][n]) for k in dict.fromkeys([*SCORES, *AUC_SCORES])
-                                                    if k in table},
-                                         "max_act": _f(table["max_act"][n])}
+            layer, n = pool[p]
+            for hook in [h for h in hooks if parse_hook_name(h)[0] == layer]:
+                view = store.neuron(hook, n)
+                table = store.neuron_table(hook)
+                snippets = [_crop(s, cfg) for s in view.top[:cfg.snippets]]
+                items.append({"snippets": snippets})
+                key_items[len(items) - 1] = {
+                    "model": m, "hook": hook, "layer": layer, "neuron": n,
+                    "scores": {k: _f(table[k][n]) for k in dict.fromkeys([*SCORES, *AUC_SCORES]) if k in table},
+                    "max_act": _f(table["max_act"][n])}
     order = rng.permutation(len(items))
     ids = _item_ids(rng, len(items))
     study_items, key = [], {}
@@ -433,6 +437,8 @@ class ModelResult:
     items_interpretable: int = 0
     items_not: int = 0
     items_unsure: int = 0
+    hook_kind: str = ""  # set when the study shows several hook kinds (hook_mid and hook_post)
+    run_uuid: str = ""
 
     @property
     def item_share(self) -> float:
@@ -512,31 +518,40 @@ def compute_report(study: str | os.PathLike) -> dict:
     if not raters:
         raise StudyError(f"{study} has no ratings yet; rate it with `neurobrowse study rate {study} --rater NAME`")
     models = key["models"]
-    model_of = {iid: int(k["model"]) for iid, k in key["items"].items()}
+    # groups: one per model, or per (model, hook kind) when the study shows both sides of a LayerNorm
+    several = len(key.get("hooks") or ()) > 1
+    model_of = {iid: (int(k["model"]), parse_hook_name(k["hook"])[1] if several else "")
+                for iid, k in key["items"].items()}
+    groups = [(int(m["index"]), kind) for m in models
+              for kind in (list(key["hooks"]) if several else [""])
+              if any(g == (int(m["index"]), kind) for g in model_of.values())]
     by_item: dict[str, list[str]] = {}
     for (_, iid), (v, _) in latest.items():
         by_item.setdefault(iid, []).append(v)
     item_verdict = {iid: majority(vs) for iid, vs in by_item.items()}
     results = []
-    for m in models:
-        mi = int(m["index"])
+    for mi, kind in groups:
+        m = models[mi]
+        mi = (mi, kind)
         vs = [(r, v) for (r, iid), (v, _) in latest.items() if model_of[iid] == mi]
         n = len(vs)
         k = sum(v == "interpretable" for _, v in vs)
         lo, hi = wilson_interval(k, n)
         per = {r: (sum(v == "interpretable" for rr, v in vs if rr == r), sum(rr == r for rr, _ in vs)) for r in raters}
         iv = [v for iid, v in item_verdict.items() if model_of[iid] == mi]
-        results.append(ModelResult(name=m["name"], act_fn=m["act_fn"],
+        results.append(ModelResult(name=f"{m['name']} {kind}" if kind else m["name"], act_fn=m["act_fn"],
                                    n_items=sum(1 for x in model_of.values() if x == mi), n_ratings=n,
                                    interpretable=k, not_interpretable=sum(v == "not_interpretable" for _, v in vs),
                                    unsure=sum(v == "unsure" for _, v in vs), share=k / n if n else math.nan,
                                    ci_low=lo, ci_high=hi, per_rater=per, items_rated=len(iv),
                                    items_interpretable=iv.count("interpretable"),
-                                   items_not=iv.count("not_interpretable"), items_unsure=iv.count("unsure")))
+                                   items_not=iv.count("not_interpretable"), items_unsure=iv.count("unsure"),
+                                   hook_kind=kind, run_uuid=m["run_uuid"]))
     # Fisher exact test: GeLU vs SoLU-LN when both are present, else the first two models; on items
     # (majority verdicts: two raters do not double the sample), and on pooled ratings as a secondary line
-    by_fn = {r.act_fn: r for r in results}
-    pair = ([by_fn["gelu"], by_fn["solu_ln"]] if "gelu" in by_fn and "solu_ln" in by_fn
+    by_fn = {(r.act_fn, r.hook_kind): r for r in results}
+    main = "hook_post" if several else ""
+    pair = ([by_fn[("gelu", main)], by_fn[("solu_ln", main)]] if ("gelu", main) in by_fn and ("solu_ln", main) in by_fn
             else results[:2] if len(results) >= 2 else [])
     fisher = fisher_ratings = None
     if pair and all(r.items_rated for r in pair):
@@ -547,6 +562,13 @@ def compute_report(study: str | os.PathLike) -> dict:
         odds, p = fisher_exact(tbl)
         fisher_ratings = {"a": pair[0].name, "b": pair[1].name, "table": tbl, "odds_ratio": float(odds),
                           "p_value": float(p)}
+    # the LayerNorm question: the same SoLU-LN neurons rated before (hook_mid) and after (hook_post) the LN
+    fisher_ln = None
+    ln = [by_fn.get(("solu_ln", "hook_mid")), by_fn.get(("solu_ln", "hook_post"))]
+    if all(r is not None and r.items_rated for r in ln):
+        tbl = [[r.items_interpretable, r.items_rated - r.items_interpretable] for r in ln]
+        odds, p = fisher_exact(tbl, alternative="two-sided")
+        fisher_ln = {"a": ln[0].name, "b": ln[1].name, "table": tbl, "odds_ratio": float(odds), "p_value": float(p)}
     # agreement over the items every rater rated
     common = [it.item_id for it in items if all((r, it.item_id) in latest for r in raters)]
     agreement: dict[str, Any] = {"raters": raters, "n_items": len(common)}
@@ -573,8 +595,8 @@ def compute_report(study: str | os.PathLike) -> dict:
                    "n_scored": int(np.isfinite(vals).sum())}
     times = [s for (_, _), (_, s) in latest.items() if s is not None]
     return {"study": str(study), "seed": key["seed"], "n_items": len(items), "raters": raters,
-            "models": results, "fisher": fisher, "fisher_ratings": fisher_ratings, "agreement": agreement,
-            "auc": aucs, "run_uuids": {r["name"]: r["run_uuid"] for r in models},
+            "models": results, "fisher": fisher, "fisher_ratings": fisher_ratings, "fisher_ln": fisher_ln,
+            "agreement": agreement, "auc": aucs,
             "median_seconds_per_item": float(np.median(times)) if times else None}
 
 
@@ -599,6 +621,10 @@ def report_text(rep: dict) -> str:
                      f"{_fmt(f['odds_ratio'])}, p = {f['p_value']:.4g}")
     else:
         lines.append("Fisher exact test: needs two models with ratings")
+    f = rep.get("fisher_ln")
+    if f:
+        lines.append(f"The same SoLU-LN neurons before vs after the LayerNorm ({f['a']} vs {f['b']}), Fisher exact "
+                     f"test (two-sided; the samples are paired, so this is conservative): p = {f['p_value']:.4g}")
     lines += ["", "Secondary: every rating pooled (each rater counted separately) and per rater:"]
     for r in rep["models"]:
         lines.append(f"  {r.name:<8} {r.interpretable:>4}/{r.n_ratings:<4} = {100 * r.share:5.1f}%  "
@@ -723,9 +749,9 @@ def report_summary(rep: dict) -> dict:
     """The per-item result of a report as plain JSON (report.json and the registry of reported studies)."""
     return {"kind": "neurobrowse-study-report", "study": str(Path(rep["study"]).absolute()),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "raters": len(rep["raters"]),
-            "models": [{"name": r.name, "act_fn": r.act_fn, "run_uuid": rep["run_uuids"].get(r.name),
+            "models": [{"name": r.name, "act_fn": r.act_fn, "run_uuid": r.run_uuid, "hook_kind": r.hook_kind,
                         "items_rated": r.items_rated, "items_interpretable": r.items_interpretable}
-                       for r in rep["models"]],
+                       for r in rep["models"] if r.hook_kind in ("", "hook_post")],
             "fisher_p": rep["fisher"]["p_value"] if rep["fisher"] else None,
             "auc": {k: (None if not math.isfinite(d["auc"]) else d["auc"]) for k, d in rep["auc"].items()}}
 

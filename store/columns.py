@@ -50,14 +50,19 @@ COLUMNS: tuple[Column, ...] = (
     Column("top_token", "Top token", "top token", "", in_table=True, numeric=False),
     # 0.7: F2 of coverage 0.8 (the paper's 80%) with precision 0.5 (store.explain.PASS_SCORE)
     Column("explain_score", "Rule score", "rule explanation score", ".3f", array="explain_score", explained=True,
-           score=True, threshold=0.7,
+           score=True, threshold=0.7, in_table=True,
            tip="How well the automatic rule explanation fits the top firings: F2 of its coverage of the distinct "
            "top firings and its precision (store.explain; docs/scores.md)"),
     Column("explain_coverage", "Coverage", "explanation coverage", ".3f", array="explain_coverage", explained=True),
     Column("explain_precision", "Precision", "explanation precision", ".3f", array="explain_precision",
            explained=True),
-    Column("explanation", "Rule", "rule explanation", "", numeric=False, explained=True,
+    Column("explanation", "Rule", "rule explanation", "", numeric=False, explained=True, in_table=True,
            tip="The best simple rule over the distinct top firings, with its coverage and precision (store.explain)"),
+    # SoLU-LN only: derived by Store.neuron_table from both sides of the LayerNorm (NaN elsewhere)
+    Column("ln_overlap", "LN overlap", "top firings kept across the LayerNorm", ".2f", in_table=True,
+           tip="SoLU-LN: share of the distinct top firings on this side of the LayerNorm that are also top firings "
+           "on the other side (hook_mid vs hook_post); low = the LN changes what the neuron fires on most. "
+           "Filter e.g. ln_overlap < 0.5"),
 )
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
@@ -75,7 +80,7 @@ ALIASES = {"max": "max_act", "min": "min_act", "act": "max_act", "token_rule": "
            "similarity": "sim_score",  # old names of the token lookup correlation, still accepted
            "lookup": "sim_score", "lookup_corr": "sim_score",
            "explain": "explain_score", "rule_score": "explain_score", "coverage": "explain_coverage",
-           "precision": "explain_precision", "rule_text": "explanation",
+           "precision": "explain_precision", "rule_text": "explanation", "ln": "ln_overlap", "overlap": "ln_overlap",
            "kurt": "kurtosis", "token": "top_token", "top": "top_token", "n": "neuron"}
 
 

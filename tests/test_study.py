@@ -234,3 +234,52 @@ def test_three_raters_use_fleiss(tiny_stores, tmp_path):
     p_i = ((table**2).sum(1) - r) / (r * (r - 1))
     hand = (p_i.mean() - (p_j**2).sum()) / (1 - (p_j**2).sum())
     assert rep["agreement"]["method"] == "fleiss" and rep["agreement"]["kappa"] == pytest.approx(hand)
+
+
+def test_both_sides_of_the_layernorm_rated_blind(tiny_stores, tmp_path):
+    """`study new --hooks hook_mid,hook_post`: the same SoLU-LN neurons before and after the LN, split in the report."""
+    out = tmp_path / "ln"
+    r = _cli(["study", "new", "--stores", str(tiny_stores["gelu"]), str(tiny_stores["solu_ln"]), "--per-model", "5",
+              "--seed", "3", "--hooks", "hook_mid,hook_post", "--out", str(out)])
+    assert r.returncode == 0, r.stderr
+    key = json.loads((out / "key.json").read_text())
+    solu = [k for k in key["items"].values() if k["model"] == 1]
+    by_neuron = {}
+    for k in solu:
+        by_neuron.setdefault((k["layer"], k["neuron"]), set()).add(k["hook"].rsplit(".", 1)[1])
+    assert len(by_neuron) == 5 and all(v == {"hook_mid", "hook_post"} for v in by_neuron.values())
+    assert sum(k["model"] == 0 for k in key["items"].values()) == 5  # GeLU has no hook_mid: post only
+    text = (out / "study.json").read_text()
+    assert "hook_mid" not in text and "hook_post" not in text  # blind
+    answers = {iid: ("interpretable" if k["hook"].endswith("hook_post") else "not_interpretable")
+               for iid, k in key["items"].items()}
+    (tmp_path / "a.json").write_text(json.dumps(answers))
+    assert _cli(["study", "rate", str(out), "--rater", "ann", "--answers", str(tmp_path / "a.json")]).returncode == 0
+    r = _cli(["study", "report", str(out)])
+    assert r.returncode == 0, r.stderr
+    rep = (out / "report" / "report.txt").read_text()
+    assert re.search(r"SoLU-LN hook_mid +0/5 ", rep) and re.search(r"SoLU-LN hook_post +5/5 ", rep)
+    assert "before vs after the LayerNorm" in rep
+    r = _cli(["study", "new", "--stores", str(tiny_stores["solu_ln"]), "--hooks", "hook_mid,hook_psot",
+              "--out", str(tmp_path / "bad")])
+    assert r.returncode == 2 and "unknown hook kind 'hook_psot'" in r.stderr
+
+
+def test_ln_overlap_column_and_filter(solu, gelu):
+    from neurobrowse import state
+
+    post = solu.hook_for(0, "hook_post")
+    t = solu.neuron_table(post)
+    o = t["ln_overlap"]
+    assert np.isfinite(o).all() and ((o >= 0) & (o <= 1)).all()
+    # by hand for one neuron: its distinct top firings after the LN found among its top-k before it
+    from store.explain import distinct_top
+
+    n = int(np.argmin(o))
+    pos_post = np.asarray(solu.index_array(post, "top_positions")[n])
+    pos_mid = set(np.asarray(solu.index_array(solu.hook_for(0, "hook_mid"), "top_positions")[n]).tolist())
+    keep = distinct_top(pos_post[None], solu.context_len)[0]
+    assert o[n] == pytest.approx(np.mean([p in pos_mid for p in pos_post[keep]]))
+    assert np.array_equal(state.apply_filter(t, state.parse_filter("ln_overlap < 0.99")), o < 0.99)
+    assert np.array_equal(state.apply_filter(t, state.parse_filter("overlap < 0.99")), o < 0.99)  # the alias
+    assert np.isnan(gelu.neuron_table(gelu.hooks[0])["ln_overlap"]).all()

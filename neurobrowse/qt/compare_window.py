@@ -32,7 +32,8 @@ COLORS = ((40, 90, 200), (210, 40, 40))  # side A blue, side B red
 # (column, plot title, transform): every score, then the shape of the activation distribution
 POP_PLOTS = [*((s, columns.BY_NAME[s].title, None) for s in columns.SCORES),
              ("max_act", "max activation", None), ("density", "density (share > 0)", None),
-             ("kurtosis", "log10(3 + excess kurtosis)", "logkurt")]
+             ("kurtosis", "log10(3 + excess kurtosis)", "logkurt"),
+             ("ln_overlap", "top firings kept across the LayerNorm (SoLU-LN)", None)]
 
 
 def _transform(values: np.ndarray, how: str | None) -> np.ndarray:
