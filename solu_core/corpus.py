@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -59,7 +60,42 @@ PROSE_SOURCES = {
     "python3-doc": ("/usr/share/doc/python3/html/_sources", "apt-get install python3-doc"),
     # fortune cookies: small, but everyday English (the .dat index files are skipped as binary)
     "fortunes": ("/usr/share/games/fortunes", "apt-get install fortunes-min (or fortunes)"),
+    # the Jargon File: ~1.6 MB of hacker-culture English (gzip-compressed text)
+    "jargon-text": ("/usr/share/doc/jargon-text/jargon.txt.gz", "apt-get install jargon-text"),
 }
+DEMO_PROSE_SHARE = 0.8  # the demo corpus: ~80% prose, ~20% code, like the data of TransformerLens's SoLU models
+
+# Machine-generated tables (codec maps such as encodings/cp437.py, html/entities.py, Unicode data,
+# generated dumps) teach a model trivial token detectors and make many neurons look "interpretable" in
+# every model. ``looks_generated`` finds them by content: a document of at least GENERATED_MIN_LINES
+# non-empty lines where most lines carry hex / escape code points, or where a few line shapes (digits,
+# strings and names abstracted) make up nearly all lines.
+GENERATED_MIN_LINES = 100
+GENERATED_HEX_SHARE = 0.3  # lines with a code point (0x41, \x41, \u0041, U+0041)
+GENERATED_SHAPE_SHARE = 0.8  # lines covered by the 3 most common line shapes
+_CODEPOINT = re.compile(r"0x[0-9A-Fa-f]{2,}|\\x[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}|U\+[0-9A-F]{4}")
+_SHAPE_STEPS = ((re.compile(r"0x[0-9A-Fa-f]+|\\[xuU][0-9A-Fa-f]+|\d+"), "0"),
+                (re.compile(r"'[^']*'|\"[^\"]*\""), "S"), (re.compile(r"[A-Za-z_]+"), "a"))
+
+
+def looks_generated(text: str) -> str | None:
+    """Why ``text`` looks like a machine-generated table (a short reason), or None."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) < GENERATED_MIN_LINES:
+        return None
+    hexed = sum(1 for ln in lines if _CODEPOINT.search(ln)) / len(lines)
+    if hexed >= GENERATED_HEX_SHARE:
+        return f"{hexed:.0%} of lines hold code points"
+    shapes: dict[str, int] = {}
+    for ln in lines:
+        sh = ln.strip()
+        for pat, sub in _SHAPE_STEPS:
+            sh = pat.sub(sub, sh)
+        shapes[sh] = shapes.get(sh, 0) + 1
+    top = sum(sorted(shapes.values(), reverse=True)[:3]) / len(lines)
+    if top >= GENERATED_SHAPE_SHARE:
+        return f"{top:.0%} of lines share 3 shapes"
+    return None
 
 TEXT_SUFFIXES_SKIP = {".pyc", ".pyo", ".so", ".o", ".a", ".dll", ".exe"}
 
@@ -77,6 +113,8 @@ class CorpusConfig:
     seed: int = 0  # decides the split, the document order and the --max-mb subset
     max_mb: float | None = None  # cap on UTF-8 text bytes (a seeded random subset of documents)
     max_doc_chars: int = 100_000  # longer documents are cut at line breaks into parts
+    skip_generated: bool = True  # leave out machine-generated tables (looks_generated)
+    prose_share: float | None = None  # e.g. 0.8: cap code (stdlib) or prose so prose is this share of bytes
     shard_tokens: int = 1 << 24  # tokens per shard file (32 MiB as uint16)
 
     def __post_init__(self) -> None:
@@ -86,6 +124,8 @@ class CorpusConfig:
             raise CorpusError(f"vocab_size must be at least 258 (256 bytes + {EOT} + 1 merge), got {self.vocab_size}")
         if self.max_mb is not None and self.max_mb <= 0:
             raise CorpusError(f"--max-mb must be positive, got {self.max_mb}")
+        if self.prose_share is not None and not 0 < self.prose_share < 1:
+            raise CorpusError(f"prose_share must be between 0 and 1 (e.g. 0.8), got {self.prose_share}")
 
 
 @dataclass
@@ -119,6 +159,9 @@ class _SourceStats:
     skipped_binary: int = 0
     skipped_non_utf8: int = 0
     skipped_empty: int = 0
+    skipped_generated: int = 0  # machine-generated tables left out (looks_generated)
+    generated: list = field(default_factory=list)  # their names and reasons (the first 50)
+    capped: int = 0  # documents left out to reach the prose / code mix
     duplicates: int = 0
     sha256: str = ""  # over the sorted hashes of its documents
     split: dict = field(default_factory=lambda: {"train": 0, "val": 0})
@@ -138,6 +181,14 @@ def _read_text(path: Path, stats: _SourceStats) -> str | None:
     except OSError as e:
         raise CorpusError(f"cannot read {path}: {e.strerror}; check its permissions or leave it out") from e
     stats.n_files += 1
+    if path.suffix == ".gz":
+        import gzip
+
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            stats.skipped_binary += 1
+            return None
     if b"\0" in data[:8192]:
         stats.skipped_binary += 1
         return None
@@ -219,7 +270,7 @@ def _collect(cfg: CorpusConfig) -> tuple[list[_Doc], list[_SourceStats]]:
         roots.append((kind, p))
     if cfg.include_prose:
         for name, (where, _how) in PROSE_SOURCES.items():
-            if Path(where).is_dir():
+            if Path(where).exists():
                 roots.append((f"prose:{name}", Path(where)))
 
     docs: list[_Doc] = []
@@ -245,6 +296,12 @@ def _collect(cfg: CorpusConfig) -> tuple[list[_Doc], list[_SourceStats]]:
             text = _read_text(f, st)
             if text is not None:
                 name = f.name if f == root else str(f.relative_to(root))
+                why = looks_generated(text) if cfg.skip_generated else None
+                if why:
+                    st.skipped_generated += 1
+                    if len(st.generated) < 50:
+                        st.generated.append(f"{name} ({why})")
+                    continue
                 docs.append(_Doc(src, name, text))
     return docs, stats
 
@@ -252,6 +309,44 @@ def _collect(cfg: CorpusConfig) -> tuple[list[_Doc], list[_SourceStats]]:
 def _seeded_key(purpose: str, seed: int, sha: str) -> int:
     """A uniform 64-bit number from (purpose, seed, content hash): stable whatever else is in the corpus."""
     return int.from_bytes(hashlib.sha256(f"{purpose}:{seed}:{sha}".encode()).digest()[:8], "big")
+
+
+def _kind_of(stats: _SourceStats) -> str:
+    """'code' (the stdlib source), 'prose' (a prose source) or 'other' (a source you gave)."""
+    return "code" if stats.kind == "stdlib" else "prose" if stats.kind.startswith("prose:") else "other"
+
+
+def _mix(parts: list[_Doc], stats: list[_SourceStats], share: float) -> list[_Doc]:
+    """Keep documents (in their seeded order) so prose is ``share`` of the prose + code bytes: the
+    more plentiful kind is capped at what the other allows. Other sources are kept whole."""
+    size = {k: sum(len(p.text.encode("utf-8")) for p in parts if _kind_of(stats[p.source]) == k)
+            for k in ("code", "prose")}
+    if not size["code"] or not size["prose"]:
+        return parts
+    budget = {"code": size["prose"] * (1 - share) / share, "prose": size["code"] * share / (1 - share)}
+    budget = {k: min(size[k], budget[k]) for k in budget}
+    kept = []
+    for p in parts:
+        k = _kind_of(stats[p.source])
+        n = len(p.text.encode("utf-8"))
+        if k == "other" or n <= budget[k]:
+            kept.append(p)
+            if k != "other":
+                budget[k] -= n
+        else:
+            stats[p.source].capped += 1
+    return kept
+
+
+def mix_of(stats: list[dict] | list[_SourceStats]) -> dict:
+    """Bytes per kind (code / prose / other) and the prose share of prose + code, from a manifest's sources."""
+    rows = [asdict(s) if isinstance(s, _SourceStats) else s for s in stats]
+    by = {"code": 0, "prose": 0, "other": 0}
+    for r in rows:
+        by[_kind_of(_SourceStats(r["path"], r["kind"]))] += int(r["bytes"])
+    pc = by["code"] + by["prose"]
+    return {**{f"{k}_bytes": v for k, v in by.items()}, "prose_share": by["prose"] / pc if pc else None,
+            "generated_left_out": sum(int(r.get("skipped_generated", 0)) for r in rows)}
 
 
 def _dedup_and_split(cfg: CorpusConfig, docs: list[_Doc], stats: list[_SourceStats]) -> dict[str, list[_Doc]]:
@@ -270,6 +365,8 @@ def _dedup_and_split(cfg: CorpusConfig, docs: list[_Doc], stats: list[_SourceSta
         p.key = _seeded_key("order", cfg.seed, p.sha256)
         p.split_key = _seeded_key("split", cfg.seed, p.sha256)
     parts.sort(key=lambda p: (p.key, p.sha256))  # a seeded shuffle that does not depend on read order
+    if cfg.prose_share is not None:
+        parts = _mix(parts, stats, cfg.prose_share)
     if cfg.max_mb is not None:
         budget, kept = int(cfg.max_mb * 1e6), []
         for p in parts:  # greedy fill in the seeded order: documents that do not fit are passed over
@@ -434,7 +531,9 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress:
                 "skipped_binary": sum(s.skipped_binary for s in stats),
                 "skipped_non_utf8": sum(s.skipped_non_utf8 for s in stats),
                 "skipped_empty": sum(s.skipped_empty for s in stats),
+                "skipped_generated": sum(s.skipped_generated for s in stats),
             },
+            "mix": {**mix_of(stats), "target_prose_share": cfg.prose_share},
             "splits": splits,
             "tokenizer": {
                 "file": "tokenizer.json",
