@@ -86,7 +86,8 @@ def main() -> int:
         }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1))
-        print(f"{src}: {st.n_tokens:,} tokens, {n_neurons} neurons in {len(hooks)} hook(s); load {os.getloadavg()[0]:.1f}")
+        print(f"{src}: {st.n_tokens:,} tokens, {n_neurons} neurons in {len(hooks)} hook(s); "
+              f"load {os.getloadavg()[0]:.1f}")
         print(f"  explanations (read + search + write): {out['explain_s_per_1000_neurons']:.2f} s per 1,000 neurons")
         print(f"  rule search alone:                    {out['search_s_per_1000_neurons']:.2f} s per 1,000 neurons")
         print(f"  neurobrowse index: {med['index_before']:.1f} s before, {med['index_after']:.1f} s after "

@@ -646,8 +646,9 @@ def report_text(rep: dict) -> str:
     lines.append("ROC AUC of automated scores predicting a neuron's majority verdict 'interpretable' "
                  "(unsure and tied neurons left out):")
     for s, d in rep["auc"].items():
+        partly = d.get("n_scored", 0) != d["n_positive"] + d["n_negative"]
         lines.append(f"  {s:<18} {_fmt(d['auc'])}  ({d['n_positive']} interpretable, {d['n_negative']} not"
-                     f"{'' if d.get('n_scored', 0) == d['n_positive'] + d['n_negative'] else ', ' + str(d.get('n_scored')) + ' scored'})")
+                     f"{', ' + str(d.get('n_scored')) + ' scored' if partly else ''})")
     if rep["median_seconds_per_item"] is not None:
         lines.append(f"Median time per rated item: {rep['median_seconds_per_item']:.1f} s")
     return "\n".join(lines) + "\n"
@@ -700,7 +701,8 @@ def plot_report(rep: dict, path: str | os.PathLike) -> None:
     ax.bar(x, shares, width=0.6, color=[colors.get(r.name, "#b0b0b0") for r in res], edgecolor="none",
            yerr=err, capsize=4, error_kw={"elinewidth": 1, "ecolor": "#444444"})
     for xi, r in zip(x, res):
-        ax.text(xi, 2, f"{r.items_interpretable}/{r.items_rated}", ha="center", va="bottom", fontsize=8, color="#333333")
+        ax.text(xi, 2, f"{r.items_interpretable}/{r.items_rated}", ha="center", va="bottom", fontsize=8,
+                color="#333333")
     ax.set_xticks(x, [r.name for r in res])
     ax.set_ylim(0, 100)
     ax.set_ylabel("% of neurons: interpretable (majority)")

@@ -325,39 +325,103 @@ def _window_occurrences(a: dict, voc: Vocab, cand: np.ndarray, tau: np.ndarray,
     h_w = np.zeros(cand.size)
     starts = np.searchsorted(cand >> _FEAT_BITS, np.arange(b + 1))  # candidates of neuron i: starts[i]:starts[i + 1]
     feat = cand & ((1 << _FEAT_BITS) - 1)
-    for j in range(W):
-        if keep[:, :, j].any():
-            _count_matches(feat, starts, features(win, j, voc), keep[:, :, j], high[:, :, j], m_w, h_w)
+    _count_window_matches(np.ascontiguousarray(win, np.int64), keep, high, feat, starts, voc.size,
+                          _pair_ok(voc.size), voc.fold, voc.cls, voc.starts_alpha, voc.ends_alpha, voc.line_end,
+                          voc.indent_end, voc.blank, m_w, h_w)
     return m_w, h_w
 
 
+def _pair_ok(V: int) -> bool:
+    return V * V < (1 << _VALUE_BITS)
+
+
 @numba.njit(cache=True, nogil=True)
-def _count_matches(feat, starts, f, keep, high, m_w, h_w):  # pragma: no cover (compiled)
-    """For each kept row of f [b, R, F] and each of its features found among neuron i's candidates
-    feat[starts[i]:starts[i + 1]] (sorted): m_w[cand] += 1, h_w[cand] += high."""
-    b, R, F = f.shape
+def _count_window_matches(win, keep, high, feat, starts, V, pair_ok, fold, cls, starts_alpha, ends_alpha, line_end,
+                          indent_end, blank, m_w, h_w):  # pragma: no cover (compiled)
+    """For every kept slot (i, r, j) of the windows win [b, R, W]: its features (the same as
+    ``features``), each looked up among neuron i's candidates feat[starts[i]:starts[i + 1]] (sorted):
+    m_w[cand] += 1 and h_w[cand] += high[i, r, j]."""
+    b, R, W = win.shape
+    fs = np.empty(32, np.int64)
+    sh = np.int64(_VALUE_BITS)
     for i in range(b):
         lo0, hi0 = starts[i], starts[i + 1]
         if lo0 == hi0:
             continue
         for r in range(R):
-            if not keep[i, r]:
-                continue
-            for q in range(F):
-                x = f[i, r, q]
-                if x < 0:
+            for j in range(W):
+                if not keep[i, r, j]:
                     continue
-                lo, hi = lo0, hi0
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if feat[mid] < x:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                if lo < hi0 and feat[lo] == x:
-                    m_w[lo] += 1.0
-                    if high[i, r]:
-                        h_w[lo] += 1.0
+                tok = win[i, r, j]
+                if tok < 0:
+                    continue
+                prev = win[i, r, j - 1] if j >= 1 else -1
+                pprev = win[i, r, j - 2] if j >= 2 else -1
+                nxt = win[i, r, j + 1] if j + 1 < W else -1
+                p = prev if prev >= 0 else V
+                pp = pprev if pprev >= 0 else V
+                n = 0
+                fs[n] = (np.int64(F_TOKEN) << sh) | tok
+                n += 1
+                if fold[tok] >= 0:
+                    fs[n] = (np.int64(F_FOLD) << sh) | fold[tok]
+                    n += 1
+                for q in range(cls.shape[1]):
+                    if cls[tok, q] >= 0:
+                        fs[n] = (np.int64(F_CLASS) << sh) | cls[tok, q]
+                        n += 1
+                if prev >= 0 and starts_alpha[tok] and ends_alpha[p]:
+                    fs[n] = (np.int64(F_CLASS) << sh) | C_INSIDE_WORD
+                    n += 1
+                if prev >= 0:
+                    fs[n] = (np.int64(F_PREV) << sh) | prev
+                    n += 1
+                    if pair_ok:
+                        fs[n] = (np.int64(F_PAIR) << sh) | (prev * V + tok)
+                        n += 1
+                for q in range(j - BEFORE_SPAN, j):
+                    if 0 <= q < W and win[i, r, q] >= 0:
+                        fs[n] = (np.int64(F_BEFORE) << sh) | win[i, r, q]
+                        n += 1
+                if nxt >= 0:
+                    fs[n] = (np.int64(F_NEXT) << sh) | nxt
+                    n += 1
+                line = -1
+                if prev < 0:
+                    line = 2
+                elif line_end[p]:
+                    line = 0
+                elif indent_end[p] or (blank[p] and line_end[pp]):
+                    line = 1
+                if line >= 0:
+                    fs[n] = (np.int64(F_LINE) << sh) | line
+                    n += 1
+                if prev >= 0:
+                    for q in range(cls.shape[1]):
+                        if cls[p, q] >= 0:
+                            fs[n] = (np.int64(F_PREVCLASS) << sh) | cls[p, q]
+                            n += 1
+                hi_ij = high[i, r, j]
+                for a in range(n):
+                    x = fs[a]
+                    dup = False
+                    for a2 in range(a):
+                        if fs[a2] == x:
+                            dup = True
+                            break
+                    if dup:
+                        continue
+                    lo, hi = lo0, hi0
+                    while lo < hi:
+                        mid = (lo + hi) >> 1
+                        if feat[mid] < x:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    if lo < hi0 and feat[lo] == x:
+                        m_w[lo] += 1.0
+                        if hi_ij:
+                            h_w[lo] += 1.0
 
 
 def _share_at_least(hist: np.ndarray, edges: np.ndarray, tau: np.ndarray) -> np.ndarray:
@@ -548,7 +612,8 @@ def describe(voc: Vocab, family: int, args, hits: int, n: int, precision: float)
     '' when no rule matched two distinct top firings."""
     if family < 0 or n <= 0:
         return ""
-    return f"{rule_words(voc, int(family), int(args[0]), int(args[1]))}: {hits}/{n} top firings, precision {precision:.2f}"
+    rule = rule_words(voc, int(family), int(args[0]), int(args[1]))
+    return f"{rule}: {hits}/{n} top firings, precision {precision:.2f}"
 
 
 def describe_all(voc: Vocab, arrays: dict[str, np.ndarray]) -> np.ndarray:

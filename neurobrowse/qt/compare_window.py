@@ -144,7 +144,8 @@ class ComparisonPanel(QWidget):
             self.verdict.setToolTip(ev.help)
             self.evidence.setToolTip(ev.help)
             items = "".join(f"<li>{html.escape(line)}</li>" for line in ev.lines)
-            self.evidence.setText(f"<ul style='margin: 0'>{items}</ul><i>What “holds” means:</i> {html.escape(ev.help)}")
+            self.evidence.setText(f"<ul style='margin: 0'>{items}</ul><i>What “holds” means:</i> "
+                                  f"{html.escape(ev.help)}")
         else:
             self.evidence.setText("")
         for key, _, how in POP_PLOTS:
