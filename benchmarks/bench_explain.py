@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from store import explain  # noqa: E402
 from store.indexer import index_store  # noqa: E402
 from store.reader import Store  # noqa: E402
+from store.snippets import index_window  # noqa: E402
 
 
 def _timed(fn) -> float:
@@ -68,8 +69,9 @@ def main() -> int:
         times: dict[str, list[float]] = {k: [] for k in ("explain", "search", "index_before", "index_after")}
         for _ in range(args.repeats):
             times["explain"].append(_timed(lambda: [real_explain(Store.open(path), h) for h in hooks]))
-            times["search"].append(_timed(lambda: [explain.explain_arrays(tokens, st.context_len, voc, arrays[h])
-                                                   for h in hooks]))
+            times["search"].append(_timed(lambda: [explain.explain_arrays(
+                tokens, st.context_len, voc, arrays[h], before=index_window(st.index_state(h))[0])
+                for h in hooks]))
             explain.explain_hook = lambda *a, **k: None  # the index as it was before explanations
             try:
                 times["index_before"].append(_timed(lambda: index_store(path, force=True, progress=False)))

@@ -60,6 +60,7 @@ HIGH_FRACTION = 0.5  # "high": at least this far from the mean activation to the
 BETA = 2.0  # the score is the F-beta measure of coverage (recall) and precision
 PASS_SCORE = 0.7  # a neuron "has a rule" at score >= this (F2 of coverage 0.8, precision 0.5 is 0.71)
 PRIOR_WEIGHT = 4.0  # occurrences the census-and-samples precision estimate counts for (see _explain_block)
+OCC_BEFORE, OCC_AFTER = 24, 8  # the snippet span searched for the rule's other occurrences
 MIN_HITS = 2  # a rule must match at least this many distinct top firings
 BLOCK = 512  # neurons per vectorised block
 
@@ -300,17 +301,25 @@ def distinct_top(top_pos: np.ndarray, context_len: int, n_top: int = N_TOP) -> n
 def _window_occurrences(a: dict, voc: Vocab, cand: np.ndarray, tau: np.ndarray,
                         c: int = schema.CONTEXT_BEFORE) -> tuple[np.ndarray, np.ndarray]:
     """(matched, matched and high) counts per candidate key over the distinct positions of a block's
-    top and sample windows, leaving out the window centers and every top-k position. ``c``: the
-    window slot of the firing token (the index's window ``before``)."""
+    top and sample windows (``c``: the window slot of the firing token, the index's window ``before``)
+    from OCC_BEFORE before to OCC_AFTER after the firing, leaving out the window centers and every
+    top-k position."""
     top_pos = a["top_positions"]
     b = top_pos.shape[0]
-    W = a["top_context_tokens"].shape[-1]
+    W0 = a["top_context_tokens"].shape[-1]
+    lo, hi = max(0, c - OCC_BEFORE - BEFORE_SPAN - 2), min(W0, c + OCC_AFTER + 2)  # the slots needed
+    W = hi - lo
     pos = np.concatenate([top_pos, a["sample_positions"].reshape(b, -1)], 1)  # [b, R]
-    win = np.concatenate([a["top_context_tokens"], a["sample_context_tokens"].reshape(b, -1, W)], 1)  # [b, R, W]
-    acts = np.concatenate([a["top_context_acts"], a["sample_context_acts"].reshape(b, -1, W)], 1)
+    win = np.concatenate([a["top_context_tokens"][..., lo:hi],
+                          a["sample_context_tokens"].reshape(b, -1, W0)[..., lo:hi]], 1)  # [b, R, W]
+    acts = np.concatenate([a["top_context_acts"][..., lo:hi],
+                           a["sample_context_acts"].reshape(b, -1, W0)[..., lo:hi]], 1)
+    c -= lo
     nl = np.arange(b, dtype=np.int64)
     gp = pos[:, :, None] + (np.arange(W) - c)[None, None, :]  # [b, R, W] global position of each slot
-    ok = (pos[:, :, None] >= 0) & (win >= 0)
+    span = np.zeros(W, bool)
+    span[max(0, c - OCC_BEFORE):c + OCC_AFTER + 1] = True
+    ok = (pos[:, :, None] >= 0) & (win >= 0) & span
     ok[:, :, c] = False
     key = np.where(ok, (nl[:, None, None] << _FEAT_BITS) | np.maximum(gp, 0), -1)
     top_keys = ((nl[:, None] << _FEAT_BITS) | top_pos)[top_pos >= 0]
@@ -452,6 +461,7 @@ def explain_arrays(tokens: np.ndarray, context_len: int, voc: Vocab, arrays: dic
                    before: int = schema.CONTEXT_BEFORE) -> dict[str, np.ndarray]:
     """The explanation arrays (OUTPUTS) of every neuron of a hook from its index arrays.
 
+    before: the window slots before the firing in the index's windows (its attributes).
     arrays: the index arrays top_values, top_positions, top_context_tokens, sample_positions,
     sample_values, sample_context_tokens, quantile_edges and mean (schema.INDEX_ARRAYS);
     tokens: the store's token stream (for the exact rule counts, unless ``counts`` is given).
