@@ -101,7 +101,7 @@ class ComparisonPanel(QWidget):
             sp.addItem(item)
         grid.addWidget(self.share_plot, n_pop // 3, n_pop % 3)
 
-        # token-rule vs simulation: click a point to open that neuron on its side
+        # token-rule vs rule explanation score: click a point to open that neuron on its side
         self.scatter_plot = pg.PlotWidget()
         self.scatter_plot.setMenuEnabled(False)
         scp = self.scatter_plot.getPlotItem()
