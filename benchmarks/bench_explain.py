@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from store import explain  # noqa: E402
-from store.indexer import index_store  # noqa: E402
+from store.index import index_store  # noqa: E402
 from store.reader import Store  # noqa: E402
 from store.snippets import index_window  # noqa: E402
 
