@@ -567,7 +567,7 @@ def compute_report(study: str | os.PathLike) -> dict:
     ln = [by_fn.get(("solu_ln", "hook_mid")), by_fn.get(("solu_ln", "hook_post"))]
     if all(r is not None and r.items_rated for r in ln):
         tbl = [[r.items_interpretable, r.items_rated - r.items_interpretable] for r in ln]
-        odds, p = fisher_exact(tbl, alternative="two-sided")
+        odds, p = fisher_exact(tbl)
         fisher_ln = {"a": ln[0].name, "b": ln[1].name, "table": tbl, "odds_ratio": float(odds), "p_value": float(p)}
     # agreement over the items every rater rated
     common = [it.item_id for it in items if all((r, it.item_id) in latest for r in raters)]
