@@ -645,3 +645,68 @@ def load_split(corpus_dir: str | Path, split: str) -> TokenSplit:
     if len(toks) == 1:
         return TokenSplit(toks[0], starts[0])
     return TokenSplit(np.concatenate(toks), np.concatenate(starts))
+
+
+# ------------------------------------------------------------------------------ text to record
+
+
+@dataclass
+class TextStream:
+    """Documents read from ``--text`` paths and tokenized into one stream, ready to cut into contexts."""
+
+    split: TokenSplit  # the token stream; doc_starts True at each document's separator token
+    sources: list[dict]  # per path: kind, files, documents, bytes, skipped binary / non-UTF-8 / empty
+    n_docs: int  # documents in the stream (fewer than read when max_tokens cut it short)
+    sha256: str  # over the tokens and document starts: names the exact stream recorded
+
+
+def stream_sha256(tokens: np.ndarray, doc_starts: np.ndarray) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(tokens, dtype="<i4").tobytes())
+    h.update(np.ascontiguousarray(doc_starts, dtype=np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def read_text_stream(paths: list[str | Path], tokenizer, separator_id: int, jsonl_field: str = "text",
+                     max_tokens: int | None = None, progress: bool = False) -> TextStream:
+    """Read files, folders and .jsonl files (in the order given; folders sorted), skip binary and
+    non-UTF-8 files (counted), and tokenize every document with ``tokenizer`` (a tokenizers.Tokenizer,
+    no special tokens added) as ``[separator_id] + ids``. Stops once ``max_tokens`` are reached."""
+    for p in paths:
+        if not Path(p).expanduser().exists():
+            raise CorpusError(f"--text {p} does not exist; pass existing files, folders or .jsonl files")
+    docs, stats = _collect(CorpusConfig(sources=[str(p) for p in paths], include_stdlib=False,
+                                        jsonl_field=jsonl_field))
+    if not docs:
+        skipped = sum(s.skipped_binary for s in stats), sum(s.skipped_non_utf8 for s in stats)
+        raise CorpusError(f"no text to record in {', '.join(map(str, paths))} (skipped {skipped[0]} binary and "
+                          f"{skipped[1]} non-UTF-8 files); pass UTF-8 text files, folders or .jsonl files")
+    stream = tokenize_documents([d.text for d in docs], tokenizer, separator_id, max_tokens, progress)
+    sources = [{"path": s.path, "kind": s.kind, "files": s.n_files, "skipped_binary": s.skipped_binary,
+                "skipped_non_utf8": s.skipped_non_utf8, "skipped_empty": s.skipped_empty} for s in stats]
+    stream.sources = sources
+    return stream
+
+
+def tokenize_documents(texts: list[str], tokenizer, separator_id: int, max_tokens: int | None = None,
+                       progress: bool = False) -> TextStream:
+    """Tokenize documents in order into one stream of ``[separator_id] + ids`` per document (no other
+    special tokens), stopping once ``max_tokens`` are reached."""
+    from tqdm.auto import tqdm
+
+    parts: list[np.ndarray] = []
+    n = 0
+    bar = tqdm(total=len(texts), desc="tokenizing", unit="doc", disable=not progress)
+    for b in range(0, len(texts), 64):
+        for enc in tokenizer.encode_batch(list(texts[b:b + 64]), add_special_tokens=False):
+            parts.append(np.asarray([separator_id] + enc.ids, dtype=np.int64))
+            n += len(parts[-1])
+        bar.update(min(64, len(texts) - b))
+        if max_tokens is not None and n >= max_tokens:
+            break
+    bar.close()
+    if not parts:
+        raise CorpusError("no documents to record: the list of texts is empty")
+    tokens = np.concatenate(parts)  # [n]
+    starts = np.zeros(len(tokens), dtype=bool)
+    starts[np.cumsum([0] + [len(p) for p in parts[:-1]])] = True
+    return TextStream(TokenSplit(tokens, starts), [], len(parts), stream_sha256(tokens, starts))
