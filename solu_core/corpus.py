@@ -116,6 +116,7 @@ class CorpusConfig:
     skip_generated: bool = True  # leave out machine-generated tables (looks_generated)
     prose_share: float | None = None  # e.g. 0.8: cap code (stdlib) or prose so prose is this share of bytes
     shard_tokens: int = 1 << 24  # tokens per shard file (32 MiB as uint16)
+    tokenizer_file: str | None = None  # an existing tokenizer.json to use instead of training one
 
     def __post_init__(self) -> None:
         if not 0 < self.val_fraction < 1:
@@ -461,7 +462,7 @@ def _write_split(tmp: Path, name: str, docs: list[_Doc], tok, cfg: CorpusConfig,
     batch = 256
     bar = tqdm(total=len(docs), desc=f"tokenizing {name}", unit="doc", disable=not progress)
     for b in range(0, len(docs), batch):
-        encs = tok.encode_batch([d.text for d in docs[b : b + batch]])
+        encs = tok.encode_batch([d.text for d in docs[b : b + batch]], add_special_tokens=False)
         for enc in encs:
             ids = np.asarray([eot] + enc.ids, dtype=np.int64)  # [1 + doc_len]
             if n_buf and n_buf + len(ids) > cfg.shard_tokens:
@@ -507,7 +508,10 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        tok = train_tokenizer([d.text for d in split["train"]], cfg.vocab_size, progress)
+        if cfg.tokenizer_file:
+            tok = load_tokenizer_file(cfg.tokenizer_file)
+        else:
+            tok = train_tokenizer([d.text for d in split["train"]], cfg.vocab_size, progress)
         tok_json = tok.to_str()
         (tmp / "tokenizer.json").write_text(tok_json, encoding="utf-8")
         splits = {name: _write_split(tmp, name, split[name], tok, cfg, progress) for name in SPLITS}
@@ -555,7 +559,30 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress:
 def _config_record(cfg: CorpusConfig) -> dict:
     d = asdict(cfg)
     d["sources"] = [str(Path(s).expanduser().resolve()) for s in cfg.sources]
+    if cfg.tokenizer_file:  # the file's content, so a changed tokenizer is a changed config
+        p = Path(cfg.tokenizer_file).expanduser().resolve()
+        d["tokenizer_file"] = str(p)
+        d["tokenizer_sha256"] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+    else:
+        d.pop("tokenizer_file")
     return d
+
+
+def load_tokenizer_file(path: str | Path):
+    """An existing tokenizer.json (HF tokenizers) for ``corpus --tokenizer``; it must have <|endoftext|>."""
+    from tokenizers import Tokenizer
+
+    p = Path(path).expanduser()
+    try:
+        tok = Tokenizer.from_file(str(p))
+    except FileNotFoundError:
+        raise CorpusError(f"--tokenizer {p} does not exist; pass a tokenizer.json file") from None
+    except Exception as e:  # tokenizers raises a bare Exception on bad JSON
+        raise CorpusError(f"--tokenizer {p} is not a tokenizers JSON file ({e}); pass a tokenizer.json") from e
+    if tok.token_to_id(EOT) is None:
+        raise CorpusError(f"--tokenizer {p} has no {EOT} token, which separates a corpus's documents; use a "
+                          f"tokenizer that has it (GPT-2 / Pythia style) or train one (leave out --tokenizer)")
+    return tok
 
 
 def swap_in_dir(tmp: Path, out: Path) -> None:

@@ -197,3 +197,33 @@ def test_prose_and_code_mixed_to_a_share_and_reported(tmp_path, monkeypatch):
     assert not any(n.startswith(("encodings/cp", "html/entities")) for n in names)
     with pytest.raises(CorpusError, match="prose_share must be between 0 and 1"):
         CorpusConfig(prose_share=1.5)
+
+
+def test_corpus_with_an_existing_tokenizer(tmp_path, user_folder):
+    """`corpus --tokenizer FILE`: the file is the corpus's tokenizer (not retrained), tokens are its encoding."""
+    import hashlib
+
+    from solu_core.corpus import load_split, load_tokenizer, read_manifest
+
+    first = build_corpus(tmp_path / "a", CorpusConfig(sources=[str(user_folder)], include_stdlib=False,
+                                                      vocab_size=300), progress=False)
+    tok_file = tmp_path / "a" / "tokenizer.json"
+    assert main(["corpus", "--out", str(tmp_path / "b"), "--no-stdlib", "--source", str(user_folder),
+                 "--tokenizer", str(tok_file), "--vocab", "999", "--quiet"]) == 0
+    m = read_manifest(tmp_path / "b")
+    assert m["tokenizer"]["sha256"] == hashlib.sha256(tok_file.read_bytes()).hexdigest() == first["tokenizer"]["sha256"]
+    assert m["tokenizer"]["vocab_size"] == 300
+    tok = load_tokenizer(tmp_path / "b")
+    val = load_split(tmp_path / "b", "val")
+    starts = np.flatnonzero(val.doc_starts)
+    doc = val.tokens[starts[0] + 1:starts[1] if len(starts) > 1 else None].tolist()
+    assert tok.encode(tok.decode(doc)).ids == doc
+    # a tokenizer without <|endoftext|> is refused, nothing written
+    from tokenizers import Tokenizer, models
+
+    bare = tmp_path / "bare.json"
+    Tokenizer(models.BPE()).save(str(bare))
+    with pytest.raises(CorpusError, match="no <\\|endoftext\\|> token"):
+        build_corpus(tmp_path / "c", CorpusConfig(sources=[str(user_folder)], include_stdlib=False,
+                                                  tokenizer_file=str(bare)), progress=False)
+    assert not (tmp_path / "c").exists()

@@ -318,3 +318,40 @@ def test_app_opens_a_hf_store_and_try_your_text_matches_the_stored_activations(q
     assert res.token_ids == ids and (res.hook, res.neuron) == (hook, neuron)
     stored = s.activations(hook)[c * CTX:(c + 1) * CTX, neuron].astype(np.float32)
     np.testing.assert_allclose(res.acts, stored, atol=2e-3, rtol=1e-2)
+    # the browser opens the same store where transformers, TransformerLens and torch cannot be imported
+    r = subprocess.run([sys.executable, "-c", BLOCKED_APP, str(out), str(tmp_path / "settings.ini")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "QT_QPA_PLATFORM": "offscreen",
+                            "NEUROBROWSE_LABELS_DB": str(tmp_path / "labels.sqlite")})
+    assert r.returncode == 0, r.stderr
+    assert f"page {hook} {neuron}" in r.stdout and "info ok" in r.stdout and "blocked: transformers" in r.stdout
+
+
+BLOCKED_APP = r"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("transformers", "transformer_lens", "torch"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, Block())
+try:
+    import transformers
+except ImportError:
+    print("blocked: transformers")
+from PySide6.QtCore import QEventLoop, QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+from neurobrowse.cli import main
+from neurobrowse.qt.main_window import MainWindow
+assert main(["info", sys.argv[1]]) == 0
+print("info ok")
+app = QApplication([])
+w = MainWindow(settings=QSettings(sys.argv[2], QSettings.Format.IniFormat))
+loop = QEventLoop()
+w.browser.pageReady.connect(loop.quit)
+QTimer.singleShot(120_000, loop.quit)
+w.open_store(sys.argv[1], hook="blocks.1.mlp.hook_post", neuron=3)
+if w.browser.page is None:
+    loop.exec()
+print("page", w.browser.page.ref.hook, w.browser.page.ref.neuron)
+w.close()
+"""

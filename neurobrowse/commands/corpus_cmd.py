@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep machine-generated tables (codec maps, Unicode data, generated dumps; left out by "
                    "default)")
     p.add_argument("--vocab", type=options.positive_int, default=d.vocab_size, help=f"BPE vocabulary size (default: {d.vocab_size})")
+    p.add_argument("--tokenizer", default=None, metavar="FILE",
+                   help="use this existing tokenizer.json (with <|endoftext|>) instead of training one; --vocab is "
+                   "then ignored")
     p.add_argument("--val-fraction", type=options.fraction, default=d.val_fraction,
                    help=f"share of text held out for validation, by document (default: {d.val_fraction})")
     p.add_argument("--seed", type=options.non_negative_int, default=d.seed, help="decides the split and the --max-mb subset")
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         sources=args.source, include_stdlib=not args.no_stdlib, include_prose=args.prose,
         jsonl_field=args.jsonl_field, vocab_size=args.vocab, val_fraction=args.val_fraction,
         seed=args.seed, max_mb=args.max_mb, prose_share=args.prose_share, skip_generated=not args.keep_generated,
+        tokenizer_file=args.tokenizer,
     )
     m = build_corpus(args.out, cfg, progress=not args.quiet, force=args.force)
     c = m["counts"]
