@@ -210,6 +210,24 @@ def test_record_model_takes_a_hf_model_and_token_ids(hf_root, tmp_path):
                                ref["blocks.1.mlp.hook_post"].reshape(-1, s.d_mlp).numpy(), atol=2e-3, rtol=1e-2)
 
 
+def test_a_checkpoint_records_other_text_with_its_own_tokenizer(tiny_root, hf_root, tmp_path):
+    from solu_core.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(tiny_root / "models" / "gelu", device="cpu")
+    out = record(ck.path, tmp_path / "s", texts=[hf_root["text"]], n_tokens=640, device="cpu", progress=False,
+                 chunk_tokens=128)
+    s = Store.open(out)
+    assert s.complete and s.context_len == ck.config.n_ctx and s.n_tokens == 640
+    assert s.manifest["split"] == "text" and s.manifest["model_kind"] == "checkpoint"
+    first = sorted(hf_root["text"].glob("*.py"))[0].read_text(encoding="utf-8")
+    ids = ck.tokenizer.encode(first).ids
+    np.testing.assert_array_equal(s.tokens[:1 + 50], [0] + ids[:50])  # <|endoftext|> (id 0), then the document
+    ctx = torch.from_numpy(s.tokens[:].astype(np.int64).reshape(-1, s.context_len))
+    ref = ck.model.run_with_mlp_cache(ctx, s.hooks, dtype=torch.float32)
+    np.testing.assert_allclose(s.activations(s.hooks[0])[:].astype(np.float32),
+                               ref[s.hooks[0]].reshape(-1, s.d_mlp).numpy(), atol=2e-3, rtol=1e-2)
+
+
 def _count(d: Path) -> int:
     try:
         return len(os.listdir(d))
