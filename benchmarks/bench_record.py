@@ -137,17 +137,22 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-record-"))
     work.mkdir(parents=True, exist_ok=True)
-    out = {"load_average_start": os.getloadavg()[0], "cpus": os.cpu_count(), "results": {}}
+    dest = Path(__file__).resolve().parent / "out" / "record.json"
+    out = {"results": {}}
+    if dest.exists():  # a run of some models keeps the others' last results
+        out = json.loads(dest.read_text())
+    load_start = os.getloadavg()[0]
     try:
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
             n = args.contexts or {"gpt2": 8, "demo": 1024}[name]
-            out["results"][name] = res = bench(name, n, args.repeats, work)
+            res = bench(name, n, args.repeats, work)
+            res.update(load_average_start=load_start, load_average_end=os.getloadavg()[0], cpus=os.cpu_count(),
+                       measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+            out["results"][name] = res
             print(json.dumps(res, indent=1), flush=True)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    out["load_average_end"] = os.getloadavg()[0]
-    dest = Path(__file__).resolve().parent / "out" / "record.json"
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {dest}")
