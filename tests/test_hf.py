@@ -309,7 +309,7 @@ def test_bad_input_is_an_error_with_exit_2_and_nothing_written(hf_root, tmp_path
 
 
 def test_app_opens_a_hf_store_and_try_your_text_matches_the_stored_activations(qtbot, windows, hf_root, tmp_path):
-    from store.indexer import index_store
+    from store.index import index_store
     from tests.test_app import WAIT_MS, _main, _wait_page
 
     out = tmp_path / "s"
