@@ -18,7 +18,6 @@ from solu_core.hf import ARCHITECTURES, HFRecorder
 from solu_core.record import record, record_model
 from store import schema
 from store.reader import Store
-from tests.test_app import settings, windows  # noqa: F401  (the app fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 CTX = 32
