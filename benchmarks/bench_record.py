@@ -15,7 +15,8 @@ Models (random weights: speed does not depend on training; nothing is downloaded
   gpt2  transformers GPT2LMHeadModel(GPT2Config()): 12 layers x 3072 neurons, contexts of 1024 tokens;
   demo  the `demo` preset's SoLU-LN shape (1 layer, d_mlp 512, hook_post + hook_mid, contexts of 64).
 Disk: bytes of the finished store per million tokens (the per-token arrays: float16 activations, tokens,
-document starts, markers; without the fixed logit effects and tokenizer), and the projection for 100M tokens. Writes benchmarks/out/record.json.
+document starts, markers; without the fixed logit effects and tokenizer), and the projection for 100M tokens.
+Writes benchmarks/out/record.json.
 """
 
 from __future__ import annotations
