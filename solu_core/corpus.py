@@ -702,7 +702,7 @@ def read_text_stream(paths: list[str | Path], tokenizer, separator_id: int, json
         if not Path(p).expanduser().exists():
             raise CorpusError(f"--text {p} does not exist; pass existing files, folders or .jsonl files")
     docs, stats = _collect(CorpusConfig(sources=[str(p) for p in paths], include_stdlib=False,
-                                        jsonl_field=jsonl_field))
+                                        jsonl_field=jsonl_field, skip_generated=False))  # the user's text, whole
     if not docs:
         skipped = sum(s.skipped_binary for s in stats), sum(s.skipped_non_utf8 for s in stats)
         raise CorpusError(f"no text to record in {', '.join(map(str, paths))} (skipped {skipped[0]} binary and "
