@@ -4,8 +4,8 @@
 
 Writes a labels export file of --labels labels (one run, two hooks, random verdicts/tags), then
 times ``store.export.import_labels`` of it into (a) an empty label database and (b) a database that
-already holds --events events (labels of the same run, so every lookup hits a populated table), each
-on a fresh copy, median of --repeats. Prints both and their ratio; writes
+already holds --events events on the same run and neurons (several events of history per neuron, so
+every lookup meets a populated table), each on a fresh copy, median of --repeats. Prints both and their ratio; writes
 benchmarks/out/bench_labels_import.json.
 """
 
@@ -31,7 +31,7 @@ RUN = "00000000-0000-4000-8000-000000000000"
 HOOKS = ("blocks.0.mlp.hook_post", "blocks.1.mlp.hook_post")
 
 
-def labels(n: int, seed: int, neurons: int = 1 << 20) -> list[Label]:
+def labels(n: int, seed: int, neurons: int) -> list[Label]:
     rng = np.random.default_rng(seed)
     verdicts = [v for v in VERDICTS]
     out = []
@@ -47,16 +47,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--labels", type=int, default=10_000)
     ap.add_argument("--events", type=int, default=50_000)
+    ap.add_argument("--neurons", type=int, default=8192,
+                    help="neurons per hook the labels fall on (the database's events pile up as history on them)")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = LabelDB(tmp / "src.sqlite")
-        src.set_many(labels(args.labels, seed=1), source="bench")
+        src.set_many(labels(args.labels, seed=1, neurons=args.neurons), source="bench")
         export_labels(src, tmp / "import.jsonl")
         src.close()
         big = LabelDB(tmp / "big.sqlite")
-        big.set_many(labels(args.events, seed=2), source="bench", skip_unchanged=False)
+        big.set_many(labels(args.events, seed=2, neurons=args.neurons), source="bench", skip_unchanged=False)
         n_events = big._read(lambda c: c.execute("SELECT COUNT(*) FROM events").fetchone()[0])
         big.close()
         times = {"empty": [], "big": []}
