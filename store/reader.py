@@ -289,8 +289,11 @@ class Store:
             )
 
     def done_chunks(self) -> int:
-        """Chunks whose every per-token array has its completion marker."""
-        marks = [self._array(schema.done_path(n))[:] for n in [schema.TOKENS, schema.DOC_STARTS, *self.hooks]]
+        """Chunks whose every per-token array has its completion marker. A marker file that is empty or
+        damaged (a process killed while writing it) counts as not written, as the writer counts it."""
+        marks = [chunkio.read_markers(self.path, schema.done_path(n), self.n_chunks,
+                                      str(self._array(schema.done_path(n)).dtype))
+                 for n in [schema.TOKENS, schema.DOC_STARTS, *self.hooks]]
         return int(np.logical_and.reduce([m.astype(bool) for m in marks]).sum())
 
     # ---- arrays --------------------------------------------------------------------------------

@@ -527,3 +527,13 @@ def test_study_report_plots_shares_of_0_and_100_percent(tmp_path):
     out = tmp_path / "report.png"
     plot_report({"models": res, "fisher": None}, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 1000
+
+
+def test_a_marker_file_left_empty_by_a_kill_counts_as_not_written(written):
+    """`kill -9` while a marker file is being written leaves it empty: the store reads as incomplete with
+    that chunk pending (the writer rewrites it), never as a checksum error."""
+    path = written[0]
+    (path / schema.done_path(HOOKS[1]) / "c" / "3").write_bytes(b"")
+    st = Store.open(path)
+    assert st.done_chunks() == st.n_chunks - 1
+    assert _writer(path, n_tokens=32 * 20).pending_chunks(HOOKS[1]) == [3]
