@@ -99,10 +99,10 @@ def pass1_result(store, hook: str) -> PartialIndex:
 
 
 def finalize_index(store, hook: str, partial: PartialIndex, samples: SamplePartial | None = None,
-                   seed: int = schema.SAMPLE_SEED) -> dict:
+                   seed: int = schema.SAMPLE_SEED, extra_attrs: dict | None = None) -> dict:
     """Write ``index/{hook}/...`` (schema.INDEX_ARRAYS) from a pass-1 partial result covering the
     whole store, running pass 2 here when ``samples`` is not given. The ``complete`` attribute is
-    written last. Returns a summary dict."""
+    written last (with ``extra_attrs``). Returns a summary dict."""
     st = open_store(store)
     src = ChunkSource(st, hook)
     if partial.ranges != [(0, src.n_chunks)]:
@@ -114,7 +114,8 @@ def finalize_index(store, hook: str, partial: PartialIndex, samples: SampleParti
         raise StoreError(f"the samples of {hook} cover chunks {samples.ranges}, not all of 0..{src.n_chunks}")
     tokens = src.tokens()
     arrays = index_arrays(tokens, src.context_len, partial, samples)
-    IndexGroup(st.path, hook).write_index(arrays, index_attrs(st.run_uuid, partial, seed))  # swapped in whole
+    IndexGroup(st.path, hook).write_index(  # swapped in whole
+        arrays, {**index_attrs(st.run_uuid, partial, seed), **(extra_attrs or {})})
     st.forget_index(hook)
     explain.explain_hook(st, hook, arrays, tokens)
     sim = arrays["sim_score"]
@@ -207,6 +208,8 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
                        allowance: _ChunkAllowance) -> dict:
     src = ChunkSource(st, hook)
     grp = IndexGroup(st.path, hook, cfg.on_checkpoint)
+    if not src.dense and (force or not grp.attrs.get("complete")):
+        st.require_dense(f"indexing {hook} again")
     skip = grp.begin(st.run_uuid, cfg.k, cfg.seed, force)
     if skip is not None:
         if not explain.is_explained(st, hook):  # an index from before explanations: add them

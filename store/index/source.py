@@ -53,8 +53,8 @@ class ChunkSource:
             raise StoreError(f"{self.path}: chunk_tokens {self.ct} is not a multiple of context_len "
                              f"{self.context_len}; the indexer needs whole contexts per chunk")
         self.n_chunks = schema.n_chunks(self.n_tokens, self.ct)
-        self.arr = st.activations(hook)
-        self.n_neurons = int(self.arr.shape[1])
+        self.n_neurons = int(st.d_mlp)
+        self.dense = bool(getattr(st, "dense", True))  # False: tokens only (a store recorded with --dense none)
         self.vocab = vocab_size(st)
         self._tokens: np.ndarray | None = None
 
@@ -73,7 +73,7 @@ class ChunkSource:
 
     def chunk(self, c: int) -> np.ndarray:
         """uint16 [R, N] float16 bits of chunk c."""
-        return self._read(self.hook, self.arr, c).view(np.uint16)
+        return self._read(self.hook, self.st.activations(self.hook), c).view(np.uint16)
 
     def tokens(self) -> np.ndarray:
         """int32 [n_tokens] every token id, read chunk by chunk (checked against the vocabulary)."""
