@@ -13,6 +13,7 @@ import pytest
 from store import schema
 from store.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS, run_cli
+from tests.test_app import settings, windows  # noqa: F401  (the app fixtures: real windows, no leaked threads)
 
 ROOT = Path(__file__).resolve().parents[1]
 MOMENTS = ("mean", "var", "skewness", "kurtosis", "token_sum", "sim_score")
@@ -181,3 +182,26 @@ def test_xarray_and_dask_open_what_a_dense_free_store_has(dense_free):
     hook = Store.open(dense_free).hooks[0]
     idx = xr.open_zarr(dense_free, group=f"{schema.INDEX_GROUP}/{hook}", consolidated=False)
     assert idx["top_values"].shape[0] == Store.open(dense_free).d_mlp
+
+
+def test_compare_and_study_work_on_a_dense_free_store(dense_free, tiny_stores, tmp_path):
+    r = run_cli(["compare", str(tiny_stores["gelu"]), str(dense_free), "--summary"])
+    assert r.returncode == 0, r.stderr
+    ref = run_cli(["compare", str(tiny_stores["gelu"]), str(tiny_stores["solu_ln"]), "--summary"])
+    assert r.stdout.replace(str(dense_free), "B") == ref.stdout.replace(str(tiny_stores["solu_ln"]), "B")
+    r = run_cli(["study", "new", "--stores", str(tiny_stores["gelu"]), str(dense_free), "--per-model", "6",
+                 "--seed", "1", "--out", str(tmp_path / "study")])
+    assert r.returncode == 0, r.stderr
+    assert any((tmp_path / "study").iterdir())
+
+
+def test_the_app_opens_a_dense_free_store_and_tries_text_on_its_model(qtbot, windows, dense_free):
+    from tests.test_app import WAIT_MS, _main, _wait_page
+
+    w = _main(windows, dense_free, neuron=4)
+    page = _wait_page(qtbot, w, 4)
+    assert page.top and page.ref.neuron == 4
+    live = w.page.live
+    with qtbot.waitSignal(live.shaded, timeout=WAIT_MS):
+        qtbot.keyClicks(live.editor, "def f(x): return x")
+    assert live.result.neuron == 4 and len(live.result.acts) == len(live.result.token_ids) > 0

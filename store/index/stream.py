@@ -153,7 +153,10 @@ class StreamIndexer:
                 inexact = int((~exact).sum())
             summary = finalize_index(self.st, hook, h.p1, samples, self.cfg.seed,
                                      extra_attrs={"samples_inexact_neurons": inexact})
-            h.group.prune_state()
+            if self.st.dense:
+                h.group.prune_state()  # as `index` leaves it: the final pass-1 result stays for appends
+            else:
+                h.group.drop_state()  # nothing can be appended to or re-indexed in a store without activations
             h.done = True
             out[hook] = {**summary, "reads": reads, "samples_inexact_neurons": inexact}
         return out
