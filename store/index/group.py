@@ -256,12 +256,12 @@ class IndexGroup:
         """Save a partial result as the resume state of ``which`` (see ``save_states``)."""
         self.save_states({which: part}, chunk_stop, extra, quick)
 
-    def save_states(self, parts: dict, chunk_stop: int, extra: dict | None = None, quick: bool = False) -> None:
+    def save_states(self, parts: dict, chunk_stop: int, extra: dict | None = None, quick: bool | set = False) -> None:
         """Save partial results (``which`` -> part, e.g. "p1" / "s1" / "p2") covering chunks
         0..chunk_stop, each into the free slot of its ``which``, then point the progress attribute at
         them all in one write (the pointer is written last: a kill leaves the old saves valid).
         ``quick``: float arrays uncompressed (periodic checkpoints, soon replaced: ~2x cheaper to
-        write); the save at the end of a pass, which the store keeps, is compressed."""
+        write), for every part or for the named ones; what the store keeps is saved compressed."""
         progress = dict(self.attrs.get("progress") or {})
         for which, part in parts.items():
             old = progress.get(which, {}).get("slot")
@@ -273,7 +273,8 @@ class IndexGroup:
                 g = state.create_group(slot)
                 arrays = part.arrays()
                 dims = {n: _state_dims(n, a, part.n_neurons) for n, a in arrays.items()}
-                self.write_arrays(g, arrays, dims, neuron_chunk=256, raw_floats=quick)
+                raw = which in quick if isinstance(quick, set) else bool(quick)
+                self.write_arrays(g, arrays, dims, neuron_chunk=256, raw_floats=raw)
                 g.attrs.update({"ranges": [list(r) for r in part.ranges], **_scalars(part)})
             progress[which] = {"slot": slot, "chunk_stop": int(chunk_stop), **(extra or {})}
         self.set_attrs(progress=progress)

@@ -434,11 +434,9 @@ class UnitSamples:
         run_blocks(blocks, -(-N // kernels.ROW_BLOCK))
 
     def canonical(self) -> "UnitSamples":
-        order = np.argsort(self.prio, axis=-1, kind="stable")
-        self.prio = np.take_along_axis(self.prio, order, -1)
-        self.pos = np.take_along_axis(self.pos, order, -1)
-        self.key = np.take_along_axis(self.key, order, -1)
-        self.win = np.take_along_axis(self.win, order[..., None], -2)
+        """Returns self: the order of a unit's slots carries no information (the kernel replaces the
+        slot of the highest priority, ``resolve`` and the merge order by priority), so it is left as
+        the kernel made it; sorting the windows at every checkpoint cost seconds."""
         return self
 
     def exact_for(self, qbin: np.ndarray) -> np.ndarray:

@@ -171,7 +171,7 @@ def _run_pass(src: ChunkSource, grp: IndexGroup, parts: dict, start: int, cfg: I
         if c + 1 < src.n_chunks and time.monotonic() - last_save >= cfg.checkpoint_every_s:
             grp.save_states(canonical(), c + 1, quick=True)
             last_save = time.monotonic()
-    grp.save_states(canonical(), src.n_chunks)
+    grp.save_states(canonical(), src.n_chunks, quick=set(parts) - {"p1"})  # only pass 1's result is kept
     return parts
 
 
