@@ -147,9 +147,10 @@ class _ChunkAllowance:
 
 
 def _run_pass(src: ChunkSource, grp: IndexGroup, parts: dict, start: int, cfg: IndexConfig, step, bar,
-              allowance: _ChunkAllowance) -> dict:
+              allowance: _ChunkAllowance, final=None) -> dict:
     """Stream chunks start..n_chunks into the partial results ``parts`` (which -> part) with
-    ``step(c, row0, bits)``, saving them every cfg.checkpoint_every_s seconds and at the end."""
+    ``step(c, row0, bits)``, saving them every cfg.checkpoint_every_s seconds, and at the end what
+    ``final(parts)`` makes of them (default: the parts themselves)."""
     last_save = time.monotonic()
     t0 = time.monotonic()
     done_mb = 0.0
@@ -171,7 +172,7 @@ def _run_pass(src: ChunkSource, grp: IndexGroup, parts: dict, start: int, cfg: I
         if c + 1 < src.n_chunks and time.monotonic() - last_save >= cfg.checkpoint_every_s:
             grp.save_states(canonical(), c + 1, quick=True)
             last_save = time.monotonic()
-    grp.save_states(canonical(), src.n_chunks, quick=set(parts) - {"p1"})  # only pass 1's result is kept
+    grp.save_states((final or (lambda p: p))(canonical()), src.n_chunks)
     return parts
 
 
@@ -247,23 +248,28 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
                 if s1 is not None:
                     s1.update(bits, row0, src.context_len, cfg.seed)
 
-            _run_pass(src, grp, parts, stop, cfg, step, bar, allowance)
+            def final(parts: dict) -> dict:
+                """At the end of the read: pass 1 and, where the units resolve exactly, the samples
+                (what pass 2 would save), so a kill while writing the index loses nothing."""
+                qbin = sample_thresholds(p1)
+                if s1 is not None and s1.exact_for(qbin).all():
+                    return {"p1": p1, "p2": s1.resolve(qbin)}
+                return {"p1": p1}
+
+            _run_pass(src, grp, parts, stop, cfg, step, bar, allowance, final)
         qbin = sample_thresholds(p1)
-        if s1 is not None and s1.exact_for(qbin).all():
-            samples = s1.resolve(qbin)
-            reads = 1
-        else:  # pass 2: a second read, for the samples within the quantile bins of the finished pass 1
-            samples, prog2 = grp.load_state("p2")
-            start = prog2["chunk_stop"] if samples is not None and np.array_equal(samples.qbin, qbin) else 0
+        samples, prog2 = grp.load_state("p2")
+        start = prog2["chunk_stop"] if samples is not None and np.array_equal(samples.qbin, qbin) else 0
+        reads = 1
+        if start < src.n_chunks:  # pass 2: a second read, for the samples within the final quantile bins
             if start == 0:
                 samples = SamplePartial.empty(hook, qbin)
             if bar is not None:
                 bar.reset(total=src.n_chunks * src.ct)
                 bar.set_description(f"{hook} pass 2/2 (samples)")
                 bar.update(min(start * src.ct, src.n_tokens))
-            if start < src.n_chunks or prog2 is None:
-                _run_pass(src, grp, {"p2": samples}, start, cfg,
-                          lambda c, row0, bits: samples.update(bits, row0, src.context_len, cfg.seed), bar, allowance)
+            _run_pass(src, grp, {"p2": samples}, start, cfg,
+                      lambda c, row0, bits: samples.update(bits, row0, src.context_len, cfg.seed), bar, allowance)
             reads = 2
     finally:
         if bar is not None:
