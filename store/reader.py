@@ -277,6 +277,11 @@ class Store:
         store holds the tokens, the logit effects and the index)."""
         return bool(self.manifest.get("dense", True))
 
+    @property
+    def per_token_arrays(self) -> list[str]:
+        """The arrays with one row per token: tokens, doc_starts and (when kept) each hook's activations."""
+        return [schema.TOKENS, schema.DOC_STARTS, *(self.hooks if self.dense else [])]
+
     def require_dense(self, what: str) -> None:
         """Raise StoreError unless the dense activations are kept; ``what`` needs them."""
         if not self.dense:
@@ -303,8 +308,7 @@ class Store:
 
     def done_chunks(self) -> int:
         """Chunks whose every per-token array has its completion marker."""
-        names = [schema.TOKENS, schema.DOC_STARTS, *(self.hooks if self.dense else [])]
-        marks = [self._array(schema.done_path(n))[:] for n in names]
+        marks = [self._array(schema.done_path(n))[:] for n in self.per_token_arrays]
         return int(np.logical_and.reduce([m.astype(bool) for m in marks]).sum())
 
     # ---- arrays --------------------------------------------------------------------------------
@@ -709,7 +713,7 @@ class Store:
         reads everything): the metadata of each recorded array, every chunk with a completion marker,
         and each finished index's array metadata. Paths relative to the store."""
         out = []
-        for name in [schema.TOKENS, schema.DOC_STARTS, *self.hooks]:
+        for name in self.per_token_arrays:
             if not (self.path / name / "zarr.json").is_file():
                 out.append(f"{name}/zarr.json")
                 continue

@@ -13,7 +13,6 @@ import pytest
 from store import schema
 from store.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS, run_cli
-from tests.test_app import settings, windows  # noqa: F401  (the app fixtures: real windows, no leaked threads)
 
 ROOT = Path(__file__).resolve().parents[1]
 MOMENTS = ("mean", "var", "skewness", "kurtosis", "token_sum", "sim_score")

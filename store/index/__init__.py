@@ -26,7 +26,8 @@ from store.index.source import ChunkSource, open_store
 from store.index.stream import StreamIndexer
 
 __all__ = [
-    "WINDOW", "ChunkSource", "IndexConfig", "IndexGroup", "check_index_memory", "PartialIndex", "SamplePartial", "compute_partial",
+    "WINDOW", "ChunkSource", "IndexConfig", "IndexGroup", "check_index_memory", "PartialIndex", "SamplePartial",
+    "compute_partial",
     "compute_sample_partial", "finalize_index", "index_arrays", "index_hook", "index_store", "indexable_hooks",
     "merge_partials", "merge_sample_partials", "open_store", "pass1_result", "sample_thresholds", "StreamIndexer",
 ]

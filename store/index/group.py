@@ -131,7 +131,7 @@ class IndexGroup:
     def _reopen(self) -> None:
         """Read the group's metadata again (another IndexGroup of the same hook may have written it)."""
         with _disk_errors(self.where):
-            self.group = zarr.open_group(LocalStore(self.path), mode="r+", path=f"{schema.INDEX_GROUP}/{self.hook}")
+            self.group = zarr.open_group(LocalStore(self.path), mode="r+", path=self.rel)
 
     @property
     def attrs(self) -> dict:

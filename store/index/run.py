@@ -34,7 +34,7 @@ from store.errors import StoreError
 from store.index.arrays import index_arrays, index_attrs
 from store.index.group import IndexGroup
 from store.index.partial import (
-    WINDOW, PartialIndex, SamplePartial, UnitSamples, chunk_hist, sample_thresholds, units_around,
+    N_UNITS, WINDOW, PartialIndex, SamplePartial, UnitSamples, chunk_hist, sample_thresholds, units_around,
 )
 from store.index.source import ChunkSource, open_store, vocab_size
 
@@ -299,7 +299,7 @@ def index_memory_bytes(n_neurons: int, k: int, vocab: int) -> int:
     lists = 2 * n_neurons * k * (4 + 8 + 2 * WINDOW)
     hist = 2 * n_neurons * kernels.HIST_BINS * 8
     token = 2 * 2 * vocab * n_neurons * 8
-    samples = 2 * n_neurons * len(schema.SAMPLE_BINS) * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * WINDOW)
+    samples = (2 * len(schema.SAMPLE_BINS) + N_UNITS) * n_neurons * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * WINDOW)
     return 4 * lists + hist + token + samples
 
 
@@ -321,7 +321,7 @@ def available_memory_bytes() -> int | None:
 def check_index_memory(st, hooks: list[str], k: int) -> None:
     """Refuse before any work when one hook's index would not fit in the memory available."""
     avail = available_memory_bytes()
-    need = max(index_memory_bytes(int(st.activations(h).shape[1]), k, vocab_size(st)) for h in hooks)
+    need = max(index_memory_bytes(int(st.d_mlp), k, vocab_size(st)) for h in hooks)
     if avail is not None and need > 0.8 * avail:
         raise StoreError(f"indexing {st.path} with --k {k} needs about {need / 1e9:.1f} GB of memory (the top-{k} "
                          f"and bottom-{k} lists with their context windows for every neuron), more than the "

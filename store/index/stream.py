@@ -6,8 +6,8 @@ Per hook it runs what ``store.index.run.index_hook`` runs over a store, chunk by
 pass 1 (``PartialIndex.update``) and the samples per unit (``UnitSamples.update``). The units lie
 around the quantile edges of the first chunks: up to PROVISIONAL_CHUNKS chunks (at most
 PROVISIONAL_BYTES) are held back until their histogram is known, then folded in. ``finish``
-resolves the samples to the quantile bins of the whole histogram and writes ``index/{hook}/`` exactly as ``neurobrowse index`` would: the same arrays
-bit for bit, except where a neuron's final quantile edge lies outside its units. Then a store with
+resolves the samples to the quantile bins of the whole histogram and writes ``index/{hook}/``
+exactly as ``neurobrowse index`` would: the same arrays bit for bit, except where a neuron's final quantile edge lies outside its units. Then a store with
 its dense activations is read once more for the samples (as ``index`` does); a store without them
 keeps the samples of the nearest units (an approximation, counted per hook in the index attribute
 ``samples_inexact_neurons`` and in the summary).
