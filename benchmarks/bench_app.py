@@ -79,7 +79,11 @@ def _full_size_store(work: Path, n_tokens: int, d: int, vocab: int) -> Path:
     path = work / "app_page_store"
     from store import schema
 
-    if not (path / schema.index_path("blocks.0.mlp.hook_post") / "top_values").exists():
+    from store.reader import Store
+
+    fresh = (path / schema.index_path("blocks.0.mlp.hook_post") / "distinct_top_values").exists() and \
+        Store.open(path).index_window("blocks.0.mlp.hook_post") == (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)
+    if not fresh:  # none yet, or one of an older layout (shorter windows, no distinct lists)
         import shutil
 
         shutil.rmtree(path, ignore_errors=True)

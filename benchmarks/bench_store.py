@@ -157,6 +157,12 @@ def _full_size_index(path: Path, n_tokens: int, d: int, vocab: int, k: int) -> s
         "top_token_counts": rng.integers(5, 1000, (d, T)),
         "token_rule_score": rng.random(d, dtype=np.float32), "sim_score": rng.random(d, dtype=np.float32),
     }
+    for kind, sign in (("top", 1), ("bottom", -1)):  # distinct passages: one firing per context of 1024
+        arrays[f"distinct_{kind}_values"] = arrays[f"{kind}_values"]
+        arrays[f"distinct_{kind}_positions"] = np.sort(rng.choice(n_tokens // 1024, (d, k)), 1) * 1024 + 500
+        arrays[f"distinct_{kind}_context_tokens"] = rng.integers(0, vocab, (d, k, W)).astype(np.int32)
+        arrays[f"distinct_{kind}_context_acts"] = f16(d, k, W)
+        arrays[f"distinct_{kind}_more"] = rng.integers(0, 4, (d, k))
     assert set(arrays) == set(schema.INDEX_ARRAYS)
     arrays = {n: np.ascontiguousarray(a, dtype=schema.INDEX_ARRAYS[n][0]) for n, a in arrays.items()}
     grp = IndexGroup(path, hook)
@@ -164,7 +170,8 @@ def _full_size_index(path: Path, n_tokens: int, d: int, vocab: int, k: int) -> s
     ks = schema.K_LOGIT
     w.write_logit_effects(0, rng.integers(0, vocab, (d, ks)), rng.random((d, ks)), rng.integers(0, vocab, (d, ks)),
                           -rng.random((d, ks)))
-    grp.set_attrs(complete=True, k=k, n_tokens=n_tokens, run_uuid=w.manifest["run_uuid"])
+    grp.set_attrs(complete=True, k=k, n_tokens=n_tokens, run_uuid=w.manifest["run_uuid"],
+                  context_before=schema.CONTEXT_BEFORE, context_after=schema.CONTEXT_AFTER, distinct_lists=True)
     return hook
 
 

@@ -99,7 +99,8 @@ def _tree(client, leaves: list, merge, key: str, priority: int) -> object:
 
 
 def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = schema.DEFAULT_K,
-                     force: bool = False, progress: bool = True, config: DaskIndexConfig | None = None) -> dict:
+                     force: bool = False, progress: bool = True, config: DaskIndexConfig | None = None,
+                     window: tuple[int, int] | None = None) -> dict:
     """Index every (or the named) hook of the store at ``path`` on the Dask cluster of ``client``.
 
     Same arguments, refusals, resume state and result as ``store.index.index_store``; returns a
@@ -112,6 +113,7 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
     from store import atomic
 
     cfg = config or DaskIndexConfig()
+    window = index.check_window(window or (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER))
     if k < 1:
         raise StoreError(f"--k must be at least 1 (got {k})")
     st = index.open_store(path)
@@ -120,11 +122,12 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
     with ExitStack() as locks:  # the same per-hook locks as the single-process index: one run at a time
         for hook in wanted:
             locks.enter_context(atomic.hook_lock(st.path, hook))
-        return _index_hooks(st, wanted, client, k, force, progress, cfg, dask_errors, n_workers, progress_bar)
+        return _index_hooks(st, wanted, client, k, force, progress, cfg, dask_errors, n_workers, progress_bar,
+                            window)
 
 
 def _index_hooks(st, wanted: list[str], client, k: int, force: bool, progress: bool, cfg: DaskIndexConfig,
-                 dask_errors, n_workers, progress_bar) -> dict:
+                 dask_errors, n_workers, progress_bar, window: tuple[int, int]) -> dict:
     spath = str(Path(st.path).absolute())
     ct = int(st.chunk_tokens)
     n_chunks = schema.n_chunks(int(st.n_tokens), ct)
@@ -140,7 +143,7 @@ def _index_hooks(st, wanted: list[str], client, k: int, force: bool, progress: b
     done_tokens = 0
     for h_i, hook in enumerate(wanted):
         grp = index.IndexGroup(st.path, hook)
-        skip = grp.begin(st.run_uuid, k, cfg.seed, force)
+        skip = grp.begin(st.run_uuid, k, cfg.seed, force, window)
         if skip is not None:
             out[hook] = skip
             continue
@@ -155,8 +158,8 @@ def _index_hooks(st, wanted: list[str], client, k: int, force: bool, progress: b
                 parts.append(client.submit(_load_state, spath, hook, which, key=f"{tag}-{which}-load", priority=prio))
                 done_tokens += min(st.n_tokens, start * ct)
             for a, b in _ranges(start, n_chunks, per_task):
-                f = client.submit(func, spath, hook, a, b, *args, cfg.prefetch, key=f"{tag}-{which}-{a}:{b}",
-                                  priority=prio)
+                f = client.submit(func, spath, hook, a, b, *args, cfg.prefetch, window,
+                                  key=f"{tag}-{which}-{a}:{b}", priority=prio)
                 parts.append(f)
                 leaves.append(f)
                 weights[f.key] = min(st.n_tokens, b * ct) - a * ct
@@ -204,12 +207,12 @@ def _index_hooks(st, wanted: list[str], client, k: int, force: bool, progress: b
 
 
 def index_store_on(scheduler: str | None, path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT_K,
-                   force: bool = False, progress: bool = True) -> dict:
+                   force: bool = False, progress: bool = True, window: tuple[int, int] | None = None) -> dict:
     """Index a store in this process (``scheduler`` None: ``store.index.index_store``) or on the Dask
     cluster ``scheduler`` names (``index_store_dask``); the same index either way."""
     from store.dask_cluster import local_or_dask
 
-    kw = dict(hooks=hooks, k=k, force=force, progress=progress)
+    kw = dict(hooks=hooks, k=k, force=force, progress=progress, window=window)
     return local_or_dask(scheduler, lambda: index.index_store(path, **kw),
                          lambda client: index_store_dask(path, client, **kw))
 

@@ -52,6 +52,7 @@ import numba
 import numpy as np
 
 from store import schema
+from store.snippets import context_slots, index_window
 
 N_TOP = 20  # distinct top firings a rule is judged on (a rater sees about 20)
 BEFORE_SPAN = 8  # tokens before the firing searched by the "before" family
@@ -296,10 +297,11 @@ def distinct_top(top_pos: np.ndarray, context_len: int, n_top: int = N_TOP) -> n
     return keep & (np.cumsum(keep, 1) <= n_top)
 
 
-def _window_occurrences(a: dict, voc: Vocab, cand: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _window_occurrences(a: dict, voc: Vocab, cand: np.ndarray, tau: np.ndarray,
+                        c: int = schema.CONTEXT_BEFORE) -> tuple[np.ndarray, np.ndarray]:
     """(matched, matched and high) counts per candidate key over the distinct positions of a block's
-    top and sample windows, leaving out the window centers and every top-k position."""
-    c = schema.CONTEXT_BEFORE
+    top and sample windows, leaving out the window centers and every top-k position. ``c``: the
+    window slot of the firing token (the index's window ``before``)."""
     top_pos = a["top_positions"]
     b = top_pos.shape[0]
     W = a["top_context_tokens"].shape[-1]
@@ -382,7 +384,8 @@ def bin_masses() -> np.ndarray:
 
 
 def explain_arrays(tokens: np.ndarray, context_len: int, voc: Vocab, arrays: dict[str, np.ndarray],
-                   counts: StreamCounts | None = None, block: int = BLOCK) -> dict[str, np.ndarray]:
+                   counts: StreamCounts | None = None, block: int = BLOCK,
+                   before: int = schema.CONTEXT_BEFORE) -> dict[str, np.ndarray]:
     """The explanation arrays (OUTPUTS) of every neuron of a hook from its index arrays.
 
     arrays: the index arrays top_values, top_positions, top_context_tokens, sample_positions,
@@ -391,6 +394,12 @@ def explain_arrays(tokens: np.ndarray, context_len: int, voc: Vocab, arrays: dic
     """
     counts = counts or StreamCounts.build(tokens, context_len, voc)
     N = arrays["top_positions"].shape[0]
+    # only the tokens the model saw with each firing (index windows also hold text outside its context)
+    arrays = dict(arrays)
+    for kind in ("top", "sample"):
+        toks = np.asarray(arrays[f"{kind}_context_tokens"])
+        inside = context_slots(np.asarray(arrays[f"{kind}_positions"]), before, toks.shape[-1], context_len)
+        arrays[f"{kind}_context_tokens"] = np.where(inside, toks, -1)
     out = {"explain_family": np.full(N, -1, np.int8), "explain_args": np.full((N, 2), -1, np.int64),
            "explain_hits": np.zeros(N, np.int32), "explain_n": np.zeros(N, np.int32),
            "explain_coverage": np.full(N, np.nan, np.float32), "explain_precision": np.full(N, np.nan, np.float32),
@@ -398,15 +407,15 @@ def explain_arrays(tokens: np.ndarray, context_len: int, voc: Vocab, arrays: dic
     for b0 in range(0, N, block):
         sl = slice(b0, min(N, b0 + block))
         part = {k: np.asarray(v if k == "hist_edges" else v[sl]) for k, v in arrays.items()}
-        res = _explain_block(context_len, voc, counts, part)
+        res = _explain_block(context_len, voc, counts, part, before)
         for k, v in res.items():
             out[k][sl] = v
     out["explain_args"] = out["explain_args"].astype(np.int32)
     return out
 
 
-def _explain_block(context_len: int, voc: Vocab, counts: StreamCounts, a: dict) -> dict[str, np.ndarray]:
-    c = schema.CONTEXT_BEFORE
+def _explain_block(context_len: int, voc: Vocab, counts: StreamCounts, a: dict,
+                   c: int = schema.CONTEXT_BEFORE) -> dict[str, np.ndarray]:
     top_pos, top_val = a["top_positions"], a["top_values"].astype(np.float64)
     b, k = top_pos.shape
     distinct = distinct_top(top_pos, context_len)
@@ -480,7 +489,7 @@ def _explain_block(context_len: int, voc: Vocab, counts: StreamCounts, a: dict) 
         prior = np.clip(np.where(freq > 0, num / freq, 0.0), 0.0, 1.0)
     # the rule's other occurrences inside the snippets (window positions that are not a top firing):
     # the share where the neuron is high, with the estimate above as a prior of PRIOR_WEIGHT occurrences
-    m_w, h_w = _window_occurrences(a, voc, cand, tau)
+    m_w, h_w = _window_occurrences(a, voc, cand, tau, c)
     prec = (h_w + PRIOR_WEIGHT * prior) / (m_w + PRIOR_WEIGHT)
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = hits / n_top[cn]
@@ -587,7 +596,8 @@ def explain_hook(store, hook: str, arrays: dict[str, np.ndarray] | None = None, 
     if tokens is None:
         tokens = np.asarray(st.tokens[...])
     voc = st.explain_vocab
-    out = explain_arrays(tokens, st.context_len, voc, {k: arrays[k] for k in INPUTS}, counts)
+    before = index_window(st.index_state(hook))[0]
+    out = explain_arrays(tokens, st.context_len, voc, {k: arrays[k] for k in INPUTS}, counts, before=before)
     where = f"the explanations of {hook} in {st.path}"
     try:
         grp = zarr.open_group(LocalStore(st.path), mode="r+")[schema.index_path(hook)]

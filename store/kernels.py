@@ -668,3 +668,99 @@ def top_tokens_by_mean(token_sum, token_count, ids, out_ids, out_means, block):
             for s in range(t):
                 out_ids[j0 + jj, s] = kid[jj, s]
                 out_means[j0 + jj, s] = kmean[jj, s]
+
+
+# ---- distinct passages: the best firing of each context --------------------------------------------
+# A second top-k (and bottom-k) per neuron over *contexts* instead of tokens: each context (ctx_len
+# contiguous rows, never straddling a chunk) offers only its best firing, so the list holds distinct
+# passages (Neuroscope keeps one firing per document). Kept beside the raw top-k by its own sweep over
+# the chunk (the raw lists and every other statistic stay in pass1_rows). Same total order and tie
+# rule as the raw lists (key, then lower position; within a context the first best position), so
+# partial results merge exactly. With each entry: how many other tokens of its context fire at least
+# MORE_SHARE as strongly (same sign), counted when the entry is kept.
+MORE_SHARE = 0.5  # store.snippets.MORE_SHARE
+
+
+@njit(inline="always", cache=True)
+def _count_more(cur, j, lo, hi, peak):
+    """Tokens of rows lo..hi-1 (one context) of neuron j, other than the peak itself, whose value is at
+    least MORE_SHARE of the peak value (same sign); 0 for a peak of 0."""
+    if peak == 0.0:
+        return 0
+    lim = MORE_SHARE * peak
+    n = 0
+    for rr in range(lo, hi):
+        v = f16_to_f64(cur[rr, j])
+        if (peak > 0.0 and v >= lim) or (peak < 0.0 and v <= lim):
+            n += 1
+    return n - 1
+
+
+@njit(nogil=True, cache=True)
+def context_best_rows(
+    cur,  # uint16 [R, N] float16 bits of one chunk, row-major
+    row0,  # global position of row 0 (a multiple of ctx_len: chunks hold whole contexts)
+    ctx_len,  # tokens per context
+    before,  # window tokens before a firing
+    top_key, top_pos, top_win, top_more, top_worst,  # int32 [N, k], int64 [N, k], uint16 [N, k, W], int32, int32 [N]
+    bot_key, bot_pos, bot_win, bot_more, bot_worst,  # the same for the lowest firing of each context
+    block,  # neurons per work item
+    b0, b1,  # range of neuron blocks to process
+):
+    """Fold each context of the chunk into the per-context top-k and bottom-k lists of neurons in
+    blocks b0..b1-1: per neuron and context the first row holding the context's largest (smallest)
+    key competes for a slot, with its window and its ``more`` count."""
+    R, N = cur.shape
+    for b in range(b0, b1):
+        j0 = b * block
+        j1 = min(N, j0 + block)
+        m = j1 - j0
+        best = np.empty(m, np.int32)
+        brow = np.empty(m, np.int64)
+        low = np.empty(m, np.int32)
+        lrow = np.empty(m, np.int64)
+        kbuf = np.empty(m, np.int32)
+        tthr = np.empty(m, np.int32)
+        bthr = np.empty(m, np.int32)
+        for jj in range(m):
+            tthr[jj] = top_key[j0 + jj, top_worst[j0 + jj]]
+            bthr[jj] = bot_key[j0 + jj, bot_worst[j0 + jj]]
+        r = 0
+        while r < R:
+            end = min(R, ((row0 + r) // ctx_len + 1) * ctx_len - row0)  # end of this context in the chunk
+            for jj in range(m):
+                best[jj] = -1
+                low[jj] = 65536
+            for rr in range(r, end):
+                row = cur[rr, j0:j1]
+                for jj in range(m):
+                    kbuf[jj] = f16_key(row[jj])
+                for jj in range(m):
+                    k = kbuf[jj]
+                    if k > best[jj]:
+                        best[jj] = k
+                        brow[jj] = rr
+                    if k < low[jj]:
+                        low[jj] = k
+                        lrow[jj] = rr
+            for jj in range(m):
+                j = j0 + jj
+                if best[jj] > tthr[jj]:
+                    s = top_worst[j]
+                    top_key[j, s] = best[jj]
+                    top_pos[j, s] = row0 + brow[jj]
+                    _copy_window_rows(cur, j, brow[jj], row0, ctx_len, before, top_win[j, s])
+                    top_more[j, s] = _count_more(cur, j, r, end, f16_to_f64(cur[brow[jj], j]))
+                    s = _worst_top(top_key, top_pos, j)
+                    top_worst[j] = s
+                    tthr[jj] = top_key[j, s]
+                if low[jj] < bthr[jj]:
+                    s = bot_worst[j]
+                    bot_key[j, s] = low[jj]
+                    bot_pos[j, s] = row0 + lrow[jj]
+                    _copy_window_rows(cur, j, lrow[jj], row0, ctx_len, before, bot_win[j, s])
+                    bot_more[j, s] = _count_more(cur, j, r, end, f16_to_f64(cur[lrow[jj], j]))
+                    s = _worst_bottom(bot_key, bot_pos, j)
+                    bot_worst[j] = s
+                    bthr[jj] = bot_key[j, s]
+            r = end

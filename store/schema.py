@@ -172,6 +172,17 @@ INDEX_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "top_token_ids": ("int32", ("neuron", "top_token")),  # tokens with the highest mean activation
     "top_token_means": ("float32", ("neuron", "top_token")),
     "top_token_counts": ("int64", ("neuron", "top_token")),  # occurrences of each of those tokens
+    # distinct passages (store.snippets): the best / lowest firing of each recorded context, k per neuron
+    "distinct_top_values": ("float32", ("neuron", "k")),  # descending, one per context
+    "distinct_top_positions": ("int64", ("neuron", "k")),
+    "distinct_top_context_tokens": ("int32", ("neuron", "k", "window")),
+    "distinct_top_context_acts": ("float16", ("neuron", "k", "window")),
+    "distinct_top_more": ("int32", ("neuron", "k")),  # further tokens of that context >= half of it
+    "distinct_bottom_values": ("float32", ("neuron", "k")),  # ascending, one per context
+    "distinct_bottom_positions": ("int64", ("neuron", "k")),
+    "distinct_bottom_context_tokens": ("int32", ("neuron", "k", "window")),
+    "distinct_bottom_context_acts": ("float16", ("neuron", "k", "window")),
+    "distinct_bottom_more": ("int32", ("neuron", "k")),
     "token_rule_score": ("float32", ("neuron",)),  # see store.scores
     "sim_score": ("float32", ("neuron",)),  # see store.scores
 }
@@ -194,7 +205,8 @@ EXPLAIN_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
 # Sizes: window = CONTEXT_BEFORE + 1 + CONTEXT_AFTER; edge = len(SAMPLE_QUANTILES); bin =
 # len(SAMPLE_BINS); hist_bin = kernels.HIST_BINS (992 bins read off the float16 bit pattern: 16 per
 # octave, exact and mergeable), hist_edge = hist_bin + 1; vocab = model_config["d_vocab"].
-# Padding: window slots outside the firing's context (or past the store) have token -1 and act 0;
+# Padding: window slots past the ends of the store have token -1; slots outside the firing's context
+# hold their token (shown greyed) and act 0 (indexes before distinct_lists: token -1 there too);
 # missing entries (fewer than k tokens, an empty sample bin) have position -1 and value NaN;
 # top_token_ids is -1 where fewer than TOP_TOKENS tokens occur MIN_TOKEN_COUNT times.
 SAMPLE_QUANTILES = (0.5, 0.9, 0.99, 0.999)  # lower edges of the quantile sample bins
@@ -206,7 +218,8 @@ WINDOW_DIM = "window"
 INDEX_WHOLE_ARRAYS = ("hist_edges", "mean", "var", "skewness", "kurtosis", "density", "token_count",
                       "token_rule_score", "sim_score")
 # index/{hook} group attrs: complete (bool, written last), k, n_tokens, run_uuid (of the store indexed),
-# sample_bins, sample_quantiles, samples_per_bin, seed, min_token_count, context_before/after,
+# sample_bins, sample_quantiles, samples_per_bin, seed, min_token_count, context_before/after (the window),
+# distinct_lists (True: the distinct_* arrays exist),
 # histogram (a description), progress (resume state of the passes; internal to the indexer).
 INDEX_STATE_GROUP = "_state"  # index/{hook}/_state/{slot}/...: saved partial results for resuming
 

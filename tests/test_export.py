@@ -93,8 +93,10 @@ def test_jsonl_content_matches_the_store(tmp_path, gelu):
     assert rec["stats"]["token_rule_score"] == pytest.approx(gelu.neuron_table(rec["hook"])["token_rule_score"][0])
     assert len(rec["top"]) == min(20, len(view.top))
     for snip, ref in zip(rec["top"], view.top):
-        assert snip["tokens"] == ref.tokens and snip["center"] == ref.center and snip["position"] == ref.position
-        np.testing.assert_allclose(snip["acts"], ref.acts, atol=5e-5)
+        lo, hi = ref.ctx_lo, ref.ctx_hi  # exported: the tokens the model saw with the firing, one per context
+        assert snip["tokens"] == ref.tokens[lo:hi] and snip["center"] == ref.center - lo
+        assert snip["position"] == ref.position and snip["more"] == ref.more
+        np.testing.assert_allclose(snip["acts"], ref.acts[lo:hi], atol=5e-5)
         assert snip["tokens"][snip["center"]] == ref.tokens[ref.center]
 
 
@@ -116,7 +118,8 @@ def test_neuron_explainer_records(tmp_path, solu):
     view = solu.neuron(hook, 3)
     assert len(rec["most_positive_activation_records"]) == min(12, len(view.top))
     top = rec["most_positive_activation_records"][0]
-    assert top["dataclass_name"] == "ActivationRecord" and top["tokens"] == view.top[0].tokens
+    t0 = view.top[0]
+    assert top["dataclass_name"] == "ActivationRecord" and top["tokens"] == t0.tokens[t0.ctx_lo:t0.ctx_hi]
     assert max(top["activations"]) == pytest.approx(view.stats["max_act"], abs=1e-3)
     assert len(rec["random_sample_by_quantile"]) == 5
     assert [len(b) for b in rec["random_sample_by_quantile"]] == [len(view.samples[b]) for b in
@@ -219,14 +222,14 @@ def test_failed_export_keeps_the_old_file(tmp_path, gelu):
     store = Store.open(copy)
     out = tmp_path / "x.jsonl"
     out.write_text("previous export\n")
-    arr_dir = copy / "index" / store.hooks[0] / "top_context_tokens" / "c"
+    arr_dir = copy / "index" / store.hooks[0] / "distinct_top_context_tokens" / "c"
     chunks = sorted(p for p in arr_dir.rglob("*") if p.is_file())
     assert len(chunks) > 1
     last = chunks[-1]
     last.write_bytes(last.read_bytes()[:-7] + b"garbage")
     from store.errors import NeurobrowseError
 
-    with pytest.raises(NeurobrowseError, match="top_context_tokens"):
+    with pytest.raises(NeurobrowseError, match="distinct_top_context_tokens"):
         export_store(store, out, ExportConfig(all_neurons=True, block=8))
     assert out.read_text() == "previous export\n"
     assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []

@@ -90,15 +90,39 @@ def test_index_equals_brute_force_numpy(tiny_stores, act_fn):
         assert np.array_equal(idx["bottom_values"], np.take_along_axis(xf.T, bot, 1))
         assert np.array_equal(idx["top_positions"], top)
         assert np.array_equal(idx["bottom_positions"], bot)
-        # windows: token ids and this neuron's acts, clipped to the context
+        # windows: token ids (past the context too, -1 only past the store) and this neuron's acts,
+        # which are 0 outside the firing's context (the model did not see that text with it)
+        n_tok = len(tokens)
         for j in (0, 7, x.shape[1] - 1):
             for s in (0, k - 1):
                 p = top[j, s]
                 c0 = p // L * L
                 qs = range(p - schema.CONTEXT_BEFORE, p + schema.CONTEXT_AFTER + 1)
-                assert idx["top_context_tokens"][j, s].tolist() == [int(tokens[q]) if c0 <= q < c0 + L else -1 for q in qs]
+                assert idx["top_context_tokens"][j, s].tolist() == [int(tokens[q]) if 0 <= q < n_tok else -1 for q in qs]
                 assert np.array_equal(idx["top_context_acts"][j, s],
                                       np.array([x[q, j] if c0 <= q < c0 + L else 0 for q in qs], np.float16))
+        # distinct passages: the brute-force best (lowest) firing of every context, k of them, with the
+        # count of further tokens of that context at >= half of it
+        n_ctx = -(-x.shape[0] // L)
+        for j in (0, 7, x.shape[1] - 1):
+            col = np.full(n_ctx * L, np.nan, np.float32)
+            col[:x.shape[0]] = xf[:, j]
+            for kind, sign in (("top", 1.0), ("bottom", -1.0)):
+                per = np.where(np.isnan(col), -np.inf, sign * col).reshape(n_ctx, L)
+                arg = per.argmax(1)  # first position of the context's best
+                best = per[np.arange(n_ctx), arg]
+                order = np.lexsort((np.arange(n_ctx), -best))[:k]
+                want_pos = order * L + arg[order]
+                assert idx[f"distinct_{kind}_positions"][j].tolist() == want_pos.tolist(), (kind, j)
+                assert np.array_equal(idx[f"distinct_{kind}_values"][j], xf[want_pos, j])
+                for s, p in enumerate(want_pos):
+                    ctx = xf[p // L * L:p // L * L + L, j].astype(np.float64)
+                    v = float(xf[p, j])
+                    more = int((ctx >= 0.5 * v).sum() if v > 0 else (ctx <= 0.5 * v).sum() if v < 0 else 1) - 1
+                    assert idx[f"distinct_{kind}_more"][j, s] == more
+                q0 = want_pos[0] - schema.CONTEXT_BEFORE
+                assert idx[f"distinct_{kind}_context_tokens"][j, 0].tolist() == [
+                    int(tokens[q]) if 0 <= q < n_tok else -1 for q in range(q0, q0 + idx["top_context_tokens"].shape[-1])]
         xd = xf.astype(np.float64)
         np.testing.assert_allclose(idx["mean"], xd.mean(0), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(idx["var"], xd.var(0), rtol=1e-9, atol=1e-12)
@@ -132,7 +156,8 @@ def test_two_halves_indexed_apart_merge_into_the_whole(tiny_stores):
     for hook in st.hooks:
         whole = compute_partial(path, hook, 0, n)
         merged = merge_partials(compute_partial(path, hook, n // 2, n), compute_partial(path, hook, 0, n // 2))
-        for f in ("top_key", "top_pos", "top_win", "bot_key", "bot_pos", "bot_win", "hist", "npos", "token_count"):
+        for f in ("top_key", "top_pos", "top_win", "bot_key", "bot_pos", "bot_win", "hist", "npos", "token_count",
+                  "dtop_key", "dtop_pos", "dtop_win", "dtop_more", "dbot_key", "dbot_pos", "dbot_win", "dbot_more"):
             assert np.array_equal(getattr(whole, f), getattr(merged, f)), f
         for f in ("mean", "m2", "m3", "m4", "token_sum"):
             np.testing.assert_allclose(getattr(whole, f), getattr(merged, f), rtol=1e-9, atol=1e-9)
@@ -385,3 +410,29 @@ def test_index_arrays_written_as_chunk_files_read_back_through_zarr(tmp_path, ra
     for name, n_files in (("f32", 3), ("i64", 3), ("u16", 3), ("f64", 3), ("whole", 1), ("empty", 0)):
         files = [f for f in (folder / name / "c").rglob("*") if f.is_file()] if (folder / name / "c").exists() else []
         assert len(files) == n_files, name  # one file per chunk, written by the direct path
+
+
+def test_index_window_is_configurable_stored_and_used_by_readers(tiny_stores, tmp_path, capsys):
+    from neurobrowse.cli import main
+
+    path = _copy(tiny_stores["gelu"], tmp_path / "w")
+    hook = Store.open(path).hooks[0]
+    assert main(["index", str(path), "--window", "8", "--quiet"]) == 2
+    assert "BEFORE,AFTER" in capsys.readouterr().err
+    assert main(["index", str(path), "--window", "8,4", "--quiet"]) == 0  # indexed with 64,16: left as it is
+    assert "add --force" in capsys.readouterr().out
+    assert main(["index", str(path), "--window", "8,4", "--force", "--quiet"]) == 0
+    st = Store.open(path)
+    attrs = st.index_state(hook)
+    assert (attrs["context_before"], attrs["context_after"], attrs["distinct_lists"]) == (8, 4, True)
+    assert st.index_array(hook, "top_context_tokens").shape[-1] == 13
+    assert st.index_array(hook, "distinct_top_context_acts").shape[-1] == 13
+    v = st.neuron(hook, 3)
+    assert v.window == (8, 4)
+    tokens = np.asarray(st.tokens[:])
+    dense = np.asarray(st.activations(hook)[:, 3]).astype(np.float32)
+    for sn in v.top[:5] + v.samples["random"][:3]:
+        lo = sn.position - sn.center
+        assert sn.center == min(8, sn.position) and len(sn.tokens) <= 13
+        assert sn.token_ids.tolist() == tokens[lo:lo + len(sn.tokens)].tolist()
+        assert dense[sn.position] == pytest.approx(sn.value)

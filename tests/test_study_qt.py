@@ -63,7 +63,8 @@ def test_rating_screen_shows_snippets_and_rule_only(qtbot, study_window, tiny_st
     from neurobrowse.state import shade_rgb
 
     item = w.session.current()
-    expected = "\u2029".join("".join(r.text for r in snippet_runs(s["tokens"], [s["center"]])) for s in item.snippets)
+    expected = "\u2029".join(f"{i + 1}\u2029" + "".join(r.text for r in snippet_runs(s["tokens"], [s["center"]]))
+                              for i, s in enumerate(item.snippets))  # a small number above each snippet
     assert w.view.document().toRawText() == expected
     assert len(item.snippets) >= 2 and any(len(s["tokens"]) > 40 for s in item.snippets)  # several lines each
     # the strongest firing is shaded full red; each token's colour follows its activation / the item's peak

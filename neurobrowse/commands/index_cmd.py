@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"top-k and bottom-k firings kept per neuron (default {schema.DEFAULT_K})")
     p.add_argument("--hooks", type=options.hook_name, nargs="+", metavar="HOOK",
                    help="hook names to index, e.g. blocks.0.mlp.hook_post (default: every recorded hook)")
+    p.add_argument("--window", default=f"{schema.CONTEXT_BEFORE},{schema.CONTEXT_AFTER}", metavar="BEFORE,AFTER",
+                   help="tokens of text kept before and after each firing (default "
+                   f"{schema.CONTEXT_BEFORE},{schema.CONTEXT_AFTER}; clipped to what the model saw when shown)")
     p.add_argument("--force", action="store_true", help="drop any existing index of these hooks and start again")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT|FILE.json",
@@ -29,12 +32,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def parse_window(text: str) -> tuple[int, int]:
+    """'64,16' -> (64, 16); a StoreError naming the accepted form otherwise."""
+    from store.index import check_window
+
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 2:
+        from store.errors import StoreError
+
+        raise StoreError(f"--window takes BEFORE,AFTER (e.g. 64,16), not {text!r}")
+    return check_window(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     from neurobrowse import render
     from store.dask_index import index_store_on
     from store.scores import score_summary
 
     out = index_store_on(args.scheduler, args.store, hooks=args.hooks, k=args.k, force=args.force,
-                         progress=not args.quiet)
+                         progress=not args.quiet, window=parse_window(args.window))
     print(render.index_text(out, score_summary([args.store])))
     return 0

@@ -26,6 +26,9 @@ from neurobrowse.snippet_text import highlighted, shade_rgb, snippet_runs
 from neurobrowse.state import MergedSnippet
 
 GREY = (150, 150, 150)  # text outside the context the model saw
+FIRING_BG = (150, 0, 0)  # background of the firing token (its value is in the line above the snippet)
+FIRING_BG_NEG = (20, 40, 170)  # the same for a negative firing (bottom-k)
+SPACE_LINE_BELOW = 200  # whitespace gets its dotted line when the shade's darkest channel is below this
 HIGHLIGHT = (0, 60, 200)  # search matches
 
 
@@ -205,6 +208,9 @@ class SnippetView(QTextBrowser):
             self._snippet_starts.append(cur.position())
             if self.heads:
                 self._insert_head(cur, si, sn)
+            else:  # the study: a small number per snippet (nothing about the neuron or the model)
+                cur.insertText(f"{si + 1}", self._fmt_head)
+                cur.insertBlock(self._block_tokens)
             scale_pair = (self.scales[si] if self.scales is not None and si < len(self.scales)
                           else (self.scale, self.scale))
             self._insert_tokens(cur, spans, si, sn, scale_pair)
@@ -263,24 +269,24 @@ class SnippetView(QTextBrowser):
             fmt.setForeground(QColor(*GREY))
         else:
             fmt.setForeground(QColor(*HIGHLIGHT) if hl else QColor(0, 0, 0))
-        if kind == "space":  # never a solid bar: a thin line in the token's colour
-            if shaded or firing:
-                fmt.setFontUnderline(True)
-                fmt.setUnderlineColor(QColor(170, 20, 20) if firing else QColor(*rgb))
+        if kind == "space":  # never a solid bar: a dotted line in the token's colour, when it is clearly shaded
+            if firing or (not grey and min(rgb) < SPACE_LINE_BELOW):
+                fmt.setUnderlineStyle(QTextCharFormat.UnderlineStyle.DotLine)
+                fmt.setUnderlineColor(QColor(*FIRING_BG) if firing else QColor(*rgb))
             return fmt
-        if shaded or firing:
+        if firing:  # the firing token stands out: light text on a dark red (blue when negative) box
+            fmt.setBackground(QColor(*(FIRING_BG if rgb[0] >= rgb[2] else FIRING_BG_NEG)))
+            fmt.setForeground(QColor(255, 255, 255))
+        elif shaded:
             fmt.setBackground(QColor(*rgb))
-        if kind == "eol":
+        if kind == "eol" and not firing:
             small = QFont(self._font)
             small.setPointSizeF(self._font.pointSizeF() * 0.8)
             fmt.setFont(small)
             if not grey:
                 fmt.setForeground(QColor(120, 120, 120))
         if firing:
-            fmt.setFontUnderline(True)
-            fmt.setUnderlineColor(QColor(130, 0, 0))
-            fmt.setFontWeight(QFont.Weight.Black)
-            fmt.setFontOverline(True)
+            fmt.setFontWeight(QFont.Weight.Bold)
         if hl:
             fmt.setFontOverline(True)
             fmt.setFontWeight(QFont.Weight.Bold)

@@ -8,12 +8,13 @@ from store import kernels, schema
 from store.index.partial import PartialIndex, SamplePartial
 
 
-def _windows_tokens(tokens: np.ndarray, pos: np.ndarray, context_len: int) -> np.ndarray:
-    """int32 [..., W] token ids around each position (same clipping as the kernels' act windows)."""
-    offs = np.arange(-schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER + 1)
+def _windows_tokens(tokens: np.ndarray, pos: np.ndarray, before: int, after: int) -> np.ndarray:
+    """int32 [..., W] token ids around each position, -1 past the ends of the store. Unlike the
+    activation windows (0 outside the firing's context) the tokens go on past the context: readers
+    show them greyed (store.snippets.context_slots tells which slots the model saw)."""
+    offs = np.arange(-before, after + 1)
     q = pos[..., None] + offs  # [..., W]
-    ctx = np.where(pos >= 0, pos // context_len, -1)[..., None]
-    valid = (pos[..., None] >= 0) & (q >= 0) & (q < tokens.shape[0]) & (q // context_len == ctx)
+    valid = (pos[..., None] >= 0) & (q >= 0) & (q < tokens.shape[0])
     out = np.full(q.shape, -1, np.int32)
     out[valid] = tokens[q[valid]]
     return out
@@ -63,15 +64,25 @@ def index_arrays(src_tokens: np.ndarray, context_len: int, partial: PartialIndex
 
     n = max(partial.n, 1)
     N = partial.n_neurons
+    win = (partial.before, partial.after)
+    if (samples.before, samples.after) != win:
+        raise ValueError(f"samples drawn with window {samples.before},{samples.after}, firings with {win}")
     out: dict[str, np.ndarray] = {}
     out["top_values"] = _values(partial.top_key, partial.top_pos)
     out["top_positions"] = partial.top_pos.copy()
-    out["top_context_tokens"] = _windows_tokens(src_tokens, partial.top_pos, context_len)
+    out["top_context_tokens"] = _windows_tokens(src_tokens, partial.top_pos, *win)
     out["top_context_acts"] = _window_acts(partial.top_win, partial.top_pos)
     out["bottom_values"] = _values(partial.bot_key, partial.bot_pos)
     out["bottom_positions"] = partial.bot_pos.copy()
-    out["bottom_context_tokens"] = _windows_tokens(src_tokens, partial.bot_pos, context_len)
+    out["bottom_context_tokens"] = _windows_tokens(src_tokens, partial.bot_pos, *win)
     out["bottom_context_acts"] = _window_acts(partial.bot_win, partial.bot_pos)
+    for side, kind in (("dtop", "top"), ("dbot", "bottom")):  # distinct passages: one per context
+        pos = getattr(partial, f"{side}_pos")
+        out[f"distinct_{kind}_values"] = _values(getattr(partial, f"{side}_key"), pos)
+        out[f"distinct_{kind}_positions"] = pos.copy()
+        out[f"distinct_{kind}_context_tokens"] = _windows_tokens(src_tokens, pos, *win)
+        out[f"distinct_{kind}_context_acts"] = _window_acts(getattr(partial, f"{side}_win"), pos)
+        out[f"distinct_{kind}_more"] = np.where(pos >= 0, getattr(partial, f"{side}_more"), 0)
     edges = kernels.hist_edges()
     out["hist_counts"] = partial.hist.copy()
     out["hist_edges"] = edges
@@ -82,7 +93,7 @@ def index_arrays(src_tokens: np.ndarray, context_len: int, partial: PartialIndex
     spos = np.take_along_axis(samples.pos, order, -1)
     out["sample_positions"] = spos
     out["sample_values"] = _values(np.take_along_axis(samples.key, order, -1), spos)
-    out["sample_context_tokens"] = _windows_tokens(src_tokens, spos, context_len)
+    out["sample_context_tokens"] = _windows_tokens(src_tokens, spos, *win)
     out["sample_context_acts"] = _window_acts(np.take_along_axis(samples.win, order[..., None], -2), spos)
     with np.errstate(divide="ignore", invalid="ignore"):
         var = partial.m2 / n
@@ -112,14 +123,13 @@ def index_arrays(src_tokens: np.ndarray, context_len: int, partial: PartialIndex
     return out
 
 
-
 def index_attrs(run_uuid: str, partial: PartialIndex, seed: int) -> dict:
     """The attributes of a finished index/{hook} group (besides ``complete``)."""
     return {
         "k": partial.k, "n_tokens": int(partial.n), "run_uuid": run_uuid,
         "sample_bins": list(schema.SAMPLE_BINS), "sample_quantiles": list(schema.SAMPLE_QUANTILES),
         "samples_per_bin": schema.SAMPLES_PER_BIN, "seed": seed, "min_token_count": schema.MIN_TOKEN_COUNT,
-        "context_before": schema.CONTEXT_BEFORE, "context_after": schema.CONTEXT_AFTER,
+        "context_before": partial.before, "context_after": partial.after, "distinct_lists": True,
         "histogram": f"float16 bit-pattern bins: {kernels.HIST_BINS} bins, 16 per octave (see store/kernels.py)",
     }
 

@@ -26,6 +26,7 @@ from zarr.storage import LocalStore
 from store import chunkio, schema
 from store.errors import StoreError
 from store.index.partial import PartialIndex, SamplePartial, UnitSamples
+from store.snippets import index_window
 
 # which saved state holds which partial result
 STATE_CLASSES = {"p1": PartialIndex, "s1": UnitSamples, "p2": SamplePartial}
@@ -143,20 +144,29 @@ class IndexGroup:
         with _disk_errors(self.where):
             self.group.attrs.update(kv)
 
-    def begin(self, run_uuid: str, k: int, seed: int, force: bool) -> dict | None:
-        """Start (or resume) indexing this hook: drop an index of another recording, k or seed (or
-        any, with ``force``) and mark the group as being indexed. Returns the summary of a skipped
-        hook when it is already indexed (and not ``force``), else None. A finished index is kept
-        (and read) until its rebuild beside it is whole; an interrupted rebuild of the same
-        recording, k and seed is resumed."""
+    def begin(self, run_uuid: str, k: int, seed: int, force: bool,
+              window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> dict | None:
+        """Start (or resume) indexing this hook: drop an index of another recording, k or seed, a
+        half-made one of other windows (or any, with ``force``) and mark the group as being indexed.
+        Returns the summary of a skipped hook when it is already indexed (and not ``force``; a
+        finished index of other windows is kept and the summary says so), else None. A finished
+        index is kept (and read) until its rebuild beside it is whole; an interrupted rebuild of the
+        same recording, k, seed and windows is resumed."""
+        window = [int(window[0]), int(window[1])]
 
         def differs(attrs: dict) -> bool:
             return bool(attrs) and (attrs.get("run_uuid_indexing", run_uuid) != run_uuid
-                                    or attrs.get("k_indexing", k) != k or attrs.get("seed_indexing", seed) != seed)
+                                    or attrs.get("k_indexing", k) != k or attrs.get("seed_indexing", seed) != seed
+                                    or (not attrs.get("complete") and attrs.get("window_indexing", window) != window))
 
         had_rebuild = self.rebuild
         self._target(False)
         live = self.attrs
+        done = list(index_window(live))
+        if live.get("complete") and not force and not differs(live) and done != window:
+            return {"hook": self.hook, "skipped": True,
+                    "reason": f"already indexed with windows of {done[0]},{done[1]} tokens; add --force to index "
+                              f"again with {window[0]},{window[1]}"}
         if not live.get("complete"):  # nothing readers use yet: (re)build in place
             self._drop_rebuild()
             if force or differs(live):
@@ -173,7 +183,8 @@ class IndexGroup:
                 return {"hook": self.hook, "skipped": True, "reason": "already indexed (use --force to redo)"}
         else:
             return {"hook": self.hook, "skipped": True, "reason": "already indexed (use --force to redo)"}
-        self.set_attrs(run_uuid_indexing=run_uuid, k_indexing=k, seed_indexing=seed, complete=False)
+        self.set_attrs(run_uuid_indexing=run_uuid, k_indexing=k, seed_indexing=seed, window_indexing=window,
+                       complete=False)
         return None
 
     def _drop_rebuild(self) -> None:

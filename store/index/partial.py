@@ -56,19 +56,39 @@ class PartialIndex:
     m4: np.ndarray  # float64 [N]
     token_sum: np.ndarray  # float64 [2, V, N] activation sums per current token, by context parity
     token_count: np.ndarray  # int64 [2, V] token occurrences, by context parity
+    # distinct passages: the best (dtop) and lowest (dbot) firing of each context, k of each per neuron
+    # (kernels.context_best_rows), same order and tie rule as the raw lists, with the count of further
+    # firings in that context
+    dtop_key: np.ndarray  # int32 [N, k]
+    dtop_pos: np.ndarray  # int64 [N, k]
+    dtop_win: np.ndarray  # uint16 [N, k, W]
+    dtop_more: np.ndarray  # int32 [N, k]
+    dbot_key: np.ndarray  # int32 [N, k]
+    dbot_pos: np.ndarray  # int64 [N, k]
+    dbot_win: np.ndarray  # uint16 [N, k, W]
+    dbot_more: np.ndarray  # int32 [N, k]
+    before: int = schema.CONTEXT_BEFORE  # window tokens before a firing (W = before + 1 + after)
+    after: int = schema.CONTEXT_AFTER
 
     @classmethod
-    def empty(cls, hook: str, k: int, n_neurons: int, vocab: int) -> "PartialIndex":
+    def empty(cls, hook: str, k: int, n_neurons: int, vocab: int,
+              window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> "PartialIndex":
         N = n_neurons
+        W = window[0] + 1 + window[1]
         return cls(
             hook=hook, k=k, ranges=[], n=0,
             top_key=np.full((N, k), _TOP_EMPTY, np.int32), top_pos=np.full((N, k), -1, np.int64),
-            top_win=np.zeros((N, k, WINDOW), np.uint16),
+            top_win=np.zeros((N, k, W), np.uint16),
             bot_key=np.full((N, k), _BOT_EMPTY, np.int32), bot_pos=np.full((N, k), -1, np.int64),
-            bot_win=np.zeros((N, k, WINDOW), np.uint16),
+            bot_win=np.zeros((N, k, W), np.uint16),
             hist=np.zeros((N, kernels.HIST_BINS), np.int64), npos=np.zeros(N, np.int64),
             mean=np.zeros(N), m2=np.zeros(N), m3=np.zeros(N), m4=np.zeros(N),
             token_sum=np.zeros((2, vocab, N)), token_count=np.zeros((2, vocab), np.int64),
+            dtop_key=np.full((N, k), _TOP_EMPTY, np.int32), dtop_pos=np.full((N, k), -1, np.int64),
+            dtop_win=np.zeros((N, k, W), np.uint16), dtop_more=np.zeros((N, k), np.int32),
+            dbot_key=np.full((N, k), _BOT_EMPTY, np.int32), dbot_pos=np.full((N, k), -1, np.int64),
+            dbot_win=np.zeros((N, k, W), np.uint16), dbot_more=np.zeros((N, k), np.int32),
+            before=int(window[0]), after=int(window[1]),
         )
 
     @property
@@ -94,12 +114,13 @@ class PartialIndex:
         hkb, grp, gpar, gtok = self._key_block_counts(R), grp.astype(np.int32), gkey // V, gkey % V
 
         def blocks(b0, b1):
-            kernels.pass1_rows(bits, row0, context_len, schema.CONTEXT_BEFORE, _DENS_KEY, tokens, parity,
+            kernels.pass1_rows(bits, row0, context_len, self.before, _DENS_KEY, tokens, parity,
                                self.top_key, self.top_pos, self.top_win, top_worst,
                                self.bot_key, self.bot_pos, self.bot_win, bot_worst, hkb, sums,
                                self.token_sum, grp, gpar, gtok, kernels.ROW_BLOCK, b0, b1)
 
         run_blocks(blocks, hkb.shape[0])
+        self._update_distinct(bits, row0, context_len)
         self.npos += sums[:, 5].astype(np.int64)
         shift, sums = sums[:, 0], sums[:, 1:5].T  # [N], [4, N]
         V = self.token_count.shape[1]
@@ -114,6 +135,20 @@ class PartialIndex:
         c4 = sums[3] - 4 * mu * sums[2] + 6 * mu**2 * sums[1] - 3 * R * mu**4
         self.n, self.mean, self.m2, self.m3, self.m4 = _merge_moments(
             (self.n, self.mean, self.m2, self.m3, self.m4), (R, shift + mu, np.maximum(c2, 0.0), c3, c4))
+
+    def _update_distinct(self, bits: np.ndarray, row0: int, context_len: int) -> None:
+        """Fold the chunk's contexts into the distinct lists (their own sweep: kernels.context_best_rows)."""
+        N = self.n_neurons
+        tw, bw = np.empty(N, np.int32), np.empty(N, np.int32)
+        kernels.worst_slots(self.dtop_key, self.dtop_pos, self.dbot_key, self.dbot_pos, tw, bw)
+
+        def blocks(b0, b1):
+            kernels.context_best_rows(bits, row0, context_len, self.before,
+                                      self.dtop_key, self.dtop_pos, self.dtop_win, self.dtop_more, tw,
+                                      self.dbot_key, self.dbot_pos, self.dbot_win, self.dbot_more, bw,
+                                      kernels.ROW_BLOCK, b0, b1)
+
+        run_blocks(blocks, -(-N // kernels.ROW_BLOCK))
 
     def _key_block_counts(self, rows: int) -> np.ndarray:
         """[nb, 2**(16 - HIST_SHIFT), ROW_BLOCK] histogram counts per (neuron block, float16 key block,
@@ -145,6 +180,10 @@ class PartialIndex:
             kernels.fold_key_blocks(hkb, self.hist)
         self.top_key, self.top_pos, self.top_win = _sorted_lists(self.top_key, self.top_pos, self.top_win, True)
         self.bot_key, self.bot_pos, self.bot_win = _sorted_lists(self.bot_key, self.bot_pos, self.bot_win, False)
+        self.dtop_key, self.dtop_pos, self.dtop_win, self.dtop_more = _sorted_lists(
+            self.dtop_key, self.dtop_pos, self.dtop_win, True, self.dtop_more)
+        self.dbot_key, self.dbot_pos, self.dbot_win, self.dbot_more = _sorted_lists(
+            self.dbot_key, self.dbot_pos, self.dbot_win, False, self.dbot_more)
         return self
 
 
@@ -167,14 +206,15 @@ def _merge_moments(a, b):
     return n, mean, m2, m3, m4
 
 
-def _sorted_lists(key, pos, win, top: bool):
+def _sorted_lists(key, pos, win, top: bool, more=None):
     """Order each neuron's list best first: top by (key desc, pos asc), bottom by (key asc, pos asc).
-    Empty slots (pos -1) sort last."""
+    Empty slots (pos -1) sort last. ``more`` (the distinct lists' counts) travels with its entries."""
     empty = pos < 0
     primary = np.where(empty, np.iinfo(np.int64).max, -key.astype(np.int64) if top else key.astype(np.int64))
     order = np.lexsort((np.where(empty, 0, pos), primary), axis=-1)  # [N, m]
-    return (np.take_along_axis(key, order, 1), np.take_along_axis(pos, order, 1),
-            np.take_along_axis(win, order[:, :, None], 1))
+    out = (np.take_along_axis(key, order, 1), np.take_along_axis(pos, order, 1),
+           np.take_along_axis(win, order[:, :, None], 1))
+    return out if more is None else out + (np.take_along_axis(more, order, 1),)
 
 
 def _merge_ranges(a: list, b: list) -> list:
@@ -198,8 +238,10 @@ def merge_partials(a: PartialIndex, b: PartialIndex) -> PartialIndex:
     Exact (bit for bit) for top-k / bottom-k and their windows, histograms and counts; moments by
     the parallel algorithm (float rounding only); token sums by addition (float rounding only).
     """
-    if a.hook != b.hook or a.k != b.k or a.top_key.shape != b.top_key.shape or a.token_sum.shape != b.token_sum.shape:
-        raise ValueError(f"cannot merge partial results of {a.hook} (k={a.k}) and {b.hook} (k={b.k}) of other shapes")
+    if (a.hook != b.hook or a.k != b.k or a.top_win.shape != b.top_win.shape or a.token_sum.shape != b.token_sum.shape
+            or (a.before, a.after) != (b.before, b.after)):
+        raise ValueError(f"cannot merge partial results of {a.hook} (k={a.k}, window {a.before},{a.after}) and "
+                         f"{b.hook} (k={b.k}, window {b.before},{b.after}) of other shapes")
     first, second = (a, b) if (a.ranges or [(0, 0)])[0] <= (b.ranges or [(0, 0)])[0] else (b, a)
     k = a.k
     tk, tp, tw = _sorted_lists(np.concatenate([first.top_key, second.top_key], 1),
@@ -210,6 +252,15 @@ def merge_partials(a: PartialIndex, b: PartialIndex) -> PartialIndex:
                                np.concatenate([first.bot_win, second.bot_win], 1), False)
     n, mean, m2, m3, m4 = _merge_moments((first.n, first.mean, first.m2, first.m3, first.m4),
                                          (second.n, second.mean, second.m2, second.m3, second.m4))
+    # contexts never straddle a chunk, so each context's entry is in one of the two: the same merge
+    d = {}
+    for side, top in (("dtop", True), ("dbot", False)):
+        key, pos, win, more = _sorted_lists(*(np.concatenate([getattr(first, f"{side}_{f}"), getattr(second, f"{side}_{f}")], 1)
+                                              for f in ("key", "pos", "win")), top,
+                                            np.concatenate([getattr(first, f"{side}_more"), getattr(second, f"{side}_more")], 1))
+        d.update({f"{side}_key": key[:, :k], f"{side}_pos": pos[:, :k], f"{side}_win": win[:, :k],
+                  f"{side}_more": more[:, :k]})
+    d = {name: np.ascontiguousarray(v) for name, v in d.items()}
     return PartialIndex(
         hook=a.hook, k=k, ranges=_merge_ranges(a.ranges, b.ranges), n=n,
         top_key=np.ascontiguousarray(tk[:, :k]), top_pos=np.ascontiguousarray(tp[:, :k]),
@@ -219,6 +270,7 @@ def merge_partials(a: PartialIndex, b: PartialIndex) -> PartialIndex:
         hist=first.hist + second.hist, npos=first.npos + second.npos,
         mean=mean, m2=m2, m3=m3, m4=m4,
         token_sum=first.token_sum + second.token_sum, token_count=first.token_count + second.token_count,
+        **d, before=a.before, after=a.after,
     )
 
 
@@ -233,13 +285,18 @@ class SamplePartial:
     pos: np.ndarray  # int64 [N, B, S]; -1 = empty
     key: np.ndarray  # int32 [N, B, S]
     win: np.ndarray  # uint16 [N, B, S, W]
+    before: int = schema.CONTEXT_BEFORE  # window tokens before a sample (W = before + 1 + after)
+    after: int = schema.CONTEXT_AFTER
 
     @classmethod
-    def empty(cls, hook: str, qbin: np.ndarray) -> "SamplePartial":
+    def empty(cls, hook: str, qbin: np.ndarray,
+              window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> "SamplePartial":
         N, B, S = qbin.shape[0], len(schema.SAMPLE_BINS), schema.SAMPLES_PER_BIN
+        W = window[0] + 1 + window[1]
         return cls(hook=hook, ranges=[], qbin=np.ascontiguousarray(qbin, dtype=np.int32),
                    prio=np.full((N, B, S), _PRIO_EMPTY, np.uint64), pos=np.full((N, B, S), -1, np.int64),
-                   key=np.zeros((N, B, S), np.int32), win=np.zeros((N, B, S, WINDOW), np.uint16))
+                   key=np.zeros((N, B, S), np.int32), win=np.zeros((N, B, S, W), np.uint16),
+                   before=int(window[0]), after=int(window[1]))
 
     @property
     def n_neurons(self) -> int:
@@ -258,7 +315,7 @@ class SamplePartial:
         salt = kernels.neuron_salts(N, seed)
 
         def blocks(b0, b1):
-            kernels.pass2_rows(bits, row0, context_len, schema.CONTEXT_BEFORE, h1, h2, salt, self.qbin, self.prio,
+            kernels.pass2_rows(bits, row0, context_len, self.before, h1, h2, salt, self.qbin, self.prio,
                                self.pos, self.key, self.win, worst, kernels.ROW_BLOCK, b0, b1)
 
         run_blocks(blocks, -(-N // kernels.ROW_BLOCK))
@@ -280,7 +337,7 @@ def merge_sample_partials(a: SamplePartial, b: SamplePartial) -> SamplePartial:
     prio = np.concatenate([a.prio, b.prio], -1)
     order = np.argsort(prio, axis=-1, kind="stable")[..., :S]
     return SamplePartial(
-        hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), qbin=a.qbin.copy(),
+        hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), qbin=a.qbin.copy(), before=a.before, after=a.after,
         prio=np.take_along_axis(prio, order, -1),
         pos=np.take_along_axis(np.concatenate([a.pos, b.pos], -1), order, -1),
         key=np.take_along_axis(np.concatenate([a.key, b.key], -1), order, -1),
@@ -398,13 +455,18 @@ class UnitSamples:
     pos: np.ndarray  # int64 [N, U, S]; -1 = empty
     key: np.ndarray  # int32 [N, U, S]
     win: np.ndarray  # uint16 [N, U, S, W]
+    before: int = schema.CONTEXT_BEFORE  # window tokens before a sample (W = before + 1 + after)
+    after: int = schema.CONTEXT_AFTER
 
     @classmethod
-    def empty(cls, hook: str, umap: np.ndarray) -> "UnitSamples":
+    def empty(cls, hook: str, umap: np.ndarray,
+              window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> "UnitSamples":
         N, U, S = umap.shape[0], N_UNITS, schema.SAMPLES_PER_BIN
+        W = window[0] + 1 + window[1]
         return cls(hook=hook, ranges=[], umap=np.ascontiguousarray(umap, dtype=np.uint8),
                    prio=np.full((N, U, S), _PRIO_EMPTY, np.uint64), pos=np.full((N, U, S), -1, np.int64),
-                   key=np.zeros((N, U, S), np.int32), win=np.zeros((N, U, S, WINDOW), np.uint16))
+                   key=np.zeros((N, U, S), np.int32), win=np.zeros((N, U, S, W), np.uint16),
+                   before=int(window[0]), after=int(window[1]))
 
     @property
     def n_neurons(self) -> int:
@@ -428,7 +490,7 @@ class UnitSamples:
             tables = self._tables = (kernels.unit_key_blocks(self.umap, kernels.ROW_BLOCK), *unit_zones(self.umap))
 
         def blocks(b0, b1):
-            kernels.unit_sample_rows(bits, row0, context_len, schema.CONTEXT_BEFORE, h1, h2, salt, *tables,
+            kernels.unit_sample_rows(bits, row0, context_len, self.before, h1, h2, salt, *tables,
                                      self.prio, self.pos, self.key, self.win, worst, kernels.ROW_BLOCK, b0, b1)
 
         run_blocks(blocks, -(-N // kernels.ROW_BLOCK))
@@ -467,25 +529,25 @@ class UnitSamples:
         keep = (rank < S) & (spos >= 0)
         rows, cols = np.nonzero(keep)
         src = order[rows, cols]
-        out = SamplePartial.empty(self.hook, qbin)
+        out = SamplePartial.empty(self.hook, qbin, (self.before, self.after))
         b, r = sbin[rows, cols], rank[rows, cols]
         out.prio[rows, b, r] = prio[rows, src]
         out.pos[rows, b, r] = spos[rows, cols]
         out.key[rows, b, r] = self.key.reshape(N, U * S)[rows, src]
-        out.win[rows, b, r] = self.win.reshape(N, U * S, WINDOW)[rows, src]
+        out.win[rows, b, r] = self.win.reshape(N, U * S, self.win.shape[-1])[rows, src]
         out.ranges = list(self.ranges)
         return out.canonical()
 
 
 def merge_unit_samples(a: UnitSamples, b: UnitSamples) -> UnitSamples:
     """Unit samples of the union of two disjoint chunk ranges (exact: the S lowest priorities of both)."""
-    if a.hook != b.hook or not np.array_equal(a.umap, b.umap):
-        raise ValueError("cannot merge samples drawn over other units (or of another hook)")
+    if a.hook != b.hook or not np.array_equal(a.umap, b.umap) or (a.before, a.after) != (b.before, b.after):
+        raise ValueError("cannot merge samples drawn over other units or windows (or of another hook)")
     S = a.prio.shape[2]
     prio = np.concatenate([a.prio, b.prio], -1)
     order = np.argsort(prio, axis=-1, kind="stable")[..., :S]
     return UnitSamples(
-        hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), umap=a.umap.copy(),
+        hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), umap=a.umap.copy(), before=a.before, after=a.after,
         prio=np.take_along_axis(prio, order, -1),
         pos=np.take_along_axis(np.concatenate([a.pos, b.pos], -1), order, -1),
         key=np.take_along_axis(np.concatenate([a.key, b.key], -1), order, -1),

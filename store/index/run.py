@@ -47,6 +47,7 @@ class IndexConfig:
     seed: int = schema.SAMPLE_SEED  # seed of the sample-drawing hash
     checkpoint_every_s: float = 60.0  # save the running partial result this often (resume point)
     prefetch: bool = True  # read the next READ_AHEAD chunks in threads while the kernels run
+    window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)  # tokens kept before / after a firing
     stop_after_chunks: int | None = None  # testing aid: stop (as if killed) after this many chunks in all
     on_checkpoint: object = None  # callable(hook, pass name, chunk_stop) after each save (tests, logs)
     one_read: bool = True  # samples in pass 1's read (False: the two-pass route, for comparisons)
@@ -56,12 +57,13 @@ class IndexConfig:
 
 
 def compute_partial(store, hook: str, chunk_start: int, chunk_stop: int, k: int = schema.DEFAULT_K,
-                    prefetch: bool = True) -> PartialIndex:
+                    prefetch: bool = True,
+                    window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> PartialIndex:
     """Pass 1 over chunks [chunk_start, chunk_stop) of ``hook``; a pure function of the store's data.
     ``store`` is a Store or a path (a path is what a Dask task should carry)."""
     src = ChunkSource(open_store(store), hook)
     src.check_range(chunk_start, chunk_stop)
-    part = PartialIndex.empty(hook, k, src.n_neurons, src.vocab)
+    part = PartialIndex.empty(hook, k, src.n_neurons, src.vocab, window)
     for c, row0, bits, toks in src.chunks_with_tokens(chunk_start, chunk_stop, prefetch):
         part.update(bits, toks, row0, src.context_len)
     part.ranges = [(chunk_start, chunk_stop)] if chunk_stop > chunk_start else []
@@ -69,12 +71,13 @@ def compute_partial(store, hook: str, chunk_start: int, chunk_stop: int, k: int 
 
 
 def compute_sample_partial(store, hook: str, chunk_start: int, chunk_stop: int, qbin: np.ndarray,
-                           seed: int = schema.SAMPLE_SEED, prefetch: bool = True) -> SamplePartial:
+                           seed: int = schema.SAMPLE_SEED, prefetch: bool = True,
+                           window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> SamplePartial:
     """Pass 2 over chunks [chunk_start, chunk_stop): random samples per quantile bin, given the
     thresholds ``qbin = sample_thresholds(merged pass-1 partial)``."""
     src = ChunkSource(open_store(store), hook)
     src.check_range(chunk_start, chunk_stop)
-    part = SamplePartial.empty(hook, qbin)
+    part = SamplePartial.empty(hook, qbin, window)
     for c, row0, bits in src.chunks(chunk_start, chunk_stop, prefetch):
         part.update(bits, row0, src.context_len, seed)
     part.ranges = [(chunk_start, chunk_stop)] if chunk_stop > chunk_start else []
@@ -211,7 +214,8 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
     grp = IndexGroup(st.path, hook, cfg.on_checkpoint)
     if not src.dense and (force or not grp.attrs.get("complete")):
         st.require_dense(f"indexing {hook} again")
-    skip = grp.begin(st.run_uuid, cfg.k, cfg.seed, force)
+    window = (int(cfg.window[0]), int(cfg.window[1]))
+    skip = grp.begin(st.run_uuid, cfg.k, cfg.seed, force, window)
     if skip is not None:
         if not explain.is_explained(st, hook):  # an index from before explanations: add them
             explain.explain_hook(st, hook)
@@ -231,12 +235,15 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
     try:
         p1, prog1 = grp.load_state("p1")
         s1, progs = grp.load_state("s1")
+        if p1 is not None and not (p1.dtop_key is not None and (p1.before, p1.after) == window):
+            p1 = None  # a state of other windows (or from before the distinct lists): start again
         stop = prog1["chunk_stop"] if p1 is not None else 0
-        if s1 is None or progs["chunk_stop"] != stop:
+        if s1 is None or progs["chunk_stop"] != stop or (s1.before, s1.after) != window:
             s1 = None
         if p1 is None:  # a fresh start: pass 1 and the unit samples in one read
-            p1 = PartialIndex.empty(hook, cfg.k, src.n_neurons, src.vocab)
-            s1 = UnitSamples.empty(hook, provisional_units(src)) if cfg.one_read else None
+            p1 = PartialIndex.empty(hook, cfg.k, src.n_neurons, src.vocab, window)
+            s1 = UnitSamples.empty(hook, provisional_units(src), window) if cfg.one_read else None
+            stop, prog1 = 0, None
         if bar is not None:
             bar.set_description(f"{hook} {'read' if s1 is not None else 'pass 1/2'}")
             bar.update(min(stop * src.ct, src.n_tokens))
@@ -259,11 +266,12 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
             _run_pass(src, grp, parts, stop, cfg, step, bar, allowance, final)
         qbin = sample_thresholds(p1)
         samples, prog2 = grp.load_state("p2")
-        start = prog2["chunk_stop"] if samples is not None and np.array_equal(samples.qbin, qbin) else 0
+        fits = samples is not None and np.array_equal(samples.qbin, qbin) and (samples.before, samples.after) == window
+        start = prog2["chunk_stop"] if fits else 0
         reads = 1
         if start < src.n_chunks:  # pass 2: a second read, for the samples within the final quantile bins
             if start == 0:
-                samples = SamplePartial.empty(hook, qbin)
+                samples = SamplePartial.empty(hook, qbin, window)
             if bar is not None:
                 bar.reset(total=src.n_chunks * src.ct)
                 bar.set_description(f"{hook} pass 2/2 (samples)")
@@ -277,6 +285,20 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
     summary = finalize_index(st, hook, p1, samples, cfg.seed)
     grp.prune_state()
     return {**summary, "reads": reads}
+
+
+MAX_WINDOW = 4096  # tokens on either side of a firing (windows are stored per firing: k x (B + 1 + A) each)
+
+
+def check_window(window) -> tuple[int, int]:
+    """(before, after) as two whole numbers in 0..MAX_WINDOW, or a StoreError saying what to pass."""
+    try:
+        before, after = (int(x) for x in window)
+    except (TypeError, ValueError):
+        raise StoreError(f"--window takes two whole numbers BEFORE,AFTER (e.g. 64,16), not {window!r}") from None
+    if not (0 <= before <= MAX_WINDOW and 0 <= after <= MAX_WINDOW):
+        raise StoreError(f"--window {before},{after}: each side must be 0..{MAX_WINDOW} tokens")
+    return before, after
 
 
 def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
@@ -329,13 +351,17 @@ def check_index_memory(st, hooks: list[str], k: int) -> None:
 
 
 def index_store(path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT_K, force: bool = False,
-                progress: bool = True, config: IndexConfig | None = None) -> dict:
+                progress: bool = True, config: IndexConfig | None = None,
+                window: tuple[int, int] | None = None) -> dict:
     """Index every (or the named) hook of the store at ``path``; resumable; returns a summary per hook.
 
     Refuses an incomplete store (the recording must finish first) and a store of another schema
     version (Store.open). ``force`` drops any existing index of those hooks and starts again.
+    ``window``: (before, after) tokens kept around each firing (default schema.CONTEXT_BEFORE/AFTER).
     """
     cfg = dataclasses.replace(config or IndexConfig(), k=k)
+    if window is not None:
+        cfg = dataclasses.replace(cfg, window=check_window(window))
     if cfg.k < 1:
         raise StoreError(f"--k must be at least 1 (got {cfg.k})")
     st = open_store(path)
@@ -352,5 +378,5 @@ def index_store(path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT
     return out
 
 
-__all__ = ["IndexConfig", "compute_partial", "compute_sample_partial", "finalize_index", "index_hook",
+__all__ = ["IndexConfig", "check_window", "compute_partial", "compute_sample_partial", "finalize_index", "index_hook",
            "index_store", "indexable_hooks", "pass1_result"]

@@ -62,15 +62,17 @@ class StreamIndexer:
         self.ct = int(st.chunk_tokens)
         self.context_len = int(st.context_len)
         self.vocab = vocab_size(st)
+        self.window = (int(self.cfg.window[0]), int(self.cfg.window[1]))
         self.last_save = time.monotonic()
         self.hooks: dict[str, _HookState] = {}
         for hook in st.hooks:
             grp = IndexGroup(st.path, hook, self.cfg.on_checkpoint)
-            done = grp.begin(st.run_uuid, self.cfg.k, self.cfg.seed, force=False) is not None
+            done = grp.begin(st.run_uuid, self.cfg.k, self.cfg.seed, False, self.window) is not None
             p1, prog1 = (None, None) if done else grp.load_state("p1")
             s1, progs = (None, None) if done else grp.load_state("s1")
             stop = prog1["chunk_stop"] if p1 is not None else 0
-            if p1 is None or s1 is None or progs["chunk_stop"] != stop:
+            if (p1 is None or s1 is None or progs["chunk_stop"] != stop or p1.dtop_key is None
+                    or (p1.before, p1.after) != self.window or (s1.before, s1.after) != self.window):
                 p1, s1, stop = None, None, 0
             self.hooks[hook] = _HookState(grp, stop, p1, s1, stop, done, [])
 
@@ -101,8 +103,8 @@ class StreamIndexer:
         """Fix the units from the held-back chunks' histogram and fold those chunks in."""
         hist = sum(chunk_hist(b) for _r, b, _t in h.held)
         n = sum(b.shape[0] for _r, b, _t in h.held)
-        h.p1 = PartialIndex.empty(hook, self.cfg.k, h.held[0][1].shape[1], self.vocab)
-        h.s1 = UnitSamples.empty(hook, units_around(hist, n))
+        h.p1 = PartialIndex.empty(hook, self.cfg.k, h.held[0][1].shape[1], self.vocab, self.window)
+        h.s1 = UnitSamples.empty(hook, units_around(hist, n), self.window)
         held, h.held = h.held, []
         for row0, bits, toks in held:
             self._fold(h, row0, bits, toks)
@@ -146,7 +148,8 @@ class StreamIndexer:
             if exact.all():
                 samples = h.s1.resolve(qbin)
             elif self.st.dense:  # the samples of pass 2, read back from the store
-                samples = compute_sample_partial(self.st, hook, 0, self.n_chunks, qbin, self.cfg.seed)
+                samples = compute_sample_partial(self.st, hook, 0, self.n_chunks, qbin, self.cfg.seed,
+                                                 window=self.window)
                 reads = 1
             else:
                 samples = h.s1.resolve(qbin)
