@@ -2,7 +2,7 @@
 quantile tab, the histogram and the study window, rendered at 1600x1000.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/screenshots_reading.py STORE [--neuron N] \
-        [--study STUDY_DIR] [--out docs]
+        [--other STORE_B | --study STUDY_DIR] [--out docs]
 
 The neuron shown by default is the one whose distinct top snippets hold the most newline tokens
 (code). Each PNG must be looked at before it is committed.
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("store")
     ap.add_argument("--neuron", type=int, default=None)
-    ap.add_argument("--study", default=None, help="a study folder (default: one drawn from STORE into a temp dir)")
+    ap.add_argument("--study", default=None, help="a study folder (default: one drawn from STORE and --other)")
+    ap.add_argument("--other", default=None, help="a second store for the study drawn by default (another model)")
     ap.add_argument("--out", default="docs")
     args = ap.parse_args(argv)
 
@@ -76,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
     study = Path(args.study) if args.study else Path(tempfile.mkdtemp()) / "study"
     if not (study / "study.json").exists():
-        new_study([st], study, StudyConfig(per_model=3, seed=1))
+        if not args.other:
+            raise SystemExit("drawing a study needs two stores: pass --other STORE (or --study FOLDER)")
+        new_study([st, Store.open(args.other)], study, StudyConfig(per_model=3, seed=1))
     sw = StudyWindow(StudySession(study, "screenshot"))
     sw.resize(1100, 1000)
     sw.show()
