@@ -480,6 +480,8 @@ class Store:
 
     def _require_index(self, hook: str) -> None:
         self.check_hook(hook)
+        if self.dense:
+            self.activations(hook)  # its metadata read: a damaged recording is named before the index is
         if not self.is_indexed(hook):
             raise StoreError(f"{self.path}: hook {hook!r} is not indexed; run `neurobrowse index {self.path}`")
 

@@ -136,7 +136,6 @@ class IndexGroup:
 
     @property
     def attrs(self) -> dict:
-        self._reopen()
         return dict(self.group.attrs)
 
     def set_attrs(self, **kv) -> None:
@@ -323,6 +322,7 @@ class IndexGroup:
 
     def drop_state(self) -> None:
         """Remove the resume state and its progress attribute."""
+        self._reopen()  # the attributes as on disk (the final write may have come from another IndexGroup)
         with _disk_errors(self.where):
             if schema.INDEX_STATE_GROUP in self.group:
                 del self.group[schema.INDEX_STATE_GROUP]

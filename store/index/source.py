@@ -55,6 +55,8 @@ class ChunkSource:
         self.n_chunks = schema.n_chunks(self.n_tokens, self.ct)
         self.n_neurons = int(st.d_mlp)
         self.dense = bool(getattr(st, "dense", True))  # False: tokens only (a store recorded with --dense none)
+        if self.dense:
+            st.activations(hook)  # opened now: damaged metadata is an error before anything is written
         self.vocab = vocab_size(st)
         self._tokens: np.ndarray | None = None
 
