@@ -788,5 +788,5 @@ def _read_many(reads: list[tuple[zarr.Array, tuple]]) -> list[np.ndarray]:
 
 
 def as_store(store: "Store | str | os.PathLike") -> Store:
-    """The Store given, or the store at a path opened (every function that takes either uses this)."""
-    return store if isinstance(store, Store) else Store.open(store)
+    """The store at a path opened, or the Store given (every function that takes either uses this)."""
+    return Store.open(store) if isinstance(store, (str, os.PathLike)) else store

@@ -19,12 +19,10 @@ READ_AHEAD = 2
 
 
 def open_store(store):
-    """A Store from a path, or the Store given."""
-    if isinstance(store, (str, Path)):
-        from store.reader import Store
+    """A Store from a path, or the Store given (``store.reader.as_store``)."""
+    from store.reader import as_store
 
-        return Store.open(store)
-    return store
+    return as_store(store)
 
 
 def vocab_size(st) -> int:
