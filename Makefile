@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile packaging/system-packages.sh | $(PY)
 	bash packaging/system-packages.sh
 	@# torch pinned first: an unpinned torch would pull GBs of CUDA wheels on a CPU-only machine
 	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e ".[model,distributed,test]"
+	$(PIP) install -e ".[model,distributed,test,hf]"
 	@touch $(STAMP)
 
 test: setup

@@ -159,6 +159,10 @@ def bench_switch(work: Path, n_tokens: int, d: int, vocab: int, presses: int) ->
     b = win.browser
     if os.environ.get("BENCH_NO_PREFETCH"):
         b.session.prefetch = False
+    if os.environ.get("BENCH_FIRST_BATCH"):  # snippets laid out before the first paint (SnippetView.FIRST_BATCH)
+        from neurobrowse.qt.snippet_view import SnippetView
+
+        SnippetView.FIRST_BATCH = int(os.environ["BENCH_FIRST_BATCH"])
     if os.environ.get("BENCH_SWITCH_INTERVAL"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     win.activateWindow()  # window shortcuts (J) need the active window

@@ -56,8 +56,11 @@ def corpus_config(preset: str, include_prose: bool):
     from solu_core.train import get_preset
 
     p = get_preset(preset)
-    return CorpusConfig(include_stdlib=True, include_prose=include_prose and preset != "tiny",
-                        vocab_size=p.vocab_size, max_mb=p.corpus_max_mb, seed=0)
+    from solu_core.corpus import DEMO_PROSE_SHARE
+
+    prose = include_prose and preset != "tiny"
+    return CorpusConfig(include_stdlib=True, include_prose=prose, vocab_size=p.vocab_size, max_mb=p.corpus_max_mb,
+                        seed=0, prose_share=DEMO_PROSE_SHARE if prose else None)
 
 
 def run_pipeline(cfg: DemoConfig) -> DemoResult:

@@ -11,6 +11,8 @@ import math
 import sys
 from typing import Any, TextIO
 
+import numpy as np
+
 from neurobrowse.formatting import human_bytes
 
 # ---- JSON ----------------------------------------------------------------------------------------------
@@ -89,7 +91,7 @@ def neuron_dict(view, store) -> dict:
     """Everything `show --json` prints about one neuron (store.reader.NeuronView)."""
     return {
         "store": str(store.path), "run_uuid": store.run_uuid, "act_fn": store.act_fn,
-        "hook": view.hook, "layer": view.layer, "neuron": view.neuron,
+        "hook": view.hook, "layer": view.layer, "neuron": view.neuron, "explanation": view.explanation,
         "stats": view.stats,
         "top_tokens": [{"token": t, "mean": m, "count": c} for t, m, c in view.top_tokens],
         "logit_up": [{"token": t, "effect": v} for t, v in view.logit_up],
@@ -110,8 +112,11 @@ def neuron_text(view, store, n_snippets: int, color: bool) -> str:
         f"{view.hook} neuron {view.neuron}   ({store.act_fn}, {store.n_tokens:,} tokens, {store.path})",
         f"  max {st['max_act']:.4g}   min {st['min_act']:.4g}   mean {st['mean']:.4g}   std {st['std']:.4g}   "
         f"skew {st['skewness']:.3g}   kurtosis {st['kurtosis']:.3g}   density {st['density']:.2%}",
-        f"  token-rule score {st['token_rule_score']:.2f}   simulation score {st['sim_score']:.2f}   quantiles "
-        + "  ".join(f"{float(k):.1%}: {v:.3g}" for k, v in q.items()),
+        f"  token-rule score {st['token_rule_score']:.2f}   token lookup correlation {st['sim_score']:.2f}   "
+        "quantiles " + "  ".join(f"{float(k):.1%}: {v:.3g}" for k, v in q.items()),
+        "  rule: " + (f"{view.explanation}   (rule explanation score {st['explain_score']:.2f})" if view.explanation
+                      else "none (no rule matches two distinct top firings; `neurobrowse index` adds rules to an "
+                      "older index)"),
         "top tokens (mean activation, count):",
         "  " + ",  ".join(f"{t!r} {m:.3g} ({c})" for t, m, c in view.top_tokens[:10]),
     ]
@@ -232,15 +237,39 @@ def label_event_line(ev) -> str:
 
 def comparison_text(cmp) -> str:
     """``state.Comparison``: per model the share passing each score with its 95% interval, then the verdict."""
+    from store import columns
+
     lines = []
     for label, shares in zip(cmp.labels, cmp.shares):
         for r in shares:
             lo, hi = r.interval
-            lines.append(f"{label:>12}  {r.name} >= {r.threshold:g}: {r.k}/{r.n} = {r.share:.1%}  "
+            title = columns.BY_NAME[r.name].title if r.name in columns.BY_NAME else r.name
+            lines.append(f"{label:>12}  {title} >= {r.threshold:g}: {r.k}/{r.n} = {r.share:.1%}  "
                          f"95% CI [{lo:.1%}, {hi:.1%}]")
-    lines.append(cmp.verdict)
+    lines += ["", cmp.verdict]
+    ev = getattr(cmp, "evidence", None)
+    if ev is not None:  # neurobrowse.verdict.Verdict: the evidence line by line and what "holds" means
+        lines += [f"  - {line}" for line in ev.lines]
+        lines.append(f"({ev.help})")
+    for label, t in zip(cmp.labels, cmp.tables):
+        line = ln_overlap_line(t.get("ln_overlap"))
+        if line:
+            lines.append(f"{label}: {line}")
     return "\n".join(lines)
 
 
+def ln_overlap_line(values) -> str:
+    """The distribution of the pre/post-LayerNorm top-firing overlap in words ('' without one)."""
+    v = np.asarray(values if values is not None else [], np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return ""
+    q = np.quantile(v, [0.1, 0.25, 0.5, 0.75, 0.9])
+    return (f"top firings kept across the LayerNorm (hook_post vs hook_mid), over {v.size} neurons: median "
+            f"{q[2]:.2f}, quartiles {q[1]:.2f}-{q[3]:.2f}, 10%-90% {q[0]:.2f}-{q[4]:.2f}; "
+            f"{(v < 0.5).mean():.1%} of neurons keep fewer than half (filter `ln_overlap < 0.5`)")
+
+
 __all__ = ["json_text", "use_color", "shade", "snippet_line", "neuron_dict", "neuron_text", "info_text",
-           "score_summary_text", "index_text", "label_line", "label_event_line", "comparison_text"]
+           "score_summary_text", "index_text", "label_line", "label_event_line", "comparison_text",
+           "ln_overlap_line"]

@@ -231,10 +231,10 @@ def paired_hook(hooks: Sequence[str], hook: str) -> str | None:
 
 # ---- the neuron table: filters and search ------------------------------------------------------------
 
-# The neuron table's columns, in order: (key, header, format spec): the registry's table columns, then
-# the label column, which comes from the label database.
+# The neuron table's columns, in order: (key, header, format spec): the registry's table columns, with the
+# label column (from the label database) right after the top token, so it stays in view at the default width.
 TABLE_COLUMNS: list[tuple[str, str, str]] = [(c.name, c.header, c.fmt) for c in columns.COLUMNS if c.in_table]
-TABLE_COLUMNS.append(("label", "Label", ""))
+TABLE_COLUMNS.insert([k for k, _, _ in TABLE_COLUMNS].index("top_token") + 1, ("label", "Label", ""))
 NUMERIC_COLUMNS = columns.NUMERIC
 TEXT_COLUMNS = (*columns.TEXT, "label")
 
@@ -683,7 +683,8 @@ class Comparison:
     labels: tuple[str, str]  # e.g. ("gelu", "solu_ln")
     tables: tuple[dict, dict]  # neuron tables concatenated over the compared hooks
     shares: tuple[list[ShareResult], list[ShareResult]]
-    verdict: str
+    verdict: str  # the headline (neurobrowse.verdict)
+    evidence: object = None  # neurobrowse.verdict.Verdict: headline, evidence lines, help
 
 
 def comparison_verdict(labels: tuple[str, str], shares: tuple[list[ShareResult], list[ShareResult]]) -> str:
@@ -750,4 +751,33 @@ def compare_stores(store_a, store_b, hook_kind: str = "hook_post", req: Request 
     if labels[0] == labels[1]:
         labels = (f"{labels[0]} (A)", f"{labels[1]} (B)")
     shares = (pass_shares(tables[0]), pass_shares(tables[1]))
-    return Comparison(labels, (tables[0], tables[1]), shares, comparison_verdict(labels, shares))
+    ev = evidence_verdict(stores[0], stores[1], labels, tables)
+    return Comparison(labels, (tables[0], tables[1]), shares, ev.headline if ev else comparison_verdict(labels, shares),
+                      ev)
+
+
+def evidence_verdict(store_a, store_b, labels, tables, thresholds: dict[str, float] | None = None):
+    """neurobrowse.verdict.Verdict for two stores (None when neither is a SoLU model): a reported blinded
+    study of these two stores leads, the automated scores (store.columns) are proxies."""
+    from neurobrowse import verdict
+    from neurobrowse.study import reported_study
+
+    thresholds = thresholds or columns.THRESHOLDS
+    solu = next((i for i, lab in enumerate(labels) if "solu" in lab.lower()), None)
+    if solu is None:
+        return None
+    order = (solu, 1 - solu)
+    names = tuple(_display(labels[i]) for i in order)
+    ev = [verdict.score_evidence(name, columns.BY_NAME[name].title if name in columns.BY_NAME else name, th,
+                                 tables[order[0]].get(name, []), tables[order[1]].get(name, []))
+          for name, th in thresholds.items()
+          if np.isfinite(np.asarray(tables[0].get(name, []), np.float64)).any()]
+    stores = (store_a, store_b)
+    study = reported_study(stores[order[0]].run_uuid, stores[order[1]].run_uuid)
+    return verdict.decide(names, ev, study)
+
+
+def _display(label: str) -> str:
+    from neurobrowse.study import display_name
+
+    return display_name(label.split(" (")[0])

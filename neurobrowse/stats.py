@@ -30,7 +30,9 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    # the interval always holds the observed share (k = n or k = 0 must not round to 0.9999999999999999)
+    return (min(lo, p), max(hi, p))
 
 
 def fisher_exact(table: Sequence[Sequence[int]]) -> tuple[float, float]:

@@ -15,12 +15,17 @@ paper), shuffles them together with a recorded seed and writes a study folder::
 Rating is done in the app (``StudySession`` drives neurobrowse.qt.study_window.StudyWindow) or
 scripted with ``rate_from_answers`` (a CSV ``item_id,verdict`` or a JSON ``{item_id: verdict}``).
 
-The report (the only place the models are unblinded) gives, per model, the share of ratings that
-say "interpretable" (unsure counts as not interpretable) with a 95% Wilson interval; a two-sided
-Fisher exact test of GeLU against SoLU-LN on the pooled ratings; agreement between raters (Cohen's
-kappa for two raters, Fleiss' kappa for more, over the items every rater rated, three categories);
-and the ROC AUC with which each automated score (index arrays token_rule_score and sim_score)
-predicts "interpretable" against "not interpretable" ratings (unsure ratings left out).
+The report (the only place the models are unblinded) counts neurons, not ratings: each item's
+verdict is the raters' majority (a tie is unsure), and per model it gives the share of neurons whose
+verdict is "interpretable" (unsure counts as not) with a 95% Wilson interval and a two-sided Fisher
+exact test of GeLU against SoLU-LN on those neuron counts, so two raters do not double the sample.
+Secondary lines: every rating pooled, per-rater shares, and the Fisher test on pooled ratings.
+Agreement between raters: Cohen's kappa for two raters, Fleiss' kappa for more (over the items every
+rater rated, three categories). And the ROC AUC with which every automated score (AUC_SCORES: the
+rule explanation score, token-rule score and token lookup correlation, read from the stores at
+report time so scores added later are checked too) predicts the neurons' majority verdict
+(unsure neurons left out). ``study_report`` also writes report.json and lists the study in a
+registry (``registry_path``) so that `compare` can lead with it (``reported_study``).
 """
 
 from __future__ import annotations
@@ -104,7 +109,10 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
         for h in hooks:
             if not store.is_indexed(h):
                 raise StudyError(f"{store.path}: hook {h} is not indexed; run `neurobrowse index {store.path}`")
-        pool = [(h, n) for h in hooks for n in range(store.d_mlp)]  # every candidate neuron
+        # every candidate neuron: one per layer and index; with several hook kinds (hook_mid and hook_post
+        # of SoLU-LN) a drawn neuron is shown once per kind, so both sides of the LayerNorm are rated blind
+        layers = list(dict.fromkeys(parse_hook_name(h)[0] for h in hooks))
+        pool = [(layer, n) for layer in layers for n in range(store.d_mlp)]
         if cfg.per_model > len(pool):
             raise StudyError(f"{store.path} has only {len(pool)} neurons in {list(cfg.hooks)}; "
                              f"lower --per-model (asked {cfg.per_model})")
@@ -113,14 +121,16 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
                        "name": display_name(str(store.model_config.get("act_fn", f"model {m}"))),
                        "store": str(store.path), "run_uuid": store.run_uuid})
         for p in sorted(int(x) for x in picks):
-            hook, n = pool[p]
-            view = store.neuron(hook, n)
-            table = store.neuron_table(hook)
-            snippets = [_crop(s, cfg) for s in view.top[:cfg.snippets]]
-            items.append({"snippets": snippets})
-            key_items[len(items) - 1] = {"model": m, "hook": hook, "layer": parse_hook_name(hook)[0], "neuron": n,
-                                         "scores": {k: _f(table[k][n]) for k in SCORES},
-                                         "max_act": _f(table["max_act"][n])}
+            layer, n = pool[p]
+            for hook in [h for h in hooks if parse_hook_name(h)[0] == layer]:
+                view = store.neuron(hook, n)
+                table = store.neuron_table(hook)
+                snippets = [_crop(s, cfg) for s in view.top[:cfg.snippets]]
+                items.append({"snippets": snippets})
+                key_items[len(items) - 1] = {
+                    "model": m, "hook": hook, "layer": layer, "neuron": n,
+                    "scores": {k: _f(table[k][n]) for k in dict.fromkeys([*SCORES, *AUC_SCORES]) if k in table},
+                    "max_act": _f(table["max_act"][n])}
     order = rng.permutation(len(items))
     ids = _item_ids(rng, len(items))
     study_items, key = [], {}
@@ -413,8 +423,8 @@ def rate_from_answers(study: str | os.PathLike, rater: str, answers: str | os.Pa
 class ModelResult:
     name: str
     act_fn: str
-    n_items: int
-    n_ratings: int
+    n_items: int  # neurons drawn from this model
+    n_ratings: int  # pooled ratings (secondary figures)
     interpretable: int
     not_interpretable: int
     unsure: int
@@ -422,6 +432,76 @@ class ModelResult:
     ci_low: float
     ci_high: float
     per_rater: dict[str, tuple[int, int]]  # rater -> (interpretable, ratings)
+    # per item (neuron): the raters' majority verdict, ties unsure; the study's primary figures
+    items_rated: int = 0
+    items_interpretable: int = 0
+    items_not: int = 0
+    items_unsure: int = 0
+    hook_kind: str = ""  # set when the study shows several hook kinds (hook_mid and hook_post)
+    run_uuid: str = ""
+
+    @property
+    def item_share(self) -> float:
+        return self.items_interpretable / self.items_rated if self.items_rated else math.nan
+
+    @property
+    def item_interval(self) -> tuple[float, float]:
+        return wilson_interval(self.items_interpretable, self.items_rated)
+
+
+def majority(verdicts: list[str]) -> str:
+    """The raters' majority verdict of one item: the verdict given most often; a tie is unsure."""
+    counts = sorted(((verdicts.count(v), v) for v in set(verdicts)), reverse=True)
+    if not counts:
+        return "unsure"
+    if len(counts) > 1 and counts[0][0] == counts[1][0]:
+        return "unsure"
+    return counts[0][1]
+
+
+REGISTRY_ENV = "NEUROBROWSE_STUDIES"  # overrides where reported studies are listed (for compare)
+
+
+def registry_path() -> Path:
+    """``$NEUROBROWSE_STUDIES`` if set, else ``<user data dir>/neurobrowse/studies.jsonl``: one line per
+    reported study (path, models' run UUIDs, per-item counts), read by ``reported_study``."""
+    env = os.environ.get(REGISTRY_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return platformdirs.user_data_path("neurobrowse", appauthor=False) / "studies.jsonl"
+
+
+def _item_scores(key: dict) -> dict[str, dict[str, float]]:
+    """{item id: {score: value}} for every automated score column, read from the stores now (so a
+    score added after the study was drawn, such as the rule explanation score, is checked too);
+    the scores saved in key.json where a store is gone or re-recorded."""
+    from store.reader import Store
+
+    tables: dict = {}
+    out: dict[str, dict[str, float]] = {}
+    models = {int(m["index"]): m for m in key["models"]}
+    for iid, it in key["items"].items():
+        vals = {k: (math.nan if v is None else float(v)) for k, v in (it.get("scores") or {}).items()}
+        m = models.get(int(it["model"]), {})
+        tk = (m.get("store"), it["hook"])
+        if tk not in tables:
+            try:
+                st = Store.open(m.get("store"))
+                tables[tk] = st.neuron_table(it["hook"]) if st.run_uuid == m.get("run_uuid") else None
+            except (NeurobrowseError, OSError, TypeError):
+                tables[tk] = None
+        t = tables[tk]
+        if t is not None:
+            for name in AUC_SCORES:
+                if name in t:
+                    vals[name] = float(t[name][int(it["neuron"])])
+        out[iid] = vals
+    return out
+
+
+AUC_SCORES = SCORES  # every automated score of store.columns is checked against the verdicts
 
 
 def compute_report(study: str | os.PathLike) -> dict:
@@ -438,29 +518,57 @@ def compute_report(study: str | os.PathLike) -> dict:
     if not raters:
         raise StudyError(f"{study} has no ratings yet; rate it with `neurobrowse study rate {study} --rater NAME`")
     models = key["models"]
-    model_of = {iid: int(k["model"]) for iid, k in key["items"].items()}
+    # groups: one per model, or per (model, hook kind) when the study shows both sides of a LayerNorm
+    several = len(key.get("hooks") or ()) > 1
+    model_of = {iid: (int(k["model"]), parse_hook_name(k["hook"])[1] if several else "")
+                for iid, k in key["items"].items()}
+    groups = [(int(m["index"]), kind) for m in models
+              for kind in (list(key["hooks"]) if several else [""])
+              if any(g == (int(m["index"]), kind) for g in model_of.values())]
+    by_item: dict[str, list[str]] = {}
+    for (_, iid), (v, _) in latest.items():
+        by_item.setdefault(iid, []).append(v)
+    item_verdict = {iid: majority(vs) for iid, vs in by_item.items()}
     results = []
-    for m in models:
-        mi = int(m["index"])
+    for mi, kind in groups:
+        m = models[mi]
+        mi = (mi, kind)
         vs = [(r, v) for (r, iid), (v, _) in latest.items() if model_of[iid] == mi]
         n = len(vs)
         k = sum(v == "interpretable" for _, v in vs)
         lo, hi = wilson_interval(k, n)
         per = {r: (sum(v == "interpretable" for rr, v in vs if rr == r), sum(rr == r for rr, _ in vs)) for r in raters}
-        results.append(ModelResult(name=m["name"], act_fn=m["act_fn"],
+        iv = [v for iid, v in item_verdict.items() if model_of[iid] == mi]
+        results.append(ModelResult(name=f"{m['name']} {kind}" if kind else m["name"], act_fn=m["act_fn"],
                                    n_items=sum(1 for x in model_of.values() if x == mi), n_ratings=n,
                                    interpretable=k, not_interpretable=sum(v == "not_interpretable" for _, v in vs),
                                    unsure=sum(v == "unsure" for _, v in vs), share=k / n if n else math.nan,
-                                   ci_low=lo, ci_high=hi, per_rater=per))
-    # Fisher exact test: GeLU vs SoLU-LN when both are present, else the first two models
-    by_fn = {r.act_fn: r for r in results}
-    pair = ([by_fn["gelu"], by_fn["solu_ln"]] if "gelu" in by_fn and "solu_ln" in by_fn
+                                   ci_low=lo, ci_high=hi, per_rater=per, items_rated=len(iv),
+                                   items_interpretable=iv.count("interpretable"),
+                                   items_not=iv.count("not_interpretable"), items_unsure=iv.count("unsure"),
+                                   hook_kind=kind, run_uuid=m["run_uuid"]))
+    # Fisher exact test: GeLU vs SoLU-LN when both are present, else the first two models; on items
+    # (majority verdicts: two raters do not double the sample), and on pooled ratings as a secondary line
+    by_fn = {(r.act_fn, r.hook_kind): r for r in results}
+    main = "hook_post" if several else ""
+    pair = ([by_fn[("gelu", main)], by_fn[("solu_ln", main)]] if ("gelu", main) in by_fn and ("solu_ln", main) in by_fn
             else results[:2] if len(results) >= 2 else [])
-    fisher = None
-    if pair and all(r.n_ratings for r in pair):
+    fisher = fisher_ratings = None
+    if pair and all(r.items_rated for r in pair):
+        tbl = [[r.items_interpretable, r.items_rated - r.items_interpretable] for r in pair]
+        odds, p = fisher_exact(tbl)
+        fisher = {"a": pair[0].name, "b": pair[1].name, "table": tbl, "odds_ratio": float(odds), "p_value": float(p)}
         tbl = [[r.interpretable, r.n_ratings - r.interpretable] for r in pair]
         odds, p = fisher_exact(tbl)
-        fisher = {"a": pair[0].name, "b": pair[1].name, "table": tbl, "odds_ratio": odds, "p_value": p}
+        fisher_ratings = {"a": pair[0].name, "b": pair[1].name, "table": tbl, "odds_ratio": float(odds),
+                          "p_value": float(p)}
+    # the LayerNorm question: the same SoLU-LN neurons rated before (hook_mid) and after (hook_post) the LN
+    fisher_ln = None
+    ln = [by_fn.get(("solu_ln", "hook_mid")), by_fn.get(("solu_ln", "hook_post"))]
+    if all(r is not None and r.items_rated for r in ln):
+        tbl = [[r.items_interpretable, r.items_rated - r.items_interpretable] for r in ln]
+        odds, p = fisher_exact(tbl)
+        fisher_ln = {"a": ln[0].name, "b": ln[1].name, "table": tbl, "odds_ratio": float(odds), "p_value": float(p)}
     # agreement over the items every rater rated
     common = [it.item_id for it in items if all((r, it.item_id) in latest for r in raters)]
     agreement: dict[str, Any] = {"raters": raters, "n_items": len(common)}
@@ -473,18 +581,22 @@ def compute_report(study: str | os.PathLike) -> dict:
         agreement.update(method="fleiss", kappa=fleiss_kappa(table.reshape(-1, len(VERDICTS))))
     else:
         agreement.update(method=None, kappa=math.nan)
-    # ROC AUC of each automated score predicting interpretable vs not (unsure left out), per rating
-    decided = [(iid, v) for (_, iid), (v, _) in latest.items() if v != "unsure"]
+    # ROC AUC of each automated score predicting the items' majority verdict (unsure items left out)
+    decided = [(iid, v) for iid, v in item_verdict.items() if v != "unsure"]
     positive = np.array([v == "interpretable" for _, v in decided], dtype=bool)
+    scores = _item_scores(key)
+    names = [s for s in dict.fromkeys([*AUC_SCORES, *SCORES])
+             if any(math.isfinite(scores[iid].get(s, math.nan)) for iid, _ in decided)]
     aucs = {}
-    for s in SCORES:
-        vals = np.array([key["items"][iid]["scores"].get(s) if key["items"][iid]["scores"].get(s) is not None
-                         else np.nan for iid, _ in decided], dtype=np.float64)
+    for s in names:
+        vals = np.array([scores[iid].get(s, math.nan) for iid, _ in decided], dtype=np.float64)
         aucs[s] = {"auc": roc_auc(vals, positive) if len(decided) else math.nan,
-                   "n_positive": int(positive.sum()), "n_negative": int((~positive).sum())}
+                   "n_positive": int(positive.sum()), "n_negative": int((~positive).sum()),
+                   "n_scored": int(np.isfinite(vals).sum())}
     times = [s for (_, _), (_, s) in latest.items() if s is not None]
     return {"study": str(study), "seed": key["seed"], "n_items": len(items), "raters": raters,
-            "models": results, "fisher": fisher, "agreement": agreement, "auc": aucs,
+            "models": results, "fisher": fisher, "fisher_ratings": fisher_ratings, "fisher_ln": fisher_ln,
+            "agreement": agreement, "auc": aucs,
             "median_seconds_per_item": float(np.median(times)) if times else None}
 
 
@@ -493,31 +605,50 @@ def _fmt(x: float | None, nd: int = 3) -> str:
 
 
 def report_text(rep: dict) -> str:
+    n_r = len(rep["raters"])
     lines = [f"Blinded rating study {rep['study']} (seed {rep['seed']}): {rep['n_items']} items, "
              f"raters: {', '.join(rep['raters'])}", "",
-             "Share of ratings 'interpretable' (unsure counts as not), 95% Wilson interval:"]
+             f"Share of neurons 'interpretable' by the raters' majority verdict per neuron (ties and unsure "
+             f"count as not), 95% Wilson interval{' (one rater: their verdicts)' if n_r == 1 else ''}:"]
     for r in rep["models"]:
-        lines.append(f"  {r.name:<8} {r.interpretable:>4}/{r.n_ratings:<4} = {100 * r.share:5.1f}%  "
-                     f"[{100 * r.ci_low:5.1f}%, {100 * r.ci_high:5.1f}%]   ({r.n_items} neurons; "
-                     f"{r.not_interpretable} not, {r.unsure} unsure)")
-        for rater, (k, n) in r.per_rater.items():
-            lines.append(f"      {rater}: {k}/{n}")
+        lo, hi = r.item_interval
+        lines.append(f"  {r.name:<8} {r.items_interpretable:>4}/{r.items_rated:<4} = {100 * r.item_share:5.1f}%  "
+                     f"[{100 * lo:5.1f}%, {100 * hi:5.1f}%]   ({r.n_items} neurons drawn; {r.items_not} not, "
+                     f"{r.items_unsure} unsure or tied)")
     f = rep["fisher"]
-    lines.append("")
     if f:
-        lines.append(f"Fisher exact test {f['a']} vs {f['b']} (two-sided): odds ratio {_fmt(f['odds_ratio'])}, "
-                     f"p = {f['p_value']:.4g}")
+        lines.append(f"Fisher exact test {f['a']} vs {f['b']} on neurons (two-sided): odds ratio "
+                     f"{_fmt(f['odds_ratio'])}, p = {f['p_value']:.4g}")
     else:
         lines.append("Fisher exact test: needs two models with ratings")
+    f = rep.get("fisher_ln")
+    if f:
+        lines.append(f"The same SoLU-LN neurons before vs after the LayerNorm ({f['a']} vs {f['b']}), Fisher exact "
+                     f"test (two-sided; the samples are paired, so this is conservative): p = {f['p_value']:.4g}")
+    lines += ["", "Secondary: every rating pooled (each rater counted separately) and per rater:"]
+    for r in rep["models"]:
+        lines.append(f"  {r.name:<8} {r.interpretable:>4}/{r.n_ratings:<4} = {100 * r.share:5.1f}%  "
+                     f"[{100 * r.ci_low:5.1f}%, {100 * r.ci_high:5.1f}%]   ({r.not_interpretable} not, "
+                     f"{r.unsure} unsure)")
+        for rater, (k, n) in r.per_rater.items():
+            lines.append(f"      {rater}: {k}/{n}")
+    fr = rep.get("fisher_ratings")
+    if fr:
+        lines.append(f"  Fisher exact test on pooled ratings (not independent when raters share items): "
+                     f"p = {fr['p_value']:.4g}")
+    lines.append("")
     a = rep["agreement"]
     if a["method"]:
         lines.append(f"Agreement between raters ({'Cohen' if a['method'] == 'cohen' else 'Fleiss'}'s kappa over "
                      f"{a['n_items']} items rated by all): {_fmt(a['kappa'])}")
     else:
         lines.append("Agreement between raters: needs two or more raters")
-    lines.append("ROC AUC of automated scores predicting 'interpretable' (unsure left out):")
+    lines.append("ROC AUC of automated scores predicting a neuron's majority verdict 'interpretable' "
+                 "(unsure and tied neurons left out):")
     for s, d in rep["auc"].items():
-        lines.append(f"  {s:<18} {_fmt(d['auc'])}  ({d['n_positive']} interpretable, {d['n_negative']} not)")
+        partly = d.get("n_scored", 0) != d["n_positive"] + d["n_negative"]
+        lines.append(f"  {s:<18} {_fmt(d['auc'])}  ({d['n_positive']} interpretable, {d['n_negative']} not"
+                     f"{', ' + str(d.get('n_scored')) + ' scored' if partly else ''})")
     if rep["median_seconds_per_item"] is not None:
         lines.append(f"Median time per rated item: {rep['median_seconds_per_item']:.1f} s")
     return "\n".join(lines) + "\n"
@@ -526,19 +657,27 @@ def report_text(rep: dict) -> str:
 def report_rows(rep: dict) -> list[list]:
     rows = [["section", "name", "rater", "interpretable", "ratings", "share", "ci_low", "ci_high", "value"]]
     for r in rep["models"]:
+        lo, hi = r.item_interval
+        rows.append(["model_items", r.name, "majority", r.items_interpretable, r.items_rated,
+                     r.item_share if r.items_rated else "", lo, hi, ""])
+    for r in rep["models"]:
         rows.append(["model", r.name, "all", r.interpretable, r.n_ratings, r.share, r.ci_low, r.ci_high, ""])
         for rater, (k, n) in r.per_rater.items():
             lo, hi = wilson_interval(k, n)
             rows.append(["model", r.name, rater, k, n, k / n if n else "", lo, hi, ""])
     if rep["fisher"]:
         f = rep["fisher"]
-        rows.append(["fisher_p", f"{f['a']} vs {f['b']}", "all", "", "", "", "", "", f["p_value"]])
-        rows.append(["fisher_odds_ratio", f"{f['a']} vs {f['b']}", "all", "", "", "", "", "", f["odds_ratio"]])
+        rows.append(["fisher_p", f"{f['a']} vs {f['b']}", "majority", "", "", "", "", "", f["p_value"]])
+        rows.append(["fisher_odds_ratio", f"{f['a']} vs {f['b']}", "majority", "", "", "", "", "", f["odds_ratio"]])
+    if rep.get("fisher_ratings"):
+        f = rep["fisher_ratings"]
+        rows.append(["fisher_p_ratings", f"{f['a']} vs {f['b']}", "all", "", "", "", "", "", f["p_value"]])
     a = rep["agreement"]
     rows.append([f"kappa_{a['method'] or 'none'}", "+".join(a["raters"]), "all", "", a["n_items"], "", "", "",
                  a["kappa"]])
     for s, d in rep["auc"].items():
-        rows.append(["roc_auc", s, "all", d["n_positive"], d["n_positive"] + d["n_negative"], "", "", "", d["auc"]])
+        rows.append(["roc_auc", s, "majority", d["n_positive"], d["n_positive"] + d["n_negative"], "", "", "",
+                     d["auc"]])
     return rows
 
 
@@ -553,18 +692,20 @@ def plot_report(rep: dict, path: str | os.PathLike) -> None:
     colors = {"GeLU": "#9fb9d6", "SoLU-LN": "#e9a66b"}
     fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=150)
     x = np.arange(len(res))
-    shares = np.array([100 * r.share for r in res])
-    # clipped at 0: at a share of 0% or 100% the Wilson bound differs from the share by a rounding error
-    # (0.9999999999999998 vs 1.0), and matplotlib refuses a negative error bar
-    err = np.clip(np.array([[100 * (r.share - r.ci_low) for r in res], [100 * (r.ci_high - r.share) for r in res]]),
-                  0, None)
+    shares = np.array([100 * r.item_share for r in res])
+    iv = [r.item_interval for r in res]
+    # clipped at 0: at a share of 0% or 100% a Wilson bound may differ from the share by a rounding error,
+    # and matplotlib refuses a negative error bar
+    err = np.clip(np.array([[100 * (r.item_share - lo) for r, (lo, _) in zip(res, iv)],
+                            [100 * (hi - r.item_share) for r, (_, hi) in zip(res, iv)]]), 0, None)
     ax.bar(x, shares, width=0.6, color=[colors.get(r.name, "#b0b0b0") for r in res], edgecolor="none",
            yerr=err, capsize=4, error_kw={"elinewidth": 1, "ecolor": "#444444"})
     for xi, r in zip(x, res):
-        ax.text(xi, 2, f"{r.interpretable}/{r.n_ratings}", ha="center", va="bottom", fontsize=8, color="#333333")
+        ax.text(xi, 2, f"{r.items_interpretable}/{r.items_rated}", ha="center", va="bottom", fontsize=8,
+                color="#333333")
     ax.set_xticks(x, [r.name for r in res])
     ax.set_ylim(0, 100)
-    ax.set_ylabel("% of ratings: interpretable")
+    ax.set_ylabel("% of neurons: interpretable (majority)")
     title = "Blinded rating of random neurons"
     if rep["fisher"]:
         title += f"\nFisher exact p = {rep['fisher']['p_value']:.3g}"
@@ -597,5 +738,58 @@ def study_report(study: str | os.PathLike, out_dir: str | os.PathLike | None = N
     with atomic_output(out / "report.csv", newline="") as f:
         csv.writer(f).writerows(report_rows(rep))
     plot_report(rep, out / "report.png")
-    rep["files"] = {k: str(out / f"report.{k}") for k in ("txt", "csv", "png")}
+    summary = report_summary(rep)
+    summary["report"] = str((out / "report.json").absolute())
+    with atomic_output(out / "report.json") as f:
+        json.dump(summary, f, indent=1)
+    _register(summary)
+    rep["files"] = {k: str(out / f"report.{k}") for k in ("txt", "csv", "png", "json")}
     return rep
+
+
+def report_summary(rep: dict) -> dict:
+    """The per-item result of a report as plain JSON (report.json and the registry of reported studies)."""
+    return {"kind": "neurobrowse-study-report", "study": str(Path(rep["study"]).absolute()),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "raters": len(rep["raters"]),
+            "models": [{"name": r.name, "act_fn": r.act_fn, "run_uuid": r.run_uuid, "hook_kind": r.hook_kind,
+                        "items_rated": r.items_rated, "items_interpretable": r.items_interpretable}
+                       for r in rep["models"] if r.hook_kind in ("", "hook_post")],
+            "fisher_p": rep["fisher"]["p_value"] if rep["fisher"] else None,
+            "auc": {k: (None if not math.isfinite(d["auc"]) else d["auc"]) for k, d in rep["auc"].items()}}
+
+
+def _register(summary: dict) -> None:
+    """Append a reported study to the registry (``registry_path``); a registry that cannot be written
+    only loses the link from `compare` to this report (report.json stays in the study folder)."""
+    path = registry_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(summary) + "\n")
+    except OSError:
+        pass
+
+
+def reported_study(run_solu: str, run_other: str):
+    """neurobrowse.verdict.StudyEvidence of the latest reported study of exactly these two recordings
+    (by run UUID; its report.json must still exist), or None."""
+    from neurobrowse.verdict import StudyEvidence, fisher_p
+
+    path = registry_path()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            doc = json.loads(line)
+            by_run = {m["run_uuid"]: m for m in doc["models"]}
+        except (ValueError, KeyError, TypeError):
+            continue
+        if set(by_run) != {run_solu, run_other} or not Path(doc.get("report", "")).is_file():
+            continue
+        s, o = by_run[run_solu], by_run[run_other]
+        k = (int(s["items_interpretable"]), int(o["items_interpretable"]))
+        n = (int(s["items_rated"]), int(o["items_rated"]))
+        return StudyEvidence(doc["study"], k, n, fisher_p(k[0], n[0], k[1], n[1]), int(doc.get("raters", 0)))
+    return None

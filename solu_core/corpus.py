@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import sysconfig
@@ -59,7 +60,42 @@ PROSE_SOURCES = {
     "python3-doc": ("/usr/share/doc/python3/html/_sources", "apt-get install python3-doc"),
     # fortune cookies: small, but everyday English (the .dat index files are skipped as binary)
     "fortunes": ("/usr/share/games/fortunes", "apt-get install fortunes-min (or fortunes)"),
+    # the Jargon File: ~1.6 MB of hacker-culture English (gzip-compressed text)
+    "jargon-text": ("/usr/share/doc/jargon-text/jargon.txt.gz", "apt-get install jargon-text"),
 }
+DEMO_PROSE_SHARE = 0.8  # the demo corpus: ~80% prose, ~20% code, like the data of TransformerLens's SoLU models
+
+# Machine-generated tables (codec maps such as encodings/cp437.py, html/entities.py, Unicode data,
+# generated dumps) teach a model trivial token detectors and make many neurons look "interpretable" in
+# every model. ``looks_generated`` finds them by content: a document of at least GENERATED_MIN_LINES
+# non-empty lines where most lines carry hex / escape code points, or where a few line shapes (digits,
+# strings and names abstracted) make up nearly all lines.
+GENERATED_MIN_LINES = 100
+GENERATED_HEX_SHARE = 0.3  # lines with a code point (0x41, \x41, \u0041, U+0041)
+GENERATED_SHAPE_SHARE = 0.8  # lines covered by the 3 most common line shapes
+_CODEPOINT = re.compile(r"0x[0-9A-Fa-f]{2,}|\\x[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}|U\+[0-9A-F]{4}")
+_SHAPE_STEPS = ((re.compile(r"0x[0-9A-Fa-f]+|\\[xuU][0-9A-Fa-f]+|\d+"), "0"),
+                (re.compile(r"'[^']*'|\"[^\"]*\""), "S"), (re.compile(r"[A-Za-z_]+"), "a"))
+
+
+def looks_generated(text: str) -> str | None:
+    """Why ``text`` looks like a machine-generated table (a short reason), or None."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) < GENERATED_MIN_LINES:
+        return None
+    hexed = sum(1 for ln in lines if _CODEPOINT.search(ln)) / len(lines)
+    if hexed >= GENERATED_HEX_SHARE:
+        return f"{hexed:.0%} of lines hold code points"
+    shapes: dict[str, int] = {}
+    for ln in lines:
+        sh = ln.strip()
+        for pat, sub in _SHAPE_STEPS:
+            sh = pat.sub(sub, sh)
+        shapes[sh] = shapes.get(sh, 0) + 1
+    top = sum(sorted(shapes.values(), reverse=True)[:3]) / len(lines)
+    if top >= GENERATED_SHAPE_SHARE:
+        return f"{top:.0%} of lines share 3 shapes"
+    return None
 
 TEXT_SUFFIXES_SKIP = {".pyc", ".pyo", ".so", ".o", ".a", ".dll", ".exe"}
 
@@ -77,7 +113,10 @@ class CorpusConfig:
     seed: int = 0  # decides the split, the document order and the --max-mb subset
     max_mb: float | None = None  # cap on UTF-8 text bytes (a seeded random subset of documents)
     max_doc_chars: int = 100_000  # longer documents are cut at line breaks into parts
+    skip_generated: bool = True  # leave out machine-generated tables (looks_generated)
+    prose_share: float | None = None  # e.g. 0.8: cap code (stdlib) or prose so prose is this share of bytes
     shard_tokens: int = 1 << 24  # tokens per shard file (32 MiB as uint16)
+    tokenizer_file: str | None = None  # an existing tokenizer.json to use instead of training one
 
     def __post_init__(self) -> None:
         if not 0 < self.val_fraction < 1:
@@ -86,6 +125,8 @@ class CorpusConfig:
             raise CorpusError(f"vocab_size must be at least 258 (256 bytes + {EOT} + 1 merge), got {self.vocab_size}")
         if self.max_mb is not None and self.max_mb <= 0:
             raise CorpusError(f"--max-mb must be positive, got {self.max_mb}")
+        if self.prose_share is not None and not 0 < self.prose_share < 1:
+            raise CorpusError(f"prose_share must be between 0 and 1 (e.g. 0.8), got {self.prose_share}")
 
 
 @dataclass
@@ -119,6 +160,9 @@ class _SourceStats:
     skipped_binary: int = 0
     skipped_non_utf8: int = 0
     skipped_empty: int = 0
+    skipped_generated: int = 0  # machine-generated tables left out (looks_generated)
+    generated: list = field(default_factory=list)  # their names and reasons (the first 50)
+    capped: int = 0  # documents left out to reach the prose / code mix
     duplicates: int = 0
     sha256: str = ""  # over the sorted hashes of its documents
     split: dict = field(default_factory=lambda: {"train": 0, "val": 0})
@@ -138,6 +182,14 @@ def _read_text(path: Path, stats: _SourceStats) -> str | None:
     except OSError as e:
         raise CorpusError(f"cannot read {path}: {e.strerror}; check its permissions or leave it out") from e
     stats.n_files += 1
+    if path.suffix == ".gz":
+        import gzip
+
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            stats.skipped_binary += 1
+            return None
     if b"\0" in data[:8192]:
         stats.skipped_binary += 1
         return None
@@ -219,7 +271,7 @@ def _collect(cfg: CorpusConfig) -> tuple[list[_Doc], list[_SourceStats]]:
         roots.append((kind, p))
     if cfg.include_prose:
         for name, (where, _how) in PROSE_SOURCES.items():
-            if Path(where).is_dir():
+            if Path(where).exists():
                 roots.append((f"prose:{name}", Path(where)))
 
     docs: list[_Doc] = []
@@ -245,6 +297,12 @@ def _collect(cfg: CorpusConfig) -> tuple[list[_Doc], list[_SourceStats]]:
             text = _read_text(f, st)
             if text is not None:
                 name = f.name if f == root else str(f.relative_to(root))
+                why = looks_generated(text) if cfg.skip_generated else None
+                if why:
+                    st.skipped_generated += 1
+                    if len(st.generated) < 50:
+                        st.generated.append(f"{name} ({why})")
+                    continue
                 docs.append(_Doc(src, name, text))
     return docs, stats
 
@@ -252,6 +310,44 @@ def _collect(cfg: CorpusConfig) -> tuple[list[_Doc], list[_SourceStats]]:
 def _seeded_key(purpose: str, seed: int, sha: str) -> int:
     """A uniform 64-bit number from (purpose, seed, content hash): stable whatever else is in the corpus."""
     return int.from_bytes(hashlib.sha256(f"{purpose}:{seed}:{sha}".encode()).digest()[:8], "big")
+
+
+def _kind_of(stats: _SourceStats) -> str:
+    """'code' (the stdlib source), 'prose' (a prose source) or 'other' (a source you gave)."""
+    return "code" if stats.kind == "stdlib" else "prose" if stats.kind.startswith("prose:") else "other"
+
+
+def _mix(parts: list[_Doc], stats: list[_SourceStats], share: float) -> list[_Doc]:
+    """Keep documents (in their seeded order) so prose is ``share`` of the prose + code bytes: the
+    more plentiful kind is capped at what the other allows. Other sources are kept whole."""
+    size = {k: sum(len(p.text.encode("utf-8")) for p in parts if _kind_of(stats[p.source]) == k)
+            for k in ("code", "prose")}
+    if not size["code"] or not size["prose"]:
+        return parts
+    budget = {"code": size["prose"] * (1 - share) / share, "prose": size["code"] * share / (1 - share)}
+    budget = {k: min(size[k], budget[k]) for k in budget}
+    kept = []
+    for p in parts:
+        k = _kind_of(stats[p.source])
+        n = len(p.text.encode("utf-8"))
+        if k == "other" or n <= budget[k]:
+            kept.append(p)
+            if k != "other":
+                budget[k] -= n
+        else:
+            stats[p.source].capped += 1
+    return kept
+
+
+def mix_of(stats: list[dict] | list[_SourceStats]) -> dict:
+    """Bytes per kind (code / prose / other) and the prose share of prose + code, from a manifest's sources."""
+    rows = [asdict(s) if isinstance(s, _SourceStats) else s for s in stats]
+    by = {"code": 0, "prose": 0, "other": 0}
+    for r in rows:
+        by[_kind_of(_SourceStats(r["path"], r["kind"]))] += int(r["bytes"])
+    pc = by["code"] + by["prose"]
+    return {**{f"{k}_bytes": v for k, v in by.items()}, "prose_share": by["prose"] / pc if pc else None,
+            "generated_left_out": sum(int(r.get("skipped_generated", 0)) for r in rows)}
 
 
 def _dedup_and_split(cfg: CorpusConfig, docs: list[_Doc], stats: list[_SourceStats]) -> dict[str, list[_Doc]]:
@@ -270,6 +366,8 @@ def _dedup_and_split(cfg: CorpusConfig, docs: list[_Doc], stats: list[_SourceSta
         p.key = _seeded_key("order", cfg.seed, p.sha256)
         p.split_key = _seeded_key("split", cfg.seed, p.sha256)
     parts.sort(key=lambda p: (p.key, p.sha256))  # a seeded shuffle that does not depend on read order
+    if cfg.prose_share is not None:
+        parts = _mix(parts, stats, cfg.prose_share)
     if cfg.max_mb is not None:
         budget, kept = int(cfg.max_mb * 1e6), []
         for p in parts:  # greedy fill in the seeded order: documents that do not fit are passed over
@@ -364,7 +462,7 @@ def _write_split(tmp: Path, name: str, docs: list[_Doc], tok, cfg: CorpusConfig,
     batch = 256
     bar = tqdm(total=len(docs), desc=f"tokenizing {name}", unit="doc", disable=not progress)
     for b in range(0, len(docs), batch):
-        encs = tok.encode_batch([d.text for d in docs[b : b + batch]])
+        encs = tok.encode_batch([d.text for d in docs[b : b + batch]], add_special_tokens=False)
         for enc in encs:
             ids = np.asarray([eot] + enc.ids, dtype=np.int64)  # [1 + doc_len]
             if n_buf and n_buf + len(ids) > cfg.shard_tokens:
@@ -410,7 +508,10 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        tok = train_tokenizer([d.text for d in split["train"]], cfg.vocab_size, progress)
+        if cfg.tokenizer_file:
+            tok = load_tokenizer_file(cfg.tokenizer_file)
+        else:
+            tok = train_tokenizer([d.text for d in split["train"]], cfg.vocab_size, progress)
         tok_json = tok.to_str()
         (tmp / "tokenizer.json").write_text(tok_json, encoding="utf-8")
         splits = {name: _write_split(tmp, name, split[name], tok, cfg, progress) for name in SPLITS}
@@ -434,7 +535,9 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress:
                 "skipped_binary": sum(s.skipped_binary for s in stats),
                 "skipped_non_utf8": sum(s.skipped_non_utf8 for s in stats),
                 "skipped_empty": sum(s.skipped_empty for s in stats),
+                "skipped_generated": sum(s.skipped_generated for s in stats),
             },
+            "mix": {**mix_of(stats), "target_prose_share": cfg.prose_share},
             "splits": splits,
             "tokenizer": {
                 "file": "tokenizer.json",
@@ -456,7 +559,30 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress:
 def _config_record(cfg: CorpusConfig) -> dict:
     d = asdict(cfg)
     d["sources"] = [str(Path(s).expanduser().resolve()) for s in cfg.sources]
+    if cfg.tokenizer_file:  # the file's content, so a changed tokenizer is a changed config
+        p = Path(cfg.tokenizer_file).expanduser().resolve()
+        d["tokenizer_file"] = str(p)
+        d["tokenizer_sha256"] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+    else:
+        d.pop("tokenizer_file")
     return d
+
+
+def load_tokenizer_file(path: str | Path):
+    """An existing tokenizer.json (HF tokenizers) for ``corpus --tokenizer``; it must have <|endoftext|>."""
+    from tokenizers import Tokenizer
+
+    p = Path(path).expanduser()
+    try:
+        tok = Tokenizer.from_file(str(p))
+    except FileNotFoundError:
+        raise CorpusError(f"--tokenizer {p} does not exist; pass a tokenizer.json file") from None
+    except Exception as e:  # tokenizers raises a bare Exception on bad JSON
+        raise CorpusError(f"--tokenizer {p} is not a tokenizers JSON file ({e}); pass a tokenizer.json") from e
+    if tok.token_to_id(EOT) is None:
+        raise CorpusError(f"--tokenizer {p} has no {EOT} token, which separates a corpus's documents; use a "
+                          f"tokenizer that has it (GPT-2 / Pythia style) or train one (leave out --tokenizer)")
+    return tok
 
 
 def swap_in_dir(tmp: Path, out: Path) -> None:
@@ -546,3 +672,68 @@ def load_split(corpus_dir: str | Path, split: str) -> TokenSplit:
     if len(toks) == 1:
         return TokenSplit(toks[0], starts[0])
     return TokenSplit(np.concatenate(toks), np.concatenate(starts))
+
+
+# ------------------------------------------------------------------------------ text to record
+
+
+@dataclass
+class TextStream:
+    """Documents read from ``--text`` paths and tokenized into one stream, ready to cut into contexts."""
+
+    split: TokenSplit  # the token stream; doc_starts True at each document's separator token
+    sources: list[dict]  # per path: kind, files, documents, bytes, skipped binary / non-UTF-8 / empty
+    n_docs: int  # documents in the stream (fewer than read when max_tokens cut it short)
+    sha256: str  # over the tokens and document starts: names the exact stream recorded
+
+
+def stream_sha256(tokens: np.ndarray, doc_starts: np.ndarray) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(tokens, dtype="<i4").tobytes())
+    h.update(np.ascontiguousarray(doc_starts, dtype=np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def read_text_stream(paths: list[str | Path], tokenizer, separator_id: int, jsonl_field: str = "text",
+                     max_tokens: int | None = None, progress: bool = False) -> TextStream:
+    """Read files, folders and .jsonl files (in the order given; folders sorted), skip binary and
+    non-UTF-8 files (counted), and tokenize every document with ``tokenizer`` (a tokenizers.Tokenizer,
+    no special tokens added) as ``[separator_id] + ids``. Stops once ``max_tokens`` are reached."""
+    for p in paths:
+        if not Path(p).expanduser().exists():
+            raise CorpusError(f"--text {p} does not exist; pass existing files, folders or .jsonl files")
+    docs, stats = _collect(CorpusConfig(sources=[str(p) for p in paths], include_stdlib=False,
+                                        jsonl_field=jsonl_field, skip_generated=False))  # the user's text, whole
+    if not docs:
+        skipped = sum(s.skipped_binary for s in stats), sum(s.skipped_non_utf8 for s in stats)
+        raise CorpusError(f"no text to record in {', '.join(map(str, paths))} (skipped {skipped[0]} binary and "
+                          f"{skipped[1]} non-UTF-8 files); pass UTF-8 text files, folders or .jsonl files")
+    stream = tokenize_documents([d.text for d in docs], tokenizer, separator_id, max_tokens, progress)
+    sources = [{"path": s.path, "kind": s.kind, "files": s.n_files, "skipped_binary": s.skipped_binary,
+                "skipped_non_utf8": s.skipped_non_utf8, "skipped_empty": s.skipped_empty} for s in stats]
+    stream.sources = sources
+    return stream
+
+
+def tokenize_documents(texts: list[str], tokenizer, separator_id: int, max_tokens: int | None = None,
+                       progress: bool = False) -> TextStream:
+    """Tokenize documents in order into one stream of ``[separator_id] + ids`` per document (no other
+    special tokens), stopping once ``max_tokens`` are reached."""
+    from tqdm.auto import tqdm
+
+    parts: list[np.ndarray] = []
+    n = 0
+    bar = tqdm(total=len(texts), desc="tokenizing", unit="doc", disable=not progress)
+    for b in range(0, len(texts), 64):
+        for enc in tokenizer.encode_batch(list(texts[b:b + 64]), add_special_tokens=False):
+            parts.append(np.asarray([separator_id] + enc.ids, dtype=np.int64))
+            n += len(parts[-1])
+        bar.update(min(64, len(texts) - b))
+        if max_tokens is not None and n >= max_tokens:
+            break
+    bar.close()
+    if not parts:
+        raise CorpusError("no documents to record: the list of texts is empty")
+    tokens = np.concatenate(parts)  # [n]
+    starts = np.zeros(len(tokens), dtype=bool)
+    starts[np.cumsum([0] + [len(p) for p in parts[:-1]])] = True
+    return TextStream(TokenSplit(tokens, starts), [], len(parts), stream_sha256(tokens, starts))

@@ -1,10 +1,12 @@
 """Run a recorded model on text a user types, for the app's "try your own text" editor.
 
-The checkpoint is loaded lazily (the first run, in a worker thread) through
-``solu_core.checkpoint.load_checkpoint``, then kept. Text is tokenised with the checkpoint's own
-tokenizer; each token keeps its character span in the typed text so the editor can shade exactly
-the characters that produced it. Text longer than the model's context runs in consecutive windows of
-``n_ctx`` tokens (as the recorder does: positions restart at each window).
+The model the store names (a checkpoint or Hugging Face folder path, or a TransformerLens name) is
+loaded lazily (the first run, in a worker thread) through ``solu_core.models.load_model``, then kept.
+Text is tokenised with the model's own tokenizer (no special tokens added, as the recorder does inside
+a document); each token keeps its character span in the typed text so the editor can shade exactly
+the characters that produced it. Text longer than the model's context runs in consecutive windows
+(a checkpoint's ``n_ctx``, other models min(n_ctx, 1024); positions restart at each window, as the
+recorder's contexts do).
 """
 
 from __future__ import annotations
@@ -38,55 +40,57 @@ class LiveConfig:
 
 
 class LiveModel:
-    """A checkpoint loaded on first use; ``run(text, hook, neuron)`` is thread-safe."""
+    """The model a store names, loaded on first use; ``run(text, hook, neuron)`` is thread-safe.
+
+    ``checkpoint_dir``: a checkpoint or Hugging Face model folder, or a TransformerLens model name."""
 
     def __init__(self, checkpoint_dir: str | Path, cfg: LiveConfig | None = None) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.cfg = cfg or LiveConfig()
-        self._ckpt = None
+        self._model = None  # solu_core.models.LoadedModel
         self._lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
-        return self._ckpt is not None
+        return self._model is not None
 
     def load(self):
-        """Load the checkpoint once (CheckpointError naming the directory when it is missing or damaged)."""
+        """Load the model once (CheckpointError naming the folder or name when it is missing or damaged)."""
         with self._lock:
-            if self._ckpt is None:
-                if not self.checkpoint_dir.exists():
+            if self._model is None:
+                spec = self.checkpoint_dir
+                if (spec.is_absolute() or len(spec.parts) > 2) and not spec.exists():
                     raise CheckpointError(
-                        f"checkpoint {self.checkpoint_dir} not found (the store records where its model was "
-                        "trained); copy the checkpoint there or point the app at it with "
-                        "File > Set checkpoint for try-your-text")
-                from solu_core.checkpoint import load_checkpoint
+                        f"model {spec} not found (the store records where its model was); copy the checkpoint or "
+                        "model folder there or point the app at it with File > Set checkpoint for try-your-text")
+                from solu_core.models import load_model
 
-                self._ckpt = load_checkpoint(self.checkpoint_dir, device=self.cfg.device)
-            return self._ckpt
+                self._model = load_model(spec, device=self.cfg.device)
+            return self._model
 
     def hooks(self) -> list[str]:
-        cfg = self.load().config
-        return [h for layer in range(cfg.n_layers) for h in cfg.hook_names(layer)]
+        m = self.load()
+        return [h for layer in range(m.n_layers) for h in m.hook_names(layer)]
 
     def run(self, text: str, hook: str, neuron: int) -> LiveResult:
-        ckpt = self.load()
+        model = self.load()
         layer, _ = parse_hook_name(hook)
-        cfg = ckpt.config
-        if layer >= cfg.n_layers or hook not in cfg.hook_names(layer):
-            raise CheckpointError(f"the model in {self.checkpoint_dir} has no hook {hook!r}")
-        if not 0 <= neuron < cfg.d_mlp:
-            raise CheckpointError(f"neuron {neuron} is out of range for {hook} (d_mlp = {cfg.d_mlp})")
-        enc = ckpt.tokenizer.encode(text)
+        if layer >= model.n_layers or hook not in model.hook_names(layer):
+            raise CheckpointError(f"the model {self.checkpoint_dir} has no hook {hook!r}")
+        d_mlp = model.recorder.d_mlp
+        if not 0 <= neuron < d_mlp:
+            raise CheckpointError(f"neuron {neuron} is out of range for {hook} (d_mlp = {d_mlp})")
+        n_ctx = model.recorder.n_ctx if model.kind == "checkpoint" else min(model.recorder.n_ctx, 1024)
+        enc = model.tokenizer.encode(text, add_special_tokens=False)
         ids = list(enc.ids)[: self.cfg.max_tokens]
         spans = [tuple(o) for o in enc.offsets][: len(ids)]
         if not ids:
             return LiveResult(text, hook, neuron, [], [], [], np.zeros(0, np.float32))
-        device = next(ckpt.model.parameters()).device
         acts = []
         with self._lock, torch.no_grad():
-            for start in range(0, len(ids), cfg.n_ctx):
-                window = torch.tensor([ids[start : start + cfg.n_ctx]], dtype=torch.long, device=device)
-                out = ckpt.model.run_with_mlp_cache(window, [hook], dtype=torch.float32)[hook]  # [1, pos, d_mlp]
+            for start in range(0, len(ids), n_ctx):
+                window = torch.tensor([ids[start : start + n_ctx]], dtype=torch.long, device=model.device)
+                out = model.recorder.run_with_mlp_cache(window, [hook], dtype=torch.float32)[hook]  # [1, pos, d_mlp]
                 acts.append(out[0, :, neuron].cpu().numpy())
         tokens = [text[a:b] for a, b in spans]
         return LiveResult(text, hook, neuron, ids, tokens, spans, np.concatenate(acts).astype(np.float32))

@@ -24,12 +24,15 @@ import numpy as np
 import torch
 
 from solu_core import corpus as corpus_mod
-from solu_core.checkpoint import check_tokenizer_matches, code_version, load_checkpoint
-from solu_core.model import ModelConfig
+from solu_core.checkpoint import check_tokenizer_matches, code_version
+from solu_core.models import LoadedModel, from_memory, load_model
 from store import schema
 from store.errors import CorpusError, NeurobrowseError
 from store.pipeline import Chunk, ChunkConsumer, ChunkPipeline, write_chunks
 from store.writer import StoreWriter
+
+
+DEFAULT_MAX_CONTEXT = 1024  # default context of Hugging Face / TransformerLens models: min(n_ctx, this)
 
 
 class RecordError(NeurobrowseError):
@@ -50,9 +53,10 @@ class RecordStats:
     groups: list[int] = field(default_factory=list)  # work groups run
 
 
-def default_hooks(cfg: ModelConfig, layers: list[int] | None = None, hooks: list[str] | None = None) -> list[str]:
+def default_hooks(cfg, layers: list[int] | None = None, hooks: list[str] | None = None) -> list[str]:
     """Full hook names to record: every (chosen) layer's hook_post, plus hook_mid for SoLU-LN.
 
+    ``cfg``: anything with ``n_layers``, ``act_fn`` and ``hook_names(layer)`` (a ModelConfig, a LoadedModel).
     ``hooks`` are short names ('hook_post', 'hook_mid', 'hook_pre') or full names."""
     layers = list(range(cfg.n_layers)) if layers is None else list(layers)
     bad = [layer for layer in layers if not 0 <= layer < cfg.n_layers]
@@ -63,7 +67,7 @@ def default_hooks(cfg: ModelConfig, layers: list[int] | None = None, hooks: list
         have = cfg.hook_names(layer)
         if hooks is None:
             wanted = [schema.hook_name(layer, "hook_post")]
-            if cfg.act_fn == "solu_ln":
+            if cfg.act_fn == "solu_ln" and schema.hook_name(layer, "hook_mid") in have:
                 wanted.append(schema.hook_name(layer, "hook_mid"))
         else:
             wanted = [h if h.startswith("blocks.") else schema.hook_name(layer, h) for h in hooks]
@@ -79,14 +83,16 @@ def default_hooks(cfg: ModelConfig, layers: list[int] | None = None, hooks: list
 
 
 @torch.no_grad()
-def logit_effects(model, layer: int, k: int = schema.K_LOGIT) -> tuple[np.ndarray, ...]:
+def logit_effects(recorder, layer: int, k: int = schema.K_LOGIT, n_vocab: int | None = None) -> tuple[np.ndarray, ...]:
     """Direct logit effects of one layer's neurons: W_out [d_mlp, d_model] @ W_U [d_model, d_vocab].
 
+    ``recorder``: a solu_core.models recorder (``w_out(layer)``, ``w_u()``, whatever the architecture).
+    ``n_vocab``: only the first n_vocab tokens (the tokenizer's; an unembedding may be padded wider).
     Returns up_tokens, up_values (k largest per neuron, descending), down_tokens, down_values
     (k smallest, ascending), each [d_mlp, k]. The final LayerNorm's scale is not folded in (the
     effect is in the units of the residual stream the unembedding sees)."""
-    w_out = model.blocks[layer].mlp.W_out.float()  # [d_mlp, d_model]
-    w_u = model.unembed.W_U.float()  # [d_model, d_vocab]
+    w_out = recorder.w_out(layer).float()  # [d_mlp, d_model]
+    w_u = recorder.w_u().float()[:, :n_vocab]  # [d_model, d_vocab]
     eff = w_out @ w_u  # [d_mlp, d_vocab]
     k = min(k, eff.shape[1])
     up = torch.topk(eff, k, dim=1, largest=True, sorted=True)
@@ -117,15 +123,20 @@ class RecordPlan:
     The unit of work is a *group* of ``per_group`` whole chunks (``record_group``), the same for the
     single-process loop and for Dask workers, so both give the same batches and the same floats."""
 
-    ck: object  # solu_core.checkpoint.Checkpoint
+    loaded: LoadedModel  # the model, its tokenizer and where it comes from
     writer: StoreWriter
-    split: object  # corpus TokenSplit of the validation tokens
+    split: object  # corpus TokenSplit of the tokens to record (validation split or --text stream)
     hooks: list[str]  # full hook names recorded
     n_tokens: int  # tokens recorded (whole contexts, at most the split)
     per_group: int  # chunks per work group
     batch_ctx: int  # contexts per forward batch
-    corpus_dir: Path
+    corpus_dir: Path | None  # the checkpoint's corpus, when recording its validation split
     out: Path
+
+    @property
+    def ck(self):
+        """The solu_core.checkpoint.Checkpoint (neurobrowse checkpoints only; None otherwise)."""
+        return self.loaded.checkpoint
 
     def pending(self) -> dict[str, set[int]]:
         """Per-token array name -> chunk indices not yet safely on disk."""
@@ -136,42 +147,97 @@ class RecordPlan:
         return sorted({c // self.per_group for c in set().union(*pending.values())})
 
 
-def open_recording(checkpoint_dir: str | Path, out: str | Path, *, n_tokens: int = 1 << 20,
-                   layers: list[int] | None = None, hooks: list[str] | None = None, batch_size: int | None = None,
-                   device: str = "auto", corpus_dir: str | Path | None = None, progress: bool = True,
-                   chunk_tokens: int | None = None, fsync: bool = True, index: bool = False,
-                   dense: bool = True) -> RecordPlan:
-    """Load the checkpoint, check the corpus and create (or resume) the store; no chunk is run yet.
-    Arguments as ``record``."""
-    if not dense and not index:
-        raise RecordError("--dense none keeps no activations: add --index to index them while recording")
-    ck = load_checkpoint(checkpoint_dir, device=device)
-    cfg = ck.config
+def _corpus_tokens(loaded: LoadedModel, corpus_dir) -> tuple[object, Path, dict]:
+    """A checkpoint's corpus validation split (recording without --text), with its manifest fields."""
+    ck = loaded.checkpoint
+    if ck is None:
+        raise RecordError(f"{loaded.source} is a {'Hugging Face' if loaded.kind == 'hf' else 'TransformerLens'} "
+                          "model: pass the text to record with --text PATH [PATH ...] (files, folders or .jsonl)")
     corpus_dir = Path(corpus_dir or ck.meta.get("corpus_dir") or "").expanduser()
     if not str(corpus_dir) or not (corpus_dir / "manifest.json").exists():
         raise CorpusError(f"corpus {corpus_dir or '(none)'} not found; pass --corpus DIR (the corpus the model "
-                          f"was trained on)")
+                          f"was trained on) or --text PATH to record other text")
     corpus_dir = corpus_dir.resolve()
     check_tokenizer_matches(ck, corpus_dir)
-    split = corpus_mod.load_split(corpus_dir, "val")
-    ctx = cfg.n_ctx
-    avail = len(split) // ctx * ctx
+    fields = {"corpus_manifest_hash": corpus_mod.corpus_manifest_hash(corpus_dir), "corpus_dir": str(corpus_dir),
+              "split": "val"}
+    return corpus_mod.load_split(corpus_dir, "val"), corpus_dir, fields
+
+
+def _tokens_split(tokens, separator_id: int) -> object:
+    """A TokenSplit from token ids: [n] one stream, or [n_contexts, ctx]; documents start at the separator."""
+    arr = np.asarray(tokens.cpu() if hasattr(tokens, "cpu") else tokens).astype(np.int64).reshape(-1)
+    return corpus_mod.TokenSplit(arr, arr == separator_id)
+
+
+def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens: int = 1 << 20,
+                   layers: list[int] | None = None, hooks: list[str] | None = None, batch_size: int | None = None,
+                   device: str = "auto", corpus_dir: str | Path | None = None, progress: bool = True,
+                   chunk_tokens: int | None = None, fsync: bool = True, texts: list[str | Path] | None = None,
+                   jsonl_field: str = "text", context: int | None = None, allow_download: bool = False,
+                   tokens=None, documents: list[str] | None = None, index: bool = False,
+                   dense: bool = True) -> RecordPlan:
+    """Load the model, read the text and create (or resume) the store; no chunk is run yet. Arguments as
+    ``record``; ``model`` may also be a LoadedModel, and the text may be given as ``documents`` (strings)
+    or ``tokens`` (token ids) instead of paths."""
+    if not dense and not index:
+        raise RecordError("--dense none keeps no activations: add --index to index them while recording")
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device,
+                                                                      allow_download=allow_download)
+    n_ctx = int(loaded.recorder.n_ctx)
+    ctx = int(context) if context else (n_ctx if loaded.kind == "checkpoint" else min(n_ctx, DEFAULT_MAX_CONTEXT))
+    if tokens is not None and np.ndim(tokens) == 2 and not context:
+        ctx = int(np.shape(tokens)[1])
+    if not 0 < ctx <= n_ctx:
+        raise RecordError(f"--context {ctx} does not fit the model: it takes 1..{n_ctx} tokens per context")
     want = int(n_tokens) // ctx * ctx
     if want <= 0:
         raise RecordError(f"--tokens {n_tokens} is less than one context of {ctx} tokens")
+    hook_list = default_hooks(loaded, layers, hooks)  # before reading any text: a bad --hooks fails fast
+    corpus_dir_used = None
+    if tokens is not None:
+        split = _tokens_split(tokens, loaded.separator_id)
+        fields = {"split": "tokens", "text_sha256": corpus_mod.stream_sha256(split.tokens, split.doc_starts)}
+        where = "the tokens given"
+    elif documents is not None:
+        stream = corpus_mod.tokenize_documents(documents, loaded.tokenizer, loaded.separator_id, max_tokens=want)
+        split = stream.split
+        fields = {"split": "documents", "text_sha256": stream.sha256, "text_documents": stream.n_docs}
+        where = "the documents given"
+    elif texts:
+        stream = corpus_mod.read_text_stream(texts, loaded.tokenizer, loaded.separator_id, jsonl_field,
+                                             max_tokens=want, progress=progress)
+        split = stream.split
+        fields = {"split": "text", "text_sha256": stream.sha256, "text_sources": stream.sources,
+                  "text_documents": stream.n_docs}
+        where = "the text given"
+        skipped = [f"{s['path']}: skipped {s['skipped_binary']} binary, {s['skipped_non_utf8']} non-UTF-8 files"
+                   for s in stream.sources if s["skipped_binary"] or s["skipped_non_utf8"]]
+        if skipped and progress:
+            print("note: " + "; ".join(skipped))
+    else:
+        split, corpus_dir_used, fields = _corpus_tokens(loaded, corpus_dir)
+        where = f"{corpus_dir_used}'s validation split"
+    avail = len(split) // ctx * ctx
     if avail <= 0:
-        raise CorpusError(f"{corpus_dir} has only {len(split)} validation tokens, less than one context of {ctx}")
+        raise CorpusError(f"{where} holds only {len(split)} tokens, less than one context of {ctx}; give more text "
+                          f"or a smaller --context")
     n = min(want, avail)
-    if want != int(n_tokens):  # said even with --quiet: the store holds other tokens than asked
-        print(f"note: --tokens {int(n_tokens):,} is rounded down to whole contexts of {ctx}: recording {want:,} tokens",
-              file=sys.stderr)
-    if n < want:
-        print(f"note: {corpus_dir} has {len(split):,} validation tokens; recording {n:,} instead of {want:,}",
-              file=sys.stderr)
-    hook_list = default_hooks(cfg, layers, hooks)
+    if loaded.kind != "memory":  # said even with --quiet: the store holds other tokens than asked
+        if want != int(n_tokens):
+            print(f"note: --tokens {int(n_tokens):,} is rounded down to whole contexts of {ctx}: recording "
+                  f"{want:,} tokens", file=sys.stderr)
+        if n < want:
+            print(f"note: {where} holds {len(split):,} tokens; recording {n:,} instead of {want:,}", file=sys.stderr)
     out = Path(out).expanduser().absolute()
-    cmd = ["neurobrowse", "record", str(ck.path), "--out", str(out), "--tokens", str(n_tokens),
-           "--hooks", ",".join(hook_list), "--corpus", str(corpus_dir)]
+    cmd = ["neurobrowse", "record", str(loaded.source), "--out", str(out), "--tokens", str(n_tokens),
+           "--hooks", ",".join(hook_list)]
+    if texts:
+        cmd += ["--text", *[str(Path(t).expanduser().resolve()) for t in texts], "--context", str(ctx)]
+        if jsonl_field != "text":
+            cmd += ["--jsonl-field", jsonl_field]
+    elif corpus_dir_used is not None:
+        cmd += ["--corpus", str(corpus_dir_used)]
     if batch_size:
         cmd += ["--batch-size", str(batch_size)]
     if chunk_tokens:
@@ -179,30 +245,30 @@ def open_recording(checkpoint_dir: str | Path, out: str | Path, *, n_tokens: int
     if index:
         cmd += ["--index", "--dense", "keep" if dense else "none"]
     w = StoreWriter.create_or_resume(
-        out, model_config=cfg.to_dict(), hooks=hook_list, n_tokens=n, context_len=ctx,
-        tokenizer_json=ck.tokenizer_json, chunk_tokens=chunk_tokens, fsync=fsync, dense=dense,
+        out, model_config=loaded.config, hooks=hook_list, n_tokens=n, context_len=ctx,
+        tokenizer_json=loaded.tokenizer_json, chunk_tokens=chunk_tokens, fsync=fsync, dense=dense,
         manifest={
-            "checkpoint_hash": ck.hash,
-            "checkpoint_path": str(ck.path),
-            "corpus_manifest_hash": corpus_mod.corpus_manifest_hash(corpus_dir),
-            "corpus_dir": str(corpus_dir),
+            "checkpoint_hash": loaded.hash,
+            "checkpoint_path": loaded.source,
+            "model_kind": loaded.kind,
             "code_version": code_version(),
-            "split": "val",
             "layers": sorted({schema.parse_hook_name(h)[0] for h in hook_list}),
-            "record_command": shlex.join(cmd),
+            "record_command": shlex.join(cmd) if loaded.kind != "memory" else None,
+            **fields,
         },
     )
     per_group, batch_ctx = plan_batches(w.chunk_tokens, ctx, batch_size)
-    return RecordPlan(ck=ck, writer=w, split=split, hooks=hook_list, n_tokens=n, per_group=per_group,
-                      batch_ctx=batch_ctx, corpus_dir=corpus_dir, out=out)
+    return RecordPlan(loaded=loaded, writer=w, split=split, hooks=hook_list, n_tokens=n, per_group=per_group,
+                      batch_ctx=batch_ctx, corpus_dir=corpus_dir_used, out=out)
 
 
 def write_logit_effects(plan: RecordPlan, stats: RecordStats | None = None) -> None:
     """Logit effects of every recorded layer that does not have them yet (small; done first)."""
     t0 = time.perf_counter()
+    n_vocab = None if plan.loaded.kind == "checkpoint" else plan.loaded.tokenizer.get_vocab_size()
     for layer in plan.writer.layers:
         if plan.writer.logit_pending(layer):
-            plan.writer.write_logit_effects(layer, *logit_effects(plan.ck.model, layer))
+            plan.writer.write_logit_effects(layer, *logit_effects(plan.loaded.recorder, layer, n_vocab=n_vocab))
     if stats is not None:
         stats.logit_s += time.perf_counter() - t0
 
@@ -249,15 +315,19 @@ def record_group(model, w: StoreWriter, split, hook_list: list[str], g: int, per
 
 
 def record(
-    checkpoint_dir: str | Path,
+    model: str | Path,
     out: str | Path,
     *,
+    texts: list[str | Path] | None = None,
     n_tokens: int = 1 << 20,
+    context: int | None = None,
+    jsonl_field: str = "text",
     layers: list[int] | None = None,
     hooks: list[str] | None = None,
     batch_size: int | None = None,
     device: str = "auto",
     corpus_dir: str | Path | None = None,
+    allow_download: bool = False,
     progress: bool = True,
     chunk_tokens: int | None = None,
     fsync: bool = True,
@@ -268,9 +338,14 @@ def record(
     dense: bool = True,
     index_config=None,
 ) -> Path:
-    """Record activations of ``checkpoint_dir``'s model into the store ``out`` (resumes one there).
+    """Record the MLP activations of ``model`` into the store ``out`` (resumes one there).
 
-    n_tokens: validation tokens to record (rounded down to whole contexts; at most the split).
+    model: a neurobrowse checkpoint directory, a Hugging Face model folder or a TransformerLens model name
+    (solu_core.models.load_model; TransformerLens weights from the local cache unless ``allow_download``).
+    texts: files, folders and .jsonl files (``jsonl_field``) to record, tokenized with the model's tokenizer,
+    each document preceded by its separator token; None for a checkpoint: its corpus's validation split.
+    n_tokens: tokens to record (rounded down to whole contexts; at most what the text holds).
+    context: tokens per context (default: a checkpoint's n_ctx; other models min(n_ctx, 1024)).
     layers / hooks: which MLP hooks (default every layer's hook_post, plus hook_mid for SoLU-LN).
     batch_size: contexts per forward pass (default: one store chunk's worth).
     consumers: ChunkConsumers that see every chunk after it is on disk (store.pipeline).
@@ -282,9 +357,10 @@ def record(
     """
     t_start = time.perf_counter()
     stats = stats if stats is not None else RecordStats()
-    plan = open_recording(checkpoint_dir, out, n_tokens=n_tokens, layers=layers, hooks=hooks, batch_size=batch_size,
+    plan = open_recording(model, out, n_tokens=n_tokens, layers=layers, hooks=hooks, batch_size=batch_size,
                           device=device, corpus_dir=corpus_dir, progress=progress, chunk_tokens=chunk_tokens,
-                          fsync=fsync, index=index, dense=dense)
+                          fsync=fsync, texts=texts, jsonl_field=jsonl_field, context=context,
+                          allow_download=allow_download, index=index, dense=dense)
     # logit effects first: small, and then every later step is about chunks
     write_logit_effects(plan, stats)
     consumers = list(consumers)
@@ -292,7 +368,44 @@ def record(
         from store.index import StreamIndexer
 
         consumers.append(StreamIndexer(plan.out, index_config))
-    run_plan(plan, plan.ck.model, stats, progress=progress, consumers=consumers, threaded=threaded)
+    run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=threaded)
+    stats.wall_s += time.perf_counter() - t_start
+    return plan.out
+
+
+def record_model(model, tokenizer, texts_or_tokens, out: str | Path, *, n_tokens: int | None = None,
+                 context: int | None = None, layers: list[int] | None = None, hooks: list[str] | None = None,
+                 batch_size: int | None = None, chunk_tokens: int | None = None, fsync: bool = True,
+                 source: str | None = None, progress: bool = False, stats: RecordStats | None = None,
+                 consumers: list[ChunkConsumer] = (), threaded: bool = True) -> Path:
+    """Record a model already in memory: a ``transformer_lens.HookedTransformer`` or a Hugging Face
+    ``PreTrainedModel`` (an architecture in solu_core.hf.ARCHITECTURES), on its current device.
+
+    tokenizer: its transformers fast tokenizer (None: a HookedTransformer's own ``model.tokenizer``).
+    texts_or_tokens: a list of documents (str), a list of Paths (files, folders, .jsonl), or token ids:
+    [n] one stream or [n_contexts, ctx] contexts (documents start at the tokenizer's BOS/EOS token).
+    n_tokens: at most this many tokens (default: all, in whole contexts). context: tokens per context
+    (default: the width of a 2-D token array, else min(n_ctx, 1024)). source: a model folder or
+    TransformerLens name holding the same weights, so the app's try-your-text can load them (a
+    HookedTransformer must then be loaded without weight processing). Other arguments as ``record``.
+    Returns the store path; resumes a store made by the same call."""
+    t_start = time.perf_counter()
+    stats = stats if stats is not None else RecordStats()
+    loaded = from_memory(model, tokenizer, source=source)
+    items = texts_or_tokens
+    tokens, texts, documents = None, None, None
+    if isinstance(items, (list, tuple)) and items and all(isinstance(t, Path) for t in items):
+        texts = list(items)
+    elif isinstance(items, (list, tuple)) and items and all(isinstance(t, str) for t in items):
+        documents = list(items)
+    else:
+        tokens = items
+    limit = n_tokens if n_tokens is not None else (int(np.prod(np.shape(tokens))) if tokens is not None else 1 << 62)
+    plan = open_recording(loaded, out, n_tokens=limit, layers=layers, hooks=hooks, batch_size=batch_size,
+                          progress=progress, chunk_tokens=chunk_tokens, fsync=fsync, texts=texts,
+                          context=context, tokens=tokens, documents=documents)
+    write_logit_effects(plan, stats)
+    run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=threaded)
     stats.wall_s += time.perf_counter() - t_start
     return plan.out
 

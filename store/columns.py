@@ -43,17 +43,26 @@ COLUMNS: tuple[Column, ...] = (
     # 0.8: the paper's "at least 80% of the strongest firings follow one rule"
     Column("token_rule_score", "Token-rule", "token-rule score", ".3f", array="token_rule_score", score=True,
            threshold=0.8, in_table=True, tip="How well one token explains the neuron's firing (store.scores)"),
-    Column("sim_score", "Simulation", "simulation score", ".3f", array="sim_score", score=True, threshold=0.5,
-           in_table=True, tip="Simulation score: correlation of the activations with a per-token-mean prediction "
-           "fitted on the other half of the contexts, over top-k + random samples (store.scores)"),
+    Column("sim_score", "Lookup", "token lookup correlation", ".3f", array="sim_score", score=True, threshold=0.5,
+           in_table=True, tip="Token lookup correlation (formerly 'simulation score'; not OpenAI's explain-and-"
+           "simulate score): correlation of the activations with a per-token-mean prediction fitted on the other "
+           "half of the contexts, over top-k + random samples (store.scores)"),
     Column("top_token", "Top token", "top token", "", in_table=True, numeric=False),
-    Column("explain_score", "Explain", "explanation score (F2)", ".3f", array="explain_score", explained=True,
-           tip="How well the automatic rule explanation fits the top firings: F2 of coverage and precision "
-           "(store.explain)"),
+    # 0.7: F2 of coverage 0.8 (the paper's 80%) with precision 0.5 (store.explain.PASS_SCORE)
+    Column("explain_score", "Rule score", "rule explanation score", ".3f", array="explain_score", explained=True,
+           score=True, threshold=0.7, in_table=True,
+           tip="How well the automatic rule explanation fits the top firings: F2 of its coverage of the distinct "
+           "top firings and its precision (store.explain; docs/scores.md)"),
     Column("explain_coverage", "Coverage", "explanation coverage", ".3f", array="explain_coverage", explained=True),
     Column("explain_precision", "Precision", "explanation precision", ".3f", array="explain_precision",
            explained=True),
-    Column("explanation", "Explanation", "explanation", "", numeric=False, explained=True),
+    Column("explanation", "Rule", "rule explanation", "", numeric=False, explained=True, in_table=True,
+           tip="The best simple rule over the distinct top firings, with its coverage and precision (store.explain)"),
+    # SoLU-LN only: derived by Store.neuron_table from both sides of the LayerNorm (NaN elsewhere)
+    Column("ln_overlap", "LN overlap", "top firings kept across the LayerNorm", ".2f", in_table=True,
+           tip="SoLU-LN: share of the distinct top firings on this side of the LayerNorm that are also top firings "
+           "on the other side (hook_mid vs hook_post); low = the LN changes what the neuron fires on most. "
+           "Filter e.g. ln_overlap < 0.5"),
 )
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
@@ -68,7 +77,10 @@ STATISTICS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.name != "neuron
 # Short names accepted in filter expressions.
 ALIASES = {"max": "max_act", "min": "min_act", "act": "max_act", "token_rule": "token_rule_score",
            "rule": "token_rule_score", "sim": "sim_score", "simulation": "sim_score",
-           "similarity": "sim_score",  # the old (wrong) name of the simulation score, still accepted
+           "similarity": "sim_score",  # old names of the token lookup correlation, still accepted
+           "lookup": "sim_score", "lookup_corr": "sim_score",
+           "explain": "explain_score", "rule_score": "explain_score", "coverage": "explain_coverage",
+           "precision": "explain_precision", "rule_text": "explanation", "ln": "ln_overlap", "overlap": "ln_overlap",
            "kurt": "kurtosis", "token": "top_token", "top": "top_token", "n": "neuron"}
 
 

@@ -60,6 +60,7 @@ HIGH_FRACTION = 0.5  # "high": at least this far from the mean activation to the
 BETA = 2.0  # the score is the F-beta measure of coverage (recall) and precision
 PASS_SCORE = 0.7  # a neuron "has a rule" at score >= this (F2 of coverage 0.8, precision 0.5 is 0.71)
 PRIOR_WEIGHT = 4.0  # occurrences the census-and-samples precision estimate counts for (see _explain_block)
+OCC_BEFORE, OCC_AFTER = 24, 8  # the snippet span searched for the rule's other occurrences
 MIN_HITS = 2  # a rule must match at least this many distinct top firings
 BLOCK = 512  # neurons per vectorised block
 
@@ -300,17 +301,25 @@ def distinct_top(top_pos: np.ndarray, context_len: int, n_top: int = N_TOP) -> n
 def _window_occurrences(a: dict, voc: Vocab, cand: np.ndarray, tau: np.ndarray,
                         c: int = schema.CONTEXT_BEFORE) -> tuple[np.ndarray, np.ndarray]:
     """(matched, matched and high) counts per candidate key over the distinct positions of a block's
-    top and sample windows, leaving out the window centers and every top-k position. ``c``: the
-    window slot of the firing token (the index's window ``before``)."""
+    top and sample windows (``c``: the window slot of the firing token, the index's window ``before``)
+    from OCC_BEFORE before to OCC_AFTER after the firing, leaving out the window centers and every
+    top-k position."""
     top_pos = a["top_positions"]
     b = top_pos.shape[0]
-    W = a["top_context_tokens"].shape[-1]
+    W0 = a["top_context_tokens"].shape[-1]
+    lo, hi = max(0, c - OCC_BEFORE - BEFORE_SPAN - 2), min(W0, c + OCC_AFTER + 2)  # the slots needed
+    W = hi - lo
     pos = np.concatenate([top_pos, a["sample_positions"].reshape(b, -1)], 1)  # [b, R]
-    win = np.concatenate([a["top_context_tokens"], a["sample_context_tokens"].reshape(b, -1, W)], 1)  # [b, R, W]
-    acts = np.concatenate([a["top_context_acts"], a["sample_context_acts"].reshape(b, -1, W)], 1)
+    win = np.concatenate([a["top_context_tokens"][..., lo:hi],
+                          a["sample_context_tokens"].reshape(b, -1, W0)[..., lo:hi]], 1)  # [b, R, W]
+    acts = np.concatenate([a["top_context_acts"][..., lo:hi],
+                           a["sample_context_acts"].reshape(b, -1, W0)[..., lo:hi]], 1)
+    c -= lo
     nl = np.arange(b, dtype=np.int64)
     gp = pos[:, :, None] + (np.arange(W) - c)[None, None, :]  # [b, R, W] global position of each slot
-    ok = (pos[:, :, None] >= 0) & (win >= 0)
+    span = np.zeros(W, bool)
+    span[max(0, c - OCC_BEFORE):c + OCC_AFTER + 1] = True
+    ok = (pos[:, :, None] >= 0) & (win >= 0) & span
     ok[:, :, c] = False
     key = np.where(ok, (nl[:, None, None] << _FEAT_BITS) | np.maximum(gp, 0), -1)
     top_keys = ((nl[:, None] << _FEAT_BITS) | top_pos)[top_pos >= 0]
@@ -325,39 +334,103 @@ def _window_occurrences(a: dict, voc: Vocab, cand: np.ndarray, tau: np.ndarray,
     h_w = np.zeros(cand.size)
     starts = np.searchsorted(cand >> _FEAT_BITS, np.arange(b + 1))  # candidates of neuron i: starts[i]:starts[i + 1]
     feat = cand & ((1 << _FEAT_BITS) - 1)
-    for j in range(W):
-        if keep[:, :, j].any():
-            _count_matches(feat, starts, features(win, j, voc), keep[:, :, j], high[:, :, j], m_w, h_w)
+    _count_window_matches(np.ascontiguousarray(win, np.int64), keep, high, feat, starts, voc.size,
+                          _pair_ok(voc.size), voc.fold, voc.cls, voc.starts_alpha, voc.ends_alpha, voc.line_end,
+                          voc.indent_end, voc.blank, m_w, h_w)
     return m_w, h_w
 
 
+def _pair_ok(V: int) -> bool:
+    return V * V < (1 << _VALUE_BITS)
+
+
 @numba.njit(cache=True, nogil=True)
-def _count_matches(feat, starts, f, keep, high, m_w, h_w):  # pragma: no cover (compiled)
-    """For each kept row of f [b, R, F] and each of its features found among neuron i's candidates
-    feat[starts[i]:starts[i + 1]] (sorted): m_w[cand] += 1, h_w[cand] += high."""
-    b, R, F = f.shape
+def _count_window_matches(win, keep, high, feat, starts, V, pair_ok, fold, cls, starts_alpha, ends_alpha, line_end,
+                          indent_end, blank, m_w, h_w):  # pragma: no cover (compiled)
+    """For every kept slot (i, r, j) of the windows win [b, R, W]: its features (the same as
+    ``features``), each looked up among neuron i's candidates feat[starts[i]:starts[i + 1]] (sorted):
+    m_w[cand] += 1 and h_w[cand] += high[i, r, j]."""
+    b, R, W = win.shape
+    fs = np.empty(32, np.int64)
+    sh = np.int64(_VALUE_BITS)
     for i in range(b):
         lo0, hi0 = starts[i], starts[i + 1]
         if lo0 == hi0:
             continue
         for r in range(R):
-            if not keep[i, r]:
-                continue
-            for q in range(F):
-                x = f[i, r, q]
-                if x < 0:
+            for j in range(W):
+                if not keep[i, r, j]:
                     continue
-                lo, hi = lo0, hi0
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if feat[mid] < x:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                if lo < hi0 and feat[lo] == x:
-                    m_w[lo] += 1.0
-                    if high[i, r]:
-                        h_w[lo] += 1.0
+                tok = win[i, r, j]
+                if tok < 0:
+                    continue
+                prev = win[i, r, j - 1] if j >= 1 else -1
+                pprev = win[i, r, j - 2] if j >= 2 else -1
+                nxt = win[i, r, j + 1] if j + 1 < W else -1
+                p = prev if prev >= 0 else V
+                pp = pprev if pprev >= 0 else V
+                n = 0
+                fs[n] = (np.int64(F_TOKEN) << sh) | tok
+                n += 1
+                if fold[tok] >= 0:
+                    fs[n] = (np.int64(F_FOLD) << sh) | fold[tok]
+                    n += 1
+                for q in range(cls.shape[1]):
+                    if cls[tok, q] >= 0:
+                        fs[n] = (np.int64(F_CLASS) << sh) | cls[tok, q]
+                        n += 1
+                if prev >= 0 and starts_alpha[tok] and ends_alpha[p]:
+                    fs[n] = (np.int64(F_CLASS) << sh) | C_INSIDE_WORD
+                    n += 1
+                if prev >= 0:
+                    fs[n] = (np.int64(F_PREV) << sh) | prev
+                    n += 1
+                    if pair_ok:
+                        fs[n] = (np.int64(F_PAIR) << sh) | (prev * V + tok)
+                        n += 1
+                for q in range(j - BEFORE_SPAN, j):
+                    if 0 <= q < W and win[i, r, q] >= 0:
+                        fs[n] = (np.int64(F_BEFORE) << sh) | win[i, r, q]
+                        n += 1
+                if nxt >= 0:
+                    fs[n] = (np.int64(F_NEXT) << sh) | nxt
+                    n += 1
+                line = -1
+                if prev < 0:
+                    line = 2
+                elif line_end[p]:
+                    line = 0
+                elif indent_end[p] or (blank[p] and line_end[pp]):
+                    line = 1
+                if line >= 0:
+                    fs[n] = (np.int64(F_LINE) << sh) | line
+                    n += 1
+                if prev >= 0:
+                    for q in range(cls.shape[1]):
+                        if cls[p, q] >= 0:
+                            fs[n] = (np.int64(F_PREVCLASS) << sh) | cls[p, q]
+                            n += 1
+                hi_ij = high[i, r, j]
+                for a in range(n):
+                    x = fs[a]
+                    dup = False
+                    for a2 in range(a):
+                        if fs[a2] == x:
+                            dup = True
+                            break
+                    if dup:
+                        continue
+                    lo, hi = lo0, hi0
+                    while lo < hi:
+                        mid = (lo + hi) >> 1
+                        if feat[mid] < x:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    if lo < hi0 and feat[lo] == x:
+                        m_w[lo] += 1.0
+                        if hi_ij:
+                            h_w[lo] += 1.0
 
 
 def _share_at_least(hist: np.ndarray, edges: np.ndarray, tau: np.ndarray) -> np.ndarray:
@@ -388,6 +461,7 @@ def explain_arrays(tokens: np.ndarray, context_len: int, voc: Vocab, arrays: dic
                    before: int = schema.CONTEXT_BEFORE) -> dict[str, np.ndarray]:
     """The explanation arrays (OUTPUTS) of every neuron of a hook from its index arrays.
 
+    before: the window slots before the firing in the index's windows (its attributes).
     arrays: the index arrays top_values, top_positions, top_context_tokens, sample_positions,
     sample_values, sample_context_tokens, quantile_edges and mean (schema.INDEX_ARRAYS);
     tokens: the store's token stream (for the exact rule counts, unless ``counts`` is given).
@@ -548,7 +622,8 @@ def describe(voc: Vocab, family: int, args, hits: int, n: int, precision: float)
     '' when no rule matched two distinct top firings."""
     if family < 0 or n <= 0:
         return ""
-    return f"{rule_words(voc, int(family), int(args[0]), int(args[1]))}: {hits}/{n} top firings, precision {precision:.2f}"
+    rule = rule_words(voc, int(family), int(args[0]), int(args[1]))
+    return f"{rule}: {hits}/{n} top firings, precision {precision:.2f}"
 
 
 def describe_all(voc: Vocab, arrays: dict[str, np.ndarray]) -> np.ndarray:

@@ -20,7 +20,10 @@ File layouts (``EXPORT_VERSION`` 1):
 * ``csv``: one row per neuron with columns CSV_COLUMNS; tags and the top snippets are JSON text.
 * ``neuron-explainer``: one NeuronRecord per line, exactly the fields of OpenAI's dataclasses
   (with their ``dataclass_name`` keys, so ``neuron_explainer.fast_dataclasses.loads`` reads a
-  line), and a sidecar ``<out>.meta.json`` with the header (run UUID, tool version, hook).
+  line), and a sidecar ``<out>.meta.json`` with the header (run UUID, tool version, hook). The
+  automatic rule explanations (store.explain) go to ``<out>.explanations.jsonl``: one
+  NeuronSimulationResults per line, in the same neuron order, with the rule in words as its
+  ScoredExplanation (nothing simulated: the ScoredSimulation is empty).
   ``random_sample_by_quantile`` holds our quantile bins in ascending order (0-0.5, 0.5-0.9,
   0.9-0.99, 0.99-0.999, 0.999-1) and ``quantile_boundaries`` the activations bounding them
   ``[min, q0.5, q0.9, q0.99, q0.999, max]``; ``random_sample`` is the uniformly random bin.
@@ -363,6 +366,19 @@ def _neuron_record(layer: int, n: int, stats: dict, top: list[dict], samples: li
     }
 
 
+def _explanation_record(layer: int, n: int, stats: dict) -> dict:
+    """The neuron's rule explanation (store.explain) as neuron-explainer's NeuronSimulationResults with one
+    ScoredExplanation. Nothing was simulated, so the ScoredSimulation is empty; the explanation's
+    coverage, precision and score are in its words and in our jsonl / csv exports."""
+    scored = {"dataclass_name": "ScoredSimulation", "scored_sequence_simulations": [], "ev_correlation_score": None,
+              "rsquared_score": None, "absolute_dev_explained_score": None}
+    expl = [{"dataclass_name": "ScoredExplanation", "explanation": stats.get("explanation") or "",
+             "scored_simulation": scored}] if stats.get("explanation") else []
+    return {"dataclass_name": "NeuronSimulationResults",
+            "neuron_id": {"dataclass_name": "NeuronId", "layer_index": layer, "neuron_index": int(n)},
+            "scored_explanations": expl}
+
+
 def _csv_row(header: dict, rec: dict) -> list:
     lab = rec["label"] or {}
     row = [rec["run_uuid"], header["tool_version"], rec["hook"], rec["layer"], rec["neuron"]]
@@ -400,7 +416,9 @@ def iter_records(store: Any, selection: dict[str, np.ndarray], labels: dict[tupl
                     top = blk.top.snippets(i)
                     if cfg.fmt == "neuron-explainer":
                         samples = [w.snippets(i) for w in blk.bins]
-                        yield "neuron-explainer", _neuron_record(layer, n, stats, top, samples, blk.quantile_edges[i])
+                        rec = _neuron_record(layer, n, stats, top, samples, blk.quantile_edges[i])
+                        rec["_explanation"] = _explanation_record(layer, n, stats)  # for the sidecar
+                        yield "neuron-explainer", rec
                     else:
                         yield "neuron", {"run_uuid": store.run_uuid, "hook": hook, "layer": layer, "neuron": n,
                                          "label": _label_dict(labels.get((hook, n))), "stats": stats, "top": top}
@@ -438,15 +456,19 @@ def export_store(store: Any, out: str | os.PathLike, cfg: ExportConfig, *, label
             w.writerow(CSV_COLUMNS)
             for _, rec in records:
                 w.writerow(_csv_row(header, rec))
-    else:
+    elif cfg.fmt == "jsonl":
         with atomic_output(out, gzip=cfg.gzip) as f:
-            if cfg.fmt == "jsonl":
-                f.write(dumps(header) + "\n")
+            f.write(dumps(header) + "\n")
             for _, rec in records:
                 f.write(dumps(rec) + "\n")
-        if cfg.fmt == "neuron-explainer":  # the sidecar names the run UUID, tool version and hook
-            with atomic_output(out.with_name(out.name + ".meta.json")) as f:
-                f.write(json.dumps(header, indent=1) + "\n")
+    else:  # neuron-explainer: NeuronRecords, and their explanations in a sidecar
+        with atomic_output(out, gzip=cfg.gzip) as f, \
+                atomic_output(out.with_name(out.name + ".explanations.jsonl")) as fe:
+            for _, rec in records:
+                fe.write(dumps(rec.pop("_explanation")) + "\n")
+                f.write(dumps(rec) + "\n")
+        with atomic_output(out.with_name(out.name + ".meta.json")) as f:  # run UUID, tool version and hook
+            f.write(json.dumps(header, indent=1) + "\n")
     return {"path": str(out), "format": cfg.fmt, "run_uuid": store.run_uuid, "n_neurons": n_total,
             "bytes": out.stat().st_size}
 

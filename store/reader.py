@@ -528,9 +528,9 @@ class Store:
         if hook in self._tables:
             return self._tables[hook]
         self._require_index(hook)
-        names = ("top_values", "bottom_values", *columns.INDEX_SCALARS, "top_token_ids")
+        names = ("top_values", "bottom_values", *columns.INDEX_SCALARS, "top_token_ids", "top_positions")
         arrs = [self.index_array(hook, n) for n in names]
-        top, bottom, *scalars, top_ids = _read_many([(a, (slice(None),)) for a in arrs])
+        top, bottom, *scalars, top_ids, top_pos = _read_many([(a, (slice(None),)) for a in arrs])
         table = {"neuron": np.arange(self.d_mlp, dtype=np.int64),
                  "max_act": np.asarray(top[:, 0], dtype=np.float32),
                  "min_act": np.asarray(bottom[:, 0], dtype=np.float32)}
@@ -538,8 +538,34 @@ class Store:
         table["top_token_id"] = np.asarray(top_ids[:, 0], dtype=np.int32)
         table["top_token"] = np.array(self.token_strings(table["top_token_id"]), dtype=object)
         table.update(self._explain_columns(hook))
+        table["ln_overlap"] = self._ln_overlap(hook, np.asarray(top_pos))
         self._tables[hook] = table
         return table
+
+    def ln_partner(self, hook: str) -> str | None:
+        """The hook on the other side of the LayerNorm (hook_mid <-> hook_post of the same layer) when this
+        store records and indexed both (SoLU-LN), else None."""
+        layer, kind = schema.parse_hook_name(hook)
+        other = {"hook_mid": "hook_post", "hook_post": "hook_mid"}.get(kind)
+        cand = schema.hook_name(layer, other) if other else None
+        return cand if cand in self.hooks and self.is_indexed(cand) else None
+
+    def _ln_overlap(self, hook: str, top_pos: np.ndarray) -> np.ndarray:
+        """float32 [N]: the share of each neuron's distinct top firings (one per context, at most
+        store.explain.N_TOP) on this side of the LayerNorm that are also among its top-k firings on the
+        other side (hook_mid vs hook_post); NaN without the other side. Low = the LN changes which
+        tokens the neuron fires on most."""
+        from store.explain import distinct_top
+
+        other = self.ln_partner(hook)
+        if other is None:
+            return np.full(self.d_mlp, np.nan, np.float32)
+        other_pos = np.asarray(self.index_array(other, "top_positions")[...])
+        mine = distinct_top(top_pos, self.context_len)
+        hit = (top_pos[:, :, None] == other_pos[:, None, :]).any(-1) & mine & (top_pos >= 0)[:, :]
+        n = mine.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, hit.sum(1) / np.maximum(n, 1), np.nan).astype(np.float32)
 
     def _explain_columns(self, hook: str) -> dict[str, np.ndarray]:
         """explain_score / _coverage / _precision (float32) and explanation (object: words) per neuron;
@@ -788,5 +814,5 @@ def _read_many(reads: list[tuple[zarr.Array, tuple]]) -> list[np.ndarray]:
 
 
 def as_store(store: "Store | str | os.PathLike") -> Store:
-    """The Store given, or the store at a path opened (every function that takes either uses this)."""
-    return store if isinstance(store, Store) else Store.open(store)
+    """The store at a path opened, or the Store given (every function that takes either uses this)."""
+    return Store.open(store) if isinstance(store, (str, os.PathLike)) else store

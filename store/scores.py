@@ -6,8 +6,9 @@ activations sits on the same token (the neuron "is" a token detector); a neuron 
 tokens scores about max-count/k. A proxy for the SoLU paper's "most of the strongest firings follow
 one rule", where the only rule it can see is "the current token is X".
 
-**Simulation score** (``sim_score``), after OpenAI's explain-simulate-score (Bills et al. 2023), with
-the "explanation" replaced by a lookup table: the neuron's mean activation per current token. The
+**Token lookup correlation** (``sim_score``; formerly called the "simulation score": it is not
+OpenAI's explain-and-simulate score (Bills et al. 2023), only its shape with the "explanation" replaced by
+a lookup table): the neuron's mean activation per current token. The
 table is fitted on one half of the tokens and scored on the other (2-fold by context parity: a
 position in an even context is predicted from the odd contexts' table and vice versa, so no
 position predicts itself). The score is the Pearson correlation between prediction and truth over
@@ -101,7 +102,7 @@ def sim_score(tokens: np.ndarray, context_len: int, token_sum: np.ndarray, token
 
 
 def sim_score_all(token_sum: np.ndarray, token_count: np.ndarray, m2: np.ndarray, block: int = 128) -> np.ndarray:
-    """float32 [N] the simulation score over *every* token instead of top-k + random samples.
+    """float32 [N] the token lookup correlation over *every* token instead of top-k + random samples.
 
     The same per-token-mean "explanation", fitted on one half of the contexts and scored on the
     other (2-fold by context parity), but the Pearson correlation is taken over all positions of

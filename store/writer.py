@@ -28,7 +28,7 @@ from store.schema import read_manifest
 
 # Manifest fields that must match for a resume to continue an existing store.
 _RESUME_KEYS = ("model_config", "hooks", "n_tokens", "context_len", "chunk_tokens", "tokenizer_hash",
-                "checkpoint_hash", "corpus_manifest_hash", "dense")
+                "checkpoint_hash", "corpus_manifest_hash", "text_sha256", "dense")
 _RESUME_DEFAULTS = {"dense": True}  # the value of a resume key a store made before it existed has
 
 

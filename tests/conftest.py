@@ -3,9 +3,16 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".venv", "numba-cache"))
 
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _studies_registry(tmp_path_factory, monkeypatch):
+    """Reported studies are listed in a per-test registry, never in the user's data directory."""
+    monkeypatch.setenv("NEUROBROWSE_STUDIES", str(tmp_path_factory.mktemp("registry") / "studies.jsonl"))
+
 
 # ---- real tiny artifacts (see tests/builders.py) -------------------------------------------------
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -159,3 +159,71 @@ def test_cli_corpus_exit_codes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "stdlib" in out and "vocab 300" in out
     assert (tmp_path / "c" / "manifest.json").exists()
+
+
+def test_generated_tables_are_found_by_content():
+    from solu_core.corpus import looks_generated
+
+    root = stdlib_dir()
+    for table in ("encodings/cp437.py", "encodings/mac_roman.py", "html/entities.py", "token.py"):
+        assert looks_generated((root / table).read_text(encoding="utf-8")), table
+    for source in ("os.py", "ast.py", "json/decoder.py", "argparse.py"):
+        assert looks_generated((root / source).read_text(encoding="utf-8")) is None, source
+    # by content, not by name: a renamed codec table is still a table
+    assert looks_generated((root / "encodings/cp437.py").read_text(encoding="utf-8").replace("cp437", "notes"))
+
+
+def test_prose_and_code_mixed_to_a_share_and_reported(tmp_path, monkeypatch):
+    """~80% prose, ~20% code (stdlib), generated tables left out, the mix in the manifest."""
+    import solu_core.corpus as corpus_mod
+
+    prose = tmp_path / "prose"
+    prose.mkdir()
+    words = "the river ran past old mills and quiet fields while people talked about the weather".split()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        sentences = [" ".join(rng.choice(words, rng.integers(4, 30))).capitalize() + "." for _ in range(120)]
+        (prose / f"chapter{i}.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    monkeypatch.setattr(corpus_mod, "PROSE_SOURCES", {"book": (str(prose), "write it")})
+    m = build_corpus(tmp_path / "c", CorpusConfig(include_prose=True, prose_share=0.8, vocab_size=300),
+                     progress=False)
+    mix = m["mix"]
+    assert mix["target_prose_share"] == 0.8 and mix["prose_share"] == pytest.approx(0.8, abs=0.02)
+    assert mix["prose_bytes"] == sum(s["bytes"] for s in m["sources"] if s["kind"] == "prose:book")
+    stdlib = m["sources"][0]
+    assert stdlib["skipped_generated"] >= 50 and stdlib["capped"] > 0 and mix["generated_left_out"] >= 50
+    assert any(g.startswith("encodings/cp437.py (") for g in stdlib["generated"])
+    names = [json.loads(x)["name"] for x in (tmp_path / "c" / "documents.jsonl").read_text().splitlines()]
+    assert not any(n.startswith(("encodings/cp", "html/entities")) for n in names)
+    with pytest.raises(CorpusError, match="prose_share must be between 0 and 1"):
+        CorpusConfig(prose_share=1.5)
+
+
+def test_corpus_with_an_existing_tokenizer(tmp_path, user_folder):
+    """`corpus --tokenizer FILE`: the file is the corpus's tokenizer (not retrained), tokens are its encoding."""
+    import hashlib
+
+    from solu_core.corpus import load_split, load_tokenizer, read_manifest
+
+    first = build_corpus(tmp_path / "a", CorpusConfig(sources=[str(user_folder)], include_stdlib=False,
+                                                      vocab_size=300), progress=False)
+    tok_file = tmp_path / "a" / "tokenizer.json"
+    assert main(["corpus", "--out", str(tmp_path / "b"), "--no-stdlib", "--source", str(user_folder),
+                 "--tokenizer", str(tok_file), "--vocab", "999", "--quiet"]) == 0
+    m = read_manifest(tmp_path / "b")
+    assert m["tokenizer"]["sha256"] == hashlib.sha256(tok_file.read_bytes()).hexdigest() == first["tokenizer"]["sha256"]
+    assert m["tokenizer"]["vocab_size"] == 300
+    tok = load_tokenizer(tmp_path / "b")
+    val = load_split(tmp_path / "b", "val")
+    starts = np.flatnonzero(val.doc_starts)
+    doc = val.tokens[starts[0] + 1:starts[1] if len(starts) > 1 else None].tolist()
+    assert tok.encode(tok.decode(doc)).ids == doc
+    # a tokenizer without <|endoftext|> is refused, nothing written
+    from tokenizers import Tokenizer, models
+
+    bare = tmp_path / "bare.json"
+    Tokenizer(models.BPE()).save(str(bare))
+    with pytest.raises(CorpusError, match="no <\\|endoftext\\|> token"):
+        build_corpus(tmp_path / "c", CorpusConfig(sources=[str(user_folder)], include_stdlib=False,
+                                                  tokenizer_file=str(bare)), progress=False)
+    assert not (tmp_path / "c").exists()

@@ -130,6 +130,11 @@ def test_neuron_explainer_records(tmp_path, solu):
     assert rec["variance"] == pytest.approx(view.stats["var"])
     for r in rec["random_sample"]:
         assert len(r["tokens"]) == len(r["activations"])
+    (eline,) = (tmp_path / "ne.jsonl.explanations.jsonl").read_text().splitlines()
+    expl = json.loads(eline)
+    assert expl["dataclass_name"] == "NeuronSimulationResults" and expl["neuron_id"] == rec["neuron_id"]
+    words = solu.neuron_table(hook)["explanation"][3]
+    assert [e["explanation"] for e in expl["scored_explanations"]] == ([words] if words else [])
     assert {h.rsplit(".", 1)[1] for h in solu.hooks} == {"hook_mid", "hook_post"}  # SoLU-LN records both
     with pytest.raises(ExportError, match="one hook kind"):
         export_store(solu, tmp_path / "bad", ExportConfig(fmt="neuron-explainer", hooks=solu.hooks), labels_db=db)

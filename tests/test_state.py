@@ -203,4 +203,7 @@ def test_compare_real_stores(gelu, solu):
             assert r.k == int((np.asarray(table[r.name]) >= r.threshold).sum())
             lo, hi = r.interval
             assert lo <= r.share <= hi
-    assert "solu_ln" in cmp.verdict and "gelu" in cmp.verdict
+    assert "SoLU-LN" in cmp.verdict and "GeLU" in cmp.verdict and "Fisher exact" in cmp.verdict
+    ev = cmp.evidence
+    assert ev.decided_by in ("explain_score", "token_rule_score", "sim_score", "")
+    assert any("rule explanation score" in line for line in ev.lines) and "'Holds' means" in ev.help

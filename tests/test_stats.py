@@ -57,8 +57,11 @@ def test_human_bytes_is_binary_and_says_so():
 
 
 def test_column_registry_owns_scores_thresholds_and_formats():
-    assert columns.SCORES == ("token_rule_score", "sim_score")
-    assert columns.THRESHOLDS == {"token_rule_score": 0.8, "sim_score": 0.5}
+    assert columns.SCORES == ("token_rule_score", "sim_score", "explain_score")
+    assert columns.THRESHOLDS == {"token_rule_score": 0.8, "sim_score": 0.5, "explain_score": 0.7}
+    from store.explain import PASS_SCORE
+
+    assert columns.THRESHOLDS["explain_score"] == PASS_SCORE  # the registry and store.explain agree
     from store import schema
 
     for name in columns.INDEX_SCALARS:  # every column read from the index is an index array the schema knows
@@ -71,5 +74,17 @@ def test_column_registry_owns_scores_thresholds_and_formats():
     assert columns.format_value("top_token", " the") == " the"
     from neurobrowse.state import TABLE_COLUMNS, parse_filter
 
-    assert [k for k, _, _ in TABLE_COLUMNS][-1] == "label"
+    keys = [k for k, _, _ in TABLE_COLUMNS]
+    assert keys.index("label") == keys.index("top_token") + 1  # in view at the default width
+    assert keys[-3:] == ["explain_score", "explanation", "ln_overlap"]
     assert parse_filter("rule >= 0.8")[0].column == "token_rule_score"
+
+
+def test_wilson_interval_holds_the_observed_share_at_the_edges():
+    from neurobrowse.stats import wilson_interval
+
+    for n in (1, 7, 256, 1000, 12345):
+        assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0
+        for k in (0, n // 3, n):
+            lo, hi = wilson_interval(k, n)
+            assert lo <= k / n <= hi

@@ -127,8 +127,22 @@ def test_new_rate_report_end_to_end(study, tmp_path):
         assert float(row["share"]) == pytest.approx(k / n)
         assert (float(row["ci_low"]), float(row["ci_high"])) == (pytest.approx(lo), pytest.approx(hi))
     (kg, ng), (ks, ns) = counts["gelu"], counts["solu_ln"]
-    (fisher,) = [x for x in rows if x["section"] == "fisher_p"]
+    (fisher,) = [x for x in rows if x["section"] == "fisher_p_ratings"]
     assert float(fisher["value"]) == pytest.approx(_hand_fisher(kg, ng - kg, ks, ns - ks), rel=1e-9)
+
+    # per neuron: the two raters' majority (disagreement is a tie -> unsure); shares and Fisher on neurons
+    maj = {i: (ann[i] if ann[i] == ben[i] else "unsure") for i in ann}
+    items = {}
+    for fn in ("gelu", "solu_ln"):
+        vs = [v for i, v in maj.items() if fn_of[i] == fn]
+        items[fn] = (vs.count("interpretable"), len(vs))
+        (row,) = [x for x in rows if x["section"] == "model_items" and x["name"] == name[fn]]
+        lo, hi = _hand_wilson(*items[fn])
+        assert (int(row["interpretable"]), int(row["ratings"])) == items[fn] and items[fn][1] == 12
+        assert (float(row["ci_low"]), float(row["ci_high"])) == (pytest.approx(lo), pytest.approx(hi))
+    (ig, jg), (is_, js) = items["gelu"], items["solu_ln"]
+    (fisher,) = [x for x in rows if x["section"] == "fisher_p"]
+    assert float(fisher["value"]) == pytest.approx(_hand_fisher(ig, jg - ig, is_, js - is_), rel=1e-9)
 
     items = list(ann)
     cats = ("interpretable", "not_interpretable", "unsure")
@@ -137,16 +151,24 @@ def test_new_rate_report_end_to_end(study, tmp_path):
     (kappa,) = [x for x in rows if x["section"] == "kappa_cohen"]
     assert float(kappa["value"]) == pytest.approx((po - pe) / (1 - pe))
 
-    for score in ("token_rule_score", "sim_score"):
-        pos = [key["items"][i]["scores"][score] for ans in (ann, ben) for i, v in ans.items() if v == "interpretable"]
-        neg = [key["items"][i]["scores"][score] for ans in (ann, ben) for i, v in ans.items() if v == "not_interpretable"]
+    # ROC AUC of every score (the rule explanation score too) against the neurons' majority verdicts
+    for score in ("explain_score", "token_rule_score", "sim_score"):
+        pos = [key["items"][i]["scores"][score] for i, v in maj.items() if v == "interpretable"]
+        neg = [key["items"][i]["scores"][score] for i, v in maj.items() if v == "not_interpretable"]
         wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
         (auc,) = [x for x in rows if x["section"] == "roc_auc" and x["name"] == score]
         assert float(auc["value"]) == pytest.approx(wins / (len(pos) * len(neg)))
 
     text = (tmp_path / "rep" / "report.txt").read_text()
     assert re.search(rf"GeLU +{kg}/{ng} ", text) and re.search(rf"SoLU-LN +{ks}/{ns} ", text)
-    assert "Cohen's kappa" in text and "Fisher exact test GeLU vs SoLU-LN" in text
+    assert "Cohen's kappa" in text and "Fisher exact test GeLU vs SoLU-LN on neurons" in text
+    assert re.search(rf"GeLU +{ig}/{jg} ", text) and "explain_score" in text
+    # the report is listed for `compare`, which then leads with it
+    from neurobrowse.study import reported_study
+
+    runs = {m["act_fn"]: m["run_uuid"] for m in key["models"]}
+    ev = reported_study(runs["solu_ln"], runs["gelu"])
+    assert ev is not None and ev.k == (is_, ig) and ev.n == (js, jg) and ev.raters == 2
     png = (tmp_path / "rep" / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     # per-rater rows: ann's SoLU share by hand
@@ -212,3 +234,52 @@ def test_three_raters_use_fleiss(tiny_stores, tmp_path):
     p_i = ((table**2).sum(1) - r) / (r * (r - 1))
     hand = (p_i.mean() - (p_j**2).sum()) / (1 - (p_j**2).sum())
     assert rep["agreement"]["method"] == "fleiss" and rep["agreement"]["kappa"] == pytest.approx(hand)
+
+
+def test_both_sides_of_the_layernorm_rated_blind(tiny_stores, tmp_path):
+    """`study new --hooks hook_mid,hook_post`: the same SoLU-LN neurons before and after the LN, split in the report."""
+    out = tmp_path / "ln"
+    r = _cli(["study", "new", "--stores", str(tiny_stores["gelu"]), str(tiny_stores["solu_ln"]), "--per-model", "5",
+              "--seed", "3", "--hooks", "hook_mid,hook_post", "--out", str(out)])
+    assert r.returncode == 0, r.stderr
+    key = json.loads((out / "key.json").read_text())
+    solu = [k for k in key["items"].values() if k["model"] == 1]
+    by_neuron = {}
+    for k in solu:
+        by_neuron.setdefault((k["layer"], k["neuron"]), set()).add(k["hook"].rsplit(".", 1)[1])
+    assert len(by_neuron) == 5 and all(v == {"hook_mid", "hook_post"} for v in by_neuron.values())
+    assert sum(k["model"] == 0 for k in key["items"].values()) == 5  # GeLU has no hook_mid: post only
+    text = (out / "study.json").read_text()
+    assert "hook_mid" not in text and "hook_post" not in text  # blind
+    answers = {iid: ("interpretable" if k["hook"].endswith("hook_post") else "not_interpretable")
+               for iid, k in key["items"].items()}
+    (tmp_path / "a.json").write_text(json.dumps(answers))
+    assert _cli(["study", "rate", str(out), "--rater", "ann", "--answers", str(tmp_path / "a.json")]).returncode == 0
+    r = _cli(["study", "report", str(out)])
+    assert r.returncode == 0, r.stderr
+    rep = (out / "report" / "report.txt").read_text()
+    assert re.search(r"SoLU-LN hook_mid +0/5 ", rep) and re.search(r"SoLU-LN hook_post +5/5 ", rep)
+    assert "before vs after the LayerNorm" in rep
+    r = _cli(["study", "new", "--stores", str(tiny_stores["solu_ln"]), "--hooks", "hook_mid,hook_psot",
+              "--out", str(tmp_path / "bad")])
+    assert r.returncode == 2 and "unknown hook kind 'hook_psot'" in r.stderr
+
+
+def test_ln_overlap_column_and_filter(solu, gelu):
+    from neurobrowse import state
+
+    post = solu.hook_for(0, "hook_post")
+    t = solu.neuron_table(post)
+    o = t["ln_overlap"]
+    assert np.isfinite(o).all() and ((o >= 0) & (o <= 1)).all()
+    # by hand for one neuron: its distinct top firings after the LN found among its top-k before it
+    from store.explain import distinct_top
+
+    n = int(np.argmin(o))
+    pos_post = np.asarray(solu.index_array(post, "top_positions")[n])
+    pos_mid = set(np.asarray(solu.index_array(solu.hook_for(0, "hook_mid"), "top_positions")[n]).tolist())
+    keep = distinct_top(pos_post[None], solu.context_len)[0]
+    assert o[n] == pytest.approx(np.mean([p in pos_mid for p in pos_post[keep]]))
+    assert np.array_equal(state.apply_filter(t, state.parse_filter("ln_overlap < 0.99")), o < 0.99)
+    assert np.array_equal(state.apply_filter(t, state.parse_filter("overlap < 0.99")), o < 0.99)  # the alias
+    assert np.isnan(gelu.neuron_table(gelu.hooks[0])["ln_overlap"]).all()

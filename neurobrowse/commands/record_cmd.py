@@ -1,4 +1,4 @@
-"""`neurobrowse record CHECKPOINT --out STORE`: record MLP activations into an activation store."""
+"""`neurobrowse record MODEL [--text PATH ...] --out STORE`: record MLP activations into an activation store."""
 
 from __future__ import annotations
 
@@ -27,14 +27,26 @@ def _tokens(text: str) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "record",
-        help="record a model's MLP activations over held-out tokens into a Zarr store; resumes a killed run",
-        description="Run CHECKPOINT's model over its corpus's validation tokens in fixed contexts and write "
-        "the chosen hooks' activations (float16 [token, neuron]) chunk by chunk into STORE. Each chunk gets a "
-        "completion marker once it is on disk; run the same command again after a crash or Ctrl-C to resume.",
+        help="record a model's MLP activations over text into a Zarr store; resumes a killed run",
+        description="Run MODEL over text in fixed contexts and write the chosen hooks' activations (float16 "
+        "[token, neuron]) chunk by chunk into STORE. MODEL is a checkpoint directory (`neurobrowse train`; "
+        "default text: its corpus's validation split), a Hugging Face model folder (save_pretrained) or a "
+        "TransformerLens model name (solu-1l, gelu-2l, gpt2-small, pythia-70m, ...; from the local Hugging Face "
+        "cache). Each chunk gets a completion marker once it is on disk; run the same command again after a "
+        "crash or Ctrl-C to resume. See docs/models.md.",
     )
-    p.add_argument("checkpoint", help="checkpoint directory (from `neurobrowse train`)")
+    p.add_argument("model", metavar="MODEL",
+                   help="checkpoint directory, Hugging Face model folder or TransformerLens model name")
+    p.add_argument("--text", nargs="+", default=None, metavar="PATH",
+                   help="files, folders and .jsonl files to record (tokenized with the model's tokenizer; "
+                   "binary and non-UTF-8 files are skipped and counted)")
+    p.add_argument("--jsonl-field", default="text", help="text field of .jsonl files (default: text)")
     p.add_argument("--out", type=options.output_dir, required=True, help="store directory to create (or resume)")
     p.add_argument("--tokens", type=_tokens, default=1 << 20, help="tokens to record, e.g. 1M (default 1048576)")
+    p.add_argument("--context", type=int, default=None,
+                   help="tokens per context (default: a checkpoint's n_ctx, other models min(n_ctx, 1024))")
+    p.add_argument("--allow-download", action="store_true",
+                   help="let TransformerLens download weights missing from the local cache (default: offline)")
     p.add_argument("--layers", type=_int_list, default=None, help="comma-separated layers (default: all)")
     p.add_argument("--hooks", default=None,
                    help="comma-separated hooks: hook_post, hook_mid, hook_pre or full names "
@@ -62,11 +74,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from solu_core.dask_record import record_on
+    from store.errors import NeurobrowseError
 
     hooks = [h.strip() for h in args.hooks.split(",") if h.strip()] if args.hooks else None
-    out = record_on(args.scheduler, args.checkpoint, args.out, n_tokens=args.tokens, layers=args.layers, hooks=hooks,
+    extra = {}
+    if args.text or args.context or args.allow_download:
+        if args.scheduler:
+            raise NeurobrowseError("--scheduler records neurobrowse checkpoints over their corpus only; "
+                                   "leave out --text / --context / --allow-download, or record without --scheduler")
+        extra = dict(texts=args.text, jsonl_field=args.jsonl_field, context=args.context,
+                     allow_download=args.allow_download)
+    out = record_on(args.scheduler, args.model, args.out, n_tokens=args.tokens, layers=args.layers, hooks=hooks,
                     batch_size=args.batch_size, device=args.device, corpus_dir=args.corpus, progress=not args.quiet,
                     chunk_tokens=args.chunk_tokens, fsync=not args.no_fsync, index=args.index,
-                    dense=args.dense == "keep")
+                    dense=args.dense == "keep", **extra)
     print(f"store: {out}  (see it with `neurobrowse info {out}`)")
     return 0

@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     new.add_argument("--seed", type=options.non_negative_int, default=None, help="random seed (default: a fresh one, recorded)")
     new.add_argument("--hook", action="append", default=None, metavar="KIND",
                      help="hook kind to draw from: hook_post (default) or hook_mid (repeatable)")
+    new.add_argument("--hooks", default=None, metavar="KINDS",
+                     help="comma-separated hook kinds, e.g. hook_mid,hook_post: each drawn SoLU-LN neuron is shown "
+                     "once per kind (before and after the LayerNorm), all blind; the report splits them")
     new.add_argument("--snippets", type=options.positive_int, default=StudyConfig.snippets, help="top snippets per neuron (default 20)")
     new.add_argument("--out", type=options.output_dir, required=True, metavar="STUDY", help="the study folder to create")
     new.set_defaults(func=cmd_new)
@@ -40,8 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_new(args: argparse.Namespace) -> int:
     from neurobrowse.study import new_study
+    from store.errors import NeurobrowseError
 
-    cfg = StudyConfig(per_model=args.per_model, seed=args.seed, hooks=tuple(args.hook or ("hook_post",)),
+    kinds = [k.strip() for k in args.hooks.split(",") if k.strip()] if args.hooks else list(args.hook or ())
+    bad = [k for k in kinds if k not in ("hook_pre", "hook_mid", "hook_post")]
+    if bad:
+        raise NeurobrowseError(f"--hooks: unknown hook kind {', '.join(map(repr, bad))}; use hook_post, hook_mid "
+                               f"or hook_pre, e.g. --hooks hook_mid,hook_post")
+    cfg = StudyConfig(per_model=args.per_model, seed=args.seed, hooks=tuple(dict.fromkeys(kinds or ["hook_post"])),
                       snippets=args.snippets)
     out = new_study(args.stores, args.out, cfg)
     print(f"study of {cfg.per_model} neurons x {len(args.stores)} models written to {out}; the models are hidden "

@@ -1,8 +1,10 @@
 """`neurobrowse compare STORE_A STORE_B`: GeLU vs SoLU-LN side by side.
 
-Top: a plain verdict on the paper's result, the share of neurons passing each automated score with
-95% Wilson intervals, and population plots (both scores, max activation, density, kurtosis) of both
-models overlaid, plus a token-rule vs simulation scatter whose points open that neuron. Bottom: one
+Top: the verdict on the paper's result with its evidence (neurobrowse.verdict: a reported blinded
+study leads, automated scores are proxies, each with shares, 95% intervals, effect size and p-value,
+and a line on what "holds" means), the share of neurons passing each automated score with 95%
+Wilson intervals, and population plots (the scores, max activation, density, kurtosis) of both
+models overlaid, plus a token-rule vs rule-explanation scatter whose points open that neuron. Bottom: one
 tab per model with the same neuron table and neuron page as the main window.
 """
 
@@ -21,7 +23,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QM
 from neurobrowse import state
 from neurobrowse.qt.bridge import ComparisonBridge
 from neurobrowse.qt.browser_pane import BrowserPane
-from neurobrowse.qt.dialogs import show_error
+from neurobrowse.qt.dialogs import close_boxes, show_error
 from neurobrowse.qt.settings import app_settings
 from store import columns
 from store.scores import model_name
@@ -30,7 +32,8 @@ COLORS = ((40, 90, 200), (210, 40, 40))  # side A blue, side B red
 # (column, plot title, transform): every score, then the shape of the activation distribution
 POP_PLOTS = [*((s, columns.BY_NAME[s].title, None) for s in columns.SCORES),
              ("max_act", "max activation", None), ("density", "density (share > 0)", None),
-             ("kurtosis", "log10(3 + excess kurtosis)", "logkurt")]
+             ("kurtosis", "log10(3 + excess kurtosis)", "logkurt"),
+             ("ln_overlap", "top firings kept across the LayerNorm (SoLU-LN)", None)]
 
 
 def _transform(values: np.ndarray, how: str | None) -> np.ndarray:
@@ -56,6 +59,11 @@ class ComparisonPanel(QWidget):
         self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.shares_label = QLabel("")
         self.shares_label.setTextFormat(Qt.TextFormat.RichText)
+        # the evidence behind the verdict, line by line, and what "holds" means
+        self.evidence = QLabel("")
+        self.evidence.setWordWrap(True)
+        self.evidence.setTextFormat(Qt.TextFormat.RichText)
+        self.evidence.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         grid = QGridLayout()
         grid.setSpacing(4)
@@ -77,6 +85,7 @@ class ComparisonPanel(QWidget):
             self.legend = legend if legend is not None else getattr(self, "legend", None)
             self.plots[key], self.curves[key] = pw, curves
             grid.addWidget(pw, i // 3, i % 3)
+        n_pop = len(POP_PLOTS)
 
         # the share of neurons passing each score, with 95% Wilson intervals
         self.share_plot = pg.PlotWidget()
@@ -90,15 +99,15 @@ class ComparisonPanel(QWidget):
                                           beam=0.1, pen=pg.mkPen((30, 30, 30), width=1.2)) for _ in COLORS]
         for item in self.share_bars + self.share_err:
             sp.addItem(item)
-        grid.addWidget(self.share_plot, 1, 2)
+        grid.addWidget(self.share_plot, n_pop // 3, n_pop % 3)
 
-        # token-rule vs simulation: click a point to open that neuron on its side
+        # token-rule vs rule explanation score: click a point to open that neuron on its side
         self.scatter_plot = pg.PlotWidget()
         self.scatter_plot.setMenuEnabled(False)
         scp = self.scatter_plot.getPlotItem()
-        scp.setTitle("token-rule vs simulation (click a neuron)", size="9pt")
+        scp.setTitle("token-rule vs rule explanation score (click a neuron)", size="9pt")
         scp.setLabel("bottom", "token-rule")
-        scp.setLabel("left", "simulation")
+        scp.setLabel("left", "rule explanation")
         self.scatters = []
         for side, c in enumerate(COLORS):
             sc = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(*c, 110), hoverable=True,
@@ -106,7 +115,7 @@ class ComparisonPanel(QWidget):
             sc.sigClicked.connect(lambda item, points, ev, side=side: self._picked(side, points))
             scp.addItem(sc)
             self.scatters.append(sc)
-        grid.addWidget(self.scatter_plot, 0, 3, 2, 1)
+        grid.addWidget(self.scatter_plot, 0, 3, n_pop // 3 + 1, 1)
         for c in range(4):
             grid.setColumnStretch(c, 1)
         for pw in [*self.plots.values(), self.share_plot, self.scatter_plot]:
@@ -116,7 +125,10 @@ class ComparisonPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
         top = QHBoxLayout()
-        top.addWidget(self.verdict, 3)
+        left = QVBoxLayout()
+        left.addWidget(self.verdict)
+        left.addWidget(self.evidence)
+        top.addLayout(left, 3)
         top.addWidget(self.shares_label, 2)
         lay.addLayout(top)
         lay.addLayout(grid, 1)
@@ -125,6 +137,17 @@ class ComparisonPanel(QWidget):
 
     def show_comparison(self, cmp: state.Comparison) -> None:
         self.verdict.setText(cmp.verdict)
+        ev = cmp.evidence
+        if ev is not None:
+            import html
+
+            self.verdict.setToolTip(ev.help)
+            self.evidence.setToolTip(ev.help)
+            items = "".join(f"<li>{html.escape(line)}</li>" for line in ev.lines)
+            self.evidence.setText(f"<ul style='margin: 0'>{items}</ul><i>What “holds” means:</i> "
+                                  f"{html.escape(ev.help)}")
+        else:
+            self.evidence.setText("")
         for key, _, how in POP_PLOTS:
             vals = [_transform(t.get(key, np.zeros(0)), how) for t in cmp.tables]
             allv = np.concatenate(vals) if any(len(v) for v in vals) else np.zeros(1)
@@ -171,7 +194,7 @@ class ComparisonPanel(QWidget):
         for side in (0, 1):
             t = cmp.tables[side]
             xs = np.asarray(t.get("token_rule_score", np.zeros(0)), dtype=np.float64)
-            ys = np.asarray(t.get("sim_score", np.zeros(0)), dtype=np.float64)
+            ys = np.asarray(t.get("explain_score", np.zeros(0)), dtype=np.float64)
             neurons = np.asarray(t.get("neuron", np.zeros(0)), dtype=np.int64)
             hooks = np.asarray(t.get("hook", np.array([""] * len(neurons), dtype=object)), dtype=object)
             ok = np.flatnonzero(np.isfinite(xs) & np.isfinite(ys))
@@ -289,8 +312,6 @@ class CompareWindow(QMainWindow):
         self.settings.setValue("compare/split", self.split.saveState())
         self.settings.sync()
         self.cmp_model.shutdown()
-        for box in self.error_boxes:
-            if isValid(box):
-                box.close()
+        close_boxes(self.error_boxes)
         super().closeEvent(event)
         self.closed.emit()

@@ -341,7 +341,8 @@ class NeuronPageWidget(QWidget):
         self.subtitle.setText(
             f"{ref.hook} · {act} · max {_fmt(st.get('max_act'))} · density {_fmt(st.get('density'))} · "
             f"kurtosis {_fmt(st.get('kurtosis'))} · token-rule {_fmt(st.get('token_rule_score'))} · "
-            f"simulation {_fmt(st.get('sim_score'))}")
+            f"lookup corr. {_fmt(st.get('sim_score'))} · rule score {_fmt(st.get('explain_score'))}\n"
+            f"rule: {v.explanation or 'none (no rule matches two distinct top firings)'}")
         # the visible tab renders now; the others when they are first shown (switching stays cheap)
         self._view_refs = {self.top_view: ref, self.bottom_view: ref, self.samples_view: ref}
         self._dirty = {self.top_view: self._render_top, self.bottom_view: self._render_bottom,

@@ -111,7 +111,7 @@ class SnippetView(QTextBrowser):
         self._snippet_starts, self.expanded = [], {}
         self.setPlainText(message)
 
-    FIRST_BATCH = 10  # merged snippets laid out before the first paint; the rest follow right after
+    FIRST_BATCH = 4  # snippets laid out before the first paint (a screenful of 64 + 16-token windows)
 
     def show_snippets(self, snippets: list[MergedSnippet], scale: float, empty: str = "nothing to show",
                       headers: dict[int, str] | None = None, *, scales: list[tuple[float, float]] | None = None,
@@ -122,8 +122,8 @@ class SnippetView(QTextBrowser):
         section title before the snippet with that index (quantile bins); ``highlights`` marks token
         ranges [lo, hi) of a snippet (search matches).
 
-        The first FIRST_BATCH snippets (more than a screenful) are laid out at once and painted; the
-        rest are appended from a zero-delay timer, so a keypress paints the new page sooner.
+        The first FIRST_BATCH snippets (a screenful) are laid out at once and painted; the rest are
+        appended from a zero-delay timer, so a keypress paints the new page sooner.
         ``complete`` turns True (and ``rendered`` fires) when every snippet is in."""
         self.snippets = list(snippets)
         self.scale = float(scale) if scale else 1.0

@@ -59,9 +59,8 @@ def _direct_chunk_jobs(root: Path, arr: zarr.Array, a: np.ndarray) -> list | Non
     ``arr``'s layout is not one of those (then zarr writes it). Chunked along one axis at most.
 
     Why: zarr's setitem spends ~1 ms of event-loop overhead per chunk, and an index has ~2800 small
-    chunks (2048 neurons, 16 per chunk, 22 arrays): finalize took ~2.5 s of a 9.5 s index_store on a
-    512k x 2048 hook, ~1 s now (benchmarks/bench_index.py). Files are written in place: the
-    index's ``complete`` attribute (or a state's slot pointer) is written after all of them."""
+    chunks (2048 neurons, 16 per chunk, 22 arrays). Files are written in place: the index's
+    ``complete`` attribute (or a state's slot pointer) is written after all of them."""
     layout = schema.chunk_codec_layout(arr)
     if layout is None or arr.metadata.fill_value != 0:
         return None

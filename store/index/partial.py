@@ -3,7 +3,7 @@
 A ``PartialIndex`` holds the pass-1 statistics of one hook over a set of chunk ranges: top-k and
 bottom-k (values, positions and this neuron's activations in the window around each), a histogram
 with data-independent bins (the float16 bit pattern), moments (count, mean, M2, M3, M4), a density
-count and per-token activation sums (split by context parity for the simulation score).
+count and per-token activation sums (split by context parity for the token lookup correlation).
 ``PartialIndex.update(bits, tokens, row0, context_len)`` folds in one chunk from anywhere (a store,
 a recorder); ``merge_partials`` combines two disjoint ranges: top/bottom lists under one total order
 (key, then lower position), integer counts, moments by the Chan/Pebay parallel formulas (exact up to
