@@ -171,6 +171,9 @@ def info_text(info: dict) -> str:
             state = "not indexed: run `neurobrowse index`"
         lines.append(f"  {hook:<28} {human_bytes(h['bytes_on_disk']):>10}   {state}")
     ratio = info["compression_ratio"]
+    if info.get("dense") is False:
+        lines.append("dense       no dense activations (recorded with --index --dense none): tokens, logit effects and "
+                     "the index only; re-indexing needs a recording with --dense keep")
     lines.append(
         f"size        {human_bytes(info['size_on_disk'])} on disk; activations {human_bytes(info['dense_bytes_raw'])} "
         f"raw -> {human_bytes(info['dense_bytes_on_disk'])} (compression ratio {ratio:.2f})"

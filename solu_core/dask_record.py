@@ -168,13 +168,28 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
 __all__ = ["DaskRecordConfig", "record_dask"]
 
 
-def record_on(scheduler: str | None, checkpoint_dir: str | Path, out: str | Path, **kwargs) -> Path:
+def record_on(scheduler: str | None, checkpoint_dir: str | Path, out: str | Path, *, index: bool = False,
+              dense: bool = True, **kwargs) -> Path:
     """Record in this process (``scheduler`` None: ``solu_core.record.record``) or on the Dask cluster
     ``scheduler`` names (``record_dask``, one worker per GPU for ``local:N`` unless device is cpu); the
-    same store either way. ``kwargs`` as for ``record``."""
-    from solu_core.record import record
+    same store either way. ``kwargs`` as for ``record``. ``index``: index while recording in this
+    process; on Dask the workers index the finished store (``index_store_dask``: a read of it).
+    ``dense=False`` (no dense activations kept) is for this process only."""
+    from solu_core.record import RecordError, record
     from store.dask_cluster import ClusterConfig, local_or_dask
 
+    if scheduler and not dense:
+        raise RecordError("--dense none is not available with --scheduler yet: record with --dense keep (with "
+                          "--index the workers then index the store), or without --scheduler")
+
+    def on_dask(client) -> Path:
+        path = record_dask(checkpoint_dir, out, client, **kwargs)
+        if index:
+            from store.dask_index import index_store_dask
+
+            index_store_dask(path, client, progress=kwargs.get("progress", True))
+        return path
+
     gpus = kwargs.get("device", "auto") != "cpu"
-    return local_or_dask(scheduler, lambda: record(checkpoint_dir, out, **kwargs),
-                         lambda client: record_dask(checkpoint_dir, out, client, **kwargs), ClusterConfig(gpus=gpus))
+    return local_or_dask(scheduler, lambda: record(checkpoint_dir, out, index=index, dense=dense, **kwargs),
+                         on_dask, ClusterConfig(gpus=gpus))

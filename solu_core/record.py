@@ -175,10 +175,13 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens
                    device: str = "auto", corpus_dir: str | Path | None = None, progress: bool = True,
                    chunk_tokens: int | None = None, fsync: bool = True, texts: list[str | Path] | None = None,
                    jsonl_field: str = "text", context: int | None = None, allow_download: bool = False,
-                   tokens=None, documents: list[str] | None = None) -> RecordPlan:
+                   tokens=None, documents: list[str] | None = None, index: bool = False,
+                   dense: bool = True) -> RecordPlan:
     """Load the model, read the text and create (or resume) the store; no chunk is run yet. Arguments as
     ``record``; ``model`` may also be a LoadedModel, and the text may be given as ``documents`` (strings)
     or ``tokens`` (token ids) instead of paths."""
+    if not dense and not index:
+        raise RecordError("--dense none keeps no activations: add --index to index them while recording")
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device,
                                                                       allow_download=allow_download)
     n_ctx = int(loaded.recorder.n_ctx)
@@ -239,9 +242,11 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens
         cmd += ["--batch-size", str(batch_size)]
     if chunk_tokens:
         cmd += ["--chunk-tokens", str(chunk_tokens)]
+    if index:
+        cmd += ["--index", "--dense", "keep" if dense else "none"]
     w = StoreWriter.create_or_resume(
         out, model_config=loaded.config, hooks=hook_list, n_tokens=n, context_len=ctx,
-        tokenizer_json=loaded.tokenizer_json, chunk_tokens=chunk_tokens, fsync=fsync,
+        tokenizer_json=loaded.tokenizer_json, chunk_tokens=chunk_tokens, fsync=fsync, dense=dense,
         manifest={
             "checkpoint_hash": loaded.hash,
             "checkpoint_path": loaded.source,
@@ -329,6 +334,9 @@ def record(
     stats: RecordStats | None = None,
     consumers: list[ChunkConsumer] = (),
     threaded: bool = True,
+    index: bool = False,
+    dense: bool = True,
+    index_config=None,
 ) -> Path:
     """Record the MLP activations of ``model`` into the store ``out`` (resumes one there).
 
@@ -342,15 +350,24 @@ def record(
     batch_size: contexts per forward pass (default: one store chunk's worth).
     consumers: ChunkConsumers that see every chunk after it is on disk (store.pipeline).
     threaded: write chunks on a background thread while the next batch runs (False: inline).
+    index: index the activations while recording (store.index.StreamIndexer on the writer thread,
+    overlapping the next forward pass); the same index as ``neurobrowse index`` afterwards.
+    dense: keep the dense activations (False needs ``index``: the store then holds tokens, logit
+    effects and the index, under 1% of the dense size). index_config: store.index.IndexConfig.
     """
     t_start = time.perf_counter()
     stats = stats if stats is not None else RecordStats()
     plan = open_recording(model, out, n_tokens=n_tokens, layers=layers, hooks=hooks, batch_size=batch_size,
                           device=device, corpus_dir=corpus_dir, progress=progress, chunk_tokens=chunk_tokens,
                           fsync=fsync, texts=texts, jsonl_field=jsonl_field, context=context,
-                          allow_download=allow_download)
+                          allow_download=allow_download, index=index, dense=dense)
     # logit effects first: small, and then every later step is about chunks
     write_logit_effects(plan, stats)
+    consumers = list(consumers)
+    if index:
+        from store.index import StreamIndexer
+
+        consumers.append(StreamIndexer(plan.out, index_config))
     run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=threaded)
     stats.wall_s += time.perf_counter() - t_start
     return plan.out
@@ -399,7 +416,9 @@ def run_plan(plan: RecordPlan, model, stats: RecordStats, *, progress: bool = Tr
     (the forward pass of group g+1 overlaps the writing of group g), then finish the store."""
     w, hook_list, n, out = plan.writer, plan.hooks, plan.n_tokens, plan.out
     pending = plan.pending()
-    todo_chunks = sorted(set().union(*pending.values()))
+    # chunks a consumer still needs (e.g. an index resumed from its last save) are computed again too
+    needed = set().union(*(c.needed_chunks() for c in consumers if hasattr(c, "needed_chunks")))
+    todo_chunks = sorted(set().union(*pending.values()) | needed)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -412,7 +431,7 @@ def run_plan(plan: RecordPlan, model, stats: RecordStats, *, progress: bool = Tr
     pipe = ChunkPipeline(w, pending, consumers, threaded=threaded)
     try:
         with pipe:
-            for g in plan.groups(pending):
+            for g in sorted({c // plan.per_group for c in todo_chunks}):
                 chunks = compute_group(model, w, plan.split, hook_list, g, plan.per_group, plan.batch_ctx, stats)
                 pipe.put(chunks)
                 if bar is not None:

@@ -482,6 +482,121 @@ def pass2_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, qbin, s_pr
                         thr[bi, jj] = s_prio[j, bi, w]
 
 
+@njit(nogil=True, cache=True)
+def unit_sample_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, ukb, zone_key, zone_u0, zone_u1,
+                     unit_zone, s_prio, s_pos, s_key, s_win, s_worst, block, b0, b1):
+    """Samples drawn in the same sweep as pass 1, before the quantile edges are known: per neuron
+    and *unit* (a run of histogram bins) keep the S positions of lowest priority ``row_hash ^ salt``
+    among the values in the unit; the last unit (``U - 1``) takes every position with priority
+    ``row_hash2 ^ salt`` (the "random" bin). Same priorities as ``pass2_rows``, so a quantile bin
+    that is a union of units gets exactly pass 2's samples: the S lowest of its units' S lowest.
+
+    ukb: uint8 [nb, 2**(16 - HIST_SHIFT), block] the unit of each (neuron block, key block, neuron)
+    (``unit_key_blocks``). The cheap reject works on *zones*, consecutive units (``zone_key`` int32
+    [N, Z] first key of each zone, zone 0 from the lowest key, unused zones a key above all;
+    ``zone_u0`` / ``zone_u1`` [N, Z] their unit range; ``unit_zone`` [N, U]) whose threshold is the
+    largest of their units': a few compare-selects per value that LLVM vectorises, as in pass2_rows;
+    only values that beat their zone's threshold look up their unit. Other arrays as pass2_rows."""
+    R, N = cur.shape
+    U = s_prio.shape[1]
+    S = s_prio.shape[2]
+    Z = zone_key.shape[1]
+    for b in range(b0, b1):
+        j0 = b * block
+        j1 = min(N, j0 + block)
+        m = j1 - j0
+        thr = np.empty((U, m), np.uint64)  # per unit and neuron: the priority a new entry must beat
+        for jj in range(m):
+            for u in range(U):
+                thr[u, jj] = s_prio[j0 + jj, u, s_worst[j0 + jj, u]]
+        zk = np.empty((Z, m), np.int32)
+        zt = np.zeros((Z, m), np.uint64)  # per zone: the largest threshold of its units
+        for jj in range(m):
+            for z in range(Z):
+                zk[z, jj] = zone_key[j0 + jj, z]
+                for u in range(zone_u0[j0 + jj, z], zone_u1[j0 + jj, z]):
+                    zt[z, jj] = max(zt[z, jj], thr[u, jj])
+        ul = ukb[b]  # [key block, neuron of the block]
+        sl = salt[j0:j1]
+        trand = thr[U - 1]
+        kbuf = np.empty(m, np.int32)
+        tsel = np.empty(m, np.uint64)
+        takes = np.zeros(-(-m // 8) * 8, np.uint8)  # whether each neuron may take the row
+        words = takes.view(np.uint64)  # the same flags 8 at a time, to skip the neurons that do not
+        for r in range(R):
+            h1 = row_hash[r]
+            h2 = row_hash2[r]
+            row = cur[r, j0:j1]
+            for jj in range(m):
+                kbuf[jj] = f16_key(row[jj])
+                tsel[jj] = zt[0, jj]
+            for z in range(1, Z):
+                zkz = zk[z]
+                ztz = zt[z]
+                for jj in range(m):
+                    if kbuf[jj] >= zkz[jj]:
+                        tsel[jj] = ztz[jj]
+            hit = 0
+            for jj in range(m):
+                t = np.uint8(((h1 ^ sl[jj]) < tsel[jj]) | ((h2 ^ sl[jj]) < trand[jj]))
+                takes[jj] = t
+                hit |= t
+            if hit == 0:
+                continue
+            for wi in range(words.shape[0]):
+                if words[wi] == 0:
+                    continue
+                for jj in range(wi * 8, min(m, wi * 8 + 8)):
+                    if takes[jj] == 0:
+                        continue
+                    j = j0 + jj
+                    u = np.int64(ul[kbuf[jj] >> HIST_SHIFT, jj])
+                    for which in range(2):
+                        uu = u if which == 0 else U - 1
+                        pr = (h1 if which == 0 else h2) ^ sl[jj]
+                        if pr >= thr[uu, jj]:
+                            continue
+                        s = s_worst[j, uu]
+                        s_prio[j, uu, s] = pr
+                        s_pos[j, uu, s] = row0 + r
+                        s_key[j, uu, s] = kbuf[jj]
+                        _copy_window_rows(cur, j, r, row0, ctx_len, before, s_win[j, uu, s])
+                        w = 0
+                        for i in range(1, S):
+                            if s_prio[j, uu, i] > s_prio[j, uu, w]:
+                                w = i
+                        s_worst[j, uu] = w
+                        thr[uu, jj] = s_prio[j, uu, w]
+                        if which == 0:  # the zone's threshold: the largest of its units' again
+                            z = unit_zone[j, uu]
+                            t = np.uint64(0)
+                            for v in range(zone_u0[j, z], zone_u1[j, z]):
+                                t = max(t, thr[v, jj])
+                            zt[z, jj] = t
+
+
+@njit(nogil=True, cache=True)
+def key_block_counts(cur, counts):
+    """counts [2**(16 - HIST_SHIFT), N] int64 += the number of values of each neuron per key block
+    (histogram bin + HIST_OFFSET) of one row-major chunk cur [R, N]: a histogram without pass 1."""
+    R, N = cur.shape
+    for r in range(R):
+        for j in range(N):
+            counts[f16_key(cur[r, j]) >> HIST_SHIFT, j] += 1
+
+
+def unit_key_blocks(umap: np.ndarray, block: int) -> np.ndarray:
+    """uint8 [nb, 2**(16 - HIST_SHIFT), block]: ``umap`` [N, HIST_BINS] (histogram bin -> unit) by
+    (neuron block, key block, neuron), the outer key blocks taking the end bins' units (as the
+    histogram folds them), for ``unit_sample_rows``."""
+    N = umap.shape[0]
+    nb = -(-N // block)
+    kb = np.clip(np.arange(1 << (16 - HIST_SHIFT)) - HIST_OFFSET, 0, HIST_BINS - 1)
+    full = np.zeros((nb * block, kb.shape[0]), np.uint8)
+    full[:N] = umap[:, kb]
+    return np.ascontiguousarray(full.reshape(nb, block, -1).transpose(0, 2, 1))
+
+
 @njit(inline="always", cache=True)
 def _ranks_above(m1, i1, m2, i2):
     """(mean m1, token i1) ranks above (m2, i2): higher mean first, NaN last, lower token id on ties

@@ -71,7 +71,7 @@ def write_chunks(writer: StoreWriter, chunks: list[Chunk], pending: dict[str, se
         if c.index in pending[schema.DOC_STARTS]:
             writer.write_chunk(schema.DOC_STARTS, c.index, c.doc_starts)
         for hook, acts in c.acts.items():
-            if c.index in pending[hook]:
+            if c.index in pending.get(hook, ()):  # a store without dense activations has no hook arrays
                 writer.write_chunk(hook, c.index, acts)
                 n_bytes += acts.nbytes
     return n_bytes

@@ -272,6 +272,24 @@ class Store:
         return bool(self.manifest.get("complete"))
 
     @property
+    def dense(self) -> bool:
+        """Whether the dense activations are kept (False: recorded with ``--index --dense none``, the
+        store holds the tokens, the logit effects and the index)."""
+        return bool(self.manifest.get("dense", True))
+
+    @property
+    def per_token_arrays(self) -> list[str]:
+        """The arrays with one row per token: tokens, doc_starts and (when kept) each hook's activations."""
+        return [schema.TOKENS, schema.DOC_STARTS, *(self.hooks if self.dense else [])]
+
+    def require_dense(self, what: str) -> None:
+        """Raise StoreError unless the dense activations are kept; ``what`` needs them."""
+        if not self.dense:
+            cmd = self.resume_command().replace("--dense none", "--dense keep")
+            raise StoreError(f"{self.path} has no dense activations (recorded with --dense none), and {what} "
+                             f"needs them; re-record it with --dense keep into a new --out: {cmd}")
+
+    @property
     def act_fn(self) -> str:
         return str(self.model_config.get("act_fn", "?"))
 
@@ -293,7 +311,7 @@ class Store:
         damaged (a process killed while writing it) counts as not written, as the writer counts it."""
         marks = [chunkio.read_markers(self.path, schema.done_path(n), self.n_chunks,
                                       str(self._array(schema.done_path(n)).dtype))
-                 for n in [schema.TOKENS, schema.DOC_STARTS, *self.hooks]]
+                 for n in self.per_token_arrays]
         return int(np.logical_and.reduce([m.astype(bool) for m in marks]).sum())
 
     # ---- arrays --------------------------------------------------------------------------------
@@ -324,9 +342,14 @@ class Store:
 
     def activations(self, hook: str) -> zarr.Array:
         """float16 [token, neuron] dense activations of a hook (chunks of chunk_tokens rows)."""
+        self.check_hook(hook)
+        self.require_dense(f"reading the activations of {hook}")
+        return self._array(hook)
+
+    def check_hook(self, hook: str) -> None:
+        """Raise StoreError unless ``hook`` is one of the store's hooks."""
         if hook not in self.hooks:
             raise StoreError(f"{self.path} has no hook {hook!r}; recorded hooks: {', '.join(self.hooks)}")
-        return self._array(hook)
 
     def read_chunk(self, name: str, chunk_index: int) -> np.ndarray:
         """One whole token chunk of a per-token array (tokens, doc_starts or a hook): [rows(, d_mlp)].
@@ -459,7 +482,9 @@ class Store:
                              f"run `neurobrowse index {self.path}`") from None
 
     def _require_index(self, hook: str) -> None:
-        self.activations(hook)
+        self.check_hook(hook)
+        if self.dense:
+            self.activations(hook)  # its metadata read: a damaged recording is named before the index is
         if not self.is_indexed(hook):
             raise StoreError(f"{self.path}: hook {hook!r} is not indexed; run `neurobrowse index {self.path}`")
 
@@ -719,7 +744,7 @@ class Store:
         reads everything): the metadata of each recorded array, every chunk with a completion marker,
         and each finished index's array metadata. Paths relative to the store."""
         out = []
-        for name in [schema.TOKENS, schema.DOC_STARTS, *self.hooks]:
+        for name in self.per_token_arrays:
             if not (self.path / name / "zarr.json").is_file():
                 out.append(f"{name}/zarr.json")
                 continue
@@ -739,8 +764,8 @@ class Store:
 
     def info(self) -> dict:
         """A summary for `neurobrowse info` and the app."""
-        dense_raw = sum(self.n_tokens * self.d_mlp * 2 for _ in self.hooks)
-        dense_disk = sum(self.size_on_disk(h) for h in self.hooks)
+        dense_raw = sum(self.n_tokens * self.d_mlp * 2 for _ in self.hooks) if self.dense else 0
+        dense_disk = sum(self.size_on_disk(h) for h in self.hooks) if self.dense else 0
         per_hook = {}
         for h in self.hooks:
             state = self.index_state(h)
@@ -769,6 +794,7 @@ class Store:
             "missing_files": self.missing_files(),
             "resume_command": None if self.complete else self.resume_command(),
             "size_on_disk": self.size_on_disk(),
+            "dense": self.dense,
             "dense_bytes_raw": dense_raw,
             "dense_bytes_on_disk": dense_disk,
             "compression_ratio": dense_raw / dense_disk if dense_disk else None,
@@ -791,5 +817,5 @@ def _read_many(reads: list[tuple[zarr.Array, tuple]]) -> list[np.ndarray]:
 
 
 def as_store(store: "Store | str | os.PathLike") -> Store:
-    """The Store given, or the store at a path opened (every function that takes either uses this)."""
-    return store if isinstance(store, Store) else Store.open(store)
+    """The store at a path opened, or the Store given (every function that takes either uses this)."""
+    return Store.open(store) if isinstance(store, (str, os.PathLike)) else store

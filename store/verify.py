@@ -167,19 +167,20 @@ def verify_store(path, *, repair: bool = False, progress: bool = False) -> Verif
         raise StoreError(f"{root}: the manifest in zarr.json is damaged ({e}); record the store again "
                          f"into a new --out") from None
     complete = bool(manifest.get("complete"))
+    recorded = [schema.TOKENS, schema.DOC_STARTS, *(hooks if manifest.get("dense", True) else [])]
     record_command = schema.record_command(manifest, root)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        total = sum(f.stat().st_size for h in [schema.TOKENS, schema.DOC_STARTS, *hooks]
+        total = sum(f.stat().st_size for h in recorded
                     for f in (root / h).rglob("*") if f.is_file())
         bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"verify {root.name}", dynamic_ncols=True)
     t0 = time.perf_counter()
     counter = [0]
     reports = []
     try:
-        for name in [schema.TOKENS, schema.DOC_STARTS, *hooks]:
+        for name in recorded:  # a store recorded with --dense none has no hook arrays
             reports.append(_check_recorded(root, name, n_chunks, complete, counter, bar))
         reports.append(_check_array(root, schema.TOKENIZER_JSON, "tokenizer", counter))
         for layer in sorted({schema.parse_hook_name(h)[0] for h in hooks}):

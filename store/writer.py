@@ -28,7 +28,8 @@ from store.schema import read_manifest
 
 # Manifest fields that must match for a resume to continue an existing store.
 _RESUME_KEYS = ("model_config", "hooks", "n_tokens", "context_len", "chunk_tokens", "tokenizer_hash",
-                "checkpoint_hash", "corpus_manifest_hash", "text_sha256")
+                "checkpoint_hash", "corpus_manifest_hash", "text_sha256", "dense")
+_RESUME_DEFAULTS = {"dense": True}  # the value of a resume key a store made before it existed has
 
 
 def code_version() -> str:
@@ -91,6 +92,7 @@ class StoreWriter:
         self.context_len: int = int(manifest["context_len"])
         self.chunk_tokens: int = int(manifest["chunk_tokens"])
         self.d_mlp: int = int(manifest["model_config"]["d_mlp"])
+        self.dense: bool = bool(manifest.get("dense", True))  # False: tokens and the index only (--dense none)
         self.n_chunks: int = schema.n_chunks(self.n_tokens, self.chunk_tokens)
         self.layers: list[int] = sorted({schema.parse_hook_name(h)[0] for h in self.hooks})
         self._arrays: dict[str, zarr.Array] = {}
@@ -112,10 +114,14 @@ class StoreWriter:
         manifest: dict,
         chunk_tokens: int | None = None,
         fsync: bool = True,
+        dense: bool = True,
     ) -> "StoreWriter":
         """Create a new store at ``path``, or reopen the one there if it was made with the same
         arguments (then only pending chunks need writing). ``manifest`` carries the caller's
         fields (checkpoint_hash, checkpoint_path, corpus_manifest_hash, record_command, ...).
+
+        ``dense=False``: no dense activation arrays (the recorder indexes the activations as they are
+        produced; the hooks are still the store's hooks, indexed but not kept).
 
         Raises StoreError when ``path`` holds something else, or a store made with other arguments.
         """
@@ -139,6 +145,7 @@ class StoreWriter:
             "context_len": int(context_len),
             "chunk_tokens": int(chunk_tokens),
             "tokenizer_hash": sha256_text(tokenizer_json),
+            "dense": bool(dense),
         }
         existing = read_manifest(path) if path.exists() else None
         if existing is None and path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -150,7 +157,10 @@ class StoreWriter:
                     f"writes version {schema.SCHEMA_VERSION}; record into a new --out"
                 )
             full = {**manifest, **wanted}
-            diffs = [k for k in _RESUME_KEYS if k in full and json.dumps(existing.get(k), sort_keys=True)
+            def have(k):
+                return existing.get(k, _RESUME_DEFAULTS.get(k))
+
+            diffs = [k for k in _RESUME_KEYS if k in full and json.dumps(have(k), sort_keys=True)
                      != json.dumps(full[k], sort_keys=True)]
             if diffs and not writer_started(path):
                 import shutil  # nothing was recorded yet: start again with the new arguments
@@ -160,7 +170,7 @@ class StoreWriter:
                                             context_len=context_len, tokenizer_json=tokenizer_json,
                                             manifest=manifest, chunk_tokens=chunk_tokens, fsync=fsync)
             if diffs:
-                detail = "; ".join(f"{k}: store has {existing.get(k)!r}, asked {full[k]!r}" for k in diffs)
+                detail = "; ".join(f"{k}: store has {have(k)!r}, asked {full[k]!r}" for k in diffs)
                 raise StoreError(
                     f"{path} was recorded with other arguments ({detail}); rerun with the original arguments "
                     f"to resume it, or record into a new --out"
@@ -203,8 +213,8 @@ class StoreWriter:
     # ---- layout --------------------------------------------------------------------------------
     @property
     def per_token_arrays(self) -> list[str]:
-        """Every array with one row per token, in the order a chunk is written."""
-        return [schema.TOKENS, schema.DOC_STARTS, *self.hooks]
+        """Every array with one row per token, in the order a chunk is written (no hooks when not dense)."""
+        return [schema.TOKENS, schema.DOC_STARTS, *(self.hooks if self.dense else [])]
 
     def chunk_rows(self, chunk_index: int) -> tuple[int, int]:
         """[start, stop) token rows of a chunk (the last one may be shorter)."""
@@ -217,7 +227,7 @@ class StoreWriter:
             return (self.n_tokens,), "int32", (self.chunk_tokens,), (schema.TOKEN_DIM,)
         if name == schema.DOC_STARTS:
             return (self.n_tokens,), "uint8", (self.chunk_tokens,), (schema.TOKEN_DIM,)
-        if name in self.hooks:
+        if name in self.hooks and self.dense:
             return ((self.n_tokens, self.d_mlp), "float16", (self.chunk_tokens, self.d_mlp),
                     (schema.TOKEN_DIM, schema.NEURON_DIM))
         raise StoreError(f"{self.path} has no per-token array {name!r}; it has {', '.join(self.per_token_arrays)}")

@@ -9,6 +9,7 @@ from store import kernels, schema
 from store.index import (
     WINDOW, PartialIndex, SamplePartial, merge_partials, merge_sample_partials, sample_thresholds,
 )
+from store.index.partial import N_UNITS, UnitSamples, merge_unit_samples, sample_units
 
 CTX = 64
 
@@ -158,6 +159,51 @@ def run_seed(x, qb, seed, R=512):
     for c in range(x.shape[0] // R):
         s.update(np.ascontiguousarray(x[c * R:(c + 1) * R]).view(np.uint16), c * R, CTX, seed=seed)
     return s.canonical()
+
+
+def _units(x, umap, seed, c0, c1, R=512):
+    u = UnitSamples.empty("h", umap)
+    for c in range(c0, c1):
+        u.update(np.ascontiguousarray(x[c * R:(c + 1) * R]).view(np.uint16), c * R, CTX, seed=seed)
+    u.ranges = [(c0, c1)]
+    return u.canonical()
+
+
+def test_unit_samples_resolve_to_pass_2_samples_and_merge_exactly():
+    """Samples drawn per unit of histogram bins in pass 1's read, resolved to the final quantile
+    bins, equal pass 2's for every neuron whose final edges start units; merges are exact."""
+    x, toks, V = _data(n=200)
+    p = _pass1(x, toks, V, 0, 4)
+    qb = sample_thresholds(p)
+    ref = run_seed(x, qb, 7)
+    first = _pass1(x, toks, V, 0, 1)  # a provisional look at the first chunk only
+    umap = sample_units(sample_thresholds(first))
+    assert umap.shape == (200, kernels.HIST_BINS) and int(umap.max()) < N_UNITS - 1
+    whole = _units(x, umap, 7, 0, 4)
+    exact = whole.exact_for(qb)
+    assert exact.sum() >= 150, "the provisional edges of one chunk should already hold most neurons"
+    got = whole.resolve(qb)
+    for f in ("prio", "pos", "key", "win"):
+        assert np.array_equal(getattr(got, f)[exact], getattr(ref, f)[exact]), f
+    merged = merge_unit_samples(_units(x, umap, 7, 2, 4), _units(x, umap, 7, 0, 2))
+    for f in ("prio", "pos", "key", "win"):  # the same samples (a unit's slots in any order)
+        a, b = getattr(merged, f), getattr(whole, f)
+        oa, ob = np.argsort(merged.prio, -1), np.argsort(whole.prio, -1)
+        if f == "win":
+            oa, ob = oa[..., None], ob[..., None]
+        assert np.array_equal(np.take_along_axis(a, oa, 2), np.take_along_axis(b, ob, 2)), f
+    # units around the final edges themselves: every neuron exact
+    exact_units = _units(x, sample_units(qb), 7, 0, 4)
+    assert exact_units.exact_for(qb).all()
+    got = exact_units.resolve(qb)
+    for f in ("prio", "pos", "key", "win"):
+        assert np.array_equal(getattr(got, f), getattr(ref, f)), f
+    # an edge far outside the units is reported, not silently resolved
+    far = qb.copy()
+    far[0, 0] = (int(qb[0, 0]) + 40) % kernels.HIST_BINS
+    far[0] = np.sort(far[0])
+    assert not exact_units.exact_for(far)[0]
+    assert pickle.loads(pickle.dumps(whole)).resolve(qb).pos.tolist() == whole.resolve(qb).pos.tolist()
 
 
 def test_results_do_not_depend_on_threads_or_how_blocks_are_handed_out(monkeypatch):

@@ -210,16 +210,73 @@ def test_kill_9_mid_pass_then_resume_gives_identical_arrays(tiny_stores, tmp_pat
         _assert_same_index(_index(st, hook), _index(ref, hook))
 
 
-def test_interrupted_in_pass_2_resumes_identically(tiny_stores, tmp_path):
-    src = tiny_stores["gelu"]
-    path = _copy(src, tmp_path / "g")
+def _shifted_store(tmp_path, name="shift"):
+    """A store whose neuron 0 is 100x larger in the chunks the provisional look skips, so its
+    quantile edges move far from the provisional ones: the samples need a second read."""
+    from store.index.run import PROVISIONAL_CHUNKS
+
+    rng = np.random.default_rng(3)
+    n_chunks = 3 * PROVISIONAL_CHUNKS
+    n, N, vocab, ct = n_chunks * 128, 24, 30, 128
+    x = rng.standard_normal((n, N)).astype(np.float32)
+    looked = set(np.unique(np.linspace(0, n_chunks - 1, PROVISIONAL_CHUNKS).astype(int)).tolist())
+    for c in set(range(n_chunks)) - looked:
+        x[c * ct:(c + 1) * ct, 0] *= 100
+    acts = {"blocks.0.mlp.hook_post": x.astype(np.float16)}
+    return write_synthetic_store(tmp_path / name, acts, rng.integers(0, vocab, n).astype(np.int32), vocab,
+                                 chunk_tokens=ct)
+
+
+def _two_pass(path, hook, k=schema.DEFAULT_K) -> dict:
+    """The index arrays of the two-pass route: pass 1, then pass 2 within the final quantile bins."""
+    st = Store.open(path)
+    p1 = compute_partial(path, hook, 0, st.n_chunks, k)
+    p2 = compute_sample_partial(path, hook, 0, st.n_chunks, sample_thresholds(p1))
+    return index_arrays(np.asarray(st.tokens[:]), st.context_len, p1, p2)
+
+
+@pytest.mark.parametrize("act_fn", ["gelu", "solu_ln"])
+def test_one_read_gives_the_samples_of_two_passes(tiny_stores, tmp_path, act_fn):
+    """index_store reads a store once: the samples per unit resolve to exactly pass 2's samples."""
+    path = _copy(tiny_stores[act_fn], tmp_path / act_fn)
+    out = index_store(path, force=True, progress=False)
+    st = Store.open(path)
+    for hook in st.hooks:
+        assert out[hook]["reads"] == 1
+        _assert_same_index(_index(st, hook), _two_pass(path, hook), exact_all=False)
+        assert set(st.index_state(hook)["progress"]) == {"p1"}  # the samples' state is not kept
+
+
+def test_edges_far_from_the_provisional_ones_take_a_second_read_and_stay_exact(tmp_path):
+    path = _shifted_store(tmp_path)
+    hook = "blocks.0.mlp.hook_post"
+    out = index_store(path, progress=False)
+    assert out[hook]["reads"] == 2
+    _assert_same_index(_index(Store.open(path), hook), _two_pass(path, hook), exact_all=False)
+
+
+def test_interrupted_in_pass_2_resumes_identically(tmp_path):
+    path = _shifted_store(tmp_path)
+    ref = _two_pass(path, "blocks.0.mlp.hook_post")
     n = Store.open(path).n_chunks
     out = index_store(path, force=True, progress=False,
                       config=IndexConfig(checkpoint_every_s=1e9, stop_after_chunks=n + 2))
     assert next(iter(out.values())).get("stopped")
     st = Store.open(path)
+    assert st.index_state(st.hooks[0])["progress"]["p2"]["chunk_stop"] == 2  # never indexed: built in place
+    index_store(path, progress=False)
+    _assert_same_index(_index(Store.open(path), st.hooks[0]), ref, exact_all=False)
+
+
+def test_interrupted_in_the_read_resumes_identically(tiny_stores, tmp_path):
+    src = tiny_stores["gelu"]
+    path = _copy(src, tmp_path / "g")
+    out = index_store(path, force=True, progress=False, config=IndexConfig(checkpoint_every_s=1e9, stop_after_chunks=2))
+    assert next(iter(out.values())).get("stopped")
+    st = Store.open(path)
     rebuild = json.loads((path / schema.index_rebuild_path(st.hooks[0]) / "zarr.json").read_text())["attributes"]
-    assert rebuild["progress"]["p2"]["chunk_stop"] == 2 and st.is_indexed(st.hooks[0])  # built beside the old one
+    assert rebuild["progress"]["p1"]["chunk_stop"] == rebuild["progress"]["s1"]["chunk_stop"] == 2
+    assert st.is_indexed(st.hooks[0])  # built beside the old index, which stays readable
     index_store(path, progress=False)
     st = Store.open(path)
     _assert_same_index(_index(st, st.hooks[0]), _index(Store.open(src), st.hooks[0]))

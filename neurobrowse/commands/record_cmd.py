@@ -58,6 +58,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-tokens", type=options.positive_int, default=None,
                    help="rows per store chunk (default: ~8 MiB of activations, see store/schema.py)")
     p.add_argument("--no-fsync", action="store_true", help="do not flush each chunk to disk before its marker")
+    p.add_argument("--index", action="store_true",
+                   help="index the activations while recording (on a background thread, overlapping the next "
+                   "forward pass): the same index as `neurobrowse index` afterwards, without reading the store back")
+    p.add_argument("--dense", choices=("keep", "none"), default="keep",
+                   help="keep the dense activations (default) or not (needs --index). They take 2 GB per 1M tokens "
+                   "per 1,000 neurons (GPT-2 small: 74 GB per 1M tokens) while the index is ~140 MB per hook: drop "
+                   "them for large recordings; keep them to re-index later (other k) or read raw activations")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT|FILE.json",
                    help="record on Dask (pip install neurobrowse[distributed]): whole chunks run on the workers "
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
                      allow_download=args.allow_download)
     out = record_on(args.scheduler, args.model, args.out, n_tokens=args.tokens, layers=args.layers, hooks=hooks,
                     batch_size=args.batch_size, device=args.device, corpus_dir=args.corpus, progress=not args.quiet,
-                    chunk_tokens=args.chunk_tokens, fsync=not args.no_fsync, **extra)
+                    chunk_tokens=args.chunk_tokens, fsync=not args.no_fsync, index=args.index,
+                    dense=args.dense == "keep", **extra)
     print(f"store: {out}  (see it with `neurobrowse info {out}`)")
     return 0

@@ -3,8 +3,8 @@
 ``BrowserBridge`` wraps a ``neurobrowse.browsing.Browser`` that runs its work on a ``TaskRunner`` (a Qt
 thread pool whose results come back on the GUI thread) and re-emits each of the browser's events as
 the Qt signal of the same name, so widgets connect to signals in their ``__init__`` as Qt widgets do.
-Reading an attribute the bridge does not have reads the browser's (``bridge.store``, ``bridge.select``):
-the browser owns the state and the actions; the bridge adds only signals. ``ComparisonBridge`` does
+Its other attributes are the browser's (``bridge.store``, ``bridge.select``): the browser owns the state
+and the actions; the bridge adds only signals. ``ComparisonBridge`` does
 the same for ``neurobrowse.browsing.Comparison``.
 """
 
@@ -45,11 +45,28 @@ class BrowserBridge(QObject):
         tasks.busyChanged.connect(self.busyChanged)
         tasks.failed.connect(lambda kind, exc, tb: self.session._error(f"{kind} failed", exc, tb))
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str):  # anything not forwarded below
         session = self.__dict__.get("session")
         if session is None:
             raise AttributeError(name)
         return getattr(session, name)
+
+
+def _forward(cls, names: tuple[str, ...]) -> None:
+    """Class-level properties reading (and setting) the session's attribute: a failed attribute lookup on a
+    QObject costs ~20 us before ``__getattr__`` runs, and widgets read these on every page."""
+    for name in names:
+        setattr(cls, name, property(lambda self, n=name: getattr(self.session, n),
+                                    lambda self, value, n=name: setattr(self.session, n, value)))
+
+
+_forward(BrowserBridge, (
+    "store", "indexed", "hook", "ref", "page", "tables", "label_model", "labels", "filter", "mask", "sort_key",
+    "sort_desc", "history", "bookmarks", "prefetch", "tasks", "live_text", "open_store", "set_hook", "table",
+    "label_column", "set_labels", "set_filter", "set_sort", "sort_ranks", "visible_order", "select", "step_neuron",
+    "step_layer", "toggle_ln_side", "back", "forward", "set_bookmarks", "toggle_bookmark", "checkpoint_dir",
+    "set_checkpoint", "run_live", "search_highlights", "request_passage", "shutdown",
+))
 
 
 class ComparisonBridge(QObject):

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QM
 from neurobrowse import state
 from neurobrowse.qt.bridge import ComparisonBridge
 from neurobrowse.qt.browser_pane import BrowserPane
-from neurobrowse.qt.dialogs import show_error
+from neurobrowse.qt.dialogs import close_boxes, show_error
 from neurobrowse.qt.settings import app_settings
 from store import columns
 from store.scores import model_name
@@ -312,8 +312,6 @@ class CompareWindow(QMainWindow):
         self.settings.setValue("compare/split", self.split.saveState())
         self.settings.sync()
         self.cmp_model.shutdown()
-        for box in self.error_boxes:
-            if isValid(box):
-                box.close()
+        close_boxes(self.error_boxes)
         super().closeEvent(event)
         self.closed.emit()

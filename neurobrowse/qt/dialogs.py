@@ -21,3 +21,12 @@ def show_error(parent: QWidget, title: str, message: str) -> QMessageBox:
     box.finished.connect(box.deleteLater)
     box.open()
     return box
+
+
+def close_boxes(boxes) -> None:
+    """Close the error boxes a window opened that are still alive (when the window closes)."""
+    from shiboken6 import isValid
+
+    for box in boxes:
+        if isValid(box):
+            box.close()

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QFileDialog, QInputDialog, QLabel, QMainWindow, Q
 from neurobrowse import __version__
 from neurobrowse.qt.bridge import BrowserBridge
 from neurobrowse.qt.browser_pane import BrowserPane
-from neurobrowse.qt.dialogs import show_error
+from neurobrowse.qt.dialogs import close_boxes, show_error
 from neurobrowse.qt.settings import add_recent, app_settings, load_bookmarks, recent_stores, save_bookmarks
 
 KEYS_HELP = [
@@ -360,8 +360,6 @@ class MainWindow(QMainWindow):
         for t in self.findChildren(type(self.table_panel._debounce)):
             t.stop()
         self.browser.shutdown()
-        for box in self.error_boxes:
-            if isValid(box):
-                box.close()
+        close_boxes(self.error_boxes)
         super().closeEvent(event)
         self.closed.emit()

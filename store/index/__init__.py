@@ -10,6 +10,7 @@ The parts, each in its own module:
 * ``group``    ``IndexGroup``: the ``index/{hook}`` group, its final write and the resume state
 * ``run``      the resumable single-process driver (``index_store``) and the chunk-range passes
                (``compute_partial``, ``compute_sample_partial``) that store.dask_index runs as tasks
+* ``stream``   ``StreamIndexer``: the index built from the chunks a recorder hands over (no dense read)
 """
 
 from store.index.arrays import index_arrays
@@ -22,10 +23,11 @@ from store.index.run import (
     index_hook, index_store, indexable_hooks, pass1_result,
 )
 from store.index.source import ChunkSource, open_store
+from store.index.stream import StreamIndexer
 
 __all__ = [
     "WINDOW", "ChunkSource", "IndexConfig", "IndexGroup", "check_index_memory", "PartialIndex", "SamplePartial",
     "check_window", "compute_partial",
     "compute_sample_partial", "finalize_index", "index_arrays", "index_hook", "index_store", "indexable_hooks",
-    "merge_partials", "merge_sample_partials", "open_store", "pass1_result", "sample_thresholds",
+    "merge_partials", "merge_sample_partials", "open_store", "pass1_result", "sample_thresholds", "StreamIndexer",
 ]

@@ -25,11 +25,11 @@ from zarr.storage import LocalStore
 
 from store import chunkio, schema
 from store.errors import StoreError
+from store.index.partial import PartialIndex, SamplePartial, UnitSamples
 from store.snippets import index_window
-from store.index.partial import PartialIndex, SamplePartial
 
 # which saved state holds which partial result
-STATE_CLASSES = {"p1": PartialIndex, "p2": SamplePartial}
+STATE_CLASSES = {"p1": PartialIndex, "s1": UnitSamples, "p2": SamplePartial}
 
 
 def _disk_errors(where: str):
@@ -59,9 +59,8 @@ def _direct_chunk_jobs(root: Path, arr: zarr.Array, a: np.ndarray) -> list | Non
     ``arr``'s layout is not one of those (then zarr writes it). Chunked along one axis at most.
 
     Why: zarr's setitem spends ~1 ms of event-loop overhead per chunk, and an index has ~2800 small
-    chunks (2048 neurons, 16 per chunk, 22 arrays): finalize took ~2.5 s of a 9.5 s index_store on a
-    512k x 2048 hook, ~1 s now (benchmarks/bench_index.py). Files are written in place: the
-    index's ``complete`` attribute (or a state's slot pointer) is written after all of them."""
+    chunks (2048 neurons, 16 per chunk, 22 arrays). Files are written in place: the index's
+    ``complete`` attribute (or a state's slot pointer) is written after all of them."""
     layout = schema.chunk_codec_layout(arr)
     if layout is None or arr.metadata.fill_value != 0:
         return None
@@ -129,11 +128,17 @@ class IndexGroup:
             with _disk_errors(self.where):
                 shutil.rmtree(self.path / self.rel)
 
+    def _reopen(self) -> None:
+        """Read the group's metadata again (another IndexGroup of the same hook may have written it)."""
+        with _disk_errors(self.where):
+            self.group = zarr.open_group(LocalStore(self.path), mode="r+", path=self.rel)
+
     @property
     def attrs(self) -> dict:
         return dict(self.group.attrs)
 
     def set_attrs(self, **kv) -> None:
+        self._reopen()
         with _disk_errors(self.where):
             self.group.attrs.update(kv)
 
@@ -208,7 +213,7 @@ class IndexGroup:
         self._target(False)
 
     def saved_stop(self, which: str) -> int:
-        """The chunk the saved state of ``which`` ("p1" / "p2") reaches (it covers 0..stop), 0 when none."""
+        """The chunk the saved state of ``which`` ("p1" / "s1" / "p2") reaches (it covers 0..stop), 0 when none."""
         prog = (self.attrs.get("progress") or {}).get(which)
         return int(prog["chunk_stop"]) if prog else 0
 
@@ -257,26 +262,34 @@ class IndexGroup:
                 f.result()
 
     def save_state(self, which: str, part, chunk_stop: int, extra: dict | None = None, quick: bool = False) -> None:
-        """Save a partial result into the free slot of ``which`` ("p1" / "p2"), then point the
-        progress attribute at it (the pointer is written last: a kill leaves the old save valid).
+        """Save a partial result as the resume state of ``which`` (see ``save_states``)."""
+        self.save_states({which: part}, chunk_stop, extra, quick)
+
+    def save_states(self, parts: dict, chunk_stop: int, extra: dict | None = None, quick: bool | set = False) -> None:
+        """Save partial results (``which`` -> part, e.g. "p1" / "s1" / "p2") covering chunks
+        0..chunk_stop, each into the free slot of its ``which``, then point the progress attribute at
+        them all in one write (the pointer is written last: a kill leaves the old saves valid).
         ``quick``: float arrays uncompressed (periodic checkpoints, soon replaced: ~2x cheaper to
-        write); the save at the end of a pass, which the store keeps, is compressed."""
+        write), for every part or for the named ones; what the store keeps is saved compressed."""
         progress = dict(self.attrs.get("progress") or {})
-        old = progress.get(which, {}).get("slot")
-        slot = f"{which}_{1 - int(old[-1])}" if old else f"{which}_0"
-        with _disk_errors(self.where):
-            state = self.group.require_group(schema.INDEX_STATE_GROUP)
-            if slot in state:
-                del state[slot]
-            g = state.create_group(slot)
-            arrays = part.arrays()
-            dims = {n: _state_dims(n, a, part.n_neurons) for n, a in arrays.items()}
-            self.write_arrays(g, arrays, dims, neuron_chunk=256, raw_floats=quick)
-            g.attrs.update({"ranges": [list(r) for r in part.ranges], **_scalars(part)})
-        progress[which] = {"slot": slot, "chunk_stop": int(chunk_stop), **(extra or {})}
+        for which, part in parts.items():
+            old = progress.get(which, {}).get("slot")
+            slot = f"{which}_{1 - int(old[-1])}" if old else f"{which}_0"
+            with _disk_errors(self.where):
+                state = self.group.require_group(schema.INDEX_STATE_GROUP)
+                if slot in state:
+                    del state[slot]
+                g = state.create_group(slot)
+                arrays = part.arrays()
+                dims = {n: _state_dims(n, a, part.n_neurons) for n, a in arrays.items()}
+                raw = which in quick if isinstance(quick, set) else bool(quick)
+                self.write_arrays(g, arrays, dims, neuron_chunk=256, raw_floats=raw)
+                g.attrs.update({"ranges": [list(r) for r in part.ranges], **_scalars(part)})
+            progress[which] = {"slot": slot, "chunk_stop": int(chunk_stop), **(extra or {})}
         self.set_attrs(progress=progress)
         if self.on_checkpoint is not None:
-            self.on_checkpoint(self.hook, which, int(chunk_stop))
+            for which in parts:
+                self.on_checkpoint(self.hook, which, int(chunk_stop))
 
     def load_state(self, which: str):
         """(the saved partial result of ``which``, its progress entry), or (None, None)."""
@@ -292,11 +305,13 @@ class IndexGroup:
         return cls(**kwargs), prog
 
     def prune_state(self) -> None:
-        """Delete saved slots no longer referenced (keeps the final pass-1 result: appending tokens
-        to a store needs only a partial result of the new chunks merged into it)."""
+        """After the final write: keep only the final pass-1 result (appending tokens to a store needs
+        only a partial result of the new chunks merged into it); delete every other saved state."""
         if self.rebuild and not (self.path / self.rel).is_dir():  # swapped in by another IndexGroup
             self._target(False)
-        keep = {v["slot"] for v in (self.attrs.get("progress") or {}).values()}
+        progress = {w: v for w, v in (self.attrs.get("progress") or {}).items() if w == "p1"}
+        self.set_attrs(progress=progress)
+        keep = {v["slot"] for v in progress.values()}
         with _disk_errors(self.where):
             if schema.INDEX_STATE_GROUP in self.group:
                 state = self.group[schema.INDEX_STATE_GROUP]
@@ -306,6 +321,7 @@ class IndexGroup:
 
     def drop_state(self) -> None:
         """Remove the resume state and its progress attribute."""
+        self._reopen()  # the attributes as on disk (the final write may have come from another IndexGroup)
         with _disk_errors(self.where):
             if schema.INDEX_STATE_GROUP in self.group:
                 del self.group[schema.INDEX_STATE_GROUP]

@@ -350,13 +350,210 @@ def sample_thresholds(partial: PartialIndex) -> np.ndarray:
     the q-quantile; the sample bin "q-q'" is every value whose histogram bin is in [bin(q), bin(q')).
     Quantiles are resolved to histogram bins (~6% wide), so bin membership is approximate at the
     edges; it depends only on the merged histogram, never on chunking."""
-    cum = np.cumsum(partial.hist, axis=1)  # [N, H]
-    out = np.empty((partial.n_neurons, len(schema.SAMPLE_QUANTILES)), np.int32)
+    return hist_thresholds(partial.hist, partial.n)
+
+
+def hist_thresholds(hist: np.ndarray, n: int) -> np.ndarray:
+    """``sample_thresholds`` of a histogram ``hist`` [N, HIST_BINS] of ``n`` values per neuron."""
+    cum = np.cumsum(hist, axis=1)  # [N, H]
+    out = np.empty((hist.shape[0], len(schema.SAMPLE_QUANTILES)), np.int32)
     for i, q in enumerate(schema.SAMPLE_QUANTILES):
-        target = np.ceil(q * partial.n)
+        target = np.ceil(q * n)
         out[:, i] = np.minimum((cum < target).sum(axis=1), kernels.HIST_BINS - 1)
     return out
 
 
-__all__ = ["WINDOW", "PartialIndex", "SamplePartial", "merge_partials", "merge_sample_partials",
-           "sample_thresholds"]
+# ---- samples in the same read as pass 1 ---------------------------------------------------------------
+# The quantile bins are known only once the whole histogram is, but the samples of a bin are the S
+# lowest priorities among its values, and the S lowest of a union are the S lowest of the parts' S
+# lowest. So pass 1 keeps samples per *unit*: every histogram bin within UNIT_RADIUS bins of a
+# provisional quantile edge (from a first look at the data) is a unit of its own, and each run of
+# bins between those is one unit. When every final quantile edge starts a unit (it moved less than
+# UNIT_RADIUS bins), each quantile bin is a union of units and ``UnitSamples.resolve`` gives pass 2's
+# samples exactly; otherwise the neuron is reported inexact (the store indexer then reads the store
+# once more for it, see store.index.run).
+UNIT_RADIUS = 5  # histogram bins (16 per octave) tracked one by one on each side of a provisional edge
+N_UNITS = len(schema.SAMPLE_QUANTILES) * (2 * UNIT_RADIUS + 1) + N_QUANTILE_BINS + 1  # + the random one
+
+
+def chunk_hist(bits: np.ndarray) -> np.ndarray:
+    """int64 [N, HIST_BINS] the histogram (PartialIndex.hist's bins) of one chunk's float16 bits [R, N]."""
+    counts = np.zeros((1 << (16 - kernels.HIST_SHIFT), bits.shape[1]), np.int64)  # [key block, N]
+    kernels.key_block_counts(np.ascontiguousarray(bits), counts)
+    off, H = kernels.HIST_OFFSET, kernels.HIST_BINS
+    hist = counts[off:off + H].T.copy()
+    hist[:, 0] += counts[:off].sum(axis=0)  # -inf / NaN blocks into the first finite bin, as pass 1 folds them
+    hist[:, -1] += counts[off + H:].sum(axis=0)
+    return hist
+
+
+def units_around(hist: np.ndarray, n: int) -> np.ndarray:
+    """The units (``sample_units``) around the quantile edges of a first look at the data: the
+    histogram ``hist`` [N, HIST_BINS] of ``n`` values per neuron."""
+    return sample_units(hist_thresholds(hist, n))
+
+
+def sample_units(provisional: np.ndarray, radius: int = UNIT_RADIUS) -> np.ndarray:
+    """uint8 [N, HIST_BINS] histogram bin -> unit (ascending, at most N_UNITS - 1 of them; the last
+    unit is the random bin's) around the provisional quantile edges ``provisional`` [N, nq]."""
+    N, H = provisional.shape[0], kernels.HIST_BINS
+    fine = np.zeros((N, H + 1), bool)
+    hb = np.arange(H)
+    for e in range(provisional.shape[1]):
+        lo, hi = provisional[:, e:e + 1] - radius, provisional[:, e:e + 1] + radius
+        fine[:, :H] |= (hb >= lo) & (hb <= hi)
+    start = fine[:, :H].copy()
+    start[:, 1:] |= fine[:, :H - 1]  # the bin after a tracked bin starts the next run
+    start[:, 0] = True
+    return (np.cumsum(start, axis=1) - 1).astype(np.uint8)
+
+
+def unit_starts(umap: np.ndarray) -> np.ndarray:
+    """bool [N, HIST_BINS]: True where a histogram bin starts a unit."""
+    start = np.ones(umap.shape, bool)
+    start[:, 1:] = umap[:, 1:] != umap[:, :-1]
+    return start
+
+
+def unit_zones(umap: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The zones of the units for the kernel's cheap reject (store.kernels.unit_sample_rows): each
+    unit of several histogram bins is a zone, and so is each run of one-bin units. Returns
+    zone_key int32 [N, Z] (first float16 key of each zone; unused zones a key above every key),
+    zone_u0 / zone_u1 int64 [N, Z] (the units of each zone) and unit_zone int64 [N, N_UNITS]."""
+    N, H = umap.shape
+    first = np.full((N, N_UNITS), H, np.int64)  # first histogram bin of each unit (H: unused)
+    rows, cols = np.nonzero(unit_starts(umap))
+    first[rows, umap[rows, cols]] = cols
+    width = np.diff(first, axis=1, append=H)  # [N, U] bins per unit (0 for unused units)
+    single = width == 1
+    used = width > 0
+    used[:, -1] = False  # the random unit is in no zone
+    zstart = used.copy()
+    zstart[:, 1:] &= ~(single[:, 1:] & single[:, :-1])  # a one-bin unit after a one-bin unit joins its zone
+    unit_zone = np.maximum(np.cumsum(zstart, axis=1) - 1, 0)  # [N, U]
+    Z = int(zstart.sum(axis=1).max())
+    zone_key = np.full((N, Z), 1 << 20, np.int32)
+    zone_u0 = np.zeros((N, Z), np.int64)
+    zone_u1 = np.zeros((N, Z), np.int64)
+    r, u = np.nonzero(zstart)
+    z = unit_zone[r, u]
+    zone_key[r, z] = (first[r, u] + kernels.HIST_OFFSET) << kernels.HIST_SHIFT
+    zone_u0[r, z] = u
+    r, u = np.nonzero(used)
+    np.maximum.at(zone_u1, (r, unit_zone[r, u]), u + 1)
+    return zone_key, zone_u0, zone_u1, unit_zone
+
+
+@dataclass
+class UnitSamples:
+    """Samples per (neuron, unit) drawn in pass 1's read; picklable, merges exactly (same units)."""
+
+    hook: str
+    ranges: list
+    umap: np.ndarray  # uint8 [N, HIST_BINS] histogram bin -> unit; unit N_UNITS - 1 is the random bin
+    prio: np.ndarray  # uint64 [N, U, S] hash priorities; 2**64-1 = empty
+    pos: np.ndarray  # int64 [N, U, S]; -1 = empty
+    key: np.ndarray  # int32 [N, U, S]
+    win: np.ndarray  # uint16 [N, U, S, W]
+    before: int = schema.CONTEXT_BEFORE  # window tokens before a sample (W = before + 1 + after)
+    after: int = schema.CONTEXT_AFTER
+
+    @classmethod
+    def empty(cls, hook: str, umap: np.ndarray,
+              window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> "UnitSamples":
+        N, U, S = umap.shape[0], N_UNITS, schema.SAMPLES_PER_BIN
+        W = window[0] + 1 + window[1]
+        return cls(hook=hook, ranges=[], umap=np.ascontiguousarray(umap, dtype=np.uint8),
+                   prio=np.full((N, U, S), _PRIO_EMPTY, np.uint64), pos=np.full((N, U, S), -1, np.int64),
+                   key=np.zeros((N, U, S), np.int32), win=np.zeros((N, U, S, W), np.uint16),
+                   before=int(window[0]), after=int(window[1]))
+
+    @property
+    def n_neurons(self) -> int:
+        return self.prio.shape[0]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), np.ndarray)}
+
+    def update(self, bits: np.ndarray, row0: int, context_len: int, seed: int) -> None:
+        """Fold one chunk into the samples (in place). bits: uint16 [R, N]."""
+        R, N = bits.shape
+        h1, h2 = kernels.position_hashes(row0, R, seed)
+        worst = np.empty(self.prio.shape[:2], np.int32)
+        kernels.sample_worst_slots(self.prio, worst)
+        bits = np.ascontiguousarray(bits)
+        salt = kernels.neuron_salts(N, seed)
+
+        tables = self.__dict__.get("_tables")  # lookup tables of the units, made once (not fields: never saved)
+        if tables is None:
+            tables = self._tables = (kernels.unit_key_blocks(self.umap, kernels.ROW_BLOCK), *unit_zones(self.umap))
+
+        def blocks(b0, b1):
+            kernels.unit_sample_rows(bits, row0, context_len, self.before, h1, h2, salt, *tables,
+                                     self.prio, self.pos, self.key, self.win, worst, kernels.ROW_BLOCK, b0, b1)
+
+        run_blocks(blocks, -(-N // kernels.ROW_BLOCK))
+
+    def canonical(self) -> "UnitSamples":
+        """Returns self: the order of a unit's slots carries no information (the kernel replaces the
+        slot of the highest priority, ``resolve`` and the merge order by priority), so it is left as
+        the kernel made it; sorting the windows at every checkpoint cost seconds."""
+        return self
+
+    def exact_for(self, qbin: np.ndarray) -> np.ndarray:
+        """bool [N]: whether every quantile edge of ``qbin`` starts a unit (then resolve is exact)."""
+        return np.take_along_axis(unit_starts(self.umap), qbin.astype(np.int64), 1).all(axis=1)
+
+    def resolve(self, qbin: np.ndarray) -> SamplePartial:
+        """The samples per quantile bin of ``qbin`` (as pass 2 draws them): for each bin the S lowest
+        priorities of the units it holds, a unit counting for the bin of its first histogram bin
+        (exact for the neurons of ``exact_for(qbin)``; the others are an approximation)."""
+        N, U, S = self.prio.shape
+        nq = qbin.shape[1]
+        first = np.full((N, U), kernels.HIST_BINS, np.int64)  # first histogram bin of each unit
+        rows, cols = np.nonzero(unit_starts(self.umap))  # umap ascends along the histogram bins
+        first[rows, self.umap[rows, cols]] = cols
+        # pass 2's bin of a histogram bin h: nq - #(edges <= h); the random unit goes to the last bin
+        ubin = nq - (first[:, :, None] >= qbin[:, None, :]).sum(axis=2)  # [N, U]
+        ubin[:, U - 1] = len(schema.SAMPLE_BINS) - 1
+        flat_bin = np.repeat(ubin, S, axis=1)  # [N, U*S]
+        prio = self.prio.reshape(N, U * S)
+        order = np.lexsort((prio, flat_bin), axis=-1)
+        sbin = np.take_along_axis(flat_bin, order, 1)
+        idx = np.broadcast_to(np.arange(U * S), sbin.shape)
+        new_group = np.ones(sbin.shape, bool)
+        new_group[:, 1:] = sbin[:, 1:] != sbin[:, :-1]
+        rank = idx - np.maximum.accumulate(np.where(new_group, idx, 0), axis=1)
+        spos = np.take_along_axis(self.pos.reshape(N, U * S), order, 1)
+        keep = (rank < S) & (spos >= 0)
+        rows, cols = np.nonzero(keep)
+        src = order[rows, cols]
+        out = SamplePartial.empty(self.hook, qbin, (self.before, self.after))
+        b, r = sbin[rows, cols], rank[rows, cols]
+        out.prio[rows, b, r] = prio[rows, src]
+        out.pos[rows, b, r] = spos[rows, cols]
+        out.key[rows, b, r] = self.key.reshape(N, U * S)[rows, src]
+        out.win[rows, b, r] = self.win.reshape(N, U * S, self.win.shape[-1])[rows, src]
+        out.ranges = list(self.ranges)
+        return out.canonical()
+
+
+def merge_unit_samples(a: UnitSamples, b: UnitSamples) -> UnitSamples:
+    """Unit samples of the union of two disjoint chunk ranges (exact: the S lowest priorities of both)."""
+    if a.hook != b.hook or not np.array_equal(a.umap, b.umap) or (a.before, a.after) != (b.before, b.after):
+        raise ValueError("cannot merge samples drawn over other units or windows (or of another hook)")
+    S = a.prio.shape[2]
+    prio = np.concatenate([a.prio, b.prio], -1)
+    order = np.argsort(prio, axis=-1, kind="stable")[..., :S]
+    return UnitSamples(
+        hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), umap=a.umap.copy(), before=a.before, after=a.after,
+        prio=np.take_along_axis(prio, order, -1),
+        pos=np.take_along_axis(np.concatenate([a.pos, b.pos], -1), order, -1),
+        key=np.take_along_axis(np.concatenate([a.key, b.key], -1), order, -1),
+        win=np.take_along_axis(np.concatenate([a.win, b.win], -2), order[..., None], -2),
+    )
+
+
+__all__ = ["WINDOW", "PartialIndex", "SamplePartial", "UnitSamples", "merge_partials", "merge_sample_partials",
+           "merge_unit_samples", "sample_thresholds", "sample_units"]

@@ -1,20 +1,23 @@
-"""Indexing a store: the passes over its chunks, resumable, and the final write.
+"""Indexing a store: one read over each hook's chunks, resumable, and the final write.
 
-Two streaming passes over each hook's dense ``[token, neuron]`` array, chunk by chunk:
+One streaming read over each hook's dense ``[token, neuron]`` array, chunk by chunk, feeds:
 
-* **Pass 1** (``compute_partial``): a ``PartialIndex`` (top-k and bottom-k with windows, histogram,
-  moments, density, per-token sums).
-* **Pass 2** (``compute_sample_partial``): needs the quantile edges of the *whole* histogram, so it
-  is a second read: for each neuron and quantile bin (schema.SAMPLE_BINS) it keeps the
-  ``SAMPLES_PER_BIN`` positions of lowest hash priority among the values in the bin, with windows.
+* **pass 1** (``PartialIndex``): top-k and bottom-k with windows, histogram, moments, density,
+  per-token sums;
+* **the samples** (``UnitSamples``): for each neuron the ``SAMPLES_PER_BIN`` positions of lowest hash
+  priority per *unit* of histogram bins around provisional quantile edges (from a few chunks read
+  first), resolved at the end to the quantile bins of the whole histogram (schema.SAMPLE_BINS):
+  the same samples a second read within the final bins would draw. Only when a final edge of some
+  neuron lies outside its tracked units does the store get that second read (**pass 2**,
+  ``SamplePartial``), so the result is always pass 2's.
 
-Both produce partial results over a chunk range that merge exactly (store.index.partial), which is
-what lets Dask workers index pieces of a store (store.dask_index).
+The chunk-range functions ``compute_partial`` and ``compute_sample_partial`` (the two passes
+apart) are what store.dask_index runs as tasks; all partial results merge exactly
+(store.index.partial).
 
-``index_store`` runs both passes resumably: it saves the running partial result in the index group
-every ``checkpoint_every_s`` seconds (store.index.group), so a process killed at any point resumes
-from the last save and, because every step is deterministic in chunk order, produces bit-identical
-arrays.
+``index_store`` saves the running partial results in the index group every ``checkpoint_every_s``
+seconds (store.index.group), so a process killed at any point resumes from the last save and,
+because every step is deterministic in chunk order, produces bit-identical arrays.
 """
 
 from __future__ import annotations
@@ -30,8 +33,12 @@ from store import explain, kernels, schema
 from store.errors import StoreError
 from store.index.arrays import index_arrays, index_attrs
 from store.index.group import IndexGroup
-from store.index.partial import WINDOW, PartialIndex, SamplePartial, sample_thresholds
+from store.index.partial import (
+    N_UNITS, WINDOW, PartialIndex, SamplePartial, UnitSamples, chunk_hist, sample_thresholds, units_around,
+)
 from store.index.source import ChunkSource, open_store, vocab_size
+
+PROVISIONAL_CHUNKS = 16  # chunks read first for the provisional quantile edges (read again by the pass)
 
 
 @dataclass
@@ -43,6 +50,7 @@ class IndexConfig:
     window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)  # tokens kept before / after a firing
     stop_after_chunks: int | None = None  # testing aid: stop (as if killed) after this many chunks in all
     on_checkpoint: object = None  # callable(hook, pass name, chunk_stop) after each save (tests, logs)
+    one_read: bool = True  # samples in pass 1's read (False: the two-pass route, for comparisons)
 
 
 # ---- partial results of a chunk range (pure functions of the store; Dask tasks) ---------------------
@@ -94,10 +102,10 @@ def pass1_result(store, hook: str) -> PartialIndex:
 
 
 def finalize_index(store, hook: str, partial: PartialIndex, samples: SamplePartial | None = None,
-                   seed: int = schema.SAMPLE_SEED) -> dict:
+                   seed: int = schema.SAMPLE_SEED, extra_attrs: dict | None = None) -> dict:
     """Write ``index/{hook}/...`` (schema.INDEX_ARRAYS) from a pass-1 partial result covering the
     whole store, running pass 2 here when ``samples`` is not given. The ``complete`` attribute is
-    written last. Returns a summary dict."""
+    written last (with ``extra_attrs``). Returns a summary dict."""
     st = open_store(store)
     src = ChunkSource(st, hook)
     if partial.ranges != [(0, src.n_chunks)]:
@@ -109,7 +117,8 @@ def finalize_index(store, hook: str, partial: PartialIndex, samples: SampleParti
         raise StoreError(f"the samples of {hook} cover chunks {samples.ranges}, not all of 0..{src.n_chunks}")
     tokens = src.tokens()
     arrays = index_arrays(tokens, src.context_len, partial, samples)
-    IndexGroup(st.path, hook).write_index(arrays, index_attrs(st.run_uuid, partial, seed))  # swapped in whole
+    IndexGroup(st.path, hook).write_index(  # swapped in whole
+        arrays, {**index_attrs(st.run_uuid, partial, seed), **(extra_attrs or {})})
     st.forget_index(hook)
     explain.explain_hook(st, hook, arrays, tokens)
     sim = arrays["sim_score"]
@@ -140,34 +149,58 @@ class _ChunkAllowance:
         return self.left <= 0
 
 
-def _run_pass(src: ChunkSource, grp: IndexGroup, which: str, part, start: int, cfg: IndexConfig,
-              step, bar, allowance: _ChunkAllowance) -> object:
-    """Stream chunks start..n_chunks into ``part`` with ``step(part, c, row0, bits)``, saving the
-    running result every cfg.checkpoint_every_s seconds and at the end."""
+def _run_pass(src: ChunkSource, grp: IndexGroup, parts: dict, start: int, cfg: IndexConfig, step, bar,
+              allowance: _ChunkAllowance, final=None) -> dict:
+    """Stream chunks start..n_chunks into the partial results ``parts`` (which -> part) with
+    ``step(c, row0, bits)``, saving them every cfg.checkpoint_every_s seconds, and at the end what
+    ``final(parts)`` makes of them (default: the parts themselves)."""
     last_save = time.monotonic()
     t0 = time.monotonic()
     done_mb = 0.0
+
+    def canonical() -> dict:
+        return {which: part.canonical() for which, part in parts.items()}
+
     for c, row0, bits in src.chunks(start, src.n_chunks, cfg.prefetch):
-        step(part, c, row0, bits)
-        part.ranges = [(0, c + 1)]
+        step(c, row0, bits)
+        for part in parts.values():
+            part.ranges = [(0, c + 1)]
         done_mb += bits.size * 2 / 1e6
         if bar is not None:
             bar.update(bits.shape[0])
             bar.set_postfix_str(f"{done_mb / max(time.monotonic() - t0, 1e-9):.0f} MB/s", refresh=False)
         if allowance.take():
-            grp.save_state(which, part.canonical(), c + 1, quick=True)
+            grp.save_states(canonical(), c + 1, quick=True)
             raise _Stopped()
         if c + 1 < src.n_chunks and time.monotonic() - last_save >= cfg.checkpoint_every_s:
-            grp.save_state(which, part.canonical(), c + 1, quick=True)
+            grp.save_states(canonical(), c + 1, quick=True)
             last_save = time.monotonic()
-    part.canonical()
-    grp.save_state(which, part, src.n_chunks)
-    return part
+    grp.save_states((final or (lambda p: p))(canonical()), src.n_chunks)
+    return parts
+
+
+def provisional_units(src: ChunkSource) -> np.ndarray:
+    """The sample units of a hook (store.index.partial.UnitSamples) from the histogram of up to
+    PROVISIONAL_CHUNKS chunks spread evenly over the store: a first look at where its quantile
+    edges lie."""
+    picks = np.unique(np.linspace(0, max(src.n_chunks - 1, 0), min(PROVISIONAL_CHUNKS, src.n_chunks)).astype(int))
+    hist = np.zeros((src.n_neurons, kernels.HIST_BINS), np.int64)
+    n = 0
+    for c in picks:
+        bits = src.chunk(int(c))
+        hist += chunk_hist(bits)
+        n += bits.shape[0]
+    return units_around(hist, n)
 
 
 def index_hook(st, hook: str, cfg: IndexConfig, force: bool = False, progress: bool = True,
                allowance: _ChunkAllowance | None = None) -> dict:
-    """Index one hook of an open Store, resuming a previous run when one was interrupted."""
+    """Index one hook of an open Store in one read, resuming a previous run when one was interrupted.
+
+    The read feeds pass 1 (a PartialIndex) and the samples per unit (UnitSamples) together; at the
+    end the samples are resolved to the quantile bins of the whole histogram. Only for a hook where
+    a quantile edge lies outside the tracked units of some neuron (or a run resumed from a pass-1
+    state saved without samples, e.g. by the Dask indexer) is the store read a second time (pass 2)."""
     from store import atomic
 
     with atomic.hook_lock(st.path, hook):  # one run per store and hook; a second one waits, saying so
@@ -179,6 +212,8 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
                        allowance: _ChunkAllowance) -> dict:
     src = ChunkSource(st, hook)
     grp = IndexGroup(st.path, hook, cfg.on_checkpoint)
+    if not src.dense and (force or not grp.attrs.get("complete")):
+        st.require_dense(f"indexing {hook} again")
     window = (int(cfg.window[0]), int(cfg.window[1]))
     skip = grp.begin(st.run_uuid, cfg.k, cfg.seed, force, window)
     if skip is not None:
@@ -191,40 +226,65 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=2 * src.n_chunks * src.ct if src.n_chunks else 0, unit="tok", unit_scale=True,
+        bar = tqdm(total=src.n_chunks * src.ct if src.n_chunks else 0, unit="tok", unit_scale=True,
                    desc=hook, dynamic_ncols=True)
 
-    def resume_pass(which: str, label: str, fresh, fits, step):
-        """Continue ``which`` from its saved state (or from ``fresh()`` when there is none or it
-        does not ``fits``) over the chunks it has not seen yet."""
-        part, prog = grp.load_state(which)
-        start = prog["chunk_stop"] if part is not None else 0
-        if part is None or not fits(part):
-            part, start = fresh(), 0
-        if bar is not None:
-            bar.set_description(f"{hook} {label}")
-            bar.update(min(start * src.ct, src.n_tokens))
-        if start < src.n_chunks or prog is None:
-            part = _run_pass(src, grp, which, part, start, cfg, step, bar, allowance)
-        return part
+    def update_p1(part, row0, bits):
+        part.update(bits, tokens[row0:row0 + bits.shape[0]], row0, src.context_len)
 
     try:
-        p1 = resume_pass("p1", "pass 1/2", lambda: PartialIndex.empty(hook, cfg.k, src.n_neurons, src.vocab, window),
-                         lambda part: part.dtop_key is not None and (part.before, part.after) == window,
-                         lambda part, c, row0, bits: part.update(bits, tokens[row0:row0 + bits.shape[0]], row0,
-                                                                 src.context_len))
-        # pass 2 samples within the quantile bins of the finished pass 1: a saved state counts only
-        # if it was drawn with the same bins
+        p1, prog1 = grp.load_state("p1")
+        s1, progs = grp.load_state("s1")
+        if p1 is not None and not (p1.dtop_key is not None and (p1.before, p1.after) == window):
+            p1 = None  # a state of other windows (or from before the distinct lists): start again
+        stop = prog1["chunk_stop"] if p1 is not None else 0
+        if s1 is None or progs["chunk_stop"] != stop or (s1.before, s1.after) != window:
+            s1 = None
+        if p1 is None:  # a fresh start: pass 1 and the unit samples in one read
+            p1 = PartialIndex.empty(hook, cfg.k, src.n_neurons, src.vocab, window)
+            s1 = UnitSamples.empty(hook, provisional_units(src), window) if cfg.one_read else None
+            stop, prog1 = 0, None
+        if bar is not None:
+            bar.set_description(f"{hook} {'read' if s1 is not None else 'pass 1/2'}")
+            bar.update(min(stop * src.ct, src.n_tokens))
+        if stop < src.n_chunks or prog1 is None:
+            parts = {"p1": p1} if s1 is None else {"p1": p1, "s1": s1}
+
+            def step(c, row0, bits):
+                update_p1(p1, row0, bits)
+                if s1 is not None:
+                    s1.update(bits, row0, src.context_len, cfg.seed)
+
+            def final(parts: dict) -> dict:
+                """At the end of the read: pass 1 and, where the units resolve exactly, the samples
+                (what pass 2 would save), so a kill while writing the index loses nothing."""
+                qbin = sample_thresholds(p1)
+                if s1 is not None and s1.exact_for(qbin).all():
+                    return {"p1": p1, "p2": s1.resolve(qbin)}
+                return {"p1": p1}
+
+            _run_pass(src, grp, parts, stop, cfg, step, bar, allowance, final)
         qbin = sample_thresholds(p1)
-        p2 = resume_pass("p2", "pass 2/2", lambda: SamplePartial.empty(hook, qbin, window),
-                         lambda part: np.array_equal(part.qbin, qbin) and (part.before, part.after) == window,
-                         lambda part, c, row0, bits: part.update(bits, row0, src.context_len, cfg.seed))
+        samples, prog2 = grp.load_state("p2")
+        fits = samples is not None and np.array_equal(samples.qbin, qbin) and (samples.before, samples.after) == window
+        start = prog2["chunk_stop"] if fits else 0
+        reads = 1
+        if start < src.n_chunks:  # pass 2: a second read, for the samples within the final quantile bins
+            if start == 0:
+                samples = SamplePartial.empty(hook, qbin, window)
+            if bar is not None:
+                bar.reset(total=src.n_chunks * src.ct)
+                bar.set_description(f"{hook} pass 2/2 (samples)")
+                bar.update(min(start * src.ct, src.n_tokens))
+            _run_pass(src, grp, {"p2": samples}, start, cfg,
+                      lambda c, row0, bits: samples.update(bits, row0, src.context_len, cfg.seed), bar, allowance)
+            reads = 2
     finally:
         if bar is not None:
             bar.close()
-    summary = finalize_index(st, hook, p1, p2, cfg.seed)
+    summary = finalize_index(st, hook, p1, samples, cfg.seed)
     grp.prune_state()
-    return summary
+    return {**summary, "reads": reads}
 
 
 MAX_WINDOW = 4096  # tokens on either side of a firing (windows are stored per firing: k x (B + 1 + A) each)
@@ -261,7 +321,7 @@ def index_memory_bytes(n_neurons: int, k: int, vocab: int) -> int:
     lists = 2 * n_neurons * k * (4 + 8 + 2 * WINDOW)
     hist = 2 * n_neurons * kernels.HIST_BINS * 8
     token = 2 * 2 * vocab * n_neurons * 8
-    samples = 2 * n_neurons * len(schema.SAMPLE_BINS) * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * WINDOW)
+    samples = (2 * len(schema.SAMPLE_BINS) + N_UNITS) * n_neurons * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * WINDOW)
     return 4 * lists + hist + token + samples
 
 
@@ -283,7 +343,7 @@ def available_memory_bytes() -> int | None:
 def check_index_memory(st, hooks: list[str], k: int) -> None:
     """Refuse before any work when one hook's index would not fit in the memory available."""
     avail = available_memory_bytes()
-    need = max(index_memory_bytes(int(st.activations(h).shape[1]), k, vocab_size(st)) for h in hooks)
+    need = max(index_memory_bytes(int(st.d_mlp), k, vocab_size(st)) for h in hooks)
     if avail is not None and need > 0.8 * avail:
         raise StoreError(f"indexing {st.path} with --k {k} needs about {need / 1e9:.1f} GB of memory (the top-{k} "
                          f"and bottom-{k} lists with their context windows for every neuron), more than the "

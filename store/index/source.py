@@ -19,12 +19,10 @@ READ_AHEAD = 2
 
 
 def open_store(store):
-    """A Store from a path, or the Store given."""
-    if isinstance(store, (str, Path)):
-        from store.reader import Store
+    """A Store from a path, or the Store given (``store.reader.as_store``)."""
+    from store.reader import as_store
 
-        return Store.open(store)
-    return store
+    return as_store(store)
 
 
 def vocab_size(st) -> int:
@@ -53,8 +51,10 @@ class ChunkSource:
             raise StoreError(f"{self.path}: chunk_tokens {self.ct} is not a multiple of context_len "
                              f"{self.context_len}; the indexer needs whole contexts per chunk")
         self.n_chunks = schema.n_chunks(self.n_tokens, self.ct)
-        self.arr = st.activations(hook)
-        self.n_neurons = int(self.arr.shape[1])
+        self.n_neurons = int(st.d_mlp)
+        self.dense = bool(getattr(st, "dense", True))  # False: tokens only (a store recorded with --dense none)
+        if self.dense:
+            st.activations(hook)  # opened now: damaged metadata is an error before anything is written
         self.vocab = vocab_size(st)
         self._tokens: np.ndarray | None = None
 
@@ -73,7 +73,7 @@ class ChunkSource:
 
     def chunk(self, c: int) -> np.ndarray:
         """uint16 [R, N] float16 bits of chunk c."""
-        return self._read(self.hook, self.arr, c).view(np.uint16)
+        return self._read(self.hook, self.st.activations(self.hook), c).view(np.uint16)
 
     def tokens(self) -> np.ndarray:
         """int32 [n_tokens] every token id, read chunk by chunk (checked against the vocabulary)."""
@@ -123,12 +123,6 @@ class ChunkSource:
     def chunks(self, start: int, stop: int, prefetch: bool = True):
         """Yield (c, row0, bits) for chunks start..stop-1, reading ahead."""
         yield from self._prefetched(self.chunk, start, stop, prefetch)
-
-
-# Chunk reads in flight during a pass, each on its own thread. Two concurrent reads get more out of a
-# disk than one (a cold 512k x 2048 hook: 1 reader 1.9-3.0 s, 2 readers 2.1 s, 4 readers 1.4-1.6 s on
-# the dev box), and a second buffered chunk rides out a slow read; more would only take memory
-# (8 MB per chunk) and cores from the kernels on a small machine.
 
     def check_range(self, start: int, stop: int) -> None:
         if not 0 <= start <= stop <= self.n_chunks:

@@ -1,0 +1,236 @@
+"""Indexing while recording: throughput against the bare forward pass, disk per token, peak memory.
+
+    .venv/bin/python benchmarks/bench_record_index.py                    # all figures
+    .venv/bin/python benchmarks/bench_record_index.py --parts throughput --tokens 16384
+
+Models are randomly initialised solu_core models (the speed and the sizes do not depend on the
+weights): ``demo`` (the demo preset's shape: 1 layer, d_model 128, d_mlp 512, vocab 2048, context
+64, hook_post) and ``gpt2`` (GPT-2 small's shape: 12 layers, d_model 768, d_mlp 3072, vocab 50257,
+context 1024; every layer's hook_post). Tokens are random ids (the same for every run).
+
+  throughput  per model, the same work groups and batches (solu_core.record.compute_group) run
+              (a) bare: the forward pass with the hooks, activations copied to host float16, nothing
+              else; (b) record --index --dense none: the same, each group handed to the recording
+              pipeline (store.pipeline.ChunkPipeline: tokens written, store.index.StreamIndexer on its
+              background thread) into a store without dense activations, until every chunk is written
+              and indexed; the final write of the index arrays (a fixed cost per hook, explanations
+              included) is reported apart. Interleaved repeat by repeat; ratio = bare time / record
+              time (target >= 0.9).
+  disk        bytes on disk per 1M tokens per 1,000 neurons of a store recorded with --dense keep and
+              with --index --dense none (the demo shape, --disk-tokens tokens), and their ratio.
+  memory      peak resident memory (ru_maxrss, a fresh process each) of record --index --dense none
+              of one hook of 2048 and of 3072 neurons (1 layer, d_model 512, vocab --mem-vocab, 16k
+              tokens), minus the same process's peak for the bare forward pass: what the index adds.
+
+The dev box has 2 cores shared with other work: compare ratios within one run. Writes
+benchmarks/out/bench_record_index.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ROOT = Path(__file__).resolve().parent
+SHAPES = {
+    "demo": dict(n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=64, d_vocab=2048),
+    "gpt2": dict(n_layers=12, d_model=768, n_heads=12, d_head=64, d_mlp=3072, n_ctx=1024, d_vocab=50257),
+}
+
+
+def _model(shape: dict, act_fn: str = "gelu"):
+    import torch
+
+    from solu_core.model import ModelConfig, Transformer
+
+    torch.manual_seed(0)
+    return Transformer(ModelConfig(**shape, act_fn=act_fn)).eval()
+
+
+class _Split:
+    """Token ids and document starts, as solu_core.corpus.TokenSplit offers them."""
+
+    def __init__(self, n: int, vocab: int):
+        rng = np.random.default_rng(0)
+        self.tokens = rng.integers(0, vocab, n).astype(np.int64)
+        self.doc_starts = np.zeros(n, np.uint8)
+
+    def __len__(self):
+        return len(self.tokens)
+
+
+def _writer(path: Path, shape: dict, hooks: list[str], n: int, dense: bool):
+    from tokenizers import Tokenizer, models
+
+    from store.writer import StoreWriter
+
+    tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(shape["d_vocab"])}, unk_token="w0"))
+    cfg = {**shape, "act_fn": "gelu"}
+    return StoreWriter.create_or_resume(path, model_config=cfg, hooks=hooks, n_tokens=n, context_len=shape["n_ctx"],
+                                        tokenizer_json=tok.to_str(), manifest={"checkpoint_hash": "bench"},
+                                        fsync=False, dense=dense)
+
+
+def _logits(w, model) -> None:
+    from solu_core.record import logit_effects
+
+    for layer in w.layers:
+        w.write_logit_effects(layer, *logit_effects(model, layer))
+
+
+def run_record(model, shape: dict, hooks: list[str], n: int, path: Path, *, index: bool, dense: bool,
+               bare: bool = False) -> tuple[float, float]:
+    """(seconds until every chunk is written and indexed, seconds including the final index write) to
+    run every work group of ``n`` tokens: bare (forward only; both the same) or recorded into ``path``."""
+    from solu_core.record import RecordStats, compute_group, plan_batches
+    from store.index import StreamIndexer
+    from store.pipeline import ChunkPipeline
+
+    split = _Split(n, shape["d_vocab"])
+    shutil.rmtree(path, ignore_errors=True)
+    w = _writer(path, shape, hooks, n, dense)
+    per_group, batch_ctx = plan_batches(w.chunk_tokens, shape["n_ctx"], None)
+    stats = RecordStats()
+    groups = range(-(-w.n_chunks // per_group))
+    t = time.perf_counter()
+    if bare:
+        for g in groups:
+            compute_group(model, w, split, hooks, g, per_group, batch_ctx, stats)
+        return (time.perf_counter() - t,) * 2
+    _logits(w, model)
+    pending = {name: set(w.pending_chunks(name)) for name in w.per_token_arrays}
+    consumers = [StreamIndexer(path)] if index else []
+    with ChunkPipeline(w, pending, consumers) as pipe:
+        for g in groups:
+            pipe.put(compute_group(model, w, split, hooks, g, per_group, batch_ctx, stats))
+        pipe.close()  # every chunk written and folded into the index
+        streamed = time.perf_counter() - t
+        pipe.finish()  # the store's finish, then the index arrays (and explanations) written
+    return streamed, time.perf_counter() - t
+
+
+def throughput(name: str, n: int, repeats: int, tmp: Path) -> dict:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    shape = SHAPES[name]
+    model = _model(shape)
+    hooks = [f"blocks.{layer}.mlp.hook_post" for layer in range(shape["n_layers"])]
+    n = n // shape["n_ctx"] * shape["n_ctx"]
+    run_record(model, shape, hooks, min(n, 4 * shape["n_ctx"]), tmp / "warm", index=True, dense=False)  # compile
+    bare, rec, total = [], [], []
+    for rep in range(repeats):
+        bare.append(run_record(model, shape, hooks, n, tmp / "bare", index=False, dense=True, bare=True)[0])
+        streamed, whole = run_record(model, shape, hooks, n, tmp / "rec", index=True, dense=False)
+        rec.append(streamed)
+        total.append(whole)
+        print(f"  {name} repeat {rep + 1}: bare {bare[-1]:.2f} s, record --index --dense none {rec[-1]:.2f} s "
+              f"(+ {whole - streamed:.2f} s writing the index) (load {os.getloadavg()[0]:.1f})", flush=True)
+    mb, mr, mt = statistics.median(bare), statistics.median(rec), statistics.median(total)
+    return {"tokens": n, "hooks": len(hooks), "d_mlp": shape["d_mlp"], "bare_s": bare, "record_index_s": rec,
+            "record_index_total_s": total, "bare_tok_per_s": n / mb, "record_index_tok_per_s": n / mr,
+            "ratio": mb / mr, "ratio_with_final_write": mb / mt, "final_write_s": mt - mr}
+
+
+def disk(n: int, tmp: Path) -> dict:
+    from store.reader import Store
+
+    shape = SHAPES["demo"]
+    model = _model(shape)
+    hooks = ["blocks.0.mlp.hook_post"]
+    n = n // shape["n_ctx"] * shape["n_ctx"]
+    out = {}
+    for label, index, dense in (("dense", False, True), ("dense_none", True, False)):
+        path = tmp / f"disk_{label}"
+        run_record(model, shape, hooks, n, path, index=index, dense=dense)
+        size = Store.open(path).size_on_disk()
+        out[label] = {"bytes": size, "bytes_per_1M_tokens_per_1000_neurons": size / (n / 1e6) / (shape["d_mlp"] / 1e3)}
+    out["ratio"] = out["dense_none"]["bytes"] / out["dense"]["bytes"]
+    out["tokens"] = n
+    return out
+
+
+_MEM_CHILD = """
+import resource, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+import bench_record_index as b
+shape = dict(n_layers=1, d_model=512, n_heads=8, d_head=64, d_mlp={d_mlp}, n_ctx=256, d_vocab={vocab})
+model = b._model(shape)
+hooks = ["blocks.0.mlp.hook_post"]
+b.run_record(model, shape, hooks, {n}, Path({path!r}), index={index}, dense={dense}, bare={bare})
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def memory(vocab: int, n: int, tmp: Path) -> dict:
+    out = {}
+    for d_mlp in (2048, 3072):
+        peaks = {}
+        for label, kw in (("bare", dict(index=False, dense=True, bare=True)),
+                          ("record_index", dict(index=True, dense=False, bare=False))):
+            code = _MEM_CHILD.format(root=str(ROOT), d_mlp=d_mlp, vocab=vocab, n=n, path=str(tmp / f"mem_{d_mlp}"), **kw)
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT.parent)})
+            if r.returncode:
+                raise SystemExit(r.stderr)
+            peaks[label] = int(r.stdout.split()[-1]) * 1024  # ru_maxrss is in KiB on Linux
+        out[str(d_mlp)] = {**peaks, "index_adds_bytes": peaks["record_index"] - peaks["bare"]}
+        print(f"  memory {d_mlp} neurons: bare {peaks['bare'] / 2**20:.0f} MiB, record --index "
+              f"{peaks['record_index'] / 2**20:.0f} MiB", flush=True)
+    return {"vocab": vocab, "tokens": n, "per_hook": out}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="throughput,disk,memory")
+    ap.add_argument("--models", default="demo,gpt2")
+    ap.add_argument("--tokens", type=int, default=65536, help="tokens per throughput run (demo)")
+    ap.add_argument("--gpt2-tokens", type=int, default=8192, help="tokens per throughput run (gpt2)")
+    ap.add_argument("--disk-tokens", type=int, default=1 << 20)
+    ap.add_argument("--mem-vocab", type=int, default=50257)
+    ap.add_argument("--mem-tokens", type=int, default=16384)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", default=str(ROOT / "out" / "bench_record_index.json"))
+    args = ap.parse_args()
+    parts = args.parts.split(",")
+    out: dict = {"args": vars(args), "machine": f"{os.cpu_count()} cores, shared with other work while measured",
+                 "load_avg_1min": [os.getloadavg()[0]]}
+    with tempfile.TemporaryDirectory(prefix="bench_record_index_") as d:
+        tmp = Path(d)
+        if "throughput" in parts:
+            out["throughput"] = {m: throughput(m, args.tokens if m == "demo" else args.gpt2_tokens, args.repeats, tmp)
+                                 for m in args.models.split(",")}
+        if "disk" in parts:
+            out["disk"] = disk(args.disk_tokens, tmp)
+        if "memory" in parts:
+            out["memory"] = memory(args.mem_vocab, args.mem_tokens, tmp)
+    out["load_avg_1min"].append(os.getloadavg()[0])
+    for m, r in out.get("throughput", {}).items():
+        print(f"{m}: bare {r['bare_tok_per_s']:,.0f} tok/s, record --index --dense none "
+              f"{r['record_index_tok_per_s']:,.0f} tok/s, ratio {r['ratio']:.2f} (target >= 0.9); the index "
+              f"write at the end {r['final_write_s']:.1f} s more (ratio {r['ratio_with_final_write']:.2f} with it)")
+    if "disk" in out:
+        dk = out["disk"]
+        print(f"disk per 1M tokens per 1000 neurons: dense {dk['dense']['bytes_per_1M_tokens_per_1000_neurons'] / 1e6:,.1f} "
+              f"MB, --dense none {dk['dense_none']['bytes_per_1M_tokens_per_1000_neurons'] / 1e6:,.2f} MB "
+              f"({dk['ratio']:.2%} of dense; target < 1%)")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
