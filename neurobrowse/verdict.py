@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from neurobrowse.stats import wilson_interval
+
 ALPHA = 0.05
 DISCRIMINATION_LIMIT = 0.9  # a score passing more than this share of both models' neurons does not decide
 PROXY_ORDER = ("explain_score", "token_rule_score", "lookup_corr", "sim_score")  # which proxy leads
@@ -36,15 +38,9 @@ HOLDS_HELP = (
     f"{DISCRIMINATION_LIMIT:.0%} of both models' neurons cannot tell them apart, so it does not decide.")
 
 
-def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """95% Wilson score interval of k/n ((0, 1) when n == 0: nothing is known)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of k/n: neurobrowse.stats.wilson_interval, the one definition."""
+    return wilson_interval(k, n)
 
 
 def newcombe(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
