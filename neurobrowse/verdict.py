@@ -61,18 +61,9 @@ def fisher_p(k1: int, n1: int, k2: int, n2: int) -> float:
     return float(fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="two-sided")[1])
 
 
-@dataclass
-class ScoreEvidence:
-    """One automated score compared between the SoLU side (s) and the other side (g)."""
-
-    name: str
-    title: str
-    threshold: float
-    k: tuple[int, int]  # neurons passing: (solu, other)
-    n: tuple[int, int]  # neurons with a finite score
-    p_fisher: float
-    mwu_effect: float  # P(score of a SoLU neuron > score of an other neuron), ties half
-    p_mwu: float
+class _TwoShares:
+    """Shares, Wilson intervals, difference and outcome of k/n on two sides (solu, other); the evidence
+    dataclasses below carry k, n and p_fisher."""
 
     @property
     def shares(self) -> tuple[float, float]:
@@ -91,13 +82,27 @@ class ScoreEvidence:
         return newcombe(self.k[0], self.n[0], self.k[1], self.n[1])
 
     @property
+    def outcome(self) -> str:
+        return _outcome(self.diff, self.p_fisher)
+
+
+@dataclass
+class ScoreEvidence(_TwoShares):
+    """One automated score compared between the SoLU side (s) and the other side (g)."""
+
+    name: str
+    title: str
+    threshold: float
+    k: tuple[int, int]  # neurons passing: (solu, other)
+    n: tuple[int, int]  # neurons with a finite score
+    p_fisher: float
+    mwu_effect: float  # P(score of a SoLU neuron > score of an other neuron), ties half
+    p_mwu: float
+
+    @property
     def discriminates(self) -> bool:
         s, g = self.shares
         return not (s > DISCRIMINATION_LIMIT and g > DISCRIMINATION_LIMIT) and min(self.n) > 0
-
-    @property
-    def outcome(self) -> str:
-        return _outcome(self.diff, self.p_fisher)
 
 
 def _outcome(diff: float, p: float) -> str:
@@ -127,7 +132,7 @@ def score_evidence(name: str, title: str, threshold: float, solu: np.ndarray, ot
 
 
 @dataclass
-class StudyEvidence:
+class StudyEvidence(_TwoShares):
     """A reported blinded study of these stores, per item (neuron): majority verdicts."""
 
     path: str
@@ -136,25 +141,6 @@ class StudyEvidence:
     p_fisher: float
     raters: int
 
-    @property
-    def shares(self) -> tuple[float, float]:
-        return tuple(k / n if n else math.nan for k, n in zip(self.k, self.n))
-
-    @property
-    def intervals(self):
-        return (wilson(self.k[0], self.n[0]), wilson(self.k[1], self.n[1]))
-
-    @property
-    def diff(self) -> float:
-        return self.shares[0] - self.shares[1]
-
-    @property
-    def diff_interval(self) -> tuple[float, float]:
-        return newcombe(self.k[0], self.n[0], self.k[1], self.n[1])
-
-    @property
-    def outcome(self) -> str:
-        return _outcome(self.diff, self.p_fisher)
 
 
 @dataclass
