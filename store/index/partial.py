@@ -274,8 +274,26 @@ def merge_partials(a: PartialIndex, b: PartialIndex) -> PartialIndex:
     )
 
 
+def _sample_slots(N: int, B: int, S: int, W: int) -> dict:
+    """Empty sample slots for N neurons x B bins x S samples with windows of W tokens."""
+    return dict(prio=np.full((N, B, S), _PRIO_EMPTY, np.uint64), pos=np.full((N, B, S), -1, np.int64),
+                key=np.zeros((N, B, S), np.int32), win=np.zeros((N, B, S, W), np.uint16))
+
+
+class _SampleArrays:
+    """What SamplePartial and UnitSamples share: neurons and the array fields that get saved."""
+
+    @property
+    def n_neurons(self) -> int:
+        return self.prio.shape[0]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), np.ndarray)}
+
+
 @dataclass
-class SamplePartial:
+class SamplePartial(_SampleArrays):
     """Pass-2 random samples per (neuron, bin) over chunk ranges; picklable, merges exactly."""
 
     hook: str
@@ -294,17 +312,7 @@ class SamplePartial:
         N, B, S = qbin.shape[0], len(schema.SAMPLE_BINS), schema.SAMPLES_PER_BIN
         W = window[0] + 1 + window[1]
         return cls(hook=hook, ranges=[], qbin=np.ascontiguousarray(qbin, dtype=np.int32),
-                   prio=np.full((N, B, S), _PRIO_EMPTY, np.uint64), pos=np.full((N, B, S), -1, np.int64),
-                   key=np.zeros((N, B, S), np.int32), win=np.zeros((N, B, S, W), np.uint16),
-                   before=int(window[0]), after=int(window[1]))
-
-    @property
-    def n_neurons(self) -> int:
-        return self.prio.shape[0]
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if isinstance(getattr(self, f.name), np.ndarray)}
+                   **_sample_slots(N, B, S, W), before=int(window[0]), after=int(window[1]))
 
     def update(self, bits: np.ndarray, row0: int, context_len: int, seed: int) -> None:
         R, N = bits.shape
@@ -445,7 +453,7 @@ def unit_zones(umap: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 @dataclass
-class UnitSamples:
+class UnitSamples(_SampleArrays):
     """Samples per (neuron, unit) drawn in pass 1's read; picklable, merges exactly (same units)."""
 
     hook: str
@@ -464,17 +472,7 @@ class UnitSamples:
         N, U, S = umap.shape[0], N_UNITS, schema.SAMPLES_PER_BIN
         W = window[0] + 1 + window[1]
         return cls(hook=hook, ranges=[], umap=np.ascontiguousarray(umap, dtype=np.uint8),
-                   prio=np.full((N, U, S), _PRIO_EMPTY, np.uint64), pos=np.full((N, U, S), -1, np.int64),
-                   key=np.zeros((N, U, S), np.int32), win=np.zeros((N, U, S, W), np.uint16),
-                   before=int(window[0]), after=int(window[1]))
-
-    @property
-    def n_neurons(self) -> int:
-        return self.prio.shape[0]
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if isinstance(getattr(self, f.name), np.ndarray)}
+                   **_sample_slots(N, U, S, W), before=int(window[0]), after=int(window[1]))
 
     def update(self, bits: np.ndarray, row0: int, context_len: int, seed: int) -> None:
         """Fold one chunk into the samples (in place). bits: uint16 [R, N]."""
