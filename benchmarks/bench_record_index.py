@@ -54,9 +54,10 @@ def _model(shape: dict, act_fn: str = "gelu"):
     import torch
 
     from solu_core.model import ModelConfig, Transformer
+    from solu_core.models import CheckpointRecorder
 
     torch.manual_seed(0)
-    return Transformer(ModelConfig(**shape, act_fn=act_fn)).eval()
+    return CheckpointRecorder(Transformer(ModelConfig(**shape, act_fn=act_fn)).eval())
 
 
 class _Split:
