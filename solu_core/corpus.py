@@ -28,6 +28,7 @@ On disk (``out_dir``)::
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -36,7 +37,7 @@ import sys
 import sysconfig
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -215,30 +216,39 @@ def _walk(root: Path, exclude: set[str] = frozenset()) -> Iterator[Path]:
 
 def _read_jsonl(path: Path, field_name: str, src: int, stats: _SourceStats) -> Iterator[_Doc]:
     stats.n_files += 1
+    with open(path, "rb") as f:  # line by line: a JSONL dump can be larger than memory
+        for i, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CorpusError(f"{path}:{i} is not UTF-8 (byte {e.start} of the line); JSONL sources must be "
+                                  f"UTF-8") from e
+            doc = _jsonl_doc(path, i, line, field_name, src, stats)
+            if doc is not None:
+                yield doc
+
+
+def _jsonl_doc(path: Path, i: int, line: str, field_name: str, src: int, stats: _SourceStats) -> _Doc | None:
+    """The document of line ``i`` of a JSONL file (None for a blank line or an empty text)."""
+    if not line.strip():
+        return None
     try:
-        lines = path.read_bytes().decode("utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise CorpusError(f"{path} is not UTF-8 (byte {e.start}); JSONL sources must be UTF-8") from e
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CorpusError(f"{path}:{i} is not valid JSON ({e.msg}); fix the line or leave the file out") from e
-        text = obj.get(field_name) if isinstance(obj, dict) else None
-        if isinstance(obj, dict) and field_name in obj and not isinstance(text, str):
-            raise CorpusError(f"{path}:{i}: the field {field_name!r} is a {type(text).__name__}, not text; "
-                              f"pass --jsonl-field with a field that holds the document's text")
-        if not isinstance(text, str):
-            keys = ", ".join(sorted(obj)) if isinstance(obj, dict) else type(obj).__name__
-            raise CorpusError(
-                f"{path}:{i} has no text field {field_name!r} (it has: {keys}); pass --jsonl-field NAME"
-            )
-        if text.strip():
-            yield _Doc(src, f"{path.name}:{i}", text)
-        else:
-            stats.skipped_empty += 1
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise CorpusError(f"{path}:{i} is not valid JSON ({e.msg}); fix the line or leave the file out") from e
+    text = obj.get(field_name) if isinstance(obj, dict) else None
+    if isinstance(obj, dict) and field_name in obj and not isinstance(text, str):
+        raise CorpusError(f"{path}:{i}: the field {field_name!r} is a {type(text).__name__}, not text; "
+                          f"pass --jsonl-field with a field that holds the document's text")
+    if not isinstance(text, str):
+        keys = ", ".join(sorted(obj)) if isinstance(obj, dict) else type(obj).__name__
+        raise CorpusError(
+            f"{path}:{i} has no text field {field_name!r} (it has: {keys}); pass --jsonl-field NAME"
+        )
+    if not text.strip():
+        stats.skipped_empty += 1
+        return None
+    return _Doc(src, f"{path.name}:{i}", text)
 
 
 def _split_long(doc: _Doc, max_chars: int) -> list[_Doc]:
@@ -259,6 +269,16 @@ def _split_long(doc: _Doc, max_chars: int) -> list[_Doc]:
 
 def _collect(cfg: CorpusConfig) -> tuple[list[_Doc], list[_SourceStats]]:
     """Read every source into documents (before dedup). Raises CorpusError for a missing path."""
+    stats: list[_SourceStats] = []
+    docs = list(_iter_docs(cfg, stats))
+    return docs, stats
+
+
+def _iter_docs(cfg: CorpusConfig, stats: list[_SourceStats]) -> Iterator[_Doc]:
+    """The documents of every source, read one file at a time as they are asked for (so a caller that
+    needs only the first N tokens of a huge folder reads only what those take). Appends one
+    _SourceStats per source to ``stats`` as it reaches it. A missing path raises CorpusError before
+    anything is read (the check runs when this is called, not at the first document)."""
     roots: list[tuple[str, Path]] = []
     if cfg.include_stdlib:
         roots.append(("stdlib", stdlib_dir()))
@@ -273,15 +293,16 @@ def _collect(cfg: CorpusConfig) -> tuple[list[_Doc], list[_SourceStats]]:
         for name, (where, _how) in PROSE_SOURCES.items():
             if Path(where).exists():
                 roots.append((f"prose:{name}", Path(where)))
+    return _docs_of_roots(roots, cfg, stats)
 
-    docs: list[_Doc] = []
-    stats: list[_SourceStats] = []
+
+def _docs_of_roots(roots: list[tuple[str, Path]], cfg: CorpusConfig, stats: list[_SourceStats]) -> Iterator[_Doc]:
     for kind, root in roots:
         st = _SourceStats(path=str(root), kind=kind)
         src = len(stats)
         stats.append(st)
         if kind == "jsonl":
-            docs.extend(_read_jsonl(root, cfg.jsonl_field, src, st))
+            yield from _read_jsonl(root, cfg.jsonl_field, src, st)
             continue
         if kind == "stdlib":
             # _sysconfigdata_*.py is a generated dump of build variables, not source anyone wrote
@@ -292,7 +313,7 @@ def _collect(cfg: CorpusConfig) -> tuple[list[_Doc], list[_SourceStats]]:
             files = iter([root])
         for f in files:
             if f.suffix == ".jsonl" and kind != "stdlib":
-                docs.extend(_read_jsonl(f, cfg.jsonl_field, src, st))
+                yield from _read_jsonl(f, cfg.jsonl_field, src, st)
                 continue
             text = _read_text(f, st)
             if text is not None:
@@ -303,8 +324,7 @@ def _collect(cfg: CorpusConfig) -> tuple[list[_Doc], list[_SourceStats]]:
                     if len(st.generated) < 50:
                         st.generated.append(f"{name} ({why})")
                     continue
-                docs.append(_Doc(src, name, text))
-    return docs, stats
+                yield _Doc(src, name, text)
 
 
 def _seeded_key(purpose: str, seed: int, sha: str) -> int:
@@ -697,39 +717,46 @@ def read_text_stream(paths: list[str | Path], tokenizer, separator_id: int, json
                      max_tokens: int | None = None, progress: bool = False) -> TextStream:
     """Read files, folders and .jsonl files (in the order given; folders sorted), skip binary and
     non-UTF-8 files (counted), and tokenize every document with ``tokenizer`` (a tokenizers.Tokenizer,
-    no special tokens added) as ``[separator_id] + ids``. Stops once ``max_tokens`` are reached."""
+    no special tokens added) as ``[separator_id] + ids``. Reads files only until ``max_tokens`` are reached
+    (so 1M tokens of a 10 GB folder read only what they take; the sources' file counts are of the files read)."""
     for p in paths:
         if not Path(p).expanduser().exists():
             raise CorpusError(f"--text {p} does not exist; pass existing files, folders or .jsonl files")
-    docs, stats = _collect(CorpusConfig(sources=[str(p) for p in paths], include_stdlib=False,
-                                        jsonl_field=jsonl_field, skip_generated=False))  # the user's text, whole
-    if not docs:
+    stats: list[_SourceStats] = []
+    docs = _iter_docs(CorpusConfig(sources=[str(p) for p in paths], include_stdlib=False, jsonl_field=jsonl_field,
+                                   skip_generated=False), stats)  # the user's text, read as far as it is needed
+    first = next(docs, None)
+    if first is None:
         skipped = sum(s.skipped_binary for s in stats), sum(s.skipped_non_utf8 for s in stats)
         raise CorpusError(f"no text to record in {', '.join(map(str, paths))} (skipped {skipped[0]} binary and "
                           f"{skipped[1]} non-UTF-8 files); pass UTF-8 text files, folders or .jsonl files")
-    stream = tokenize_documents([d.text for d in docs], tokenizer, separator_id, max_tokens, progress)
+    texts = (d.text for d in itertools.chain([first], docs))
+    stream = tokenize_documents(texts, tokenizer, separator_id, max_tokens, progress)
     sources = [{"path": s.path, "kind": s.kind, "files": s.n_files, "skipped_binary": s.skipped_binary,
                 "skipped_non_utf8": s.skipped_non_utf8, "skipped_empty": s.skipped_empty} for s in stats]
     stream.sources = sources
     return stream
 
 
-def tokenize_documents(texts: list[str], tokenizer, separator_id: int, max_tokens: int | None = None,
+def tokenize_documents(texts: Iterable[str], tokenizer, separator_id: int, max_tokens: int | None = None,
                        progress: bool = False) -> TextStream:
     """Tokenize documents in order into one stream of ``[separator_id] + ids`` per document (no other
-    special tokens), stopping once ``max_tokens`` are reached."""
+    special tokens), in batches of 64 documents, stopping after the batch that reaches ``max_tokens``
+    (documents after it are never taken from ``texts``, which may be a lazy iterator)."""
     from tqdm.auto import tqdm
 
     parts: list[np.ndarray] = []
     n = 0
-    bar = tqdm(total=len(texts), desc="tokenizing", unit="doc", disable=not progress)
-    for b in range(0, len(texts), 64):
-        for enc in tokenizer.encode_batch(list(texts[b:b + 64]), add_special_tokens=False):
+    it = iter(texts)
+    bar = tqdm(total=max_tokens, desc="tokenizing", unit="tok", unit_scale=True, disable=not progress)
+    while max_tokens is None or n < max_tokens:
+        batch = list(itertools.islice(it, 64))
+        if not batch:
+            break
+        for enc in tokenizer.encode_batch(batch, add_special_tokens=False):
             parts.append(np.asarray([separator_id] + enc.ids, dtype=np.int64))
             n += len(parts[-1])
-        bar.update(min(64, len(texts) - b))
-        if max_tokens is not None and n >= max_tokens:
-            break
+            bar.update(len(parts[-1]))
     bar.close()
     if not parts:
         raise CorpusError("no documents to record: the list of texts is empty")

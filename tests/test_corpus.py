@@ -227,3 +227,31 @@ def test_corpus_with_an_existing_tokenizer(tmp_path, user_folder):
         build_corpus(tmp_path / "c", CorpusConfig(sources=[str(user_folder)], include_stdlib=False,
                                                   tokenizer_file=str(bare)), progress=False)
     assert not (tmp_path / "c").exists()
+
+
+def test_text_stream_reads_only_what_the_tokens_take(tmp_path):
+    """`record --text` over a large folder reads files only until --tokens are reached: a broken file after
+    enough text is never opened (reading everything first cost the memory of the whole folder), the stream is
+    cut after the batch that reaches the limit, and a JSONL line may hold a raw U+2028 inside a string."""
+    from solu_core.corpus import read_text_stream, train_tokenizer
+
+    texts = [f"def f{i}(x):\n    return x * {i} + {i * 7}\n" * 20 for i in range(200)]
+    tok = train_tokenizer(texts, 300, progress=False)
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for i, t in enumerate(texts):
+        (folder / f"a{i:03d}.py").write_text(t)
+    (folder / "zz_broken.jsonl").write_text("{not json\n")  # sorts last: read only if every .py file was needed
+    few = read_text_stream([folder], tok, 0, max_tokens=500)
+    assert few.sources[0]["files"] <= 64 + 1  # at most one batch of documents (plus the peeked one) read
+    assert len(few.split) >= 500
+    with pytest.raises(CorpusError, match=r"zz_broken.jsonl:1 is not valid JSON"):
+        read_text_stream([folder], tok, 0, max_tokens=None)  # all of it: the broken file is reached
+    again = read_text_stream([folder], tok, 0, max_tokens=500)
+    assert again.sha256 == few.sha256  # the same stream each time (a resumed recording checks it)
+
+    line = tmp_path / "sep.jsonl"
+    line.write_text(json.dumps({"text": "one\u2028two"}, ensure_ascii=False) + "\n" + json.dumps({"text": "three"}) + "\n",
+                    encoding="utf-8")
+    stream = read_text_stream([line], tok, 0)
+    assert stream.n_docs == 2
