@@ -576,13 +576,19 @@ def unit_sample_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, ukb,
 
 
 @njit(nogil=True, cache=True)
-def key_block_counts(cur, counts):
-    """counts [2**(16 - HIST_SHIFT), N] int64 += the number of values of each neuron per key block
-    (histogram bin + HIST_OFFSET) of one row-major chunk cur [R, N]: a histogram without pass 1."""
+def key_block_counts(cur, counts, block, b0, b1):
+    """counts [nb, 2**(16 - HIST_SHIFT), block] int32 += the number of values of each neuron per
+    (neuron block, key block, neuron) of one row-major chunk cur [R, N], for the neuron blocks b0..b1-1:
+    a histogram without pass 1, in pass1_rows's layout (folded by ``fold_key_blocks``)."""
     R, N = cur.shape
-    for r in range(R):
-        for j in range(N):
-            counts[f16_key(cur[r, j]) >> HIST_SHIFT, j] += 1
+    for b in range(b0, b1):
+        j0 = b * block
+        j1 = min(N, j0 + block)
+        hl = counts[b]
+        for r in range(R):
+            row = cur[r, j0:j1]
+            for jj in range(j1 - j0):
+                hl[f16_key(row[jj]) >> HIST_SHIFT, jj] += 1
 
 
 def unit_key_blocks(umap: np.ndarray, block: int) -> np.ndarray:

@@ -102,16 +102,21 @@ class PartialIndex:
     def update(self, bits: np.ndarray, tokens: np.ndarray, row0: int, context_len: int) -> None:
         """Fold one chunk into this partial (in place). bits: uint16 [R, N]; tokens: int32 [R]."""
         R, N = bits.shape
-        top_worst = np.empty(N, np.int32)
-        bot_worst = np.empty(N, np.int32)
-        kernels.worst_slots(self.top_key, self.top_pos, self.bot_key, self.bot_pos, top_worst, bot_worst)
+        top_worst, bot_worst = _worst_slots(self, "top", "bot")
         sums = np.zeros((N, 6))  # shift (first value, keeps the power sums small), power sums 1..4, density
         parity = ((row0 + np.arange(R)) // context_len) & 1  # [R]
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
         V = self.token_count.shape[1]
-        gkey, grp = np.unique(parity * V + tokens, return_inverse=True)  # [G] distinct (parity, token), [R]
+        # the chunk's distinct (parity, token) pairs, ascending, and each row's index among them (a
+        # count over the 2 x V pairs: cheaper than sorting the rows)
+        pair = parity * V + tokens  # [R]
+        gcount = np.bincount(pair, minlength=2 * V)  # [2V]
+        gkey = np.flatnonzero(gcount)  # [G]
+        lut = np.empty(2 * V, np.int32)
+        lut[gkey] = np.arange(gkey.size, dtype=np.int32)
+        grp = lut[pair]  # [R]
         bits = np.ascontiguousarray(bits)
-        hkb, grp, gpar, gtok = self._key_block_counts(R), grp.astype(np.int32), gkey // V, gkey % V
+        hkb, gpar, gtok = self._key_block_counts(R), gkey // V, gkey % V
 
         def blocks(b0, b1):
             kernels.pass1_rows(bits, row0, context_len, self.before, _DENS_KEY, tokens, parity,
@@ -123,11 +128,7 @@ class PartialIndex:
         self._update_distinct(bits, row0, context_len)
         self.npos += sums[:, 5].astype(np.int64)
         shift, sums = sums[:, 0], sums[:, 1:5].T  # [N], [4, N]
-        V = self.token_count.shape[1]
-        for par in (0, 1):
-            sel = tokens[parity == par]
-            if sel.size:
-                self.token_count[par] += np.bincount(sel, minlength=V)
+        self.token_count += gcount.reshape(2, V)
         # central moments of this chunk from the shifted power sums, then the parallel merge
         mu = sums[0] / R
         c2 = sums[1] - R * mu**2
@@ -139,8 +140,7 @@ class PartialIndex:
     def _update_distinct(self, bits: np.ndarray, row0: int, context_len: int) -> None:
         """Fold the chunk's contexts into the distinct lists (their own sweep: kernels.context_best_rows)."""
         N = self.n_neurons
-        tw, bw = np.empty(N, np.int32), np.empty(N, np.int32)
-        kernels.worst_slots(self.dtop_key, self.dtop_pos, self.dbot_key, self.dbot_pos, tw, bw)
+        tw, bw = _worst_slots(self, "dtop", "dbot")
 
         def blocks(b0, b1):
             kernels.context_best_rows(bits, row0, context_len, self.before,
@@ -178,6 +178,7 @@ class PartialIndex:
         hkb = self.__dict__.pop("_hkb", None)
         if hkb is not None:
             kernels.fold_key_blocks(hkb, self.hist)
+        _drop_worst_slots(self)
         self.top_key, self.top_pos, self.top_win = _sorted_lists(self.top_key, self.top_pos, self.top_win, True)
         self.bot_key, self.bot_pos, self.bot_win = _sorted_lists(self.bot_key, self.bot_pos, self.bot_win, False)
         self.dtop_key, self.dtop_pos, self.dtop_win, self.dtop_more = _sorted_lists(
@@ -185,6 +186,37 @@ class PartialIndex:
         self.dbot_key, self.dbot_pos, self.dbot_win, self.dbot_more = _sorted_lists(
             self.dbot_key, self.dbot_pos, self.dbot_win, False, self.dbot_more)
         return self
+
+
+def _worst_slots(part, top: str, bot: str) -> tuple[np.ndarray, np.ndarray]:
+    """The replace-next slots (int32 [N] each) of the lists ``{top}_key/_pos`` and ``{bot}_key/_pos``
+    of ``part``. The kernels keep them up to date as they insert, so they are kept from chunk to
+    chunk (not dataclass fields: never saved or merged) and found again only when the lists are
+    other arrays (``canonical`` sorted them; a load or a merge made them)."""
+    arrays = tuple(getattr(part, n) for n in (f"{top}_key", f"{top}_pos", f"{bot}_key", f"{bot}_pos"))
+    cached = part.__dict__.get(f"_worst_{top}")
+    if cached is None or any(a is not b for a, b in zip(cached[0], arrays)):
+        N = arrays[0].shape[0]
+        tw, bw = np.empty(N, np.int32), np.empty(N, np.int32)
+        kernels.worst_slots(*arrays, tw, bw)
+        cached = part.__dict__[f"_worst_{top}"] = (arrays, (tw, bw))
+    return cached[1]
+
+
+def _sample_worst_slots(part) -> np.ndarray:
+    """int32 [N, B] the replace-next slot of every sample list of ``part`` (kept as ``_worst_slots``)."""
+    cached = part.__dict__.get("_worst_prio")
+    if cached is None or cached[0] is not part.prio:
+        worst = np.empty(part.prio.shape[:2], np.int32)
+        kernels.sample_worst_slots(part.prio, worst)
+        cached = part.__dict__["_worst_prio"] = (part.prio, worst)
+    return cached[1]
+
+
+def _drop_worst_slots(part) -> None:
+    """Forget the kept replace-next slots (before the lists are reordered)."""
+    for name in [n for n in part.__dict__ if n.startswith("_worst_")]:
+        del part.__dict__[name]
 
 
 def _merge_moments(a, b):
@@ -317,8 +349,7 @@ class SamplePartial(_SampleArrays):
     def update(self, bits: np.ndarray, row0: int, context_len: int, seed: int) -> None:
         R, N = bits.shape
         h1, h2 = kernels.position_hashes(row0, R, seed)
-        worst = np.empty(self.prio.shape[:2], np.int32)
-        kernels.sample_worst_slots(self.prio, worst)
+        worst = _sample_worst_slots(self)
         bits = np.ascontiguousarray(bits)
         salt = kernels.neuron_salts(N, seed)
 
@@ -329,6 +360,7 @@ class SamplePartial(_SampleArrays):
         run_blocks(blocks, -(-N // kernels.ROW_BLOCK))
 
     def canonical(self) -> "SamplePartial":
+        _drop_worst_slots(self)
         order = np.argsort(self.prio, axis=-1, kind="stable")  # priorities are distinct (a bijective hash)
         self.prio = np.take_along_axis(self.prio, order, -1)
         self.pos = np.take_along_axis(self.pos, order, -1)
@@ -385,13 +417,15 @@ N_UNITS = len(schema.SAMPLE_QUANTILES) * (2 * UNIT_RADIUS + 1) + N_QUANTILE_BINS
 
 
 def chunk_hist(bits: np.ndarray) -> np.ndarray:
-    """int64 [N, HIST_BINS] the histogram (PartialIndex.hist's bins) of one chunk's float16 bits [R, N]."""
-    counts = np.zeros((1 << (16 - kernels.HIST_SHIFT), bits.shape[1]), np.int64)  # [key block, N]
-    kernels.key_block_counts(np.ascontiguousarray(bits), counts)
-    off, H = kernels.HIST_OFFSET, kernels.HIST_BINS
-    hist = counts[off:off + H].T.copy()
-    hist[:, 0] += counts[:off].sum(axis=0)  # -inf / NaN blocks into the first finite bin, as pass 1 folds them
-    hist[:, -1] += counts[off + H:].sum(axis=0)
+    """int64 [N, HIST_BINS] the histogram (PartialIndex.hist's bins) of one chunk's float16 bits [R, N],
+    counted on the kernels' threads."""
+    bits = np.ascontiguousarray(bits)
+    N, B = bits.shape[1], kernels.ROW_BLOCK
+    nb = -(-N // B)
+    counts = np.zeros((nb, 1 << (16 - kernels.HIST_SHIFT), B), np.int32)  # [neuron block, key block, neuron]
+    run_blocks(lambda b0, b1: kernels.key_block_counts(bits, counts, B, b0, b1), nb)
+    hist = np.zeros((N, kernels.HIST_BINS), np.int64)
+    kernels.fold_key_blocks(counts, hist)  # -inf / NaN blocks into the end bins, as pass 1 folds them
     return hist
 
 
@@ -478,8 +512,7 @@ class UnitSamples(_SampleArrays):
         """Fold one chunk into the samples (in place). bits: uint16 [R, N]."""
         R, N = bits.shape
         h1, h2 = kernels.position_hashes(row0, R, seed)
-        worst = np.empty(self.prio.shape[:2], np.int32)
-        kernels.sample_worst_slots(self.prio, worst)
+        worst = _sample_worst_slots(self)
         bits = np.ascontiguousarray(bits)
         salt = kernels.neuron_salts(N, seed)
 
