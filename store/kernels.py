@@ -264,7 +264,7 @@ def pass1_rows(
     bot_worst,  # int32 [N]
     hkb,  # int32 [nb, 2**(16 - HIST_SHIFT), block] += count per (neuron block, key block, neuron), kept across chunks (see ``fold_key_blocks``)
     sums,  # float64 [N, 6] this chunk only: shift, power sums 1..4 of value - shift, density count
-    token_sum,  # float64 [2, V, N] += value per (parity, token)
+    token_sum,  # float32 [2, V, N] += value per (parity, token): the chunk's sum in float64, rounded once
     grp,  # int32 [R] group of each row: index of its (parity, token) among the chunk's distinct ones
     gpar,  # int64 [G] parity of each group
     gtok,  # int64 [G] token id of each group
@@ -620,9 +620,10 @@ def _ranks_above(m1, i1, m2, i2):
 def top_tokens_by_mean(token_sum, token_count, ids, out_ids, out_means, block):
     """Per neuron, the tokens of highest mean activation among ``ids`` (ascending int64 token ids),
     best first: out_ids int64 [N, t] (-1 where fewer than t ids), out_means float64 [N, t].
-    token_sum: float64 [V, N]; token_count: int64 [V]. A streaming top-t per neuron over the rows of
-    token_sum (row-major, blocks of neurons), instead of sorting all V means of every neuron."""
-    V, N = token_sum.shape
+    token_sum: float32 [2, V, N] sums by context parity (added here in float64); token_count: int64 [V]
+    (both parities). A streaming top-t per neuron over the rows of token_sum (row-major, blocks of
+    neurons), instead of sorting all V means of every neuron."""
+    _two, V, N = token_sum.shape
     t = out_ids.shape[1]
     nb = (N + block - 1) // block
     for b in prange(nb):
@@ -639,7 +640,7 @@ def top_tokens_by_mean(token_sum, token_count, ids, out_ids, out_means, block):
             if filled < t:
                 for jj in range(m):
                     kid[jj, filled] = v
-                    kmean[jj, filled] = token_sum[v, j0 + jj] / c
+                    kmean[jj, filled] = (np.float64(token_sum[0, v, j0 + jj]) + token_sum[1, v, j0 + jj]) / c
                 filled += 1
                 if filled == t:
                     for jj in range(m):
@@ -650,7 +651,7 @@ def top_tokens_by_mean(token_sum, token_count, ids, out_ids, out_means, block):
                         worst[jj] = w
                 continue
             for jj in range(m):
-                mean = token_sum[v, j0 + jj] / c
+                mean = (np.float64(token_sum[0, v, j0 + jj]) + token_sum[1, v, j0 + jj]) / c
                 w = worst[jj]
                 if _ranks_above(mean, v, kmean[jj, w], kid[jj, w]):
                     kid[jj, w] = v

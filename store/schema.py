@@ -167,8 +167,9 @@ INDEX_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "skewness": ("float64", ("neuron",)),
     "kurtosis": ("float64", ("neuron",)),  # excess kurtosis
     "density": ("float32", ("neuron",)),  # share of tokens with activation > DENSITY_THRESHOLD
-    "token_sum": ("float32", ("vocab", "neuron")),  # sum of activation per current token id
     "token_count": ("int64", ("vocab",)),  # occurrences of each token id
+    # (indexes written before the top-token arrays were computed at the end also hold token_sum [vocab,
+    # neuron], the sums per token: no reader uses it; the per-token sums live in the resume state only)
     "top_token_ids": ("int32", ("neuron", "top_token")),  # tokens with the highest mean activation
     "top_token_means": ("float32", ("neuron", "top_token")),
     "top_token_counts": ("int64", ("neuron", "top_token")),  # occurrences of each of those tokens

@@ -116,7 +116,7 @@ def sim_score_all(token_sum: np.ndarray, token_count: np.ndarray, m2: np.ndarray
     fitting half is predicted as that half's mean. NaN when either half is empty or the activation
     is constant; 0 when the prediction is constant.
 
-    token_sum: [2, V, N] float64 activation sums per (context parity, token); token_count: [2, V];
+    token_sum: [2, V, N] activation sums per (context parity, token); token_count: [2, V];
     m2: [N] sum of squared deviations of all activations.
     """
     two, V, N = token_sum.shape
@@ -129,7 +129,7 @@ def sim_score_all(token_sum: np.ndarray, token_count: np.ndarray, m2: np.ndarray
     seen = c > 0
     cc = np.maximum(c, 1.0)[:, :, None]
     for j0 in range(0, N, block):
-        S = token_sum[:, :, j0:j0 + block]  # [2, V, b]
+        S = np.asarray(token_sum[:, :, j0:j0 + block], np.float64)  # [2, V, b]
         mu_half = S.sum(1) / n_half[:, None]  # [2, b] each half's mean activation
         pred = np.where(seen[:, :, None], S / cc, mu_half[:, None, :])  # [2, V, b] fitted on each half
         pe = pred[::-1]  # pe[h] = the prediction for positions of half h (fitted on the other half)

@@ -22,7 +22,9 @@ from store.index import (
 from store.reader import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-EXACT = [n for n in schema.INDEX_ARRAYS if n not in ("mean", "var", "skewness", "kurtosis", "token_sum", "sim_score")]
+# summed in floating point (the per-token sums are float32: another chunking rounds them otherwise)
+EXACT = [n for n in schema.INDEX_ARRAYS if n not in ("mean", "var", "skewness", "kurtosis", "top_token_means",
+                                                      "sim_score")]
 
 
 def write_synthetic_store(path, acts: dict, tokens: np.ndarray, vocab: int, context_len: int = 32,
@@ -159,8 +161,9 @@ def test_two_halves_indexed_apart_merge_into_the_whole(tiny_stores):
         for f in ("top_key", "top_pos", "top_win", "bot_key", "bot_pos", "bot_win", "hist", "npos", "token_count",
                   "dtop_key", "dtop_pos", "dtop_win", "dtop_more", "dbot_key", "dbot_pos", "dbot_win", "dbot_more"):
             assert np.array_equal(getattr(whole, f), getattr(merged, f)), f
-        for f in ("mean", "m2", "m3", "m4", "token_sum"):
+        for f in ("mean", "m2", "m3", "m4"):
             np.testing.assert_allclose(getattr(whole, f), getattr(merged, f), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(whole.token_sum, merged.token_sum, rtol=1e-6, atol=1e-5)  # float32 sums
         qb = sample_thresholds(merged)
         assert np.array_equal(qb, sample_thresholds(whole))
         s_whole = compute_sample_partial(path, hook, 0, n, qb)

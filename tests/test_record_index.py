@@ -15,7 +15,7 @@ from store.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-MOMENTS = ("mean", "var", "skewness", "kurtosis", "token_sum", "sim_score")
+MOMENTS = ("mean", "var", "skewness", "kurtosis", "sim_score")
 
 
 def _record_args(tiny_root, out, *extra):

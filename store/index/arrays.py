@@ -35,8 +35,9 @@ def _values(keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 def _top_tokens(token_sum: np.ndarray, token_count: np.ndarray, t: int, min_count: int):
     """Per neuron the t tokens of highest mean activation among tokens seen >= min_count times.
-    token_sum: [V, N]; token_count: [V]. Returns ids int32 [N, t] (-1 pad), means float32, counts int64."""
-    V, N = token_sum.shape
+    token_sum: float32 [2, V, N] by context parity; token_count: [V] (both parities). Returns ids int32
+    [N, t] (-1 pad), means float32, counts int64."""
+    _two, V, N = token_sum.shape
     ok = token_count >= min_count  # [V]
     ids = np.flatnonzero(ok)
     out_ids = np.full((N, t), -1, np.int32)
@@ -48,7 +49,7 @@ def _top_tokens(token_sum: np.ndarray, token_count: np.ndarray, t: int, min_coun
     # highest mean first, lower token id on ties (deterministic): a streaming top-m per neuron
     top_ids = np.empty((N, m), np.int64)  # [N, m]
     top_means = np.empty((N, m))  # [N, m] float64
-    kernels.top_tokens_by_mean(np.ascontiguousarray(token_sum, dtype=np.float64),
+    kernels.top_tokens_by_mean(np.ascontiguousarray(token_sum, dtype=np.float32),
                                np.ascontiguousarray(token_count, dtype=np.int64), ids.astype(np.int64),
                                top_ids, top_means, kernels.ROW_BLOCK)
     out_ids[:, :m] = top_ids
@@ -102,11 +103,9 @@ def index_arrays(src_tokens: np.ndarray, context_len: int, partial: PartialIndex
         out["skewness"] = np.where(partial.m2 > 0, np.sqrt(n) * partial.m3 / partial.m2**1.5, np.nan)
         out["kurtosis"] = np.where(partial.m2 > 0, n * partial.m4 / partial.m2**2 - 3.0, np.nan)
     out["density"] = (partial.npos / n).astype(np.float32)
-    token_sum = partial.token_sum[0] + partial.token_sum[1]  # [V, N]
     token_count = partial.token_count[0] + partial.token_count[1]  # [V]
-    out["token_sum"] = token_sum.astype(np.float32)
     out["token_count"] = token_count
-    ids, means, counts = _top_tokens(token_sum, token_count, schema.TOP_TOKENS, schema.MIN_TOKEN_COUNT)
+    ids, means, counts = _top_tokens(partial.token_sum, token_count, schema.TOP_TOKENS, schema.MIN_TOKEN_COUNT)
     out["top_token_ids"], out["top_token_means"], out["top_token_counts"] = ids, means, counts
     out["token_rule_score"] = scores.token_rule_score(src_tokens, partial.top_pos)
     random_bin = schema.SAMPLE_BINS.index("random")

@@ -54,7 +54,9 @@ class PartialIndex:
     m2: np.ndarray  # float64 [N] sum of squared deviations
     m3: np.ndarray  # float64 [N]
     m4: np.ndarray  # float64 [N]
-    token_sum: np.ndarray  # float64 [2, V, N] activation sums per current token, by context parity
+    # activation sums per current token, by context parity: float32 (half the memory of float64: the table
+    # dominates, 2 x vocab x neurons per hook), each chunk summed in float64 and rounded once when added
+    token_sum: np.ndarray  # float32 [2, V, N]
     token_count: np.ndarray  # int64 [2, V] token occurrences, by context parity
     # distinct passages: the best (dtop) and lowest (dbot) firing of each context, k of each per neuron
     # (kernels.context_best_rows), same order and tie rule as the raw lists, with the count of further
@@ -83,13 +85,17 @@ class PartialIndex:
             bot_win=np.zeros((N, k, W), np.uint16),
             hist=np.zeros((N, kernels.HIST_BINS), np.int64), npos=np.zeros(N, np.int64),
             mean=np.zeros(N), m2=np.zeros(N), m3=np.zeros(N), m4=np.zeros(N),
-            token_sum=np.zeros((2, vocab, N)), token_count=np.zeros((2, vocab), np.int64),
+            token_sum=np.zeros((2, vocab, N), np.float32), token_count=np.zeros((2, vocab), np.int64),
             dtop_key=np.full((N, k), _TOP_EMPTY, np.int32), dtop_pos=np.full((N, k), -1, np.int64),
             dtop_win=np.zeros((N, k, W), np.uint16), dtop_more=np.zeros((N, k), np.int32),
             dbot_key=np.full((N, k), _BOT_EMPTY, np.int32), dbot_pos=np.full((N, k), -1, np.int64),
             dbot_win=np.zeros((N, k, W), np.uint16), dbot_more=np.zeros((N, k), np.int32),
             before=int(window[0]), after=int(window[1]),
         )
+
+    def __post_init__(self):
+        if self.token_sum is not None and self.token_sum.dtype != np.float32:  # a state saved by older versions
+            self.token_sum = self.token_sum.astype(np.float32)
 
     @property
     def n_neurons(self) -> int:

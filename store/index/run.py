@@ -317,10 +317,11 @@ def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
 
 def index_memory_bytes(n_neurons: int, k: int, vocab: int) -> int:
     """About how much memory indexing one hook takes: the top-k and bottom-k lists with their windows (kept,
-    merged and turned into index arrays: ~4 copies), histograms, per-token sums and the samples."""
+    merged and turned into index arrays: ~4 copies), histograms, the per-token sums (one float32 table
+    [2, vocab, neurons]) and the samples."""
     lists = 2 * n_neurons * k * (4 + 8 + 2 * WINDOW)
     hist = 2 * n_neurons * kernels.HIST_BINS * 8
-    token = 2 * 2 * vocab * n_neurons * 8
+    token = 2 * vocab * n_neurons * 4
     samples = (2 * len(schema.SAMPLE_BINS) + N_UNITS) * n_neurons * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * WINDOW)
     return 4 * lists + hist + token + samples
 
