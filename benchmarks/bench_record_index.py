@@ -17,7 +17,9 @@ context 1024; every layer's hook_post). Tokens are random ids (the same for ever
               included) is reported apart. Interleaved repeat by repeat; ratio = bare time / record
               time (target >= 0.9).
   disk        bytes on disk per 1M tokens per 1,000 neurons of a store recorded with --dense keep and
-              with --index --dense none (the demo shape, --disk-tokens tokens), and their ratio.
+              with --index --dense none (--disk-model shape, --disk-tokens tokens), their ratio, the
+              --dense none store's breakdown per array, and the neuron page load of its index (token
+              windows derived from the tokens) against the same index with the windows stored.
   memory      peak resident memory (ru_maxrss, a fresh process each) of record --index --dense none
               of one hook of 2048 and of 3072 neurons (1 layer, d_model 512, vocab --mem-vocab, 16k
               tokens), minus the same process's peak for the bare forward pass: what the index adds.
@@ -145,21 +147,89 @@ def throughput(name: str, n: int, repeats: int, tmp: Path) -> dict:
             "ratio": mb / mr, "ratio_with_final_write": mb / mt, "final_write_s": mt - mr}
 
 
-def disk(n: int, tmp: Path) -> dict:
+def _per_1m_1k(nbytes: int, n: int, neurons: int) -> float:
+    """Bytes per 1M tokens per 1,000 neurons."""
+    return nbytes / (n / 1e6) / (neurons / 1e3)
+
+
+def _breakdown(st, n: int, neurons: int) -> dict:
+    """Bytes per 1M tokens per 1,000 neurons of each root array / group and of each index array."""
+    out = {}
+    for entry in sorted(p.name for p in st.path.iterdir() if p.is_dir()):
+        if entry == "index":
+            for hook in st.hooks:
+                folder = st.path / "index" / hook
+                for a in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+                    out[f"index/{hook}/{a}"] = _per_1m_1k(st.size_on_disk(f"index/{hook}/{a}"), n, neurons)
+        else:
+            out[entry] = _per_1m_1k(st.size_on_disk(entry), n, neurons)
+    return out
+
+
+def _page_times(path: Path, hook: str, neurons: np.ndarray) -> list[float]:
+    """Seconds per neuron page (Store.neuron) of each neuron, a fresh reader (no cached chunks) each time."""
     from store.reader import Store
 
-    shape = SHAPES["demo"]
-    model = _model(shape)
-    hooks = ["blocks.0.mlp.hook_post"]
+    out = []
+    for j in neurons:
+        st = Store.open(path)
+        t = time.perf_counter()
+        st.neuron(hook, int(j))
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def page_load(path: Path, hook: str, tmp: Path, repeats: int = 5, pages: int = 20) -> dict:
+    """Neuron page load of an index that derives its token windows from the tokens (as written) against
+    the same index with the windows stored (as indexes before schema.INDEX_DERIVED were), interleaved."""
+    from store import schema
+    from store.index import IndexGroup
+    from store.reader import Store
+
+    stored = tmp / "page_stored"
+    shutil.rmtree(stored, ignore_errors=True)
+    shutil.copytree(path, stored)
+    st = Store.open(path)
+    wins = {a: np.asarray(st.index_array(hook, a)[...]) for a in schema.INDEX_DERIVED}
+    grp = IndexGroup(stored, hook)
+    grp.write_arrays(grp.group, wins, {a: schema.INDEX_ARRAYS[a][1] for a in wins})
+    assert all(Store.open(stored)._index_stores(hook, a) for a in wins)
+    rng = np.random.default_rng(0)
+    derived_t, stored_t = [], []
+    for _ in range(repeats):
+        js = rng.choice(st.d_mlp, pages, replace=False)
+        derived_t += _page_times(path, hook, js)
+        stored_t += _page_times(stored, hook, js)
+    md, ms = statistics.median(derived_t), statistics.median(stored_t)
+    print(f"  page load (fresh reader, median of {len(derived_t)}): windows derived {md * 1e3:.1f} ms, stored "
+          f"{ms * 1e3:.1f} ms (load {os.getloadavg()[0]:.1f})", flush=True)
+    return {"derived_ms_median": md * 1e3, "stored_ms_median": ms * 1e3, "ratio_derived_over_stored": md / ms,
+            "pages": len(derived_t)}
+
+
+def disk(n: int, tmp: Path, model: str = "demo") -> dict:
+    from store.reader import Store
+
+    shape = SHAPES[model]
+    torch_model = _model(shape)
+    hooks = [f"blocks.{layer}.mlp.hook_post" for layer in range(shape["n_layers"])]
+    neurons = shape["d_mlp"] * len(hooks)
     n = n // shape["n_ctx"] * shape["n_ctx"]
-    out = {}
+    out = {"model": model, "tokens": n, "neurons": neurons}
     for label, index, dense in (("dense", False, True), ("dense_none", True, False)):
         path = tmp / f"disk_{label}"
-        run_record(model, shape, hooks, n, path, index=index, dense=dense)
-        size = Store.open(path).size_on_disk()
-        out[label] = {"bytes": size, "bytes_per_1M_tokens_per_1000_neurons": size / (n / 1e6) / (shape["d_mlp"] / 1e3)}
+        run_record(torch_model, shape, hooks, n, path, index=index, dense=dense)
+        st = Store.open(path)
+        size = st.size_on_disk()
+        out[label] = {"bytes": size, "bytes_per_1M_tokens_per_1000_neurons": _per_1m_1k(size, n, neurons)}
+        if label == "dense_none":
+            out[label]["breakdown_bytes_per_1M_tokens_per_1000_neurons"] = _breakdown(st, n, neurons)
+            out[label]["index_bytes"] = st.size_on_disk("index")
+            out["page_load"] = page_load(path, hooks[0], tmp)
+        else:
+            shutil.rmtree(path)
     out["ratio"] = out["dense_none"]["bytes"] / out["dense"]["bytes"]
-    out["tokens"] = n
+    out["index_share_of_dense_none"] = out["dense_none"]["index_bytes"] / out["dense_none"]["bytes"]
     return out
 
 
@@ -201,6 +271,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=65536, help="tokens per throughput run (demo)")
     ap.add_argument("--gpt2-tokens", type=int, default=8192, help="tokens per throughput run (gpt2)")
     ap.add_argument("--disk-tokens", type=int, default=1 << 20)
+    ap.add_argument("--disk-model", default="demo", choices=sorted(SHAPES))
     ap.add_argument("--mem-vocab", type=int, default=50257)
     ap.add_argument("--mem-tokens", type=int, default=16384)
     ap.add_argument("--repeats", type=int, default=3)
@@ -215,7 +286,7 @@ def main() -> None:
             out["throughput"] = {m: throughput(m, args.tokens if m == "demo" else args.gpt2_tokens, args.repeats, tmp)
                                  for m in args.models.split(",")}
         if "disk" in parts:
-            out["disk"] = disk(args.disk_tokens, tmp)
+            out["disk"] = disk(args.disk_tokens, tmp, args.disk_model)
         if "memory" in parts:
             out["memory"] = memory(args.mem_vocab, args.mem_tokens, tmp)
     out["load_avg_1min"].append(os.getloadavg()[0])
@@ -225,9 +296,14 @@ def main() -> None:
               f"write at the end {r['final_write_s']:.1f} s more (ratio {r['ratio_with_final_write']:.2f} with it)")
     if "disk" in out:
         dk = out["disk"]
-        print(f"disk per 1M tokens per 1000 neurons: dense {dk['dense']['bytes_per_1M_tokens_per_1000_neurons'] / 1e6:,.1f} "
-              f"MB, --dense none {dk['dense_none']['bytes_per_1M_tokens_per_1000_neurons'] / 1e6:,.2f} MB "
-              f"({dk['ratio']:.2%} of dense; target < 1%)")
+        print(f"disk per 1M tokens per 1000 neurons ({dk['model']} shape, {dk['tokens']:,} tokens): dense "
+              f"{dk['dense']['bytes_per_1M_tokens_per_1000_neurons'] / 1e6:,.1f} MB, --dense none "
+              f"{dk['dense_none']['bytes_per_1M_tokens_per_1000_neurons'] / 1e6:,.2f} MB ({dk['ratio']:.2%} of dense; "
+              f"target < 1%), of which the index {dk['index_share_of_dense_none']:.0%}")
+        for name, b in sorted(dk["dense_none"]["breakdown_bytes_per_1M_tokens_per_1000_neurons"].items(),
+                              key=lambda kv: -kv[1]):
+            if b >= 0.005e6:
+                print(f"  {name:60s} {b / 1e6:8.2f} MB")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.json}")

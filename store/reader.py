@@ -29,10 +29,12 @@ from zarr.storage import LocalStore
 from store import chunkio, columns, schema
 from store.errors import CorruptChunkError, StoreError
 from store.schema import read_manifest
-from store.snippets import Snippet, build_snippets, distinct_names, has_distinct, index_window
+from store.snippets import Snippet, build_snippets, distinct_names, has_distinct, index_window, window_positions
 from store.tokens_display import readable_vocab
 
 _CHUNK_CACHE = 256  # decoded index chunks kept (about 10 neuron-chunk groups of one page's arrays)
+_TOKEN_CHUNK_CACHE = 1024  # decoded token chunks kept for the derived token windows (at most a few MB)
+_TOKEN_WHOLE_READ = 256  # a gather touching more token chunks than this reads the whole tokens array
 _CHUNK_KEY = re.compile(r"^(.*)/c((?:/\d+)*)$")
 
 
@@ -193,6 +195,8 @@ class Store:
         self._indexed: set[str] = set()
         self._direct: dict[str, str | None] = {}  # array name -> _direct_layout (None: through zarr)
         self._chunk_cache: dict[tuple[str, int], np.ndarray] = {}  # insertion-ordered LRU-ish cache
+        self._token_chunks: dict[int, np.ndarray] = {}  # decoded token chunks (the derived windows), same kind
+        self._stored: dict[str, bool] = {}  # index array name -> whether it is on disk (derived ones may not be)
         self._hist_edges: dict[str, np.ndarray] = {}  # per hook: shared histogram edges [H + 1]
         self._attrs: dict[str, dict] = {}  # per hook: the attributes of its finished index
         self._marker_dtypes: dict[str, str] = {}  # per-token array -> dtype of its completion markers
@@ -229,6 +233,8 @@ class Store:
         self._hist_edges.clear()
         self._attrs.clear()
         self._chunk_cache.clear()
+        self._token_chunks.clear()
+        self._stored.clear()
 
     # ---- manifest ------------------------------------------------------------------------------
     @property
@@ -418,6 +424,8 @@ class Store:
             self._direct.pop(name, None)
         for key in [k for k in self._chunk_cache if k[0].startswith(prefix)]:
             del self._chunk_cache[key]
+        for name in [n for n in self._stored if n.startswith(prefix)]:
+            del self._stored[name]
         self._indexed.discard(hook)
         self._hist_edges.pop(hook, None)
         self._attrs.pop(hook, None)
@@ -473,13 +481,58 @@ class Store:
         return ok
 
     def index_array(self, hook: str, name: str) -> zarr.Array:
+        """One index array of ``hook``: a zarr array, or for the token windows (schema.INDEX_DERIVED) an
+        array-like gathering them from the store's tokens when the index does not store them."""
         if name not in schema.INDEX_ARRAYS and name not in schema.EXPLAIN_ARRAYS:
             raise StoreError(f"{name!r} is not an index array; see store.schema.INDEX_ARRAYS")
+        if name in schema.INDEX_DERIVED and not self._index_stores(hook, name):
+            return WindowTokens(self, hook, name)
         try:
             return self._array(f"{schema.index_path(hook)}/{name}")
         except StoreError:
             raise StoreError(f"{self.path}: hook {hook!r} is not indexed (no {name!r}); "
                              f"run `neurobrowse index {self.path}`") from None
+
+    def _index_stores(self, hook: str, name: str) -> bool:
+        """Whether index/{hook} holds the array ``name`` on disk (indexes before schema.INDEX_DERIVED
+        stored the token windows; newer ones derive them)."""
+        key = f"{schema.index_path(hook)}/{name}"
+        if key not in self._stored:
+            self._stored[key] = (self.path / key / "zarr.json").is_file()
+        return self._stored[key]
+
+    def window_tokens(self, positions: np.ndarray, before: int, after: int) -> np.ndarray:
+        """int32 [..., before + 1 + after] the token ids around each position (-1 for an empty
+        position and past the ends of the store): what an index's *_context_tokens arrays hold."""
+        q, valid = window_positions(positions, before, after, self.n_tokens)
+        out = np.full(q.shape, -1, np.int32)
+        out[valid] = self.tokens_at(q[valid])
+        return out
+
+    def tokens_at(self, positions: np.ndarray) -> np.ndarray:
+        """int32 token ids at ``positions`` (int64 in 0..n_tokens-1, any order): read from the token
+        chunks they fall in (decoded chunks are cached), or from the whole tokens array for a gather
+        that touches many chunks."""
+        q = np.asarray(positions, dtype=np.int64)
+        if q.size == 0:
+            return np.empty(q.shape, np.int32)
+        ct = self.chunk_tokens
+        chunk = q // ct
+        need = np.unique(chunk)
+        if need.size > _TOKEN_WHOLE_READ:
+            return np.asarray(self.tokens[...], dtype=np.int32)[q]
+        order = np.argsort(chunk, kind="stable")
+        bounds = np.searchsorted(chunk[order], need, side="left").tolist() + [q.size]
+        out = np.empty(q.shape, np.int32)
+        for i, c in enumerate(need.tolist()):
+            toks = self._token_chunks.get(c)
+            if toks is None:
+                toks = self._token_chunks[c] = np.asarray(self.read_chunk(schema.TOKENS, c), dtype=np.int32)
+                while len(self._token_chunks) > _TOKEN_CHUNK_CACHE:
+                    self._token_chunks.pop(next(iter(self._token_chunks)))
+            idx = order[bounds[i]:bounds[i + 1]]
+            out[idx] = toks[q[idx] - c * ct]
+        return out
 
     def _require_index(self, hook: str) -> None:
         self.check_hook(hook)
@@ -606,6 +659,8 @@ class Store:
         arrays = list(_PAGE_ARRAYS)
         if use_distinct:
             arrays += [nm for kind in ("top", "bottom") for r, nm in distinct_names(kind).items() if r[:2] == "d_"]
+        derived = [a for a in arrays if a in schema.INDEX_DERIVED and not self._index_stores(hook, a)]
+        arrays = [a for a in arrays if a not in derived]
         names = [f"{schema.index_path(hook)}/{a}" for a in arrays]
         if have_logits:
             names += [f"{base}/{k}" for k in schema.LOGIT_ARRAYS]
@@ -614,6 +669,14 @@ class Store:
         rows = self._neuron_rows(names, n)
         page = dict(zip(arrays, rows[:len(arrays)]))
         rest = rows[len(arrays):]
+        before, after = index_window(state)
+        if derived:  # the token windows: one gather from the token chunks for every list of the page
+            pos = [np.asarray(page[schema.INDEX_DERIVED[a]]) for a in derived]
+            flat = self.window_tokens(np.concatenate([p.ravel() for p in pos]), before, after)
+            o = 0
+            for a, p in zip(derived, pos):
+                page[a] = flat[o:o + p.size].reshape(p.shape + (-1,))
+                o += p.size
         table = self._neuron_table(hook)
         stats = {k: float(table[k][n]) for k in columns.NUMERIC if k != "neuron"}
         stats["std"] = float(np.sqrt(max(stats["var"], 0.0)))
@@ -622,7 +685,6 @@ class Store:
         top_tokens = [(s, float(m), int(c))
                       for s, m, c, i in zip(self.token_strings(page["top_token_ids"]), page["top_token_means"],
                                             page["top_token_counts"], page["top_token_ids"]) if i >= 0]
-        before, after = index_window(state)
 
         def snippets(kind: str | None = None, b: int | None = None) -> list[Snippet]:
             if b is not None:  # a quantile bin: random samples, never cut to one per context
@@ -759,7 +821,8 @@ class Store:
         for hook in self.hooks:
             if self.index_state(hook).get("complete"):
                 out += [f"{schema.index_path(hook)}/{a}/zarr.json" for a in schema.INDEX_ARRAYS
-                        if not (self.path / schema.index_path(hook) / a / "zarr.json").is_file()]
+                        if a not in schema.INDEX_DERIVED
+                        and not (self.path / schema.index_path(hook) / a / "zarr.json").is_file()]
         return out
 
     def info(self) -> dict:
@@ -799,6 +862,39 @@ class Store:
             "dense_bytes_on_disk": dense_disk,
             "compression_ratio": dense_raw / dense_disk if dense_disk else None,
         }
+
+
+class WindowTokens:
+    """A derived index array (schema.INDEX_DERIVED): int32 [neuron, ..., window] token ids around each
+    position of the positions array it derives from, gathered from the store's tokens when indexed.
+    Offers what readers of the stored arrays use: shape, ndim, dtype, ``[...]`` / basic selections
+    and ``get_orthogonal_selection``."""
+
+    def __init__(self, store: Store, hook: str, name: str):
+        self.store = store
+        self.name = name
+        self.positions = store.index_array(hook, schema.INDEX_DERIVED[name])
+        self.before, self.after = store.index_window(hook)
+        self.shape = tuple(self.positions.shape) + (self.before + 1 + self.after,)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.int32)
+
+    def _windows(self, pos) -> np.ndarray:
+        return self.store.window_tokens(np.asarray(pos), self.before, self.after)
+
+    def __getitem__(self, sel) -> np.ndarray:
+        sel = sel if isinstance(sel, tuple) else (sel,)
+        if any(s is Ellipsis for s in sel):
+            return self._windows(self.positions[...])[sel]
+        lead, rest = sel[:self.ndim - 1], sel[self.ndim - 1:]
+        out = self._windows(self.positions[lead])
+        return out[(Ellipsis,) + rest] if rest else out
+
+    def get_orthogonal_selection(self, sel) -> np.ndarray:
+        sel = sel if isinstance(sel, tuple) else (sel,)
+        lead, rest = sel[:self.ndim - 1], sel[self.ndim - 1:]
+        out = self._windows(self.positions.get_orthogonal_selection(lead))
+        return out[(Ellipsis,) + rest] if rest else out
 
 
 def _read_many(reads: list[tuple[zarr.Array, tuple]]) -> list[np.ndarray]:

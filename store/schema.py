@@ -189,6 +189,19 @@ INDEX_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 DENSITY_THRESHOLD = 0.0
 
+# Index arrays that are not stored but derived from the store's tokens: the token ids of each window
+# are tokens[position - before .. position + after] (-1 past the ends of the store), so the index
+# writes only the positions and readers gather the windows (store.reader.Store.index_array; a page
+# reads a few token chunks). They were a third of an index on disk. Indexes written before hold them
+# as arrays, which readers use when present. name -> the positions array it derives from.
+INDEX_DERIVED: dict[str, str] = {
+    "top_context_tokens": "top_positions",
+    "bottom_context_tokens": "bottom_positions",
+    "sample_context_tokens": "sample_positions",
+    "distinct_top_context_tokens": "distinct_top_positions",
+    "distinct_bottom_context_tokens": "distinct_bottom_positions",
+}
+
 # Automatic rule explanations (store.explain), written next to INDEX_ARRAYS by the index and by
 # store.explain.explain_hook (an index made before them gains them without re-indexing). The rule's
 # words are rendered at read time from its family and arguments (store.explain.describe).

@@ -56,6 +56,14 @@ def index_window(index_attrs: dict) -> tuple[int, int]:
     return int(b), int(a)
 
 
+def window_positions(positions: np.ndarray, before: int, after: int, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 [..., W] global position of each window slot around ``positions``, bool [..., W] whether
+    it holds a token: the position is not empty (-1) and the slot lies inside the store's 0..n_tokens)."""
+    pos = np.asarray(positions, dtype=np.int64)
+    q = pos[..., None] + np.arange(-before, after + 1)  # [..., W]
+    return q, (pos[..., None] >= 0) & (q >= 0) & (q < n_tokens)
+
+
 def context_slots(positions: np.ndarray, before: int, width: int, context_len: int) -> np.ndarray:
     """bool [..., width]: which window slots around ``positions`` lie in the firing's own context."""
     pos = np.asarray(positions, dtype=np.int64)

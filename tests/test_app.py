@@ -197,7 +197,7 @@ def test_corrupt_chunk_shows_a_dialog_and_the_app_stays_usable(qtbot, windows, t
     bad = tmp_path / "corrupt"
     shutil.copytree(tiny_stores["solu_ln"], bad)
     post = next(h for h in Store.open(bad).hooks if h.endswith("hook_post"))
-    chunk = bad / "index" / post / "top_context_tokens" / "c" / "0" / "0" / "0"
+    chunk = bad / "index" / post / "top_context_acts" / "c" / "0" / "0" / "0"
     raw = bytearray(chunk.read_bytes())
     for i in range(8, min(len(raw), 64)):
         raw[i] ^= 0xFF
@@ -206,7 +206,7 @@ def test_corrupt_chunk_shows_a_dialog_and_the_app_stays_usable(qtbot, windows, t
     qtbot.waitUntil(lambda: _find_error_box(w) is not None, timeout=WAIT_MS)
     box = _find_error_box(w)
     text = box.text() + " " + box.informativeText()
-    assert "top_context_tokens" in text, text
+    assert "top_context_acts" in text, text
     box.button(QMessageBox.StandardButton.Ok).click()
     qtbot.waitUntil(lambda: _find_error_box(w) is None, timeout=WAIT_MS)
     # neurons in other chunks still browse

@@ -227,14 +227,14 @@ def test_failed_export_keeps_the_old_file(tmp_path, gelu):
     store = Store.open(copy)
     out = tmp_path / "x.jsonl"
     out.write_text("previous export\n")
-    arr_dir = copy / "index" / store.hooks[0] / "distinct_top_context_tokens" / "c"
+    arr_dir = copy / "index" / store.hooks[0] / "distinct_top_context_acts" / "c"
     chunks = sorted(p for p in arr_dir.rglob("*") if p.is_file())
     assert len(chunks) > 1
     last = chunks[-1]
     last.write_bytes(last.read_bytes()[:-7] + b"garbage")
     from store.errors import NeurobrowseError
 
-    with pytest.raises(NeurobrowseError, match="distinct_top_context_tokens"):
+    with pytest.raises(NeurobrowseError, match="distinct_top_context_acts"):
         export_store(store, out, ExportConfig(all_neurons=True, block=8))
     assert out.read_text() == "previous export\n"
     assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []

@@ -368,7 +368,7 @@ def test_index_verb_skips_indexed_and_force_redoes(tmp_path, capsys):
     assert main(["index", str(path), "--quiet", "--k", "8", "--force"]) == 0
     _assert_same_index(first, _index(Store.open(path), "blocks.0.mlp.hook_post"))
     # index arrays are chunked along the neuron axis (a page reads one small chunk per array)
-    arr = Store.open(path).index_array("blocks.0.mlp.hook_post", "top_context_tokens")
+    arr = Store.open(path).index_array("blocks.0.mlp.hook_post", "top_context_acts")
     assert arr.chunks[0] == schema.INDEX_NEURON_CHUNK
 
 

@@ -154,14 +154,14 @@ def test_damaged_index_chunk_is_refused_by_name(tiny_stores, tmp_path):
     path = tmp_path / "copy"
     shutil.copytree(tiny_stores["gelu"], path)
     hook = "blocks.0.mlp.hook_post"
-    f = path / schema.index_path(hook) / "top_context_tokens" / "c" / "1" / "0" / "0"
+    f = path / schema.index_path(hook) / "top_context_acts" / "c" / "1" / "0" / "0"
     f.write_bytes(np.random.default_rng(0).bytes(f.stat().st_size))
     s = Store.open(path)
     s.neuron(hook, 0)  # chunk 0 is intact
-    with pytest.raises(CorruptChunkError, match=r"top_context_tokens.*c/1/0/0.*Crc32c"):
+    with pytest.raises(CorruptChunkError, match=r"top_context_acts.*c/1/0/0.*Crc32c"):
         s.neuron(hook, schema.INDEX_NEURON_CHUNK)  # first neuron of chunk 1
     f.unlink()
-    with pytest.raises(CorruptChunkError, match=r"top_context_tokens.*missing"):
+    with pytest.raises(CorruptChunkError, match=r"top_context_acts.*missing"):
         Store.open(path).neuron(hook, schema.INDEX_NEURON_CHUNK + 1)
 
 

@@ -6,15 +6,15 @@ import numpy as np
 
 from store import kernels, schema
 from store.index.partial import PartialIndex, SamplePartial
+from store.snippets import window_positions
 
 
 def _windows_tokens(tokens: np.ndarray, pos: np.ndarray, before: int, after: int) -> np.ndarray:
-    """int32 [..., W] token ids around each position, -1 past the ends of the store. Unlike the
+    """int32 [..., W] token ids around each position, -1 past the ends of the store (the derived arrays
+    schema.INDEX_DERIVED: readers gather the same from the store's tokens). Unlike the
     activation windows (0 outside the firing's context) the tokens go on past the context: readers
     show them greyed (store.snippets.context_slots tells which slots the model saw)."""
-    offs = np.arange(-before, after + 1)
-    q = pos[..., None] + offs  # [..., W]
-    valid = (pos[..., None] >= 0) & (q >= 0) & (q < tokens.shape[0])
+    q, valid = window_positions(pos, before, after, tokens.shape[0])  # [..., W]
     out = np.full(q.shape, -1, np.int32)
     out[valid] = tokens[q[valid]]
     return out
