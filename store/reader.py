@@ -29,7 +29,9 @@ from zarr.storage import LocalStore
 from store import chunkio, columns, schema
 from store.errors import CorruptChunkError, StoreError
 from store.schema import read_manifest
-from store.snippets import Snippet, build_snippets, distinct_names, has_distinct, index_window, window_positions
+from store.snippets import (
+    Snippet, build_snippets, distinct_names, fill_shared_windows, has_distinct, index_window, window_positions,
+)
 from store.tokens_display import readable_vocab
 
 _CHUNK_CACHE = 256  # decoded index chunks kept (about 10 neuron-chunk groups of one page's arrays)
@@ -487,11 +489,18 @@ class Store:
             raise StoreError(f"{name!r} is not an index array; see store.schema.INDEX_ARRAYS")
         if name in schema.INDEX_DERIVED and not self._index_stores(hook, name):
             return WindowTokens(self, hook, name)
+        if name in schema.INDEX_SHARED_WINDOWS and self._index_attrs(hook).get("shared_windows"):
+            return SharedWindows(self, hook, name)
         try:
             return self._array(f"{schema.index_path(hook)}/{name}")
         except StoreError:
             raise StoreError(f"{self.path}: hook {hook!r} is not indexed (no {name!r}); "
                              f"run `neurobrowse index {self.path}`") from None
+
+    def _index_attrs(self, hook: str) -> dict:
+        if hook not in self._attrs:
+            self._attrs[hook] = self.index_state(hook)
+        return self._attrs[hook]
 
     def _index_stores(self, hook: str, name: str) -> bool:
         """Whether index/{hook} holds the array ``name`` on disk (indexes before schema.INDEX_DERIVED
@@ -670,6 +679,10 @@ class Store:
         page = dict(zip(arrays, rows[:len(arrays)]))
         rest = rows[len(arrays):]
         before, after = index_window(state)
+        if state.get("shared_windows"):  # distinct firings also in the raw lists: their windows are there
+            for name, (pos, raw_pos, raw) in schema.INDEX_SHARED_WINDOWS.items():
+                if name in page:
+                    page[name] = fill_shared_windows(page[name], page[pos], page[raw_pos], page[raw])
         if derived:  # the token windows: one gather from the token chunks for every list of the page
             pos = [np.asarray(page[schema.INDEX_DERIVED[a]]) for a in derived]
             flat = self.window_tokens(np.concatenate([p.ravel() for p in pos]), before, after)
@@ -895,6 +908,44 @@ class WindowTokens:
         lead, rest = sel[:self.ndim - 1], sel[self.ndim - 1:]
         out = self._windows(self.positions.get_orthogonal_selection(lead))
         return out[(Ellipsis,) + rest] if rest else out
+
+
+class SharedWindows:
+    """A distinct list's windows stored with shared windows (schema.INDEX_SHARED_WINDOWS): the stored
+    array completed from the raw list's windows, for the rows (neurons) selected. Offers what readers of
+    the stored arrays use: shape, ndim, dtype, ``[...]`` / basic selections and ``get_orthogonal_selection``."""
+
+    def __init__(self, store: Store, hook: str, name: str):
+        base = schema.index_path(hook)
+        pos, raw_pos, raw = schema.INDEX_SHARED_WINDOWS[name]
+        self.arrays = [store._array(f"{base}/{a}") for a in (name, pos, raw_pos, raw)]
+        self.shape, self.ndim, self.dtype = self.arrays[0].shape, self.arrays[0].ndim, self.arrays[0].dtype
+
+    def _rows(self, neurons, orthogonal: bool) -> np.ndarray:
+        if orthogonal:
+            parts = [np.asarray(a.get_orthogonal_selection((neurons,))) for a in self.arrays]
+        else:
+            parts = [np.asarray(a[neurons]) for a in self.arrays]
+        return fill_shared_windows(*parts)
+
+    def _select(self, sel, orthogonal: bool) -> np.ndarray:
+        sel = sel if isinstance(sel, tuple) else (sel,)
+        if not sel or any(s is Ellipsis for s in sel):
+            return self._rows(slice(None), False)[sel]
+        out = self._rows(sel[0], orthogonal)
+        keep = 0 if isinstance(sel[0], (int, np.integer)) else 1  # an int selection drops the neuron axis
+        if not orthogonal:
+            return out[(slice(None),) * keep + tuple(sel[1:])]
+        for i in reversed(range(len(sel) - 1)):  # one axis at a time, the last first (earlier axes stay put)
+            s, axis = sel[1 + i], keep + i
+            out = out[(slice(None),) * axis + (s,)] if isinstance(s, slice) else np.take(out, s, axis)
+        return out
+
+    def __getitem__(self, sel) -> np.ndarray:
+        return self._select(sel, False)
+
+    def get_orthogonal_selection(self, sel) -> np.ndarray:
+        return self._select(sel, True)
 
 
 def _read_many(reads: list[tuple[zarr.Array, tuple]]) -> list[np.ndarray]:

@@ -64,6 +64,24 @@ def window_positions(positions: np.ndarray, before: int, after: int, n_tokens: i
     return q, (pos[..., None] >= 0) & (q >= 0) & (q < n_tokens)
 
 
+def shared_slots(positions: np.ndarray, raw_positions: np.ndarray) -> np.ndarray:
+    """int64 [..., m] for each entry of ``positions`` [..., m] the slot of the raw list ``raw_positions``
+    [..., k] holding the same (non-empty) position, -1 where none does (schema.INDEX_SHARED_WINDOWS)."""
+    d = np.asarray(positions, dtype=np.int64)
+    r = np.asarray(raw_positions, dtype=np.int64)
+    same = (d[..., :, None] == r[..., None, :]) & (d[..., :, None] >= 0)  # [..., m, k]
+    return np.where(same.any(-1), same.argmax(-1), -1)
+
+
+def fill_shared_windows(acts: np.ndarray, positions: np.ndarray, raw_positions: np.ndarray,
+                        raw_acts: np.ndarray) -> np.ndarray:
+    """The windows ``acts`` [..., m, W] of a distinct list stored with shared windows, completed: each
+    entry whose position is also in the raw list takes that entry's window from ``raw_acts`` [..., k, W]."""
+    slot = shared_slots(positions, raw_positions)
+    got = np.take_along_axis(np.asarray(raw_acts), np.maximum(slot, 0)[..., None], -2)
+    return np.where((slot >= 0)[..., None], got, acts)
+
+
 def context_slots(positions: np.ndarray, before: int, width: int, context_len: int) -> np.ndarray:
     """bool [..., width]: which window slots around ``positions`` lie in the firing's own context."""
     pos = np.asarray(positions, dtype=np.int64)

@@ -439,3 +439,63 @@ def test_index_window_is_configurable_stored_and_used_by_readers(tiny_stores, tm
         assert sn.center == min(8, sn.position) and len(sn.tokens) <= 13
         assert sn.token_ids.tolist() == tokens[lo:lo + len(sn.tokens)].tolist()
         assert dense[sn.position] == pytest.approx(sn.value)
+
+
+def test_index_derives_token_windows_and_shares_distinct_windows(tmp_path):
+    """An index stores neither the token windows (schema.INDEX_DERIVED: readers gather them from the
+    tokens) nor the distinct lists' windows the raw lists hold (schema.INDEX_SHARED_WINDOWS): readers
+    give every array whole, by any selection, and an index that stores them all (as before) reads the same."""
+    import zarr
+
+    from store.index import IndexGroup
+
+    path = _synthetic(tmp_path, n=2048)
+    hook = "blocks.0.mlp.hook_post"
+    assert main(["index", str(path), "--quiet", "--k", "8"]) == 0
+    st = Store.open(path)
+    folder = path / schema.index_path(hook)
+    assert not any((folder / a).exists() for a in schema.INDEX_DERIVED)
+    full = _index(st, hook)
+    tokens, (before, after) = np.asarray(st.tokens[:]), st.index_window(hook)
+    for name, pos_name in schema.INDEX_DERIVED.items():
+        pos = full[pos_name]
+        for idx in zip(*np.nonzero(pos >= 0)):
+            q = pos[idx] + np.arange(-before, after + 1)
+            want = np.where((q >= 0) & (q < tokens.size), tokens[np.clip(q, 0, tokens.size - 1)], -1)
+            assert np.array_equal(full[name][idx], want), (name, idx)
+    for name, (pos, raw_pos, raw) in schema.INDEX_SHARED_WINDOWS.items():
+        on_disk = np.asarray(zarr.open_array(str(folder / name), mode="r")[...])
+        shared = (full[pos][:, :, None] == full[raw_pos][:, None, :]).any(-1) & (full[pos] >= 0)
+        assert shared.any() and not on_disk[shared].any()
+        assert np.array_equal(on_disk[~shared], full[name][~shared])
+        assert np.abs(full[name][shared]).sum() > 0  # completed from the raw list's windows
+    for name in ("distinct_top_context_acts", "top_context_tokens", "distinct_bottom_context_tokens"):
+        arr, want = st.index_array(hook, name), full[name]
+        assert arr.shape == want.shape and arr.dtype == want.dtype
+        assert np.array_equal(arr[3], want[3]) and np.array_equal(arr[2:5], want[2:5])
+        assert np.array_equal(arr[7, 1], want[7, 1])
+        rows = np.array([1, 4, 9])
+        assert np.array_equal(arr.get_orthogonal_selection((rows,)), want[rows])
+        assert np.array_equal(arr.get_orthogonal_selection((rows, slice(None), np.array([0, 5]))),
+                              want[rows][:, :, [0, 5]])
+    # an index written before: every window stored, no shared_windows attribute
+    old = tmp_path / "old"
+    shutil.copytree(path, old)
+    grp = IndexGroup(old, hook)
+    names = [*schema.INDEX_DERIVED, *schema.INDEX_SHARED_WINDOWS]
+    grp.write_arrays(grp.group, {a: full[a] for a in names}, {a: schema.INDEX_ARRAYS[a][1] for a in names})
+    attrs = grp.attrs
+    attrs.pop("shared_windows")
+    grp.group.attrs.clear()
+    grp.group.attrs.update(attrs)
+    so = Store.open(old)
+    assert isinstance(so.index_array(hook, "top_context_tokens"), zarr.Array)
+    assert isinstance(so.index_array(hook, "distinct_top_context_acts"), zarr.Array)
+    _assert_same_index(full, _index(so, hook))
+    for j in (0, 3, 39):
+        a, b = st.neuron(hook, j), so.neuron(hook, j)
+        for x, y in zip(a.top + a.bottom + [s for v in a.samples.values() for s in v],
+                        b.top + b.bottom + [s for v in b.samples.values() for s in v]):
+            assert (x.position, x.tokens, x.ctx_lo, x.ctx_hi, x.more) == (y.position, y.tokens, y.ctx_lo, y.ctx_hi, y.more)
+            assert np.array_equal(x.token_ids, y.token_ids) and np.array_equal(x.acts, y.acts)
+        assert len(a.top) == len(b.top) > 0

@@ -6,7 +6,7 @@ import numpy as np
 
 from store import kernels, schema
 from store.index.partial import PartialIndex, SamplePartial
-from store.snippets import window_positions
+from store.snippets import shared_slots, window_positions
 
 
 def _windows_tokens(tokens: np.ndarray, pos: np.ndarray, before: int, after: int) -> np.ndarray:
@@ -122,6 +122,17 @@ def index_arrays(src_tokens: np.ndarray, context_len: int, partial: PartialIndex
     return out
 
 
+def stored_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What an index writes of its arrays: all but the token windows (schema.INDEX_DERIVED, readers gather
+    them from the tokens), with the distinct lists' windows that the raw lists hold too stored as zeros
+    (schema.INDEX_SHARED_WINDOWS; readers take them from the raw list)."""
+    out = {n: a for n, a in arrays.items() if n not in schema.INDEX_DERIVED}
+    for name, (pos, raw_pos, _raw) in schema.INDEX_SHARED_WINDOWS.items():
+        shared = shared_slots(arrays[pos], arrays[raw_pos]) >= 0  # [N, k]
+        out[name] = np.where(shared[..., None], np.zeros((), arrays[name].dtype), arrays[name])
+    return out
+
+
 def index_attrs(run_uuid: str, partial: PartialIndex, seed: int) -> dict:
     """The attributes of a finished index/{hook} group (besides ``complete``)."""
     return {
@@ -129,8 +140,9 @@ def index_attrs(run_uuid: str, partial: PartialIndex, seed: int) -> dict:
         "sample_bins": list(schema.SAMPLE_BINS), "sample_quantiles": list(schema.SAMPLE_QUANTILES),
         "samples_per_bin": schema.SAMPLES_PER_BIN, "seed": seed, "min_token_count": schema.MIN_TOKEN_COUNT,
         "context_before": partial.before, "context_after": partial.after, "distinct_lists": True,
+        "shared_windows": True,
         "histogram": f"float16 bit-pattern bins: {kernels.HIST_BINS} bins, 16 per octave (see store/kernels.py)",
     }
 
 
-__all__ = ["index_arrays", "index_attrs"]
+__all__ = ["index_arrays", "index_attrs", "stored_arrays"]

@@ -31,7 +31,7 @@ import numpy as np
 
 from store import explain, kernels, schema
 from store.errors import StoreError
-from store.index.arrays import index_arrays, index_attrs
+from store.index.arrays import index_arrays, index_attrs, stored_arrays
 from store.index.group import IndexGroup
 from store.index.partial import (
     N_UNITS, WINDOW, PartialIndex, SamplePartial, UnitSamples, chunk_hist, sample_thresholds, units_around,
@@ -117,8 +117,8 @@ def finalize_index(store, hook: str, partial: PartialIndex, samples: SampleParti
         raise StoreError(f"the samples of {hook} cover chunks {samples.ranges}, not all of 0..{src.n_chunks}")
     tokens = src.tokens()
     arrays = index_arrays(tokens, src.context_len, partial, samples)
-    IndexGroup(st.path, hook).write_index(  # swapped in whole; the token windows are derived, not stored
-        {n: a for n, a in arrays.items() if n not in schema.INDEX_DERIVED}, {**index_attrs(st.run_uuid, partial, seed), **(extra_attrs or {})})
+    IndexGroup(st.path, hook).write_index(  # swapped in whole
+        stored_arrays(arrays), {**index_attrs(st.run_uuid, partial, seed), **(extra_attrs or {})})
     st.forget_index(hook)
     explain.explain_hook(st, hook, arrays, tokens)
     sim = arrays["sim_score"]
