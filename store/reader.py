@@ -903,6 +903,10 @@ class WindowTokens:
         out = self._windows(self.positions[lead])
         return out[(Ellipsis,) + rest] if rest else out
 
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
     def get_orthogonal_selection(self, sel) -> np.ndarray:
         sel = sel if isinstance(sel, tuple) else (sel,)
         lead, rest = sel[:self.ndim - 1], sel[self.ndim - 1:]
@@ -943,6 +947,10 @@ class SharedWindows:
 
     def __getitem__(self, sel) -> np.ndarray:
         return self._select(sel, False)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
 
     def get_orthogonal_selection(self, sel) -> np.ndarray:
         return self._select(sel, True)

@@ -473,7 +473,7 @@ def test_index_derives_token_windows_and_shares_distinct_windows(tmp_path):
         arr, want = st.index_array(hook, name), full[name]
         assert arr.shape == want.shape and arr.dtype == want.dtype
         assert np.array_equal(arr[3], want[3]) and np.array_equal(arr[2:5], want[2:5])
-        assert np.array_equal(arr[7, 1], want[7, 1])
+        assert np.array_equal(arr[7, 1], want[7, 1]) and np.array_equal(np.asarray(arr), want)
         rows = np.array([1, 4, 9])
         assert np.array_equal(arr.get_orthogonal_selection((rows,)), want[rows])
         assert np.array_equal(arr.get_orthogonal_selection((rows, slice(None), np.array([0, 5]))),
