@@ -25,7 +25,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from solu_core.record import RecordError, RecordStats, open_recording, record_group, write_logit_effects
+from solu_core.record import (
+    RecordError, RecordStats, compute_group, open_recording, record_group, write_logit_effects,
+)
 
 
 @dataclass
@@ -88,6 +90,47 @@ def _worker_state(spec: dict):
     return model[0], model[1], writer
 
 
+def _stats_dict(stats: RecordStats) -> dict:
+    return {"tokens": stats.tokens, "bytes": stats.bytes, "model_s": stats.model_s, "write_s": stats.write_s}
+
+
+def _record_leaf(spec: dict, ispec: dict, g0: int, g1: int, pending: dict[str, list[int]], units: dict | None
+                 ) -> tuple[dict, dict]:
+    """Task: run work groups g0..g1-1, write their pending chunks and fold every chunk into the
+    index of each hook (store.index.stream.ChunkFold: units given, or fixed by this leaf's first
+    ``hold`` chunks for leaf 0), then save the results in the index group. Returns ({hook: (p1, s1)},
+    timing stats)."""
+    import numpy as np
+
+    from store.index import IndexGroup
+    from store.index.stream import ChunkFold
+    from store.dask_index import leaf_name
+    from store.pipeline import write_chunks
+
+    ck, split, writer = _worker_state(spec)
+    pend = {name: set(v) for name, v in pending.items()}
+    stats = RecordStats()
+    per_group = spec["per_group"]
+    folds = {h: ChunkFold(h, ispec["k"], ispec["vocab"], tuple(ispec["window"]), ispec["context_len"],
+                          ispec["chunk_tokens"], ispec["seed"], chunk0=g0 * per_group,
+                          umap=None if units is None else units[h], hold=ispec["hold"])
+             for h in ispec["hooks"]}
+    for g in range(g0, g1):
+        chunks = compute_group(ck.model, writer, split, spec["hooks"], g, per_group, spec["batch_ctx"], stats)
+        t0 = time.perf_counter()
+        stats.bytes += write_chunks(writer, chunks, pend)
+        for c in chunks:
+            for h, fold in folds.items():
+                fold.add(c.index, np.ascontiguousarray(c.acts[h]).view(np.uint16), c.tokens)
+        stats.write_s += time.perf_counter() - t0
+    parts = {}
+    for h, fold in folds.items():
+        fold.start()  # a leaf 0 shorter than the held-back chunks (a short recording)
+        parts[h] = (fold.p1.canonical(), fold.s1.canonical())
+        IndexGroup(spec["out"], h).save_part(leaf_name(g0, g1), {"p1": parts[h][0], "s1": parts[h][1]})
+    return parts, _stats_dict(stats)
+
+
 def _record_groups(spec: dict, groups: list[int], pending: dict[str, list[int]]) -> dict:
     """Task: run work groups ``groups`` and write their pending chunks. Returns timing stats."""
     ck, split, writer = _worker_state(spec)
@@ -95,21 +138,29 @@ def _record_groups(spec: dict, groups: list[int], pending: dict[str, list[int]])
     stats = RecordStats()
     for g in groups:
         record_group(ck.model, writer, split, spec["hooks"], g, spec["per_group"], spec["batch_ctx"], pend, stats)
-    return {"tokens": stats.tokens, "bytes": stats.bytes, "model_s": stats.model_s, "write_s": stats.write_s}
+    return _stats_dict(stats)
 
 
 # ---- the client side ------------------------------------------------------------------------------------
+
+
+def _leaf_stats(result) -> dict:
+    return result[1]
 
 
 def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens: int = 1 << 20,
                 layers: list[int] | None = None, hooks: list[str] | None = None, batch_size: int | None = None,
                 device: str = "auto", corpus_dir: str | Path | None = None, progress: bool = True,
                 chunk_tokens: int | None = None, fsync: bool = True, config: DaskRecordConfig | None = None,
-                stats: RecordStats | None = None) -> Path:
+                stats: RecordStats | None = None, index: bool = False, dense: bool = True,
+                index_config=None) -> Path:
     """``solu_core.record.record`` with the chunks run by the workers of ``client``; same store.
 
     ``device`` is what each worker uses ("auto": its GPU when it has one, else CPU); the client
     itself loads the model on the CPU only to create the store and the logit effects.
+    ``index``: each task also indexes the chunks it records (store.dask_index.plan_stream_index: the
+    same index as ``record`` then ``index``, without a read of the store); ``dense=False`` (needs
+    ``index``) keeps no dense activations. ``index_config``: store.index.IndexConfig (k, seed, window).
     """
     from store.dask_cluster import dask_errors, n_workers, progress_bar
 
@@ -118,50 +169,85 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
     stats = stats if stats is not None else RecordStats()
     plan = open_recording(checkpoint_dir, out, n_tokens=n_tokens, layers=layers, hooks=hooks, batch_size=batch_size,
                           device="cpu", corpus_dir=corpus_dir, progress=progress, chunk_tokens=chunk_tokens,
-                          fsync=fsync)
+                          fsync=fsync, index=index, dense=dense)
     w = plan.writer
     write_logit_effects(plan, stats)
     pending = plan.pending()
     groups = plan.groups(pending)
-    if groups:
+    spec = {"checkpoint": str(plan.ck.path), "checkpoint_hash": plan.ck.hash, "device": device,
+            "corpus_dir": str(plan.corpus_dir), "out": str(plan.out), "run_uuid": w.manifest["run_uuid"],
+            "fsync": fsync, "hooks": plan.hooks, "per_group": plan.per_group, "batch_ctx": plan.batch_ctx}
+    nonce = uuid.uuid4().hex[:8]  # keys unique to this run
+    splan = None
+    if index:
+        from store.dask_index import plan_stream_index
+
+        n_groups = -(-w.n_chunks // plan.per_group)
+        per_leaf = cfg.groups_per_task or min(cfg.max_groups_per_task,
+                                              max(1, -(-n_groups // (n_workers(client) * cfg.tasks_per_worker))))
+        splan = plan_stream_index(plan.out, plan.per_group, per_leaf, index_config)
+    futures, weights, roots, tasks = [], {}, {}, []
+
+    def chunk_set(gs) -> set[int]:
+        return {c for g in gs for c in range(g * plan.per_group, min(w.n_chunks, (g + 1) * plan.per_group))}
+
+    if splan is not None:  # every leaf not saved yet runs (records its groups and indexes their chunks)
+        from store.dask_index import stream_index_leaves
+
+        def run_leaf(i: int, g0: int, g1: int, units):
+            chunks = chunk_set(range(g0, g1))
+            sub = {name: sorted(v & chunks) for name, v in pending.items()}
+            f = client.submit(_record_leaf, spec, splan.spec, g0, g1, sub, units, pure=False,
+                              priority=1 if i == 0 else 0,
+                              key=f"neurobrowse-record-{plan.out.name}-leaf{i}-{g0}-{g1 - 1}-{nonce}")
+            tasks.append(f)
+            stats.groups.extend(range(g0, g1))
+            r = client.submit(_leaf_stats, f, key=f"neurobrowse-stats-{i}-{nonce}")
+            futures.append(r)
+            weights[r.key] = sum(w.chunk_rows(c)[1] - w.chunk_rows(c)[0] for c in chunks)
+            return f
+
+        roots, _run = stream_index_leaves(client, splan, run_leaf, f"neurobrowse-index-{plan.out.name}-{nonce}")
+    elif groups:
         per_task = cfg.groups_per_task or min(cfg.max_groups_per_task,
                                               max(1, -(-len(groups) // (n_workers(client) * cfg.tasks_per_worker))))
-        spec = {"checkpoint": str(plan.ck.path), "checkpoint_hash": plan.ck.hash, "device": device,
-                "corpus_dir": str(plan.corpus_dir), "out": str(plan.out), "run_uuid": w.manifest["run_uuid"],
-                "fsync": fsync, "hooks": plan.hooks,
-                "per_group": plan.per_group, "batch_ctx": plan.batch_ctx}
-        futures, weights = [], {}
-        nonce = uuid.uuid4().hex[:8]  # keys unique to this run
         for i in range(0, len(groups), per_task):
             gs = groups[i:i + per_task]
-            chunks = {c for g in gs for c in range(g * plan.per_group, min(w.n_chunks, (g + 1) * plan.per_group))}
+            chunks = chunk_set(gs)
             sub = {name: sorted(v & chunks) for name, v in pending.items()}
             f = client.submit(_record_groups, spec, gs, sub, pure=False,
                               key=f"neurobrowse-record-{plan.out.name}-{gs[0]}-{gs[-1]}-{nonce}")
             futures.append(f)
             weights[f.key] = sum(w.chunk_rows(c)[1] - w.chunk_rows(c)[0] for c in chunks)
-        done = plan.n_tokens - sum(weights.values())
-        with dask_errors(f"recording {plan.out}"):
-            try:
-                for fut in progress_bar(futures, total=plan.n_tokens, initial=done, unit="tok", enabled=progress,
-                                        desc=f"record {plan.out.name} (dask)", weights=weights):
-                    r = fut.result()  # raises the task's error (a NeurobrowseError names the chunk or file)
-                    stats.tokens += r["tokens"]
-                    stats.bytes += r["bytes"]
-                    stats.model_s += r["model_s"]
-                    stats.write_s += r["write_s"]
-            except BaseException:
-                try:
-                    client.cancel(futures)  # what has markers stays; the same command resumes the rest
-                except Exception:  # the scheduler is gone: nothing left to cancel
-                    pass
-                raise
         stats.groups.extend(groups)
-    w.finish()
+    done = plan.n_tokens - sum(weights.values())
+    summary = {}
+    with dask_errors(f"recording {plan.out}"):
+        try:
+            for fut in progress_bar(futures, total=plan.n_tokens, initial=done, unit="tok",
+                                    enabled=progress and bool(futures), desc=f"record {plan.out.name} (dask)",
+                                    weights=weights):
+                r = fut.result()  # raises the task's error (a NeurobrowseError names the chunk or file)
+                stats.tokens += r["tokens"]
+                stats.bytes += r["bytes"]
+                stats.model_s += r["model_s"]
+                stats.write_s += r["write_s"]
+            w.finish()
+            if splan is not None:
+                from store.dask_index import stream_index_finish
+
+                summary = stream_index_finish(client, splan, roots, f"neurobrowse-index-{plan.out.name}-{nonce}")
+        except BaseException:
+            try:  # what has markers (and saved leaves) stays; the same command resumes the rest
+                client.cancel(futures + tasks + list(roots.values()))
+            except Exception:  # the scheduler is gone: nothing left to cancel
+                pass
+            raise
     stats.wall_s += time.perf_counter() - t_start
     if progress:
         print(f"recorded {stats.tokens:,} tokens x {len(plan.hooks)} hooks into {plan.out} on Dask: "
-              f"{stats.wall_s:.1f} s wall, workers' model {stats.model_s:.1f} s, writer {stats.write_s:.1f} s")
+              f"{stats.wall_s:.1f} s wall, workers' model {stats.model_s:.1f} s, writer {stats.write_s:.1f} s"
+              + (f"; indexed {len(summary)} hooks while recording" if summary else ""))
     return plan.out
 
 
@@ -173,22 +259,13 @@ def record_on(scheduler: str | None, checkpoint_dir: str | Path, out: str | Path
     """Record in this process (``scheduler`` None: ``solu_core.record.record``) or on the Dask cluster
     ``scheduler`` names (``record_dask``, one worker per GPU for ``local:N`` unless device is cpu); the
     same store either way. ``kwargs`` as for ``record``. ``index``: index while recording in this
-    process; on Dask the workers index the finished store (``index_store_dask``: a read of it).
-    ``dense=False`` (no dense activations kept) is for this process only."""
-    from solu_core.record import RecordError, record
+    process or, on Dask, in each task for the chunks it records. ``dense=False``: keep no dense
+    activations (needs ``index``)."""
+    from solu_core.record import record
     from store.dask_cluster import ClusterConfig, local_or_dask
 
-    if scheduler and not dense:
-        raise RecordError("--dense none is not available with --scheduler yet: record with --dense keep (with "
-                          "--index the workers then index the store), or without --scheduler")
-
     def on_dask(client) -> Path:
-        path = record_dask(checkpoint_dir, out, client, **kwargs)
-        if index:
-            from store.dask_index import index_store_dask
-
-            index_store_dask(path, client, progress=kwargs.get("progress", True))
-        return path
+        return record_dask(checkpoint_dir, out, client, index=index, dense=dense, **kwargs)
 
     gpus = kwargs.get("device", "auto") != "cpu"
     return local_or_dask(scheduler, lambda: record(checkpoint_dir, out, index=index, dense=dense, **kwargs),

@@ -206,6 +206,139 @@ def _index_hooks(st, wanted: list[str], client, k: int, force: bool, progress: b
     return {h: out[h] for h in wanted}
 
 
+# ---- indexing while recording on Dask (solu_core.dask_record) ----------------------------------------
+# A recording task ("leaf": a fixed range of work groups) folds the chunks it records into a pass-1
+# partial and unit samples (store.index.stream.ChunkFold) and saves them in the index group, each leaf
+# in a group of its own; the driver merges the leaves' results in a fixed tree in chunk order and
+# finishes the index as `record --index` does (store.index.stream.finish_hook).
+
+LEAVES_ATTR = "dask_leaves"  # index group attribute: the recording's leaves, fixed for the run and its resumes
+
+
+def leaf_name(g0: int, g1: int) -> str:
+    return f"leaf_{g0}_{g1}"
+
+
+@dataclass
+class StreamIndexPlan:
+    """What a recording on Dask indexes and how its work groups are cut into leaves.
+
+    Leaf 0 holds the work groups of the first ``hold`` chunks (store.index.stream.provisional_chunks):
+    it runs first, and the units its first ``hold`` chunks fix are handed to every other leaf, so
+    the samples are those of the single-process `record --index`. The leaves are saved in the index
+    group's attributes at the first run, so a resumed run merges the same tree (the same floats)."""
+
+    path: str
+    hooks: list[str]  # hooks indexed (those not indexed yet)
+    leaves: list[tuple[int, int]]  # work group ranges [g0, g1), in chunk order
+    saved: set[int]  # leaves whose results are saved whole (not recomputed)
+    spec: dict  # what a worker's ChunkFold needs: k, seed, window, vocab, context_len, chunk_tokens, hold
+
+
+def plan_stream_index(path, per_group: int, groups_per_leaf: int, config: index.IndexConfig | None = None
+                      ) -> StreamIndexPlan | None:
+    """Begin (or resume) the index of the store being recorded at ``path`` (every hook's index group);
+    None when every hook is already indexed."""
+    from store.index.source import vocab_size
+    from store.index.stream import provisional_chunks
+
+    cfg = config or index.IndexConfig()
+    window = index.check_window(cfg.window)
+    st = index.open_store(path)
+    ct = int(st.chunk_tokens)
+    n_chunks = schema.n_chunks(int(st.n_tokens), ct)
+    n_groups = -(-n_chunks // per_group)
+    hold = provisional_chunks(n_chunks, ct, int(st.d_mlp))
+    first = -(-hold // per_group)
+    fresh = [(0, first)] + [(g, min(n_groups, g + groups_per_leaf)) for g in range(first, n_groups, groups_per_leaf)]
+    want = {"per_group": per_group, "n_chunks": n_chunks}
+    hooks, groups = [], {}
+    for hook in st.hooks:
+        grp = index.IndexGroup(st.path, hook)
+        if grp.begin(st.run_uuid, cfg.k, cfg.seed, False, window) is None:
+            hooks.append(hook)
+            groups[hook] = grp
+    if not hooks:
+        return None
+    saved_plans = [grp.attrs.get(LEAVES_ATTR) for grp in groups.values()]
+    ok = all(p and {k: p.get(k) for k in want} == want for p in saved_plans) and \
+        all(p["leaves"] == saved_plans[0]["leaves"] for p in saved_plans)
+    leaves = [tuple(x) for x in saved_plans[0]["leaves"]] if ok else fresh
+    saved = None
+    for grp in groups.values():
+        if not ok:  # another cut of the work: what was saved for it does not merge into this run
+            grp.drop_state()
+            grp.set_attrs(**{LEAVES_ATTR: {**want, "leaves": [list(x) for x in leaves]}})
+        grp.require_state_group()
+        names = grp.part_names()
+        have = {i for i, (g0, g1) in enumerate(leaves) if leaf_name(g0, g1) in names}
+        saved = have if saved is None else saved & have
+    spec = {"hooks": hooks, "k": cfg.k, "seed": cfg.seed, "window": list(window), "vocab": vocab_size(st),
+            "context_len": int(st.context_len), "chunk_tokens": ct, "hold": hold}
+    return StreamIndexPlan(str(Path(st.path).absolute()), hooks, leaves, saved, spec)
+
+
+def _load_leaf(path: str, hook: str, name: str) -> tuple:
+    parts = index.IndexGroup(path, hook).load_part(name)
+    return parts["p1"], parts["s1"]
+
+
+def _pick(result, hook: str) -> tuple:
+    return result[0][hook]
+
+
+def _units(pair) -> np.ndarray:
+    return pair[1].umap
+
+
+def _merge_leaves(a: tuple, b: tuple) -> tuple:
+    from store.index.partial import merge_unit_samples
+
+    return index.merge_partials(a[0], b[0]), merge_unit_samples(a[1], b[1])
+
+
+def _finish_streamed(path: str, hook: str, root: tuple, seed: int, window: list) -> dict:
+    from store.index.stream import finish_hook
+
+    p1, s1 = root
+    st = index.open_store(path)
+    grp = index.IndexGroup(path, hook)
+    grp.save_states({"p1": p1, "s1": s1}, schema.n_chunks(int(st.n_tokens), int(st.chunk_tokens)), quick=True)
+    return finish_hook(st, hook, grp, p1, s1, seed, tuple(window))
+
+
+def stream_index_leaves(client, plan: StreamIndexPlan, run_leaf, tag: str) -> tuple[dict, list]:
+    """Submit every leaf: a saved one is loaded, the others run by ``run_leaf(i, g0, g1, units)``
+    (a function returning the future of a task that returns ({hook: (p1, s1)}, stats); ``units`` is
+    None for leaf 0, else {hook: future of leaf 0's units}). Returns ({hook: future of the merged
+    (p1, s1)}, [(leaf index, future) of the leaves run])."""
+    per_hook: dict[str, list] = {h: [] for h in plan.hooks}
+    run: list = []
+    units = None
+    for i, (g0, g1) in enumerate(plan.leaves):
+        if i in plan.saved:
+            for h in plan.hooks:
+                per_hook[h].append(client.submit(_load_leaf, plan.path, h, leaf_name(g0, g1),
+                                                 key=f"{tag}-load-{h}-{i}"))
+        else:
+            fut = run_leaf(i, g0, g1, units)
+            run.append((i, fut))
+            for h in plan.hooks:
+                per_hook[h].append(client.submit(_pick, fut, h, key=f"{tag}-pick-{h}-{i}"))
+        if i == 0:
+            units = {h: client.submit(_units, per_hook[h][0], key=f"{tag}-units-{h}") for h in plan.hooks}
+    roots = {h: _tree(client, leaves, _merge_leaves, f"{tag}-merge-{h}", 0) for h, leaves in per_hook.items()}
+    return roots, run
+
+
+def stream_index_finish(client, plan: StreamIndexPlan, roots: dict, tag: str) -> dict:
+    """Write the index of every planned hook from its merged leaves (the store's recording must be
+    finished); returns a summary per hook."""
+    finals = {h: client.submit(_finish_streamed, plan.path, h, roots[h], plan.spec["seed"], plan.spec["window"],
+                               key=f"{tag}-finish-{h}") for h in plan.hooks}
+    return {h: f.result() for h, f in finals.items()}
+
+
 def index_store_on(scheduler: str | None, path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT_K,
                    force: bool = False, progress: bool = True, window: tuple[int, int] | None = None) -> dict:
     """Index a store in this process (``scheduler`` None: ``store.index.index_store``) or on the Dask
@@ -217,4 +350,5 @@ def index_store_on(scheduler: str | None, path, *, hooks: list[str] | None = Non
                          lambda client: index_store_dask(path, client, **kw))
 
 
-__all__ = ["DaskIndexConfig", "index_store_dask", "index_store_on"]
+__all__ = ["DaskIndexConfig", "StreamIndexPlan", "index_store_dask", "index_store_on", "plan_stream_index",
+           "stream_index_finish", "stream_index_leaves"]

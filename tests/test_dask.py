@@ -43,12 +43,15 @@ def _unindexed_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _assert_same_index(a: Path, b: Path, exact_fp: bool = False) -> None:
+SAMPLE_ARRAYS = ("sample_positions", "sample_values", "sample_context_tokens", "sample_context_acts")
+
+
+def _assert_same_index(a: Path, b: Path, exact_fp: bool = False, skip=()) -> None:
     sa, sb = Store.open(a), Store.open(b)
     assert sa.hooks == sb.hooks
     for hook in sa.hooks:
         assert sa.is_indexed(hook) and sb.is_indexed(hook)
-        for name in schema.INDEX_ARRAYS:
+        for name in set(schema.INDEX_ARRAYS) - set(skip):
             x, y = np.asarray(sa.index_array(hook, name)), np.asarray(sb.index_array(hook, name))
             assert x.shape == y.shape and x.dtype == y.dtype, (hook, name)
             if name in FP_ARRAYS and not exact_fp:
@@ -256,3 +259,120 @@ def test_killed_client_leaves_a_store_the_same_command_resumes(tiny_root, tiny_s
     # the same command resumes from the markers and ends in the single-process store
     assert main(args) == 0
     _assert_same_recording(tiny_stores["gelu"], out)
+
+
+# ---- record --index on Dask: each task indexes the chunks it records -------------------------------------
+
+LEAF_CHUNK_TOKENS = 512  # 40 chunks: leaf 0 (the first 16 chunks, which fix the sample units) and 8 more leaves
+
+
+def _record_index_dask(tiny_root, out, client, act_fn="solu_ln", dense=False, stats=None):
+    from solu_core.dask_record import record_dask
+    from tests.builders import TINY_TOKENS
+
+    return record_dask(tiny_root / "models" / act_fn, out, client, n_tokens=TINY_TOKENS,
+                       corpus_dir=tiny_root / "corpus", device="cpu", chunk_tokens=LEAF_CHUNK_TOKENS,
+                       progress=False, index=True, dense=dense, stats=stats)
+
+
+@pytest.fixture(scope="module")
+def streamed_dense_none(tiny_root, tmp_path_factory):
+    """The tiny SoLU-LN model recorded with `record --index --dense none` in one process (the reference
+    of the Dask recordings below: same chunks, same sample units)."""
+    from solu_core.record import record
+    from tests.builders import TINY_TOKENS
+
+    out = tmp_path_factory.mktemp("streamed") / "store"
+    record(tiny_root / "models" / "solu_ln", out, n_tokens=TINY_TOKENS, chunk_tokens=LEAF_CHUNK_TOKENS,
+           corpus_dir=tiny_root / "corpus", device="cpu", progress=False, index=True, dense=False)
+    return out
+
+
+def test_local2_record_index_dense_none_equals_the_single_process_one(tiny_root, tiny_stores, streamed_dense_none,
+                                                                      client, tmp_path):
+    from solu_core.record import RecordStats
+
+    stats = RecordStats()
+    out = _record_index_dask(tiny_root, tmp_path / "rec", client, stats=stats)
+    st, ref = Store.open(out), Store.open(streamed_dense_none)
+    assert st.complete and not st.dense and not any((out / h).exists() for h in st.hooks)
+    assert np.array_equal(np.asarray(st.tokens[:]), np.asarray(ref.tokens[:]))
+    assert sorted(stats.groups) == list(range(40))  # every group once, by the leaves
+    _assert_same_index(streamed_dense_none, out)  # same samples (same units), moments to rounding
+    # and the index of `record` then `index`, but for the samples of the neurons counted inexact
+    _assert_same_index(tiny_stores["solu_ln"], out, skip=SAMPLE_ARRAYS)
+    exact = Store.open(tiny_stores["solu_ln"])
+    for hook in st.hooks:
+        inexact = st.index_state(hook)["samples_inexact_neurons"]
+        assert inexact == ref.index_state(hook)["samples_inexact_neurons"]
+        differs = ~np.all(np.asarray(st.index_array(hook, "sample_positions"))
+                          == np.asarray(exact.index_array(hook, "sample_positions")), axis=(1, 2))
+        assert differs.sum() <= inexact < st.d_mlp
+        assert not (out / schema.index_path(hook) / schema.INDEX_STATE_GROUP).exists()  # leaves dropped
+
+
+def test_record_index_dense_keep_on_dask_via_the_cli(tiny_root, tiny_stores, client, tmp_path):
+    from neurobrowse.cli import main
+    from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS
+
+    out = tmp_path / "keep"
+    args = ["record", str(tiny_root / "models" / "gelu"), "--out", str(out), "--tokens", str(TINY_TOKENS),
+            "--corpus", str(tiny_root / "corpus"), "--chunk-tokens", str(TINY_CHUNK_TOKENS), "--device", "cpu",
+            "--quiet", "--scheduler", client.scheduler.address, "--index", "--dense", "keep"]
+    assert main(args) == 0
+    _assert_same_recording(tiny_stores["gelu"], out)
+    _assert_same_index(tiny_stores["gelu"], out)
+    st = Store.open(out)
+    for hook in st.hooks:  # the final pass-1 result stays for appends, as `index` leaves it
+        assert st.index_state(hook)["progress"]["p1"]["chunk_stop"] == schema.n_chunks(TINY_TOKENS, TINY_CHUNK_TOKENS)
+    assert main([*args[:-2], "--dense", "none", "--out", str(tmp_path / "none")]) == 0
+    _assert_same_index(tiny_stores["gelu"], tmp_path / "none")
+
+
+class _KillClientAfter(distributed.WorkerPlugin):
+    """SIGKILLs the client process (pid read from a file) once ``n`` recording leaves have finished."""
+
+    def __init__(self, pid_file: str, marker: str, n: int):
+        self.pid_file, self.marker, self.n = pid_file, marker, n
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "memory" and str(key).startswith("neurobrowse-record-") and "-leaf" in str(key):
+            with open(self.marker, "a") as f:
+                f.write(f"{key}\n")
+            if len(Path(self.marker).read_text().splitlines()) == self.n:
+                os.kill(int(Path(self.pid_file).read_text()), signal.SIGKILL)
+
+
+def test_killed_record_index_client_resumes_without_recomputing_saved_leaves(tiny_root, streamed_dense_none,
+                                                                             client, tmp_path):
+    from solu_core.record import RecordStats
+
+    out = tmp_path / "rec"
+    pid_file, marker = tmp_path / "client.pid", tmp_path / "leaves.txt"
+    code = ("import os, sys; from pathlib import Path; Path(sys.argv[1]).write_text(str(os.getpid())); "
+            "import distributed; from tests.test_dask import _record_index_dask; "
+            "c = distributed.Client(sys.argv[3]); _record_index_dask(Path(sys.argv[4]), Path(sys.argv[2]), c)")
+    client.register_plugin(_KillClientAfter(str(pid_file), str(marker), 3), name="kill-client-leaves")
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", code, str(pid_file), str(out), client.scheduler.address,
+                                 str(tiny_root)], cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        client.unregister_worker_plugin("kill-client-leaves")
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    deadline = time.monotonic() + 60  # the dead client's tasks still running finish (or are released)
+    while any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    killed = Store.open(out)
+    assert not killed.complete and not killed.is_indexed(killed.hooks[0])
+    from store.index import IndexGroup
+
+    saved = set.intersection(*(IndexGroup(out, h).part_names() for h in killed.hooks))
+    assert "leaf_0_16" in saved and len(saved) >= 3  # leaf 0 and at least two more, saved whole
+    stats = RecordStats()
+    _record_index_dask(tiny_root, out, client, stats=stats)
+    done = {g for name in saved for g in range(int(name.split("_")[1]), int(name.split("_")[2]))}
+    # the saved leaves were not recomputed (a leaf the dead client's last task saved meanwhile neither)
+    assert stats.groups and set(stats.groups).isdisjoint(done) and len(set(stats.groups)) == len(stats.groups)
+    _assert_same_index(streamed_dense_none, out)

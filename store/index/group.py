@@ -279,12 +279,8 @@ class IndexGroup:
                 state = self.group.require_group(schema.INDEX_STATE_GROUP)
                 if slot in state:
                     del state[slot]
-                g = state.create_group(slot)
-                arrays = part.arrays()
-                dims = {n: _state_dims(n, a, part.n_neurons) for n, a in arrays.items()}
-                raw = which in quick if isinstance(quick, set) else bool(quick)
-                self.write_arrays(g, arrays, dims, neuron_chunk=256, raw_floats=raw)
-                g.attrs.update({"ranges": [list(r) for r in part.ranges], **_scalars(part)})
+                self._write_part(state.create_group(slot), part,
+                                 raw=which in quick if isinstance(quick, set) else bool(quick))
             progress[which] = {"slot": slot, "chunk_stop": int(chunk_stop), **(extra or {})}
         self.set_attrs(progress=progress)
         if self.on_checkpoint is not None:
@@ -297,12 +293,52 @@ class IndexGroup:
         prog = (self.attrs.get("progress") or {}).get(which)
         if not prog:
             return None, None
-        g = self.group[schema.INDEX_STATE_GROUP][prog["slot"]]
-        fields = {n: np.asarray(g[n][...]) for n in g.array_keys()}
-        scal = dict(g.attrs)
-        kwargs = {f.name: fields.get(f.name, scal.get(f.name)) for f in dataclasses.fields(cls)}
-        kwargs["ranges"] = [tuple(r) for r in scal["ranges"]]
-        return cls(**kwargs), prog
+        return _read_part(cls, self.group[schema.INDEX_STATE_GROUP][prog["slot"]]), prog
+
+    def _write_part(self, g: zarr.Group, part, raw: bool) -> None:
+        arrays = part.arrays()
+        dims = {n: _state_dims(n, a, part.n_neurons) for n, a in arrays.items()}
+        self.write_arrays(g, arrays, dims, neuron_chunk=256, raw_floats=raw)
+        g.attrs.update({"ranges": [list(r) for r in part.ranges], **_scalars(part)})
+
+    def save_part(self, name: str, parts: dict) -> None:
+        """Save partial results (``which`` -> part) as ``_state/{name}/{which}``: the result of one Dask
+        task. Written under a temporary name, marked done and renamed into place, so ``name`` is
+        always whole; a part saved already is kept (a rerun of a task saves the same result). Each
+        task saves into a folder of its own and touches no attribute of this group, so tasks on
+        several workers save at once (the ``_state`` group must exist: ``require_state_group``)."""
+        import uuid
+
+        state_dir = self.path / self.rel / schema.INDEX_STATE_GROUP
+        if (state_dir / name).is_dir():
+            return
+        tmp = f"{name}.tmp-{uuid.uuid4().hex[:8]}"
+        with _disk_errors(self.where):
+            g = self.group[schema.INDEX_STATE_GROUP].create_group(tmp)
+            for which, part in parts.items():
+                self._write_part(g.create_group(which), part, raw=True)
+            g.attrs.update({"done": True})
+            try:
+                os.rename(state_dir / tmp, state_dir / name)
+            except OSError:  # saved meanwhile by another run of the same task
+                shutil.rmtree(state_dir / tmp, ignore_errors=True)
+
+    def require_state_group(self) -> None:
+        with _disk_errors(self.where):
+            self.group.require_group(schema.INDEX_STATE_GROUP)
+
+    def part_names(self) -> set[str]:
+        """Names of the parts saved whole by ``save_part``."""
+        state = self.path / self.rel / schema.INDEX_STATE_GROUP
+        if not state.is_dir():
+            return set()
+        g = self.group[schema.INDEX_STATE_GROUP]
+        return {n for n in g.group_keys() if ".tmp-" not in n and g[n].attrs.get("done")}
+
+    def load_part(self, name: str) -> dict:
+        """The partial results ``save_part`` saved as ``name`` (``which`` -> part)."""
+        g = self.group[schema.INDEX_STATE_GROUP][name]
+        return {which: _read_part(STATE_CLASSES[which], g[which]) for which in g.group_keys()}
 
     def prune_state(self) -> None:
         """After the final write: keep only the final pass-1 result (appending tokens to a store needs
@@ -341,6 +377,14 @@ def _state_dims(name: str, a: np.ndarray, n_neurons: int) -> tuple:
         elif a.shape[-1] == n_neurons:
             d[-1] = schema.NEURON_DIM
     return tuple(d)
+
+
+def _read_part(cls, g: zarr.Group):
+    fields = {n: np.asarray(g[n][...]) for n in g.array_keys()}
+    scal = dict(g.attrs)
+    kwargs = {f.name: fields.get(f.name, scal.get(f.name)) for f in dataclasses.fields(cls)}
+    kwargs["ranges"] = [tuple(r) for r in scal["ranges"]]
+    return cls(**kwargs)
 
 
 def _scalars(part) -> dict:

@@ -2,15 +2,21 @@
 chunk into the index of its hook as the recorder produces it, so the dense activations need never be
 read back, or kept (``neurobrowse record ... --index --dense none``).
 
-Per hook it runs what ``store.index.run.index_hook`` runs over a store, chunk by chunk in order:
-pass 1 (``PartialIndex.update``) and the samples per unit (``UnitSamples.update``). The units lie
-around the quantile edges of the first chunks: up to PROVISIONAL_CHUNKS chunks (at most
-PROVISIONAL_BYTES) are held back until their histogram is known, then folded in. ``finish``
-resolves the samples to the quantile bins of the whole histogram and writes ``index/{hook}/``
-exactly as ``neurobrowse index`` would: the same arrays bit for bit, except where a neuron's final quantile edge lies outside its units. Then a store with
-its dense activations is read once more for the samples (as ``index`` does); a store without them
-keeps the samples of the nearest units (an approximation, counted per hook in the index attribute
-``samples_inexact_neurons`` and in the summary).
+Per hook it runs what ``store.index.run.index_hook`` runs over a store, chunk by chunk in order
+(``ChunkFold``): pass 1 (``PartialIndex.update``) and the samples per unit (``UnitSamples.update``).
+The units lie around the quantile edges of the first chunks: the first ``provisional_chunks``
+chunks (PROVISIONAL_CHUNKS, at most PROVISIONAL_BYTES) are held back until their histogram is
+known, then folded in. ``finish`` resolves the samples to the quantile bins of the whole histogram
+and writes ``index/{hook}/`` exactly as ``neurobrowse index`` would (``finish_hook``): the same
+arrays bit for bit, except where a neuron's final quantile edge lies outside its units. Then a store
+with its dense activations is read once more for the samples (as ``index`` does); a store without
+them keeps the samples of the nearest units (an approximation, counted per hook in the index
+attribute ``samples_inexact_neurons`` and in the summary; its error is measured by
+benchmarks/bench_sample_error.py, see docs/indexing-and-scores.md).
+
+On Dask (solu_core.dask_record) each task folds the chunks it records into a ``ChunkFold`` of its
+own; the task holding the first chunks fixes the units (the same ones as here) and hands them to
+the others, and store.dask_index merges the results and calls ``finish_hook``.
 
 Resume: ``save_state`` (the pipeline calls it after every work group) saves the running results in
 the index group every ``checkpoint_every_s`` seconds, with the chunk they reach; ``needed_chunks``
@@ -35,15 +41,104 @@ from store.index.source import open_store, vocab_size
 PROVISIONAL_BYTES = 64 * 2**20  # per hook: the most activations held back for the provisional quantile edges
 
 
+def provisional_chunks(n_chunks: int, chunk_tokens: int, d_mlp: int) -> int:
+    """How many first chunks fix the sample units of a recording: PROVISIONAL_CHUNKS, at most
+    PROVISIONAL_BYTES of one hook's float16 activations, at most the whole recording. The Dask
+    recorder (solu_core.dask_record) uses the same count, so both draw the same samples."""
+    return max(1, min(n_chunks, PROVISIONAL_CHUNKS, -(-PROVISIONAL_BYTES // max(1, chunk_tokens * d_mlp * 2))))
+
+
+class ChunkFold:
+    """One hook's running index over consecutive chunks ``chunk0``, ``chunk0 + 1``, ...: pass 1
+    (``PartialIndex``) and the samples per unit (``UnitSamples``).
+
+    ``umap`` the units (``store.index.partial.sample_units``); None: the first ``hold`` chunks are
+    kept back until their histogram fixes them (``units_around``), then folded in (``start``).
+    ``p1`` / ``s1``: a saved running result to go on from (its chunk stop is ``chunk0``)."""
+
+    def __init__(self, hook: str, k: int, vocab: int, window: tuple[int, int], context_len: int, chunk_tokens: int,
+                 seed: int, chunk0: int = 0, umap: np.ndarray | None = None, hold: int = 1,
+                 p1: PartialIndex | None = None, s1: UnitSamples | None = None):
+        self.hook, self.k, self.vocab, self.window = hook, k, vocab, window
+        self.context_len, self.ct, self.seed = context_len, chunk_tokens, seed
+        self.chunk0, self.stop, self.hold = chunk0, chunk0, hold
+        self.range0 = chunk0 if p1 is None or not p1.ranges else int(p1.ranges[0][0])  # the chunk p1 starts at
+        self.umap = umap if s1 is None else s1.umap
+        self.p1, self.s1 = p1, s1
+        self.held: list = []  # [(row0, bits, tokens)] until the units are known
+
+    @property
+    def started(self) -> bool:
+        return self.s1 is not None
+
+    def add(self, chunk_index: int, bits: np.ndarray, tokens: np.ndarray) -> None:
+        """Fold chunk ``chunk_index`` (the next one: ``self.stop``); bits uint16 [rows, N], tokens int32 [rows]."""
+        row0 = chunk_index * self.ct
+        self.stop = chunk_index + 1
+        if self.s1 is None and self.umap is None:
+            self.held.append((row0, bits.copy(), np.array(tokens, np.int32)))
+            if len(self.held) >= self.hold:
+                self.start()
+            return
+        if self.s1 is None:
+            self._empty(bits.shape[1])
+        self._fold(row0, bits, tokens)
+
+    def start(self) -> None:
+        """Fix the units from the held-back chunks' histogram and fold those chunks in."""
+        if self.s1 is not None or not self.held:
+            return
+        if self.umap is None:
+            hist = sum(chunk_hist(b) for _r, b, _t in self.held)
+            self.umap = units_around(hist, sum(b.shape[0] for _r, b, _t in self.held))
+        self._empty(self.held[0][1].shape[1])
+        held, self.held = self.held, []
+        for row0, bits, toks in held:
+            self._fold(row0, bits, toks)
+
+    def _empty(self, n_neurons: int) -> None:
+        self.p1 = PartialIndex.empty(self.hook, self.k, n_neurons, self.vocab, self.window)
+        self.s1 = UnitSamples.empty(self.hook, self.umap, self.window)
+
+    def _fold(self, row0: int, bits: np.ndarray, tokens: np.ndarray) -> None:
+        self.p1.update(bits, np.asarray(tokens, dtype=np.int32), row0, self.context_len)
+        self.s1.update(bits, row0, self.context_len, self.seed)
+        self.p1.ranges = self.s1.ranges = [(self.range0, row0 // self.ct + 1)]
+
+
+def finish_hook(st, hook: str, group: IndexGroup, p1: PartialIndex, s1: UnitSamples, seed: int,
+                window: tuple[int, int]) -> dict:
+    """Write ``index/{hook}/`` of the finished store ``st`` from a pass-1 result and the unit samples
+    covering every chunk: the samples resolved to the final quantile bins; where some neuron's final
+    edge is not a unit start, pass 2 read back from a store with dense activations, else the nearest
+    units' samples (counted in the attribute ``samples_inexact_neurons``). Then the resume state is
+    pruned to the final pass-1 result (dense: for appends) or dropped. Returns the hook's summary."""
+    qbin = sample_thresholds(p1.canonical())
+    exact = s1.canonical().exact_for(qbin)
+    n_chunks = schema.n_chunks(int(st.n_tokens), int(st.chunk_tokens))
+    reads, inexact = 0, 0
+    if exact.all():
+        samples = s1.resolve(qbin)
+    elif st.dense:  # the samples of pass 2, read back from the store
+        samples = compute_sample_partial(st, hook, 0, n_chunks, qbin, seed, window=window)
+        reads = 1
+    else:
+        samples = s1.resolve(qbin)
+        inexact = int((~exact).sum())
+    summary = finalize_index(st, hook, p1, samples, seed, extra_attrs={"samples_inexact_neurons": inexact})
+    if st.dense:
+        group.prune_state()  # as `index` leaves it: the final pass-1 result stays for appends
+    else:
+        group.drop_state()  # nothing can be appended to or re-indexed in a store without activations
+    return {**summary, "reads": reads, "samples_inexact_neurons": inexact}
+
+
 @dataclass
 class _HookState:
     group: IndexGroup
-    stop: int  # chunks 0..stop-1 are folded in
-    p1: PartialIndex | None
-    s1: UnitSamples | None
+    fold: ChunkFold  # the running results (chunks 0..fold.stop - 1 folded in)
     saved: int  # the chunk stop of the last save
     done: bool  # the hook's index is already complete
-    held: list  # [(row0, bits, tokens)] chunks held back until the units are known (p1 is None)
 
 
 class StreamIndexer:
@@ -60,10 +155,9 @@ class StreamIndexer:
         st = self.st
         self.n_chunks = schema.n_chunks(int(st.n_tokens), int(st.chunk_tokens))
         self.ct = int(st.chunk_tokens)
-        self.context_len = int(st.context_len)
-        self.vocab = vocab_size(st)
         self.window = (int(self.cfg.window[0]), int(self.cfg.window[1]))
         self.last_save = time.monotonic()
+        hold = provisional_chunks(self.n_chunks, self.ct, int(st.d_mlp))
         self.hooks: dict[str, _HookState] = {}
         for hook in st.hooks:
             grp = IndexGroup(st.path, hook, self.cfg.on_checkpoint)
@@ -74,45 +168,27 @@ class StreamIndexer:
             if (p1 is None or s1 is None or progs["chunk_stop"] != stop or p1.dtop_key is None
                     or (p1.before, p1.after) != self.window or (s1.before, s1.after) != self.window):
                 p1, s1, stop = None, None, 0
-            self.hooks[hook] = _HookState(grp, stop, p1, s1, stop, done, [])
+            fold = ChunkFold(hook, self.cfg.k, vocab_size(st), self.window, int(st.context_len), self.ct,
+                             self.cfg.seed, chunk0=stop, hold=hold, p1=p1, s1=s1)
+            self.hooks[hook] = _HookState(grp, fold, stop, done)
 
     def needed_chunks(self) -> set[int]:
         """Chunk indices this indexer still needs handed over (the recorder computes them again)."""
-        return {c for h in self.hooks.values() if not h.done for c in range(h.stop, self.n_chunks)}
+        return {c for h in self.hooks.values() if not h.done for c in range(h.fold.stop, self.n_chunks)}
 
     def consume(self, hook: str, chunk_index: int, acts: np.ndarray, tokens: np.ndarray) -> None:
         """Fold chunk ``chunk_index`` of ``hook`` (acts float16 [rows, d_mlp], tokens int32 [rows])."""
         h = self.hooks.get(hook)
-        if h is None or h.done or chunk_index < h.stop:
+        if h is None or h.done or chunk_index < h.fold.stop:
             return  # not indexed here, already indexed, or already folded in before a resume
-        if chunk_index != h.stop:
+        if chunk_index != h.fold.stop:
             raise StoreError(f"the index of {hook} being built while recording {self.st.path} holds chunks "
-                             f"0..{h.stop - 1} and was handed chunk {chunk_index}; chunks must come in order")
-        bits = np.ascontiguousarray(acts).view(np.uint16)
-        row0 = chunk_index * self.ct
-        toks = np.asarray(tokens, dtype=np.int32)
-        h.stop += 1
-        if h.p1 is None:  # the first chunks: held back until their histogram gives the units
-            h.held.append((row0, bits.copy(), toks.copy()))
-            if len(h.held) >= PROVISIONAL_CHUNKS or len(h.held) * bits.nbytes >= PROVISIONAL_BYTES:
-                self._start(hook, h)
-            return
-        self._fold(h, row0, bits, toks)
+                             f"0..{h.fold.stop - 1} and was handed chunk {chunk_index}; chunks must come in order")
+        h.fold.add(chunk_index, np.ascontiguousarray(acts).view(np.uint16), tokens)
 
-    def _start(self, hook: str, h: _HookState) -> None:
-        """Fix the units from the held-back chunks' histogram and fold those chunks in."""
-        hist = sum(chunk_hist(b) for _r, b, _t in h.held)
-        n = sum(b.shape[0] for _r, b, _t in h.held)
-        h.p1 = PartialIndex.empty(hook, self.cfg.k, h.held[0][1].shape[1], self.vocab, self.window)
-        h.s1 = UnitSamples.empty(hook, units_around(hist, n), self.window)
-        held, h.held = h.held, []
-        for row0, bits, toks in held:
-            self._fold(h, row0, bits, toks)
-
-    def _fold(self, h: _HookState, row0: int, bits: np.ndarray, tokens: np.ndarray) -> None:
-        h.p1.update(bits, tokens, row0, self.context_len)
-        h.s1.update(bits, row0, self.context_len, self.cfg.seed)
-        h.p1.ranges = h.s1.ranges = [(0, row0 // self.ct + 1)]
+    def _save(self, h: _HookState) -> None:
+        h.group.save_states({"p1": h.fold.p1.canonical(), "s1": h.fold.s1.canonical()}, h.fold.stop, quick=True)
+        h.saved = h.fold.stop
 
     def save_state(self, force: bool = False) -> None:
         """Save the running results of every hook (at most every checkpoint_every_s seconds unless
@@ -120,9 +196,8 @@ class StreamIndexer:
         if not force and time.monotonic() - self.last_save < self.cfg.checkpoint_every_s:
             return
         for h in self.hooks.values():
-            if not h.done and h.p1 is not None and h.stop > h.saved:
-                h.group.save_states({"p1": h.p1.canonical(), "s1": h.s1.canonical()}, h.stop, quick=True)
-                h.saved = h.stop
+            if not h.done and h.fold.started and h.fold.stop > h.saved:
+                self._save(h)
         self.last_save = time.monotonic()
 
     def finish(self) -> dict:
@@ -134,35 +209,15 @@ class StreamIndexer:
             if h.done:
                 out[hook] = {"hook": hook, "skipped": True, "reason": "already indexed"}
                 continue
-            if h.p1 is None and h.held:  # a recording shorter than the held-back chunks
-                self._start(hook, h)
-            if h.stop != self.n_chunks:
+            h.fold.start()  # a recording shorter than the held-back chunks
+            if h.fold.stop != self.n_chunks:
                 raise StoreError(f"the index of {hook} being built while recording {self.st.path} holds chunks "
-                                 f"0..{h.stop - 1} of {self.n_chunks}; run the same record command again")
-            if h.saved != h.stop:  # a kill while writing the index then costs no recomputation
-                h.group.save_states({"p1": h.p1.canonical(), "s1": h.s1.canonical()}, h.stop, quick=True)
-                h.saved = h.stop
-            qbin = sample_thresholds(h.p1.canonical())
-            exact = h.s1.canonical().exact_for(qbin)
-            reads, inexact = 0, 0
-            if exact.all():
-                samples = h.s1.resolve(qbin)
-            elif self.st.dense:  # the samples of pass 2, read back from the store
-                samples = compute_sample_partial(self.st, hook, 0, self.n_chunks, qbin, self.cfg.seed,
-                                                 window=self.window)
-                reads = 1
-            else:
-                samples = h.s1.resolve(qbin)
-                inexact = int((~exact).sum())
-            summary = finalize_index(self.st, hook, h.p1, samples, self.cfg.seed,
-                                     extra_attrs={"samples_inexact_neurons": inexact})
-            if self.st.dense:
-                h.group.prune_state()  # as `index` leaves it: the final pass-1 result stays for appends
-            else:
-                h.group.drop_state()  # nothing can be appended to or re-indexed in a store without activations
+                                 f"0..{h.fold.stop - 1} of {self.n_chunks}; run the same record command again")
+            if h.saved != h.fold.stop:  # a kill while writing the index then costs no recomputation
+                self._save(h)
+            out[hook] = finish_hook(self.st, hook, h.group, h.fold.p1, h.fold.s1, self.cfg.seed, self.window)
             h.done = True
-            out[hook] = {**summary, "reads": reads, "samples_inexact_neurons": inexact}
         return out
 
 
-__all__ = ["StreamIndexer"]
+__all__ = ["ChunkFold", "StreamIndexer", "finish_hook", "provisional_chunks"]
