@@ -207,6 +207,35 @@ def test_unit_samples_resolve_to_pass_2_samples_and_merge_exactly():
     assert pickle.loads(pickle.dumps(whole)).resolve(qb).pos.tolist() == whole.resolve(qb).pos.tolist()
 
 
+def test_resolved_samples_lie_in_their_bins_and_certified_neurons_are_pass_2s():
+    """Units from a poor provisional look (the first chunk, half as wide): every resolved sample lies
+    in its final quantile bin, every certified neuron has pass 2's samples exactly, the certified
+    neurons hold those whose edges start units and more, and a neuron not certified really differs
+    from pass 2 in some run of this data."""
+    x, toks, V = _data(n=200)
+    p = _pass1(x, toks, V, 0, 4)
+    qb = sample_thresholds(p)
+    ref = run_seed(x, qb, 7)
+    first = _pass1(x, toks, V, 0, 1)
+    whole = _units(x, sample_units(sample_thresholds(first), radius=2), 7, 0, 4)
+    got = whole.resolve(qb)
+    cert = whole.certified(qb, p.hist, got)
+    old = whole.exact_for(qb)
+    assert (cert >= old).all() and cert.sum() > old.sum(), (int(cert.sum()), int(old.sum()))
+    for f in ("prio", "pos", "key", "win"):
+        assert np.array_equal(getattr(got, f)[cert], getattr(ref, f)[cert]), f
+    # each sample's value lies in its bin: histogram bin of its key in [lower edge, upper edge)
+    hb = np.clip((got.key.astype(np.int64) >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET, 0, kernels.HIST_BINS - 1)
+    nq = qb.shape[1]
+    edges = np.concatenate([np.zeros((len(qb), 1), np.int64), qb, np.full((len(qb), 1), kernels.HIST_BINS)], 1)
+    for b in range(nq + 1):  # SAMPLE_BINS order: bin b holds histogram bins [edges[nq - b], edges[nq + 1 - b])
+        lo, hi = edges[:, nq - b][:, None], edges[:, nq + 1 - b][:, None]
+        filled = got.pos[:, b] >= 0
+        assert ((hb[:, b] >= lo) & (hb[:, b] < hi))[filled].all(), b
+    differs = ~np.all(got.pos == ref.pos, axis=(1, 2))
+    assert differs[~cert].any() and not differs[cert].any()
+
+
 def test_results_do_not_depend_on_threads_or_how_blocks_are_handed_out(monkeypatch):
     """_run_blocks hands block ranges to a thread pool as threads come free: pass 1 and pass 2 must
     give the same bits with 1 or 2 threads and any task size (300 neurons = 3 blocks of 128)."""

@@ -542,19 +542,23 @@ class UnitSamples(_SampleArrays):
         """bool [N]: whether every quantile edge of ``qbin`` starts a unit (then resolve is exact)."""
         return np.take_along_axis(unit_starts(self.umap), qbin.astype(np.int64), 1).all(axis=1)
 
+    def _sample_bins(self, qbin: np.ndarray) -> np.ndarray:
+        """int64 [N, U, S]: the quantile bin (SAMPLE_BINS order) of each kept sample's own value; the
+        random unit's samples go to the random bin."""
+        nq = qbin.shape[1]
+        hb = np.clip((self.key.astype(np.int64) >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET, 0, kernels.HIST_BINS - 1)
+        # pass 2's bin of a histogram bin h: nq - #(edges <= h)
+        sbin = nq - (hb[..., None] >= qbin[:, None, None, :]).sum(axis=3)
+        sbin[:, -1] = len(schema.SAMPLE_BINS) - 1
+        return sbin
+
     def resolve(self, qbin: np.ndarray) -> SamplePartial:
         """The samples per quantile bin of ``qbin`` (as pass 2 draws them): for each bin the S lowest
-        priorities of the units it holds, a unit counting for the bin of its first histogram bin
-        (exact for the neurons of ``exact_for(qbin)``; the others are an approximation)."""
+        priorities among the kept samples whose value lies in it. Every sample lies in its bin; they
+        are pass 2's exactly for the neurons of ``certified(qbin, hist)`` (which holds ``exact_for``:
+        there each unit lies within one bin)."""
         N, U, S = self.prio.shape
-        nq = qbin.shape[1]
-        first = np.full((N, U), kernels.HIST_BINS, np.int64)  # first histogram bin of each unit
-        rows, cols = np.nonzero(unit_starts(self.umap))  # umap ascends along the histogram bins
-        first[rows, self.umap[rows, cols]] = cols
-        # pass 2's bin of a histogram bin h: nq - #(edges <= h); the random unit goes to the last bin
-        ubin = nq - (first[:, :, None] >= qbin[:, None, :]).sum(axis=2)  # [N, U]
-        ubin[:, U - 1] = len(schema.SAMPLE_BINS) - 1
-        flat_bin = np.repeat(ubin, S, axis=1)  # [N, U*S]
+        flat_bin = self._sample_bins(qbin).reshape(N, U * S)
         prio = self.prio.reshape(N, U * S)
         order = np.lexsort((prio, flat_bin), axis=-1)
         sbin = np.take_along_axis(flat_bin, order, 1)
@@ -574,6 +578,36 @@ class UnitSamples(_SampleArrays):
         out.win[rows, b, r] = self.win.reshape(N, U * S, self.win.shape[-1])[rows, src]
         out.ranges = list(self.ranges)
         return out.canonical()
+
+    def certified(self, qbin: np.ndarray, hist: np.ndarray, resolved: SamplePartial | None = None) -> np.ndarray:
+        """bool [N]: where ``resolve(qbin)`` gives pass 2's samples exactly, given the whole histogram
+        ``hist`` [N, HIST_BINS] (what the kept samples were drawn from).
+
+        A unit keeps the S lowest priorities of its values. Within a quantile bin that is all a unit
+        inside it needs to give. A unit across a final edge (the edge moved off the unit starts) gives
+        the bin its kept values on that side, which are that side's lowest when it kept S of them, or
+        all of them when the histogram counts no more there; otherwise the values it dropped all have
+        priorities above its highest kept one, so they do not matter when that one is above the bin's
+        S-th lowest drawn. A neuron passes when every (unit, bin) passes."""
+        N, U, S = self.prio.shape
+        B = len(schema.SAMPLE_BINS)
+        out = resolved if resolved is not None else self.resolve(qbin)
+        t = out.prio[:, :, S - 1]  # [N, B] the S-th lowest priority of each bin (empty: the largest)
+        sbin = self._sample_bins(qbin)  # [N, U, S]
+        valid = self.pos >= 0
+        n_idx = np.arange(N)[:, None, None]
+        u_idx = np.arange(U)[None, :, None]
+        kept = np.zeros(N * U * B, np.int64)  # [N, U, B] kept samples of each unit in each bin
+        np.add.at(kept, ((n_idx * U + u_idx) * B + sbin)[valid], 1)
+        hbin = np.arange(kernels.HIST_BINS)
+        hbin_bin = qbin.shape[1] - (hbin[None, :, None] >= qbin[:, None, :]).sum(axis=2)  # [N, H]
+        flat = (np.arange(N)[:, None] * U + self.umap.astype(np.int64)) * B + hbin_bin
+        count = np.bincount(flat.ravel(), weights=hist.ravel(), minlength=N * U * B).astype(np.int64)
+        kept, count = kept.reshape(N, U, B), count.reshape(N, U, B)
+        maxp = np.where(valid, self.prio, np.uint64(0)).max(axis=2)  # [N, U]
+        bad = (count > kept) & (kept < S) & (maxp[:, :, None] < t[:, None, :])
+        bad[:, U - 1] = False  # the random unit is the random bin whole
+        return ~bad.any(axis=(1, 2))
 
 
 def merge_unit_samples(a: UnitSamples, b: UnitSamples) -> UnitSamples:

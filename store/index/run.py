@@ -259,8 +259,10 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
                 """At the end of the read: pass 1 and, where the units resolve exactly, the samples
                 (what pass 2 would save), so a kill while writing the index loses nothing."""
                 qbin = sample_thresholds(p1)
-                if s1 is not None and s1.exact_for(qbin).all():
-                    return {"p1": p1, "p2": s1.resolve(qbin)}
+                if s1 is not None:
+                    samples = s1.resolve(qbin)
+                    if s1.certified(qbin, p1.hist, samples).all():
+                        return {"p1": p1, "p2": samples}
                 return {"p1": p1}
 
             _run_pass(src, grp, parts, stop, cfg, step, bar, allowance, final)

@@ -109,21 +109,22 @@ class ChunkFold:
 def finish_hook(st, hook: str, group: IndexGroup, p1: PartialIndex, s1: UnitSamples, seed: int,
                 window: tuple[int, int]) -> dict:
     """Write ``index/{hook}/`` of the finished store ``st`` from a pass-1 result and the unit samples
-    covering every chunk: the samples resolved to the final quantile bins; where some neuron's final
-    edge is not a unit start, pass 2 read back from a store with dense activations, else the nearest
-    units' samples (counted in the attribute ``samples_inexact_neurons``). Then the resume state is
+    covering every chunk: the samples resolved to the final quantile bins (``UnitSamples.resolve``);
+    where they are not certified to be pass 2's for some neuron (``UnitSamples.certified``), pass 2
+    read back from a store with dense activations, else the resolved ones, each in its bin but not
+    necessarily the lowest priorities (counted in the attribute ``samples_inexact_neurons``). Then the resume state is
     pruned to the final pass-1 result (dense: for appends) or dropped. Returns the hook's summary."""
     qbin = sample_thresholds(p1.canonical())
-    exact = s1.canonical().exact_for(qbin)
+    samples = s1.canonical().resolve(qbin)
+    exact = s1.certified(qbin, p1.hist, samples)
     n_chunks = schema.n_chunks(int(st.n_tokens), int(st.chunk_tokens))
     reads, inexact = 0, 0
     if exact.all():
-        samples = s1.resolve(qbin)
+        pass
     elif st.dense:  # the samples of pass 2, read back from the store
         samples = compute_sample_partial(st, hook, 0, n_chunks, qbin, seed, window=window)
         reads = 1
     else:
-        samples = s1.resolve(qbin)
         inexact = int((~exact).sum())
     summary = finalize_index(st, hook, p1, samples, seed, extra_attrs={"samples_inexact_neurons": inexact})
     if st.dense:
