@@ -162,7 +162,7 @@ def simulate(st, hook: str, p1, qbin: np.ndarray, variant: dict, seed: int) -> t
     rule: a unit's samples to the bin of its first histogram bin; exact where ``exact_for``).
     Returns (SamplePartial, inexact bool [N], UnitSamples)."""
     from store import schema
-    from store.index.partial import UnitSamples, chunk_hist, hist_thresholds, sample_units, unit_starts
+    from store.index.partial import UNIT_RADIUS, UnitSamples, chunk_hist, hist_thresholds, sample_units, unit_starts
     from store.index.source import ChunkSource
 
     src = ChunkSource(st, hook)
@@ -172,7 +172,10 @@ def simulate(st, hook: str, p1, qbin: np.ndarray, variant: dict, seed: int) -> t
         bits = src.chunk(c)
         hist = hist + chunk_hist(bits)
         n += bits.shape[0]
-    s1 = UnitSamples.empty(hook, sample_units(hist_thresholds(hist, n)), _window(st, hook))
+    umap = sample_units(hist_thresholds(hist, n), variant.get("radius", UNIT_RADIUS))
+    if variant.get("split"):
+        umap = split_runs(umap, hist)
+    s1 = UnitSamples.empty(hook, umap, _window(st, hook))
     for _c, row0, bits in src.chunks(0, src.n_chunks, True):
         s1.update(bits, row0, src.context_len, seed)
     s1.ranges = [(0, src.n_chunks)]
@@ -188,6 +191,32 @@ def simulate(st, hook: str, p1, qbin: np.ndarray, variant: dict, seed: int) -> t
     by_unit[:, -1] = len(schema.SAMPLE_BINS) - 1
     s1._sample_bins = lambda _q: by_unit  # the instance's rule, this variant only
     return s1.resolve(qbin), ~s1.exact_for(qbin), s1
+
+
+def split_runs(umap: np.ndarray, hist: np.ndarray) -> np.ndarray:
+    """A variant of the units (tried, not shipped): while a neuron has units to spare, split its unit
+    of most values (provisional histogram ``hist``) that spans several histogram bins at its median,
+    so that a unit a final edge falls into holds fewer values (``UnitSamples.certified`` then passes
+    more often)."""
+    from store.index.partial import N_UNITS, unit_starts
+
+    start = unit_starts(umap)
+    H = start.shape[1]
+    for i in range(start.shape[0]):
+        s, c = start[i], hist[i]
+        n_units = int(s.sum())
+        while n_units < N_UNITS - 1:
+            first = np.flatnonzero(s)
+            end = np.append(first[1:], H)
+            mass = np.where(end - first > 1, np.add.reduceat(c, first), 0)
+            j = int(mass.argmax())
+            if mass[j] <= 0:
+                break
+            cum = np.cumsum(c[first[j]:end[j]])
+            k = min(max(int(np.searchsorted(cum, cum[-1] / 2)) + 1, 1), end[j] - first[j] - 1)
+            s[first[j] + k] = True
+            n_units += 1
+    return (np.cumsum(start, axis=1) - 1).astype(np.uint8)
 
 
 def _window(st, hook: str) -> tuple[int, int]:
@@ -206,10 +235,12 @@ def main() -> int:
                     "models were trained on; the demo corpus's held-out split has only ~186k tokens)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--scratch", type=Path, default=None, help="where to record (default: a temporary folder)")
+    ap.add_argument("--reuse", action="store_true", help="use the recordings already in --scratch")
     ap.add_argument("--variants", default="shipped,before,hold32,hold64",
                     help="comma-separated unit choices to simulate: shipped (what record --index does), before (the "
                     "earlier resolve: a unit's samples to the bin of its first histogram bin), hold32 / hold64 "
-                    "(shipped with 32 / 64 chunks held back for the units, at most the recording)")
+                    "(shipped with 32 / 64 chunks held back for the units, at most the recording), r5 / r4 / r3 "
+                    "(unit radius) with split (split_runs)")
     args = ap.parse_args()
 
     import tempfile
@@ -228,7 +259,8 @@ def main() -> int:
     for act, ck in models.items():
         out = scratch / act
         out.mkdir(parents=True, exist_ok=True)
-        secs = record_both(ck, texts, args.tokens, out, args.device)
+        secs = {} if args.reuse and (out / "streamed" / "zarr.json").exists() else \
+            record_both(ck, texts, args.tokens, out, args.device)
         dense, streamed = Store.open(out / "dense"), Store.open(out / "streamed")
         ct, n_chunks = int(dense.chunk_tokens), schema.n_chunks(int(dense.n_tokens), int(dense.chunk_tokens))
         hold = provisional_chunks(n_chunks, ct, int(dense.d_mlp))
@@ -245,7 +277,10 @@ def main() -> int:
             inexact_real = None
             for name in args.variants.split(","):
                 v = {"shipped": {"hold": hold}, "before": {"hold": hold, "resolve": "unit"},
-                     "hold32": {"hold": 32}, "hold64": {"hold": 64}}[name]
+                     "hold32": {"hold": 32}, "hold64": {"hold": 64}, "r5": {"hold": hold, "radius": 5},
+                     "r5split": {"hold": hold, "radius": 5, "split": True},
+                     "r4split": {"hold": hold, "radius": 4, "split": True},
+                     "r3split": {"hold": hold, "radius": 3, "split": True}}[name]
                 sp, inexact, s1 = simulate(dense, hook, p1, qbin, v, seed)
                 if name == "shipped":
                     inexact_real = inexact

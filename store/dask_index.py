@@ -297,14 +297,24 @@ def _merge_leaves(a: tuple, b: tuple) -> tuple:
     return index.merge_partials(a[0], b[0]), merge_unit_samples(a[1], b[1])
 
 
-def _finish_streamed(path: str, hook: str, root: tuple, seed: int, window: list) -> dict:
+def _needs_pass2(path: str, root: tuple) -> np.ndarray | None:
+    """The quantile thresholds when a dense store must be read again for the samples of some neuron
+    (not certified from the leaves' unit samples), else None."""
+    p1, s1 = root
+    if not index.open_store(path).dense:
+        return None
+    qbin = index.sample_thresholds(p1)
+    return None if s1.certified(qbin, p1.hist).all() else qbin
+
+
+def _finish_streamed(path: str, hook: str, root: tuple, seed: int, window: list, pass2=None) -> dict:
     from store.index.stream import finish_hook
 
     p1, s1 = root
     st = index.open_store(path)
     grp = index.IndexGroup(path, hook)
     grp.save_states({"p1": p1, "s1": s1}, schema.n_chunks(int(st.n_tokens), int(st.chunk_tokens)), quick=True)
-    return finish_hook(st, hook, grp, p1, s1, seed, tuple(window))
+    return finish_hook(st, hook, grp, p1, s1, seed, tuple(window), pass2)
 
 
 def stream_index_leaves(client, plan: StreamIndexPlan, run_leaf, tag: str) -> tuple[dict, list]:
@@ -331,11 +341,23 @@ def stream_index_leaves(client, plan: StreamIndexPlan, run_leaf, tag: str) -> tu
     return roots, run
 
 
-def stream_index_finish(client, plan: StreamIndexPlan, roots: dict, tag: str) -> dict:
+def stream_index_finish(client, plan: StreamIndexPlan, roots: dict, tag: str, chunks_per_task: int = 8) -> dict:
     """Write the index of every planned hook from its merged leaves (the store's recording must be
-    finished); returns a summary per hook."""
-    finals = {h: client.submit(_finish_streamed, plan.path, h, roots[h], plan.spec["seed"], plan.spec["window"],
-                               key=f"{tag}-finish-{h}") for h in plan.hooks}
+    finished); a hook of a dense store with samples not certified from the leaves gets pass 2 on the
+    workers (chunk ranges of ``chunks_per_task``, merged in a fixed tree). Returns a summary per hook."""
+    st = index.open_store(plan.path)
+    n_chunks = schema.n_chunks(int(st.n_tokens), int(st.chunk_tokens))
+    checks = {h: client.submit(_needs_pass2, plan.path, roots[h], key=f"{tag}-check-{h}") for h in plan.hooks}
+    finals = {}
+    for h in plan.hooks:
+        pass2 = None
+        if checks[h].result() is not None:
+            parts = [client.submit(index.compute_sample_partial, plan.path, h, a, b, checks[h], plan.spec["seed"],
+                                   True, tuple(plan.spec["window"]), key=f"{tag}-p2-{h}-{a}:{b}")
+                     for a, b in _ranges(0, n_chunks, chunks_per_task)]
+            pass2 = _tree(client, parts, index.merge_sample_partials, f"{tag}-p2-merge-{h}", 0)
+        finals[h] = client.submit(_finish_streamed, plan.path, h, roots[h], plan.spec["seed"], plan.spec["window"],
+                                  pass2, key=f"{tag}-finish-{h}")
     return {h: f.result() for h, f in finals.items()}
 
 

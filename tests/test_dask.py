@@ -311,6 +311,19 @@ def test_local2_record_index_dense_none_equals_the_single_process_one(tiny_root,
         assert not (out / schema.index_path(hook) / schema.INDEX_STATE_GROUP).exists()  # leaves dropped
 
 
+def test_local2_record_index_dense_keep_reads_back_only_for_uncertified_samples(tiny_root, tiny_stores,
+                                                                               streamed_dense_none, client, tmp_path):
+    """With --dense keep, a hook whose streamed samples are not certified for some neuron gets pass 2
+    on the workers: the index is exactly that of `record` then `index`."""
+    out = _record_index_dask(tiny_root, tmp_path / "keep", client, dense=True)
+    st = Store.open(out)
+    assert st.dense
+    _assert_same_index(tiny_stores["solu_ln"], out)
+    inexact = {h: Store.open(streamed_dense_none).index_state(h)["samples_inexact_neurons"] for h in st.hooks}
+    assert any(inexact.values()), "this recording should leave some samples uncertified (else pass 2 is untested)"
+    assert all(st.index_state(h)["samples_inexact_neurons"] == 0 for h in st.hooks)
+
+
 def test_record_index_dense_keep_on_dask_via_the_cli(tiny_root, tiny_stores, client, tmp_path):
     from neurobrowse.cli import main
     from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS

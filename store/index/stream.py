@@ -34,7 +34,9 @@ import numpy as np
 from store import schema
 from store.errors import StoreError
 from store.index.group import IndexGroup
-from store.index.partial import PartialIndex, UnitSamples, chunk_hist, sample_thresholds, units_around
+from store.index.partial import (
+    PartialIndex, SamplePartial, UnitSamples, chunk_hist, sample_thresholds, units_around,
+)
 from store.index.run import PROVISIONAL_CHUNKS, IndexConfig, compute_sample_partial, finalize_index
 from store.index.source import open_store, vocab_size
 
@@ -107,13 +109,14 @@ class ChunkFold:
 
 
 def finish_hook(st, hook: str, group: IndexGroup, p1: PartialIndex, s1: UnitSamples, seed: int,
-                window: tuple[int, int]) -> dict:
+                window: tuple[int, int], pass2: SamplePartial | None = None) -> dict:
     """Write ``index/{hook}/`` of the finished store ``st`` from a pass-1 result and the unit samples
     covering every chunk: the samples resolved to the final quantile bins (``UnitSamples.resolve``);
     where they are not certified to be pass 2's for some neuron (``UnitSamples.certified``), pass 2
     read back from a store with dense activations, else the resolved ones, each in its bin but not
     necessarily the lowest priorities (counted in the attribute ``samples_inexact_neurons``). Then the resume state is
-    pruned to the final pass-1 result (dense: for appends) or dropped. Returns the hook's summary."""
+    pruned to the final pass-1 result (dense: for appends) or dropped. ``pass2``: that second read's
+    samples when the caller made them (the Dask driver, in parallel). Returns the hook's summary."""
     qbin = sample_thresholds(p1.canonical())
     samples = s1.canonical().resolve(qbin)
     exact = s1.certified(qbin, p1.hist, samples)
@@ -122,7 +125,8 @@ def finish_hook(st, hook: str, group: IndexGroup, p1: PartialIndex, s1: UnitSamp
     if exact.all():
         pass
     elif st.dense:  # the samples of pass 2, read back from the store
-        samples = compute_sample_partial(st, hook, 0, n_chunks, qbin, seed, window=window)
+        samples = pass2 if pass2 is not None else compute_sample_partial(st, hook, 0, n_chunks, qbin, seed,
+                                                                         window=window)
         reads = 1
     else:
         inexact = int((~exact).sum())
