@@ -22,7 +22,8 @@ on the demo corpus; built with the demo's own steps when ``WORKDIR/models`` is m
    shipped one and must reproduce step 2's figures for the streamed store), so a change of the unit
    choice is measured before and after in one run.
 
-Writes benchmarks/out/bench_sample_error.json. The figures do not depend on the machine's load.
+Writes benchmarks/out/bench_sample_error.json (bench_sample_error_TOKENS.json for other --tokens). The
+figures do not depend on the machine's load.
 """
 
 from __future__ import annotations
@@ -306,7 +307,8 @@ def main() -> int:
                       f"{v['wrong_hist_bins_outside']['max']} hist bins)  edges off unit starts "
                       f"{v['edges_off_unit_starts']}")
         result["models"][act] = per_model
-    out_json = ROOT / "out" / "bench_sample_error.json"
+    out_json = ROOT / "out" / ("bench_sample_error.json" if args.tokens == 262_144 else
+                               f"bench_sample_error_{args.tokens}.json")
     out_json.parent.mkdir(exist_ok=True)
     out_json.write_text(json.dumps(result, indent=1))
     print(f"wrote {out_json}")
