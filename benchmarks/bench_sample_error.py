@@ -239,8 +239,8 @@ def main() -> int:
     ap.add_argument("--reuse", action="store_true", help="use the recordings already in --scratch")
     ap.add_argument("--variants", default="shipped,before,hold32,hold64",
                     help="comma-separated unit choices to simulate: shipped (what record --index does), before (the "
-                    "earlier resolve: a unit's samples to the bin of its first histogram bin), hold32 / hold64 "
-                    "(shipped with 32 / 64 chunks held back for the units, at most the recording), r5 / r4 / r3 "
+                    "earlier resolve: a unit's samples to the bin of its first histogram bin), hold16 / 32 / 64 "
+                    "(shipped with 16 / 32 / 64 chunks held back for the units, at most the recording), r5 / r4 / r3 "
                     "(unit radius) with split (split_runs)")
     args = ap.parse_args()
 
@@ -278,7 +278,8 @@ def main() -> int:
             inexact_real = None
             for name in args.variants.split(","):
                 v = {"shipped": {"hold": hold}, "before": {"hold": hold, "resolve": "unit"},
-                     "hold32": {"hold": 32}, "hold64": {"hold": 64}, "r5": {"hold": hold, "radius": 5},
+                     "hold16": {"hold": 16}, "hold32": {"hold": 32}, "hold64": {"hold": 64},
+                     "r5": {"hold": hold, "radius": 5},
                      "r5split": {"hold": hold, "radius": 5, "split": True},
                      "r4split": {"hold": hold, "radius": 4, "split": True},
                      "r3split": {"hold": hold, "radius": 3, "split": True}}[name]
