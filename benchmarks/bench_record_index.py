@@ -21,8 +21,11 @@ context 1024; every layer's hook_post). Tokens are random ids (the same for ever
               --dense none store's breakdown per array, and the neuron page load of its index (token
               windows derived from the tokens) against the same index with the windows stored.
   memory      peak resident memory (ru_maxrss, a fresh process each) of record --index --dense none
-              of one hook of 2048 and of 3072 neurons (1 layer, d_model 512, vocab --mem-vocab, 16k
-              tokens), minus the same process's peak for the bare forward pass: what the index adds.
+              of one hook of 2048 and of 3072 neurons (1 layer, d_model 512, vocab --mem-vocab,
+              --mem-tokens tokens) and of GPT-2 small's shape (12 hooks x 3072, vocab 50257,
+              --mem-gpt2-tokens tokens), minus the same process's peak for the bare forward pass: what
+              the index adds; next to it store.index.run.index_memory_bytes's estimate (for the
+              distinct tokens seen, and once every token of the vocabulary is seen).
 
 The dev box has 2 cores shared with other work: compare ratios within one run. Writes
 benchmarks/out/bench_record_index.json.
@@ -238,30 +241,62 @@ import resource, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
 import bench_record_index as b
-shape = dict(n_layers=1, d_model=512, n_heads=8, d_head=64, d_mlp={d_mlp}, n_ctx=256, d_vocab={vocab})
+sys.path.insert(0, {src!r})  # the code measured (store, solu_core): this tree or --mem-baseline-src
+shape = {shape!r}
 model = b._model(shape)
-hooks = ["blocks.0.mlp.hook_post"]
+hooks = [f"blocks.{{layer}}.mlp.hook_post" for layer in range(shape["n_layers"])]
 b.run_record(model, shape, hooks, {n}, Path({path!r}), index={index}, dense={dense}, bare={bare})
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def memory(vocab: int, n: int, tmp: Path) -> dict:
+def _peak(shape: dict, n: int, path: Path, src: str, **kw) -> int:
+    """Peak resident bytes (ru_maxrss) of a fresh process recording ``n`` tokens of a random ``shape`` model."""
+    code = _MEM_CHILD.format(root=str(ROOT), src=src, shape=shape, n=n, path=str(path), **kw)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": src})
+    if r.returncode:
+        raise SystemExit(r.stderr)
+    shutil.rmtree(path, ignore_errors=True)
+    return int(r.stdout.split()[-1]) * 1024  # ru_maxrss is in KiB on Linux
+
+
+def memory(vocab: int, n: int, gpt2_tokens: int, tmp: Path, baseline_src: str | None = None) -> dict:
+    """Peak memory of record --index --dense none minus the bare forward pass, per case: one hook of 2048
+    and of 3072 neurons (vocab ``vocab``, ``n`` tokens) and GPT-2 small's shape (12 hooks x 3072,
+    ``gpt2_tokens`` tokens); with ``baseline_src`` the one-hook cases also run that source tree's code."""
+    from store.index.run import index_memory_bytes
+
+    here = str(ROOT.parent)
+    one = dict(n_layers=1, d_model=512, n_heads=8, d_head=64, n_ctx=256, d_vocab=vocab)
+    cases = {f"1 hook x {d}": ({**one, "d_mlp": d}, n) for d in (2048, 3072)}
+    if gpt2_tokens:
+        ctx = SHAPES["gpt2"]["n_ctx"]
+        cases["gpt2 12 hooks x 3072"] = (SHAPES["gpt2"], gpt2_tokens // ctx * ctx)
+    bare_kw = dict(index=False, dense=True, bare=True)
+    rec_kw = dict(index=True, dense=False, bare=False)
     out = {}
-    for d_mlp in (2048, 3072):
-        peaks = {}
-        for label, kw in (("bare", dict(index=False, dense=True, bare=True)),
-                          ("record_index", dict(index=True, dense=False, bare=False))):
-            code = _MEM_CHILD.format(root=str(ROOT), d_mlp=d_mlp, vocab=vocab, n=n, path=str(tmp / f"mem_{d_mlp}"), **kw)
-            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT.parent)})
-            if r.returncode:
-                raise SystemExit(r.stderr)
-            peaks[label] = int(r.stdout.split()[-1]) * 1024  # ru_maxrss is in KiB on Linux
-        out[str(d_mlp)] = {**peaks, "index_adds_bytes": peaks["record_index"] - peaks["bare"]}
-        print(f"  memory {d_mlp} neurons: bare {peaks['bare'] / 2**20:.0f} MiB, record --index "
-              f"{peaks['record_index'] / 2**20:.0f} MiB", flush=True)
-    return {"vocab": vocab, "tokens": n, "per_hook": out}
+    for name, (shape, tokens) in cases.items():
+        path = tmp / "mem"
+        peaks = {"bare": _peak(shape, tokens, path, here, **bare_kw),
+                 "record_index": _peak(shape, tokens, path, here, **rec_kw)}
+        if baseline_src and not name.startswith("gpt2"):
+            peaks["record_index_baseline"] = _peak(shape, tokens, path, baseline_src, **rec_kw)
+        seen = int(np.count_nonzero(np.bincount(_Split(tokens, shape["d_vocab"]).tokens, minlength=shape["d_vocab"])))
+        est = shape["n_layers"] * index_memory_bytes(shape["d_mlp"], 32, shape["d_vocab"], seen)
+        worst = shape["n_layers"] * index_memory_bytes(shape["d_mlp"], 32, shape["d_vocab"])
+        r = {**peaks, "tokens": tokens, "index_adds_bytes": peaks["record_index"] - peaks["bare"],
+             "estimate_bytes": est, "estimate_every_token_seen_bytes": worst, "distinct_tokens": seen}
+        if "record_index_baseline" in peaks:
+            r["baseline_index_adds_bytes"] = peaks["record_index_baseline"] - peaks["bare"]
+        out[name] = r
+        base = (f", before this change +{r['baseline_index_adds_bytes'] / 2**30:.2f} GiB"
+                if "baseline_index_adds_bytes" in r else "")
+        print(f"  memory {name}, {tokens:,} tokens ({seen:,} distinct): bare {peaks['bare'] / 2**30:.2f} GiB, "
+              f"record --index --dense none {peaks['record_index'] / 2**30:.2f} GiB "
+              f"(+{r['index_adds_bytes'] / 2**30:.2f} GiB{base}; index_memory_bytes says {est / 2**30:.2f} GiB, {worst / 2**30:.2f} GiB once every "
+              f"token of the vocabulary is seen) (load {os.getloadavg()[0]:.1f})", flush=True)
+    return {"vocab": vocab, "cases": out}
 
 
 def main() -> None:
@@ -274,6 +309,10 @@ def main() -> None:
     ap.add_argument("--disk-model", default="demo", choices=sorted(SHAPES))
     ap.add_argument("--mem-vocab", type=int, default=50257)
     ap.add_argument("--mem-tokens", type=int, default=16384)
+    ap.add_argument("--mem-gpt2-tokens", type=int, default=4096,
+                    help="tokens of the 12-hook GPT-2-shaped case (0: skip)")
+    ap.add_argument("--mem-baseline-src", default=None,
+                    help="a source tree (e.g. `git archive` of an older commit) whose one-hook peaks to measure too")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_record_index.json"))
     args = ap.parse_args()
@@ -288,7 +327,7 @@ def main() -> None:
         if "disk" in parts:
             out["disk"] = disk(args.disk_tokens, tmp, args.disk_model)
         if "memory" in parts:
-            out["memory"] = memory(args.mem_vocab, args.mem_tokens, tmp)
+            out["memory"] = memory(args.mem_vocab, args.mem_tokens, args.mem_gpt2_tokens, tmp, args.mem_baseline_src)
     out["load_avg_1min"].append(os.getloadavg()[0])
     for m, r in out.get("throughput", {}).items():
         print(f"{m}: bare {r['bare_tok_per_s']:,.0f} tok/s, record --index --dense none "

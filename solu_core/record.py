@@ -365,9 +365,11 @@ def record(
     write_logit_effects(plan, stats)
     consumers = list(consumers)
     if index:
-        from store.index import StreamIndexer
+        from store.index import StreamIndexer, check_record_index_memory
 
-        consumers.append(StreamIndexer(plan.out, index_config))
+        indexer = StreamIndexer(plan.out, index_config)
+        check_record_index_memory(indexer.st, indexer.cfg.k)  # every hook is indexed at once: refuse early
+        consumers.append(indexer)
     run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=threaded)
     stats.wall_s += time.perf_counter() - t_start
     return plan.out

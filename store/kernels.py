@@ -267,7 +267,7 @@ def pass1_rows(
     token_sum,  # float32 [2, V, N] += value per (parity, token): the chunk's sum in float64, rounded once
     grp,  # int32 [R] group of each row: index of its (parity, token) among the chunk's distinct ones
     gpar,  # int64 [G] parity of each group
-    gtok,  # int64 [G] token id of each group
+    gtok,  # int64 [G] row of token_sum of each group's token
     block,  # neurons per work item
     b0,  # first block of neurons to process (neurons b0 * block ..)
     b1,  # one past the last block
@@ -617,13 +617,13 @@ def _ranks_above(m1, i1, m2, i2):
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def top_tokens_by_mean(token_sum, token_count, ids, out_ids, out_means, block):
-    """Per neuron, the tokens of highest mean activation among ``ids`` (ascending int64 token ids),
-    best first: out_ids int64 [N, t] (-1 where fewer than t ids), out_means float64 [N, t].
-    token_sum: float32 [2, V, N] sums by context parity (added here in float64); token_count: int64 [V]
-    (both parities). A streaming top-t per neuron over the rows of token_sum (row-major, blocks of
-    neurons), instead of sorting all V means of every neuron."""
-    _two, V, N = token_sum.shape
+def top_tokens_by_mean(token_sum, token_count, rows, ids, out_ids, out_means, block):
+    """Per neuron, the tokens of highest mean activation among the token ids ``ids`` (int64, their
+    sums in rows ``rows`` of token_sum), best first: out_ids int64 [N, t] (-1 where fewer than t ids),
+    out_means float64 [N, t]. token_sum: float32 [2, T, N] sums by context parity (added here in
+    float64); token_count: int64 [V] (both parities). A streaming top-t per neuron over the rows of
+    token_sum (row-major, blocks of neurons), instead of sorting all the means of every neuron."""
+    _two, T, N = token_sum.shape
     t = out_ids.shape[1]
     nb = (N + block - 1) // block
     for b in prange(nb):
@@ -636,11 +636,12 @@ def top_tokens_by_mean(token_sum, token_count, ids, out_ids, out_means, block):
         worst = np.zeros(m, np.int64)
         for i in range(ids.shape[0]):
             v = ids[i]
+            r = rows[i]
             c = token_count[v]
             if filled < t:
                 for jj in range(m):
                     kid[jj, filled] = v
-                    kmean[jj, filled] = (np.float64(token_sum[0, v, j0 + jj]) + token_sum[1, v, j0 + jj]) / c
+                    kmean[jj, filled] = (np.float64(token_sum[0, r, j0 + jj]) + token_sum[1, r, j0 + jj]) / c
                 filled += 1
                 if filled == t:
                     for jj in range(m):
@@ -651,7 +652,7 @@ def top_tokens_by_mean(token_sum, token_count, ids, out_ids, out_means, block):
                         worst[jj] = w
                 continue
             for jj in range(m):
-                mean = (np.float64(token_sum[0, v, j0 + jj]) + token_sum[1, v, j0 + jj]) / c
+                mean = (np.float64(token_sum[0, r, j0 + jj]) + token_sum[1, r, j0 + jj]) / c
                 w = worst[jj]
                 if _ranks_above(mean, v, kmean[jj, w], kid[jj, w]):
                     kid[jj, w] = v

@@ -66,10 +66,12 @@ def token_rule_score(tokens: np.ndarray, top_pos: np.ndarray) -> np.ndarray:
 
 
 def sim_score(tokens: np.ndarray, context_len: int, token_sum: np.ndarray, token_count: np.ndarray,
-              eval_pos: np.ndarray, eval_val: np.ndarray, mean_all: np.ndarray) -> np.ndarray:
+              eval_pos: np.ndarray, eval_val: np.ndarray, mean_all: np.ndarray,
+              token_rows: np.ndarray | None = None) -> np.ndarray:
     """float32 [N] held-out correlation of per-token-mean predictions with the truth.
 
-    token_sum: [2, V, N] activation sums per current token by context parity (0 = even contexts);
+    token_sum: [2, T, N] activation sums per current token by context parity (0 = even contexts), row
+    ``token_rows[t]`` for token id t (-1: not seen; None: the rows are the token ids);
     token_count: [2, V]; eval_pos / eval_val: [N, m] positions (-1 = none) and true activations
     (the top-k and the random samples); mean_all: [N] fallback prediction.
     """
@@ -79,7 +81,11 @@ def sim_score(tokens: np.ndarray, context_len: int, token_sum: np.ndarray, token
     tok = tokens[p].astype(np.int64)  # [N, m]
     other = 1 - ((p // context_len) & 1)  # the half the table is fitted on  # [N, m]
     cnt = token_count[other, tok]  # [N, m]
-    sums = token_sum[other, tok, np.arange(N)[:, None]]  # [N, m]
+    rows = tok if token_rows is None else np.asarray(token_rows)[tok]  # [N, m]; -1 only where cnt is 0
+    if token_sum.shape[1]:
+        sums = token_sum[other, np.maximum(rows, 0), np.arange(N)[:, None]].astype(np.float64)  # [N, m]
+    else:
+        sums = np.zeros(tok.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         pred = np.where(cnt > 0, sums / np.maximum(cnt, 1), mean_all[:, None])
     x = np.where(valid, pred, 0.0)
@@ -116,7 +122,9 @@ def sim_score_all(token_sum: np.ndarray, token_count: np.ndarray, m2: np.ndarray
     fitting half is predicted as that half's mean. NaN when either half is empty or the activation
     is constant; 0 when the prediction is constant.
 
-    token_sum: [2, V, N] activation sums per (context parity, token); token_count: [2, V];
+    token_sum: [2, V, N] activation sums per (context parity, token); token_count: [2, V] (the tokens
+    may be any subset holding every token seen, e.g. a PartialIndex's rows: ``sim_score_all(p.token_sum,
+    p.token_count[:, p.token_ids], p.m2)``; a token never seen adds nothing);
     m2: [N] sum of squared deviations of all activations.
     """
     two, V, N = token_sum.shape

@@ -60,7 +60,8 @@ def test_topk_bottomk_moments_hist_match_numpy():
     assert np.array_equal(p.npos, (xf > schema.DENSITY_THRESHOLD).sum(0))
     ts = np.zeros((V, x.shape[1]))
     np.add.at(ts, toks, xd)
-    np.testing.assert_allclose(p.token_sum.astype(np.float64).sum(0), ts, rtol=1e-6, atol=1e-5)  # float32 sums
+    np.testing.assert_allclose(p.token_sums_by_id().sum(0), ts, rtol=1e-6, atol=1e-5)  # float32 sums
+    assert sorted(p.token_ids) == sorted(set(toks.tolist()))  # rows for the tokens seen, no others
     assert np.array_equal(p.token_count.sum(0), np.bincount(toks, minlength=V))
     even = (np.arange(x.shape[0]) // CTX) % 2 == 0
     assert np.array_equal(p.token_count[0], np.bincount(toks[even], minlength=V))
@@ -113,7 +114,8 @@ def test_merge_is_exact_and_associative_in_any_order():
             assert np.array_equal(getattr(m, f), getattr(whole, f)), f
         for f in ("mean", "m2", "m3", "m4"):
             np.testing.assert_allclose(getattr(m, f), getattr(whole, f), rtol=1e-10, atol=1e-9)
-        np.testing.assert_allclose(m.token_sum, whole.token_sum, rtol=1e-6, atol=1e-5)  # float32 sums
+        np.testing.assert_allclose(m.token_sums_by_id(), whole.token_sums_by_id(), rtol=1e-6, atol=1e-5)
+        assert np.array_equal(m.token_ids, whole.token_ids)  # rows in order of first sight, as one pass makes
     back = pickle.loads(pickle.dumps(left))  # Dask ships partials between processes
     assert np.array_equal(back.top_win, left.top_win) and back.ranges == left.ranges
     with pytest.raises(ValueError, match="overlap"):

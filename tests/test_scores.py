@@ -96,7 +96,7 @@ def test_all_token_simulation_score_equals_brute_force_over_every_position(const
 
     st = Store.open(constructed_store)
     p1 = pass1_result(constructed_store, HOOK)  # the kept pass-1 result
-    got = sim_score_all(p1.token_sum, p1.token_count, p1.m2)
+    got = sim_score_all(p1.token_sum, p1.token_count[:, p1.token_ids], p1.m2)
     x = np.asarray(st.activations(HOOK)[:], np.float64)  # [n, N]
     toks = np.asarray(st.tokens[:], np.int64)
     half = (np.arange(len(toks)) // st.context_len) & 1
@@ -113,7 +113,7 @@ def test_all_token_simulation_score_equals_brute_force_over_every_position(const
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert got[0] > 0.95 and got[1] > 0.95 and np.abs(got[2:]).max() < 0.2  # token neurons vs noise
     # undefined when a half is empty
-    one_half = p1.token_count.copy()
+    one_half = p1.token_count[:, p1.token_ids].copy()
     one_half[1] = 0
     assert np.isnan(sim_score_all(p1.token_sum, one_half, p1.m2)).all()
 

@@ -19,14 +19,15 @@ from store.index.partial import (
     WINDOW, PartialIndex, SamplePartial, merge_partials, merge_sample_partials, sample_thresholds,
 )
 from store.index.run import (
-    IndexConfig, check_index_memory, check_window, compute_partial, compute_sample_partial, finalize_index,
-    index_hook, index_store, indexable_hooks, pass1_result,
+    IndexConfig, check_index_memory, check_record_index_memory, check_window, compute_partial,
+    compute_sample_partial, finalize_index, index_hook, index_store, indexable_hooks, pass1_result,
 )
 from store.index.source import ChunkSource, open_store
 from store.index.stream import StreamIndexer
 
 __all__ = [
-    "WINDOW", "ChunkSource", "IndexConfig", "IndexGroup", "check_index_memory", "PartialIndex", "SamplePartial",
+    "WINDOW", "ChunkSource", "IndexConfig", "IndexGroup", "check_index_memory", "check_record_index_memory",
+    "PartialIndex", "SamplePartial",
     "check_window", "compute_partial",
     "compute_sample_partial", "finalize_index", "index_arrays", "index_hook", "index_store", "indexable_hooks",
     "merge_partials", "merge_sample_partials", "open_store", "pass1_result", "sample_thresholds", "StreamIndexer",

@@ -33,13 +33,13 @@ def _values(keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return v
 
 
-def _top_tokens(token_sum: np.ndarray, token_count: np.ndarray, t: int, min_count: int):
+def _top_tokens(token_sum: np.ndarray, token_ids: np.ndarray, token_count: np.ndarray, t: int, min_count: int):
     """Per neuron the t tokens of highest mean activation among tokens seen >= min_count times.
-    token_sum: float32 [2, V, N] by context parity; token_count: [V] (both parities). Returns ids int32
-    [N, t] (-1 pad), means float32, counts int64."""
-    _two, V, N = token_sum.shape
-    ok = token_count >= min_count  # [V]
-    ids = np.flatnonzero(ok)
+    token_sum: float32 [2, T, N] by context parity, row r for token token_ids[r]; token_count: [V]
+    (both parities). Returns ids int32 [N, t] (-1 pad), means float32, counts int64."""
+    N = token_sum.shape[2]
+    rows = np.flatnonzero(token_count[token_ids] >= min_count)  # [T'] rows of the tokens that rank
+    ids = token_ids[rows].astype(np.int64)
     out_ids = np.full((N, t), -1, np.int32)
     out_means = np.full((N, t), np.nan, np.float32)
     out_counts = np.zeros((N, t), np.int64)
@@ -49,9 +49,8 @@ def _top_tokens(token_sum: np.ndarray, token_count: np.ndarray, t: int, min_coun
     # highest mean first, lower token id on ties (deterministic): a streaming top-m per neuron
     top_ids = np.empty((N, m), np.int64)  # [N, m]
     top_means = np.empty((N, m))  # [N, m] float64
-    kernels.top_tokens_by_mean(np.ascontiguousarray(token_sum, dtype=np.float32),
-                               np.ascontiguousarray(token_count, dtype=np.int64), ids.astype(np.int64),
-                               top_ids, top_means, kernels.ROW_BLOCK)
+    kernels.top_tokens_by_mean(token_sum, np.ascontiguousarray(token_count, dtype=np.int64), rows.astype(np.int64),
+                               ids, top_ids, top_means, kernels.ROW_BLOCK)
     out_ids[:, :m] = top_ids
     out_means[:, :m] = top_means
     out_counts[:, :m] = token_count[top_ids]
@@ -105,7 +104,8 @@ def index_arrays(src_tokens: np.ndarray, context_len: int, partial: PartialIndex
     out["density"] = (partial.npos / n).astype(np.float32)
     token_count = partial.token_count[0] + partial.token_count[1]  # [V]
     out["token_count"] = token_count
-    ids, means, counts = _top_tokens(partial.token_sum, token_count, schema.TOP_TOKENS, schema.MIN_TOKEN_COUNT)
+    ids, means, counts = _top_tokens(partial.token_sum, partial.token_ids, token_count, schema.TOP_TOKENS,
+                                     schema.MIN_TOKEN_COUNT)
     out["top_token_ids"], out["top_token_means"], out["top_token_counts"] = ids, means, counts
     out["token_rule_score"] = scores.token_rule_score(src_tokens, partial.top_pos)
     random_bin = schema.SAMPLE_BINS.index("random")
@@ -114,7 +114,7 @@ def index_arrays(src_tokens: np.ndarray, context_len: int, partial: PartialIndex
         eval_pos=np.concatenate([partial.top_pos, samples.pos[:, random_bin]], 1),
         eval_val=np.concatenate([out["top_values"],
                                  _values(samples.key[:, random_bin], samples.pos[:, random_bin])], 1),
-        mean_all=partial.mean)
+        mean_all=partial.mean, token_rows=partial.token_rows)
     assert set(out) == set(schema.INDEX_ARRAYS), set(out) ^ set(schema.INDEX_ARRAYS)
     for name, (dtype, _dims) in schema.INDEX_ARRAYS.items():
         out[name] = np.ascontiguousarray(out[name], dtype=dtype)

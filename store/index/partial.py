@@ -54,9 +54,12 @@ class PartialIndex:
     m2: np.ndarray  # float64 [N] sum of squared deviations
     m3: np.ndarray  # float64 [N]
     m4: np.ndarray  # float64 [N]
-    # activation sums per current token, by context parity: float32 (half the memory of float64: the table
-    # dominates, 2 x vocab x neurons per hook), each chunk summed in float64 and rounded once when added
-    token_sum: np.ndarray  # float32 [2, V, N]
+    # activation sums per current token, by context parity, for the T tokens seen so far (row r is token
+    # token_ids[r]; rows in order of first sight, a chunk's new tokens by ascending id): float32, each
+    # chunk summed in float64 and rounded once when added. The table dominates a hook's memory (2 x
+    # vocab x neurons at most), so it grows with the tokens seen, in place: a view of a table reserved
+    # for the whole vocabulary whose unused rows are never touched (no memory behind them)
+    token_sum: np.ndarray  # float32 [2, T, N]
     token_count: np.ndarray  # int64 [2, V] token occurrences, by context parity
     # distinct passages: the best (dtop) and lowest (dbot) firing of each context, k of each per neuron
     # (kernels.context_best_rows), same order and tie rule as the raw lists, with the count of further
@@ -71,6 +74,8 @@ class PartialIndex:
     dbot_more: np.ndarray  # int32 [N, k]
     before: int = schema.CONTEXT_BEFORE  # window tokens before a firing (W = before + 1 + after)
     after: int = schema.CONTEXT_AFTER
+    token_ids: np.ndarray | None = None  # int32 [T] token id of each row of token_sum (None: saved by older
+    # versions, a row per token id)
 
     @classmethod
     def empty(cls, hook: str, k: int, n_neurons: int, vocab: int,
@@ -85,17 +90,70 @@ class PartialIndex:
             bot_win=np.zeros((N, k, W), np.uint16),
             hist=np.zeros((N, kernels.HIST_BINS), np.int64), npos=np.zeros(N, np.int64),
             mean=np.zeros(N), m2=np.zeros(N), m3=np.zeros(N), m4=np.zeros(N),
-            token_sum=np.zeros((2, vocab, N), np.float32), token_count=np.zeros((2, vocab), np.int64),
+            token_sum=np.zeros((2, 0, N), np.float32), token_count=np.zeros((2, vocab), np.int64),
             dtop_key=np.full((N, k), _TOP_EMPTY, np.int32), dtop_pos=np.full((N, k), -1, np.int64),
             dtop_win=np.zeros((N, k, W), np.uint16), dtop_more=np.zeros((N, k), np.int32),
             dbot_key=np.full((N, k), _BOT_EMPTY, np.int32), dbot_pos=np.full((N, k), -1, np.int64),
             dbot_win=np.zeros((N, k, W), np.uint16), dbot_more=np.zeros((N, k), np.int32),
-            before=int(window[0]), after=int(window[1]),
+            before=int(window[0]), after=int(window[1]), token_ids=np.zeros(0, np.int32),
         )
 
     def __post_init__(self):
-        if self.token_sum is not None and self.token_sum.dtype != np.float32:  # a state saved by older versions
-            self.token_sum = self.token_sum.astype(np.float32)
+        """Put the per-token sums into a table reserved for the whole vocabulary (see ``token_sum``)."""
+        if self.token_sum is None:
+            return
+        V, N = self.token_count.shape[1], self.token_sum.shape[-1]
+        sums = self.token_sum
+        if self.token_ids is None:  # saved by older versions: a row per token id; keep the seen ones
+            self.token_ids = np.flatnonzero(self.token_count.sum(0) > 0)
+            sums = sums[:, self.token_ids]
+        self.token_ids = np.ascontiguousarray(self.token_ids, dtype=np.int32)
+        T = self.token_ids.size
+        base = sums.base
+        if (isinstance(base, np.ndarray) and base.shape == (2, V, N) and base.dtype == np.float32
+                and sums.shape[1] == T):
+            self._reserve = base  # already a view of such a table (merge_partials builds it so)
+        else:
+            self._reserve = np.zeros((2, V, N), np.float32)  # zero pages: memory only for the rows written
+            self._reserve[:, :T] = sums
+        self.token_sum = self._reserve[:, :T]
+        self._row_of = np.full(V, -1, np.int64)
+        self._row_of[self.token_ids] = np.arange(T)
+
+    def __getstate__(self) -> dict:
+        """Pickled (Dask ships partials between processes): the fields, in canonical form, with only the
+        seen rows of the per-token sums (not the table reserved behind them)."""
+        self.canonical()
+        state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        state["token_sum"] = np.ascontiguousarray(self.token_sum)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    @property
+    def token_rows(self) -> np.ndarray:
+        """int64 [V] the row of token_sum of each token id, -1 for a token not seen."""
+        return self._row_of
+
+    def token_sums_by_id(self) -> np.ndarray:
+        """float64 [2, V, N] the per-token sums with a row per token id (zeros for tokens not seen): the
+        whole table, for checks and small analyses."""
+        out = np.zeros((2, self.token_count.shape[1], self.n_neurons))
+        out[:, self.token_ids] = self.token_sum
+        return out
+
+    def _rows_for(self, ids: np.ndarray) -> np.ndarray:
+        """int64 rows of token_sum of the token ids ``ids``, giving rows to tokens not seen before (in
+        ascending id order, after the last row)."""
+        new = np.unique(ids[self._row_of[ids] < 0])
+        if new.size:
+            T = self.token_ids.size
+            self._row_of[new] = np.arange(T, T + new.size)
+            self.token_ids = np.concatenate([self.token_ids, new.astype(np.int32)])
+            self.token_sum = self._reserve[:, :T + new.size]
+        return self._row_of[ids]
 
     @property
     def n_neurons(self) -> int:
@@ -122,13 +180,13 @@ class PartialIndex:
         lut[gkey] = np.arange(gkey.size, dtype=np.int32)
         grp = lut[pair]  # [R]
         bits = np.ascontiguousarray(bits)
-        hkb, gpar, gtok = self._key_block_counts(R), gkey // V, gkey % V
+        hkb, gpar, grow = self._key_block_counts(R), gkey // V, self._rows_for(gkey % V)
 
         def blocks(b0, b1):
             kernels.pass1_rows(bits, row0, context_len, self.before, _DENS_KEY, tokens, parity,
                                self.top_key, self.top_pos, self.top_win, top_worst,
                                self.bot_key, self.bot_pos, self.bot_win, bot_worst, hkb, sums,
-                               self.token_sum, grp, gpar, gtok, kernels.ROW_BLOCK, b0, b1)
+                               self.token_sum, grp, gpar, grow, kernels.ROW_BLOCK, b0, b1)
 
         run_blocks(blocks, hkb.shape[0])
         self._update_distinct(bits, row0, context_len)
@@ -276,8 +334,8 @@ def merge_partials(a: PartialIndex, b: PartialIndex) -> PartialIndex:
     Exact (bit for bit) for top-k / bottom-k and their windows, histograms and counts; moments by
     the parallel algorithm (float rounding only); token sums by addition (float rounding only).
     """
-    if (a.hook != b.hook or a.k != b.k or a.top_win.shape != b.top_win.shape or a.token_sum.shape != b.token_sum.shape
-            or (a.before, a.after) != (b.before, b.after)):
+    if (a.hook != b.hook or a.k != b.k or a.top_win.shape != b.top_win.shape
+            or a.token_count.shape != b.token_count.shape or (a.before, a.after) != (b.before, b.after)):
         raise ValueError(f"cannot merge partial results of {a.hook} (k={a.k}, window {a.before},{a.after}) and "
                          f"{b.hook} (k={b.k}, window {b.before},{b.after}) of other shapes")
     first, second = (a, b) if (a.ranges or [(0, 0)])[0] <= (b.ranges or [(0, 0)])[0] else (b, a)
@@ -299,6 +357,7 @@ def merge_partials(a: PartialIndex, b: PartialIndex) -> PartialIndex:
         d.update({f"{side}_key": key[:, :k], f"{side}_pos": pos[:, :k], f"{side}_win": win[:, :k],
                   f"{side}_more": more[:, :k]})
     d = {name: np.ascontiguousarray(v) for name, v in d.items()}
+    token_ids, token_sum = _merge_token_rows(first, second)
     return PartialIndex(
         hook=a.hook, k=k, ranges=_merge_ranges(a.ranges, b.ranges), n=n,
         top_key=np.ascontiguousarray(tk[:, :k]), top_pos=np.ascontiguousarray(tp[:, :k]),
@@ -307,9 +366,25 @@ def merge_partials(a: PartialIndex, b: PartialIndex) -> PartialIndex:
         bot_win=np.ascontiguousarray(bw[:, :k]),
         hist=first.hist + second.hist, npos=first.npos + second.npos,
         mean=mean, m2=m2, m3=m3, m4=m4,
-        token_sum=first.token_sum + second.token_sum, token_count=first.token_count + second.token_count,
-        **d, before=a.before, after=a.after,
+        token_sum=token_sum, token_count=first.token_count + second.token_count,
+        **d, before=a.before, after=a.after, token_ids=token_ids,
     )
+
+
+def _merge_token_rows(first: PartialIndex, second: PartialIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(token_ids, token_sum) of the union: the first's rows, then the second's tokens the first has not
+    seen (in the second's row order: for adjacent ranges the order one pass over both makes), written
+    into a new table reserved for the whole vocabulary (see PartialIndex.token_sum)."""
+    new = second.token_ids[first.token_rows[second.token_ids] < 0]
+    ids = np.concatenate([first.token_ids, new]).astype(np.int32)
+    V, N = first.token_count.shape[1], first.n_neurons
+    reserve = np.zeros((2, V, N), np.float32)
+    sums = reserve[:, :ids.size]
+    sums[:, :first.token_ids.size] = first.token_sum
+    row_of = np.full(V, -1, np.int64)
+    row_of[ids] = np.arange(ids.size)
+    sums[:, row_of[second.token_ids]] += second.token_sum  # each row once: the second's ids are distinct
+    return ids, sums
 
 
 def _sample_slots(N: int, B: int, S: int, W: int) -> dict:

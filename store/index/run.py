@@ -317,15 +317,18 @@ def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
     return wanted
 
 
-def index_memory_bytes(n_neurons: int, k: int, vocab: int) -> int:
+def index_memory_bytes(n_neurons: int, k: int, vocab: int, seen_tokens: int | None = None) -> int:
     """About how much memory indexing one hook takes: the top-k and bottom-k lists with their windows (kept,
-    merged and turned into index arrays: ~4 copies), histograms, the per-token sums (one float32 table
-    [2, vocab, neurons]) and the samples."""
+    merged and turned into index arrays: ~4 copies), histograms, the per-token sums (float32 [2, T,
+    neurons] for the T distinct tokens seen: ``seen_tokens``, at most the vocabulary), the samples and
+    the index arrays made at the end (token and activation windows of every list and sample).
+    benchmarks/bench_record_index.py --parts memory compares it with measured peaks."""
     lists = 2 * n_neurons * k * (4 + 8 + 2 * WINDOW)
     hist = 2 * n_neurons * kernels.HIST_BINS * 8
-    token = 2 * vocab * n_neurons * 4
+    token = 2 * min(vocab, vocab if seen_tokens is None else seen_tokens) * n_neurons * 4
     samples = (2 * len(schema.SAMPLE_BINS) + N_UNITS) * n_neurons * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * WINDOW)
-    return 4 * lists + hist + token + samples
+    windows = (4 * k + len(schema.SAMPLE_BINS) * schema.SAMPLES_PER_BIN) * n_neurons * WINDOW * (4 + 2)
+    return 4 * lists + hist + token + samples + windows
 
 
 def available_memory_bytes() -> int | None:
@@ -346,11 +349,28 @@ def available_memory_bytes() -> int | None:
 def check_index_memory(st, hooks: list[str], k: int) -> None:
     """Refuse before any work when one hook's index would not fit in the memory available."""
     avail = available_memory_bytes()
-    need = max(index_memory_bytes(int(st.d_mlp), k, vocab_size(st)) for h in hooks)
+    vocab = vocab_size(st)
+    seen = int(np.count_nonzero(np.bincount(np.asarray(st.tokens[...], np.int64), minlength=vocab)))
+    need = max(index_memory_bytes(int(st.d_mlp), k, vocab, seen) for h in hooks)
     if avail is not None and need > 0.8 * avail:
         raise StoreError(f"indexing {st.path} with --k {k} needs about {need / 1e9:.1f} GB of memory (the top-{k} "
                          f"and bottom-{k} lists with their context windows for every neuron), more than the "
                          f"{avail / 1e9:.1f} GB available; use a smaller --k (default {schema.DEFAULT_K})")
+
+
+def check_record_index_memory(st, k: int) -> None:
+    """Refuse before recording when indexing every hook of ``st`` while recording (all hooks at once)
+    would not fit in the memory available, counting the per-token sums for min(vocab, n_tokens) tokens."""
+    avail = available_memory_bytes()
+    vocab = vocab_size(st)
+    seen = min(vocab, int(st.n_tokens))
+    need = len(st.hooks) * index_memory_bytes(int(st.d_mlp), k, vocab, seen)
+    if avail is not None and need > 0.8 * avail:
+        raise StoreError(f"recording {st.path} with --index needs about {need / 1e9:.1f} GB of memory for the "
+                         f"{len(st.hooks)} hooks indexed at once (per hook the per-token sums of up to {seen:,} "
+                         f"tokens x {st.d_mlp} neurons, the samples and the top-{k} lists), more than the "
+                         f"{avail / 1e9:.1f} GB available; record fewer layers per store (--layers), fewer tokens, "
+                         f"or a smaller --k")
 
 
 def index_store(path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT_K, force: bool = False,
@@ -381,5 +401,5 @@ def index_store(path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT
     return out
 
 
-__all__ = ["IndexConfig", "check_window", "compute_partial", "compute_sample_partial", "finalize_index", "index_hook",
-           "index_store", "indexable_hooks", "pass1_result"]
+__all__ = ["IndexConfig", "check_record_index_memory", "check_window", "compute_partial", "compute_sample_partial",
+           "finalize_index", "index_hook", "index_store", "indexable_hooks", "pass1_result"]
