@@ -19,7 +19,8 @@ context 1024; every layer's hook_post). Tokens are random ids (the same for ever
   disk        bytes on disk per 1M tokens per 1,000 neurons of a store recorded with --dense keep and
               with --index --dense none (--disk-model shape, --disk-tokens tokens), their ratio, the
               --dense none store's breakdown per array, and the neuron page load of its index (token
-              windows derived from the tokens) against the same index with the windows stored.
+              windows derived from the tokens) against the same index with the windows stored, and
+              the float16 activation windows under other codecs (byte / bit shuffle, zstd levels).
   memory      peak resident memory (ru_maxrss, a fresh process each) of record --index --dense none
               of one hook of 2048 and of 3072 neurons (1 layer, d_model 512, vocab --mem-vocab,
               --mem-tokens tokens) and of GPT-2 small's shape (12 hooks x 3072, vocab 50257,
@@ -170,12 +171,14 @@ def _breakdown(st, n: int, neurons: int) -> dict:
 
 
 def _page_times(path: Path, hook: str, neurons: np.ndarray) -> list[float]:
-    """Seconds per neuron page (Store.neuron) of each neuron, a fresh reader (no cached chunks) each time."""
+    """Seconds per neuron page (Store.neuron) of each neuron, as the app reads them: one reader whose
+    neuron table is loaded, pages of neurons far apart (no shared index chunk), chunk caches as they fill."""
     from store.reader import Store
 
+    st = Store.open(path)
+    st.neuron_table(hook)
     out = []
     for j in neurons:
-        st = Store.open(path)
         t = time.perf_counter()
         st.neuron(hook, int(j))
         out.append(time.perf_counter() - t)
@@ -204,10 +207,39 @@ def page_load(path: Path, hook: str, tmp: Path, repeats: int = 5, pages: int = 2
         derived_t += _page_times(path, hook, js)
         stored_t += _page_times(stored, hook, js)
     md, ms = statistics.median(derived_t), statistics.median(stored_t)
-    print(f"  page load (fresh reader, median of {len(derived_t)}): windows derived {md * 1e3:.1f} ms, stored "
+    print(f"  neuron page (median of {len(derived_t)}): windows derived {md * 1e3:.1f} ms, stored "
           f"{ms * 1e3:.1f} ms (load {os.getloadavg()[0]:.1f})", flush=True)
     return {"derived_ms_median": md * 1e3, "stored_ms_median": ms * 1e3, "ratio_derived_over_stored": md / ms,
             "pages": len(derived_t)}
+
+
+def window_codecs(path: Path, hook: str) -> dict:
+    """Compressed bytes of the stored float16 activation windows of ``hook`` under other codecs (chunks of
+    schema.INDEX_NEURON_CHUNK neurons, as the index stores them): is the index's zstd-1 the right one?"""
+    from numcodecs import Blosc, Zstd
+
+    from store import schema
+    from store.reader import Store
+
+    st = Store.open(path)
+    names = [n for n, (dt, _d) in schema.INDEX_ARRAYS.items() if dt == "float16"]
+    codecs = {"zstd-1 (stored)": Zstd(1), "zstd-9": Zstd(9),
+              "blosc zstd-1 byte shuffle": Blosc("zstd", 1, Blosc.SHUFFLE),
+              "blosc zstd-5 byte shuffle": Blosc("zstd", 5, Blosc.SHUFFLE),
+              "blosc zstd-1 bit shuffle": Blosc("zstd", 1, Blosc.BITSHUFFLE),
+              "blosc lz4 byte shuffle": Blosc("lz4", 5, Blosc.SHUFFLE)}
+    raw, out = 0, dict.fromkeys(codecs, 0)
+    for name in names:
+        a = np.asarray(st.index_array(hook, name)[...])
+        raw += a.nbytes
+        for j in range(0, a.shape[0], schema.INDEX_NEURON_CHUNK):
+            part = np.ascontiguousarray(a[j:j + schema.INDEX_NEURON_CHUNK])
+            for label, codec in codecs.items():
+                out[label] += len(codec.encode(part))
+    print("  float16 windows (" + ", ".join(names) + f"), {raw / 1e6:.1f} MB raw:", flush=True)
+    for label, b in out.items():
+        print(f"    {label:28s} {b / 1e6:6.2f} MB (ratio {raw / b:.2f})", flush=True)
+    return {"raw_bytes": raw, "bytes": out}
 
 
 def disk(n: int, tmp: Path, model: str = "demo") -> dict:
@@ -229,6 +261,7 @@ def disk(n: int, tmp: Path, model: str = "demo") -> dict:
             out[label]["breakdown_bytes_per_1M_tokens_per_1000_neurons"] = _breakdown(st, n, neurons)
             out[label]["index_bytes"] = st.size_on_disk("index")
             out["page_load"] = page_load(path, hooks[0], tmp)
+            out["window_codecs"] = window_codecs(path, hooks[0])
         else:
             shutil.rmtree(path)
     out["ratio"] = out["dense_none"]["bytes"] / out["dense"]["bytes"]

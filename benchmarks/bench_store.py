@@ -12,7 +12,8 @@ Parts:
            time vs the writer's, tokens/s.
   page     Store.neuron latency (p50 / p95 over random neurons, after one warm-up page) on an index
            at full size: 10M tokens x 2048 neurons (index arrays synthesized with the indexer's own
-           array writer; the dense part is not written: a page never reads it).
+           array writer, token ids written; the dense part is not written: a page never reads it),
+           the token windows derived from the tokens (as the indexer writes it) vs stored, interleaved.
   size     size on disk per million tokens per 1k neurons and compression ratio of the dense
            activations, GeLU vs SoLU-LN (hook_post and hook_mid), from real recordings.
   chunks   the sweep that chose schema.TARGET_CHUNK_BYTES: write MB/s by chunk size and codec.
@@ -150,7 +151,6 @@ def _full_size_index(path: Path, n_tokens: int, d: int, vocab: int, k: int) -> s
         "hist_edges": np.linspace(-10, 10, H + 1, dtype=np.float32),
         "mean": rng.random(d), "var": rng.random(d), "skewness": rng.random(d), "kurtosis": rng.random(d),
         "density": rng.random(d, dtype=np.float32),
-        "token_sum": rng.random((vocab, d), dtype=np.float32),
         "token_count": rng.integers(0, 1000, vocab),
         "top_token_ids": rng.integers(0, vocab, (d, T)).astype(np.int32),
         "top_token_means": rng.random((d, T), dtype=np.float32),
@@ -164,9 +164,14 @@ def _full_size_index(path: Path, n_tokens: int, d: int, vocab: int, k: int) -> s
         arrays[f"distinct_{kind}_context_acts"] = f16(d, k, W)
         arrays[f"distinct_{kind}_more"] = rng.integers(0, 4, (d, k))
     assert set(arrays) == set(schema.INDEX_ARRAYS)
-    arrays = {n: np.ascontiguousarray(a, dtype=schema.INDEX_ARRAYS[n][0]) for n, a in arrays.items()}
+    # as the indexer stores them: the token windows derived (gathered from the tokens by the reader)
+    arrays = {n: np.ascontiguousarray(a, dtype=schema.INDEX_ARRAYS[n][0]) for n, a in arrays.items()
+              if n not in schema.INDEX_DERIVED}
     grp = IndexGroup(path, hook)
     grp.write_arrays(grp.group, arrays, {n: dims for n, (_t, dims) in schema.INDEX_ARRAYS.items()})
+    for c in range(w.n_chunks):  # the token ids the windows are gathered from
+        a, b = w.chunk_rows(c)
+        w.write_chunk(schema.TOKENS, c, rng.integers(0, vocab, b - a).astype(np.int32))
     ks = schema.K_LOGIT
     w.write_logit_effects(0, rng.integers(0, vocab, (d, ks)), rng.random((d, ks)), rng.integers(0, vocab, (d, ks)),
                           -rng.random((d, ks)))
@@ -175,12 +180,7 @@ def _full_size_index(path: Path, n_tokens: int, d: int, vocab: int, k: int) -> s
     return hook
 
 
-def bench_page(work: Path, n_tokens: int, d: int, vocab: int, pages: int) -> dict:
-    path = work / "page_store"
-    if not (path / schema.index_path("blocks.0.mlp.hook_post") / "top_values").exists():
-        shutil.rmtree(path, ignore_errors=True)
-        _full_size_index(path, n_tokens, d, vocab, schema.DEFAULT_K)
-    hook = "blocks.0.mlp.hook_post"
+def _page_run(path: Path, hook: str, d: int, pages: int) -> dict:
     t = time.perf_counter()
     s = Store.open(path)
     s.neuron(hook, 0)
@@ -192,10 +192,45 @@ def bench_page(work: Path, n_tokens: int, d: int, vocab: int, pages: int) -> dic
         s.neuron(hook, int(n))
         ts.append(time.perf_counter() - t)
     ts = np.array(ts) * 1e3
-    idx_bytes = Store.open(path).size_on_disk(schema.index_path(hook))
-    return {"n_tokens": n_tokens, "neurons": d, "vocab": vocab, "pages": pages, "first_page_ms": first * 1e3,
-            "p50_ms": float(np.percentile(ts, 50)), "p95_ms": float(np.percentile(ts, 95)),
-            "max_ms": float(ts.max()), "index_MB": idx_bytes / 1e6}
+    return {"first_page_ms": first * 1e3, "p50_ms": float(np.percentile(ts, 50)),
+            "p95_ms": float(np.percentile(ts, 95)), "max_ms": float(ts.max()),
+            "index_MB": Store.open(path).size_on_disk(schema.index_path(hook)) / 1e6}
+
+
+def bench_page(work: Path, n_tokens: int, d: int, vocab: int, pages: int, repeats: int = 3) -> dict:
+    """Page latency of the index as written (token windows derived from the tokens) and of a copy that
+    stores the windows (as indexes did before schema.INDEX_DERIVED), interleaved, medians of repeats."""
+    from store.index import IndexGroup
+
+    path = work / "page_store"
+    hook = "blocks.0.mlp.hook_post"
+    if not (path / schema.index_path(hook) / "top_values").exists():
+        shutil.rmtree(path, ignore_errors=True)
+        _full_size_index(path, n_tokens, d, vocab, schema.DEFAULT_K)
+    stored = work / "page_store_windows"
+    if not (stored / schema.index_path(hook) / "top_context_tokens").exists():
+        shutil.rmtree(stored, ignore_errors=True)
+        shutil.copytree(path, stored)
+        st = Store.open(path)
+        wins = {a: np.asarray(st.index_array(hook, a)[...]) for a in schema.INDEX_DERIVED}
+        grp = IndexGroup(stored, hook)
+        grp.write_arrays(grp.group, wins, {a: schema.INDEX_ARRAYS[a][1] for a in wins})
+    runs: dict = {"derived": [], "stored": []}
+    for _ in range(repeats):
+        for label, p in (("derived", path), ("stored", stored)):
+            runs[label].append(_page_run(p, hook, d, pages))
+    out = {"n_tokens": n_tokens, "neurons": d, "vocab": vocab, "pages": pages, "repeats": repeats}
+    for label, rs in runs.items():
+        out[label] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+    med = out["derived"]
+    print(f"page, {n_tokens:,} tokens x {d} neurons: token windows derived p50 {med['p50_ms']:.1f} ms, p95 "
+          f"{med['p95_ms']:.1f} ms, first page {med['first_page_ms']:.0f} ms, index {med['index_MB']:.0f} MB; "
+          f"stored p50 {out['stored']['p50_ms']:.1f} ms, p95 {out['stored']['p95_ms']:.1f} ms, first page "
+          f"{out['stored']['first_page_ms']:.0f} ms, index {out['stored']['index_MB']:.0f} MB "
+          f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    out.update(p50_ms=med["p50_ms"], p95_ms=med["p95_ms"], first_page_ms=med["first_page_ms"],
+               max_ms=med["max_ms"], index_MB=med["index_MB"])
+    return out
 
 
 def bench_size(work: Path, n_tokens: int, checkpoints: dict[str, Path] | None) -> dict:

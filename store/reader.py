@@ -35,7 +35,7 @@ from store.snippets import (
 from store.tokens_display import readable_vocab
 
 _CHUNK_CACHE = 256  # decoded index chunks kept (about 10 neuron-chunk groups of one page's arrays)
-_TOKEN_CHUNK_CACHE = 1024  # decoded token chunks kept for the derived token windows (at most a few MB)
+_TOKEN_CACHE_BYTES = 64 * 2**20  # decoded token chunks kept for the derived token windows (a 16M-token store whole)
 _TOKEN_WHOLE_READ = 256  # a gather touching more token chunks than this reads the whole tokens array
 _CHUNK_KEY = re.compile(r"^(.*)/c((?:/\d+)*)$")
 
@@ -198,6 +198,7 @@ class Store:
         self._direct: dict[str, str | None] = {}  # array name -> _direct_layout (None: through zarr)
         self._chunk_cache: dict[tuple[str, int], np.ndarray] = {}  # insertion-ordered LRU-ish cache
         self._token_chunks: dict[int, np.ndarray] = {}  # decoded token chunks (the derived windows), same kind
+        self._token_cache_bytes = 0
         self._stored: dict[str, bool] = {}  # index array name -> whether it is on disk (derived ones may not be)
         self._hist_edges: dict[str, np.ndarray] = {}  # per hook: shared histogram edges [H + 1]
         self._attrs: dict[str, dict] = {}  # per hook: the attributes of its finished index
@@ -236,6 +237,7 @@ class Store:
         self._attrs.clear()
         self._chunk_cache.clear()
         self._token_chunks.clear()
+        self._token_cache_bytes = 0
         self._stored.clear()
 
     # ---- manifest ------------------------------------------------------------------------------
@@ -520,28 +522,57 @@ class Store:
 
     def tokens_at(self, positions: np.ndarray) -> np.ndarray:
         """int32 token ids at ``positions`` (int64 in 0..n_tokens-1, any order): read from the token
-        chunks they fall in (decoded chunks are cached), or from the whole tokens array for a gather
-        that touches many chunks."""
+        chunks they fall in, or from the whole tokens array for a gather that touches many chunks.
+        Decoded chunks are cached (up to _TOKEN_CACHE_BYTES: browsing a store of up to ~16M tokens
+        ends up reading each token chunk once). Each chunk file's own Crc32c is checked (not its
+        completion marker: one file read per chunk instead of two, as the passage reads do)."""
         q = np.asarray(positions, dtype=np.int64)
         if q.size == 0:
             return np.empty(q.shape, np.int32)
+        if -1 in self._token_chunks:  # the whole array is cached
+            return self._token_chunks[-1][q]
         ct = self.chunk_tokens
         chunk = q // ct
         need = np.unique(chunk)
         if need.size > _TOKEN_WHOLE_READ:
-            return np.asarray(self.tokens[...], dtype=np.int32)[q]
+            return self._whole_tokens()[q]
         order = np.argsort(chunk, kind="stable")
         bounds = np.searchsorted(chunk[order], need, side="left").tolist() + [q.size]
         out = np.empty(q.shape, np.int32)
         for i, c in enumerate(need.tolist()):
             toks = self._token_chunks.get(c)
             if toks is None:
-                toks = self._token_chunks[c] = np.asarray(self.read_chunk(schema.TOKENS, c), dtype=np.int32)
-                while len(self._token_chunks) > _TOKEN_CHUNK_CACHE:
-                    self._token_chunks.pop(next(iter(self._token_chunks)))
+                toks = self._token_chunks[c] = self._token_chunk(c)
+                self._token_cache_bytes += toks.nbytes
+                while self._token_cache_bytes > _TOKEN_CACHE_BYTES:
+                    self._token_cache_bytes -= self._token_chunks.pop(next(iter(self._token_chunks))).nbytes
             idx = order[bounds[i]:bounds[i + 1]]
             out[idx] = toks[q[idx] - c * ct]
         return out
+
+    def _whole_tokens(self) -> np.ndarray:
+        """int32 [n_tokens] every token id, kept while it is at most _TOKEN_CACHE_BYTES (then it replaces
+        the cached chunks)."""
+        whole = self._token_chunks.get(-1)
+        if whole is None:
+            whole = np.concatenate([self._token_chunks.get(c) if c in self._token_chunks else self._token_chunk(c)
+                                    for c in range(self.n_chunks)])
+            if whole.nbytes <= _TOKEN_CACHE_BYTES:
+                self._token_chunks.clear()
+                self._token_chunks[-1] = whole
+                self._token_cache_bytes = whole.nbytes
+        return whole
+
+    def _token_chunk(self, c: int) -> np.ndarray:
+        """int32 token chunk ``c`` (see tokens_at)."""
+        arr = self.tokens
+        if schema.TOKENS not in self._direct:
+            self._direct[schema.TOKENS] = _direct_layout(arr)
+        if self._direct[schema.TOKENS] is None or arr.chunks[0] != self.chunk_tokens:
+            return np.asarray(self.read_chunk(schema.TOKENS, c), dtype=np.int32)
+        stop = min(self.n_tokens, (c + 1) * self.chunk_tokens) - c * self.chunk_tokens
+        chunk = _decode_chunk_file(self.path, schema.TOKENS, arr, c, self._direct[schema.TOKENS])
+        return np.asarray(chunk[:stop], dtype=np.int32)
 
     def _require_index(self, hook: str) -> None:
         self.check_hook(hook)
