@@ -316,8 +316,8 @@ def memory(vocab: int, n: int, gpt2_tokens: int, tmp: Path, baseline_src: str | 
         if baseline_src and not name.startswith("gpt2"):
             peaks["record_index_baseline"] = _peak(shape, tokens, path, baseline_src, **rec_kw)
         seen = int(np.count_nonzero(np.bincount(_Split(tokens, shape["d_vocab"]).tokens, minlength=shape["d_vocab"])))
-        est = shape["n_layers"] * index_memory_bytes(shape["d_mlp"], 32, shape["d_vocab"], seen)
-        worst = shape["n_layers"] * index_memory_bytes(shape["d_mlp"], 32, shape["d_vocab"])
+        est = index_memory_bytes(shape["d_mlp"], 32, shape["d_vocab"], seen, hooks=shape["n_layers"])
+        worst = index_memory_bytes(shape["d_mlp"], 32, shape["d_vocab"], hooks=shape["n_layers"])
         r = {**peaks, "tokens": tokens, "index_adds_bytes": peaks["record_index"] - peaks["bare"],
              "estimate_bytes": est, "estimate_every_token_seen_bytes": worst, "distinct_tokens": seen}
         if "record_index_baseline" in peaks:

@@ -500,3 +500,20 @@ def test_index_derives_token_windows_and_shares_distinct_windows(tmp_path):
             assert [getattr(x, f) for f in fields] == [getattr(y, f) for f in fields]
             assert np.array_equal(x.token_ids, y.token_ids) and np.array_equal(x.acts, y.acts)
         assert len(a.top) == len(b.top) > 0
+
+
+def test_memory_estimate_counts_the_tokens_seen_and_refuses_what_does_not_fit(tmp_path, monkeypatch):
+    from store.index import run
+
+    full = run.index_memory_bytes(3072, 32, 50257, hooks=12)  # GPT-2 small, every token seen
+    assert 16 * 2**30 < full < 24 * 2**30
+    assert run.index_memory_bytes(3072, 32, 50257, 4096, hooks=12) < 0.4 * full  # a short recording
+    assert run.index_memory_bytes(3072, 32, 50257, 10**9) == run.index_memory_bytes(3072, 32, 50257)
+    st = Store.open(_synthetic(tmp_path))
+    run.check_record_index_memory(st, 32)  # fits
+    run.check_index_memory(st, st.hooks, 32)
+    monkeypatch.setattr(run, "available_memory_bytes", lambda: 10**6)
+    with pytest.raises(StoreError, match=r"record fewer layers per store \(--layers\)"):
+        run.check_record_index_memory(st, 32)
+    with pytest.raises(StoreError, match="use a smaller --k"):
+        run.check_index_memory(st, st.hooks, 32)

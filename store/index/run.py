@@ -317,18 +317,19 @@ def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
     return wanted
 
 
-def index_memory_bytes(n_neurons: int, k: int, vocab: int, seen_tokens: int | None = None) -> int:
-    """About how much memory indexing one hook takes: the top-k and bottom-k lists with their windows (kept,
+def index_memory_bytes(n_neurons: int, k: int, vocab: int, seen_tokens: int | None = None, hooks: int = 1) -> int:
+    """About how much memory indexing ``hooks`` hooks at once takes (``record --index`` indexes every hook
+    together; ``index`` one at a time): per hook the top-k and bottom-k lists with their windows (kept,
     merged and turned into index arrays: ~4 copies), histograms, the per-token sums (float32 [2, T,
-    neurons] for the T distinct tokens seen: ``seen_tokens``, at most the vocabulary), the samples and
-    the index arrays made at the end (token and activation windows of every list and sample).
-    benchmarks/bench_record_index.py --parts memory compares it with measured peaks."""
+    neurons] for the T distinct tokens seen: ``seen_tokens``, at most the vocabulary) and the samples;
+    once, the index arrays of the hook being finished (token and activation windows of every list and
+    sample). benchmarks/bench_record_index.py --parts memory compares it with measured peaks."""
     lists = 2 * n_neurons * k * (4 + 8 + 2 * WINDOW)
     hist = 2 * n_neurons * kernels.HIST_BINS * 8
     token = 2 * min(vocab, vocab if seen_tokens is None else seen_tokens) * n_neurons * 4
     samples = (2 * len(schema.SAMPLE_BINS) + N_UNITS) * n_neurons * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * WINDOW)
     windows = (4 * k + len(schema.SAMPLE_BINS) * schema.SAMPLES_PER_BIN) * n_neurons * WINDOW * (4 + 2)
-    return 4 * lists + hist + token + samples + windows
+    return hooks * (4 * lists + hist + token + samples) + windows
 
 
 def available_memory_bytes() -> int | None:
@@ -364,7 +365,7 @@ def check_record_index_memory(st, k: int) -> None:
     avail = available_memory_bytes()
     vocab = vocab_size(st)
     seen = min(vocab, int(st.n_tokens))
-    need = len(st.hooks) * index_memory_bytes(int(st.d_mlp), k, vocab, seen)
+    need = index_memory_bytes(int(st.d_mlp), k, vocab, seen, hooks=len(st.hooks))
     if avail is not None and need > 0.8 * avail:
         raise StoreError(f"recording {st.path} with --index needs about {need / 1e9:.1f} GB of memory for the "
                          f"{len(st.hooks)} hooks indexed at once (per hook the per-token sums of up to {seen:,} "
