@@ -657,9 +657,6 @@ def explain_hook(store, hook: str, arrays: dict[str, np.ndarray] | None = None, 
     ``arrays``: the index arrays in memory (the indexer passes what it just computed); read from the
     store otherwise, so an index made before explanations existed gets them without re-indexing.
     Sets the index attribute ``explained`` last. Returns the arrays written."""
-    import zarr
-    from zarr.storage import LocalStore
-
     from store.errors import StoreError
     from store.reader import Store
 
@@ -670,9 +667,21 @@ def explain_hook(store, hook: str, arrays: dict[str, np.ndarray] | None = None, 
         arrays = {k: np.asarray(st.index_array(hook, k)[...]) for k in INPUTS}
     if tokens is None:
         tokens = np.asarray(st.tokens[...])
-    voc = st.explain_vocab
     before = index_window(st.index_state(hook))[0]
-    out = explain_arrays(tokens, st.context_len, voc, {k: arrays[k] for k in INPUTS}, counts, before=before)
+    out = explain_arrays(tokens, st.context_len, st.explain_vocab, {k: arrays[k] for k in INPUTS}, counts,
+                         before=before)
+    write_explanations(st, hook, out)
+    return out
+
+
+def write_explanations(st, hook: str, out: dict[str, np.ndarray]) -> None:
+    """Write the explanation arrays ``out`` (``explain_arrays``) into the finished index of ``hook`` in
+    the open Store ``st``, the attribute ``explained`` last."""
+    import zarr
+    from zarr.storage import LocalStore
+
+    from store.errors import StoreError
+
     where = f"the explanations of {hook} in {st.path}"
     try:
         grp = zarr.open_group(LocalStore(st.path), mode="r+")[schema.index_path(hook)]
@@ -686,4 +695,3 @@ def explain_hook(store, hook: str, arrays: dict[str, np.ndarray] | None = None, 
     except OSError as e:
         raise StoreError(f"writing {where} failed ({e}); run `neurobrowse index {st.path}` again") from e
     st.forget_index(hook)
-    return out

@@ -233,16 +233,28 @@ def _copy_window_rows(cur, j, r, row0, ctx_len, before, dst):
 
 
 @njit(inline="always", cache=True)
-def _keep(cur, j, r, row0, ctx_len, before, key, keys, pos, win, worst, top):
+def _keep(j, r, row0, key, keys, pos, worst, top):
     """Put row r's entry (key) of neuron j into the replace-next slot of its top (``top``) or bottom
-    list, with its window, find the list's new replace-next slot and return the key to beat now."""
+    list, find the list's new replace-next slot and return the key to beat now. The window is
+    copied later (``_fill_windows``), once for the entries the chunk leaves in the list: most
+    entries of the first chunks are replaced again within the chunk."""
     s = worst[j]
     keys[j, s] = key
     pos[j, s] = row0 + r
-    _copy_window_rows(cur, j, r, row0, ctx_len, before, win[j, s])
     s = _worst_top(keys, pos, j) if top else _worst_bottom(keys, pos, j)
     worst[j] = s
     return keys[j, s]
+
+
+@njit(inline="always", cache=True)
+def _fill_windows(cur, j, row0, ctx_len, before, pos, win):
+    """Copy the window of every entry of neuron j's list (pos [N, m], win [N, m, W]) that came from
+    this chunk (rows row0 .. row0 + R - 1): the windows ``_keep`` left out."""
+    R = cur.shape[0]
+    for s in range(pos.shape[1]):
+        r = pos[j, s] - row0
+        if r >= 0 and r < R:
+            _copy_window_rows(cur, j, r, row0, ctx_len, before, win[j, s])
 
 
 @njit(nogil=True, cache=True)
@@ -290,6 +302,8 @@ def pass1_rows(
         dens = np.zeros(m, np.int64)
         tthr = np.empty(m, np.int32)
         bthr = np.empty(m, np.int32)
+        tnew = np.zeros(m, np.bool_)  # whether the chunk put entries into each top (bottom) list
+        bnew = np.zeros(m, np.bool_)
         # the block's histogram counts, key-block-major: neighbouring neurons share their hot bins, so
         # the counts a row touches sit in a few cache lines. Kept across chunks by the caller and
         # folded into [N, HIST_BINS] once (fold_key_blocks), instead of zeroing and folding a
@@ -346,9 +360,16 @@ def pass1_rows(
                 key = kbuf[jj]
                 j = j0 + jj
                 if key > tthr[jj]:
-                    tthr[jj] = _keep(cur, j, r, row0, ctx_len, before, key, top_key, top_pos, top_win, top_worst, True)
+                    tthr[jj] = _keep(j, r, row0, key, top_key, top_pos, top_worst, True)
+                    tnew[jj] = True
                 if key < bthr[jj]:
-                    bthr[jj] = _keep(cur, j, r, row0, ctx_len, before, key, bot_key, bot_pos, bot_win, bot_worst, False)
+                    bthr[jj] = _keep(j, r, row0, key, bot_key, bot_pos, bot_worst, False)
+                    bnew[jj] = True
+        for jj in range(m):  # the windows of the entries this chunk left in the lists
+            if tnew[jj]:
+                _fill_windows(cur, j0 + jj, row0, ctx_len, before, top_pos, top_win)
+            if bnew[jj]:
+                _fill_windows(cur, j0 + jj, row0, ctx_len, before, bot_pos, bot_win)
         for g in range(G):
             dstg = token_sum[gpar[g], gtok[g], j0:j1]
             srcg = tacc[g]
@@ -426,6 +447,7 @@ def pass2_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, qbin, s_pr
         sl = salt[j0:j1]
         kbuf = np.empty(m, np.int32)  # one row's keys of the block
         tsel = np.empty(m, np.uint64)  # the priority each would have to beat
+        snew = np.zeros((B, m), np.bool_)  # whether the chunk put entries into each (bin, neuron) list
         for r in range(R):
             h1 = row_hash[r]
             h2 = row_hash2[r]
@@ -473,13 +495,17 @@ def pass2_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, qbin, s_pr
                         s_prio[j, bi, s] = pr
                         s_pos[j, bi, s] = row0 + r
                         s_key[j, bi, s] = key
-                        _copy_window_rows(cur, j, r, row0, ctx_len, before, s_win[j, bi, s])
+                        snew[bi, jj] = True  # its window: below, if it is still there at the end of the chunk
                         w = 0
                         for i in range(1, S):
                             if s_prio[j, bi, i] > s_prio[j, bi, w]:
                                 w = i
                         s_worst[j, bi] = w
                         thr[bi, jj] = s_prio[j, bi, w]
+        for bi in range(B):  # the windows of the samples this chunk left in the lists
+            for jj in range(m):
+                if snew[bi, jj]:
+                    _fill_windows(cur, j0 + jj, row0, ctx_len, before, s_pos[:, bi], s_win[:, bi])
 
 
 @njit(nogil=True, cache=True)
@@ -523,6 +549,7 @@ def unit_sample_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, ukb,
         tsel = np.empty(m, np.uint64)
         takes = np.zeros(-(-m // 8) * 8, np.uint8)  # whether each neuron may take the row
         words = takes.view(np.uint64)  # the same flags 8 at a time, to skip the neurons that do not
+        snew = np.zeros((U, m), np.bool_)  # whether the chunk put entries into each (unit, neuron) list
         for r in range(R):
             h1 = row_hash[r]
             h2 = row_hash2[r]
@@ -560,7 +587,7 @@ def unit_sample_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, ukb,
                         s_prio[j, uu, s] = pr
                         s_pos[j, uu, s] = row0 + r
                         s_key[j, uu, s] = kbuf[jj]
-                        _copy_window_rows(cur, j, r, row0, ctx_len, before, s_win[j, uu, s])
+                        snew[uu, jj] = True  # its window: below, if it is still there at the end of the chunk
                         w = 0
                         for i in range(1, S):
                             if s_prio[j, uu, i] > s_prio[j, uu, w]:
@@ -573,6 +600,10 @@ def unit_sample_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, ukb,
                             for v in range(zone_u0[j, z], zone_u1[j, z]):
                                 t = max(t, thr[v, jj])
                             zt[z, jj] = t
+        for u in range(U):  # the windows of the samples this chunk left in the lists
+            for jj in range(m):
+                if snew[u, jj]:
+                    _fill_windows(cur, j0 + jj, row0, ctx_len, before, s_pos[:, u], s_win[:, u])
 
 
 @njit(nogil=True, cache=True)

@@ -325,3 +325,91 @@ def test_a_forked_child_indexes_with_its_own_threads():
 def _child_pass1(q):
     x, toks, V = _data(n=300)
     q.put(_pass1(x, toks, V, 0, 4).top_pos)
+
+
+def _brute_window(x, pos, j, before=schema.CONTEXT_BEFORE, after=schema.CONTEXT_AFTER):
+    """float16 bits of neuron j around ``pos``, 0 outside its context (what every kept window holds)."""
+    c0 = pos // CTX * CTX
+    want = [x[q, j] if c0 <= q < c0 + CTX else 0 for q in range(pos - before, pos + after + 1)]
+    return np.array(want, np.float16).view(np.uint16)
+
+
+def test_every_kept_window_is_the_window_of_its_position():
+    """Windows are copied once per chunk for the entries the chunk leaves in a list (not at every
+    insertion): with small chunks of many insertions and replacements, every filled slot of every
+    list (top, bottom, distinct, unit samples, pass-2 samples) holds its own position's window."""
+    x, toks, V = _data(rows=6 * 128, n=70)
+    R = 128
+    p = PartialIndex.empty("h", 8, x.shape[1], V)
+    u = UnitSamples.empty("h", sample_units(np.tile([700, 740, 780, 820], (x.shape[1], 1)).astype(np.int32)))
+    for c in range(x.shape[0] // R):
+        bits = np.ascontiguousarray(x[c * R:(c + 1) * R]).view(np.uint16)
+        p.update(bits, toks[c * R:(c + 1) * R], c * R, CTX)
+        u.update(bits, c * R, CTX, seed=3)
+    p.canonical()
+    s = run_seed(x, sample_thresholds(p), 3, R=R)
+    lists = [(p.top_pos, p.top_win), (p.bot_pos, p.bot_win), (p.dtop_pos, p.dtop_win), (p.dbot_pos, p.dbot_win),
+             (u.pos.reshape(x.shape[1], -1), u.win.reshape(x.shape[1], -1, WINDOW)),
+             (s.pos.reshape(x.shape[1], -1), s.win.reshape(x.shape[1], -1, WINDOW))]
+    for pos, win in lists:
+        assert (pos >= 0).any()
+        for j, slot in zip(*np.nonzero(pos >= 0)):
+            assert np.array_equal(win[j, slot], _brute_window(x, int(pos[j, slot]), j)), (j, slot)
+
+
+def test_sorting_or_pickling_between_chunks_changes_nothing():
+    """The replace-next slots are kept from chunk to chunk; sorting the lists (a checkpoint's
+    ``canonical``) or shipping a partial through pickle between chunks must give the same bits as
+    folding the chunks straight."""
+    x, toks, V = _data(n=150)
+    straight = _pass1(x, toks, V, 0, 4)
+    qb = sample_thresholds(straight)
+    umap = sample_units(qb)
+    u_straight = _units(x, umap, 5, 0, 4)
+    s_straight = run_seed(x, qb, 5)
+    p, u, s = PartialIndex.empty("h", 8, x.shape[1], V), UnitSamples.empty("h", umap), SamplePartial.empty("h", qb)
+    for c in range(4):
+        bits = np.ascontiguousarray(x[c * 512:(c + 1) * 512]).view(np.uint16)
+        p.update(bits, toks[c * 512:(c + 1) * 512], c * 512, CTX)
+        u.update(bits, c * 512, CTX, seed=5)
+        s.update(bits, c * 512, CTX, seed=5)
+        if c % 2 == 0:
+            p, u, s = p.canonical(), u.canonical(), s.canonical()
+        else:
+            p, u, s = (pickle.loads(pickle.dumps(a)) for a in (p, u, s))
+    p.ranges, u.ranges = [(0, 4)], [(0, 4)]
+    p, u, s = p.canonical(), u.canonical(), s.canonical()
+    for name, a in straight.arrays().items():
+        assert np.array_equal(getattr(p, name), a), name
+    for f in ("prio", "pos", "key", "win"):
+        assert np.array_equal(getattr(s, f), getattr(s_straight, f)), f
+        oa, ob = np.argsort(u.prio, -1), np.argsort(u_straight.prio, -1)  # a unit's slots in any order
+        if f == "win":
+            oa, ob = oa[..., None], ob[..., None]
+        assert np.array_equal(np.take_along_axis(getattr(u, f), oa, 2),
+                              np.take_along_axis(getattr(u_straight, f), ob, 2)), f
+
+
+def test_chunk_histogram_is_pass_1s_histogram():
+    """The provisional look's histogram (store.index.partial.chunk_hist) counts like pass 1, the
+    infinities and NaNs in the end bins included."""
+    from store.index.partial import chunk_hist
+
+    x, toks, V = _data(rows=512, n=300)
+    x[3, :4] = [np.inf, -np.inf, np.nan, -np.nan]
+    with np.errstate(invalid="ignore"):  # the moments of infinities
+        p = _pass1(x, toks, V, 0, 1)
+    assert np.array_equal(chunk_hist(x.view(np.uint16)), p.hist)
+
+
+def test_token_windows_stop_at_the_ends_of_the_store():
+    from store.index.arrays import _windows_tokens
+
+    toks = np.arange(100, 150, dtype=np.int32)  # 50 tokens
+    pos = np.array([[0, 2, 49, -1], [25, 48, 1, 0]])
+    got = _windows_tokens(toks, pos, 3, 2)
+    assert got.shape == (2, 4, 6)
+    for idx in np.ndindex(pos.shape):
+        p = pos[idx]
+        want = [toks[q] if p >= 0 and 0 <= q < 50 else -1 for q in range(p - 3, p + 3)]
+        assert got[idx].tolist() == want, (idx, p)

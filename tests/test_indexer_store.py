@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from neurobrowse.cli import main
-from store import schema
+from store import explain, schema
 from store.errors import StoreError
 from store.index import (
     IndexConfig, compute_partial, compute_sample_partial, index_arrays, index_store, merge_partials,
@@ -367,6 +367,9 @@ def test_index_verb_skips_indexed_and_force_redoes(tmp_path, capsys):
     assert "already indexed" in capsys.readouterr().out
     assert main(["index", str(path), "--quiet", "--k", "8", "--force"]) == 0
     _assert_same_index(first, _index(Store.open(path), "blocks.0.mlp.hook_post"))
+    # the rebuild was swapped in and the index it replaced removed (on a thread, before the command returned)
+    assert not (path / "index" / "_rebuild").exists()
+    assert explain.is_explained(Store.open(path), "blocks.0.mlp.hook_post")
     # index arrays are chunked along the neuron axis (a page reads one small chunk per array)
     arr = Store.open(path).index_array("blocks.0.mlp.hook_post", "top_context_acts")
     assert arr.chunks[0] == schema.INDEX_NEURON_CHUNK

@@ -14,9 +14,12 @@ def _windows_tokens(tokens: np.ndarray, pos: np.ndarray, before: int, after: int
     schema.INDEX_DERIVED: readers gather the same from the store's tokens). Unlike the
     activation windows (0 outside the firing's context) the tokens go on past the context: readers
     show them greyed (store.snippets.context_slots tells which slots the model saw)."""
-    q, valid = window_positions(pos, before, after, tokens.shape[0])  # [..., W]
-    out = np.full(q.shape, -1, np.int32)
-    out[valid] = tokens[q[valid]]
+    padded = np.concatenate([np.full(before, -1, np.int32), np.asarray(tokens, np.int32), np.full(after, -1, np.int32)])
+    rows = np.lib.stride_tricks.sliding_window_view(padded, before + 1 + after)  # [n, W]: row p = window of p
+    if rows.shape[0] == 0:
+        return np.full((*pos.shape, before + 1 + after), -1, np.int32)
+    out = rows[np.clip(pos, 0, rows.shape[0] - 1)]  # [..., W] one contiguous copy per window
+    out[pos < 0] = -1
     return out
 
 

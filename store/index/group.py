@@ -16,7 +16,7 @@ import errno
 import json
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -197,34 +197,56 @@ class IndexGroup:
         if parent.is_dir() and not [p for p in parent.iterdir() if p.name != "zarr.json"]:
             shutil.rmtree(parent)
 
-    def swap_in(self) -> None:
+    def swap_in(self, wait: bool = True) -> Future | None:
         """Put the finished rebuild in the place of the index readers use, in one step, then remove the
-        old one: a reader sees the old index or the new one, never a mix."""
+        old one: a reader sees the old index or the new one, never a mix. ``wait=False``: the old
+        one (thousands of files) is removed on a thread while the caller goes on; returns that
+        thread's future, to be waited for while the hook's lock is still held."""
         from store import atomic
 
         live, new = self.path / schema.index_path(self.hook), self.path / self.rel
+        old = None
         with _disk_errors(self.where):
             if live.exists():
                 atomic.exchange(live, new)
-                shutil.rmtree(new)
+                old = new
             else:
                 os.rename(new, live)
-            self._remove_empty_rebuild_group()
+                self._remove_empty_rebuild_group()
         self._target(False)
+        if old is None:
+            return None
+
+        def remove_old() -> None:
+            with _disk_errors(self.where):
+                shutil.rmtree(old)
+                self._remove_empty_rebuild_group()
+
+        if wait:
+            remove_old()
+            return None
+        pool = ThreadPoolExecutor(1, thread_name_prefix="neurobrowse-rmtree")
+        try:
+            return pool.submit(remove_old)
+        finally:
+            pool.shutdown(wait=False)
 
     def saved_stop(self, which: str) -> int:
         """The chunk the saved state of ``which`` ("p1" / "s1" / "p2") reaches (it covers 0..stop), 0 when none."""
         prog = (self.attrs.get("progress") or {}).get(which)
         return int(prog["chunk_stop"]) if prog else 0
 
-    def write_index(self, arrays: dict[str, np.ndarray], attrs: dict) -> None:
-        """Write the final index arrays (schema.INDEX_ARRAYS) and ``attrs``; ``complete`` last."""
+    def write_index(self, arrays: dict[str, np.ndarray], attrs: dict, wait: bool = True) -> Future | None:
+        """Write the final index arrays (schema.INDEX_ARRAYS) and ``attrs``; ``complete`` last. A
+        rebuild is then swapped in (``swap_in``: ``wait=False`` returns the future of the old index's
+        removal)."""
         self.set_attrs(complete=False)
         with _disk_errors(self.where):
             self.write_arrays(self.group, arrays, {n: d for n, (_t, d) in schema.INDEX_ARRAYS.items()})
         self.set_attrs(**attrs, complete=True)
         if self.rebuild:
-            self.swap_in()
+            return self.swap_in(wait)
+        return None
 
     def clear(self) -> None:
         """Remove everything of this group (for --force or a stale index of another recording)."""

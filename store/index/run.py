@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,10 +103,13 @@ def pass1_result(store, hook: str) -> PartialIndex:
 
 
 def finalize_index(store, hook: str, partial: PartialIndex, samples: SamplePartial | None = None,
-                   seed: int = schema.SAMPLE_SEED, extra_attrs: dict | None = None) -> dict:
+                   seed: int = schema.SAMPLE_SEED, extra_attrs: dict | None = None,
+                   saving: Future | None = None) -> dict:
     """Write ``index/{hook}/...`` (schema.INDEX_ARRAYS) from a pass-1 partial result covering the
     whole store, running pass 2 here when ``samples`` is not given. The ``complete`` attribute is
-    written last (with ``extra_attrs``). Returns a summary dict."""
+    written last (with ``extra_attrs``). ``saving``: a save of the resume state still running on a
+    thread, waited for before the index is written (both write the group's attributes). Returns a
+    summary dict."""
     st = open_store(store)
     src = ChunkSource(st, hook)
     if partial.ranges != [(0, src.n_chunks)]:
@@ -117,10 +121,22 @@ def finalize_index(store, hook: str, partial: PartialIndex, samples: SampleParti
         raise StoreError(f"the samples of {hook} cover chunks {samples.ranges}, not all of 0..{src.n_chunks}")
     tokens = src.tokens()
     arrays = index_arrays(tokens, src.context_len, partial, samples)
-    IndexGroup(st.path, hook).write_index(  # swapped in whole
-        stored_arrays(arrays), {**index_attrs(st.run_uuid, partial, seed), **(extra_attrs or {})})
-    st.forget_index(hook)
-    explain.explain_hook(st, hook, arrays, tokens)
+    voc = st.explain_vocab
+    with ThreadPoolExecutor(1, thread_name_prefix="neurobrowse-explain") as pool:
+        # the rule search runs while the index arrays are compressed and written (its Numba kernel,
+        # zstd and the file writes release the GIL), and the index it replaces is removed meanwhile
+        explained = pool.submit(explain.explain_arrays, tokens, src.context_len, voc,
+                                {k: arrays[k] for k in explain.INPUTS}, before=partial.before)
+        if saving is not None:
+            saving.result()
+        removed = IndexGroup(st.path, hook).write_index(  # swapped in whole
+            stored_arrays(arrays), {**index_attrs(st.run_uuid, partial, seed), **(extra_attrs or {})}, wait=False)
+        st.forget_index(hook)
+        try:
+            explain.write_explanations(st, hook, explained.result())
+        finally:
+            if removed is not None:
+                removed.result()
     sim = arrays["sim_score"]
     return {"hook": hook, "n_tokens": int(partial.n), "k": partial.k, "n_neurons": partial.n_neurons,
             "token_rule_score_mean": float(np.nanmean(arrays["token_rule_score"])),
@@ -150,10 +166,12 @@ class _ChunkAllowance:
 
 
 def _run_pass(src: ChunkSource, grp: IndexGroup, parts: dict, start: int, cfg: IndexConfig, step, bar,
-              allowance: _ChunkAllowance, final=None) -> dict:
+              allowance: _ChunkAllowance, final=None) -> tuple[dict, Future]:
     """Stream chunks start..n_chunks into the partial results ``parts`` (which -> part) with
     ``step(c, row0, bits)``, saving them every cfg.checkpoint_every_s seconds, and at the end what
-    ``final(parts)`` makes of them (default: the parts themselves)."""
+    ``final(parts)`` makes of them (default: the parts themselves). Returns that final dict and the
+    future of its save, which runs on a thread while the caller goes on (wait for it before the
+    group's attributes are written again)."""
     last_save = time.monotonic()
     t0 = time.monotonic()
     done_mb = 0.0
@@ -175,8 +193,12 @@ def _run_pass(src: ChunkSource, grp: IndexGroup, parts: dict, start: int, cfg: I
         if c + 1 < src.n_chunks and time.monotonic() - last_save >= cfg.checkpoint_every_s:
             grp.save_states(canonical(), c + 1, quick=True)
             last_save = time.monotonic()
-    grp.save_states((final or (lambda p: p))(canonical()), src.n_chunks)
-    return parts
+    out = (final or (lambda p: p))(canonical())
+    pool = ThreadPoolExecutor(1, thread_name_prefix="neurobrowse-save")
+    try:
+        return out, pool.submit(grp.save_states, out, src.n_chunks)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def provisional_units(src: ChunkSource) -> np.ndarray:
@@ -232,6 +254,7 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
     def update_p1(part, row0, bits):
         part.update(bits, tokens[row0:row0 + bits.shape[0]], row0, src.context_len)
 
+    saving = None  # the future of the last save of the resume state, while it runs on its thread
     try:
         p1, prog1 = grp.load_state("p1")
         s1, progs = grp.load_state("s1")
@@ -265,11 +288,19 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
                         return {"p1": p1, "p2": samples}
                 return {"p1": p1}
 
-            _run_pass(src, grp, parts, stop, cfg, step, bar, allowance, final)
+            resolved, saving = _run_pass(src, grp, parts, stop, cfg, step, bar, allowance, final)
+        else:
+            resolved = {}
         qbin = sample_thresholds(p1)
-        samples, prog2 = grp.load_state("p2")
-        fits = samples is not None and np.array_equal(samples.qbin, qbin) and (samples.before, samples.after) == window
-        start = prog2["chunk_stop"] if fits else 0
+        if "p2" in resolved:  # the read resolved the samples: no need to read back what it is saving
+            samples, start = resolved["p2"], src.n_chunks
+        else:
+            if saving is not None:
+                saving.result()
+            samples, prog2 = grp.load_state("p2")
+            fits = (samples is not None and np.array_equal(samples.qbin, qbin)
+                    and (samples.before, samples.after) == window)
+            start = prog2["chunk_stop"] if fits else 0
         reads = 1
         if start < src.n_chunks:  # pass 2: a second read, for the samples within the final quantile bins
             if start == 0:
@@ -278,13 +309,18 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
                 bar.reset(total=src.n_chunks * src.ct)
                 bar.set_description(f"{hook} pass 2/2 (samples)")
                 bar.update(min(start * src.ct, src.n_tokens))
-            _run_pass(src, grp, {"p2": samples}, start, cfg,
-                      lambda c, row0, bits: samples.update(bits, row0, src.context_len, cfg.seed), bar, allowance)
+            if saving is not None:
+                saving.result()
+            _, saving = _run_pass(src, grp, {"p2": samples}, start, cfg,
+                                  lambda c, row0, bits: samples.update(bits, row0, src.context_len, cfg.seed),
+                                  bar, allowance)
             reads = 2
+        summary = finalize_index(st, hook, p1, samples, cfg.seed, saving=saving)
     finally:
         if bar is not None:
             bar.close()
-    summary = finalize_index(st, hook, p1, samples, cfg.seed)
+        if saving is not None:
+            saving.result()
     grp.prune_state()
     return {**summary, "reads": reads}
 
