@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -478,12 +479,18 @@ def explain_arrays(tokens: np.ndarray, context_len: int, voc: Vocab, arrays: dic
            "explain_hits": np.zeros(N, np.int32), "explain_n": np.zeros(N, np.int32),
            "explain_coverage": np.full(N, np.nan, np.float32), "explain_precision": np.full(N, np.nan, np.float32),
            "explain_score": np.full(N, np.nan, np.float32)}
-    for b0 in range(0, N, block):
+
+    def explain_block(b0: int):
         sl = slice(b0, min(N, b0 + block))
         part = {k: np.asarray(v if k == "hist_edges" else v[sl]) for k, v in arrays.items()}
-        res = _explain_block(context_len, voc, counts, part, before)
-        for k, v in res.items():
-            out[k][sl] = v
+        return sl, _explain_block(context_len, voc, counts, part, before)
+
+    # blocks of neurons on the kernels' threads (the match count and most numpy work release the GIL)
+    starts = range(0, N, block)
+    with ThreadPoolExecutor(max(1, min(numba.get_num_threads(), len(starts)))) as pool:
+        for sl, res in pool.map(explain_block, starts):
+            for k, v in res.items():
+                out[k][sl] = v
     out["explain_args"] = out["explain_args"].astype(np.int32)
     return out
 

@@ -280,12 +280,15 @@ def pass1_rows(
     grp,  # int32 [R] group of each row: index of its (parity, token) among the chunk's distinct ones
     gpar,  # int64 [G] parity of each group
     gtok,  # int64 [G] row of token_sum of each group's token
+    dtop_key, dtop_pos, dtop_win, dtop_more, dtop_worst,  # the distinct top lists, as top_* (+ more: int32 [N, k])
+    dbot_key, dbot_pos, dbot_win, dbot_more, dbot_worst,  # the distinct bottom lists
     block,  # neurons per work item
     b0,  # first block of neurons to process (neurons b0 * block ..)
     b1,  # one past the last block
 ):
     """Every pass-1 statistic of one chunk in one sweep over the row-major chunk: top-k, bottom-k
-    (with windows), histogram, density count, shifted power sums and per-token sums.
+    (with windows), histogram, density count, shifted power sums, per-token sums and the distinct
+    lists (the best and the lowest firing of each context, see "distinct passages" below).
 
     A row's values and keys go to small buffers first, so the arithmetic loops over the block are
     plain and LLVM vectorises them; only the histogram scatter and the rare insertions are scalar,
@@ -326,7 +329,25 @@ def pass1_rows(
                 shift[jj] = F16_TO_F32[cur[0, j0 + jj]]
             tthr[jj] = top_key[j0 + jj, top_worst[j0 + jj]]
             bthr[jj] = bot_key[j0 + jj, bot_worst[j0 + jj]]
+        # distinct lists: the best (lowest) key of the current context per neuron, and its row
+        best = np.empty(m, np.int32)
+        brow = np.empty(m, np.int64)
+        low = np.empty(m, np.int32)
+        lrow = np.empty(m, np.int64)
+        dtthr = np.empty(m, np.int32)
+        dbthr = np.empty(m, np.int32)
+        for jj in range(m):
+            dtthr[jj] = dtop_key[j0 + jj, dtop_worst[j0 + jj]]
+            dbthr[jj] = dbot_key[j0 + jj, dbot_worst[j0 + jj]]
+        cstart = 0
+        cend = 0
         for r in range(R):
+            if r == cend:  # a context starts: rows cstart .. cend - 1 of the chunk
+                cstart = r
+                cend = min(R, ((row0 + r) // ctx_len + 1) * ctx_len - row0)
+                for jj in range(m):
+                    best[jj] = -1
+                    low[jj] = 65536
             row = cur[r, j0:j1]
             ts = tacc[grp[r]]
             # simple loops over the block, so LLVM vectorises the arithmetic; only the histogram
@@ -352,19 +373,31 @@ def pass1_rows(
                 key = kbuf[jj]
                 dens[jj] += key > dens_key
                 hit |= (key > tthr[jj]) | (key < bthr[jj])
+            for jj in range(m):  # the context's best and lowest so far (the first row on ties)
+                key = kbuf[jj]
+                if key > best[jj]:
+                    best[jj] = key
+                    brow[jj] = r
+                if key < low[jj]:
+                    low[jj] = key
+                    lrow[jj] = r
             for jj in range(m):
                 hl[kbuf[jj] >> HIST_SHIFT, jj] += 1
-            if not hit:
-                continue
-            for jj in range(m):
-                key = kbuf[jj]
-                j = j0 + jj
-                if key > tthr[jj]:
-                    tthr[jj] = _keep(j, r, row0, key, top_key, top_pos, top_worst, True)
-                    tnew[jj] = True
-                if key < bthr[jj]:
-                    bthr[jj] = _keep(j, r, row0, key, bot_key, bot_pos, bot_worst, False)
-                    bnew[jj] = True
+            if hit:
+                for jj in range(m):
+                    key = kbuf[jj]
+                    j = j0 + jj
+                    if key > tthr[jj]:
+                        tthr[jj] = _keep(j, r, row0, key, top_key, top_pos, top_worst, True)
+                        tnew[jj] = True
+                    if key < bthr[jj]:
+                        bthr[jj] = _keep(j, r, row0, key, bot_key, bot_pos, bot_worst, False)
+                        bnew[jj] = True
+            if r + 1 == cend:  # the context's best and lowest firing compete for the distinct lists
+                _keep_context(cur, j0, m, row0, ctx_len, before, cstart, cend, best, brow, dtthr,
+                              dtop_key, dtop_pos, dtop_win, dtop_more, dtop_worst, True)
+                _keep_context(cur, j0, m, row0, ctx_len, before, cstart, cend, low, lrow, dbthr,
+                              dbot_key, dbot_pos, dbot_win, dbot_more, dbot_worst, False)
         for jj in range(m):  # the windows of the entries this chunk left in the lists
             if tnew[jj]:
                 _fill_windows(cur, j0 + jj, row0, ctx_len, before, top_pos, top_win)
@@ -712,8 +745,8 @@ def top_tokens_by_mean(token_sum, token_count, rows, ids, out_ids, out_means, bl
 # ---- distinct passages: the best firing of each context --------------------------------------------
 # A second top-k (and bottom-k) per neuron over *contexts* instead of tokens: each context (ctx_len
 # contiguous rows, never straddling a chunk) offers only its best firing, so the list holds distinct
-# passages (Neuroscope keeps one firing per document). Kept beside the raw top-k by its own sweep over
-# the chunk (the raw lists and every other statistic stay in pass1_rows). Same total order and tie
+# passages: Neuroscope keeps one firing per document). Kept beside the raw top-k in the same sweep
+# (pass1_rows: a running best and lowest key per context, offered at the context's end). Same total order and tie
 # rule as the raw lists (key, then lower position; within a context the first best position), so
 # partial results merge exactly. With each entry: how many other tokens of its context fire at least
 # MORE_SHARE as strongly (same sign), counted when the entry is kept.
@@ -735,71 +768,20 @@ def _count_more(cur, j, lo, hi, peak):
     return n - 1
 
 
-@njit(nogil=True, cache=True)
-def context_best_rows(
-    cur,  # uint16 [R, N] float16 bits of one chunk, row-major
-    row0,  # global position of row 0 (a multiple of ctx_len: chunks hold whole contexts)
-    ctx_len,  # tokens per context
-    before,  # window tokens before a firing
-    top_key, top_pos, top_win, top_more, top_worst,  # int32 [N, k], int64 [N, k], uint16 [N, k, W], int32, int32 [N]
-    bot_key, bot_pos, bot_win, bot_more, bot_worst,  # the same for the lowest firing of each context
-    block,  # neurons per work item
-    b0, b1,  # range of neuron blocks to process
-):
-    """Fold each context of the chunk into the per-context top-k and bottom-k lists of neurons in
-    blocks b0..b1-1: per neuron and context the first row holding the context's largest (smallest)
-    key competes for a slot, with its window and its ``more`` count."""
-    R, N = cur.shape
-    for b in range(b0, b1):
-        j0 = b * block
-        j1 = min(N, j0 + block)
-        m = j1 - j0
-        best = np.empty(m, np.int32)
-        brow = np.empty(m, np.int64)
-        low = np.empty(m, np.int32)
-        lrow = np.empty(m, np.int64)
-        kbuf = np.empty(m, np.int32)
-        tthr = np.empty(m, np.int32)
-        bthr = np.empty(m, np.int32)
-        for jj in range(m):
-            tthr[jj] = top_key[j0 + jj, top_worst[j0 + jj]]
-            bthr[jj] = bot_key[j0 + jj, bot_worst[j0 + jj]]
-        r = 0
-        while r < R:
-            end = min(R, ((row0 + r) // ctx_len + 1) * ctx_len - row0)  # end of this context in the chunk
-            for jj in range(m):
-                best[jj] = -1
-                low[jj] = 65536
-            for rr in range(r, end):
-                row = cur[rr, j0:j1]
-                for jj in range(m):
-                    kbuf[jj] = f16_key(row[jj])
-                for jj in range(m):
-                    k = kbuf[jj]
-                    if k > best[jj]:
-                        best[jj] = k
-                        brow[jj] = rr
-                    if k < low[jj]:
-                        low[jj] = k
-                        lrow[jj] = rr
-            for jj in range(m):
-                j = j0 + jj
-                if best[jj] > tthr[jj]:
-                    s = top_worst[j]
-                    top_key[j, s] = best[jj]
-                    top_pos[j, s] = row0 + brow[jj]
-                    _copy_window_rows(cur, j, brow[jj], row0, ctx_len, before, top_win[j, s])
-                    top_more[j, s] = _count_more(cur, j, r, end, f16_to_f64(cur[brow[jj], j]))
-                    s = _worst_top(top_key, top_pos, j)
-                    top_worst[j] = s
-                    tthr[jj] = top_key[j, s]
-                if low[jj] < bthr[jj]:
-                    s = bot_worst[j]
-                    bot_key[j, s] = low[jj]
-                    bot_pos[j, s] = row0 + lrow[jj]
-                    _copy_window_rows(cur, j, lrow[jj], row0, ctx_len, before, bot_win[j, s])
-                    bot_more[j, s] = _count_more(cur, j, r, end, f16_to_f64(cur[lrow[jj], j]))
-                    s = _worst_bottom(bot_key, bot_pos, j)
-                    bot_worst[j] = s
-                    bthr[jj] = bot_key[j, s]
-            r = end
+@njit(inline="always", cache=True)
+def _keep_context(cur, j0, m, row0, ctx_len, before, c0, c1, peak, prow, thr, keys, pos, win, more, worst, top):
+    """At the end of a context (rows c0 .. c1 - 1 of the chunk): for each neuron j0 + jj of the block
+    whose context peak (``peak[jj]`` at row ``prow[jj]``: the largest key for the top list, the
+    smallest for the bottom one) beats its list's threshold ``thr[jj]``, put it into the list with its
+    window and its ``more`` count, and update the threshold."""
+    for jj in range(m):
+        if (peak[jj] > thr[jj]) if top else (peak[jj] < thr[jj]):
+            j = j0 + jj
+            s = worst[j]
+            keys[j, s] = peak[jj]
+            pos[j, s] = row0 + prow[jj]
+            _copy_window_rows(cur, j, prow[jj], row0, ctx_len, before, win[j, s])
+            more[j, s] = _count_more(cur, j, c0, c1, f16_to_f64(cur[prow[jj], j]))
+            s = _worst_top(keys, pos, j) if top else _worst_bottom(keys, pos, j)
+            worst[j] = s
+            thr[jj] = keys[j, s]

@@ -141,3 +141,16 @@ def test_tiny_real_models_get_explanations_in_index(gelu, solu):
             has = t["explanation"] != ""
             assert has.mean() > 0.5
             assert all(": " in w and " top firings, precision " in w for w in t["explanation"][has])
+
+
+def test_blocks_of_neurons_on_threads_give_the_same_explanations(store_and_truth):
+    """explain_arrays runs its blocks of neurons on threads: any block size gives the same arrays."""
+    path, tokens, _ = store_and_truth
+    st = Store.open(path)
+    arrays = {k: np.asarray(st.index_array(HOOK, k)[...]) for k in explain.INPUTS}
+    before = st.index_state(HOOK)["context_before"]
+    whole = explain.explain_arrays(tokens, st.context_len, st.explain_vocab, arrays, before=before)
+    blocks = explain.explain_arrays(tokens, st.context_len, st.explain_vocab, arrays, block=3, before=before)
+    assert whole["explain_family"][:3].tolist() == [explain.F_TOKEN, explain.F_PAIR, explain.F_PREV]
+    for name, a in whole.items():
+        assert np.array_equal(blocks[name], a, equal_nan=True), name

@@ -76,15 +76,15 @@ def _direct_chunk_jobs(root: Path, arr: zarr.Array, a: np.ndarray) -> list | Non
     def job(i: int):
         sel = [slice(None)] * a.ndim
         sel[ax] = slice(i * cs, (i + 1) * cs)
-        chunkio.write_file(files[i], chunkio.encode(a[tuple(sel)], arr.dtype, arr.chunks, layout, level))
+        payload = chunkio.encode(a[tuple(sel)], arr.dtype, arr.chunks, layout, level)
+        os.makedirs(files[i].parent, exist_ok=True)  # its folder, on the writing thread (thousands of mkdirs)
+        chunkio.write_file(files[i], payload)
 
     files = []
     for i in range(-(-a.shape[ax] // cs) if split else 1):
         coords = [0] * a.ndim
         coords[ax] = i
         files.append(chunkio.chunk_path(root, arr.path, tuple(coords)))
-    for d in {f.parent for f in files}:  # each chunk folder once, before the threads write into them
-        d.mkdir(parents=True, exist_ok=True)
     return [lambda i=i: job(i) for i in range(len(files))]
 
 

@@ -62,7 +62,7 @@ class PartialIndex:
     token_sum: np.ndarray  # float32 [2, T, N]
     token_count: np.ndarray  # int64 [2, V] token occurrences, by context parity
     # distinct passages: the best (dtop) and lowest (dbot) firing of each context, k of each per neuron
-    # (kernels.context_best_rows), same order and tie rule as the raw lists, with the count of further
+    # (kernels.pass1_rows), same order and tie rule as the raw lists, with the count of further
     # firings in that context
     dtop_key: np.ndarray  # int32 [N, k]
     dtop_pos: np.ndarray  # int64 [N, k]
@@ -167,6 +167,7 @@ class PartialIndex:
         """Fold one chunk into this partial (in place). bits: uint16 [R, N]; tokens: int32 [R]."""
         R, N = bits.shape
         top_worst, bot_worst = _worst_slots(self, "top", "bot")
+        dtop_worst, dbot_worst = _worst_slots(self, "dtop", "dbot")
         sums = np.zeros((N, 6))  # shift (first value, keeps the power sums small), power sums 1..4, density
         parity = ((row0 + np.arange(R)) // context_len) & 1  # [R]
         tokens = np.ascontiguousarray(tokens, dtype=np.int32)
@@ -186,10 +187,12 @@ class PartialIndex:
             kernels.pass1_rows(bits, row0, context_len, self.before, _DENS_KEY, tokens, parity,
                                self.top_key, self.top_pos, self.top_win, top_worst,
                                self.bot_key, self.bot_pos, self.bot_win, bot_worst, hkb, sums,
-                               self.token_sum, grp, gpar, grow, kernels.ROW_BLOCK, b0, b1)
+                               self.token_sum, grp, gpar, grow,
+                               self.dtop_key, self.dtop_pos, self.dtop_win, self.dtop_more, dtop_worst,
+                               self.dbot_key, self.dbot_pos, self.dbot_win, self.dbot_more, dbot_worst,
+                               kernels.ROW_BLOCK, b0, b1)
 
         run_blocks(blocks, hkb.shape[0])
-        self._update_distinct(bits, row0, context_len)
         self.npos += sums[:, 5].astype(np.int64)
         shift, sums = sums[:, 0], sums[:, 1:5].T  # [N], [4, N]
         self.token_count += gcount.reshape(2, V)
@@ -200,19 +203,6 @@ class PartialIndex:
         c4 = sums[3] - 4 * mu * sums[2] + 6 * mu**2 * sums[1] - 3 * R * mu**4
         self.n, self.mean, self.m2, self.m3, self.m4 = _merge_moments(
             (self.n, self.mean, self.m2, self.m3, self.m4), (R, shift + mu, np.maximum(c2, 0.0), c3, c4))
-
-    def _update_distinct(self, bits: np.ndarray, row0: int, context_len: int) -> None:
-        """Fold the chunk's contexts into the distinct lists (their own sweep: kernels.context_best_rows)."""
-        N = self.n_neurons
-        tw, bw = _worst_slots(self, "dtop", "dbot")
-
-        def blocks(b0, b1):
-            kernels.context_best_rows(bits, row0, context_len, self.before,
-                                      self.dtop_key, self.dtop_pos, self.dtop_win, self.dtop_more, tw,
-                                      self.dbot_key, self.dbot_pos, self.dbot_win, self.dbot_more, bw,
-                                      kernels.ROW_BLOCK, b0, b1)
-
-        run_blocks(blocks, -(-N // kernels.ROW_BLOCK))
 
     def _key_block_counts(self, rows: int) -> np.ndarray:
         """[nb, 2**(16 - HIST_SHIFT), ROW_BLOCK] histogram counts per (neuron block, float16 key block,
