@@ -27,10 +27,6 @@ and times, interleaved repeat by repeat so load changes hit all alike:
   index_two_pass  the same by the two-pass route (IndexConfig(one_read=False): pass 1, then pass 2
                for the quantile-bin samples)
   index_cold, index_two_pass_cold  both from a cold page cache
-
-The headline of issue 12 (printed last, ratios in the JSON): the whole index from a cold page cache
-against the cold read floor (index_cold_speed_vs_floor_cold, target >= 0.7) and the whole index warm
-against the warm floor (index_store_speed_vs_floor). ``--only-index`` leaves out the top-k store and its baselines.
   topk         top-k alone: read + topk_kernels.topk_rows, streaming (the indexer's kernel style)
   topk_T       top-k alone with a transpose + column kernel (topk_kernels.topk_chunk)
   torch_topk   read + torch.topk(dim=0) per chunk (float32), merged with the running top-k (same k)
@@ -38,6 +34,11 @@ against the warm floor (index_store_speed_vs_floor). ``--only-index`` leaves out
   dask_topk    dask.array.from_zarr(...).topk(k, axis=0) and .argtopk(k, axis=0), computed together
   topk_mem     the top-k kernel alone over chunks already decoded in memory (no read)
   torch_mem    torch.topk(dim=0) over the whole hook already in memory as float32 (no read)
+
+The headline of issue 12 (printed last, ratios in the JSON): the whole index from a cold page cache
+against the cold read floor (index_cold_speed_vs_floor_cold, target >= 0.7) and the whole index warm
+against the warm floor (index_store_speed_vs_floor). ``--only-index`` leaves out the top-k store and its
+baselines, ``--no-two-pass`` the two-pass route.
 
 Ratios (targets from issue 3): pass1 speed / floor speed >= 0.7 (warm: the store in the page
 cache; cold: read from disk); torch time / topk time >= 10
@@ -294,6 +295,8 @@ def main() -> None:
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_index.json"))
     ap.add_argument("--only-index", action="store_true",
                     help="only the whole-index runs against the floors (no top-k store, no baselines)")
+    ap.add_argument("--no-two-pass", action="store_true",
+                    help="leave out the two-pass route (index_two_pass, index_two_pass_cold): half the time")
     args = ap.parse_args()
     topk_kernels.check()  # the top-k kernels timed below keep exactly numpy's top-k
 
@@ -330,7 +333,7 @@ def main() -> None:
     if not args.no_torch_whole:
         runs += [("torch_whole", "topk", t_torch_whole, S),
                  ("topk_mem", "topk", t_topk_mem, R), ("torch_mem", "topk", t_torch_mem, S)]
-    runs = [r for r in runs if r[1] in stores]
+    runs = [r for r in runs if r[1] in stores and not (args.no_two_pass and "two_pass" in r[0])]
     times: dict[str, list[float]] = {f"{s}/{n}": [] for n, s, _, _ in runs}
     loads = [os.getloadavg()[0]]
     for rep in range(max(r for *_, r in runs)):
@@ -357,11 +360,14 @@ def main() -> None:
         "pass2_speed_vs_floor": med["index/floor"] / med["index/pass2"],
         "index_store_speed_vs_floor": med["index/floor"] / med["index/index_store"],
         "index_cold_speed_vs_floor_cold": med["index/floor_cold"] / med["index/index_cold"],
-        "index_two_pass_speed_vs_floor": med["index/floor"] / med["index/index_two_pass"],
-        "index_two_pass_cold_speed_vs_floor_cold": med["index/floor_cold"] / med["index/index_two_pass_cold"],
-        "index_one_read_speed_vs_two_pass": med["index/index_two_pass"] / med["index/index_store"],
-        "index_one_read_cold_speed_vs_two_pass_cold": med["index/index_two_pass_cold"] / med["index/index_cold"],
     }
+    if not args.no_two_pass:
+        ratios.update({
+            "index_two_pass_speed_vs_floor": med["index/floor"] / med["index/index_two_pass"],
+            "index_two_pass_cold_speed_vs_floor_cold": med["index/floor_cold"] / med["index/index_two_pass_cold"],
+            "index_one_read_speed_vs_two_pass": med["index/index_two_pass"] / med["index/index_store"],
+            "index_one_read_cold_speed_vs_two_pass_cold": med["index/index_two_pass_cold"] / med["index/index_cold"],
+        })
     if "topk" in stores:
         torch_best = min(v for n, v in med.items() if n in ("topk/torch_topk", "topk/torch_whole"))
         ratios.update({
