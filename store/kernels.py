@@ -276,7 +276,7 @@ def pass1_rows(
     bot_worst,  # int32 [N]
     hkb,  # int32 [nb, 2**(16 - HIST_SHIFT), block] += count per (neuron block, key block, neuron), kept across chunks (see ``fold_key_blocks``)
     sums,  # float64 [N, 6] this chunk only: shift, power sums 1..4 of value - shift, density count
-    token_sum,  # float32 [2, V, N] += value per (parity, token): the chunk's sum in float64, rounded once
+    token_sum,  # float32 [2, >= T, N] += value per (parity, token row): the chunk's sum in float64, rounded once
     grp,  # int32 [R] group of each row: index of its (parity, token) among the chunk's distinct ones
     gpar,  # int64 [G] parity of each group
     gtok,  # int64 [G] row of token_sum of each group's token
@@ -684,7 +684,7 @@ def _ranks_above(m1, i1, m2, i2):
 def top_tokens_by_mean(token_sum, token_count, rows, ids, out_ids, out_means, block):
     """Per neuron, the tokens of highest mean activation among the token ids ``ids`` (int64, their
     sums in rows ``rows`` of token_sum), best first: out_ids int64 [N, t] (-1 where fewer than t ids),
-    out_means float64 [N, t]. token_sum: float32 [2, T, N] sums by context parity (added here in
+    out_means float64 [N, t]. token_sum: float32 [2, >= T, N] sums by context parity (added here in
     float64); token_count: int64 [V] (both parities). A streaming top-t per neuron over the rows of
     token_sum (row-major, blocks of neurons), instead of sorting all the means of every neuron."""
     _two, T, N = token_sum.shape

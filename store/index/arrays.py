@@ -38,7 +38,7 @@ def _values(keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 def _top_tokens(token_sum: np.ndarray, token_ids: np.ndarray, token_count: np.ndarray, t: int, min_count: int):
     """Per neuron the t tokens of highest mean activation among tokens seen >= min_count times.
-    token_sum: float32 [2, T, N] by context parity, row r for token token_ids[r]; token_count: [V]
+    token_sum: float32 [2, >= T, N] by context parity, row r for token token_ids[r]; token_count: [V]
     (both parities). Returns ids int32 [N, t] (-1 pad), means float32, counts int64."""
     N = token_sum.shape[2]
     rows = np.flatnonzero(token_count[token_ids] >= min_count)  # [T'] rows of the tokens that rank
@@ -107,7 +107,7 @@ def index_arrays(src_tokens: np.ndarray, context_len: int, partial: PartialIndex
     out["density"] = (partial.npos / n).astype(np.float32)
     token_count = partial.token_count[0] + partial.token_count[1]  # [V]
     out["token_count"] = token_count
-    ids, means, counts = _top_tokens(partial.token_sum, partial.token_ids, token_count, schema.TOP_TOKENS,
+    ids, means, counts = _top_tokens(partial.token_table, partial.token_ids, token_count, schema.TOP_TOKENS,
                                      schema.MIN_TOKEN_COUNT)
     out["top_token_ids"], out["top_token_means"], out["top_token_counts"] = ids, means, counts
     out["token_rule_score"] = scores.token_rule_score(src_tokens, partial.top_pos)
