@@ -35,6 +35,9 @@ class DaskRecordConfig:
     groups_per_task: int | None = None  # work groups per task; None: ~tasks_per_worker tasks per worker
     tasks_per_worker: int = 8  # when groups_per_task is None: load balance vs per-task overhead
     max_groups_per_task: int = 16  # cap, so a retried task redoes little work
+    # with --index each task (leaf) also saves and merges its partial index, whose unit samples alone are
+    # ~90 KB per neuron and hook (50 units x 10 samples x 81-token windows): fewer, longer tasks
+    leaves_per_worker: int = 2
 
 
 # ---- the worker side ------------------------------------------------------------------------------------
@@ -98,8 +101,8 @@ def _record_leaf(spec: dict, ispec: dict, g0: int, g1: int, pending: dict[str, l
                  ) -> tuple[dict, dict]:
     """Task: run work groups g0..g1-1, write their pending chunks and fold every chunk into the
     index of each hook (store.index.stream.ChunkFold: units given, or fixed by this leaf's first
-    ``hold`` chunks for leaf 0), then save the results in the index group. Returns ({hook: (p1, s1)},
-    timing stats)."""
+    ``hold`` chunks for leaf 0), then save the results in the index group when the leaf ran for at
+    least ``save_after_s`` seconds. Returns ({hook: (p1, s1)}, timing stats)."""
     import numpy as np
 
     from store.index import IndexGroup
@@ -107,6 +110,7 @@ def _record_leaf(spec: dict, ispec: dict, g0: int, g1: int, pending: dict[str, l
     from store.dask_index import leaf_name
     from store.pipeline import write_chunks
 
+    t_start = time.perf_counter()
     ck, split, writer = _worker_state(spec)
     pend = {name: set(v) for name, v in pending.items()}
     stats = RecordStats()
@@ -124,10 +128,12 @@ def _record_leaf(spec: dict, ispec: dict, g0: int, g1: int, pending: dict[str, l
                 fold.add(c.index, np.ascontiguousarray(c.acts[h]).view(np.uint16), c.tokens)
         stats.write_s += time.perf_counter() - t0
     parts = {}
+    save = time.perf_counter() - t_start >= ispec["save_after_s"]  # else cheaper to run again after a kill
     for h, fold in folds.items():
         fold.start()  # a leaf 0 shorter than the held-back chunks (a short recording)
         parts[h] = (fold.p1.canonical(), fold.s1.canonical())
-        IndexGroup(spec["out"], h).save_part(leaf_name(g0, g1), {"p1": parts[h][0], "s1": parts[h][1]})
+        if save:
+            IndexGroup(spec["out"], h).save_part(leaf_name(g0, g1), {"p1": parts[h][0], "s1": parts[h][1]})
     return parts, _stats_dict(stats)
 
 
@@ -184,7 +190,7 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
 
         n_groups = -(-w.n_chunks // plan.per_group)
         per_leaf = cfg.groups_per_task or min(cfg.max_groups_per_task,
-                                              max(1, -(-n_groups // (n_workers(client) * cfg.tasks_per_worker))))
+                                              max(1, -(-n_groups // (n_workers(client) * cfg.leaves_per_worker))))
         splan = plan_stream_index(plan.out, plan.per_group, per_leaf, index_config)
     futures, weights, roots, tasks = [], {}, {}, []
 

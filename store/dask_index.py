@@ -232,7 +232,9 @@ class StreamIndexPlan:
     hooks: list[str]  # hooks indexed (those not indexed yet)
     leaves: list[tuple[int, int]]  # work group ranges [g0, g1), in chunk order
     saved: set[int]  # leaves whose results are saved whole (not recomputed)
-    spec: dict  # what a worker's ChunkFold needs: k, seed, window, vocab, context_len, chunk_tokens, hold
+    spec: dict  # what a worker's ChunkFold needs: k, seed, window, vocab, context_len, chunk_tokens, hold;
+    #   save_after_s: a leaf that ran this long saves its results (IndexConfig.checkpoint_every_s; a
+    #   shorter one is cheaper to run again than to save: its unit samples are ~90 KB per neuron and hook)
 
 
 def plan_stream_index(path, per_group: int, groups_per_leaf: int, config: index.IndexConfig | None = None
@@ -274,7 +276,8 @@ def plan_stream_index(path, per_group: int, groups_per_leaf: int, config: index.
         have = {i for i, (g0, g1) in enumerate(leaves) if leaf_name(g0, g1) in names}
         saved = have if saved is None else saved & have
     spec = {"hooks": hooks, "k": cfg.k, "seed": cfg.seed, "window": list(window), "vocab": vocab_size(st),
-            "context_len": int(st.context_len), "chunk_tokens": ct, "hold": hold}
+            "context_len": int(st.context_len), "chunk_tokens": ct, "hold": hold,
+            "save_after_s": float(cfg.checkpoint_every_s)}
     return StreamIndexPlan(str(Path(st.path).absolute()), hooks, leaves, saved, spec)
 
 

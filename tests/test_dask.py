@@ -263,16 +263,19 @@ def test_killed_client_leaves_a_store_the_same_command_resumes(tiny_root, tiny_s
 
 # ---- record --index on Dask: each task indexes the chunks it records -------------------------------------
 
-LEAF_CHUNK_TOKENS = 512  # 40 chunks: leaf 0 (the first 16 chunks, which fix the sample units) and 8 more leaves
+LEAF_CHUNK_TOKENS = 512  # 40 chunks: leaf 0 (the first 16 chunks, which fix the sample units) and more leaves
 
 
 def _record_index_dask(tiny_root, out, client, act_fn="solu_ln", dense=False, stats=None):
-    from solu_core.dask_record import record_dask
+    from solu_core.dask_record import DaskRecordConfig, record_dask
+    from store.index import IndexConfig
     from tests.builders import TINY_TOKENS
 
     return record_dask(tiny_root / "models" / act_fn, out, client, n_tokens=TINY_TOKENS,
                        corpus_dir=tiny_root / "corpus", device="cpu", chunk_tokens=LEAF_CHUNK_TOKENS,
-                       progress=False, index=True, dense=dense, stats=stats)
+                       progress=False, index=True, dense=dense, stats=stats,
+                       config=DaskRecordConfig(groups_per_task=3),  # leaf 0, then 8 leaves of 3 groups
+                       index_config=IndexConfig(checkpoint_every_s=0.0))  # every leaf saves its results
 
 
 @pytest.fixture(scope="module")
