@@ -1,0 +1,53 @@
+"""Before/after: the whole `index_store(force=True)` of one store by two source trees, alternating, medians.
+
+    git archive OLD_COMMIT | tar -x -C /tmp/old_src
+    .venv/bin/python benchmarks/bench_index_ab.py --before-src /tmp/old_src \\
+        --store /tmp/neurobrowse_bench_index/store_524288x2048      # built by bench_index.py
+
+Each run is a fresh process (its own imports, Numba cache loads) that indexes the store with --force, so
+the two trees meet the same page cache and the same load; one warm-up run of each tree first (Numba caches).
+Prints each run and the medians; the speed-up is before / after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+CODE = ("import sys, time; sys.path.insert(0, {src!r}); from store.index import index_store; "
+        "t = time.perf_counter(); index_store({store!r}, force=True, progress=False); print(time.perf_counter() - t)")
+
+
+def run(src: str, store: str) -> float:
+    r = subprocess.run([sys.executable, "-c", CODE.format(src=src, store=store)], capture_output=True, text=True,
+                       cwd=src, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    if r.returncode:
+        raise SystemExit(f"the run with {src} failed:\n{r.stderr}")
+    return float(r.stdout.split()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before-src", required=True, help="a source tree of the code before (git archive)")
+    ap.add_argument("--after-src", default=str(Path(__file__).resolve().parents[1]), help="default: this tree")
+    ap.add_argument("--store", default="/tmp/neurobrowse_bench_index/store_524288x2048")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    srcs = {"before": args.before_src, "after": args.after_src}
+    for src in srcs.values():
+        run(src, args.store)
+    times: dict[str, list[float]] = {name: [] for name in srcs}
+    for _ in range(args.repeats):
+        for name, src in srcs.items():
+            times[name].append(run(src, args.store))
+            print(f"{name} {times[name][-1]:.2f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+    b, a = statistics.median(times["before"]), statistics.median(times["after"])
+    print(f"whole index, median of {args.repeats}: before {b:.2f} s, after {a:.2f} s, speed-up {b / a:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
