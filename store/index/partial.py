@@ -401,6 +401,12 @@ class _SampleArrays:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if isinstance(getattr(self, f.name), np.ndarray)}
 
+    def _chunk_inputs(self, bits: np.ndarray, row0: int, seed: int) -> tuple:
+        """What both sample kernels take for one chunk: (contiguous bits, the rows' two position hashes,
+        each slot group's replace-next slot, the neurons' salts)."""
+        h1, h2 = kernels.position_hashes(row0, bits.shape[0], seed)
+        return np.ascontiguousarray(bits), h1, h2, _sample_worst_slots(self), kernels.neuron_salts(bits.shape[1], seed)
+
 
 @dataclass
 class SamplePartial(_SampleArrays):
@@ -425,11 +431,8 @@ class SamplePartial(_SampleArrays):
                    **_sample_slots(N, B, S, W), before=int(window[0]), after=int(window[1]))
 
     def update(self, bits: np.ndarray, row0: int, context_len: int, seed: int) -> None:
-        R, N = bits.shape
-        h1, h2 = kernels.position_hashes(row0, R, seed)
-        worst = _sample_worst_slots(self)
-        bits = np.ascontiguousarray(bits)
-        salt = kernels.neuron_salts(N, seed)
+        N = bits.shape[1]
+        bits, h1, h2, worst, salt = self._chunk_inputs(bits, row0, seed)
 
         def blocks(b0, b1):
             kernels.pass2_rows(bits, row0, context_len, self.before, h1, h2, salt, self.qbin, self.prio,
@@ -588,11 +591,8 @@ class UnitSamples(_SampleArrays):
 
     def update(self, bits: np.ndarray, row0: int, context_len: int, seed: int) -> None:
         """Fold one chunk into the samples (in place). bits: uint16 [R, N]."""
-        R, N = bits.shape
-        h1, h2 = kernels.position_hashes(row0, R, seed)
-        worst = _sample_worst_slots(self)
-        bits = np.ascontiguousarray(bits)
-        salt = kernels.neuron_salts(N, seed)
+        N = bits.shape[1]
+        bits, h1, h2, worst, salt = self._chunk_inputs(bits, row0, seed)
 
         tables = self.__dict__.get("_tables")  # lookup tables of the units, made once (not fields: never saved)
         if tables is None:
