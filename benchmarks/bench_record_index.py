@@ -197,18 +197,14 @@ def _page_times(path: Path, hook: str, neurons: np.ndarray) -> list[float]:
 def page_load(path: Path, hook: str, tmp: Path, repeats: int = 5, pages: int = 20) -> dict:
     """Neuron page load of an index that derives its token windows from the tokens (as written) against
     the same index with the windows stored (as indexes before schema.INDEX_DERIVED were), interleaved."""
+    from bench_store import copy_with_stored_windows
     from store import schema
-    from store.index import IndexGroup
     from store.reader import Store
 
     stored = tmp / "page_stored"
-    shutil.rmtree(stored, ignore_errors=True)
-    shutil.copytree(path, stored)
+    copy_with_stored_windows(path, stored, hook)
     st = Store.open(path)
-    wins = {a: np.asarray(st.index_array(hook, a)[...]) for a in schema.INDEX_DERIVED}
-    grp = IndexGroup(stored, hook)
-    grp.write_arrays(grp.group, wins, {a: schema.INDEX_ARRAYS[a][1] for a in wins})
-    assert all(Store.open(stored)._index_stores(hook, a) for a in wins)
+    assert all(Store.open(stored)._index_stores(hook, a) for a in schema.INDEX_DERIVED)
     rng = np.random.default_rng(0)
     derived_t, stored_t = [], []
     for _ in range(repeats):

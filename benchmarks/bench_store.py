@@ -48,6 +48,19 @@ TOKENIZER = json.dumps({"version": "1.0", "truncation": None, "padding": None, "
                                   "ignore_merges": False, "vocab": {"a": 0, "b": 1}, "merges": []}})
 
 
+
+def copy_with_stored_windows(path: Path, stored: Path, hook: str) -> None:
+    """A copy of the store at ``path`` in ``stored`` whose index of ``hook`` also stores the token windows
+    (schema.INDEX_DERIVED, which readers otherwise gather from the tokens), as indexes before did."""
+    from store.index import IndexGroup
+
+    shutil.rmtree(stored, ignore_errors=True)
+    shutil.copytree(path, stored)
+    st = Store.open(path)
+    wins = {a: np.asarray(st.index_array(hook, a)[...]) for a in schema.INDEX_DERIVED}
+    grp = IndexGroup(stored, hook)
+    grp.write_arrays(grp.group, wins, {a: schema.INDEX_ARRAYS[a][1] for a in wins})
+
 def synthetic(kind: str, rows: int, d: int, seed: int = 0) -> np.ndarray:
     """float16 [rows, d]: GeLU of a Gaussian pre-activation, or SoLU-LN-like (x * softmax(3x), LN'd)."""
     rng = np.random.default_rng(seed)
@@ -200,8 +213,6 @@ def _page_run(path: Path, hook: str, d: int, pages: int) -> dict:
 def bench_page(work: Path, n_tokens: int, d: int, vocab: int, pages: int, repeats: int = 3) -> dict:
     """Page latency of the index as written (token windows derived from the tokens) and of a copy that
     stores the windows (as indexes did before schema.INDEX_DERIVED), interleaved, medians of repeats."""
-    from store.index import IndexGroup
-
     path = work / "page_store"
     hook = "blocks.0.mlp.hook_post"
     if not (path / schema.index_path(hook) / "top_values").exists():
@@ -209,12 +220,7 @@ def bench_page(work: Path, n_tokens: int, d: int, vocab: int, pages: int, repeat
         _full_size_index(path, n_tokens, d, vocab, schema.DEFAULT_K)
     stored = work / "page_store_windows"
     if not (stored / schema.index_path(hook) / "top_context_tokens").exists():
-        shutil.rmtree(stored, ignore_errors=True)
-        shutil.copytree(path, stored)
-        st = Store.open(path)
-        wins = {a: np.asarray(st.index_array(hook, a)[...]) for a in schema.INDEX_DERIVED}
-        grp = IndexGroup(stored, hook)
-        grp.write_arrays(grp.group, wins, {a: schema.INDEX_ARRAYS[a][1] for a in wins})
+        copy_with_stored_windows(path, stored, hook)
     runs: dict = {"derived": [], "stored": []}
     for _ in range(repeats):
         for label, p in (("derived", path), ("stored", stored)):
