@@ -251,6 +251,8 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens
             "checkpoint_hash": loaded.hash,
             "checkpoint_path": loaded.source,
             "model_kind": loaded.kind,
+            # "trained", or a random-model control ("random", "shuffled"; solu_core.train.make_control)
+            "model_init": str((getattr(loaded.checkpoint, "meta", None) or {}).get("init", "trained")),
             "code_version": code_version(),
             "layers": sorted({schema.parse_hook_name(h)[0] for h in hook_list}),
             "record_command": shlex.join(cmd) if loaded.kind != "memory" else None,

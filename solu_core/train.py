@@ -13,7 +13,6 @@ the weights; running the same command again resumes from the last one. A finishe
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, replace
@@ -92,24 +91,19 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
+DEFAULT_THREADS = 1  # CPU threads when --threads is not given: fixed, so a rerun gives the same weights
+
+
 def _set_threads(device: torch.device, threads: int | None = None) -> int:
-    """Pick the CPU thread count: ``threads`` when given, else every core this process may run on,
-    but 1 when the machine is already busy (1-minute load >= cores): torch's OpenMP threads spin
-    while they wait, and on a shared 2-core machine 2 contended threads ran a small model 6x slower
-    than 1 thread did. Returns the count used."""
+    """Set the CPU thread count: ``threads`` when given, else DEFAULT_THREADS (1). Fixed rather than
+    picked from the cores or the load: the thread count changes the order of floating-point reductions,
+    so two runs with different counts give different weights (a load-dependent default made a rerun on
+    a busy machine differ). One thread also avoids torch's spinning OpenMP threads on a shared machine
+    (2 contended threads ran a small model 6x slower than 1). ``--threads N`` trades that for speed; the
+    count used is saved in the checkpoint (metrics.threads). Returns it."""
     if device.type != "cpu":
         return torch.get_num_threads()
-    if threads is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:
-            cores = os.cpu_count() or 1
-        try:
-            busy = os.getloadavg()[0] >= cores
-        except OSError:
-            busy = False
-        threads = 1 if busy else cores
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(max(1, int(threads) if threads is not None else DEFAULT_THREADS))
     return torch.get_num_threads()
 
 
@@ -205,6 +199,7 @@ def train_one(
     def meta_now(complete: bool, val_loss: float | None) -> dict:
         return {
             "preset": preset,
+            "init": "trained",
             "training": training,
             "corpus_manifest_hash": manifest_hash,
             "corpus_dir": str(corpus_dir),
@@ -270,6 +265,113 @@ def train_one(
     return out
 
 
+# ----------------------------------------------------------------------------------------- controls
+
+INITS = ("trained", "random", "shuffled")
+INIT_HELP = ("trained: the ordinary model; random: the untrained model of the same preset and seed (the exact "
+             "weights training starts from); shuffled: the trained model with every parameter tensor's entries "
+             "permuted (same weight distribution, no learned structure)")
+
+
+def parse_inits(inits) -> tuple[str, ...]:
+    """'trained,random' or a sequence -> a checked tuple of INITS (order kept, duplicates dropped)."""
+    names = inits.split(",") if isinstance(inits, str) else list(inits)
+    names = [n.strip() for n in names if n.strip()]
+    bad = [n for n in names if n not in INITS]
+    if bad or not names:
+        raise TrainConfigError(f"unknown --init {', '.join(bad) or '(none)'}; choose from {', '.join(INITS)} "
+                               f"(comma-separated, e.g. trained,random)")
+    return tuple(dict.fromkeys(names))
+
+
+def control_dir(out_dir: str | Path, act_fn: str, init: str) -> Path:
+    """Where train_pair puts a model: OUT/<act_fn> (trained) or OUT/<act_fn>-<init> (a control)."""
+    return Path(out_dir).expanduser() / (act_fn if init == "trained" else f"{act_fn}-{init}")
+
+
+def shuffle_weights(model: Transformer, seed: int) -> None:
+    """Permute the entries of every parameter tensor in place (one generator seeded by ``seed``, the
+    parameters in state-dict order), so the model keeps each tensor's weight distribution and loses
+    what training arranged."""
+    g = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for _, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            p.copy_(flat[torch.randperm(flat.numel(), generator=g)].reshape(p.shape))
+
+
+def make_control(
+    corpus_dir: str | Path,
+    out_dir: str | Path,
+    model_cfg: ModelConfig,
+    tc: TrainConfig,
+    init: str,
+    *,
+    trained_dir: str | Path | None = None,
+    preset: str = "custom",
+    device: str = "auto",
+    force: bool = False,
+    threads: int | None = None,
+) -> Path:
+    """Write a random-model control checkpoint into ``out_dir``: an ordinary checkpoint (record and
+    index treat it like any other) whose config.json says ``"init": "random"`` or ``"shuffled"``.
+
+    random: ``torch.manual_seed(tc.seed)`` then the model, exactly as ``train_one`` starts (same preset,
+    same seed: the trained model's initial weights). shuffled: the finished checkpoint ``trained_dir``
+    with ``shuffle_weights(seed=tc.seed)``. A finished control with the same settings is kept."""
+    if init not in ("random", "shuffled"):
+        raise TrainConfigError(f"a control is 'random' or 'shuffled', not {init!r}")
+    out = Path(out_dir).expanduser().resolve()
+    corpus_dir = Path(corpus_dir).expanduser().resolve()
+    manifest_hash = corpus_mod.corpus_manifest_hash(corpus_dir)
+    tokenizer_json = (corpus_dir / "tokenizer.json").read_text(encoding="utf-8")
+    training = {"preset": preset, **asdict(tc)}
+    dev = pick_device(device)
+    n_threads = _set_threads(dev, threads)
+    recover_checkpoint_dir(out)
+    source_hash = None
+    if init == "shuffled":
+        if trained_dir is None:
+            raise TrainConfigError("a shuffled control needs the trained model (trained_dir)")
+        trained_meta = read_config(trained_dir)
+        if not trained_meta.get("complete"):
+            raise CheckpointError(f"{trained_dir} is not finished training; train it before shuffling its weights")
+        source_hash = trained_meta.get("model_sha256")
+    if force and out.exists():
+        shutil.rmtree(out)
+    if out.exists():
+        meta = read_config(out)
+        same = (ModelConfig.from_dict(meta).to_dict() == model_cfg.to_dict() and meta.get("init") == init
+                and _same_training(meta.get("training"), training)
+                and meta.get("corpus_manifest_hash") == manifest_hash
+                and (source_hash is None or meta.get("shuffled_from") == source_hash))
+        if same and meta.get("complete"):
+            return out
+        if not same:
+            raise CheckpointError(f"{out} holds a checkpoint with other settings than this {init} control; "
+                                  "pass --force to rebuild it or choose another --out")
+    t0 = time.perf_counter()
+    if init == "random":
+        torch.manual_seed(tc.seed)
+        model = Transformer(model_cfg).to(dev)
+    else:
+        model = load_checkpoint(trained_dir, device=str(dev)).model
+        shuffle_weights(model, tc.seed)
+    model.eval()
+    val = val_windows(corpus_mod.load_split(corpus_dir, "val").tokens, model_cfg.n_ctx, tc.eval_tokens * 4)
+    val_loss = round(evaluate(model, val, tc.batch_size, dev), 4)
+    meta = {"preset": preset, "training": training, "init": init, "corpus_manifest_hash": manifest_hash,
+            "corpus_dir": str(corpus_dir), "n_params": param_count(model), "history": [], "resumed_at": [],
+            "metrics": {"step": 0, "tokens_seen": 0, "train_loss": None, "val_loss": val_loss,
+                        "val_tokens": int(val.shape[0] * (val.shape[1] - 1)), "wall_s": round(time.perf_counter() - t0, 2),
+                        "tokens_per_s": None, "device": dev.type, "threads": n_threads},
+            "complete": True}
+    if source_hash:
+        meta["shuffled_from"] = source_hash
+    save_checkpoint(out, model, tokenizer_json, meta)
+    return out
+
+
 def model_config_for(preset: str, corpus_dir: str | Path, act_fn: str, **overrides) -> ModelConfig:
     """The preset's model shape with d_vocab from the corpus's tokenizer."""
     p = get_preset(preset)
@@ -297,12 +399,17 @@ def train_pair(
     threads: int | None = None,
     model_overrides: dict | None = None,
     train_overrides: dict | None = None,
+    inits=("trained",),
 ) -> dict[str, Path]:
     """Train one model per act_fn into ``out_dir/<act_fn>/`` from the same init and data order.
 
     Resumes unfinished ones and skips finished ones, so re-running the same command is cheap.
-    Returns {act_fn: checkpoint dir}.
+    ``inits`` (``INITS``, e.g. ("trained", "random")): also (or only) write the random-model controls
+    ``out_dir/<act_fn>-random/`` and ``-shuffled/`` (``make_control``; a shuffled one trains its model
+    first when it is missing). Returns {act_fn: checkpoint dir} for trained models and
+    {"<act_fn>-<init>": dir} for controls.
     """
+    inits = parse_inits(inits)
     p = get_preset(preset)
     names = parse_act_fns(act_fns)
     tc = replace(p.train, **{k: v for k, v in (train_overrides or {}).items() if v is not None})
@@ -314,6 +421,14 @@ def train_pair(
     result = {}
     for act_fn in names:
         cfg = model_config_for(preset, corpus_dir, act_fn, **(model_overrides or {}))
-        result[act_fn] = train_one(corpus_dir, out / act_fn, cfg, tc, preset=preset, device=device,
-                                   progress=progress, force=force, threads=threads)
+        if "trained" in inits or "shuffled" in inits:
+            result[act_fn] = train_one(corpus_dir, out / act_fn, cfg, tc, preset=preset, device=device,
+                                       progress=progress, force=force and "trained" in inits, threads=threads)
+        for init in inits:
+            if init != "trained":
+                result[f"{act_fn}-{init}"] = make_control(
+                    corpus_dir, control_dir(out, act_fn, init), cfg, tc, init, trained_dir=out / act_fn,
+                    preset=preset, device=device, force=force, threads=threads)
+        if "trained" not in inits:
+            result.pop(act_fn, None)
     return result

@@ -30,10 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=options.positive_int, default=None, help="override the preset's batch size")
     p.add_argument("--lr", type=options.positive_float, default=None, help="override the preset's peak learning rate")
     p.add_argument("--ckpt-every", type=options.positive_int, default=None, help="steps between checkpoints")
+    p.add_argument("--init", default="trained", metavar="KINDS",
+                   help="what to make, comma-separated: trained (default), random, shuffled. random: the untrained "
+                   "model of the same preset and seed, into OUT/<act_fn>-random; shuffled: the trained model's "
+                   "weights permuted within each tensor, into OUT/<act_fn>-shuffled (trains the model first when "
+                   "it is missing). Controls are ordinary checkpoints (config.json \"init\") to record and index "
+                   "like any other, so compare and study report can show their shares")
     p.add_argument("--seed", type=options.non_negative_int, default=None, help="init and data-order seed (default: the preset's, 0)")
     p.add_argument("--device", type=options.device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=options.positive_int, default=None,
-                   help="CPU threads (default: all cores, or 1 when the machine is already busy)")
+                   help="CPU threads (default: 1, fixed so that a rerun gives bit-identical weights; another count gives other weights)")
     p.add_argument("--force", action="store_true", help="retrain from scratch over existing checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -52,9 +58,14 @@ def run(args: argparse.Namespace) -> int:
         args.corpus, args.out, preset=args.preset, act_fns=args.act_fns, steps=args.steps, seed=args.seed,
         device=args.device, progress=not args.quiet, force=args.force, threads=args.threads,
         train_overrides={"batch_size": args.batch_size, "lr": args.lr, "ckpt_every": args.ckpt_every},
+        inits=args.init,
     )
-    for act_fn, path in paths.items():
-        m = read_config(path)["metrics"]
-        print(f"{act_fn:<8} {path}: val loss {m['val_loss']:.4f} nats/token after {m['step']} steps, "
+    for name, path in paths.items():
+        meta = read_config(path)
+        m = meta["metrics"]
+        if meta.get("init", "trained") != "trained":
+            print(f"{name:<8} {path}: {meta['init']} control, val loss {m['val_loss']:.4f} nats/token")
+            continue
+        print(f"{name:<8} {path}: val loss {m['val_loss']:.4f} nats/token after {m['step']} steps, "
               f"{m['tokens_per_s'] or 0:,.0f} tokens/s, {m['wall_s']:.0f} s")
     return 0
