@@ -83,7 +83,6 @@ def test_tiny_pair_learns_and_records_metrics(tiny_pair, corpus):
         assert m["metrics"]["tokens_per_s"] > 0
     gelu, solu = read_config(paths["gelu"]), read_config(paths["solu_ln"])
     assert gelu["training"] == solu["training"] and gelu["corpus_manifest_hash"] == solu["corpus_manifest_hash"]
-    assert seconds < 60
 
 
 def test_finished_models_are_skipped_and_other_settings_refused(tiny_pair, corpus):
