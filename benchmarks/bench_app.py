@@ -82,9 +82,9 @@ def bench_startup(store: Path, repeats: int) -> dict:
 
 def _full_size_store(work: Path, n_tokens: int, d: int, vocab: int) -> Path:
     path = work / "app_page_store"
-    from store import schema
+    from store.format import schema
 
-    from store.reader import Store
+    from store.format.reader import Store
 
     fresh = (path / schema.index_path("blocks.0.mlp.hook_post") / "distinct_top_values").exists() and \
         Store.open(path).index_window("blocks.0.mlp.hook_post") == (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)

@@ -6,7 +6,7 @@ write   StoreWriter.write_chunk of float16 [rows, neurons] chunks (Crc32c, compl
         the chunk's checksum; no fsync) vs np.save of the same arrays into .npy files
 read    Store.read_chunk (file read into its array, Crc32c and the marker's checksum checked) vs
         np.fromfile of the same .npy files, both from the page cache
-verify  store.verify.verify_store over the whole store: seconds per GB read
+verify  store.format.verify.verify_store over the whole store: seconds per GB read
 
 Run it against two source trees (PYTHONPATH=TREE) to compare before and after a change: the ratios
 to numpy cancel most of the machine's load. Writes benchmarks/out/bench_chunkio.json (or --json).
@@ -28,9 +28,9 @@ import numpy as np
 if "PYTHONPATH" not in os.environ:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store import schema  # noqa: E402
-from store.reader import Store  # noqa: E402
-from store.writer import StoreWriter  # noqa: E402
+from store.format import schema  # noqa: E402
+from store.format.reader import Store  # noqa: E402
+from store.format.writer import StoreWriter  # noqa: E402
 
 HOOK = "blocks.0.mlp.hook_post"
 TOKENIZER = json.dumps({"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}})
@@ -77,8 +77,9 @@ def main() -> None:
             res["npload_s"].append(time.perf_counter() - t0)
             import store
 
-            if (Path(store.__file__).parent / "verify.py").exists():  # a tree from before `verify` has none
-                from store.verify import verify_store
+            # a tree from before `verify` has none
+            if any((Path(store.__file__).parent / d / "verify.py").exists() for d in (".", "format")):
+                from store.format.verify import verify_store
 
                 for i in range(args.chunks):
                     w.write_chunk(schema.TOKENS, i, np.zeros(args.rows, np.int32))

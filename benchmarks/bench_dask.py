@@ -70,7 +70,7 @@ def time_index(store, client=None) -> float:
 
         index_store(store, force=True, progress=False)
     else:
-        from store.dask_index import index_store_dask
+        from store.index.dask_run import index_store_dask
 
         index_store_dask(store, client, force=True, progress=False)
     return time.perf_counter() - t
@@ -80,7 +80,7 @@ def same_recording(a: Path, b: Path) -> bool:
     import numpy as np
     import zarr
 
-    from store.reader import Store
+    from store.format.reader import Store
 
     ga, gb = zarr.open_group(a, mode="r"), zarr.open_group(b, mode="r")
     return all(np.array_equal(ga[n][...], gb[n][...]) for n in ["tokens", "doc_starts", *Store.open(a).hooks])
@@ -129,7 +129,7 @@ def merge_cost(n_neurons: int = 2048, vocab: int = 8192, k: int = 32) -> dict:
 PROJ = dict(tokens=1e9, d_mlp=2048, layers=12, d_model=512, vocab=8192, n_ctx=256,
             fs_GBps=10.0,  # aggregate shared-file-system bandwidth assumed (a parallel FS; NFS is ~1)
             gpu_TFLOPs=300.0,  # sustained fp16 forward on one H100-class GPU (~30% of dense peak)
-            compression_ratio=1.0)  # dense activations are stored uncompressed, Crc32c only (store/schema.py)
+            compression_ratio=1.0)  # dense activations are stored uncompressed, Crc32c only (store/format/schema.py)
 
 
 def steady_index_cost(path: Path = Path(__file__).resolve().parent / "out" / "bench_index.json") -> dict:
@@ -203,8 +203,8 @@ def main() -> int:
         Path(args.project_only).write_text(json.dumps(res, indent=2))
         return 0
 
-    from store.dask_cluster import dask_client
-    from store.reader import Store
+    from store.index.dask_cluster import dask_client
+    from store.format.reader import Store
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

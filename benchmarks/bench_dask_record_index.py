@@ -41,8 +41,8 @@ FP_ARRAYS = ("mean", "var", "skewness", "kurtosis", "token_sum", "top_token_mean
 
 
 def same_index(a: Path, b: Path, samples: bool) -> bool:
-    from store import schema
-    from store.reader import Store
+    from store.format import schema
+    from store.format.reader import Store
 
     sa, sb = Store.open(a), Store.open(b)
     for hook in sa.hooks:
@@ -71,9 +71,9 @@ def main() -> int:
 
     from solu_core.dask_record import record_dask
     from solu_core.record import record
-    from store.dask_cluster import dask_client
-    from store.dask_index import index_store_dask
-    from store.reader import Store
+    from store.index.dask_cluster import dask_client
+    from store.index.dask_run import index_store_dask
+    from store.format.reader import Store
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,11 @@
-"""What the automatic rule explanations (store.explain) cost: per 1,000 neurons, and in `neurobrowse index`.
+"""What the automatic rule explanations (store.measures.explain) cost: per 1,000 neurons, and in `neurobrowse index`.
 
     .venv/bin/python benchmarks/bench_explain.py --store artifacts/demo/stores/solu_ln --repeats 3
 
 On a copy of the given indexed store (the original is not touched), interleaved repeat by repeat so
 load changes hit both alike, medians:
 
-  explain      store.explain.explain_hook on every indexed hook: read the index arrays it needs and the
+  explain      store.measures.explain.explain_hook on every indexed hook: read the index arrays it needs and the
                token stream, count the rules over the stream, search the rule library, write the arrays;
                reported per 1,000 neurons
   search       the rule search alone (explain_arrays on arrays already in memory), per 1,000 neurons
@@ -33,10 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store import explain  # noqa: E402
+from store.measures import explain  # noqa: E402
 from store.index import index_store  # noqa: E402
-from store.reader import Store  # noqa: E402
-from store.snippets import index_window  # noqa: E402
+from store.format.reader import Store  # noqa: E402
+from store.measures.snippets import index_window  # noqa: E402
 
 
 def _timed(fn) -> float:

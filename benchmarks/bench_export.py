@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_export.py --neurons 10240 --tokens 8192 --snippets 20
 
 Builds (once, reused under --work) a store of GeLU-like float16 activations with
-store.writer.StoreWriter and indexes it with store.index.index_store (so every index array is
+store.format.writer.StoreWriter and indexes it with store.index.index_store (so every index array is
 the real one), labels every neuron in one transaction of the real label database, then times
 ``store.export.export_store`` for jsonl, csv and neuron-explainer, plain and gzipped (median of
 --repeats), and ``labels import`` of the jsonl export into a fresh database. Prints a table and
@@ -28,10 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store import schema  # noqa: E402
+from store.format import schema  # noqa: E402
 from store.export import ExportConfig, export_store, import_labels  # noqa: E402
 from store.labels import VERDICTS, Label, LabelDB  # noqa: E402
-from store.reader import Store  # noqa: E402
+from store.format.reader import Store  # noqa: E402
 
 HOOK = "blocks.0.mlp.hook_post"
 
@@ -40,7 +40,7 @@ def build_store(path: Path, n_tokens: int, n_neurons: int, vocab: int = 2048, co
     from tokenizers import Tokenizer, models
 
     from store.index import index_store
-    from store.writer import StoreWriter
+    from store.format.writer import StoreWriter
 
     if not ((path / "zarr.json").exists() and Store.open(path).complete):
         tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(vocab)}, unk_token="w0"))

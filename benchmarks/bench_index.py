@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_index.py --tokens 131072 --topk-tokens 524288 --repeats 3  # quicker
 
 Builds (once, reused under --dir) two stores of GeLU-like float16 activations with
-store.writer.StoreWriter (Crc32c chunks, as `record` writes them) and a Zipf-distributed token
+store.format.writer.StoreWriter (Crc32c chunks, as `record` writes them) and a Zipf-distributed token
 stream (like text: a few hundred tokens make up most occurrences):
 
   index store  --tokens x --neurons (default 512k x 2048, 2 GiB): a realistic hook of a 1-layer model
@@ -64,11 +64,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import topk_kernels  # noqa: E402  (benchmarks/topk_kernels.py)
-from store import schema  # noqa: E402
+from store.format import schema  # noqa: E402
 from store.index import (  # noqa: E402
     ChunkSource, IndexConfig, compute_partial, compute_sample_partial, index_store, sample_thresholds,
 )
-from store.reader import Store  # noqa: E402
+from store.format.reader import Store  # noqa: E402
 
 HOOK = "blocks.0.mlp.hook_post"
 ROOT = Path(__file__).resolve().parent
@@ -79,7 +79,7 @@ def build_store(path: Path, n_tokens: int, n_neurons: int, vocab: int = 8192, co
     from scipy.special import ndtri
     from tokenizers import Tokenizer, models
 
-    from store.writer import StoreWriter
+    from store.format.writer import StoreWriter
 
     if (path / "zarr.json").exists() and Store.open(path).complete:
         return path

@@ -11,7 +11,7 @@ context 1024; every layer's hook_post). Tokens are random ids (the same for ever
   throughput  per model, the same work groups and batches (solu_core.record.compute_group) run
               (a) bare: the forward pass with the hooks, activations copied to host float16, nothing
               else; (b) record --index --dense none: the same, each group handed to the recording
-              pipeline (store.pipeline.ChunkPipeline: tokens written, store.index.StreamIndexer on its
+              pipeline (store.format.pipeline.ChunkPipeline: tokens written, store.index.StreamIndexer on its
               background thread) into a store without dense activations, until every chunk is written
               and indexed; the fixed costs per store are reported apart: the logit effects before the
               tokens (W_out @ W_U per layer: ~3 s per GPT-2 layer) and the final write of the index
@@ -82,7 +82,7 @@ class _Split:
 def _writer(path: Path, shape: dict, hooks: list[str], n: int, dense: bool):
     from tokenizers import Tokenizer, models
 
-    from store.writer import StoreWriter
+    from store.format.writer import StoreWriter
 
     tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(shape["d_vocab"])}, unk_token="w0"))
     cfg = {**shape, "act_fn": "gelu"}
@@ -107,7 +107,7 @@ def run_record(model, shape: dict, hooks: list[str], n: int, path: Path, *, inde
     run every work group of ``n`` tokens: bare (forward only; both the same) or recorded into ``path``."""
     from solu_core.record import RecordStats, compute_group, plan_batches
     from store.index import StreamIndexer
-    from store.pipeline import ChunkPipeline
+    from store.format.pipeline import ChunkPipeline
 
     split = _Split(n, shape["d_vocab"])
     shutil.rmtree(path, ignore_errors=True)
@@ -182,7 +182,7 @@ def _breakdown(st, n: int, neurons: int) -> dict:
 def _page_times(path: Path, hook: str, neurons: np.ndarray) -> list[float]:
     """Seconds per neuron page (Store.neuron) of each neuron, as the app reads them: one reader whose
     neuron table is loaded, pages of neurons far apart (no shared index chunk), chunk caches as they fill."""
-    from store.reader import Store
+    from store.format.reader import Store
 
     st = Store.open(path)
     st.neuron_table(hook)
@@ -198,8 +198,8 @@ def page_load(path: Path, hook: str, tmp: Path, repeats: int = 5, pages: int = 2
     """Neuron page load of an index that derives its token windows from the tokens (as written) against
     the same index with the windows stored (as indexes before schema.INDEX_DERIVED were), interleaved."""
     from bench_store import copy_with_stored_windows
-    from store import schema
-    from store.reader import Store
+    from store.format import schema
+    from store.format.reader import Store
 
     stored = tmp / "page_stored"
     copy_with_stored_windows(path, stored, hook)
@@ -223,8 +223,8 @@ def window_codecs(path: Path, hook: str) -> dict:
     schema.INDEX_NEURON_CHUNK neurons, as the index stores them): is the index's zstd-1 the right one?"""
     from numcodecs import Blosc, Zstd
 
-    from store import schema
-    from store.reader import Store
+    from store.format import schema
+    from store.format.reader import Store
 
     st = Store.open(path)
     names = [n for n, (dt, _d) in schema.INDEX_ARRAYS.items() if dt == "float16"]
@@ -248,7 +248,7 @@ def window_codecs(path: Path, hook: str) -> dict:
 
 
 def disk(n: int, tmp: Path, model: str = "demo") -> dict:
-    from store.reader import Store
+    from store.format.reader import Store
 
     shape = SHAPES[model]
     torch_model = _model(shape)

@@ -70,7 +70,7 @@ def main() -> None:
             raise SystemExit(f"record failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
         sys.path.insert(0, str(REPO))
-        from store.reader import Store
+        from store.format.reader import Store
 
         st = Store.open(out)
         n_tokens, hooks, d_mlp = int(st.n_tokens), list(st.hooks), int(st.d_mlp)
@@ -78,7 +78,7 @@ def main() -> None:
         index_bytes = _size(out / "index")
         dense = 2 * n_tokens * d_mlp * len(hooks)
         info = _cli("info", str(out))
-        from store import schema
+        from store.format import schema
 
         show = _cli("show", str(out), "--layer", str(schema.parse_hook_name(hooks[0])[0]), "--hook", hooks[0],
                     "--neuron", "0")

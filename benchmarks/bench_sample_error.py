@@ -57,7 +57,7 @@ def _models(workdir: Path, device: str) -> tuple[Path, dict[str, Path]]:
 
 def _bins(keys: np.ndarray) -> np.ndarray:
     """Histogram bin (PartialIndex.hist) of float16 order keys."""
-    from store import kernels
+    from store.index import kernels
 
     return np.clip((keys >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET, 0, kernels.HIST_BINS - 1)
 
@@ -68,7 +68,8 @@ def sample_error(exact_pos: np.ndarray, approx_pos: np.ndarray, approx_keys: np.
 
     exact_pos / approx_pos int64 [N, B, S] (-1 empty), approx_keys int32 [N, B, S] float16 order keys,
     qbin int32 [N, nq] (sample_thresholds), hist int64 [N, H] of n values, inexact bool [N]."""
-    from store import kernels, schema
+    from store.index import kernels
+    from store.format import schema
 
     N, _, S = exact_pos.shape
     nq = qbin.shape[1]
@@ -121,7 +122,7 @@ def sample_error(exact_pos: np.ndarray, approx_pos: np.ndarray, approx_keys: np.
 
 def _edge_misses(s1, qbin: np.ndarray) -> dict:
     """Per quantile edge: the neurons whose final edge does not start a unit."""
-    from store import schema
+    from store.format import schema
     from store.index.partial import unit_starts
 
     starts = unit_starts(s1.umap)
@@ -130,7 +131,7 @@ def _edge_misses(s1, qbin: np.ndarray) -> dict:
 
 
 def _index_samples(st, hook: str) -> tuple[np.ndarray, np.ndarray]:
-    from store import kernels
+    from store.index import kernels
 
     pos = np.asarray(st.index_array(hook, "sample_positions")[...])
     vals = np.asarray(st.index_array(hook, "sample_values")[...]).astype(np.float16)
@@ -162,7 +163,7 @@ def simulate(st, hook: str, p1, qbin: np.ndarray, variant: dict, seed: int) -> t
     sample to the bin of its own value; exact where ``UnitSamples.certified``) or "unit" (the earlier
     rule: a unit's samples to the bin of its first histogram bin; exact where ``exact_for``).
     Returns (SamplePartial, inexact bool [N], UnitSamples)."""
-    from store import schema
+    from store.format import schema
     from store.index.partial import UNIT_RADIUS, UnitSamples, chunk_hist, hist_thresholds, sample_units, unit_starts
     from store.index.source import ChunkSource
 
@@ -221,7 +222,7 @@ def split_runs(umap: np.ndarray, hist: np.ndarray) -> np.ndarray:
 
 
 def _window(st, hook: str) -> tuple[int, int]:
-    from store.snippets import index_window
+    from store.measures.snippets import index_window
 
     return tuple(index_window(st.index_state(hook)))
 
@@ -246,10 +247,10 @@ def main() -> int:
 
     import tempfile
 
-    from store import schema
+    from store.format import schema
     from store.index import pass1_result, sample_thresholds
     from store.index.stream import provisional_chunks
-    from store.reader import Store
+    from store.format.reader import Store
 
     import sysconfig
 

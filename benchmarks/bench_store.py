@@ -37,9 +37,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store import schema  # noqa: E402
-from store.reader import Store  # noqa: E402
-from store.writer import StoreWriter, fsync_path  # noqa: E402
+from store.format import schema  # noqa: E402
+from store.format.reader import Store  # noqa: E402
+from store.format.writer import StoreWriter, fsync_path  # noqa: E402
 
 TOKENIZER = json.dumps({"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
                         "normalizer": None, "pre_tokenizer": None, "post_processor": None, "decoder": None,
@@ -142,7 +142,7 @@ def _full_size_index(path: Path, n_tokens: int, d: int, vocab: int, k: int) -> s
     rng = np.random.default_rng(0)
     W = schema.CONTEXT_BEFORE + 1 + schema.CONTEXT_AFTER
     B, S, T = len(schema.SAMPLE_BINS), schema.SAMPLES_PER_BIN, schema.TOP_TOKENS
-    from store import kernels
+    from store.index import kernels
 
     H = kernels.HIST_BINS
     f16 = lambda *s: rng.standard_normal(s).astype(np.float16)  # noqa: E731

@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from store import schema
+    from store.format import schema
     from store.index import index_store
-    from store.reader import Store
+    from store.format.reader import Store
 
     work = Path(tempfile.mkdtemp(prefix="bench_windows_"))
     path = work / "store"

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from neurobrowse.qt.app import ensure_app, open_main_window, save_png, scratch_settings, wait_for
-    from store.reader import Store
+    from store.format.reader import Store
 
     ensure_app()
     out = Path(args.out)

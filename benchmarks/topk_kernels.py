@@ -1,6 +1,6 @@
 """Top-k alone, two ways, for benchmarks/bench_index.py: over the row-major chunk as stored
 (``topk_rows``, the indexer's kernel style) and over a transposed chunk (``transposed`` + ``topk_chunk``,
-the column-wise variant the indexer replaced). Same state layout and tie rule as store.kernels: among
+the column-wise variant the indexer replaced). Same state layout and tie rule as store.index.kernels: among
 equal keys the lower position ranks higher. ``check()`` tests both against a numpy sort.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from store.kernels import _worst_top, f16_key, f16_keys_np
+from store.index.kernels import _worst_top, f16_key, f16_keys_np
 
 TILE = 16  # tile edge of the blocked transpose (16 measured fastest of 16-128)
 

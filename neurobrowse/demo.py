@@ -74,7 +74,7 @@ def run_pipeline(cfg: DemoConfig) -> DemoResult:
     from solu_core.train import train_pair
     from store.errors import StoreError
     from store.index import index_store
-    from store.reader import Store
+    from store.format.reader import Store
 
     work = Path(cfg.workdir).expanduser().absolute()
     work.mkdir(parents=True, exist_ok=True)

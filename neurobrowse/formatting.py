@@ -1,14 +1,14 @@
 """How numbers are written for people, the same in the CLI and the app.
 
 Sizes are binary (1 KiB = 1024 bytes) and say so in their unit; statistics use the format of their
-column in ``store.columns``.
+column in ``store.measures.columns``.
 """
 
 from __future__ import annotations
 
 import math
 
-from store.columns import format_value as format_stat
+from store.measures.columns import format_value as format_stat
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 

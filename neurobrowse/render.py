@@ -58,7 +58,7 @@ def shade(level: float, negative: bool = False) -> str:
 
 
 def snippet_line(s, scale: float, color: bool, width: int = 100) -> str:
-    """One snippet (store.reader.Snippet) on one line: the tokens the model saw, each shaded by the
+    """One snippet (store.format.reader.Snippet) on one line: the tokens the model saw, each shaded by the
     neuron's activation (firing token bold and underlined); without colour the firing token is in «»
     and kept in view."""
     parts = []
@@ -88,7 +88,7 @@ def snippet_dict(s) -> dict:
 
 
 def neuron_dict(view, store) -> dict:
-    """Everything `show --json` prints about one neuron (store.reader.NeuronView)."""
+    """Everything `show --json` prints about one neuron (store.format.reader.NeuronView)."""
     return {
         "store": str(store.path), "run_uuid": store.run_uuid, "act_fn": store.act_fn,
         "hook": view.hook, "layer": view.layer, "neuron": view.neuron, "explanation": view.explanation,
@@ -183,7 +183,7 @@ def info_text(info: dict) -> str:
 
 
 def score_summary_text(summary: dict) -> str:
-    """``store.scores.score_summary`` as a table: per model, hook and score, mean, median, share passing."""
+    """``store.measures.scores.score_summary`` as a table: per model, hook and score, mean, median, share passing."""
     lines = [f"{'model':<12} {'hook':<28} {'score':<17} {'mean':>6} {'median':>6} {'share>=thr':>10} {'n':>6}"]
     for model, hooks in summary.items():
         for hook, scores in hooks.items():
@@ -237,7 +237,7 @@ def label_event_line(ev) -> str:
 
 def comparison_text(cmp) -> str:
     """``state.Comparison``: per model the share passing each score with its 95% interval, then the verdict."""
-    from store import columns
+    from store.measures import columns
 
     lines = []
     for label, shares in zip(cmp.labels, cmp.shares):

@@ -1,6 +1,6 @@
 """How a snippet's tokens become text on screen, without Qt (the snippet view draws these runs).
 
-A token's readable piece (store.tokens_display: a newline is ``⏎``, a tab ``⇥``, a carriage return
+A token's readable piece (store.measures.tokens_display: a newline is ``⏎``, a tab ``⇥``, a carriage return
 ``␍``) is cut into runs:
 
 * ``text``: characters shaded by the token's activation (a single space inside a word piece, as in
@@ -29,7 +29,7 @@ BREAK = "\u2028"  # a line break inside one paragraph (Qt: QChar::LineSeparator)
 TAB = "    "  # a tab is shown as four spaces
 SPACE_MARK = "\u00b7"  # · stands in for a firing token that is only whitespace
 
-NEWLINE, TABCHAR, CR = "\u23ce", "\u21e5", "\u240d"  # as store.tokens_display writes them
+NEWLINE, TABCHAR, CR = "\u23ce", "\u21e5", "\u240d"  # as store.measures.tokens_display writes them
 
 
 @dataclass(frozen=True)

@@ -46,12 +46,12 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from neurobrowse.stats import cohen_kappa, fisher_exact, fleiss_kappa, roc_auc, wilson_interval
-from store.columns import SCORES
+from store.measures.columns import SCORES
 from store.errors import NeurobrowseError
 from store.export import atomic_output
 from store.labels import VERDICTS, default_author
-from store.schema import parse_hook_name
-from store.scores import display_name
+from store.format.schema import parse_hook_name
+from store.measures.scores import display_name
 
 STUDY_VERSION = 1
 RULE = ("Rate a neuron interpretable when at least 80% of its strongest firings (the red tokens) "
@@ -85,9 +85,9 @@ class StudyItem:
 
 # ---- drawing a study -------------------------------------------------------------------------------
 def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | None = None) -> Path:
-    """Draw ``cfg.per_model`` neurons from each store (store.reader.Store or a path), shuffle them
+    """Draw ``cfg.per_model`` neurons from each store (store.format.reader.Store or a path), shuffle them
     together, write the study folder. Refuses to overwrite an existing study."""
-    from store.reader import as_store
+    from store.format.reader import as_store
 
     cfg = cfg or StudyConfig()
     out = Path(out)
@@ -477,7 +477,7 @@ def _item_scores(key: dict) -> dict[str, dict[str, float]]:
     """{item id: {score: value}} for every automated score column, read from the stores now (so a
     score added after the study was drawn, such as the rule explanation score, is checked too);
     the scores saved in key.json where a store is gone or re-recorded."""
-    from store.reader import Store
+    from store.format.reader import Store
 
     tables: dict = {}
     out: dict[str, dict[str, float]] = {}
@@ -501,7 +501,7 @@ def _item_scores(key: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-AUC_SCORES = SCORES  # every automated score of store.columns is checked against the verdicts
+AUC_SCORES = SCORES  # every automated score of store.measures.columns is checked against the verdicts
 
 
 def compute_report(study: str | os.PathLike) -> dict:

@@ -5,7 +5,7 @@ Evidence comes in two kinds, in this order:
 1. **A blinded rating study of these two stores** (``neurobrowse study``), when one has been reported:
    per neuron (item) the raters' majority verdict, the share of interpretable neurons per model with
    95% Wilson intervals, and a two-sided Fisher exact test on those item counts. It is the headline.
-2. **Automated proxies**: for each index score with a pass threshold (store.columns), the share of
+2. **Automated proxies**: for each index score with a pass threshold (store.measures.columns), the share of
    neurons passing per model with Wilson intervals, the difference of the shares with its 95%
    Newcombe interval (the effect size), a two-sided Fisher exact test on the pass counts and a
    Mann-Whitney U test on the score distributions (with its effect size P(SoLU score > GeLU score)).

@@ -69,7 +69,7 @@ def _worker_device(device: str) -> str:
 def _worker_state(spec: dict):
     """(checkpoint, split, writer) for a task: the model and corpus are kept per worker process
     across recordings (keyed by checkpoint hash), the writer per store and run uuid."""
-    from store.writer import StoreWriter
+    from store.format.writer import StoreWriter
 
     mkey = ("model", spec["checkpoint"], spec["checkpoint_hash"], spec["device"], spec["corpus_dir"])
     model = _WORKER_STATE.get(mkey)
@@ -107,8 +107,8 @@ def _record_leaf(spec: dict, ispec: dict, g0: int, g1: int, pending: dict[str, l
 
     from store.index import IndexGroup
     from store.index.stream import ChunkFold
-    from store.dask_index import leaf_name
-    from store.pipeline import write_chunks
+    from store.index.dask_run import leaf_name
+    from store.format.pipeline import write_chunks
 
     t_start = time.perf_counter()
     ck, split, writer = _worker_state(spec)
@@ -164,11 +164,11 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
 
     ``device`` is what each worker uses ("auto": its GPU when it has one, else CPU); the client
     itself loads the model on the CPU only to create the store and the logit effects.
-    ``index``: each task also indexes the chunks it records (store.dask_index.plan_stream_index: the
+    ``index``: each task also indexes the chunks it records (store.index.dask_run.plan_stream_index: the
     same index as ``record`` then ``index``, without a read of the store); ``dense=False`` (needs
     ``index``) keeps no dense activations. ``index_config``: store.index.IndexConfig (k, seed, window).
     """
-    from store.dask_cluster import dask_errors, n_workers, progress_bar
+    from store.index.dask_cluster import dask_errors, n_workers, progress_bar
 
     cfg = config or DaskRecordConfig()
     t_start = time.perf_counter()
@@ -186,7 +186,7 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
     nonce = uuid.uuid4().hex[:8]  # keys unique to this run
     splan = None
     if index:
-        from store.dask_index import plan_stream_index
+        from store.index.dask_run import plan_stream_index
 
         n_groups = -(-w.n_chunks // plan.per_group)
         per_leaf = cfg.groups_per_task or min(cfg.max_groups_per_task,
@@ -198,7 +198,7 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
         return {c for g in gs for c in range(g * plan.per_group, min(w.n_chunks, (g + 1) * plan.per_group))}
 
     if splan is not None:  # every leaf not saved yet runs (records its groups and indexes their chunks)
-        from store.dask_index import stream_index_leaves
+        from store.index.dask_run import stream_index_leaves
 
         def run_leaf(i: int, g0: int, g1: int, units):
             chunks = chunk_set(range(g0, g1))
@@ -240,7 +240,7 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
                 stats.write_s += r["write_s"]
             w.finish()
             if splan is not None:
-                from store.dask_index import stream_index_finish
+                from store.index.dask_run import stream_index_finish
 
                 summary = stream_index_finish(client, splan, roots, f"neurobrowse-index-{plan.out.name}-{nonce}")
         except BaseException:
@@ -268,7 +268,7 @@ def record_on(scheduler: str | None, checkpoint_dir: str | Path, out: str | Path
     process or, on Dask, in each task for the chunks it records. ``dense=False``: keep no dense
     activations (needs ``index``)."""
     from solu_core.record import record
-    from store.dask_cluster import ClusterConfig, local_or_dask
+    from store.index.dask_cluster import ClusterConfig, local_or_dask
 
     def on_dask(client) -> Path:
         return record_dask(checkpoint_dir, out, client, index=index, dense=dense, **kwargs)

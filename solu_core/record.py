@@ -5,7 +5,7 @@ The model runs over the corpus's validation split cut into fixed contexts of ``n
 unit of work is a fixed group of whole store chunks, so the chunk boundaries, the batches and
 therefore every float are the same on every run: a killed recording resumes by recomputing only
 the groups that hold a chunk without its completion marker, and the finished store is identical
-to one recorded in one go. Chunks are written through a ``store.pipeline.ChunkPipeline``: a background
+to one recorded in one go. Chunks are written through a ``store.format.pipeline.ChunkPipeline``: a background
 thread writes group g (and hands it to any plugged-in consumers) while the model runs group g+1.
 
 Logit effects (W_out @ W_U per layer: the K_LOGIT tokens each neuron's direct path raises and
@@ -26,10 +26,10 @@ import torch
 from solu_core import corpus as corpus_mod
 from solu_core.checkpoint import check_tokenizer_matches, code_version
 from solu_core.models import LoadedModel, from_memory, load_model
-from store import schema
+from store.format import schema
 from store.errors import CorpusError, NeurobrowseError
-from store.pipeline import Chunk, ChunkConsumer, ChunkPipeline, write_chunks
-from store.writer import StoreWriter
+from store.format.pipeline import Chunk, ChunkConsumer, ChunkPipeline, write_chunks
+from store.format.writer import StoreWriter
 
 
 DEFAULT_MAX_CONTEXT = 1024  # default context of Hugging Face / TransformerLens models: min(n_ctx, this)
@@ -350,7 +350,7 @@ def record(
     context: tokens per context (default: a checkpoint's n_ctx; other models min(n_ctx, 1024)).
     layers / hooks: which MLP hooks (default every layer's hook_post, plus hook_mid for SoLU-LN).
     batch_size: contexts per forward pass (default: one store chunk's worth).
-    consumers: ChunkConsumers that see every chunk after it is on disk (store.pipeline).
+    consumers: ChunkConsumers that see every chunk after it is on disk (store.format.pipeline).
     threaded: write chunks on a background thread while the next batch runs (False: inline).
     index: index the activations while recording (store.index.StreamIndexer on the writer thread,
     overlapping the next forward pass); the same index as ``neurobrowse index`` afterwards.

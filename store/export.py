@@ -21,7 +21,7 @@ File layouts (``EXPORT_VERSION`` 1):
 * ``neuron-explainer``: one NeuronRecord per line, exactly the fields of OpenAI's dataclasses
   (with their ``dataclass_name`` keys, so ``neuron_explainer.fast_dataclasses.loads`` reads a
   line), and a sidecar ``<out>.meta.json`` with the header (run UUID, tool version, hook). The
-  automatic rule explanations (store.explain) go to ``<out>.explanations.jsonl``: one
+  automatic rule explanations (store.measures.explain) go to ``<out>.explanations.jsonl``: one
   NeuronSimulationResults per line, in the same neuron order, with the rule in words as its
   ScoredExplanation (nothing simulated: the ScoredSimulation is empty).
   ``random_sample_by_quantile`` holds our quantile bins in ascending order (0-0.5, 0.5-0.9,
@@ -49,10 +49,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from store import columns, schema
+from store.measures import columns
+from store.format import schema
 from store.errors import NeurobrowseError
 from store.labels import Label, LabelDB, LabelError, LabelImportError, check_verdict, normalize_tags
-from store.snippets import build_snippets, distinct_names, has_distinct, index_window
+from store.measures.snippets import build_snippets, distinct_names, has_distinct, index_window
 
 EXPORT_VERSION = 1
 FORMATS = ("jsonl", "csv", "neuron-explainer")
@@ -271,7 +272,7 @@ class _Vocab:
 
 class _Windows:
     """Context windows of one kind (top snippets or one sample bin) for a block of neurons, made into
-    snippets by store.snippets (the same choice as the app's): only the tokens the model saw."""
+    snippets by store.measures.snippets (the same choice as the app's): only the tokens the model saw."""
 
     def __init__(self, vocab: _Vocab, positions: np.ndarray, values: np.ndarray | None, tokens: np.ndarray,
                  acts: np.ndarray, *, before: int, context_len: int, more: np.ndarray | None = None,
@@ -298,7 +299,7 @@ class _Windows:
             d.update(center=s.center - lo, tokens=s.tokens[lo:hi],
                      acts=np.round(s.acts[lo:hi].astype(np.float64), ACT_DECIMALS).tolist())
             if self.distinct:
-                d["more"] = s.more  # further firings in this context (store.snippets.MORE_SHARE)
+                d["more"] = s.more  # further firings in this context (store.measures.snippets.MORE_SHARE)
             out.append(d)
         return out
 
@@ -367,7 +368,7 @@ def _neuron_record(layer: int, n: int, stats: dict, top: list[dict], samples: li
 
 
 def _explanation_record(layer: int, n: int, stats: dict) -> dict:
-    """The neuron's rule explanation (store.explain) as neuron-explainer's NeuronSimulationResults with one
+    """The neuron's rule explanation (store.measures.explain) as neuron-explainer's NeuronSimulationResults with one
     ScoredExplanation. Nothing was simulated, so the ScoredSimulation is empty; the explanation's
     coverage, precision and score are in its words and in our jsonl / csv exports."""
     scored = {"dataclass_name": "ScoredSimulation", "scored_sequence_simulations": [], "ev_correlation_score": None,
@@ -431,7 +432,7 @@ def iter_records(store: Any, selection: dict[str, np.ndarray], labels: dict[tupl
 
 def export_store(store: Any, out: str | os.PathLike, cfg: ExportConfig, *, labels_db: LabelDB | None = None,
                  tool_version: str | None = None, progress: bool = False) -> dict:
-    """Export the selected neurons of ``store`` (a store.reader.Store) to ``out``, atomically.
+    """Export the selected neurons of ``store`` (a store.format.reader.Store) to ``out``, atomically.
     Returns a summary {path, format, run_uuid, n_neurons, bytes}."""
     out = check_output_path(out, labels_db)
     if cfg.fmt == "neuron-explainer":

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable
 import platformdirs
 
 from store.errors import NeurobrowseError
-from store.schema import parse_hook_name
+from store.format.schema import parse_hook_name
 
 VERDICTS = ("interpretable", "not_interpretable", "unsure")
 LABELS_SCHEMA_VERSION = 2
@@ -187,7 +187,7 @@ def default_db_path() -> Path:
 
 
 def validate_against_store(store: Any, run_uuid: str, hook: str, neuron: int) -> None:
-    """Refuse a label the store cannot have. ``store`` is a store.reader.Store (duck-typed:
+    """Refuse a label the store cannot have. ``store`` is a store.format.reader.Store (duck-typed:
     ``run_uuid``, ``hooks``, ``d_mlp``, ``path``)."""
     where = getattr(store, "path", "the store")
     if run_uuid != store.run_uuid:

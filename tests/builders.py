@@ -37,7 +37,7 @@ def build_tiny_store(root: str | Path, act_fn: str = "solu_ln", n_tokens: int = 
                      chunk_tokens: int = TINY_CHUNK_TOKENS) -> Path:
     """A recorded (and, with ``index``, indexed) store of a tiny real model under ``root/stores/<act_fn>``."""
     from solu_core.record import record
-    from store.reader import Store
+    from store.format.reader import Store
 
     root = Path(root)
     models = build_tiny_models(root, act_fns=(act_fn,))

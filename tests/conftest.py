@@ -36,7 +36,7 @@ def tiny_stores(tiny_root):
 @pytest.fixture(scope="module")
 def gelu(tiny_stores):
     """The tiny GeLU store, opened."""
-    from store.reader import Store
+    from store.format.reader import Store
 
     return Store.open(tiny_stores["gelu"])
 
@@ -44,7 +44,7 @@ def gelu(tiny_stores):
 @pytest.fixture(scope="module")
 def solu(tiny_stores):
     """The tiny SoLU-LN store, opened."""
-    from store.reader import Store
+    from store.format.reader import Store
 
     return Store.open(tiny_stores["solu_ln"])
 

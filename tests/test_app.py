@@ -10,8 +10,11 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from neurobrowse import state
-from store.reader import Store
+from neurobrowse.browsing.filtering import TABLE_COLUMNS
+from neurobrowse.browsing.pages import merge_snippets
+from neurobrowse.browsing.navigation import paired_hook
+from neurobrowse.snippet_text import shade_rgb
+from store.format.reader import Store
 
 WAIT_MS = 60_000
 
@@ -49,7 +52,7 @@ def test_clicking_a_row_shows_that_neurons_snippets(qtbot, windows, tiny_stores)
     with qtbot.waitSignal(w.browser.pageReady, timeout=WAIT_MS, check_params_cb=lambda p: p.ref.neuron == target):
         _click_row(qtbot, panel.view, row)
     view = store.neuron(w.browser.hook, target)
-    want = state.merge_snippets(view.top)
+    want = merge_snippets(view.top)
     qtbot.waitUntil(lambda: w.page.top_view.complete, timeout=WAIT_MS)
     shown = w.page.top_view.snippets
     assert {sp.snippet for sp in w.page.top_view.token_spans} == set(range(len(want)))
@@ -99,7 +102,7 @@ def test_shading_matches_the_stored_values(qtbot, windows, tiny_stores):
         for r in runs:  # shaded runs carry the token's colour; whitespace runs never a background bar
             cur.setPosition(at + 1)  # the format of the run's first character
             c = cur.charFormat().background().color()
-            rgb = state.shade_rgb(stored[pos], page.scale)
+            rgb = shade_rgb(stored[pos], page.scale)
             if r.kind in ("text", "eol", "mark") and span.token in snip.firing:  # the firing token: a dark box
                 assert (c.red(), c.green(), c.blue()) == FIRING_BG and cur.charFormat().foreground().color().red() == 255
             elif r.kind in ("text", "eol", "mark") and rgb != (255, 255, 255):
@@ -111,7 +114,7 @@ def test_shading_matches_the_stored_values(qtbot, windows, tiny_stores):
         assert sv.tooltip_at(span.end - 1) == sv.tooltip_at(span.start)
     # the strongest firing is the darkest red on the page
     top_val = max(stored.values())
-    assert state.shade_rgb(top_val, page.scale)[1] == min(state.shade_rgb(v, page.scale)[1] for v in stored.values())
+    assert shade_rgb(top_val, page.scale)[1] == min(shade_rgb(v, page.scale)[1] for v in stored.values())
 
 
 def test_filters_and_search_narrow_the_table(qtbot, windows, tiny_stores):
@@ -167,7 +170,7 @@ def test_keyboard_navigation_history_and_bookmarks(qtbot, windows, tiny_stores):
     # M flips to the other side of the LayerNorm, same neuron
     hook = b.hook
     qtbot.keyClick(w, Qt.Key.Key_M)
-    _wait_page(qtbot, w, 1, hook=state.paired_hook(b.store.hooks, hook))
+    _wait_page(qtbot, w, 1, hook=paired_hook(b.store.hooks, hook))
     assert b.hook != hook
     # the table follows the shown neuron
     cur = w.table_panel.view.currentIndex()
@@ -278,7 +281,7 @@ def test_try_your_text_shades_from_the_real_checkpoint(qtbot, windows, tiny_stor
     assert len(shading) == sum(1 for a, b in res.spans if b > a)
     for (start, end, rgb), (a, b), act in zip(shading, [s for s in res.spans if s[1] > s[0]],
                                                [x for s, x in zip(res.spans, res.acts) if s[1] > s[0]]):
-        assert (start, end) == (a, b) and rgb == state.shade_rgb(float(act), scale)
+        assert (start, end) == (a, b) and rgb == shade_rgb(float(act), scale)
     # "edit" on a snippet opens it in the editor and runs at once
     with qtbot.waitSignal(live.shaded, timeout=WAIT_MS):
         w.page.top_view.openInEditor.emit("x = 1")
@@ -338,7 +341,7 @@ def test_label_panel_labels_the_shown_neuron_and_the_table_filters_on_it(qtbot, 
     qtbot.keyClick(w, Qt.Key.Key_1)  # the label panel: 1 = interpretable
     qtbot.waitUntil(lambda: w.label_model.current is not None, timeout=WAIT_MS)
     assert w.label_model.current.verdict == "interpretable"
-    col = [k for k, _, _ in state.TABLE_COLUMNS].index("label")
+    col = [k for k, _, _ in TABLE_COLUMNS].index("label")
     panel = w.table_panel
     qtbot.waitUntil(lambda: "✓" in str(panel.model.data(panel.model.index(6, col))), timeout=WAIT_MS)
     with qtbot.waitSignal(w.browser.filterApplied, timeout=WAIT_MS):
@@ -349,7 +352,7 @@ def test_label_panel_labels_the_shown_neuron_and_the_table_filters_on_it(qtbot, 
 
 def test_incomplete_store_says_how_to_resume(qtbot, windows, tiny_stores, tmp_path):
     """A recording that stopped early: the dialog names the store and the command that resumes it."""
-    from store.writer import StoreWriter
+    from store.format.writer import StoreWriter
 
     src = Store.open(tiny_stores["gelu"])
     path = tmp_path / "half"
@@ -407,10 +410,10 @@ def test_right_column_tables_show_every_row_and_whole_numbers_at_1600x1000(qtbot
                     assert fm.horizontalAdvance(t.item(r, c).text()) < t.columnWidth(c), t.item(r, c).text()
     # the neuron table's label column is in view at the default width
     view = w.table_panel.view
-    col = [k for k, _, _ in state.TABLE_COLUMNS].index("label")
+    col = [k for k, _, _ in TABLE_COLUMNS].index("label")
     assert view.columnViewportPosition(col) + 60 <= view.viewport().width()
     hh = view.horizontalHeader()
-    for i, (_k, title, _f) in enumerate(state.TABLE_COLUMNS[:-1]):  # no header clipped ("Top token")
+    for i, (_k, title, _f) in enumerate(TABLE_COLUMNS[:-1]):  # no header clipped ("Top token")
         assert hh.fontMetrics().horizontalAdvance(title) + 12 <= hh.sectionSize(i), title
 
 
@@ -465,7 +468,7 @@ def test_bottom_and_quantile_tabs_shade_on_their_own_scales_with_ranges(qtbot, w
     low = min(s.value for s in page.bottom)
     assert low < 0 and bv.scales[0][0] == pytest.approx(-low)
     # negative tokens are shaded on the bottom tab's own scale: its most negative firing is full blue
-    assert state.shade_rgb(low, -low)[0] < 60
+    assert shade_rgb(low, -low)[0] < 60
     from PySide6.QtGui import QTextCursor
 
     from neurobrowse.snippet_text import token_runs
@@ -480,7 +483,7 @@ def test_bottom_and_quantile_tabs_shade_on_their_own_scales_with_ranges(qtbot, w
         cur = QTextCursor(bv.document())
         cur.setPosition(sp.start + 1)
         c = cur.charFormat().background().color()
-        want = state.shade_rgb(sp.value, -low)
+        want = shade_rgb(sp.value, -low)
         if want != (255, 255, 255):
             assert (c.red(), c.green(), c.blue()) == want
             checked += 1

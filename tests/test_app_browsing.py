@@ -6,14 +6,15 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt
 
-from neurobrowse import state
-from store.columns import format_value
-from store.reader import Store
+from neurobrowse.browsing.filtering import ContextSearch, TABLE_COLUMNS
+from neurobrowse.browsing.navigation import paired_hook
+from store.measures.columns import format_value
+from store.format.reader import Store
 from tests.test_app import WAIT_MS, _main, _wait_page
 
 
 def _column(panel, key):
-    col = [k for k, _, _ in state.TABLE_COLUMNS].index(key)
+    col = [k for k, _, _ in TABLE_COLUMNS].index(key)
     return [panel.model.data(panel.model.index(r, col)) for r in range(panel.model.rowCount())]
 
 
@@ -28,7 +29,7 @@ def test_switching_hooks_shows_that_hooks_numbers_and_marks(qtbot, windows, tiny
     _wait_page(qtbot, w, 0)
     b, panel = w.browser, w.table_panel
     first = b.hook
-    other = state.paired_hook(store.hooks, first)
+    other = paired_hook(store.hooks, first)
     assert other is not None
     # a bookmark on neuron 0 and a label on neuron 1, both on the first hook
     qtbot.keyClick(w, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
@@ -65,7 +66,7 @@ def test_the_hook_picker_switches_the_table_too(qtbot, windows, tiny_stores):
     _wait_page(qtbot, w, 0)
     panel = w.table_panel
     first = w.browser.hook
-    other = state.paired_hook(store.hooks, first)
+    other = paired_hook(store.hooks, first)
     for hook in (other, first):
         i = panel.hook_box.findData(hook)
         panel.hook_box.setCurrentIndex(i)
@@ -80,7 +81,7 @@ def test_searching_while_on_a_hit_stays_on_it(qtbot, windows, tiny_stores):
     _wait_page(qtbot, w, 0)
     b, panel = w.browser, w.table_panel
     table = b.table()
-    search = state.ContextSearch.from_store(Store.open(tiny_stores["solu_ln"]), b.hook)
+    search = ContextSearch.from_store(Store.open(tiny_stores["solu_ln"]), b.hook)
     # a neuron that is a hit of a word but not of the word's first letters, typed one letter at a time
     words = sorted({w for w in (str(t).strip() for t in table["top_token"]) if len(w) >= 3 and w.isalpha()})
     tok, hit = next((t, int(np.flatnonzero(search.search(t))[0])) for t in words

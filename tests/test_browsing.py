@@ -9,10 +9,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from neurobrowse import state
+from neurobrowse.browsing.navigation import NeuronRef, paired_hook
+from neurobrowse.browsing.filtering import TableFilter, search_marker
 from neurobrowse.browsing import Browser, Comparison, InlineRunner
 from neurobrowse.labeling import label_text
-from store.reader import Store
+from store.format.reader import Store
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_opening_a_store_shows_the_first_indexed_hook_and_neuron_zero(tiny_store
     b.open_store(tiny_stores["solu_ln"])
     store = Store.open(tiny_stores["solu_ln"])
     assert b.store.path == store.path and b.indexed == set(store.hooks)
-    assert b.hook == store.hooks[0] and b.ref == state.NeuronRef(store.hooks[0], 0)
+    assert b.hook == store.hooks[0] and b.ref == NeuronRef(store.hooks[0], 0)
     assert b.page.ref == b.ref and b.page.view.stats["max_act"] == store.neuron_table(b.hook)["max_act"][0]
     names = _names(seen)
     for before, after in (("storeOpened", "tableReady"), ("tableReady", "filterApplied"),
@@ -54,7 +55,7 @@ def test_switching_hooks_sends_that_hooks_table_every_time(tiny_stores, labels_d
     b.open_store(tiny_stores["solu_ln"])
     store = Store.open(tiny_stores["solu_ln"])
     first = b.hook
-    other = state.paired_hook(store.hooks, first)
+    other = paired_hook(store.hooks, first)
     tables = []
     b.events.tableReady.connect(lambda hook, table: tables.append((hook, table)))
     for hook in (other, first, other):  # the last two come from the cache
@@ -71,7 +72,7 @@ def test_j_k_follow_the_filtered_and_sorted_table(tiny_stores, labels_db):
     b.open_store(tiny_stores["solu_ln"])
     table = b.table()
     k = float(np.median(table["kurtosis"]))
-    b.set_filter(state.TableFilter(f"kurtosis > {k}"))
+    b.set_filter(TableFilter(f"kurtosis > {k}"))
     b.set_sort("max_act", True)
     keep = np.flatnonzero(table["kurtosis"] > k)
     order = keep[np.argsort(-table["max_act"][keep], kind="stable")]
@@ -100,9 +101,9 @@ def test_labels_and_bookmarks_reach_the_table_column_and_the_filter(tiny_stores,
     b.select(4)
     lab = b.label_model.set_verdict("interpretable")
     assert changed == [b.hook] and b.label_column(b.hook, 8)[4] == label_text(lab) == "✓"
-    b.set_filter(state.TableFilter("label ~ ✓"))
+    b.set_filter(TableFilter("label ~ ✓"))
     assert b.visible_order().tolist() == [4]
-    b.set_filter(state.TableFilter(bookmarked_only=True))
+    b.set_filter(TableFilter(bookmarked_only=True))
     assert b.visible_order().tolist() == []
     assert b.toggle_bookmark() and b.visible_order().tolist() == [4]
     b.shutdown()
@@ -119,9 +120,9 @@ def test_a_search_narrows_the_table_but_keeps_the_shown_neuron(tiny_stores, labe
     table = b.table()
     tok = str(table["top_token"][int(np.argmax(table["max_act"]))]).strip()
     b.select(5)
-    b.set_filter(state.TableFilter(search=tok))
+    b.set_filter(TableFilter(search=tok))
     assert 0 < b.mask.sum() < len(b.mask) and b.ref.neuron == 5
-    marker = state.search_marker(tok, "token")
+    marker = search_marker(tok, "token")
     page = b.page
     marked = [s.tokens[i] for s in page.top for i in marker(s.tokens)]
     assert all(tok.lower() in t.lower() for t in marked)
@@ -160,7 +161,7 @@ def test_comparison_opens_both_sides_and_compares(tiny_stores, labels_db):
 
 
 def test_the_browsing_model_does_not_load_qt():
-    code = ("import sys, neurobrowse.browsing, neurobrowse.state, neurobrowse.study, neurobrowse.cli\n"
+    code = ("import sys, neurobrowse.browsing, neurobrowse.compare, neurobrowse.study, neurobrowse.cli\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import zarr
 
-from store import schema
-from store.reader import Store
+from store.format import schema
+from store.format.reader import Store
 
 import distributed  # noqa: E402  (the `distributed` extra is part of the dev set-up)
 
-from store.dask_cluster import SchedulerError, dask_client, parse_scheduler  # noqa: E402
-from store.dask_index import DaskIndexConfig, index_store_dask  # noqa: E402
+from store.index.dask_cluster import SchedulerError, dask_client, parse_scheduler  # noqa: E402
+from store.index.dask_run import DaskIndexConfig, index_store_dask  # noqa: E402
 
 # index arrays summed in floating point (another summation order -> rounding differences only)
 FP_ARRAYS = {"mean", "var", "skewness", "kurtosis", "top_token_means", "sim_score"}
@@ -117,7 +117,7 @@ def _wait_for(event_name: str) -> bool:
 
 
 def test_cancelled_work_is_a_clear_error_that_says_resume(client):
-    from store.dask_cluster import dask_errors
+    from store.index.dask_cluster import dask_errors
 
     gate = distributed.Event("neurobrowse-test-gate", client=client)
     fut = client.submit(_wait_for, "neurobrowse-test-gate", pure=False)

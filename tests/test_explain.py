@@ -1,4 +1,4 @@
-"""Automatic rule explanations (store.explain) on constructed neurons in a real store, on the tiny real
+"""Automatic rule explanations (store.measures.explain) on constructed neurons in a real store, on the tiny real
 models, and in `neurobrowse index` for an index made before explanations existed."""
 
 import numpy as np
@@ -6,9 +6,10 @@ import pytest
 import zarr
 from zarr.storage import LocalStore
 
-from store import explain, schema
+from store.measures import explain
+from store.format import schema
 from store.index import index_store
-from store.reader import Store
+from store.format.reader import Store
 from tests.test_indexer_store import write_synthetic_store
 
 HOOK = "blocks.0.mlp.hook_post"

@@ -17,7 +17,7 @@ from store.export import (
     LABEL_FIELDS, ExportConfig, ExportError, export_labels, export_store, import_labels, read_label_file,
 )
 from store.labels import LabelDB, LabelError, LabelImportError
-from store.reader import Store
+from store.format.reader import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,8 @@ import pickle
 import numpy as np
 import pytest
 
-from store import kernels, schema
+from store.index import kernels
+from store.format import schema
 from store.index import (
     WINDOW, PartialIndex, SamplePartial, merge_partials, merge_sample_partials, sample_thresholds,
 )

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 from neurobrowse.cli import main
-from store import explain, schema
+from store.measures import explain
+from store.format import schema
 from store.errors import StoreError
 from store.index import (
     IndexConfig, compute_partial, compute_sample_partial, index_arrays, index_store, merge_partials,
     merge_sample_partials, sample_thresholds,
 )
-from store.reader import Store
+from store.format.reader import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 # summed in floating point (the per-token sums are float32: another chunking rounds them otherwise)
@@ -32,7 +33,7 @@ def write_synthetic_store(path, acts: dict, tokens: np.ndarray, vocab: int, cont
     """A real store written with StoreWriter from given activations ({hook: float16 [n, N]}) and tokens."""
     from tokenizers import Tokenizer, models
 
-    from store.writer import StoreWriter
+    from store.format.writer import StoreWriter
 
     tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(vocab)}, unk_token="w0"))
     hooks = list(acts)

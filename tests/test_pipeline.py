@@ -5,8 +5,8 @@ import pytest
 import zarr
 
 from solu_core.record import RecordStats, record
-from store import schema
-from store.reader import Store
+from store.format import schema
+from store.format.reader import Store
 
 
 def _all_arrays(path):

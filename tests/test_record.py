@@ -13,8 +13,8 @@ import zarr
 from solu_core.checkpoint import load_checkpoint
 from solu_core.corpus import load_split
 from solu_core.record import RecordStats, default_hooks, plan_batches, record
-from store import schema
-from store.reader import Store
+from store.format import schema
+from store.format.reader import Store
 from tests.builders import cli_command
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import schema
-from store.reader import Store
+from store.format import schema
+from store.format.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

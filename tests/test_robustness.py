@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from store import chunkio, schema
+from store.format import chunkio, schema
 from store.errors import CorruptChunkError, StoreError
-from store.reader import Store
+from store.format.reader import Store
 from tests.test_store_writer import HOOKS, _data, _write_all, _writer
 
 
@@ -303,7 +303,7 @@ def test_resume_rewrites_exactly_the_lost_chunk_with_several_chunks_per_work_gro
 
 
 def test_filter_splits_on_the_word_and_never_inside_words():
-    from neurobrowse.state import Clause, parse_filter
+    from neurobrowse.browsing.filtering import Clause, parse_filter
 
     assert parse_filter("label ~ hand") == [Clause("label", "~", "hand")]
     assert parse_filter("label ~ brandy and top_token = sand, kurtosis > 3 && density < 0.5") == [
@@ -337,7 +337,7 @@ def test_sim_score_equals_a_brute_force_cross_fitted_correlation():
     """sim_score against numpy on random data: prediction = the token's mean activation in the other half
     of the contexts (by context parity), the neuron's mean where the token is unseen there; score =
     Pearson r of prediction and truth over the valid evaluation positions. Exact to float rounding."""
-    from store.scores import sim_score
+    from store.measures.scores import sim_score
 
     rng = np.random.default_rng(5)
     L, n_pos, N, V = 4, 400, 6, 12

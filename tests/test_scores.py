@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from store import schema
+from store.format import schema
 from store.index import index_store
-from store.reader import Store
+from store.format.reader import Store
 from neurobrowse.render import score_summary_text
-from store.scores import (
+from store.measures.scores import (
     THRESHOLDS, score_distributions, score_summary, sim_score, token_rule,
 )
 from tests.test_indexer_store import write_synthetic_store
@@ -92,7 +92,7 @@ def test_all_token_simulation_score_equals_brute_force_over_every_position(const
     store, between the activation and its cross-fitted per-token-mean prediction (computed here the
     slow way from the dense activations)."""
     from store.index import pass1_result
-    from store.scores import sim_score_all
+    from store.measures.scores import sim_score_all
 
     st = Store.open(constructed_store)
     p1 = pass1_result(constructed_store, HOOK)  # the kept pass-1 result

@@ -9,19 +9,25 @@ import threading
 import numpy as np
 import pytest
 
-from neurobrowse import state
-from neurobrowse.state import NeuronRef
-from store import schema
+from neurobrowse.browsing.navigation import Bookmarks, History, paired_hook, step_layer, step_neuron
+from neurobrowse.browsing.cancellation import Cancelled, LatestRequests
+from neurobrowse.browsing.filtering import ContextSearch, FilterError, apply_filter, parse_filter
+from store.errors import NeurobrowseError
+from neurobrowse.compare import ShareResult, compare_stores, comparison_verdict
+from neurobrowse.browsing.pages import load_page, merge_snippets
+from neurobrowse.snippet_text import shade_rgb
+from neurobrowse.browsing.navigation import NeuronRef
+from store.format import schema
 
 
 def test_newer_request_cancels_older_and_only_newest_is_current():
-    reqs = state.LatestRequests()
+    reqs = LatestRequests()
     a = reqs.new("neuron")
     b = reqs.new("neuron")
     other = reqs.new("table")
     assert a.cancelled.is_set() and not reqs.is_current(a)
     assert reqs.is_current(b) and reqs.is_current(other)
-    with pytest.raises(state.Cancelled):
+    with pytest.raises(Cancelled):
         a.check()
     b.check()  # still current: no exception
     reqs.done(b)
@@ -31,7 +37,7 @@ def test_newer_request_cancels_older_and_only_newest_is_current():
 
 
 def test_requests_are_thread_safe():
-    reqs = state.LatestRequests()
+    reqs = LatestRequests()
     got = []
 
     def spam():
@@ -48,7 +54,7 @@ def test_requests_are_thread_safe():
 
 
 def test_history_back_forward_and_branching():
-    h = state.History()
+    h = History()
     refs = [NeuronRef("blocks.0.mlp.hook_post", i) for i in range(4)]
     for r in refs[:3]:
         h.visit(r)
@@ -60,58 +66,58 @@ def test_history_back_forward_and_branching():
 
 
 def test_bookmarks_roundtrip_and_skip_damaged_entries():
-    b = state.Bookmarks()
+    b = Bookmarks()
     r = NeuronRef("blocks.0.mlp.hook_post", 7)
     assert b.toggle(r) and r in b
-    back = state.Bookmarks.from_list(b.to_list() + [["bad"], None, ["blocks.0.mlp.hook_mid", "x"]])
+    back = Bookmarks.from_list(b.to_list() + [["bad"], None, ["blocks.0.mlp.hook_mid", "x"]])
     assert list(back) == [r]
     assert not b.toggle(r) and len(b) == 0
 
 
 def test_step_neuron_follows_table_order_and_clamps():
     order = np.array([5, 2, 9, 0])
-    assert state.step_neuron(order, 2, 1, 10) == 9
-    assert state.step_neuron(order, 0, 1, 10) == 0  # end of the visible order: stays
-    assert state.step_neuron(order, 5, -1, 10) == 5
-    assert state.step_neuron(order, 3, 1, 10) == 5  # not visible: next visible number above
-    assert state.step_neuron([], 3, 1, 10) == 4 and state.step_neuron([], 9, 1, 10) == 9
+    assert step_neuron(order, 2, 1, 10) == 9
+    assert step_neuron(order, 0, 1, 10) == 0  # end of the visible order: stays
+    assert step_neuron(order, 5, -1, 10) == 5
+    assert step_neuron(order, 3, 1, 10) == 5  # not visible: next visible number above
+    assert step_neuron([], 3, 1, 10) == 4 and step_neuron([], 9, 1, 10) == 9
 
 
 def test_step_layer_keeps_hook_kind_and_paired_hook():
     hooks = [schema.hook_name(l, k) for l in range(3) for k in ("hook_mid", "hook_post")]
-    assert state.step_layer(hooks, "blocks.0.mlp.hook_post", 1) == "blocks.1.mlp.hook_post"
-    assert state.step_layer(hooks, "blocks.2.mlp.hook_mid", 1) == "blocks.2.mlp.hook_mid"
-    assert state.paired_hook(hooks, "blocks.1.mlp.hook_post") == "blocks.1.mlp.hook_mid"
-    assert state.paired_hook(["blocks.0.mlp.hook_post"], "blocks.0.mlp.hook_post") is None
+    assert step_layer(hooks, "blocks.0.mlp.hook_post", 1) == "blocks.1.mlp.hook_post"
+    assert step_layer(hooks, "blocks.2.mlp.hook_mid", 1) == "blocks.2.mlp.hook_mid"
+    assert paired_hook(hooks, "blocks.1.mlp.hook_post") == "blocks.1.mlp.hook_mid"
+    assert paired_hook(["blocks.0.mlp.hook_post"], "blocks.0.mlp.hook_post") is None
 
 
 def test_filter_expressions_narrow_the_real_table(solu):
     hook = solu.hooks[-1]
     table = solu.neuron_table(hook)
     k, d, m = (float(np.nanmedian(table[c])) for c in ("kurtosis", "density", "max_act"))
-    clauses = state.parse_filter(f"kurtosis > {k!r}, density < {d * 2 + 1e-3!r} and max >= {m!r}")
-    mask = state.apply_filter(table, clauses)
+    clauses = parse_filter(f"kurtosis > {k!r}, density < {d * 2 + 1e-3!r} and max >= {m!r}")
+    mask = apply_filter(table, clauses)
     want = (table["kurtosis"] > k) & (table["density"] < d * 2 + 1e-3) & (table["max_act"] >= m)
     assert np.array_equal(mask, want) and 0 < mask.sum() < len(mask)
     tok = str(table["top_token"][int(np.argmax(table["max_act"]))])
-    m2 = state.apply_filter(table, state.parse_filter(f"top_token = '{tok}'"))
+    m2 = apply_filter(table, parse_filter(f"top_token = '{tok}'"))
     assert m2.sum() >= 1 and all(t == tok for t in table["top_token"][m2])
     # the simulation score by its name, its short name and its old (wrong) name "similarity"
     s = float(np.nanmedian(table["sim_score"]))
-    masks = [state.apply_filter(table, state.parse_filter(f"{name} > {s!r}")) for name in ("simulation", "sim", "similarity")]
+    masks = [apply_filter(table, parse_filter(f"{name} > {s!r}")) for name in ("simulation", "sim", "similarity")]
     assert all(np.array_equal(x, table["sim_score"] > s) for x in masks) and 0 < masks[0].sum() < len(masks[0])
 
 
 @pytest.mark.parametrize("bad", ["kurtosis >> 3", "nosuch > 1", "density ~ x", "label ~ (", "max > abc"])
 def test_bad_filters_say_what_is_wrong(bad):
-    with pytest.raises(state.FilterError) as e:
-        state.parse_filter(bad)
+    with pytest.raises(FilterError) as e:
+        parse_filter(bad)
     assert str(e.value)
 
 
 def test_context_search_token_and_regex(solu):
     hook = solu.hooks[-1]
-    search = state.ContextSearch.from_store(solu, hook)
+    search = ContextSearch.from_store(solu, hook)
     toks = np.asarray(solu.index_array(hook, "top_context_tokens")[...])
     firing = toks[:, :, schema.CONTEXT_BEFORE]
     # the most common firing token across all neurons
@@ -127,7 +133,7 @@ def test_context_search_token_and_regex(solu):
     rx = search.search(r"def\s+\w+", "regex")
     texts = search.texts()
     assert all(bool(re.search(r"def\s+\w+", texts[i], re.I)) == bool(rx[i]) for i in range(len(texts)))
-    with pytest.raises(state.FilterError):
+    with pytest.raises(FilterError):
         search.search("(", "regex")
 
 
@@ -136,7 +142,7 @@ def test_merged_snippets_show_each_position_once_with_stored_values(solu):
     merged_some = False
     for n in range(int(solu.d_mlp)):
         view = solu.neuron(hook, n, distinct=False)  # every stored firing: windows of one context overlap
-        merged = state.merge_snippets(view.top)
+        merged = merge_snippets(view.top)
         seen = [p for m in merged for p, g in zip(m.positions, m.greyed) if not g]
         assert len(seen) == len(set(seen)), "a token the model saw appears in two merged snippets"
         by_pos = {}
@@ -162,38 +168,38 @@ def test_merged_snippets_show_each_position_once_with_stored_values(solu):
 
 
 def test_shading_is_red_for_positive_blue_for_negative():
-    assert state.shade_rgb(0.0, 1.0) == (255, 255, 255)
-    r, g, b = state.shade_rgb(1.0, 1.0)
+    assert shade_rgb(0.0, 1.0) == (255, 255, 255)
+    r, g, b = shade_rgb(1.0, 1.0)
     assert r == 255 and g == b < 60
-    r2, g2, b2 = state.shade_rgb(0.5, 1.0)
+    r2, g2, b2 = shade_rgb(0.5, 1.0)
     assert r2 == 255 and g < g2 < 255
-    assert state.shade_rgb(-1.0, 1.0)[2] == 255 and state.shade_rgb(-1.0, 1.0)[0] < 60
-    assert state.shade_rgb(5.0, 1.0) == state.shade_rgb(1.0, 1.0)  # clipped
+    assert shade_rgb(-1.0, 1.0)[2] == 255 and shade_rgb(-1.0, 1.0)[0] < 60
+    assert shade_rgb(5.0, 1.0) == shade_rgb(1.0, 1.0)  # clipped
 
 
 def test_load_page_pairs_mid_and_post_for_solu_ln(solu, gelu):
     post = next(h for h in solu.hooks if h.endswith("hook_post"))
-    page = state.load_page(solu, NeuronRef(post, 3))
+    page = load_page(solu, NeuronRef(post, 3))
     assert page.paired is not None and page.paired.hook.endswith("hook_mid")
     assert page.scale >= max(abs(s.value) for s in page.view.top)
-    gpage = state.load_page(gelu, NeuronRef(gelu.hooks[0], 3))
+    gpage = load_page(gelu, NeuronRef(gelu.hooks[0], 3))
     assert gpage.paired is None
-    with pytest.raises(state.NeurobrowseError, match="does not exist"):
-        state.load_page(solu, NeuronRef(post, 10_000))
+    with pytest.raises(NeurobrowseError, match="does not exist"):
+        load_page(solu, NeuronRef(post, 10_000))
 
 
 def test_verdict_wording():
     def res(k1, k2, n=200):
-        return ([state.ShareResult("token_rule_score", 0.8, k1, n)], [state.ShareResult("token_rule_score", 0.8, k2, n)])
+        return ([ShareResult("token_rule_score", 0.8, k1, n)], [ShareResult("token_rule_score", 0.8, k2, n)])
 
-    assert "holds" in state.comparison_verdict(("gelu", "solu_ln"), res(40, 120))
-    assert "not significant" in state.comparison_verdict(("gelu", "solu_ln"), res(60, 66))
-    assert "does NOT hold" in state.comparison_verdict(("gelu", "solu_ln"), res(120, 40))
-    assert "not tested" in state.comparison_verdict(("gelu", "gelu (B)"), res(1, 2))
+    assert "holds" in comparison_verdict(("gelu", "solu_ln"), res(40, 120))
+    assert "not significant" in comparison_verdict(("gelu", "solu_ln"), res(60, 66))
+    assert "does NOT hold" in comparison_verdict(("gelu", "solu_ln"), res(120, 40))
+    assert "not tested" in comparison_verdict(("gelu", "gelu (B)"), res(1, 2))
 
 
 def test_compare_real_stores(gelu, solu):
-    cmp = state.compare_stores(gelu, solu)
+    cmp = compare_stores(gelu, solu)
     assert cmp.labels == ("gelu", "solu_ln")
     for table, st in zip(cmp.tables, (gelu, solu)):
         posts = [h for h in st.hooks if h.endswith("hook_post")]

@@ -10,7 +10,7 @@ from scipy.stats import binomtest
 from scipy.stats import fisher_exact as scipy_fisher
 
 from neurobrowse import formatting, stats
-from store import columns
+from store.measures import columns
 
 
 def test_wilson_interval_matches_scipy_and_known_values():
@@ -59,10 +59,10 @@ def test_human_bytes_is_binary_and_says_so():
 def test_column_registry_owns_scores_thresholds_and_formats():
     assert columns.SCORES == ("token_rule_score", "sim_score", "explain_score")
     assert columns.THRESHOLDS == {"token_rule_score": 0.8, "sim_score": 0.5, "explain_score": 0.7}
-    from store.explain import PASS_SCORE
+    from store.measures.explain import PASS_SCORE
 
-    assert columns.THRESHOLDS["explain_score"] == PASS_SCORE  # the registry and store.explain agree
-    from store import schema
+    assert columns.THRESHOLDS["explain_score"] == PASS_SCORE  # the registry and store.measures.explain agree
+    from store.format import schema
 
     for name in columns.INDEX_SCALARS:  # every column read from the index is an index array the schema knows
         assert name in schema.INDEX_ARRAYS
@@ -72,7 +72,7 @@ def test_column_registry_owns_scores_thresholds_and_formats():
     assert columns.format_value("neuron", 7) == "7"
     assert columns.format_value("kurtosis", float("nan")) == "—"
     assert columns.format_value("top_token", " the") == " the"
-    from neurobrowse.state import TABLE_COLUMNS, parse_filter
+    from neurobrowse.browsing.filtering import TABLE_COLUMNS, parse_filter
 
     keys = [k for k, _, _ in TABLE_COLUMNS]
     assert keys.index("label") == keys.index("top_token") + 1  # in view at the default width

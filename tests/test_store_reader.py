@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store import schema
+from store.format import schema
 from store.errors import StoreError
-from store.reader import Store
-from store.tokens_display import readable_piece
+from store.format.reader import Store
+from store.measures.tokens_display import readable_piece
 from tests.builders import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def test_neuron_page_matches_the_dense_activations(tiny_stores, act_fn):
 
 def _check_distinct(snippets, acts, context_len: int, top: bool) -> None:
     """One snippet per context, each its context's best firing (first position on ties), best first,
-    with ``more`` = further tokens of that context at >= half of it (store.snippets.MORE_SHARE)."""
+    with ``more`` = further tokens of that context at >= half of it (store.measures.snippets.MORE_SHARE)."""
     ctxs = [sn.position // context_len for sn in snippets]
     assert len(ctxs) == len(set(ctxs)) and len(snippets) > 0
     vals = [sn.value for sn in snippets]
@@ -166,8 +166,8 @@ def test_damaged_index_chunk_is_refused_by_name(tiny_stores, tmp_path):
 
 
 def test_a_moved_incomplete_store_is_resumed_where_it_is_now(tiny_stores, tmp_path):
-    from neurobrowse.state import store_problems
-    from store.writer import StoreWriter
+    from neurobrowse.browsing.status_lines import store_problems
+    from store.format.writer import StoreWriter
 
     src = Store.open(tiny_stores["gelu"])
     old = tmp_path / "recorded here"

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from store import schema
+from store.format import schema
 from store.errors import CorruptChunkError, StoreError
-from store.reader import Store
-from store.writer import StoreWriter
+from store.format.reader import Store
+from store.format.writer import StoreWriter
 
 HOOKS = ["blocks.0.mlp.hook_post", "blocks.0.mlp.hook_mid"]
 CFG = {"d_mlp": 48, "n_layers": 1, "d_vocab": 300, "act_fn": "solu_ln", "d_model": 16, "n_ctx": 32}

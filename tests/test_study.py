@@ -13,7 +13,7 @@ import pytest
 
 from tests.builders import run_cli as _cli
 from neurobrowse.study import StudyConfig, StudyError, StudySession, load_items, new_study, rate_from_answers
-from store.reader import Store
+from store.format.reader import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -266,20 +266,20 @@ def test_both_sides_of_the_layernorm_rated_blind(tiny_stores, tmp_path):
 
 
 def test_ln_overlap_column_and_filter(solu, gelu):
-    from neurobrowse import state
+    from neurobrowse.browsing.filtering import apply_filter, parse_filter
 
     post = solu.hook_for(0, "hook_post")
     t = solu.neuron_table(post)
     o = t["ln_overlap"]
     assert np.isfinite(o).all() and ((o >= 0) & (o <= 1)).all()
     # by hand for one neuron: its distinct top firings after the LN found among its top-k before it
-    from store.explain import distinct_top
+    from store.measures.explain import distinct_top
 
     n = int(np.argmin(o))
     pos_post = np.asarray(solu.index_array(post, "top_positions")[n])
     pos_mid = set(np.asarray(solu.index_array(solu.hook_for(0, "hook_mid"), "top_positions")[n]).tolist())
     keep = distinct_top(pos_post[None], solu.context_len)[0]
     assert o[n] == pytest.approx(np.mean([p in pos_mid for p in pos_post[keep]]))
-    assert np.array_equal(state.apply_filter(t, state.parse_filter("ln_overlap < 0.99")), o < 0.99)
-    assert np.array_equal(state.apply_filter(t, state.parse_filter("overlap < 0.99")), o < 0.99)  # the alias
+    assert np.array_equal(apply_filter(t, parse_filter("ln_overlap < 0.99")), o < 0.99)
+    assert np.array_equal(apply_filter(t, parse_filter("overlap < 0.99")), o < 0.99)  # the alias
     assert np.isnan(gelu.neuron_table(gelu.hooks[0])["ln_overlap"]).all()

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QAbstractButton, QLabel
 
 from neurobrowse.qt.study_window import StudyWindow
 from neurobrowse.study import RatingsDB, StudyConfig, StudySession, new_study
-from store.reader import Store
+from store.format.reader import Store
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_rating_screen_shows_snippets_and_rule_only(qtbot, study_window, tiny_st
     assert "80%" in chrome and "Item 1 of 4" in chrome
     # the snippet view holds exactly the item's tokens, nothing more, drawn by the app's renderer
     from neurobrowse.snippet_text import snippet_runs
-    from neurobrowse.state import shade_rgb
+    from neurobrowse.snippet_text import shade_rgb
 
     item = w.session.current()
     expected = "\u2029".join(f"{i + 1}\u2029" + "".join(r.text for r in snippet_runs(s["tokens"], [s["center"]]))

@@ -1,7 +1,7 @@
 """Mutation testing with mutmut: how many small, realistic bugs in the named modules the tests catch.
 
     .venv/bin/python tools/mutate.py                                   # store/ and neurobrowse/study.py
-    .venv/bin/python tools/mutate.py --paths store/chunkio.py --tests tests/test_store_writer.py
+    .venv/bin/python tools/mutate.py --paths store/format/chunkio.py --tests tests/test_store_writer.py
 
 Copies the source tree into --work (default build/mutation; the checkout is never touched), writes
 mutmut's settings there ([tool.mutmut] in the copy's pyproject.toml: the modules to mutate, the tests

@@ -6,6 +6,12 @@
 - ``Events`` (events.py): the callback lists views subscribe to.
 - ``InlineRunner`` / ``Runner`` (runner.py): where the work runs; the app passes its Qt thread pool.
 
+What they use, a module per concern: ``cancellation`` (a newer request cancels the older one),
+``navigation`` (neuron refs, history, bookmarks, stepping), ``filtering`` (the table's columns, the
+filter language, the context search), ``pages`` (a neuron page: merged snippets, shading scale, the
+page cache), ``status_lines`` (a store's title, status and problems). The population comparison of
+two stores is ``neurobrowse.compare``.
+
 The Qt widgets in ``neurobrowse.qt`` are views over these, connected by ``neurobrowse.qt.bridge``.
 """
 

@@ -30,10 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from neurobrowse import state
+from neurobrowse.browsing.navigation import Bookmarks, History, paired_hook, step_layer, step_neuron
+from neurobrowse.browsing.filtering import ContextSearch, TEXT_COLUMNS, apply_filter, parse_filter, search_marker
+from neurobrowse.browsing.pages import NeuronPage, PageCache, load_page, load_passage
+from neurobrowse.browsing.status_lines import store_problems, store_status
 from neurobrowse.browsing.events import Events
 from neurobrowse.browsing.runner import InlineRunner, Runner
-from neurobrowse.state import NeuronRef, TableFilter
+from neurobrowse.browsing.navigation import NeuronRef
+from neurobrowse.browsing.filtering import TableFilter
 from store.errors import NeurobrowseError
 
 EVENTS = ("storeOpened", "labelsReady", "statusChanged", "hookChanged", "tableReady", "filterApplied",
@@ -44,10 +48,10 @@ EVENTS = ("storeOpened", "labelsReady", "statusChanged", "hookChanged", "tableRe
 def _open(path: Path, with_labels: bool):
     """Everything opening a store reads, in one worker call: the store, its problems, which hooks are
     indexed, and the label database with the store's current labels."""
-    from store.reader import Store  # imported lazily: keeps app start-up light
+    from store.format.reader import Store  # imported lazily: keeps app start-up light
 
     store = Store.open(path)
-    problems = state.store_problems(store)
+    problems = store_problems(store)
     indexed = {h for h in store.hooks if store.is_indexed(h)}
     label_model, label_texts, label_error = None, {}, None
     if with_labels:
@@ -76,19 +80,19 @@ class Browser:
         self.indexed: set[str] = set()  # hooks with a complete index, read when the store was opened
         self.hook: str | None = None
         self.ref: NeuronRef | None = None
-        self.page: state.NeuronPage | None = None
+        self.page: NeuronPage | None = None
         self.tables: dict[str, dict[str, np.ndarray]] = {}
         self.label_model = None  # neurobrowse.labeling.LabelModel of the open store
         self.labels: dict[str, dict[int, str]] = {}  # hook -> neuron -> label text
         self._unsubscribe_labels = None
-        self.searches: dict[str, state.ContextSearch] = {}
+        self.searches: dict[str, ContextSearch] = {}
         self.filter = TableFilter()
         self.mask: np.ndarray | None = None
         self.mask_hook: str | None = None  # the hook ``mask`` belongs to
         self.sort_key, self.sort_desc = "neuron", False
-        self.history = state.History()
-        self.bookmarks = state.Bookmarks()
-        self.pages = state.PageCache()
+        self.history = History()
+        self.bookmarks = Bookmarks()
+        self.pages = PageCache()
         self.size_bytes: int | None = None
         self.prefetch = prefetch
         self.live_text = ""
@@ -129,7 +133,7 @@ class Browser:
         self.tables.clear()
         self.searches.clear()
         self.pages.clear()
-        self.history = state.History()
+        self.history = History()
         self.events.historyChanged.emit(False, False)
         self.ref, self.page, self.hook, self.mask, self.mask_hook = None, None, None, None, None
         self._live = None
@@ -149,7 +153,7 @@ class Browser:
 
     def _emit_status(self) -> None:
         if self.store is not None:
-            self.events.statusChanged.emit(state.store_status(self.store, self.size_bytes, self.indexed))
+            self.events.statusChanged.emit(store_status(self.store, self.size_bytes, self.indexed))
 
     # ---- hooks and the table ------------------------------------------------------------------------
 
@@ -240,7 +244,7 @@ class Browser:
     def set_filter(self, flt: TableFilter) -> None:
         """Validate now (a bad expression is an errorRaised), search contexts in a worker, then filterApplied."""
         try:
-            state.parse_filter(flt.expression)
+            parse_filter(flt.expression)
         except NeurobrowseError as e:
             self.events.errorRaised.emit("Bad filter", str(e))
             return
@@ -255,7 +259,7 @@ class Browser:
         n = len(table["neuron"])
         cols = dict(table)
         cols["label"] = self.label_column(hook, n)
-        mask = state.apply_filter(cols, state.parse_filter(flt.expression))
+        mask = apply_filter(cols, parse_filter(flt.expression))
         if flt.bookmarked_only:
             marked = {r.neuron for r in self.bookmarks if r.hook == hook}
             mask &= np.isin(table["neuron"], list(marked))
@@ -266,7 +270,7 @@ class Browser:
 
         def work(req):
             if hook not in searches:
-                searches[hook] = state.ContextSearch.from_store(store, hook, req)
+                searches[hook] = ContextSearch.from_store(store, hook, req)
             req.check()
             return searches[hook].search(flt.search, flt.search_mode)
 
@@ -279,7 +283,7 @@ class Browser:
     def search_highlights(self, snippets) -> dict[int, list[tuple[int, int]]]:
         """The table search's matches in ``snippets`` (MergedSnippets): {snippet index: [(lo, hi) token
         ranges]}, as the snippet views draw them; empty without a search."""
-        marker = state.search_marker(self.filter.search, self.filter.search_mode)
+        marker = search_marker(self.filter.search, self.filter.search_mode)
         if marker is None:
             return {}
         out = {}
@@ -307,7 +311,7 @@ class Browser:
         if key == "label":
             col = self.label_column(self.hook, n)
             order = sorted(range(n), key=lambda i: (col[i] == "", str(col[i]).lower(), i))
-        elif key in state.TEXT_COLUMNS:
+        elif key in TEXT_COLUMNS:
             col = table.get(key, np.array([""] * n, dtype=object))
             order = sorted(range(n), key=lambda i: (str(col[i]).lower(), i))
         else:
@@ -367,14 +371,14 @@ class Browser:
         store, pages = self.store, self.pages
 
         def work(req):
-            page = state.load_page(store, ref, req)
+            page = load_page(store, ref, req)
             pages.put(key, page)
             return page
 
         self.tasks.submit("neuron", work, self._show_page,
                           lambda e, tb: self._error(f"Cannot show {ref.label()}", e, tb))
 
-    def _show_page(self, page: state.NeuronPage) -> None:
+    def _show_page(self, page: NeuronPage) -> None:
         if page.ref != self.ref:
             return
         self.page = page
@@ -388,7 +392,7 @@ class Browser:
             return
         order = self.visible_order()
         n = int(self.store.d_mlp)
-        refs = [NeuronRef(self.hook, state.step_neuron(order, self.ref.neuron, s, n)) for s in (1, -1)]
+        refs = [NeuronRef(self.hook, step_neuron(order, self.ref.neuron, s, n)) for s in (1, -1)]
         store, pages = self.store, self.pages
         todo = [r for r in refs if r != self.ref and pages.get((str(store.path), r.hook, r.neuron)) is None]
         if not todo:
@@ -397,7 +401,7 @@ class Browser:
         def work(req):
             for r in todo:
                 req.check()
-                pages.put((str(store.path), r.hook, r.neuron), state.load_page(store, r, req))
+                pages.put((str(store.path), r.hook, r.neuron), load_page(store, r, req))
 
         self.tasks.submit("prefetch", work, None, lambda e, tb: None)
 
@@ -407,7 +411,7 @@ class Browser:
         if self.store is None:
             return
         store = self.store
-        self.tasks.submit("passage", lambda req: state.load_passage(store, ref, position), on_done,
+        self.tasks.submit("passage", lambda req: load_passage(store, ref, position), on_done,
                           lambda e, tb: self._error("Cannot read this snippet's context", e, tb))
 
     def step_neuron(self, step: int) -> None:
@@ -415,18 +419,18 @@ class Browser:
         if self.store is None or self.hook is None:
             return
         cur = self.ref.neuron if self.ref else None
-        self.select(state.step_neuron(self.visible_order(), cur, step, int(self.store.d_mlp)))
+        self.select(step_neuron(self.visible_order(), cur, step, int(self.store.d_mlp)))
 
     def step_layer(self, step: int) -> None:
         if self.store is None or self.hook is None:
             return
-        self.set_hook(state.step_layer(self.store.hooks, self.hook, step))
+        self.set_hook(step_layer(self.store.hooks, self.hook, step))
 
     def toggle_ln_side(self) -> None:
         """SoLU-LN: jump between hook_mid and hook_post for the same neuron."""
         if self.store is None or self.hook is None:
             return
-        other = state.paired_hook(self.store.hooks, self.hook)
+        other = paired_hook(self.store.hooks, self.hook)
         if other:
             self.set_hook(other)
 
@@ -447,7 +451,7 @@ class Browser:
 
     # ---- bookmarks ----------------------------------------------------------------------------------
 
-    def set_bookmarks(self, bookmarks: state.Bookmarks) -> None:
+    def set_bookmarks(self, bookmarks: Bookmarks) -> None:
         """Bookmarks of the open store (the app keeps them per store run uuid in its settings)."""
         self.bookmarks = bookmarks
         self._bookmarks_changed()

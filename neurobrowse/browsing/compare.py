@@ -1,14 +1,14 @@
 """The browsing model of a comparison window, without Qt: two ``Browser`` sides and the population
-comparison of their stores (``state.compare_stores``), computed in a worker.
+comparison of their stores (``neurobrowse.compare.compare_stores``), computed in a worker.
 
-Events: ``ready(state.Comparison)``, ``errorRaised(title, message)``.
+Events: ``ready(neurobrowse.compare.Comparison)``, ``errorRaised(title, message)``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from neurobrowse import state
+from neurobrowse import compare as population
 from neurobrowse.browsing.browser import Browser
 from neurobrowse.browsing.events import Events
 from neurobrowse.browsing.runner import InlineRunner, Runner
@@ -22,7 +22,7 @@ class Comparison:
         self.sides = sides or (Browser(), Browser())
         self.tasks: Runner = runner or InlineRunner()
         self.events = Events("ready", "errorRaised")
-        self.comparison: state.Comparison | None = None
+        self.comparison: population.Comparison | None = None
         self.paths: list[Path] = []
 
     def open_stores(self, path_a, path_b) -> None:
@@ -33,12 +33,12 @@ class Comparison:
             side.open_store(p)
 
     def compute(self, path_a, path_b) -> None:
-        from store.reader import Store
+        from store.format.reader import Store
 
         def work(req):
             a, b = Store.open(path_a), Store.open(path_b)
             req.check()
-            return state.compare_stores(a, b, req=req)
+            return population.compare_stores(a, b, req=req)
 
         def failed(exc, tb):
             msg = str(exc) if isinstance(exc, NeurobrowseError) else f"{type(exc).__name__}: {exc}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import traceback
 from typing import Any, Callable, Protocol
 
-from neurobrowse.state import Cancelled, LatestRequests, Request
+from neurobrowse.browsing.cancellation import Cancelled, LatestRequests, Request
 
 Done = Callable[[Any], None]
 Failed = Callable[[BaseException, str], None]

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from store.errors import StoreError
-    from store.reader import Store
+    from store.format.reader import Store
 
     a, b = Store.open(args.store_a), Store.open(args.store_b)
     if a.run_uuid == b.run_uuid:
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
                          f"stores, e.g. the GeLU and the SoLU-LN store of `neurobrowse demo`")
     if args.summary:
         from neurobrowse import render
-        from neurobrowse.state import compare_stores
+        from neurobrowse.compare import compare_stores
 
         print(render.comparison_text(compare_stores(args.store_a, args.store_b)))
         return 0

@@ -45,7 +45,7 @@ def parse_min_scores(items: list[str]) -> dict[str, float]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from store.export import export_store
-    from store.reader import Store
+    from store.format.reader import Store
 
     store = Store.open(args.store)
     cfg = ExportConfig(fmt=args.format, hooks=args.hook, verdicts=args.verdict, tags=args.tag, layers=args.layer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from neurobrowse import options
-from store import schema
+from store.format import schema
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,8 +46,8 @@ def parse_window(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from neurobrowse import render
-    from store.dask_index import index_store_on
-    from store.scores import score_summary
+    from store.index.dask_run import index_store_on
+    from store.measures.scores import score_summary
 
     out = index_store_on(args.scheduler, args.store, hooks=args.hooks, k=args.k, force=args.force,
                          progress=not args.quiet, window=parse_window(args.window))

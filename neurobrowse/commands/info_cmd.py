@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from neurobrowse import render
-    from store.reader import Store
+    from store.format.reader import Store
 
     info = Store.open(args.store).info()
     print(render.json_text(info, indent=2) if args.json else render.info_text(info))

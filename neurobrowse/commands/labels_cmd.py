@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_of(args: argparse.Namespace) -> str | None:
     if getattr(args, "store", None):
-        from store.reader import Store
+        from store.format.reader import Store
 
         return Store.open(args.store).run_uuid
     return getattr(args, "run", None)
@@ -105,7 +105,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_set(args: argparse.Namespace) -> int:
-    from store.reader import Store
+    from store.format.reader import Store
 
     store = Store.open(args.store)
     hook = _hook(store, args.hook, args.hook_kind)
@@ -117,7 +117,7 @@ def cmd_set(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from store.reader import Store
+    from store.format.reader import Store
 
     store = Store.open(args.store)
     hook = _hook(store, args.hook, args.hook_kind)
@@ -132,7 +132,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from store.export import import_labels
-    from store.reader import Store
+    from store.format.reader import Store
 
     store = Store.open(args.store) if args.store else None
     with open_db(args) as db:

@@ -29,7 +29,7 @@ def _check_start(args: argparse.Namespace) -> None:
     """Refuse a --hook / --neuron the store does not have before any window opens."""
     if not args.store or (args.hook is None and args.neuron is None):
         return
-    from store.reader import Store
+    from store.format.reader import Store
 
     st = Store.open(args.store)
     hook = st.hook_for(0, args.hook) if args.hook else st.hooks[0]

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from neurobrowse import render
-    from store.reader import Store
+    from store.format.reader import Store
 
     store = Store.open(args.store)
     view = store.neuron(store.hook_for(args.layer, args.hook), args.neuron)

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from store.verify import format_report, verify_store
+    from store.format.verify import format_report, verify_store
 
     report = verify_store(args.store, repair=args.repair, progress=not args.quiet)
     print(format_report(report))

@@ -1,1 +1,1 @@
-"""The PySide6 + pyqtgraph desktop app. Widgets talk to neurobrowse.state, never to zarr or numba."""
+"""The PySide6 + pyqtgraph desktop app. Widgets talk to neurobrowse.browsing, never to zarr or numba."""

@@ -20,13 +20,13 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
-from neurobrowse import state
+from neurobrowse.compare import Comparison
 from neurobrowse.qt.bridge import ComparisonBridge
 from neurobrowse.qt.browser_pane import BrowserPane
 from neurobrowse.qt.dialogs import close_boxes, show_error
 from neurobrowse.qt.settings import app_settings
-from store import columns
-from store.scores import model_name
+from store.measures import columns
+from store.measures.scores import model_name
 
 COLORS = ((40, 90, 200), (210, 40, 40))  # side A blue, side B red
 # (column, plot title, transform): every score, then the shape of the activation distribution
@@ -135,7 +135,7 @@ class ComparisonPanel(QWidget):
         self._hooks: list[np.ndarray] = [np.zeros(0, dtype=object)] * 2
         cmp_model.ready.connect(self.show_comparison)
 
-    def show_comparison(self, cmp: state.Comparison) -> None:
+    def show_comparison(self, cmp: Comparison) -> None:
         self.verdict.setText(cmp.verdict)
         ev = cmp.evidence
         if ev is not None:

@@ -12,7 +12,7 @@ from PySide6.QtCore import QEvent, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTextEdit, QToolTip, QVBoxLayout, QWidget
 
-from neurobrowse.state import shade_rgb
+from neurobrowse.snippet_text import shade_rgb
 
 
 class _Editor(QPlainTextEdit):

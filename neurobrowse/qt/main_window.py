@@ -286,7 +286,7 @@ class MainWindow(QMainWindow):
     # ---- model -> window --------------------------------------------------------------------------------
 
     def _on_store(self, store) -> None:
-        from neurobrowse.state import store_title
+        from neurobrowse.browsing.status_lines import store_title
 
         self.setWindowTitle(f"neurobrowse — {store_title(store)}")
         add_recent(self.settings, store.path)
@@ -299,7 +299,7 @@ class MainWindow(QMainWindow):
 
     def _on_neuron(self, ref) -> None:
         if self.browser.store is not None:
-            from neurobrowse.state import store_title
+            from neurobrowse.browsing.status_lines import store_title
 
             self.setWindowTitle(f"neurobrowse — {store_title(self.browser.store)} — {ref.label()}")
 

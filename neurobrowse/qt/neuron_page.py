@@ -21,8 +21,9 @@ from neurobrowse.histogram import equal_width
 from neurobrowse.qt.live_editor import TryTextPanel
 from neurobrowse.qt.snippet_view import SnippetView
 from neurobrowse.snippet_text import bin_title
-from neurobrowse.state import NeuronPage, NeuronRef
-from store import columns
+from neurobrowse.browsing.pages import NeuronPage
+from neurobrowse.browsing.navigation import NeuronRef
+from store.measures import columns
 
 pg.setConfigOptions(antialias=True, background="w", foreground=(60, 60, 60))
 
@@ -398,7 +399,7 @@ class NeuronPageWidget(QWidget):
     def _render_samples(self) -> None:
         page = self.page
         merged, headers, scales = [], {}, []
-        for name, snips in page.samples.items():  # bins as in store.schema.SAMPLE_BINS, strongest first
+        for name, snips in page.samples.items():  # bins as in store.format.schema.SAMPLE_BINS, strongest first
             if snips:
                 lo, hi = page.bin_ranges.get(name, (float("nan"), float("nan")))
                 headers[len(merged)] = bin_title(name, lo, hi)

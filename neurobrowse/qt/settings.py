@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-from neurobrowse.state import Bookmarks
+from neurobrowse.browsing.navigation import Bookmarks
 
 MAX_RECENT = 10
 

@@ -23,7 +23,7 @@ from PySide6.QtGui import QColor, QFont, QTextBlockFormat, QTextCharFormat, QTex
 from PySide6.QtWidgets import QTextBrowser, QToolTip
 
 from neurobrowse.snippet_text import highlighted, shade_rgb, snippet_runs
-from neurobrowse.state import MergedSnippet
+from neurobrowse.browsing.pages import MergedSnippet
 
 GREY = (150, 150, 150)  # text outside the context the model saw
 FIRING_BG = (150, 0, 0)  # background of the firing token (its value is in the line above the snippet)

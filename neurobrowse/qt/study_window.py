@@ -29,7 +29,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QVBoxLayout, QWidget
 
 from neurobrowse.qt.snippet_view import SnippetView
-from neurobrowse.state import MergedSnippet
+from neurobrowse.browsing.pages import MergedSnippet
 from neurobrowse.study import StudyItem, StudySession
 from store.errors import NeurobrowseError
 

@@ -13,8 +13,8 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyMod
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QTableView, QVBoxLayout, QWidget)
 
-from neurobrowse.state import TABLE_COLUMNS, TableFilter
-from store import columns
+from neurobrowse.browsing.filtering import TABLE_COLUMNS, TableFilter
+from store.measures import columns
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 

@@ -1,7 +1,7 @@
 """Background work for the app: a QThreadPool whose results come back on the GUI thread.
 
 Every disk or model access goes through ``TaskRunner.submit(kind, fn)``. A newer submit of the same
-kind cancels the older request (``neurobrowse.state.LatestRequests``): a queued job that was
+kind cancels the older request (``neurobrowse.browsing.cancellation.LatestRequests``): a queued job that was
 superseded never runs, a running one can stop at its next ``req.check()``, and a result that arrives
 for a superseded request is dropped. ``fn(req)`` runs in a pool thread; ``on_done(result)`` /
 ``on_error(exc)`` run on the GUI thread through a queued signal.
@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from neurobrowse.state import Cancelled, LatestRequests, Request
+from neurobrowse.browsing.cancellation import Cancelled, LatestRequests, Request
 
 _RUNNERS: "weakref.WeakSet[TaskRunner]" = weakref.WeakSet()
 

@@ -9,7 +9,7 @@ The parts, each in its own module:
 * ``arrays``   ``index_arrays``: the index arrays (schema.INDEX_ARRAYS) from merged partials, no I/O
 * ``group``    ``IndexGroup``: the ``index/{hook}`` group, its final write and the resume state
 * ``run``      the resumable single-process driver (``index_store``) and the chunk-range passes
-               (``compute_partial``, ``compute_sample_partial``) that store.dask_index runs as tasks
+               (``compute_partial``, ``compute_sample_partial``) that store.index.dask_run runs as tasks
 * ``stream``   ``StreamIndexer``: the index built from the chunks a recorder hands over (no dense read)
 """
 

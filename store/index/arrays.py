@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from store import kernels, schema
+from store.index import kernels
+from store.format import schema
 from store.index.partial import PartialIndex, SamplePartial
-from store.snippets import shared_slots, window_positions
+from store.measures.snippets import shared_slots, window_positions
 
 
 def _windows_tokens(tokens: np.ndarray, pos: np.ndarray, before: int, after: int) -> np.ndarray:
     """int32 [..., W] token ids around each position, -1 past the ends of the store (the derived arrays
     schema.INDEX_DERIVED: readers gather the same from the store's tokens). Unlike the
     activation windows (0 outside the firing's context) the tokens go on past the context: readers
-    show them greyed (store.snippets.context_slots tells which slots the model saw)."""
+    show them greyed (store.measures.snippets.context_slots tells which slots the model saw)."""
     padded = np.concatenate([np.full(before, -1, np.int32), np.asarray(tokens, np.int32), np.full(after, -1, np.int32)])
     rows = np.lib.stride_tricks.sliding_window_view(padded, before + 1 + after)  # [n, W]: row p = window of p
     if rows.shape[0] == 0:
@@ -63,7 +64,7 @@ def _top_tokens(token_sum: np.ndarray, token_ids: np.ndarray, token_count: np.nd
 def index_arrays(src_tokens: np.ndarray, context_len: int, partial: PartialIndex,
                  samples: SamplePartial) -> dict[str, np.ndarray]:
     """Every index array of schema.INDEX_ARRAYS from the merged partial results (no I/O)."""
-    from store import scores
+    from store.measures import scores
 
     n = max(partial.n, 1)
     N = partial.n_neurons
@@ -144,7 +145,7 @@ def index_attrs(run_uuid: str, partial: PartialIndex, seed: int) -> dict:
         "samples_per_bin": schema.SAMPLES_PER_BIN, "seed": seed, "min_token_count": schema.MIN_TOKEN_COUNT,
         "context_before": partial.before, "context_after": partial.after, "distinct_lists": True,
         "shared_windows": True,
-        "histogram": f"float16 bit-pattern bins: {kernels.HIST_BINS} bins, 16 per octave (see store/kernels.py)",
+        "histogram": f"float16 bit-pattern bins: {kernels.HIST_BINS} bins, 16 per octave (see store/index/kernels.py)",
     }
 
 

@@ -4,7 +4,7 @@ resume state of an indexing run.
 Resume state: a running partial result is saved into alternating slots under
 ``index/{hook}/_state`` and a small ``progress`` attribute naming the valid slot (and the chunks it
 covers) is written last, so a process killed at any point leaves the previous save valid. The
-single-process indexer (store.index.run) and the Dask indexer (store.dask_index) use the same
+single-process indexer (store.index.run) and the Dask indexer (store.index.dask_run) use the same
 state, through ``IndexGroup.begin`` / ``saved_stop`` / ``load_state`` / ``save_state`` /
 ``prune_state``, so either resumes what the other began.
 """
@@ -23,10 +23,10 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from store import chunkio, schema
+from store.format import chunkio, schema
 from store.errors import StoreError
 from store.index.partial import PartialIndex, SamplePartial, UnitSamples
-from store.snippets import index_window
+from store.measures.snippets import index_window
 
 # which saved state holds which partial result
 STATE_CLASSES = {"p1": PartialIndex, "s1": UnitSamples, "p2": SamplePartial}
@@ -93,7 +93,7 @@ class IndexGroup:
 
     A finished index is never rebuilt in place: ``begin`` puts a rebuild (``--force``, another k or
     seed) in index/_rebuild/{hook}, beside the index readers use, and ``write_index`` swaps the two
-    folders in one step once the new one is whole (store.atomic.exchange). While a rebuild is under
+    folders in one step once the new one is whole (store.format.atomic.exchange). While a rebuild is under
     way every IndexGroup of the hook (a Dask task's too) works on it."""
 
     def __init__(self, path, hook: str, on_checkpoint=None):
@@ -202,7 +202,7 @@ class IndexGroup:
         old one: a reader sees the old index or the new one, never a mix. ``wait=False``: the old
         one (thousands of files) is removed on a thread while the caller goes on; returns that
         thread's future, to be waited for while the hook's lock is still held."""
-        from store import atomic
+        from store.format import atomic
 
         live, new = self.path / schema.index_path(self.hook), self.path / self.rel
         old = None

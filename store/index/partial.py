@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store import kernels, schema
+from store.index import kernels
+from store.format import schema
 from store.index.blocks import run_blocks
 
 WINDOW = schema.CONTEXT_BEFORE + 1 + schema.CONTEXT_AFTER
@@ -539,7 +540,7 @@ def unit_starts(umap: np.ndarray) -> np.ndarray:
 
 
 def unit_zones(umap: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The zones of the units for the kernel's cheap reject (store.kernels.unit_sample_rows): each
+    """The zones of the units for the kernel's cheap reject (store.index.kernels.unit_sample_rows): each
     unit of several histogram bins is a zone, and so is each run of one-bin units. Returns
     zone_key int32 [N, Z] (first float16 key of each zone; unused zones a key above every key),
     zone_u0 / zone_u1 int64 [N, Z] (the units of each zone) and unit_zone int64 [N, N_UNITS]."""

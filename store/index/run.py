@@ -12,7 +12,7 @@ One streaming read over each hook's dense ``[token, neuron]`` array, chunk by ch
   ``SamplePartial``), so the result is always pass 2's.
 
 The chunk-range functions ``compute_partial`` and ``compute_sample_partial`` (the two passes
-apart) are what store.dask_index runs as tasks; all partial results merge exactly
+apart) are what store.index.dask_run runs as tasks; all partial results merge exactly
 (store.index.partial).
 
 ``index_store`` saves the running partial results in the index group every ``checkpoint_every_s``
@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store import explain, kernels, schema
+from store.measures import explain
+from store.index import kernels
+from store.format import schema
 from store.errors import StoreError
 from store.index.arrays import index_arrays, index_attrs, stored_arrays
 from store.index.group import IndexGroup
@@ -91,7 +93,7 @@ def compute_sample_partial(store, hook: str, chunk_start: int, chunk_stop: int, 
 def pass1_result(store, hook: str) -> PartialIndex:
     """The pass-1 result an index keeps in ``index/{hook}/_state`` (top/bottom lists, histogram,
     moments, per-token sums by context parity): what appending tokens merges into, and the input of
-    analyses that need the sums behind the index arrays, e.g. ``store.scores.sim_score_all``."""
+    analyses that need the sums behind the index arrays, e.g. ``store.measures.scores.sim_score_all``."""
     st = open_store(store)
     if hook not in st.hooks:
         raise StoreError(f"{st.path} has no hook {hook!r}; it has {', '.join(st.hooks)}")
@@ -223,7 +225,7 @@ def index_hook(st, hook: str, cfg: IndexConfig, force: bool = False, progress: b
     end the samples are resolved to the quantile bins of the whole histogram. Only for a hook where
     a quantile edge lies outside the tracked units of some neuron (or a run resumed from a pass-1
     state saved without samples, e.g. by the Dask indexer) is the store read a second time (pass 2)."""
-    from store import atomic
+    from store.format import atomic
 
     with atomic.hook_lock(st.path, hook):  # one run per store and hook; a second one waits, saying so
         st.forget_index(hook)  # the run this one waited for may have finished (or swapped) the index

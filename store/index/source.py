@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from store import schema
+from store.format import schema
 from store.errors import CorruptChunkError, StoreError
 
 # Chunk reads in flight during a pass, each on its own thread. Two concurrent reads get more out of a
@@ -19,8 +19,8 @@ READ_AHEAD = 2
 
 
 def open_store(store):
-    """A Store from a path, or the Store given (``store.reader.as_store``)."""
-    from store.reader import as_store
+    """A Store from a path, or the Store given (``store.format.reader.as_store``)."""
+    from store.format.reader import as_store
 
     return as_store(store)
 

@@ -1,4 +1,4 @@
-"""Indexing while recording: a chunk consumer (store.pipeline.ChunkConsumer) that folds every recorded
+"""Indexing while recording: a chunk consumer (store.format.pipeline.ChunkConsumer) that folds every recorded
 chunk into the index of its hook as the recorder produces it, so the dense activations need never be
 read back, or kept (``neurobrowse record ... --index --dense none``).
 
@@ -16,7 +16,7 @@ benchmarks/bench_sample_error.py, see docs/indexing-and-scores.md).
 
 On Dask (solu_core.dask_record) each task folds the chunks it records into a ``ChunkFold`` of its
 own; the task holding the first chunks fixes the units (the same ones as here) and hands them to
-the others, and store.dask_index merges the results and calls ``finish_hook``.
+the others, and store.index.dask_run merges the results and calls ``finish_hook``.
 
 Resume: ``save_state`` (the pipeline calls it after every work group) saves the running results in
 the index group every ``checkpoint_every_s`` seconds, with the chunk they reach; ``needed_chunks``
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store import schema
+from store.format import schema
 from store.errors import StoreError
 from store.index.group import IndexGroup
 from store.index.partial import (

@@ -37,8 +37,8 @@ from typing import Protocol
 
 import numpy as np
 
-from store import schema
-from store.writer import StoreWriter
+from store.format import schema
+from store.format.writer import StoreWriter
 
 
 @dataclass

@@ -6,7 +6,7 @@ a store whose markers name exactly the chunks that are safely on disk, so the sa
 and rewrites only the rest. ``finish()`` checks every marker and every chunk file, then sets the
 manifest's ``complete`` flag last.
 
-Array names, chunk shapes, codecs and attributes come from store.schema; this module spells none.
+Array names, chunk shapes, codecs and attributes come from store.format.schema; this module spells none.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from store import chunkio, schema
+from store.format import chunkio, schema
 from store.errors import StoreError
-from store.schema import read_manifest
+from store.format.schema import read_manifest
 
 # Manifest fields that must match for a resume to continue an existing store.
 _RESUME_KEYS = ("model_config", "hooks", "n_tokens", "context_len", "chunk_tokens", "tokenizer_hash",
@@ -386,7 +386,7 @@ class StoreWriter:
             value = chunkio.marker_value(chunkio.stored_crc(self._chunk_file(array_name, coords)) or b"\0" * 4)
         self._set_marker(schema.done_path(array_name), chunk_index, value)
 
-    # Direct chunk writes (store.chunkio). Measured (benchmarks/bench_store.py --parts writer): zarr's
+    # Direct chunk writes (store.format.chunkio). Measured (benchmarks/bench_store.py --parts writer): zarr's
     # setitem for an 8 MiB uncompressed chunk ran at ~0.3-0.4x np.save of the same bytes (event-loop
     # hand-offs, buffer copies); writing the identical file bytes directly runs at np.save speed.
     # Only for arrays in a layout chunkio knows (schema.chunk_codec_layout); zarr reads them unchanged.

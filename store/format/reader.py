@@ -26,13 +26,14 @@ import zarr
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from store import chunkio, columns, schema
+from store.format import chunkio, schema
+from store.measures import columns
 from store.errors import CorruptChunkError, StoreError
-from store.schema import read_manifest
-from store.snippets import (
+from store.format.schema import read_manifest
+from store.measures.snippets import (
     Snippet, build_snippets, distinct_names, fill_shared_windows, has_distinct, index_window, window_positions,
 )
-from store.tokens_display import readable_vocab
+from store.measures.tokens_display import readable_vocab
 
 _CHUNK_CACHE = 256  # decoded index chunks kept (about 10 neuron-chunk groups of one page's arrays)
 _TOKEN_CACHE_BYTES = 64 * 2**20  # decoded token chunks kept for the derived token windows (a 16M-token store whole)
@@ -143,7 +144,7 @@ class NeuronView:
     top_tokens: list[tuple[str, float, int]]  # (token, mean activation, count)
     logit_up: list[tuple[str, float]] = field(default_factory=list)
     logit_down: list[tuple[str, float]] = field(default_factory=list)
-    explanation: str = ""  # the automatic rule explanation in words (store.explain), '' when none
+    explanation: str = ""  # the automatic rule explanation in words (store.measures.explain), '' when none
     window: tuple[int, int] = (0, 0)  # (before, after) tokens of the index's windows
     context_len: int = 0  # tokens per recorded context
     distinct: bool = True  # top / bottom hold one firing per context
@@ -167,7 +168,7 @@ def damaged_advice(name: str, root) -> str:
 def _decode_chunk_file(root: Path, name: str, arr: zarr.Array, chunk_index: int, layout: str = "zstd",
                        expect_crc: bytes | None = None) -> np.ndarray:
     """One whole chunk [chunk_rows, ...] of an array laid out as _direct_layout says, read and checked
-    by store.chunkio without zarr's event loop. For index pages (~20 small zstd chunks) the loop's
+    by store.format.chunkio without zarr's event loop. For index pages (~20 small zstd chunks) the loop's
     thread hand-offs cost more than the reads on a busy 2-core machine; a dense activation chunk
     ("raw") is read straight into the result's buffer (2 ms instead of zarr's 4.7 ms per 8 MB
     chunk, benchmarks/bench_index.py)."""
@@ -414,8 +415,8 @@ class Store:
 
     @cached_property
     def explain_vocab(self):
-        """store.explain.Vocab of this recording's tokenizer (the token tables the rule search uses)."""
-        from store.explain import Vocab
+        """store.measures.explain.Vocab of this recording's tokenizer (the token tables the rule search uses)."""
+        from store.measures.explain import Vocab
 
         return Vocab.build(self._vocab_strings)
 
@@ -488,7 +489,7 @@ class Store:
         """One index array of ``hook``: a zarr array, or for the token windows (schema.INDEX_DERIVED) an
         array-like gathering them from the store's tokens when the index does not store them."""
         if name not in schema.INDEX_ARRAYS and name not in schema.EXPLAIN_ARRAYS:
-            raise StoreError(f"{name!r} is not an index array; see store.schema.INDEX_ARRAYS")
+            raise StoreError(f"{name!r} is not an index array; see store.format.schema.INDEX_ARRAYS")
         if name in schema.INDEX_DERIVED and not self._index_stores(hook, name):
             return WindowTokens(self, hook, name)
         if name in schema.INDEX_SHARED_WINDOWS and self._index_attrs(hook).get("shared_windows"):
@@ -583,7 +584,7 @@ class Store:
 
     # ---- an index rebuilt under a reader -------------------------------------------------------------
     # `neurobrowse index --force` builds the new index beside the old one and swaps the folders in one
-    # step (store.atomic.exchange). A reader notices by the folder's identity (device, inode), drops
+    # step (store.format.atomic.exchange). A reader notices by the folder's identity (device, inode), drops
     # what it cached of the old index, and reads a page again when the swap fell in the middle of it:
     # every table and page comes from one index, the old or the new.
     def _index_generation(self, hook: str) -> tuple | None:
@@ -616,7 +617,7 @@ class Store:
         raise StoreError(f"the index of {hook} in {self.path} was rebuilt twice while it was read; try again")
 
     def neuron_table(self, hook: str) -> dict[str, np.ndarray]:
-        """One row per neuron: a column per ``store.columns.COLUMNS`` entry (neuron, max_act, min_act, the
+        """One row per neuron: a column per ``store.measures.columns.COLUMNS`` entry (neuron, max_act, min_act, the
         per-neuron index arrays, top_token as a readable string) plus top_token_id."""
         return self._one_index(hook, lambda: self._neuron_table(hook))
 
@@ -648,10 +649,10 @@ class Store:
 
     def _ln_overlap(self, hook: str, top_pos: np.ndarray) -> np.ndarray:
         """float32 [N]: the share of each neuron's distinct top firings (one per context, at most
-        store.explain.N_TOP) on this side of the LayerNorm that are also among its top-k firings on the
+        store.measures.explain.N_TOP) on this side of the LayerNorm that are also among its top-k firings on the
         other side (hook_mid vs hook_post); NaN without the other side. Low = the LN changes which
         tokens the neuron fires on most."""
-        from store.explain import distinct_top
+        from store.measures.explain import distinct_top
 
         other = self.ln_partner(hook)
         if other is None:
@@ -666,7 +667,7 @@ class Store:
     def _explain_columns(self, hook: str) -> dict[str, np.ndarray]:
         """explain_score / _coverage / _precision (float32) and explanation (object: words) per neuron;
         NaN and '' when the index has no explanations yet (`neurobrowse index` adds them)."""
-        from store import explain
+        from store.measures import explain
 
         N = self.d_mlp
         if not explain.is_explained(self, hook):
@@ -682,7 +683,7 @@ class Store:
     def neuron(self, hook: str, neuron: int, distinct: bool = True) -> NeuronView:
         """One neuron's page: stats, top / bottom / quantile-sampled snippets, histogram, top tokens,
         logit effects. Reads one neuron-axis chunk of each index array, concurrently. ``distinct``:
-        top and bottom show one firing per recorded context (store.snippets), else every stored one."""
+        top and bottom show one firing per recorded context (store.measures.snippets), else every stored one."""
         return self._one_index(hook, lambda: self._neuron(hook, neuron, distinct))
 
     def _neuron(self, hook: str, neuron: int, distinct: bool = True) -> NeuronView:
@@ -828,7 +829,7 @@ class Store:
 
     def _snippets(self, positions, values, ctx_tokens, ctx_acts, before: int, *, more=None,
                   distinct: bool = True) -> list[Snippet]:
-        """positions [m], values [m], ctx_tokens / ctx_acts [m, window] -> Snippets (store.snippets)."""
+        """positions [m], values [m], ctx_tokens / ctx_acts [m, window] -> Snippets (store.measures.snippets)."""
         return build_snippets(positions, values, ctx_tokens, ctx_acts, self._strings(ctx_tokens), before=before,
                               context_len=self.context_len, more=more, distinct=distinct)
 

@@ -52,8 +52,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from store import schema
-from store.snippets import context_slots, index_window
+from store.format import schema
+from store.measures.snippets import context_slots, index_window
 
 N_TOP = 20  # distinct top firings a rule is judged on (a rater sees about 20)
 BEFORE_SPAN = 8  # tokens before the firing searched by the "before" family
@@ -86,7 +86,7 @@ OUTPUTS = ("explain_family", "explain_args", "explain_hits", "explain_n", "expla
 
 # ---- the vocabulary ---------------------------------------------------------------------------------
 def _classes_of(s: str) -> list[int]:
-    """Class ids of one readable token piece (store.tokens_display: ' ' leading space, '⏎' newline)."""
+    """Class ids of one readable token piece (store.measures.tokens_display: ' ' leading space, '⏎' newline)."""
     core = s.strip(" ⇥")
     out = []
     if core.isascii() and core.isdigit():
@@ -665,7 +665,7 @@ def explain_hook(store, hook: str, arrays: dict[str, np.ndarray] | None = None, 
     store otherwise, so an index made before explanations existed gets them without re-indexing.
     Sets the index attribute ``explained`` last. Returns the arrays written."""
     from store.errors import StoreError
-    from store.reader import Store
+    from store.format.reader import Store
 
     st = store if isinstance(store, Store) else Store.open(store)
     if arrays is None or any(k not in arrays for k in INPUTS):

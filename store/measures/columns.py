@@ -3,7 +3,7 @@
 ``Store.neuron_table`` builds one column per entry, the neuron table and the neuron page show them,
 filters and sorts accept their names, the compare view counts the scores that pass their threshold,
 the blinded study checks the scores against human verdicts and exports write them. Adding a
-statistic the indexer writes (a per-neuron index array, see ``store.schema.INDEX_ARRAYS``) is one
+statistic the indexer writes (a per-neuron index array, see ``store.format.schema.INDEX_ARRAYS``) is one
 ``Column`` entry here.
 """
 
@@ -26,7 +26,8 @@ class Column:
     in_table: bool = False  # shown as a column of the neuron table (every column can be filtered and exported)
     numeric: bool = True  # False: text (filters take ~ regex and =)
     tip: str = ""  # tooltip of the table header
-    explained: bool = False  # read with the rule explanations (store.explain): NaN / '' on an index made before them
+    # read with the rule explanations (store.measures.explain): NaN / '' on an index made before them
+    explained: bool = False
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -42,22 +43,23 @@ COLUMNS: tuple[Column, ...] = (
            tip="Share of tokens where the neuron is active (> 0)"),
     # 0.8: the paper's "at least 80% of the strongest firings follow one rule"
     Column("token_rule_score", "Token-rule", "token-rule score", ".3f", array="token_rule_score", score=True,
-           threshold=0.8, in_table=True, tip="How well one token explains the neuron's firing (store.scores)"),
+           threshold=0.8, in_table=True, tip="How well one token explains the neuron's firing (store.measures.scores)"),
     Column("sim_score", "Lookup", "token lookup correlation", ".3f", array="sim_score", score=True, threshold=0.5,
            in_table=True, tip="Token lookup correlation (formerly 'simulation score'; not OpenAI's explain-and-"
            "simulate score): correlation of the activations with a per-token-mean prediction fitted on the other "
-           "half of the contexts, over top-k + random samples (store.scores)"),
+           "half of the contexts, over top-k + random samples (store.measures.scores)"),
     Column("top_token", "Top token", "top token", "", in_table=True, numeric=False),
-    # 0.7: F2 of coverage 0.8 (the paper's 80%) with precision 0.5 (store.explain.PASS_SCORE)
+    # 0.7: F2 of coverage 0.8 (the paper's 80%) with precision 0.5 (store.measures.explain.PASS_SCORE)
     Column("explain_score", "Rule score", "rule explanation score", ".3f", array="explain_score", explained=True,
            score=True, threshold=0.7, in_table=True,
            tip="How well the automatic rule explanation fits the top firings: F2 of its coverage of the distinct "
-           "top firings and its precision (store.explain; docs/scores.md)"),
+           "top firings and its precision (store.measures.explain; docs/scores.md)"),
     Column("explain_coverage", "Coverage", "explanation coverage", ".3f", array="explain_coverage", explained=True),
     Column("explain_precision", "Precision", "explanation precision", ".3f", array="explain_precision",
            explained=True),
     Column("explanation", "Rule", "rule explanation", "", numeric=False, explained=True, in_table=True,
-           tip="The best simple rule over the distinct top firings, with its coverage and precision (store.explain)"),
+           tip="The best simple rule over the distinct top firings, with its coverage and precision "
+               "(store.measures.explain)"),
     # SoLU-LN only: derived by Store.neuron_table from both sides of the LayerNorm (NaN elsewhere)
     Column("ln_overlap", "LN overlap", "top firings kept across the LayerNorm", ".2f", in_table=True,
            tip="SoLU-LN: share of the distinct top firings on this side of the LayerNorm that are also top firings "

@@ -173,7 +173,7 @@ INDEX_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "top_token_ids": ("int32", ("neuron", "top_token")),  # tokens with the highest mean activation
     "top_token_means": ("float32", ("neuron", "top_token")),
     "top_token_counts": ("int64", ("neuron", "top_token")),  # occurrences of each of those tokens
-    # distinct passages (store.snippets): the best / lowest firing of each recorded context, k per neuron
+    # distinct passages (store.measures.snippets): the best / lowest firing of each recorded context, k per neuron
     "distinct_top_values": ("float32", ("neuron", "k")),  # descending, one per context
     "distinct_top_positions": ("int64", ("neuron", "k")),
     "distinct_top_context_tokens": ("int32", ("neuron", "k", "window")),
@@ -184,14 +184,14 @@ INDEX_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "distinct_bottom_context_tokens": ("int32", ("neuron", "k", "window")),
     "distinct_bottom_context_acts": ("float16", ("neuron", "k", "window")),
     "distinct_bottom_more": ("int32", ("neuron", "k")),
-    "token_rule_score": ("float32", ("neuron",)),  # see store.scores
-    "sim_score": ("float32", ("neuron",)),  # see store.scores
+    "token_rule_score": ("float32", ("neuron",)),  # see store.measures.scores
+    "sim_score": ("float32", ("neuron",)),  # see store.measures.scores
 }
 DENSITY_THRESHOLD = 0.0
 
 # Index arrays that are not stored but derived from the store's tokens: the token ids of each window
 # are tokens[position - before .. position + after] (-1 past the ends of the store), so the index
-# writes only the positions and readers gather the windows (store.reader.Store.index_array; a page
+# writes only the positions and readers gather the windows (store.format.reader.Store.index_array; a page
 # reads a few token chunks). They were a third of an index on disk. Indexes written before hold them
 # as arrays, which readers use when present. name -> the positions array it derives from.
 INDEX_DERIVED: dict[str, str] = {
@@ -204,27 +204,27 @@ INDEX_DERIVED: dict[str, str] = {
 # Windows shared between the distinct lists and the raw ones: most distinct firings (one per context)
 # are also in the raw top / bottom list (88% / 61% on the demo GeLU model), with the same window. An
 # index with the attribute ``shared_windows`` stores such an entry's window as zeros and readers take
-# it from the raw list (store.snippets.fill_shared_windows). name -> (its positions, the raw list's
+# it from the raw list (store.measures.snippets.fill_shared_windows). name -> (its positions, the raw list's
 # positions, the raw list's windows).
 INDEX_SHARED_WINDOWS: dict[str, tuple[str, str, str]] = {
     "distinct_top_context_acts": ("distinct_top_positions", "top_positions", "top_context_acts"),
     "distinct_bottom_context_acts": ("distinct_bottom_positions", "bottom_positions", "bottom_context_acts"),
 }
 
-# Automatic rule explanations (store.explain), written next to INDEX_ARRAYS by the index and by
-# store.explain.explain_hook (an index made before them gains them without re-indexing). The rule's
-# words are rendered at read time from its family and arguments (store.explain.describe).
+# Automatic rule explanations (store.measures.explain), written next to INDEX_ARRAYS by the index and by
+# store.measures.explain.explain_hook (an index made before them gains them without re-indexing). The rule's
+# words are rendered at read time from its family and arguments (store.measures.explain.describe).
 EXPLAIN_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "explain_family": ("int8", ("neuron",)),  # index into store.explain.FAMILIES, -1 = no rule
+    "explain_family": ("int8", ("neuron",)),  # index into store.measures.explain.FAMILIES, -1 = no rule
     "explain_args": ("int32", ("neuron", "rule_arg")),  # token / class / fold ids of the rule, -1 unused
     "explain_hits": ("int32", ("neuron",)),  # distinct top firings the rule matches
-    "explain_n": ("int32", ("neuron",)),  # distinct top firings judged (at most store.explain.N_TOP)
+    "explain_n": ("int32", ("neuron",)),  # distinct top firings judged (at most store.measures.explain.N_TOP)
     "explain_coverage": ("float32", ("neuron",)),  # hits / n
     "explain_precision": ("float32", ("neuron",)),  # share of the rule's occurrences that fire high
     "explain_score": ("float32", ("neuron",)),  # F2 of coverage and precision
 }
 
-# ---- index details (see store/index/ and store/kernels.py) ------------------------------------------------
+# ---- index details (see store/index/ and store/index/kernels.py) ------------------------------------------------
 # Sizes: window = CONTEXT_BEFORE + 1 + CONTEXT_AFTER; edge = len(SAMPLE_QUANTILES); bin =
 # len(SAMPLE_BINS); hist_bin = kernels.HIST_BINS (992 bins read off the float16 bit pattern: 16 per
 # octave, exact and mergeable), hist_edge = hist_bin + 1; vocab = model_config["d_vocab"].
@@ -328,7 +328,7 @@ def codecs(dtype: str) -> list:
 
 # Completion markers: done/{array} is uint64 [chunk] with chunk shape (1,), so concurrent writers
 # never share a marker chunk. Non-zero = that chunk of {array} is on disk (written, fsynced), and the
-# value records the chunk file's Crc32c (store.chunkio.marker_value), which binds the file to its
+# value records the chunk file's Crc32c (store.format.chunkio.marker_value), which binds the file to its
 # place. Stores of the first release have uint8 markers (1 = written).
 MARKER_DIM = "chunk"  # per-token arrays' markers: one per token chunk
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from store import index
-from store import schema
+from store.format import schema
 from store.errors import StoreError
 
 
@@ -106,11 +106,11 @@ def index_store_dask(path, client, *, hooks: list[str] | None = None, k: int = s
     Same arguments, refusals, resume state and result as ``store.index.index_store``; returns a
     summary per hook. The store's path must be the same on the workers (shared file system).
     """
-    from store.dask_cluster import dask_errors, n_workers, progress_bar
+    from store.index.dask_cluster import dask_errors, n_workers, progress_bar
 
     from contextlib import ExitStack
 
-    from store import atomic
+    from store.format import atomic
 
     cfg = config or DaskIndexConfig()
     window = index.check_window(window or (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER))
@@ -368,7 +368,7 @@ def index_store_on(scheduler: str | None, path, *, hooks: list[str] | None = Non
                    force: bool = False, progress: bool = True, window: tuple[int, int] | None = None) -> dict:
     """Index a store in this process (``scheduler`` None: ``store.index.index_store``) or on the Dask
     cluster ``scheduler`` names (``index_store_dask``); the same index either way."""
-    from store.dask_cluster import local_or_dask
+    from store.index.dask_cluster import local_or_dask
 
     kw = dict(hooks=hooks, k=k, force=force, progress=progress, window=window)
     return local_or_dask(scheduler, lambda: index.index_store(path, **kw),

@@ -750,7 +750,7 @@ def top_tokens_by_mean(token_sum, token_count, rows, ids, out_ids, out_means, bl
 # rule as the raw lists (key, then lower position; within a context the first best position), so
 # partial results merge exactly. With each entry: how many other tokens of its context fire at least
 # MORE_SHARE as strongly (same sign), counted when the entry is kept.
-MORE_SHARE = 0.5  # store.snippets.MORE_SHARE
+MORE_SHARE = 0.5  # store.measures.snippets.MORE_SHARE
 
 
 @njit(inline="always", cache=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from store.columns import SCORES, THRESHOLDS
+from store.measures.columns import SCORES, THRESHOLDS
 
 SUMMARY_BINS = np.linspace(0.0, 1.0, 21)  # histogram edges for the distributions (sim < 0 -> first bin)
 
@@ -178,7 +178,7 @@ def _describe(values: np.ndarray, threshold: float) -> dict:
 def score_distributions(store) -> dict[str, dict[str, np.ndarray]]:
     """{hook: {"token_rule_score": float32 [N], "sim_score": float32 [N]}} for every indexed hook of a
     Store (or a path)."""
-    from store.reader import as_store
+    from store.format.reader import as_store
 
     store = as_store(store)
     out = {}
@@ -211,7 +211,7 @@ def score_summary(stores) -> dict[str, dict[str, dict[str, dict]]]:
     threshold, hist_counts, hist_edges}}}}; share_above is the share of neurons scoring at least
     THRESHOLDS[score] (0.8 for the token rule, after the paper's "80% of firings follow one rule").
     """
-    from store.reader import as_store
+    from store.format.reader import as_store
 
     items = stores.items() if isinstance(stores, dict) else [(None, s) for s in stores]
     out: dict = {}

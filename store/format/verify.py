@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from store import chunkio, schema
+from store.format import chunkio, schema
 from store.errors import StoreError
 
 
@@ -218,7 +218,7 @@ def verify_store(path, *, repair: bool = False, progress: bool = False) -> Verif
 
 def _repair(root: Path, report: VerifyReport) -> None:
     """Clear the markers of bad recorded chunks (and ``complete``), drop damaged indexes."""
-    from store.writer import StoreWriter
+    from store.format.writer import StoreWriter
 
     writer = None
     for rep in report.arrays:
