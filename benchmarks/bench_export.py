@@ -5,7 +5,7 @@
 Builds (once, reused under --work) a store of GeLU-like float16 activations with
 store.format.writer.StoreWriter and indexes it with store.index.index_store (so every index array is
 the real one), labels every neuron in one transaction of the real label database, then times
-``store.export.export_store`` for jsonl, csv and neuron-explainer, plain and gzipped (median of
+``store.export.neurons.export_store`` for jsonl, csv and neuron-explainer, plain and gzipped (median of
 --repeats), and ``labels import`` of the jsonl export into a fresh database. Prints a table and
 writes benchmarks/out/bench_export.json.
 
@@ -29,8 +29,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from store.format import schema  # noqa: E402
-from store.export import ExportConfig, export_store, import_labels  # noqa: E402
-from store.labels import VERDICTS, Label, LabelDB  # noqa: E402
+from store.export.neurons import ExportConfig, export_store
+from store.export.label_files import import_labels  # noqa: E402
+from store.labels.label import Label, VERDICTS
+from store.labels.db import LabelDB  # noqa: E402
 from store.format.reader import Store  # noqa: E402
 
 HOOK = "blocks.0.mlp.hook_post"

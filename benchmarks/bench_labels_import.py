@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_labels_import.py --labels 10000 --events 50000 --repeats 3
 
 Writes a labels export file of --labels labels (one run, two hooks, random verdicts/tags), then
-times ``store.export.import_labels`` of it into (a) an empty label database and (b) a database that
+times ``store.export.label_files.import_labels`` of it into (a) an empty label database and (b) a database that
 already holds --events events on the same run and neurons (several events of history per neuron, so
 every lookup meets a populated table), each on a fresh copy, median of --repeats. Prints both and their ratio; writes
 benchmarks/out/bench_labels_import.json.
@@ -24,8 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store.export import export_labels, import_labels  # noqa: E402
-from store.labels import VERDICTS, Label, LabelDB  # noqa: E402
+from store.export.label_files import export_labels, import_labels  # noqa: E402
+from store.labels.label import Label, VERDICTS
+from store.labels.db import LabelDB  # noqa: E402
 
 RUN = "00000000-0000-4000-8000-000000000000"
 HOOKS = ("blocks.0.mlp.hook_post", "blocks.1.mlp.hook_post")

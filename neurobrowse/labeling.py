@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from store.labels import VERDICTS, Label, LabelDB, LabelError, normalize_tags, validate_against_store
+from store.labels.label import Label, LabelError, VERDICTS, normalize_tags, validate_against_store
+from store.labels.db import LabelDB
 
 _UNSET: Any = object()
 VERDICT_MARK = {"interpretable": "✓", "not_interpretable": "✗", "unsure": "?"}

@@ -217,7 +217,7 @@ def printable(text: str) -> str:
 
 
 def label_line(lab) -> str:
-    """One label (store.labels.Label) on one line: run, hook, neuron, verdict, description, tags, who and when."""
+    """One label (store.labels.label.Label) on one line: run, hook, neuron, verdict, description, tags, who and when."""
     tags = f" [{printable(', '.join(lab.tags))}]" if lab.tags else ""
     desc = f" {printable(lab.description)}" if lab.description else ""
     return (f"{lab.run_uuid[:8]} {lab.hook} {lab.neuron:>6} {lab.verdict:<17}{desc}{tags}  "

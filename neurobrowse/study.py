@@ -48,8 +48,8 @@ import numpy as np
 from neurobrowse.stats import cohen_kappa, fisher_exact, fleiss_kappa, roc_auc, wilson_interval
 from store.measures.columns import SCORES
 from store.errors import NeurobrowseError
-from store.export import atomic_output
-from store.labels import VERDICTS, default_author
+from store.export.neurons import atomic_output
+from store.labels.label import VERDICTS, default_author
 from store.format.schema import parse_hook_name
 from store.measures.scores import display_name
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from tests.builders import run_cli as _cli
-from store.export import (
-    LABEL_FIELDS, ExportConfig, ExportError, export_labels, export_store, import_labels, read_label_file,
-)
-from store.labels import LabelDB, LabelError, LabelImportError
+from store.export.neurons import ExportConfig, ExportError, LABEL_FIELDS, export_store
+from store.export.label_files import export_labels, import_labels, read_label_file
+from store.labels.db import LabelDB
+from store.labels.label import LabelError, LabelImportError
 from store.format.reader import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,7 +243,8 @@ def test_failed_export_keeps_the_old_file(tmp_path, gelu):
 _GEN_WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from store.labels import LabelDB, Label
+    from store.labels.db import LabelDB
+    from store.labels.label import Label
     db = LabelDB(sys.argv[1], busy_timeout_s=60)
     g = 0
     while True:

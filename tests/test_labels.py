@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from store.labels import (
-    ENV_DB, LABELS_SCHEMA_VERSION, MIGRATIONS, Label, LabelDatabaseError, LabelDB, LabelError, default_db_path,
-)
+from store.labels.label import ENV_DB, LABELS_SCHEMA_VERSION, Label, LabelDatabaseError, LabelError, default_db_path
+from store.labels.db import LabelDB, MIGRATIONS
 from tests.builders import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +100,7 @@ def test_migration_keeps_labels_and_makes_a_backup(tmp_path):
 
 
 def test_backup_rotation(tmp_path):
-    from store.labels import BACKUPS_KEPT
+    from store.labels.label import BACKUPS_KEPT
 
     db = LabelDB(tmp_path / "l.sqlite")
     db.set_label(RUN, HOOK, 1, verdict="unsure")
@@ -176,7 +175,8 @@ def test_set_many_is_all_or_nothing(tmp_path):
 _WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from store.labels import LabelDB, Label
+    from store.labels.db import LabelDB
+    from store.labels.label import Label
     db = LabelDB(sys.argv[1], busy_timeout_s=60)
     p, n = int(sys.argv[2]), int(sys.argv[3])
     for i in range(n):
@@ -204,7 +204,8 @@ def test_four_processes_times_200_writes_keep_800(tmp_path):
 _KILLED = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from store.labels import LabelDB, Label
+    from store.labels.db import LabelDB
+    from store.labels.label import Label
     db = LabelDB(sys.argv[1], busy_timeout_s=60)
     t = 0
     while True:

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt, QTimer
 
 from neurobrowse.labeling import LabelModel
 from neurobrowse.qt.label_panel import LabelPanel
-from store.labels import LabelDB
+from store.labels.db import LabelDB
 from store.format.reader import Store
 
 

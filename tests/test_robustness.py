@@ -252,7 +252,7 @@ def test_neuron_explainer_quantile_bins_are_in_ascending_order_and_within_their_
     snippets as the page, in the same order), whose firing values lie between its two boundaries."""
     import json
 
-    from store.export import ExportConfig, export_store
+    from store.export.neurons import ExportConfig, export_store
 
     hook = solu.hook_for(0, "hook_post")
     out = tmp_path / "ne.jsonl"
@@ -371,7 +371,8 @@ def test_label_writes_are_all_or_nothing(tmp_path):
     neither the event nor the current label behind, for one label and for a batch."""
     import sqlite3
 
-    from store.labels import Label, LabelDB, LabelError
+    from store.labels.label import Label, LabelError
+    from store.labels.db import LabelDB
 
     path = tmp_path / "l.sqlite"
     db = LabelDB(path)

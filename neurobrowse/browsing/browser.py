@@ -56,7 +56,7 @@ def _open(path: Path, with_labels: bool):
     label_model, label_texts, label_error = None, {}, None
     if with_labels:
         from neurobrowse.labeling import LabelModel, label_text
-        from store.labels import LabelDB
+        from store.labels.db import LabelDB
 
         try:
             db = LabelDB()

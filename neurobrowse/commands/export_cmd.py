@@ -6,8 +6,8 @@ import argparse
 
 from neurobrowse import __version__, options
 from neurobrowse.commands.labels_cmd import common_db_args, open_db
-from store.export import FORMATS, ExportConfig, ExportError
-from store.labels import VERDICTS
+from store.export.neurons import ExportConfig, ExportError, FORMATS
+from store.labels.label import VERDICTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def parse_min_scores(items: list[str]) -> dict[str, float]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from store.export import export_store
+    from store.export.neurons import export_store
     from store.format.reader import Store
 
     store = Store.open(args.store)

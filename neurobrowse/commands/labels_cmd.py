@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from neurobrowse import __version__, options, render
-from store.labels import ENV_DB, VERDICTS, LabelDB, LabelError
+from store.labels.label import ENV_DB, LabelError, VERDICTS
+from store.labels.db import LabelDB
 
 
 def common_db_args() -> argparse.ArgumentParser:
@@ -131,7 +132,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from store.export import import_labels
+    from store.export.label_files import import_labels
     from store.format.reader import Store
 
     store = Store.open(args.store) if args.store else None
@@ -145,7 +146,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from store.export import export_labels
+    from store.export.label_files import export_labels
 
     with open_db(args) as db:
         res = export_labels(db, args.out, run_uuid=_run_of(args), tool_version=__version__, gzip=args.gzip)

@@ -60,7 +60,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_rate(args: argparse.Namespace) -> int:
     from neurobrowse.study import StudySession, rate_from_answers
-    from store.labels import default_author
+    from store.labels.label import default_author
 
     rater = args.rater or default_author()
     if args.answers:

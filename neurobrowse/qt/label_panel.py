@@ -23,7 +23,7 @@ locked database, a full disk) show in the panel's status line and ``errorOccurre
 out of a Qt slot.
 
 Signals:
-    labelChanged(str hook, int neuron, object label)  label is a store.labels.Label or None (cleared);
+    labelChanged(str hook, int neuron, object label)  label is a store.labels.label.Label or None (cleared);
                                                        emitted for sets, clears and undos.
     errorOccurred(str message)
 """
@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from neurobrowse.labeling import LabelChange, LabelModel
 from store.errors import NeurobrowseError
-from store.labels import VERDICTS
+from store.labels.label import VERDICTS
 
 VERDICT_TEXT = {"interpretable": "Interpretable", "not_interpretable": "Not interpretable", "unsure": "Unsure"}
 VERDICT_KEYS = {"interpretable": "1", "not_interpretable": "2", "unsure": "3"}
