@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     win.close()
 
     from neurobrowse.qt.study_window import StudyWindow
-    from neurobrowse.study import StudyConfig, StudySession, new_study
+    from neurobrowse.study.draw import StudyConfig, new_study
+    from neurobrowse.study.session import StudySession
 
     study = Path(args.study) if args.study else Path(tempfile.mkdtemp()) / "study"
     if not (study / "study.json").exists():

@@ -126,7 +126,7 @@ def evidence_verdict(store_a, store_b, labels, tables, thresholds: dict[str, flo
     """neurobrowse.verdict.Verdict for two stores (None when neither is a SoLU model): a reported blinded
     study of these two stores leads, the automated scores (store.measures.columns) are proxies."""
     from neurobrowse import verdict
-    from neurobrowse.study import reported_study
+    from neurobrowse.study.registry import reported_study
 
     thresholds = thresholds or columns.THRESHOLDS
     solu = next((i for i, lab in enumerate(labels) if "solu" in lab.lower()), None)
@@ -144,6 +144,6 @@ def evidence_verdict(store_a, store_b, labels, tables, thresholds: dict[str, flo
 
 
 def _display(label: str) -> str:
-    from neurobrowse.study import display_name
+    from store.measures.scores import display_name
 
     return display_name(label.split(" (")[0])

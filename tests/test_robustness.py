@@ -517,7 +517,8 @@ def test_study_report_plots_shares_of_0_and_100_percent(tmp_path):
     """n = 60 with 60 (or 0) interpretable: the Wilson bound is 0.9999999999999998 next to a share of 1.0;
     the report's error bars must not go negative (matplotlib refuses them)."""
     from neurobrowse.stats import wilson_interval
-    from neurobrowse.study import ModelResult, plot_report
+    from neurobrowse.study.results import ModelResult
+    from neurobrowse.study.report import plot_report
 
     res = []
     for name, k in (("GeLU", 0), ("SoLU-LN", 60)):

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from tests.builders import run_cli as _cli
-from neurobrowse.study import StudyConfig, StudyError, StudySession, load_items, new_study, rate_from_answers
+from neurobrowse.study.draw import StudyConfig, new_study
+from neurobrowse.study.folder import StudyError, load_items
+from neurobrowse.study.session import StudySession, rate_from_answers
 from store.format.reader import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +166,7 @@ def test_new_rate_report_end_to_end(study, tmp_path):
     assert "Cohen's kappa" in text and "Fisher exact test GeLU vs SoLU-LN on neurons" in text
     assert re.search(rf"GeLU +{ig}/{jg} ", text) and "explain_score" in text
     # the report is listed for `compare`, which then leads with it
-    from neurobrowse.study import reported_study
+    from neurobrowse.study.registry import reported_study
 
     runs = {m["act_fn"]: m["run_uuid"] for m in key["models"]}
     ev = reported_study(runs["solu_ln"], runs["gelu"])
@@ -224,7 +226,7 @@ def test_three_raters_use_fleiss(tiny_stores, tmp_path):
     for rater, vs in verdicts.items():
         (tmp_path / f"{rater}.json").write_text(json.dumps(dict(zip(items, vs))))
         rate_from_answers(st, rater, tmp_path / f"{rater}.json")
-    from neurobrowse.study import compute_report
+    from neurobrowse.study.results import compute_report
 
     rep = compute_report(st)
     cats = ("interpretable", "not_interpretable", "unsure")

@@ -11,7 +11,9 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QAbstractButton, QLabel
 
 from neurobrowse.qt.study_window import StudyWindow
-from neurobrowse.study import RatingsDB, StudyConfig, StudySession, new_study
+from neurobrowse.study.ratings import RatingsDB
+from neurobrowse.study.draw import StudyConfig, new_study
+from neurobrowse.study.session import StudySession
 from store.format.reader import Store
 
 

@@ -1,6 +1,6 @@
 """Mutation testing with mutmut: how many small, realistic bugs in the named modules the tests catch.
 
-    .venv/bin/python tools/mutate.py                                   # store/ and neurobrowse/study.py
+    .venv/bin/python tools/mutate.py                                   # store/ and neurobrowse/study/
     .venv/bin/python tools/mutate.py --paths store/format/chunkio.py --tests tests/test_store_writer.py
 
 Copies the source tree into --work (default build/mutation; the checkout is never touched), writes
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--paths", nargs="+", default=["store/", "neurobrowse/study.py"], help="modules to mutate")
+    ap.add_argument("--paths", nargs="+", default=["store/", "neurobrowse/study/"], help="modules to mutate")
     ap.add_argument("--tests", nargs="+", default=["tests/"], help="test files or folders to run")
     ap.add_argument("-k", dest="keyword", default=None, help="pytest -k expression to narrow the tests")
     ap.add_argument("--work", default=str(ROOT / "build" / "mutation"), help="scratch copy of the tree")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from neurobrowse import options
-from neurobrowse.study import StudyConfig
+from neurobrowse.study.draw import StudyConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from neurobrowse.study import new_study
+    from neurobrowse.study.draw import new_study
     from store.errors import NeurobrowseError
 
     kinds = [k.strip() for k in args.hooks.split(",") if k.strip()] if args.hooks else list(args.hook or ())
@@ -59,7 +59,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_rate(args: argparse.Namespace) -> int:
-    from neurobrowse.study import StudySession, rate_from_answers
+    from neurobrowse.study.session import StudySession, rate_from_answers
     from store.labels.label import default_author
 
     rater = args.rater or default_author()
@@ -77,7 +77,7 @@ def cmd_rate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from neurobrowse.study import report_text, study_report
+    from neurobrowse.study.report import report_text, study_report
 
     rep = study_report(args.study, args.out)
     print(report_text(rep), end="")

@@ -173,7 +173,7 @@ class MainWindow(QMainWindow):
 
     def open_study(self, path: str | Path, rater: str | None = None):
         from neurobrowse.qt.study_window import StudyWindow
-        from neurobrowse.study import StudySession
+        from neurobrowse.study.session import StudySession
         from store.errors import NeurobrowseError
 
         try:

@@ -12,7 +12,7 @@ header lines): line breaks and indentation kept, shaded red by activation / the 
 
 For the app::
 
-    from neurobrowse.study import StudySession
+    from neurobrowse.study.session import StudySession
     from neurobrowse.qt.study_window import StudyWindow
     win = StudyWindow(StudySession(study_dir, rater=name)); win.show()
 
@@ -30,7 +30,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QVB
 
 from neurobrowse.qt.snippet_view import SnippetView
 from neurobrowse.browsing.pages import MergedSnippet
-from neurobrowse.study import StudyItem, StudySession
+from neurobrowse.study.folder import StudyItem
+from neurobrowse.study.session import StudySession
 from store.errors import NeurobrowseError
 
 KEYS = {"interpretable": "1", "not_interpretable": "2", "unsure": "3"}

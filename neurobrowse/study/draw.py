@@ -1,0 +1,138 @@
+"""Drawing a study: ``new_study`` samples neurons from each store, shuffles them together with a
+recorded seed and writes the study folder (neurobrowse.study.folder).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+import numpy as np
+from store.measures.columns import SCORES
+from store.errors import NeurobrowseError
+from store.export.neurons import atomic_output
+from store.format.schema import parse_hook_name
+from store.measures.scores import display_name
+from neurobrowse.study.folder import RULE, STUDY_VERSION, StudyError
+from neurobrowse.study.ratings import RatingsDB
+from neurobrowse.study.results import AUC_SCORES
+
+
+@dataclass
+class StudyConfig:
+    """How a study is drawn."""
+
+    per_model: int = 60  # neurons drawn per store (the paper rated 60 per model)
+    seed: int | None = None  # None: a fresh random seed, recorded in key.json
+    hooks: tuple[str, ...] = ("hook_post",)  # hook kinds to draw from (each recorded layer's)
+    snippets: int = 20  # top snippets shown per neuron (one per recorded context: distinct passages)
+    context_before: int = 64  # tokens of context shown before the firing token (several lines)
+    context_after: int = 16  # and after it
+
+
+# ---- drawing a study -------------------------------------------------------------------------------
+def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | None = None) -> Path:
+    """Draw ``cfg.per_model`` neurons from each store (store.format.reader.Store or a path), shuffle them
+    together, write the study folder. Refuses to overwrite an existing study."""
+    from store.format.reader import as_store
+
+    cfg = cfg or StudyConfig()
+    out = Path(out)
+    if (out / "study.json").exists():
+        raise StudyError(f"{out} already holds a study; choose another --out (a study is never overwritten)")
+    stores = [as_store(s) for s in stores]
+    if len(stores) < 2:
+        raise StudyError(f"a study compares models: give at least two stores (--stores A B), got {len(stores)}")
+    runs = [s.run_uuid for s in stores]
+    if len(set(runs)) != len(runs):
+        raise StudyError("the same store is given twice; a study compares different models")
+    seed = int(cfg.seed) if cfg.seed is not None else secrets.randbits(63)
+    rng = np.random.default_rng(seed)
+    items, key_items, models = [], {}, []
+    for m, store in enumerate(stores):
+        hooks = [h for h in store.hooks if parse_hook_name(h)[1] in cfg.hooks]
+        if not hooks:
+            raise StudyError(f"{store.path} records none of the hooks {list(cfg.hooks)}; it has {store.hooks}")
+        for h in hooks:
+            if not store.is_indexed(h):
+                raise StudyError(f"{store.path}: hook {h} is not indexed; run `neurobrowse index {store.path}`")
+        # every candidate neuron: one per layer and index; with several hook kinds (hook_mid and hook_post
+        # of SoLU-LN) a drawn neuron is shown once per kind, so both sides of the LayerNorm are rated blind
+        layers = list(dict.fromkeys(parse_hook_name(h)[0] for h in hooks))
+        pool = [(layer, n) for layer in layers for n in range(store.d_mlp)]
+        if cfg.per_model > len(pool):
+            raise StudyError(f"{store.path} has only {len(pool)} neurons in {list(cfg.hooks)}; "
+                             f"lower --per-model (asked {cfg.per_model})")
+        picks = rng.choice(len(pool), size=cfg.per_model, replace=False)
+        models.append({"index": m, "act_fn": store.model_config.get("act_fn", "?"),
+                       "name": display_name(str(store.model_config.get("act_fn", f"model {m}"))),
+                       "store": str(store.path), "run_uuid": store.run_uuid})
+        for p in sorted(int(x) for x in picks):
+            layer, n = pool[p]
+            for hook in [h for h in hooks if parse_hook_name(h)[0] == layer]:
+                view = store.neuron(hook, n)
+                table = store.neuron_table(hook)
+                snippets = [_crop(s, cfg) for s in view.top[:cfg.snippets]]
+                items.append({"snippets": snippets})
+                key_items[len(items) - 1] = {
+                    "model": m, "hook": hook, "layer": layer, "neuron": n,
+                    "scores": {k: _f(table[k][n]) for k in dict.fromkeys([*SCORES, *AUC_SCORES]) if k in table},
+                    "max_act": _f(table["max_act"][n])}
+    order = rng.permutation(len(items))
+    ids = _item_ids(rng, len(items))
+    study_items, key = [], {}
+    for pos, src in enumerate(order.tolist()):
+        iid = ids[pos]
+        study_items.append({"item_id": iid, "snippets": items[src]["snippets"]})
+        key[iid] = key_items[src]
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    study = {"kind": "neurobrowse-study", "version": STUDY_VERSION, "created": created, "rule": RULE,
+             "n_items": len(study_items), "items": study_items}
+    key_doc = {"kind": "neurobrowse-study-key", "version": STUDY_VERSION, "created": created, "seed": seed,
+               "per_model": cfg.per_model, "hooks": list(cfg.hooks), "snippets": cfg.snippets,
+               "models": models, "items": key}
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_output(out / "key.json") as f:
+            json.dump(key_doc, f, indent=1)
+        with atomic_output(out / "study.json") as f:  # written last: its presence means the study is whole
+            json.dump(study, f, ensure_ascii=False, separators=(",", ":"))
+        RatingsDB(out).close()
+    except (OSError, NeurobrowseError):
+        if made:  # a full disk or a read-only place: leave no half-made study folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return out
+
+
+def _f(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _item_ids(rng: np.random.Generator, n: int) -> list[str]:
+    """Opaque, unique ids (from the seeded generator, so a study is reproducible from its seed)."""
+    seen: set[str] = set()
+    out = []
+    while len(out) < n:
+        iid = "".join(f"{b:02x}" for b in rng.integers(0, 256, size=4).tolist())
+        if iid not in seen:
+            seen.add(iid)
+            out.append(iid)
+    return out
+
+
+def _crop(snip: Any, cfg: StudyConfig) -> dict:
+    """A store Snippet cut to the tokens the model saw with it, at most ``context_before`` / ``context_after``
+    around the firing token: tokens, acts (4 decimals), center."""
+    lo = max(snip.ctx_lo, snip.center - cfg.context_before)
+    hi = min(snip.ctx_hi, snip.center + cfg.context_after + 1)
+    acts = np.asarray(snip.acts[lo:hi], dtype=np.float64)
+    return {"tokens": list(snip.tokens[lo:hi]), "acts": np.round(acts, 4).tolist(), "center": snip.center - lo}
