@@ -41,7 +41,7 @@ bench: setup
 # Mutation testing (mutmut, the `mutation` extra) over MUTATE_PATHS with the tests MUTATE_TESTS; prints the
 # kill rate and writes benchmarks/out/mutation.json. Slow: narrow both on a small machine, e.g.
 #   make mutate MUTATE_PATHS=store/format/chunkio.py MUTATE_TESTS=tests/test_store_writer.py
-MUTATE_PATHS ?= store/ neurobrowse/study.py
+MUTATE_PATHS ?= store/ neurobrowse/study/
 MUTATE_TESTS ?= tests/
 mutate: setup
 	$(PIP) install -e ".[mutation]"
