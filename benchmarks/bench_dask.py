@@ -33,7 +33,8 @@ def _median(xs):
 
 
 def build_model(work: Path, d_mlp: int) -> tuple[Path, Path]:
-    from solu_core.corpus import CorpusConfig, build_corpus
+    from solu_core.corpus.config import CorpusConfig
+    from solu_core.corpus.build import build_corpus
     from solu_core.train import train_pair
 
     corpus = work / "corpus"

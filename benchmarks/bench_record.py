@@ -42,7 +42,7 @@ def _tokenizer():
 
     from transformers import PreTrainedTokenizerFast
 
-    from solu_core.corpus import train_tokenizer
+    from solu_core.corpus.bpe import train_tokenizer
 
     text = (Path(sysconfig.get_paths()["stdlib"]) / "textwrap.py").read_text(encoding="utf-8")
     tok = train_tokenizer([text], 300, progress=False)

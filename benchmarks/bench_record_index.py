@@ -68,7 +68,7 @@ def _model(shape: dict, act_fn: str = "gelu"):
 
 
 class _Split:
-    """Token ids and document starts, as solu_core.corpus.TokenSplit offers them."""
+    """Token ids and document starts, as solu_core.corpus.folder.TokenSplit offers them."""
 
     def __init__(self, n: int, vocab: int):
         rng = np.random.default_rng(0)

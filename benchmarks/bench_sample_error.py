@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent
 def _models(workdir: Path, device: str) -> tuple[Path, dict[str, Path]]:
     """The demo corpus and GeLU / SoLU-LN pair under ``workdir`` (built with the demo's steps if missing)."""
     from neurobrowse.demo import ACT_FNS, corpus_config
-    from solu_core.corpus import build_corpus
+    from solu_core.corpus.build import build_corpus
     from solu_core.train import train_pair
 
     corpus, models = workdir / "corpus", workdir / "models"

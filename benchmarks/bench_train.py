@@ -32,7 +32,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from solu_core.corpus import CorpusConfig, build_corpus, load_split, read_manifest  # noqa: E402
+from solu_core.corpus.config import CorpusConfig
+from solu_core.corpus.build import build_corpus
+from solu_core.corpus.folder import load_split, read_manifest  # noqa: E402
 from solu_core.checkpoint import load_checkpoint  # noqa: E402
 from solu_core.model import ModelConfig, Transformer  # noqa: E402
 from solu_core.train import (  # noqa: E402

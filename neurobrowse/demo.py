@@ -56,11 +56,11 @@ def _say(msg: str, progress: bool) -> None:
 
 
 def corpus_config(preset: str, include_prose: bool):
-    from solu_core.corpus import CorpusConfig
+    from solu_core.corpus.config import CorpusConfig
     from solu_core.train import get_preset
 
     p = get_preset(preset)
-    from solu_core.corpus import DEMO_PROSE_SHARE
+    from solu_core.corpus.config import DEMO_PROSE_SHARE
 
     prose = include_prose and preset != "tiny"
     return CorpusConfig(include_stdlib=True, include_prose=prose, vocab_size=p.vocab_size, max_mb=p.corpus_max_mb,
@@ -69,7 +69,8 @@ def corpus_config(preset: str, include_prose: bool):
 
 def run_pipeline(cfg: DemoConfig) -> DemoResult:
     """Build (or find) everything the compare window needs. Safe to interrupt and re-run."""
-    from solu_core.corpus import build_corpus, load_split
+    from solu_core.corpus.build import build_corpus
+    from solu_core.corpus.folder import load_split
     from solu_core.record import record
     from solu_core.train import train_pair
     from store.errors import StoreError

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from solu_core.corpus import swap_in_dir
 from solu_core.model import ACT_FNS, ModelConfig, Transformer, pick_device
 from store.errors import CheckpointError
+from store.format import atomic
 
 FORMAT = "neurobrowse-checkpoint"
 FILES = ("config.json", "model.safetensors", "tokenizer.json")
@@ -95,7 +95,7 @@ def save_checkpoint(
             "tokenizer_sha256": hashlib.sha256(tokenizer_json.encode("utf-8")).hexdigest(),
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        swap_in_dir(tmp, out)
+        atomic.swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

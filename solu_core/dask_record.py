@@ -74,7 +74,7 @@ def _worker_state(spec: dict):
     mkey = ("model", spec["checkpoint"], spec["checkpoint_hash"], spec["device"], spec["corpus_dir"])
     model = _WORKER_STATE.get(mkey)
     if model is None:
-        from solu_core import corpus as corpus_mod
+        from solu_core.corpus.folder import load_split
         from solu_core.checkpoint import load_checkpoint
 
         ck = load_checkpoint(spec["checkpoint"], device=_worker_device(spec["device"]))
@@ -83,7 +83,7 @@ def _worker_state(spec: dict):
                               f"loaded (hash {ck.hash[:12]} vs {spec['checkpoint_hash'][:12]}); workers must see "
                               f"the same files at the same paths")
         _WORKER_STATE.clear()  # one model at a time per worker: free an older one
-        model = _WORKER_STATE[mkey] = (ck, corpus_mod.load_split(spec["corpus_dir"], "val"))
+        model = _WORKER_STATE[mkey] = (ck, load_split(spec["corpus_dir"], "val"))
     wkey = ("writer", spec["out"], spec["run_uuid"])
     writer = _WORKER_STATE.get(wkey)
     if writer is None:

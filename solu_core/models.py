@@ -118,7 +118,7 @@ def load_model(spec: str | Path, device: str = "auto", allow_download: bool = Fa
 
         if looks_like_checkpoint(path) or not is_hf_model_dir(path):
             from solu_core.checkpoint import load_checkpoint
-            from solu_core.corpus import EOT
+            from solu_core.corpus.config import EOT
 
             ck = load_checkpoint(path, device=device)  # names what is missing in a non-model folder
             sep = ck.tokenizer.token_to_id(EOT)

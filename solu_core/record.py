@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from solu_core import corpus as corpus_mod
+from solu_core.corpus.folder import TokenSplit, corpus_manifest_hash, load_split
+from solu_core.corpus.text_streams import read_text_stream, stream_sha256, tokenize_documents
 from solu_core.checkpoint import check_tokenizer_matches, code_version
 from solu_core.models import LoadedModel, from_memory, load_model
 from store.format import schema
@@ -159,15 +160,15 @@ def _corpus_tokens(loaded: LoadedModel, corpus_dir) -> tuple[object, Path, dict]
                           f"was trained on) or --text PATH to record other text")
     corpus_dir = corpus_dir.resolve()
     check_tokenizer_matches(ck, corpus_dir)
-    fields = {"corpus_manifest_hash": corpus_mod.corpus_manifest_hash(corpus_dir), "corpus_dir": str(corpus_dir),
+    fields = {"corpus_manifest_hash": corpus_manifest_hash(corpus_dir), "corpus_dir": str(corpus_dir),
               "split": "val"}
-    return corpus_mod.load_split(corpus_dir, "val"), corpus_dir, fields
+    return load_split(corpus_dir, "val"), corpus_dir, fields
 
 
 def _tokens_split(tokens, separator_id: int) -> object:
     """A TokenSplit from token ids: [n] one stream, or [n_contexts, ctx]; documents start at the separator."""
     arr = np.asarray(tokens.cpu() if hasattr(tokens, "cpu") else tokens).astype(np.int64).reshape(-1)
-    return corpus_mod.TokenSplit(arr, arr == separator_id)
+    return TokenSplit(arr, arr == separator_id)
 
 
 def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens: int = 1 << 20,
@@ -197,15 +198,15 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens
     corpus_dir_used = None
     if tokens is not None:
         split = _tokens_split(tokens, loaded.separator_id)
-        fields = {"split": "tokens", "text_sha256": corpus_mod.stream_sha256(split.tokens, split.doc_starts)}
+        fields = {"split": "tokens", "text_sha256": stream_sha256(split.tokens, split.doc_starts)}
         where = "the tokens given"
     elif documents is not None:
-        stream = corpus_mod.tokenize_documents(documents, loaded.tokenizer, loaded.separator_id, max_tokens=want)
+        stream = tokenize_documents(documents, loaded.tokenizer, loaded.separator_id, max_tokens=want)
         split = stream.split
         fields = {"split": "documents", "text_sha256": stream.sha256, "text_documents": stream.n_docs}
         where = "the documents given"
     elif texts:
-        stream = corpus_mod.read_text_stream(texts, loaded.tokenizer, loaded.separator_id, jsonl_field,
+        stream = read_text_stream(texts, loaded.tokenizer, loaded.separator_id, jsonl_field,
                                              max_tokens=want, progress=progress)
         split = stream.split
         fields = {"split": "text", "text_sha256": stream.sha256, "text_sources": stream.sources,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from solu_core import corpus as corpus_mod
+from solu_core.corpus.folder import corpus_manifest_hash, load_split, read_manifest
 from solu_core.checkpoint import TRAIN_STATE, load_checkpoint, read_config, recover_checkpoint_dir, save_checkpoint
 from solu_core.model import ACT_FNS, ModelConfig, Transformer, param_count, pick_device
 from solu_core.presets import PRESETS, Preset, TrainConfig, TrainConfigError, get_preset  # noqa: F401 (re-exported)
@@ -144,7 +144,7 @@ def train_one(
 
     out = Path(out_dir).expanduser().resolve()
     corpus_dir = Path(corpus_dir).expanduser().resolve()
-    manifest_hash = corpus_mod.corpus_manifest_hash(corpus_dir)
+    manifest_hash = corpus_manifest_hash(corpus_dir)
     tokenizer_json = (corpus_dir / "tokenizer.json").read_text(encoding="utf-8")
     training = {"preset": preset, **asdict(tc)}
     dev = pick_device(device)
@@ -187,8 +187,8 @@ def train_one(
         history = meta.get("history", [])
         resumes = meta.get("resumed_at", []) + [step]
 
-    train = corpus_mod.load_split(corpus_dir, "train")
-    val = val_windows(corpus_mod.load_split(corpus_dir, "val").tokens, model_cfg.n_ctx, tc.eval_tokens * 4)
+    train = load_split(corpus_dir, "train")
+    val = val_windows(load_split(corpus_dir, "val").tokens, model_cfg.n_ctx, tc.eval_tokens * 4)
     if len(train) < model_cfg.n_ctx + 2:
         raise TrainConfigError(f"the train split of {corpus_dir} has only {len(train)} tokens; build a larger corpus")
     if model is None:
@@ -375,7 +375,7 @@ def make_control(
 def model_config_for(preset: str, corpus_dir: str | Path, act_fn: str, **overrides) -> ModelConfig:
     """The preset's model shape with d_vocab from the corpus's tokenizer."""
     p = get_preset(preset)
-    vocab = corpus_mod.read_manifest(corpus_dir)["tokenizer"]["vocab_size"]
+    vocab = read_manifest(corpus_dir)["tokenizer"]["vocab_size"]
     fields = {**p.model, **{k: v for k, v in overrides.items() if v is not None}}
     if "d_model" in overrides and overrides["d_model"] and "d_head" not in overrides:
         fields["d_head"] = fields["d_model"] // fields["n_heads"]

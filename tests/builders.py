@@ -17,7 +17,8 @@ TINY_CHUNK_TOKENS = 4096  # several chunks per store, so chunked code paths are 
 
 def build_tiny_corpus(root: str | Path) -> Path:
     """A ~1 MB corpus of the Python stdlib's source with a 512-token BPE (about 30k val tokens)."""
-    from solu_core.corpus import CorpusConfig, build_corpus
+    from solu_core.corpus.config import CorpusConfig
+    from solu_core.corpus.build import build_corpus
 
     out = Path(root) / "corpus"
     build_corpus(out, CorpusConfig(**TINY_CORPUS), progress=False)

@@ -14,7 +14,8 @@ from solu_core.checkpoint import (
     read_config,
     save_checkpoint,
 )
-from solu_core.corpus import CorpusConfig, build_corpus
+from solu_core.corpus.config import CorpusConfig
+from solu_core.corpus.build import build_corpus
 from solu_core.model import ModelConfig, Transformer
 from store.errors import CheckpointError
 

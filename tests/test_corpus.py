@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 
 from neurobrowse.cli import main
-from solu_core.corpus import (
-    EOT,
-    CorpusConfig,
-    build_corpus,
-    corpus_manifest_hash,
-    load_split,
-    load_tokenizer,
-    stdlib_dir,
-)
+from solu_core.corpus.config import CorpusConfig, EOT
+from solu_core.corpus.build import build_corpus
+from solu_core.corpus.folder import corpus_manifest_hash, load_split, load_tokenizer
+from solu_core.corpus.sources import stdlib_dir
 from store.errors import CorpusError
 
 STDLIB_SMALL = dict(max_mb=0.3, vocab_size=400)
@@ -162,7 +157,7 @@ def test_cli_corpus_exit_codes(tmp_path, capsys):
 
 
 def test_generated_tables_are_found_by_content():
-    from solu_core.corpus import looks_generated
+    from solu_core.corpus.sources import looks_generated
 
     root = stdlib_dir()
     for table in ("encodings/cp437.py", "encodings/mac_roman.py", "html/entities.py", "token.py"):
@@ -175,7 +170,7 @@ def test_generated_tables_are_found_by_content():
 
 def test_prose_and_code_mixed_to_a_share_and_reported(tmp_path, monkeypatch):
     """~80% prose, ~20% code (stdlib), generated tables left out, the mix in the manifest."""
-    import solu_core.corpus as corpus_mod
+    from solu_core.corpus import sources as corpus_sources
 
     prose = tmp_path / "prose"
     prose.mkdir()
@@ -184,7 +179,7 @@ def test_prose_and_code_mixed_to_a_share_and_reported(tmp_path, monkeypatch):
     for i in range(40):
         sentences = [" ".join(rng.choice(words, rng.integers(4, 30))).capitalize() + "." for _ in range(120)]
         (prose / f"chapter{i}.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
-    monkeypatch.setattr(corpus_mod, "PROSE_SOURCES", {"book": (str(prose), "write it")})
+    monkeypatch.setattr(corpus_sources, "PROSE_SOURCES", {"book": (str(prose), "write it")})
     m = build_corpus(tmp_path / "c", CorpusConfig(include_prose=True, prose_share=0.8, vocab_size=300),
                      progress=False)
     mix = m["mix"]
@@ -203,7 +198,7 @@ def test_corpus_with_an_existing_tokenizer(tmp_path, user_folder):
     """`corpus --tokenizer FILE`: the file is the corpus's tokenizer (not retrained), tokens are its encoding."""
     import hashlib
 
-    from solu_core.corpus import load_split, load_tokenizer, read_manifest
+    from solu_core.corpus.folder import load_split, load_tokenizer, read_manifest
 
     first = build_corpus(tmp_path / "a", CorpusConfig(sources=[str(user_folder)], include_stdlib=False,
                                                       vocab_size=300), progress=False)
@@ -233,7 +228,8 @@ def test_text_stream_reads_only_what_the_tokens_take(tmp_path):
     """`record --text` over a large folder reads files only until --tokens are reached: a broken file after
     enough text is never opened (reading everything first cost the memory of the whole folder), the stream is
     cut after the batch that reaches the limit, and a JSONL line may hold a raw U+2028 inside a string."""
-    from solu_core.corpus import read_text_stream, train_tokenizer
+    from solu_core.corpus.text_streams import read_text_stream
+    from solu_core.corpus.bpe import train_tokenizer
 
     texts = [f"def f{i}(x):\n    return x * {i} + {i * 7}\n" * 20 for i in range(200)]
     tok = train_tokenizer(texts, 300, progress=False)

@@ -44,7 +44,7 @@ def _text_dir(root: Path) -> Path:
 def _fast_tokenizer(texts: list[str], bos: str = "<|endoftext|>"):
     from transformers import PreTrainedTokenizerFast
 
-    from solu_core.corpus import train_tokenizer
+    from solu_core.corpus.bpe import train_tokenizer
 
     tok = train_tokenizer(texts, 400, progress=False)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=bos)

@@ -14,7 +14,8 @@ import torch
 
 from neurobrowse.cli import main
 from solu_core.checkpoint import load_checkpoint, read_config
-from solu_core.corpus import CorpusConfig, build_corpus
+from solu_core.corpus.config import CorpusConfig
+from solu_core.corpus.build import build_corpus
 from solu_core.model import ModelConfig, Transformer
 from solu_core.train import PRESETS, TrainConfig, batch_at, get_preset, lr_at, parse_act_fns, train_pair
 from store.errors import CheckpointError, NeurobrowseError

@@ -10,7 +10,7 @@ DEFAULT_OUT = "artifacts/corpus"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from solu_core.corpus import CorpusConfig
+    from solu_core.corpus.config import CorpusConfig
 
     d = CorpusConfig()
     p = sub.add_parser(
@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from solu_core.corpus import PROSE_SOURCES, CorpusConfig, build_corpus
+    from solu_core.corpus.sources import PROSE_SOURCES
+    from solu_core.corpus.config import CorpusConfig
+    from solu_core.corpus.build import build_corpus
     from pathlib import Path
 
     cfg = CorpusConfig(

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from solu_core.checkpoint import read_config
-    from solu_core.corpus import read_manifest
+    from solu_core.corpus.folder import read_manifest
     from solu_core.train import get_preset, train_pair
 
     vocab, tuned = read_manifest(args.corpus)["tokenizer"]["vocab_size"], get_preset(args.preset).vocab_size

@@ -5,6 +5,9 @@ that opens ``a`` sees the old folder or the new one, never a mix and never nothi
 is missing (another OS, an old kernel or file system) it falls back to two renames, leaving a moment
 in which ``a`` is absent (a reader then gets a clear "not indexed" error, never wrong data).
 
+``swap_in(new, out)`` puts a finished folder in place of an older one that way and deletes the old one
+(recording's index, checkpoints, corpora).
+
 ``hook_lock(store, hook)`` serialises `neurobrowse index` runs on one hook of one store: the second
 run waits (saying so, with the first one's process id) and then finds the hook indexed. The lock is
 an advisory ``fcntl.flock`` on a file in the store's ``index`` folder, released by the kernel when
@@ -18,6 +21,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -53,6 +57,17 @@ def exchange(a: Path, b: Path) -> bool:
     os.rename(b, a)
     os.rename(tmp, b)
     return False
+
+
+def swap_in(new: Path, out: Path) -> None:
+    """Put the finished folder ``new`` at ``out``: an older ``out`` is exchanged with it in one step
+    (``exchange``) and then deleted, so a reader (or a crash) sees the old folder or the new one,
+    never half of either; without one, a rename."""
+    if out.exists():
+        exchange(out, new)  # ``new`` now holds the old folder
+        shutil.rmtree(new, ignore_errors=True)
+    else:
+        os.rename(new, out)
 
 
 @contextlib.contextmanager
