@@ -82,7 +82,7 @@ def bench_startup(store: Path, repeats: int) -> dict:
 
 def _full_size_store(work: Path, n_tokens: int, d: int, vocab: int) -> Path:
     path = work / "app_page_store"
-    from store.format import schema
+    from store import schema
 
     from store.format.reader import Store
 

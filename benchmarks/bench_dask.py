@@ -130,7 +130,7 @@ def merge_cost(n_neurons: int = 2048, vocab: int = 8192, k: int = 32) -> dict:
 PROJ = dict(tokens=1e9, d_mlp=2048, layers=12, d_model=512, vocab=8192, n_ctx=256,
             fs_GBps=10.0,  # aggregate shared-file-system bandwidth assumed (a parallel FS; NFS is ~1)
             gpu_TFLOPs=300.0,  # sustained fp16 forward on one H100-class GPU (~30% of dense peak)
-            compression_ratio=1.0)  # dense activations are stored uncompressed, Crc32c only (store/format/schema.py)
+            compression_ratio=1.0)  # dense activations are stored uncompressed, Crc32c only (store/schema.py)
 
 
 def steady_index_cost(path: Path = Path(__file__).resolve().parent / "out" / "bench_index.json") -> dict:

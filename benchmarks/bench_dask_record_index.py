@@ -41,7 +41,7 @@ FP_ARRAYS = ("mean", "var", "skewness", "kurtosis", "token_sum", "top_token_mean
 
 
 def same_index(a: Path, b: Path, samples: bool) -> bool:
-    from store.format import schema
+    from store import schema
     from store.format.reader import Store
 
     sa, sb = Store.open(a), Store.open(b)

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store.format import schema  # noqa: E402
+from store import schema  # noqa: E402
 from store.export.neurons import ExportConfig, export_store
 from store.export.label_files import import_labels  # noqa: E402
 from store.labels.label import Label, VERDICTS

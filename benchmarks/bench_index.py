@@ -64,7 +64,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import topk_kernels  # noqa: E402  (benchmarks/topk_kernels.py)
-from store.format import schema  # noqa: E402
+from store import schema  # noqa: E402
 from store.index import (  # noqa: E402
     ChunkSource, IndexConfig, compute_partial, compute_sample_partial, index_store, sample_thresholds,
 )

@@ -198,7 +198,7 @@ def page_load(path: Path, hook: str, tmp: Path, repeats: int = 5, pages: int = 2
     """Neuron page load of an index that derives its token windows from the tokens (as written) against
     the same index with the windows stored (as indexes before schema.INDEX_DERIVED were), interleaved."""
     from bench_store import copy_with_stored_windows
-    from store.format import schema
+    from store import schema
     from store.format.reader import Store
 
     stored = tmp / "page_stored"
@@ -223,7 +223,7 @@ def window_codecs(path: Path, hook: str) -> dict:
     schema.INDEX_NEURON_CHUNK neurons, as the index stores them): is the index's zstd-1 the right one?"""
     from numcodecs import Blosc, Zstd
 
-    from store.format import schema
+    from store import schema
     from store.format.reader import Store
 
     st = Store.open(path)

@@ -78,7 +78,7 @@ def main() -> None:
         index_bytes = _size(out / "index")
         dense = 2 * n_tokens * d_mlp * len(hooks)
         info = _cli("info", str(out))
-        from store.format import schema
+        from store import schema
 
         show = _cli("show", str(out), "--layer", str(schema.parse_hook_name(hooks[0])[0]), "--hook", hooks[0],
                     "--neuron", "0")

@@ -69,7 +69,7 @@ def sample_error(exact_pos: np.ndarray, approx_pos: np.ndarray, approx_keys: np.
     exact_pos / approx_pos int64 [N, B, S] (-1 empty), approx_keys int32 [N, B, S] float16 order keys,
     qbin int32 [N, nq] (sample_thresholds), hist int64 [N, H] of n values, inexact bool [N]."""
     from store.index import kernels
-    from store.format import schema
+    from store import schema
 
     N, _, S = exact_pos.shape
     nq = qbin.shape[1]
@@ -122,7 +122,7 @@ def sample_error(exact_pos: np.ndarray, approx_pos: np.ndarray, approx_keys: np.
 
 def _edge_misses(s1, qbin: np.ndarray) -> dict:
     """Per quantile edge: the neurons whose final edge does not start a unit."""
-    from store.format import schema
+    from store import schema
     from store.index.partial import unit_starts
 
     starts = unit_starts(s1.umap)
@@ -163,7 +163,7 @@ def simulate(st, hook: str, p1, qbin: np.ndarray, variant: dict, seed: int) -> t
     sample to the bin of its own value; exact where ``UnitSamples.certified``) or "unit" (the earlier
     rule: a unit's samples to the bin of its first histogram bin; exact where ``exact_for``).
     Returns (SamplePartial, inexact bool [N], UnitSamples)."""
-    from store.format import schema
+    from store import schema
     from store.index.partial import UNIT_RADIUS, UnitSamples, chunk_hist, hist_thresholds, sample_units, unit_starts
     from store.index.source import ChunkSource
 
@@ -247,7 +247,7 @@ def main() -> int:
 
     import tempfile
 
-    from store.format import schema
+    from store import schema
     from store.index import pass1_result, sample_thresholds
     from store.index.stream import provisional_chunks
     from store.format.reader import Store

@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from store.format import schema  # noqa: E402
+from store import schema  # noqa: E402
 from store.format.reader import Store  # noqa: E402
 from store.format.writer import StoreWriter, fsync_path  # noqa: E402
 

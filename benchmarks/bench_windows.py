@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from store.format import schema
+    from store import schema
     from store.index import index_store
     from store.format.reader import Store
 

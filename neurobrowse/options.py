@@ -152,7 +152,7 @@ def input_text_file(text: str) -> Path:
 
 def hook_name(text: str) -> str:
     """A full MLP hook name (blocks.L.mlp.hook_post / hook_mid)."""
-    from store.format.schema import parse_hook_name
+    from store.schema import parse_hook_name
 
     try:
         parse_hook_name(text)

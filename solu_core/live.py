@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from store.errors import CheckpointError
-from store.format.schema import parse_hook_name
+from store.schema import parse_hook_name
 
 
 @dataclass

@@ -27,7 +27,7 @@ from solu_core.corpus.folder import TokenSplit, corpus_manifest_hash, load_split
 from solu_core.corpus.text_streams import read_text_stream, stream_sha256, tokenize_documents
 from solu_core.checkpoint import check_tokenizer_matches, code_version
 from solu_core.models import LoadedModel, from_memory, load_model
-from store.format import schema
+from store import schema
 from store.errors import CorpusError, NeurobrowseError
 from store.format.pipeline import Chunk, ChunkConsumer, ChunkPipeline, write_chunks
 from store.format.writer import StoreWriter

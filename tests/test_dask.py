@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import zarr
 
-from store.format import schema
+from store import schema
 from store.format.reader import Store
 
 import distributed  # noqa: E402  (the `distributed` extra is part of the dev set-up)

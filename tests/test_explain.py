@@ -7,7 +7,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from store.measures import explain
-from store.format import schema
+from store import schema
 from store.index import index_store
 from store.format.reader import Store
 from tests.test_indexer_store import write_synthetic_store

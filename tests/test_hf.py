@@ -16,7 +16,7 @@ import zarr
 
 from solu_core.hf import ARCHITECTURES, HFRecorder
 from solu_core.record import record, record_model
-from store.format import schema
+from store import schema
 from store.format.reader import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from store.index import kernels
-from store.format import schema
+from store import schema
 from store.index import (
     WINDOW, PartialIndex, SamplePartial, merge_partials, merge_sample_partials, sample_thresholds,
 )

@@ -14,7 +14,7 @@ import pytest
 
 from neurobrowse.cli import main
 from store.measures import explain
-from store.format import schema
+from store import schema
 from store.errors import StoreError
 from store.index import (
     IndexConfig, compute_partial, compute_sample_partial, index_arrays, index_store, merge_partials,

@@ -5,7 +5,7 @@ import pytest
 import zarr
 
 from solu_core.record import RecordStats, record
-from store.format import schema
+from store import schema
 from store.format.reader import Store
 
 

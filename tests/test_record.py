@@ -13,7 +13,7 @@ import zarr
 from solu_core.checkpoint import load_checkpoint
 from solu_core.corpus.folder import load_split
 from solu_core.record import RecordStats, default_hooks, plan_batches, record
-from store.format import schema
+from store import schema
 from store.format.reader import Store
 from tests.builders import cli_command
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store.format import schema
+from store import schema
 from store.format.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS, run_cli
 

@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from store.format import chunkio, schema
+from store.format import chunkio
+from store import schema
 from store.errors import CorruptChunkError, StoreError
 from store.format.reader import Store
 from tests.test_store_writer import HOOKS, _data, _write_all, _writer

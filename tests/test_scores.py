@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from store.format import schema
+from store import schema
 from store.index import index_store
 from store.format.reader import Store
 from neurobrowse.render import score_summary_text

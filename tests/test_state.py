@@ -17,7 +17,7 @@ from neurobrowse.compare import ShareResult, compare_stores, comparison_verdict
 from neurobrowse.browsing.pages import load_page, merge_snippets
 from neurobrowse.snippet_text import shade_rgb
 from neurobrowse.browsing.navigation import NeuronRef
-from store.format import schema
+from store import schema
 
 
 def test_newer_request_cancels_older_and_only_newest_is_current():

@@ -62,7 +62,7 @@ def test_column_registry_owns_scores_thresholds_and_formats():
     from store.measures.explain import PASS_SCORE
 
     assert columns.THRESHOLDS["explain_score"] == PASS_SCORE  # the registry and store.measures.explain agree
-    from store.format import schema
+    from store import schema
 
     for name in columns.INDEX_SCALARS:  # every column read from the index is an index array the schema knows
         assert name in schema.INDEX_ARRAYS

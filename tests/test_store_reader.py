@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store.format import schema
+from store import schema
 from store.errors import StoreError
 from store.format.reader import Store
 from store.measures.tokens_display import readable_piece

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from store.format import schema
+from store import schema
 from store.errors import CorruptChunkError, StoreError
 from store.format.reader import Store
 from store.format.writer import StoreWriter

@@ -135,7 +135,7 @@ def shading_scale(snippets: Sequence[Any], fallback: float = 1.0) -> tuple[float
 
 
 def bin_ranges(view) -> dict[str, tuple[float, float]]:
-    """The activation range of each quantile bin of store.format.schema.SAMPLE_BINS ("0.999-1" -> (q0.999, max)),
+    """The activation range of each quantile bin of store.schema.SAMPLE_BINS ("0.999-1" -> (q0.999, max)),
     read off the neuron's quantile edges and its min / max; "random" spans min .. max."""
     st = view.stats
     q = {float(k): float(v) for k, v in (st.get("quantiles") or {}).items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from neurobrowse import options
-from store.format import schema
+from store import schema
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", type=options.device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--corpus", default=None, help="corpus directory (default: the one in the checkpoint's config)")
     p.add_argument("--chunk-tokens", type=options.positive_int, default=None,
-                   help="rows per store chunk (default: ~8 MiB of activations, see store/format/schema.py)")
+                   help="rows per store chunk (default: ~8 MiB of activations, see store/schema.py)")
     p.add_argument("--no-fsync", action="store_true", help="do not flush each chunk to disk before its marker")
     p.add_argument("--index", action="store_true",
                    help="index the activations while recording (on a background thread, overlapping the next "

@@ -399,7 +399,7 @@ class NeuronPageWidget(QWidget):
     def _render_samples(self) -> None:
         page = self.page
         merged, headers, scales = [], {}, []
-        for name, snips in page.samples.items():  # bins as in store.format.schema.SAMPLE_BINS, strongest first
+        for name, snips in page.samples.items():  # bins as in store.schema.SAMPLE_BINS, strongest first
             if snips:
                 lo, hi = page.bin_ranges.get(name, (float("nan"), float("nan")))
                 headers[len(merged)] = bin_title(name, lo, hi)

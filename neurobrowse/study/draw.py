@@ -17,7 +17,7 @@ import numpy as np
 from store.measures.columns import SCORES
 from store.errors import NeurobrowseError
 from store.export.neurons import atomic_output
-from store.format.schema import parse_hook_name
+from store.schema import parse_hook_name
 from store.measures.scores import display_name
 from neurobrowse.study.folder import RULE, STUDY_VERSION, StudyError
 from neurobrowse.study.ratings import RatingsDB

@@ -14,7 +14,7 @@ from neurobrowse.stats import cohen_kappa, fisher_exact, fleiss_kappa, roc_auc, 
 from store.measures.columns import SCORES
 from store.errors import NeurobrowseError
 from store.labels.label import VERDICTS
-from store.format.schema import parse_hook_name
+from store.schema import parse_hook_name
 from neurobrowse.study.folder import StudyError, load_items, load_key
 from neurobrowse.study.ratings import RatingsDB
 

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Iterator
 import numpy as np
 from store.measures import columns
-from store.format import schema
+from store import schema
 from store.errors import NeurobrowseError
 from store.labels.label import Label, check_verdict, normalize_tags
 from store.labels.db import LabelDB

@@ -37,7 +37,7 @@ from typing import Protocol
 
 import numpy as np
 
-from store.format import schema
+from store import schema
 from store.format.writer import StoreWriter
 
 

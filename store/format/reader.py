@@ -26,10 +26,11 @@ import zarr
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from store.format import chunkio, schema
+from store.format import chunkio
+from store import schema
 from store.measures import columns
 from store.errors import CorruptChunkError, StoreError
-from store.format.schema import read_manifest
+from store.schema import read_manifest
 from store.measures.snippets import (
     Snippet, build_snippets, distinct_names, fill_shared_windows, has_distinct, index_window, window_positions,
 )
@@ -489,7 +490,7 @@ class Store:
         """One index array of ``hook``: a zarr array, or for the token windows (schema.INDEX_DERIVED) an
         array-like gathering them from the store's tokens when the index does not store them."""
         if name not in schema.INDEX_ARRAYS and name not in schema.EXPLAIN_ARRAYS:
-            raise StoreError(f"{name!r} is not an index array; see store.format.schema.INDEX_ARRAYS")
+            raise StoreError(f"{name!r} is not an index array; see store.schema.INDEX_ARRAYS")
         if name in schema.INDEX_DERIVED and not self._index_stores(hook, name):
             return WindowTokens(self, hook, name)
         if name in schema.INDEX_SHARED_WINDOWS and self._index_attrs(hook).get("shared_windows"):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from store.format import chunkio, schema
+from store.format import chunkio
+from store import schema
 from store.errors import StoreError
 
 

@@ -6,7 +6,7 @@ a store whose markers name exactly the chunks that are safely on disk, so the sa
 and rewrites only the rest. ``finish()`` checks every marker and every chunk file, then sets the
 manifest's ``complete`` flag last.
 
-Array names, chunk shapes, codecs and attributes come from store.format.schema; this module spells none.
+Array names, chunk shapes, codecs and attributes come from store.schema; this module spells none.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from store.format import chunkio, schema
+from store.format import chunkio
+from store import schema
 from store.errors import StoreError
-from store.format.schema import read_manifest
+from store.schema import read_manifest
 
 # Manifest fields that must match for a resume to continue an existing store.
 _RESUME_KEYS = ("model_config", "hooks", "n_tokens", "context_len", "chunk_tokens", "tokenizer_hash",

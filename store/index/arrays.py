@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from store.index import kernels
-from store.format import schema
+from store import schema
 from store.index.partial import PartialIndex, SamplePartial
 from store.measures.snippets import shared_slots, window_positions
 

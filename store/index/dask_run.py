@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from store import index
-from store.format import schema
+from store import schema
 from store.errors import StoreError
 
 

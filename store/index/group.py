@@ -23,7 +23,8 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from store.format import chunkio, schema
+from store.format import chunkio
+from store import schema
 from store.errors import StoreError
 from store.index.partial import PartialIndex, SamplePartial, UnitSamples
 from store.measures.snippets import index_window

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from store.index import kernels
-from store.format import schema
+from store import schema
 from store.index.blocks import run_blocks
 
 WINDOW = schema.CONTEXT_BEFORE + 1 + schema.CONTEXT_AFTER

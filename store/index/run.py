@@ -32,7 +32,7 @@ import numpy as np
 
 from store.measures import explain
 from store.index import kernels
-from store.format import schema
+from store import schema
 from store.errors import StoreError
 from store.index.arrays import index_arrays, index_attrs, stored_arrays
 from store.index.group import IndexGroup

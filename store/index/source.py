@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from store.format import schema
+from store import schema
 from store.errors import CorruptChunkError, StoreError
 
 # Chunk reads in flight during a pass, each on its own thread. Two concurrent reads get more out of a

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store.format import schema
+from store import schema
 from store.errors import StoreError
 from store.index.group import IndexGroup
 from store.index.partial import (

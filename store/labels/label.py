@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 import platformdirs
 from store.errors import NeurobrowseError
-from store.format.schema import parse_hook_name
+from store.schema import parse_hook_name
 
 
 VERDICTS = ("interpretable", "not_interpretable", "unsure")

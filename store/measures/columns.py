@@ -3,7 +3,7 @@
 ``Store.neuron_table`` builds one column per entry, the neuron table and the neuron page show them,
 filters and sorts accept their names, the compare view counts the scores that pass their threshold,
 the blinded study checks the scores against human verdicts and exports write them. Adding a
-statistic the indexer writes (a per-neuron index array, see ``store.format.schema.INDEX_ARRAYS``) is one
+statistic the indexer writes (a per-neuron index array, see ``store.schema.INDEX_ARRAYS``) is one
 ``Column`` entry here.
 """
 

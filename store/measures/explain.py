@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from store.format import schema
+from store import schema
 from store.measures.snippets import context_slots, index_window
 
 N_TOP = 20  # distinct top firings a rule is judged on (a rater sees about 20)
