@@ -323,7 +323,7 @@ def make_control(
         raise TrainConfigError(f"a control is 'random' or 'shuffled', not {init!r}")
     out = Path(out_dir).expanduser().resolve()
     corpus_dir = Path(corpus_dir).expanduser().resolve()
-    manifest_hash = corpus_mod.corpus_manifest_hash(corpus_dir)
+    manifest_hash = corpus_manifest_hash(corpus_dir)
     tokenizer_json = (corpus_dir / "tokenizer.json").read_text(encoding="utf-8")
     training = {"preset": preset, **asdict(tc)}
     dev = pick_device(device)
@@ -358,7 +358,7 @@ def make_control(
         model = load_checkpoint(trained_dir, device=str(dev)).model
         shuffle_weights(model, tc.seed)
     model.eval()
-    val = val_windows(corpus_mod.load_split(corpus_dir, "val").tokens, model_cfg.n_ctx, tc.eval_tokens * 4)
+    val = val_windows(load_split(corpus_dir, "val").tokens, model_cfg.n_ctx, tc.eval_tokens * 4)
     val_loss = round(evaluate(model, val, tc.batch_size, dev), 4)
     meta = {"preset": preset, "training": training, "init": init, "corpus_manifest_hash": manifest_hash,
             "corpus_dir": str(corpus_dir), "n_params": param_count(model), "history": [], "resumed_at": [],

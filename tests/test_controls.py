@@ -10,7 +10,7 @@ from solu_core.checkpoint import load_checkpoint, read_config, sha256_file
 from solu_core.model import Transformer
 from solu_core.train import control_dir, parse_inits, train_pair
 from store.errors import NeurobrowseError
-from store.reader import Store
+from store.format.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, run_cli
 
 
