@@ -30,6 +30,7 @@ VERBS = [
     "labels",
     "study",
     "export",
+    "replicate",
 ]
 
 

@@ -56,15 +56,19 @@ def _say(msg: str, progress: bool) -> None:
 
 
 def corpus_config(preset: str, include_prose: bool):
-    from solu_core.corpus.config import CorpusConfig
     from solu_core.train import get_preset
 
     p = get_preset(preset)
-    from solu_core.corpus.config import DEMO_PROSE_SHARE
+    return corpus_config_for(p.vocab_size, p.corpus_max_mb, include_prose and preset != "tiny")
 
-    prose = include_prose and preset != "tiny"
-    return CorpusConfig(include_stdlib=True, include_prose=prose, vocab_size=p.vocab_size, max_mb=p.corpus_max_mb,
-                        seed=0, prose_share=DEMO_PROSE_SHARE if prose else None)
+
+def corpus_config_for(vocab_size: int, max_mb: float | None, include_prose: bool):
+    """The demo's corpus: the stdlib's source, with the English prose found on this machine mixed in at
+    DEMO_PROSE_SHARE when ``include_prose`` (`neurobrowse replicate` builds its corpus the same way)."""
+    from solu_core.corpus.config import DEMO_PROSE_SHARE, CorpusConfig
+
+    return CorpusConfig(include_stdlib=True, include_prose=include_prose, vocab_size=vocab_size, max_mb=max_mb,
+                        seed=0, prose_share=DEMO_PROSE_SHARE if include_prose else None)
 
 
 def run_pipeline(cfg: DemoConfig) -> DemoResult:

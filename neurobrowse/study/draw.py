@@ -34,6 +34,7 @@ class StudyConfig:
     snippets: int = 20  # top snippets shown per neuron (one per recorded context: distinct passages)
     context_before: int = 64  # tokens of context shown before the firing token (several lines)
     context_after: int = 16  # and after it
+    per_layer: bool = False  # True: the same number of neurons from every layer (as near as divides), not uniform
 
 
 # ---- drawing a study -------------------------------------------------------------------------------
@@ -69,7 +70,12 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
         if cfg.per_model > len(pool):
             raise StudyError(f"{store.path} has only {len(pool)} neurons in {list(cfg.hooks)}; "
                              f"lower --per-model (asked {cfg.per_model})")
-        picks = rng.choice(len(pool), size=cfg.per_model, replace=False)
+        if cfg.per_layer and len(layers) > 1:  # every layer represented: per_model split as evenly as it divides
+            counts = [cfg.per_model // len(layers) + (i < cfg.per_model % len(layers)) for i in range(len(layers))]
+            picks = np.concatenate([i * store.d_mlp + rng.choice(store.d_mlp, size=c, replace=False)
+                                    for i, c in enumerate(counts)])
+        else:
+            picks = rng.choice(len(pool), size=cfg.per_model, replace=False)
         models.append({"index": m, "act_fn": store.model_config.get("act_fn", "?"),
                        "name": display_name(str(store.model_config.get("act_fn", f"model {m}"))),
                        "store": str(store.path), "run_uuid": store.run_uuid})
