@@ -205,6 +205,12 @@ def compute(out: str | os.PathLike) -> dict:
     doc = read_manifest(out)
     s = doc["settings"]
     d_mlp = s["model"]["d_mlp"]
+    for n in doc["sizes"]:  # first of all: every study must still find the stores it was drawn from
+        study = size_dir(out, n) / "study"
+        if (study / "study.json").exists():
+            from neurobrowse.study import load_key
+
+            check_study_stores(study, load_key(study))
     sizes = []
     for n in doc["sizes"]:
         sd = size_dir(out, n)
@@ -279,6 +285,8 @@ def report_text(rep: dict) -> str:
             if m and m["n"]:
                 any_h = True
                 lines.append(f"      {NAMES[name]:<8} {_pct(m)}  {m['unrated']} of {m['drawn']} unrated")
+            elif m:
+                lines.append(f"      {NAMES[name]:<8} no ratings yet ({m['unrated']} of {m['drawn']} unrated)")
     if not any_h:
         lines.append("  (no ratings entered yet: rate each size's study with `neurobrowse study rate STUDY`)")
     thr = next((p["threshold"] for r in rep["by_size"] for p in r["proxy"].values()), None)
