@@ -1,10 +1,11 @@
 """The random-model control of the sweep: one function, ``make_control``, so the pipeline does not care
 whose control it is.
 
-The control is the verdict engineer's (issue 20: untrained and shuffled-weights variants in
-`solu_core.train`); until that lands, this stand-in writes the *untrained* GeLU of the same size, seed
-and initialisation as a finished checkpoint, evaluated on the same validation windows, so that its
-neurons go through the same record / index / study steps as the trained ones.
+The control is the verdict engineer's (issue 20: ``solu_core.train.make_control``, init "random": the
+untrained model of the same shape and seed, exactly the weights training starts from) where this checkout
+has it; otherwise the stand-in below writes the same untrained GeLU (``torch.manual_seed(seed)`` then the
+model) as a finished checkpoint, evaluated on the same validation windows. Either way its neurons go
+through the same record / index / study steps as the trained ones.
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ def make_control(trained: Path, out: Path, *, device: str = "auto", kind: str = 
     out = Path(out)
     if (out / "config.json").exists() and read_config(out).get("complete"):
         return out
+    try:  # the verdict engineer's control (solu_core.train, issue 20) when this checkout has it
+        from solu_core.train import make_control as train_control
+    except ImportError:
+        train_control = None
+    if train_control is not None:
+        from solu_core.model import ModelConfig
+        from solu_core.presets import TrainConfig
+
+        meta = read_config(trained)
+        training = dict(meta["training"])
+        preset = training.pop("preset", "custom")
+        init = {"untrained": "random"}.get(kind, kind)
+        return train_control(meta["corpus_dir"], out, ModelConfig.from_dict(meta), TrainConfig(**training), init,
+                             trained_dir=trained, preset=preset, device=device)
     if kind != "untrained":
         raise ValueError(f"control kind {kind!r} is not available here; use 'untrained'")
     ck = load_checkpoint(trained, device="cpu")
