@@ -56,7 +56,7 @@ def test_a_killed_sweep_resumes_without_redoing_finished_steps(sweep):
     assert redone and not any(f" {name[:-5]}: done" in ln for ln in redone for name in before)
     # every step of the plan is finished now, and the artefacts are whole
     from neurobrowse.replicate.pipeline import STUDIED
-    from store.reader import Store
+    from store.format.reader import Store
 
     for n in (1, 2):
         for m in STUDIED:
@@ -134,8 +134,8 @@ def _answers(study: Path, path: Path, rule) -> dict:
 
 def test_report_numbers_trace_back_to_checkpoints_stores_and_ratings(sweep, tmp_path):
     from neurobrowse.replicate.report import PROXY_SCORE
-    from store.columns import THRESHOLDS
-    from store.reader import Store
+    from store.measures.columns import THRESHOLDS
+    from store.format.reader import Store
 
     out = sweep[0]
     study = out / "L2" / "study"

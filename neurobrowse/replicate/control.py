@@ -20,7 +20,7 @@ def make_control(trained: Path, out: Path, *, device: str = "auto", kind: str = 
     ``trained`` (same shape, corpus, tokenizer and seed). Skipped when ``out`` is already complete."""
     import torch
 
-    from solu_core import corpus as corpus_mod
+    from solu_core.corpus.folder import load_split
     from solu_core.checkpoint import load_checkpoint, read_config, save_checkpoint
     from solu_core.model import Transformer, param_count, pick_device
     from solu_core.train import evaluate, val_windows
@@ -51,7 +51,7 @@ def make_control(trained: Path, out: Path, *, device: str = "auto", kind: str = 
     dev = pick_device(device)
     torch.manual_seed(int(tc["seed"]))
     model = Transformer(ck.config).to(dev).eval()  # the trained model's initial weights, never trained
-    val = val_windows(corpus_mod.load_split(corpus_dir, "val").tokens, ck.config.n_ctx, int(tc["eval_tokens"]) * 4)
+    val = val_windows(load_split(corpus_dir, "val").tokens, ck.config.n_ctx, int(tc["eval_tokens"]) * 4)
     loss = evaluate(model, val, int(tc["batch_size"]), dev)
     control_meta = {
         "preset": meta.get("preset"), "training": None, "control": {"kind": kind, "of": str(Path(trained).resolve())},

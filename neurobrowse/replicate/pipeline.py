@@ -97,7 +97,7 @@ def read_manifest(out: Path) -> dict:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    from store.export import atomic_output
+    from store.export.neurons import atomic_output
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as f:
@@ -187,7 +187,8 @@ def plan_steps(cfg: ReplicateConfig, p: SweepPreset, doc: dict, inner: bool) -> 
 
 def _build_corpus(corpus: Path, p: SweepPreset, inner: bool) -> dict:
     from neurobrowse.demo import corpus_config_for
-    from solu_core.corpus import build_corpus, read_manifest as corpus_manifest
+    from solu_core.corpus.build import build_corpus
+    from solu_core.corpus.folder import read_manifest as corpus_manifest
 
     build_corpus(corpus, corpus_config_for(p.vocab_size, p.corpus_max_mb, p.include_prose), progress=inner)
     m = corpus_manifest(corpus)
@@ -197,7 +198,7 @@ def _build_corpus(corpus: Path, p: SweepPreset, inner: bool) -> dict:
 def _train(corpus: Path, dest: Path, p: SweepPreset, tc, n: int, act: str, width: int, preset: str, device: str,
            inner: bool) -> dict:
     from solu_core.checkpoint import read_config
-    from solu_core.corpus import read_manifest as corpus_manifest
+    from solu_core.corpus.folder import read_manifest as corpus_manifest
     from solu_core.model import ModelConfig
     from solu_core.train import train_one
 
@@ -215,13 +216,13 @@ def _control(trained: Path, dest: Path, device: str) -> dict:
 
     make_control(trained, dest, device=device)
     meta = read_config(dest)
-    return {"val_loss": meta["metrics"]["val_loss"], "control": meta.get("control")}
+    return {"val_loss": meta["metrics"]["val_loss"], "init": meta.get("init"), "control": meta.get("control")}
 
 
 def _record(model: Path, store: Path, corpus: Path, p: SweepPreset, cfg: ReplicateConfig, inner: bool) -> dict:
     from solu_core.record import record
     from store.errors import StoreError
-    from store.reader import Store
+    from store.format.reader import Store
 
     try:
         st = Store.open(store)
@@ -241,7 +242,7 @@ def _record(model: Path, store: Path, corpus: Path, p: SweepPreset, cfg: Replica
 
 
 def _study(stores: Path, study: Path, per_model: int, n: int) -> dict:
-    from neurobrowse.study import StudyConfig, new_study
+    from neurobrowse.study.draw import StudyConfig, new_study
 
     if not (study / "study.json").exists():
         new_study([stores / m for m in STUDIED], study,
@@ -262,7 +263,7 @@ def run_sweep(cfg: ReplicateConfig, *, on_step: Callable[[Step, dict], None] | N
         raise ReplicateError(f"--per-model {per_model}: a {cfg.preset} model has only {p.model['d_mlp']} neurons "
                              f"per layer to draw from; give at most {p.model['d_mlp']}")
     if cfg.corpus is not None:
-        from solu_core.corpus import read_manifest as corpus_manifest
+        from solu_core.corpus.folder import read_manifest as corpus_manifest
         from store.errors import CorpusError
 
         try:

@@ -74,7 +74,8 @@ def parse_sizes(text: str | list) -> tuple[int, ...]:
         try:
             n = int(p)
         except ValueError:
-            raise ReplicateError(f"--sizes {text!r}: {p!r} is not a whole number of layers; e.g. --sizes 1,2,4") from None
+            raise ReplicateError(f"--sizes {text!r}: {p!r} is not a whole number of layers; "
+                                 f"e.g. --sizes 1,2,4") from None
         if not 1 <= n <= MAX_LAYERS:
             raise ReplicateError(f"--sizes {text!r}: {n} layers is out of range (1..{MAX_LAYERS})")
         out.append(n)

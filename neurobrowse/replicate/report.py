@@ -83,8 +83,8 @@ def effective_size(widths: list[int], losses: list[float], params: list[int], ta
 def proxy_shares(store_path: Path) -> dict:
     """The automated proxy per model: share of the store's hook_post neurons whose PROXY_SCORE passes its
     threshold, over all of them and per layer, with 95% Wilson intervals."""
-    from store.columns import THRESHOLDS
-    from store.reader import Store
+    from store.measures.columns import THRESHOLDS
+    from store.format.reader import Store
     from store.schema import parse_hook_name
 
     st = Store.open(store_path)
@@ -106,7 +106,7 @@ def proxy_shares(store_path: Path) -> dict:
 def ln_overlap(store_path: Path) -> dict:
     """SoLU-LN: per layer, the share of each neuron's distinct top firings kept across the LayerNorm
     (store column ln_overlap, hook_post side): median, and the share of neurons keeping fewer than half."""
-    from store.reader import Store
+    from store.format.reader import Store
     from store.schema import parse_hook_name
 
     st = Store.open(store_path)
@@ -138,7 +138,7 @@ def dictionary_alignment(store_path: Path) -> dict | None:
 def check_study_stores(study: Path, key: dict) -> None:
     """Refuse a study whose stores were moved or replaced: the unblinding would read other neurons."""
     from store.errors import StoreError
-    from store.reader import Store
+    from store.format.reader import Store
 
     for m in key.get("models", []):
         path = Path(m["store"])
@@ -157,7 +157,9 @@ def check_study_stores(study: Path, key: dict) -> None:
 def human_shares(study: Path) -> dict:
     """Blinded ratings of one size's study: per model and per layer the share of neurons whose majority
     verdict is interpretable (Wilson 95%), items unrated, raters, agreement."""
-    from neurobrowse.study import RatingsDB, load_items, load_key, majority
+    from neurobrowse.study.folder import load_items, load_key
+    from neurobrowse.study.ratings import RatingsDB
+    from neurobrowse.study.results import majority
 
     items = load_items(study)
     key = load_key(study)
@@ -186,11 +188,12 @@ def human_shares(study: Path) -> dict:
         name = Path(m["store"]).name
         per_model[name] = {**_ci(k, len(rated)), "drawn": len(mine), "unrated": len(mine) - len(rated),
                            "unsure": sum(verdict[i] == "unsure" for i in rated), "store": m["store"],
-                           "run_uuid": m["run_uuid"], "per_layer": {L: _ci(a, b) for L, (a, b) in sorted(layers.items())}}
+                           "run_uuid": m["run_uuid"],
+                           "per_layer": {L: _ci(a, b) for L, (a, b) in sorted(layers.items())}}
     per_rater = {r: sum(1 for (rr, _) in latest if rr == r) for r in raters}
     kappa = None
     if len(raters) >= 2:
-        from neurobrowse.study import compute_report
+        from neurobrowse.study.results import compute_report
 
         a = compute_report(study)["agreement"]
         kappa = {"method": a["method"], "kappa": None if not math.isfinite(a["kappa"]) else a["kappa"],
@@ -208,7 +211,7 @@ def compute(out: str | os.PathLike) -> dict:
     for n in doc["sizes"]:  # first of all: every study must still find the stores it was drawn from
         study = size_dir(out, n) / "study"
         if (study / "study.json").exists():
-            from neurobrowse.study import load_key
+            from neurobrowse.study.folder import load_key
 
             check_study_stores(study, load_key(study))
     sizes = []
@@ -341,7 +344,8 @@ def report_text(rep: dict) -> str:
     for r in rep["by_size"]:
         if r["ln_overlap"]:
             lines.append(f"  {r['n_layers']} layer(s): " + "; ".join(
-                f"L{k} median {v['median']:.2f}, {100 * v['below_half']:.0f}% < 0.5" for k, v in r["ln_overlap"].items()))
+                f"L{k} median {v['median']:.2f}, {100 * v['below_half']:.0f}% < 0.5"
+                for k, v in r["ln_overlap"].items()))
     lines += ["", "Dictionary alignment: " + ("; ".join(
         f"{r['n_layers']} layer(s): {json.dumps(r['dictionary_alignment'])}" for r in rep["by_size"]
         if r["dictionary_alignment"]) or "not computed")]
@@ -352,7 +356,7 @@ def report_text(rep: dict) -> str:
     for s in rep["steps"]:
         lines.append(f"  {s['name']:<28} {s['seconds']:8.1f}")
     tot = {}
-    for (size, kind), v in by_kind.items():
+    for (size, _kind), v in by_kind.items():
         tot[size] = tot.get(size, 0.0) + sum(v)
     lines.append("  total per size: " + ", ".join(f"{'corpus' if k is None else str(k) + ' layer(s)'} "
                                                  f"{v / 60:.1f} min" for k, v in tot.items()))
@@ -419,7 +423,7 @@ def plot(rep: dict, path: Path) -> None:
 
 def write_report(out: str | os.PathLike) -> dict:
     """Compute the report and write OUT/report/report.{txt,json,png}; returns {ext: path}."""
-    from store.export import atomic_output
+    from store.export.neurons import atomic_output
 
     rep = compute(out)
     dest = Path(out).absolute() / "report"
