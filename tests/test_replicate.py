@@ -200,6 +200,10 @@ def test_effective_size_interpolates_the_gelu_curve():
     assert effective_size(widths, losses, params, 3.3)["mlp_smaller_pct"] == 0.0
     low = effective_size(widths, losses, params, 4.5)
     assert low["width"] is None and "more than 75% smaller" in low["note"]
+    # a curve on which a wider GeLU is not better has no effective size (seen on undertrained small models)
+    flat = effective_size(widths, [3.6, 3.7, 3.8], params, 3.65)
+    assert flat["width"] is None and flat["mlp_smaller_pct"] is None and "does not fall" in flat["note"]
+    assert "d_mlp 64: 3.6000 <= d_mlp 128: 3.7000" in flat["note"]
 
 
 def test_bad_sizes_and_presets_refused_with_nothing_written(tmp_path):

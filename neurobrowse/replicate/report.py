@@ -48,7 +48,8 @@ def _checkpoint_row(path: Path) -> dict | None:
     m = meta.get("metrics") or {}
     return {"checkpoint": str(path), "complete": bool(meta.get("complete")), "val_loss": m.get("val_loss"),
             "val_tokens": m.get("val_tokens"), "d_mlp": meta.get("d_mlp"), "n_params": meta.get("n_params"),
-            "act_fn": meta.get("act_fn"), "train_wall_s": m.get("wall_s"), "tokens_seen": m.get("tokens_seen")}
+            "act_fn": meta.get("act_fn"), "train_wall_s": m.get("wall_s"), "tokens_seen": m.get("tokens_seen"),
+            "init": meta.get("init") or (meta.get("control") or {}).get("kind") or "trained"}
 
 
 def effective_size(widths: list[int], losses: list[float], params: list[int], target: float) -> dict:
@@ -62,6 +63,12 @@ def effective_size(widths: list[int], losses: list[float], params: list[int], ta
     L = np.asarray(losses, np.float64)[order]
     P = np.asarray(params, np.float64)[order]
     full_w, full_p = w[-1], P[-1]
+    if np.any(np.diff(L) >= 0):  # a wider GeLU is not better: no width can be read off the curve
+        worse = [f"d_mlp {int(a)}: {la:.4f} <= d_mlp {int(b)}: {lb:.4f}"
+                 for a, la, b, lb in zip(w[:-1], L[:-1], w[1:], L[1:]) if lb >= la]
+        return {"width": None, "bound": "undefined", "mlp_smaller_pct": None, "params_smaller_pct": None,
+                "note": "undefined: GeLU's loss does not fall with MLP width at this scale ("
+                        + "; ".join(worse) + ")"}
     if target <= L[-1]:
         return {"width": None, "bound": "at least the full width", "mlp_smaller_pct": 0.0,
                 "params_smaller_pct": 0.0, "note": "loss at or below the full-width GeLU's: no smaller"}
@@ -301,7 +308,7 @@ def report_text(rep: dict) -> str:
         if cells:
             lines.append(f"  {r['n_layers']} layer(s): " + "; ".join(cells))
     lines += ["", "Validation loss (nats/token, held-out split), difference to GeLU, and the effective size on "
-                  "GeLU's loss-vs-MLP-width curve:"]
+                  "GeLU's loss-vs-MLP-width curve (the control: the GeLU's untrained initial weights):"]
     for r in rep["by_size"]:
         L = r["losses"]
         if not L:
