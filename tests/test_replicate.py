@@ -146,6 +146,12 @@ def test_report_numbers_trace_back_to_checkpoints_stores_and_ratings(sweep, tmp_
     counts = _answers(study, ans, lambda m, L: rule[m](L))
     r = run_cli(["study", "rate", study, "--rater", "t1", "--answers", ans])
     assert r.returncode == 0, r.stderr
+    # the study's own report tells the GeLU from its control and tests GeLU (not the control) vs SoLU-LN
+    from neurobrowse.study.results import compute_report
+
+    srep = compute_report(study)
+    assert len({m.name for m in srep["models"]}) == 4
+    assert srep["fisher"]["table"] == [[0, 8], [4, 4]]
     r = run_cli(["replicate", "report", out])
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / "report" / "report.json").read_text())
@@ -184,7 +190,7 @@ def test_report_numbers_trace_back_to_checkpoints_stores_and_ratings(sweep, tmp_
         st = Store.open(out / f"L{n}" / "stores" / "solu_ln")
         v = np.asarray(st.neuron_table("blocks.0.mlp.hook_post")["ln_overlap"], float)
         assert by[n]["ln_overlap"]["0"]["median"] == pytest.approx(float(np.median(v[np.isfinite(v)])))
-    assert by[1]["dictionary_alignment"] is None and "Dictionary alignment: not computed" in text
+    assert by[1]["dictionary_alignment"] is None and "per dictionary trained on a store): not computed" in text
     names = [s["name"] for s in rep["steps"]]
     assert len(names) == 21 and names[0] == "corpus" and all(s["seconds"] >= 0 for s in rep["steps"])
 

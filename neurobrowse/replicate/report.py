@@ -131,15 +131,23 @@ def ln_overlap(store_path: Path) -> dict:
 
 
 def dictionary_alignment(store_path: Path) -> dict | None:
-    """The dictionary engineer's alignment summary of a store, where it exists (None: not computed)."""
+    """The dictionary engineer's summary (issue 19) of every dictionary trained on the store: per feature
+    hook the feature-neuron alignment (aligned / spread shares, median max |cos|) and the explained shares.
+    None where that code or any dictionary is absent ("not computed")."""
     try:
-        from store.dictionary import alignment_summary  # issue 19; absent until it lands
+        from store.dictionary import list_dictionaries
+        from store.features import dictionary_summary
     except ImportError:
         return None
-    try:
-        return alignment_summary(store_path)
-    except Exception:  # noqa: BLE001 - no dictionary trained for this store
-        return None
+    out = {}
+    for hook in list_dictionaries(store_path):
+        try:
+            s = dictionary_summary(store_path, hook)
+        except Exception:  # noqa: BLE001 - an unfinished or foreign dictionary: left out, the rest reported
+            continue
+        out[hook] = {k: s.get(k) for k in ("d_sae", "k", "aligned_share", "spread_share", "median_max_cos",
+                                           "explained_share", "neurons_explained_share", "hidden_share")}
+    return out or None
 
 
 def check_study_stores(study: Path, key: dict) -> None:
@@ -274,6 +282,14 @@ def _pct(c: dict | None) -> str:
     return f"{100 * c['share']:5.1f}% [{100 * lo:4.1f}-{100 * hi:4.1f}] ({c['k']}/{c['n']})"
 
 
+def _share(x) -> str:
+    return "n/a" if x is None or not math.isfinite(float(x)) else f"{100 * float(x):.0f}%"
+
+
+def _num(x) -> str:
+    return "n/a" if x is None or not math.isfinite(float(x)) else f"{float(x):.2f}"
+
+
 def report_text(rep: dict) -> str:
     lines = [f"neurobrowse replicate: preset {rep['preset']}, sizes {', '.join(map(str, rep['sizes']))} layers "
              f"({rep['out']})", ""]
@@ -353,9 +369,13 @@ def report_text(rep: dict) -> str:
             lines.append(f"  {r['n_layers']} layer(s): " + "; ".join(
                 f"L{k} median {v['median']:.2f}, {100 * v['below_half']:.0f}% < 0.5"
                 for k, v in r["ln_overlap"].items()))
-    lines += ["", "Dictionary alignment: " + ("; ".join(
-        f"{r['n_layers']} layer(s): {json.dumps(r['dictionary_alignment'])}" for r in rep["by_size"]
-        if r["dictionary_alignment"]) or "not computed")]
+    dl = [f"  {r['n_layers']} layer(s), {NAMES.get(m, m)}, {hook}: aligned {_share(d.get('aligned_share'))}, spread "
+          f"{_share(d.get('spread_share'))}, median max |cos| {_num(d.get('median_max_cos'))}, features explained "
+          f"{_share(d.get('explained_share'))} (neurons {_share(d.get('neurons_explained_share'))})"
+          for r in rep["by_size"] for m, hooks in (r["dictionary_alignment"] or {}).items()
+          for hook, d in hooks.items()]
+    lines += ["", "Dictionary alignment (feature-neuron, per dictionary trained on a store): "
+              + ("" if dl else "not computed"), *dl]
     lines += ["", "Wall time per step (the run that finished it), seconds:"]
     by_kind: dict = {}
     for s in rep["steps"]:

@@ -116,9 +116,15 @@ def compute_report(study: str | os.PathLike) -> dict:
     for (_, iid), (v, _) in latest.items():
         by_item.setdefault(iid, []).append(v)
     item_verdict = {iid: majority(vs) for iid, vs in by_item.items()}
+    # two models of one name (a GeLU and its random-model control drawn before stores recorded their init):
+    # told apart by their store folder's name, so no line of the report names two models alike
+    names = [m["name"] for m in models]
+    shown = {int(m["index"]): f"{m['name']} ({Path(m['store']).name})" if names.count(m["name"]) > 1 else m["name"]
+             for m in models}
     results = []
     for mi, kind in groups:
         m = models[mi]
+        m = {**m, "name": shown[int(m["index"])]}
         mi = (mi, kind)
         vs = [(r, v) for (r, iid), (v, _) in latest.items() if model_of[iid] == mi]
         n = len(vs)
@@ -136,7 +142,10 @@ def compute_report(study: str | os.PathLike) -> dict:
                                    hook_kind=kind, run_uuid=m["run_uuid"]))
     # Fisher exact test: GeLU vs SoLU-LN when both are present, else the first two models; on items
     # (majority verdicts: two raters do not double the sample), and on pooled ratings as a secondary line
-    by_fn = {(r.act_fn, r.hook_kind): r for r in results}
+    by_fn: dict = {}
+    for r, (mi, _) in zip(results, groups):  # the first trained model of each act_fn (never a control)
+        if str(models[mi].get("model_init") or "trained") == "trained":
+            by_fn.setdefault((r.act_fn, r.hook_kind), r)
     main = "hook_post" if several else ""
     pair = ([by_fn[("gelu", main)], by_fn[("solu_ln", main)]] if ("gelu", main) in by_fn and ("solu_ln", main) in by_fn
             else results[:2] if len(results) >= 2 else [])
