@@ -136,6 +136,10 @@ class LabelModel:
     def can_undo(self) -> bool:
         return bool(self._undo)
 
+    def undo_target(self) -> tuple[str, int] | None:
+        """(hook, neuron) whose label ``undo`` would change next, or None."""
+        return self._undo[-1][:2] if self._undo else None
+
     def undo(self) -> LabelChange | None:
         """Revert the last change made through this model (whichever neuron it was on), as a new
         event in the history. Returns the change, or None when there is nothing to undo."""

@@ -21,6 +21,7 @@ context the model saw, no activation) or highlighted (a search match: ``highligh
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -118,3 +119,71 @@ def bin_title(name: str, lo: float, hi: float) -> str:
         return f"random tokens ({range_text(lo, hi)})"
     a, b = name.split("-")
     return f"quantile {a}–{b} ({range_text(lo, hi)})"
+
+
+def raw_text(pieces: Sequence[str]) -> str:
+    """Readable pieces (store.tokens_display) back to the text they stand for: the newline, tab and carriage
+    return marks become the real characters and byte marks ``⟨e2⟩`` the bytes, decoded as UTF-8 across pieces."""
+    return "".join(decode_pieces([p.replace(NEWLINE, "\n").replace(TABCHAR, "\t").replace(CR, "\r")
+                                  for p in pieces]))
+
+
+_BYTE = re.compile("\u27e8([0-9a-f]{2})\u27e9")
+
+
+def decode_pieces(pieces: Sequence[str]) -> list[str]:
+    """Pieces with byte marks (``⟨c3⟩``, a UTF-8 character split over tokens) decoded across neighbouring
+    pieces: 'Fran⟨c3⟩' + '⟨a7⟩ois' -> 'Franç' + 'ois'. A decoded character goes to the piece holding its
+    first byte; bytes that are not valid UTF-8 keep their marks. Pieces without marks are returned as they are."""
+    out = list(pieces)
+    i, n = 0, len(out)
+    while i < n:
+        if not _BYTE.search(out[i]):
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and _BYTE.search(out[j + 1]):  # a run of neighbouring pieces with byte marks
+            j += 1
+        out[i:j + 1] = _decode_group(out[i:j + 1])
+        i = j + 1
+    return out
+
+
+def _decode_group(group: list[str]) -> list[str]:
+    raw, owner = bytearray(), []
+    for k, piece in enumerate(group):
+        pos = 0
+        for m in _BYTE.finditer(piece):
+            for ch in piece[pos:m.start()]:
+                b = ch.encode("utf-8")
+                raw += b
+                owner += [k] * len(b)
+            raw.append(int(m.group(1), 16))
+            owner.append(k)
+            pos = m.end()
+        for ch in piece[pos:]:
+            b = ch.encode("utf-8")
+            raw += b
+            owner += [k] * len(b)
+    text = bytes(raw).decode("utf-8", errors="surrogateescape")
+    out = [""] * len(group)
+    at = 0
+    for ch in text:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte that is not part of a valid character: keep its mark
+            out[owner[at]] += f"\u27e8{ord(ch) - 0xDC00:02x}\u27e9"
+            at += 1
+        else:
+            out[owner[at]] += ch
+            at += len(ch.encode("utf-8"))
+    return out
+
+
+VISIBLE_SPACE = "\u2423"  # ␣
+
+
+def visible_token(piece: str) -> str:
+    """A token for a list or table cell: a token that is only whitespace shows a mark per character (␣ for a
+    space; ⏎ and ⇥ as they are), so it is never a blank cell; other tokens are shown as they are."""
+    if piece and not piece.replace(NEWLINE, "").replace(TABCHAR, "").replace(CR, "").strip():
+        return piece.replace(" ", VISIBLE_SPACE).replace("\u00a0", VISIBLE_SPACE)
+    return piece

@@ -68,6 +68,29 @@ def _open(path: Path, with_labels: bool):
     return store, problems, indexed, label_model, label_texts, label_error
 
 
+def firing_token_columns(store, hook: str) -> dict[str, np.ndarray]:
+    """The table's "Top token": the token most of a neuron's top-k firings are on (ties: the stronger firing
+    first), with how many of them (``top_token_count`` of ``top_token_k``). The index's own top token (highest
+    mean activation among tokens seen a few times) favours rare tokens; this is what the snippets show."""
+    try:
+        before, _after = store.index_window(hook)
+        ids = np.asarray(store.index_array(hook, "top_context_tokens")[:, :, before])  # [neuron, k]
+    except (NeurobrowseError, KeyError, IndexError, ValueError):
+        return {}
+    n, k = ids.shape
+    best = np.full(n, -1, dtype=np.int64)
+    count = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        row = ids[i][ids[i] >= 0]
+        if row.size:
+            vals, first, counts = np.unique(row, return_index=True, return_counts=True)
+            j = np.lexsort((first, -counts))[0]  # most firings, then the earliest (strongest) one
+            best[i], count[i] = vals[j], counts[j]
+    k_valid = (ids >= 0).sum(axis=1)
+    return {"top_token": np.array(store.token_strings(best), dtype=object), "top_token_id": best.astype(np.int32),
+            "top_token_count": count, "top_token_k": k_valid}
+
+
 class Browser:
     """One store's browsing session. ``runner`` runs its disk and model work (``InlineRunner`` by default:
     everything at once on the calling thread)."""
@@ -182,7 +205,10 @@ class Browser:
         store = self.store
 
         def work(req):
-            return store.neuron_table(hook)
+            table = dict(store.neuron_table(hook))
+            req.check()
+            table.update(firing_token_columns(store, hook))
+            return table
 
         def done(table):
             self.tables[hook] = {k: np.asarray(v) for k, v in table.items()}

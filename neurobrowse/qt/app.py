@@ -37,10 +37,37 @@ def ensure_app(offscreen: bool = False):
         QCoreApplication.setApplicationName("neurobrowse")
         app = QApplication(sys.argv[:1])
         app.setStyle("Fusion")
+        apply_color_scheme(app)
+        app.styleHints().colorSchemeChanged.connect(lambda scheme: apply_color_scheme(app, scheme))
         icon = Path(__file__).resolve().parents[1] / "resources" / "neurobrowse.svg"
         if icon.exists():
             app.setWindowIcon(QIcon(str(icon)))
     return app
+
+
+def apply_color_scheme(app, scheme=None) -> str:
+    """Follow the desktop's light or dark scheme (``scheme`` None: the one Qt reports): a dark Fusion palette
+    for a dark desktop. Snippets and plots keep their white paper either way, so the red / blue shading
+    reads as in the paper; returns "dark" or "light"."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QPalette
+
+    scheme = app.styleHints().colorScheme() if scheme is None else scheme
+    if scheme != Qt.ColorScheme.Dark:
+        app.setPalette(app.style().standardPalette())
+        return "light"
+    p = QPalette()
+    R = QPalette.ColorRole
+    for role, rgb in ((R.Window, (45, 45, 48)), (R.WindowText, (225, 225, 225)), (R.Base, (30, 30, 32)),
+                      (R.AlternateBase, (50, 50, 54)), (R.Text, (225, 225, 225)), (R.Button, (55, 55, 58)),
+                      (R.ButtonText, (225, 225, 225)), (R.ToolTipBase, (60, 60, 64)), (R.ToolTipText, (235, 235, 235)),
+                      (R.Highlight, (60, 110, 200)), (R.HighlightedText, (255, 255, 255)), (R.Link, (120, 170, 255)),
+                      (R.PlaceholderText, (140, 140, 140)), (R.Mid, (110, 110, 110))):
+        p.setColor(role, QColor(*rgb))
+    for role in (R.WindowText, R.Text, R.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor(120, 120, 120))
+    app.setPalette(p)
+    return "dark"
 
 
 def scratch_settings():

@@ -1,15 +1,20 @@
 """`neurobrowse compare STORE_A STORE_B`: GeLU vs SoLU-LN side by side.
 
-Top: the verdict on the paper's result with its evidence (neurobrowse.verdict: a reported blinded
-study leads, automated scores are proxies, each with shares, 95% intervals, effect size and p-value,
-and a line on what "holds" means), the share of neurons passing each automated score with 95%
-Wilson intervals, and population plots (the scores, max activation, density, kurtosis) of both
-models overlaid, plus a token-rule vs rule-explanation scatter whose points open that neuron. Bottom: one
-tab per model with the same neuron table and neuron page as the main window.
+Top: one sentence on what the evidence says (neurobrowse.verdict: a reported blinded study leads, the
+automated scores are proxies; when they point different ways the sentence says so), then a forest plot of
+SoLU-LN minus GeLU with 95% intervals (the study first, then each proxy, then the random-model control when
+there is one), the details folded (every evidence line, the pass shares with Wilson intervals). A second
+tab holds the population plots (every score, max activation, density, kurtosis, the LayerNorm overlap) of
+both models overlaid, the pass-share bars and a token-rule vs rule-explanation scatter whose points open
+that neuron. Bottom: one tab per model with the same neuron table and neuron page as the main window.
+Each metric is named by its ``store.columns`` title everywhere.
 """
 
 from __future__ import annotations
 
+import html
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +22,30 @@ import pyqtgraph as pg
 from PySide6.QtCore import QSettings, Qt, Signal
 from shiboken6 import isValid
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QScrollArea,
+                               QSizePolicy, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
 from neurobrowse.compare import Comparison
 from neurobrowse.qt.bridge import ComparisonBridge
 from neurobrowse.qt.browser_pane import BrowserPane
 from neurobrowse.qt.dialogs import close_boxes, show_error
-from neurobrowse.qt.settings import app_settings
+from neurobrowse.qt.settings import app_settings, fit_screen
 from store.measures import columns
 from store.measures.scores import model_name
 
 COLORS = ((40, 90, 200), (210, 40, 40))  # side A blue, side B red
+WORD_COLORS = {"holds": (20, 130, 60), "does not hold": (190, 40, 40)}  # others grey
+
+
+def metric_title(name: str) -> str:
+    """The one name of a metric, as store.columns titles it (the comparison's evidence uses the same)."""
+    col = columns.BY_NAME.get(name)
+    return col.title if col is not None else name
+
+
 # (column, plot title, transform): every score, then the shape of the activation distribution
-POP_PLOTS = [*((s, columns.BY_NAME[s].title, None) for s in columns.SCORES),
-             ("max_act", "max activation", None), ("density", "density (share > 0)", None),
+POP_PLOTS = [*((s, metric_title(s), None) for s in columns.SCORES),
+             ("max_act", metric_title("max_act"), None), ("density", metric_title("density"), None),
              ("kurtosis", "log10(3 + excess kurtosis)", "logkurt"),
              ("ln_overlap", "top firings kept across the LayerNorm (SoLU-LN)", None)]
 
@@ -44,56 +58,216 @@ def _transform(values: np.ndarray, how: str | None) -> np.ndarray:
     return v
 
 
+# ---- the evidence as rows of a forest plot (Qt-free) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ForestRow:
+    """One evidence item: SoLU-LN minus GeLU (a difference of shares, in [-1, 1]) with its 95% interval."""
+
+    name: str  # e.g. "blinded study", "rule explanation score >= 0.7"
+    kind: str  # "study" | "proxy" | "control"
+    diff: float
+    lo: float
+    hi: float
+    word: str  # the verdict word: holds / same way, not significant / does not hold / does not decide
+    p: float = math.nan
+
+
+def _get(obj, *names, default=None):
+    for n in names:
+        if isinstance(obj, dict) and n in obj:
+            return obj[n]
+        if hasattr(obj, n):
+            return getattr(obj, n)
+    return default
+
+
+def forest_rows(evidence) -> list[ForestRow]:
+    """Rows in the order the plot draws them: the study first, then each proxy, then the random control.
+
+    ``evidence`` is the comparison's verdict. An evidence list (``items``/``evidence_list``: per item a name,
+    a difference with its 95% interval and a verdict word) is read as it is; an older
+    ``neurobrowse.verdict.Verdict`` (``study`` + ``evidence`` of score comparisons) is turned into rows."""
+    if evidence is None:
+        return []
+    listed = _get(evidence, "items", "evidence_list")
+    if listed:
+        rows = []
+        for it in listed:
+            iv = _get(it, "interval", "diff_interval", default=(math.nan, math.nan))
+            kind = str(_get(it, "kind", default="proxy"))
+            rows.append(ForestRow(str(_get(it, "name", "title", default="?")), kind,
+                                  float(_get(it, "diff", "difference", default=math.nan)), float(iv[0]), float(iv[1]),
+                                  str(_get(it, "word", "verdict", "outcome", default="")),
+                                  float(_get(it, "p", "p_fisher", default=math.nan))))
+        order = {"study": 0, "proxy": 1, "control": 2}
+        return sorted(rows, key=lambda r: order.get(r.kind, 1))  # stable: each kind keeps its order
+    rows = []
+    st = getattr(evidence, "study", None)
+    if st is not None and sum(st.n) > 0:
+        lo, hi = st.diff_interval
+        rows.append(ForestRow(f"blinded study ({st.raters} rater{'s' if st.raters != 1 else ''})", "study",
+                              st.diff, lo, hi, st.outcome, st.p_fisher))
+    for e in getattr(evidence, "evidence", []) or []:
+        lo, hi = e.diff_interval
+        word = e.outcome if e.discriminates else "does not decide"
+        kind = "control" if "control" in e.name or "random" in e.name else "proxy"
+        rows.append(ForestRow(f"{metric_title(e.name)} ≥ {e.threshold:g}", kind, e.diff, lo, hi, word, e.p_fisher))
+    order = {"study": 0, "proxy": 1, "control": 2}
+    return sorted(rows, key=lambda r: order.get(r.kind, 1))
+
+
+def _pts(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:+.0f}"
+
+
+def _p_text(p: float) -> str:
+    return "" if not math.isfinite(p) else (f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001")
+
+
+def one_sentence(rows: list[ForestRow], names: tuple[str, str] = ("SoLU-LN", "GeLU")) -> str:
+    """What the evidence says, in one sentence: the leading item (the study, else the first proxy that
+    decides) with its difference and interval, and whether the automated proxies agree with it or not."""
+    s, g = names
+    study = next((r for r in rows if r.kind == "study"), None)
+    deciding = [r for r in rows if r.kind == "proxy" and r.word != "does not decide" and math.isfinite(r.diff)]
+    lead = study or (deciding[0] if deciding else None)
+    if lead is None:
+        return (f"Undecided: no blinded study of these stores yet and no automated score tells {s} from {g}; "
+                "run `neurobrowse study new` to decide.")
+    says = {"holds": "the paper's result holds", "same way, not significant":
+            "it points the paper's way but is not significant",
+            "does not hold": "the paper's result does not hold"}.get(lead.word, lead.word)
+    p = _p_text(lead.p)
+    head = ("Blinded study" if lead is study else f"No blinded study yet; automated proxy {lead.name}")
+    head += (f": {s} minus {g} {_pts(lead.diff)} points [{_pts(lead.lo)}, {_pts(lead.hi)}]"
+             f"{', ' + p if p else ''} — {says}")
+    others = [r for r in deciding if r is not lead]
+    signs = {r.diff > 0 for r in [lead, *others] if r.diff != 0}
+    if not others:
+        tail = "; no automated proxy decides" if lead is study else ""
+    elif len(signs) > 1:
+        tail = "; the automated proxies disagree (" + ", ".join(f"{r.name} {_pts(r.diff)}" for r in others) + ")"
+    else:
+        tail = f"; the {'other ' if lead is not study else ''}automated proxies point the same way"
+    return head + tail + "."
+
+
+class ForestPlot(pg.PlotWidget):
+    """SoLU-LN minus GeLU per evidence item, in percentage points, with 95% intervals; the first row on top.
+    Items created once per row count and updated with setData."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(False, False)
+        self.hideButtons()
+        pi = self.getPlotItem()
+        pi.setLabel("bottom", "SoLU-LN minus GeLU (percentage points; 95% interval)")
+        pi.showGrid(x=True, alpha=0.15)
+        pi.getAxis("bottom").enableAutoSIPrefix(False)
+        pi.getAxis("left").setWidth(260)
+        pi.getAxis("left").setStyle(tickLength=0)
+        self.zero = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen((120, 120, 120), style=Qt.PenStyle.DashLine))
+        pi.addItem(self.zero)
+        self.bars = pg.ErrorBarItem(x=np.zeros(1), y=np.zeros(1), left=np.zeros(1), right=np.zeros(1), beam=0.15,
+                                    pen=pg.mkPen((40, 40, 40), width=1.6))
+        pi.addItem(self.bars)
+        self.points = pg.ScatterPlotItem(size=10, pen=pg.mkPen((30, 30, 30)))
+        pi.addItem(self.points)
+        self.rows: list[ForestRow] = []
+        self._rows_height = 160
+        self.setMinimumHeight(90)  # a short window squeezes the rows; the sizeHint shows each one roomily
+
+    def sizeHint(self):
+        from PySide6.QtCore import QSize
+
+        return QSize(600, self._rows_height)
+
+    def set_rows(self, rows: list[ForestRow]) -> None:
+        self.rows = list(rows)
+        n = len(rows)
+        y = np.arange(n, dtype=np.float64)[::-1]  # the first row on top
+        d = np.array([100 * r.diff for r in rows], dtype=np.float64)
+        lo = np.array([100 * r.lo for r in rows], dtype=np.float64)
+        hi = np.array([100 * r.hi for r in rows], dtype=np.float64)
+        ok = np.isfinite(d) & np.isfinite(lo) & np.isfinite(hi)
+        self.bars.setData(x=d[ok], y=y[ok], left=(d - lo)[ok], right=(hi - d)[ok])
+        brushes = [pg.mkBrush(*WORD_COLORS.get(r.word, (150, 150, 150))) for r, k in zip(rows, ok) if k]
+        symbols = ["s" if r.kind == "study" else "d" if r.kind == "control" else "o" for r, k in zip(rows, ok) if k]
+        self.points.setData(x=d[ok], y=y[ok], brush=brushes, symbol=symbols)
+        ax = self.getPlotItem().getAxis("left")
+        ax.setTicks([[(float(y[i]), f"{r.name} — {r.word}") for i, r in enumerate(rows)]])
+        span = np.concatenate([lo[ok], hi[ok], [0.0]]) if ok.any() else np.array([-10.0, 10.0])
+        pad = max(5.0, 0.1 * float(np.ptp(span)))
+        self.getPlotItem().setXRange(float(span.min()) - pad, float(span.max()) + pad, padding=0)
+        self.getPlotItem().setYRange(-0.6, max(n - 1, 0) + 0.6, padding=0)
+        self._rows_height = 70 + 30 * max(n, 1)
+
+
 class ComparisonPanel(QWidget):
-    """Verdict, pass shares with intervals, population plots. Items created once, filled by setData."""
+    """The sentence, the forest plot, the folded details and the population plots. Items created once,
+    filled by setData."""
 
     neuronPicked = Signal(int, str, int)  # side (0/1), hook, neuron
 
     def __init__(self, cmp_model: ComparisonBridge, parent=None) -> None:
         super().__init__(parent)
-        self.verdict = QLabel("Comparing… (reading both neuron tables)")
+        self.verdict = QLabel("Comparing… (reading both neuron tables)")  # the one sentence
+        self.verdict.setObjectName("compare_sentence")
         self.verdict.setWordWrap(True)
         f = self.verdict.font()
-        f.setPointSizeF(f.pointSizeF() * 1.2)
+        f.setPointSizeF(f.pointSizeF() * 1.15)
+        f.setBold(True)
         self.verdict.setFont(f)
         self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.shares_label = QLabel("")
-        self.shares_label.setTextFormat(Qt.TextFormat.RichText)
-        # the evidence behind the verdict, line by line, and what "holds" means
+        self.forest = ForestPlot()
+        self.forest_rows: list[ForestRow] = []
+
+        # the details, folded: every evidence line, what "holds" means, the pass shares with intervals
+        self.details_button = QToolButton()
+        self.details_button.setText("Details ▸")
+        self.details_button.setCheckable(True)
+        self.details_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         self.evidence = QLabel("")
         self.evidence.setWordWrap(True)
         self.evidence.setTextFormat(Qt.TextFormat.RichText)
         self.evidence.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.shares_label = QLabel("")
+        self.shares_label.setTextFormat(Qt.TextFormat.RichText)
+        details = QWidget()
+        dl = QVBoxLayout(details)
+        dl.setContentsMargins(0, 0, 0, 0)
+        dl.addWidget(self.evidence)
+        dl.addWidget(self.shares_label)
+        dl.addStretch(1)
+        self.details_scroll = QScrollArea()
+        self.details_scroll.setWidgetResizable(True)
+        self.details_scroll.setWidget(details)
+        self.details_scroll.setVisible(False)
+        self.details_button.toggled.connect(self._fold)
 
+        # population plots, in their own tab (scrolls when the window is small)
         grid = QGridLayout()
-        grid.setSpacing(4)
+        grid.setSpacing(6)
+        self.legend = QLabel("")  # which colour is which model, above the plots (never cut by a plot's edge)
         self.plots: dict[str, pg.PlotWidget] = {}
         self.curves: dict[str, list] = {}
         for i, (key, title, _) in enumerate(POP_PLOTS):
-            pw = pg.PlotWidget()
-            pw.setMenuEnabled(False)
-            pw.setMinimumHeight(140)
-            pi = pw.getPlotItem()
-            pi.setTitle(title, size="9pt")
-            pi.showGrid(x=True, y=True, alpha=0.15)
-            pi.setLabel("left", "share of neurons")
-            legend = pi.addLegend(offset=(-5, 5), labelTextSize="8pt") if i == 0 else None
+            pw = self._plot(title, "share of neurons")
             curves = []
             for side, c in enumerate(COLORS):
                 curves.append(pw.plot([0, 1], [0], stepMode="center", fillLevel=0, brush=(*c, 50),
                                       pen=pg.mkPen(c, width=1.6), name=f"side {side}"))
-            self.legend = legend if legend is not None else getattr(self, "legend", None)
             self.plots[key], self.curves[key] = pw, curves
             grid.addWidget(pw, i // 3, i % 3)
         n_pop = len(POP_PLOTS)
 
         # the share of neurons passing each score, with 95% Wilson intervals
-        self.share_plot = pg.PlotWidget()
-        self.share_plot.setMenuEnabled(False)
+        self.share_plot = self._plot("share passing each automated score (95% interval)", "share of neurons")
         sp = self.share_plot.getPlotItem()
-        sp.setTitle("share passing each automated score (95% CI)", size="9pt")
         sp.setYRange(0, 1)
-        sp.showGrid(y=True, alpha=0.15)
         self.share_bars = [pg.BarGraphItem(x=[0], height=[0], width=0.35, brush=(*c, 160)) for c in COLORS]
         self.share_err = [pg.ErrorBarItem(x=np.zeros(1), y=np.zeros(1), top=np.zeros(1), bottom=np.zeros(1),
                                           beam=0.1, pen=pg.mkPen((30, 30, 30), width=1.2)) for _ in COLORS]
@@ -102,12 +276,10 @@ class ComparisonPanel(QWidget):
         grid.addWidget(self.share_plot, n_pop // 3, n_pop % 3)
 
         # token-rule vs rule explanation score: click a point to open that neuron on its side
-        self.scatter_plot = pg.PlotWidget()
-        self.scatter_plot.setMenuEnabled(False)
+        self.scatter_plot = self._plot(f"{metric_title('token_rule_score')} vs {metric_title('explain_score')} "
+                                       "(click a neuron)", metric_title("explain_score"))
         scp = self.scatter_plot.getPlotItem()
-        scp.setTitle("token-rule vs rule explanation score (click a neuron)", size="9pt")
-        scp.setLabel("bottom", "token-rule")
-        scp.setLabel("left", "rule explanation")
+        scp.setLabel("bottom", metric_title("token_rule_score"))
         self.scatters = []
         for side, c in enumerate(COLORS):
             sc = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(*c, 110), hoverable=True,
@@ -118,36 +290,71 @@ class ComparisonPanel(QWidget):
         grid.addWidget(self.scatter_plot, 0, 3, n_pop // 3 + 1, 1)
         for c in range(4):
             grid.setColumnStretch(c, 1)
-        for pw in [*self.plots.values(), self.share_plot, self.scatter_plot]:
-            for ax in ("left", "bottom"):
-                pw.getPlotItem().getAxis(ax).enableAutoSIPrefix(False)
+        pop = QWidget()
+        pl = QVBoxLayout(pop)
+        pl.setContentsMargins(2, 2, 2, 2)
+        pl.addWidget(self.legend)
+        pl.addLayout(grid, 1)
+        pop.setMinimumHeight(3 * 190)
+        self.pop_scroll = QScrollArea()
+        self.pop_scroll.setWidgetResizable(True)
+        self.pop_scroll.setWidget(pop)
+
+        evidence_tab = QWidget()
+        el = QVBoxLayout(evidence_tab)
+        el.setContentsMargins(2, 2, 2, 2)
+        el.addWidget(self.forest, 1)
+        el.addWidget(self.details_scroll, 2)
+        self.views = QTabWidget()
+        self.views.addTab(evidence_tab, "Evidence")
+        self.views.addTab(self.pop_scroll, "Populations")
+        self.views.setCornerWidget(self.details_button, Qt.Corner.TopRightCorner)
+        self.views.currentChanged.connect(lambda i: self.details_button.setVisible(i == 0))
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 4, 6, 4)
-        top = QHBoxLayout()
-        left = QVBoxLayout()
-        left.addWidget(self.verdict)
-        left.addWidget(self.evidence)
-        top.addLayout(left, 3)
-        top.addWidget(self.shares_label, 2)
-        lay.addLayout(top)
-        lay.addLayout(grid, 1)
+        lay.addWidget(self.verdict)
+        lay.addWidget(self.views, 1)
         self._hooks: list[np.ndarray] = [np.zeros(0, dtype=object)] * 2
         cmp_model.ready.connect(self.show_comparison)
 
-    def show_comparison(self, cmp: Comparison) -> None:
-        self.verdict.setText(cmp.verdict)
-        ev = cmp.evidence
-        if ev is not None:
-            import html
+    @staticmethod
+    def _plot(title: str, left: str) -> pg.PlotWidget:
+        """A population plot: title, x ticks, a y label with room for its tick numbers."""
+        pw = pg.PlotWidget()
+        pw.setMenuEnabled(False)
+        pw.setMinimumHeight(170)
+        pi = pw.getPlotItem()
+        pi.setTitle(title, size="9pt")
+        pi.showGrid(x=True, y=True, alpha=0.15)
+        pi.setLabel("left", left)
+        for ax in ("left", "bottom"):
+            axis = pi.getAxis(ax)
+            axis.enableAutoSIPrefix(False)
+            axis.setStyle(showValues=True)
+        pi.getAxis("left").setWidth(56)
+        pi.getAxis("bottom").setHeight(28)
+        return pw
 
+    def _fold(self, on: bool) -> None:
+        self.details_scroll.setVisible(on)
+        self.details_button.setText("Details ▾" if on else "Details ▸")
+
+    def show_comparison(self, cmp: Comparison) -> None:
+        ev = cmp.evidence
+        self.forest_rows = forest_rows(ev)
+        self.forest.set_rows(self.forest_rows)
+        names = tuple(getattr(ev, "names", None) or ("SoLU-LN", "GeLU"))
+        self.verdict.setText(one_sentence(self.forest_rows, names) if self.forest_rows else cmp.verdict)
+        if ev is not None:
             self.verdict.setToolTip(ev.help)
             self.evidence.setToolTip(ev.help)
-            items = "".join(f"<li>{html.escape(line)}</li>" for line in ev.lines)
+            lines = [getattr(ev, "headline", "")] + list(getattr(ev, "lines", []))
+            items = "".join(f"<li>{html.escape(line)}</li>" for line in lines if line)
             self.evidence.setText(f"<ul style='margin: 0'>{items}</ul><i>What “holds” means:</i> "
                                   f"{html.escape(ev.help)}")
         else:
-            self.evidence.setText("")
+            self.evidence.setText(html.escape(cmp.verdict))
         for key, _, how in POP_PLOTS:
             vals = [_transform(t.get(key, np.zeros(0)), how) for t in cmp.tables]
             allv = np.concatenate(vals) if any(len(v) for v in vals) else np.zeros(1)
@@ -161,10 +368,10 @@ class ComparisonPanel(QWidget):
                 self.curves[key][side].setData(edges, share)
                 self.curves[key][side].opts["name"] = cmp.labels[side]
             self.plots[key].getPlotItem().enableAutoRange()
-        if self.legend is not None:
-            self.legend.clear()
-            for side in (0, 1):
-                self.legend.addItem(self.curves[POP_PLOTS[0][0]][side], cmp.labels[side])
+        self.legend.setText("&nbsp;&nbsp;".join(
+            f"<span style='color: rgb{COLORS[s]}; font-weight: bold'>■ {html.escape(cmp.labels[s])}</span>"
+            for s in (0, 1)) + "&nbsp;&nbsp;<span style='color: #666'>(each plot: share of that model's neurons "
+            "per bin)</span>")
         # share bars
         names = [r.name for r in cmp.shares[0]]
         x = np.arange(len(names), dtype=np.float64)
@@ -177,7 +384,7 @@ class ComparisonPanel(QWidget):
             self.share_bars[side].setOpts(x=xs, height=shares, width=0.35)
             self.share_err[side].setData(x=xs, y=shares, top=hi - shares, bottom=shares - lo)
         ax = self.share_plot.getPlotItem().getAxis("bottom")
-        ax.setTicks([[(float(i), n.replace("_score", "")) for i, n in enumerate(names)]])
+        ax.setTicks([[(float(i), metric_title(n)) for i, n in enumerate(names)]])
         self.share_plot.getPlotItem().setXRange(-0.7, len(names) - 0.3)
         rows = []
         for i, n in enumerate(names):
@@ -187,7 +394,8 @@ class ComparisonPanel(QWidget):
                 lo, hi = r.interval
                 cells.append(f"<td style='color: rgb{COLORS[side]}'>&nbsp;{r.k}/{r.n} = {r.share:.0%} "
                              f"[{lo:.0%}, {hi:.0%}]&nbsp;</td>")
-            rows.append(f"<tr><td>{n} ≥ {cmp.shares[0][i].threshold:g}</td>{''.join(cells)}</tr>")
+            rows.append(f"<tr><td>{html.escape(metric_title(n))} ≥ {cmp.shares[0][i].threshold:g}</td>"
+                        f"{''.join(cells)}</tr>")
         head = "".join(f"<th style='color: rgb{COLORS[s]}'>{cmp.labels[s]}</th>" for s in (0, 1))
         self.shares_label.setText(f"<table cellspacing=2><tr><th>passes</th>{head}</tr>{''.join(rows)}</table>")
         # scatter
@@ -225,8 +433,11 @@ class CompareWindow(QMainWindow):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.panel)
         split.addWidget(self.tabs)
-        split.setStretchFactor(0, 2)
+        split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 3)
+        split.setCollapsible(0, False)
+        split.setCollapsible(1, False)
+        split.setSizes([330, 770])
         self.split = split
         self.setCentralWidget(split)
         self.status_label = QLabel("")
@@ -246,7 +457,7 @@ class CompareWindow(QMainWindow):
         if geo is not None:
             self.restoreGeometry(geo)
         else:
-            self.resize(1700, 1100)
+            self.resize(*fit_screen(self, 1700, 1100))
         s = self.settings.value("compare/split")
         if s is not None:
             split.restoreState(s)

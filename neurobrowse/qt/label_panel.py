@@ -43,6 +43,13 @@ from store.errors import NeurobrowseError
 from store.labels.label import VERDICTS
 
 VERDICT_TEXT = {"interpretable": "Interpretable", "not_interpretable": "Not interpretable", "unsure": "Unsure"}
+def neuron_name(hook: str, neuron: int) -> str:
+    """'L0 N249 (hook_post)', as the window title and the bookmarks name a neuron."""
+    from neurobrowse.browsing.navigation import NeuronRef
+
+    return NeuronRef(hook, int(neuron)).label()
+
+
 VERDICT_KEYS = {"interpretable": "1", "not_interpretable": "2", "unsure": "3"}
 
 
@@ -51,6 +58,7 @@ class LabelPanel(QWidget):
 
     labelChanged = Signal(str, int, object)
     errorOccurred = Signal(str)
+    undone = Signal(str)  # what an undo changed, in words naming the neuron (for the window's status bar)
 
     def __init__(self, model: LabelModel, parent: QWidget | None = None, *, shortcuts: bool = True,
                  shortcut_context: Qt.ShortcutContext = Qt.WindowShortcut):
@@ -138,7 +146,19 @@ class LabelPanel(QWidget):
         self._guard(self.model.update, verdict=verdict, **self._pending_text())
 
     def undo(self) -> None:
-        self._guard(self.model.undo)
+        """Undo the last label change of this store, on whichever neuron it was (as in an editor: a label
+        set just before pressing J is still one key away); the status line names that neuron."""
+        change = self._guard(self.model.undo)
+        if change is None:
+            return
+        what = (f"restored to {VERDICT_TEXT.get(change.label.verdict, change.label.verdict)}"
+                if change.label is not None else "removed")
+        here = (change.hook, change.neuron) == (self.model.hook, self.model.neuron)
+        msg = f"Undone: the label of {neuron_name(change.hook, change.neuron)} {what}" + (
+            "" if here else " (not the neuron shown)")
+        self._show(self.model.current)
+        self.status.setText(html.escape(msg))
+        self.undone.emit(msg)
 
     def clear(self) -> None:
         if self.model.hook is not None:
@@ -198,7 +218,10 @@ class LabelPanel(QWidget):
             b.setChecked(lab is not None and lab.verdict == v)
         for w in (self.description, self.tags, self.notes, self.clear_button):
             w.setEnabled(enabled)
-        self.undo_button.setEnabled(self.model.can_undo)
+        self.undo_button.setEnabled(self.model.can_undo())
+        target = self.model.undo_target() if hasattr(self.model, "undo_target") else None
+        self.undo_button.setToolTip(f"Undo the last label change: {neuron_name(*target)}" if target
+                                    else "Nothing to undo")
         self.description.setText(lab.description if lab else "")
         self.tags.setText(", ".join(lab.tags) if lab else "")
         if self.notes.toPlainText() != (lab.notes if lab else ""):

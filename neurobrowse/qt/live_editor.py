@@ -41,6 +41,7 @@ class TryTextPanel(QWidget):
         super().__init__(parent)
         self.browser = browser
         self.result = None
+        self.recorded = None  # (text, firing offset, recorded value, NeuronRef) after 'edit' on a snippet
         self.editor = _Editor(self)
         self.editor.setPlaceholderText("Try your own text: type or paste here, or click 'edit' on a snippet. "
                                        "The model runs on it and the current neuron shades each token.")
@@ -48,7 +49,7 @@ class TryTextPanel(QWidget):
         mono.setPointSizeF(10)
         self.editor.setFont(mono)
         self.status = QLabel("Try your text")
-        self.status.setStyleSheet("color: #555;")
+        self.status.setStyleSheet("color: palette(placeholder-text);")
         self.status.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 2, 0, 0)
@@ -67,11 +68,27 @@ class TryTextPanel(QWidget):
     def text(self) -> str:
         return self.editor.toPlainText()
 
-    def set_text(self, text: str) -> None:
-        """'Open snippet in editor': replace the text (one undo step) and run at once."""
+    def set_text(self, text: str, recorded: tuple | None = None) -> None:
+        """'Open snippet in editor': replace the text (one undo step) and run at once. ``recorded``:
+        (character offset of the firing token, its value in the store, its NeuronRef), shown beside the
+        re-run value while the text is unchanged."""
+        self.recorded = (text, *recorded) if recorded is not None else None
         self.editor.setPlainText(text)
         self.editor.setFocus()
         self.run_now()
+
+    def recorded_line(self, result) -> str:
+        """'recorded +16.95 on ' x' · re-run 16.10' for the firing the text was loaded from ('' otherwise)."""
+        rec = getattr(self, "recorded", None)
+        if rec is None or rec[0] != result.text:
+            return ""
+        _text, offset, value, ref = rec
+        if ref is not None and (ref.hook, ref.neuron) != (result.hook, result.neuron):
+            return ""
+        i = next((k for k, (a, b) in enumerate(result.spans) if a <= offset < b), None)
+        if i is None:
+            return f"recorded {value:+.4g} in the store; the firing token was not found in the re-run"
+        return (f"recorded {value:+.4g} on {result.tokens[i]!r} in the store · re-run here {float(result.acts[i]):+.4g}")
 
     def _on_edit(self) -> None:
         self.editor.setExtraSelections([])  # stale shading would lie about the edited text
@@ -117,7 +134,9 @@ class TryTextPanel(QWidget):
         self.editor.setExtraSelections(sels)
         if len(acts):
             i = int(np.argmax(acts))
-            self.status.setText(f"{result.hook} neuron {result.neuron}: max {acts[i]:.3g} on {result.tokens[i]!r} "
+            rec = self.recorded_line(result)
+            self.status.setText((f"{rec}. " if rec else "")
+                                + f"{result.hook} neuron {result.neuron}: max {acts[i]:.3g} on {result.tokens[i]!r} "
                                 f"({len(acts)} tokens; shading scale {scale:.3g}). Hover a token for its value.")
         self.shaded.emit(result)
 

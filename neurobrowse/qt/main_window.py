@@ -21,7 +21,7 @@ from neurobrowse import __version__
 from neurobrowse.qt.bridge import BrowserBridge
 from neurobrowse.qt.browser_pane import BrowserPane
 from neurobrowse.qt.dialogs import close_boxes, show_error
-from neurobrowse.qt.settings import add_recent, app_settings, load_bookmarks, recent_stores, save_bookmarks
+from neurobrowse.qt.settings import fit_screen, add_recent, app_settings, load_bookmarks, recent_stores, save_bookmarks
 
 KEYS_HELP = [
     ("J / Ctrl+Down", "next neuron (in the table's order)"),
@@ -33,12 +33,23 @@ KEYS_HELP = [
     ("Ctrl+G", "jump to a neuron by number"),
     ("Alt+Left / Alt+Right", "back / forward"),
     ("Ctrl+D", "bookmark the neuron"),
-    ("Ctrl+F", "search top contexts"),
+    ("Ctrl+F", "search top contexts (results strongest first)"),
     ("Ctrl+Shift+F", "filter expression"),
     ("1 / 2 / 3", "label: interpretable / not interpretable / unsure (label panel)"),
+    ("Ctrl+L", "label: edit the description"),
+    ("Ctrl+Z", "undo the last label change (the status bar names the neuron it changed)"),
     ("Ctrl+E", "try-your-text editor"),
+    ("Ctrl+1 / Ctrl+2", "show / hide the neuron table / the try-your-text panel"),
+    ("Ctrl+Shift+E", "export this neuron (JSONL, CSV or neuron-explainer)"),
+    ("Ctrl+Shift+C", "copy the first snippet in view as text (each snippet's 'copy' link copies it)"),
     ("Ctrl+O", "open a store"),
     ("Ctrl+Q", "quit"),
+    ("F1", "this list"),
+    ("compare window: O", "the same neuron on the other model"),
+    ("compare window: Ctrl+W", "close the compare window"),
+    ("study window: 1 / 2 / 3", "rate: interpretable / not interpretable / unsure"),
+    ("study window: U / Ctrl+Z", "undo the last rating"),
+    ("study window: P / Space", "pause / resume"),
 ]
 
 
@@ -136,6 +147,8 @@ class MainWindow(QMainWindow):
         self.a_live.setChecked(True)
         self.a_log = self._act("&Log-scale histogram", self.page.log_box.setChecked, checkable=True)
         self.page.log_box.toggled.connect(self.a_log.setChecked)
+        self.a_copy = self._act("&Copy snippet text", self.copy_snippet, ["Ctrl+Shift+C"],
+                                "Copy the snippet under the mouse (or the first in view) as plain text")
         self.a_keys = self._act("&Keyboard shortcuts", self.show_keys, [QKeySequence.StandardKey.HelpContents])
         self.a_about = self._act("&About neurobrowse", self.show_about)
 
@@ -155,7 +168,8 @@ class MainWindow(QMainWindow):
             g.addSeparator() if a is None else g.addAction(a)
         self.bookmarks_menu = g.addMenu("Bookmar&ks")
         v = mb.addMenu("&View")
-        for a in (self.a_table, self.a_live, self.a_log, None, self.a_search, self.a_filter, self.a_editor):
+        for a in (self.a_table, self.a_live, self.a_log, None, self.a_search, self.a_filter, self.a_editor, None,
+                  self.a_copy):
             v.addSeparator() if a is None else v.addAction(a)
         self.tools_menu = mb.addMenu("&Tools")
         self.tools_menu.addAction(self._act("Open a blinded &study…", self.study_dialog))
@@ -203,6 +217,7 @@ class MainWindow(QMainWindow):
 
         panel = LabelPanel(model)
         panel.errorOccurred.connect(lambda msg: self.show_status(f"label: {msg}"))
+        panel.undone.connect(self.show_status)
         self.page.set_label_panel(panel)
 
     def _build_toolbar(self) -> None:
@@ -275,8 +290,29 @@ class MainWindow(QMainWindow):
         bar.setToolTip(text if shown != text else "")
         bar.showMessage(shown, ms)
 
-    def show_keys(self) -> None:
-        QMessageBox.information(self, "Keyboard shortcuts", keys_html())
+    def show_keys(self) -> QMessageBox:
+        """F1: every shortcut of the app, in a box that does not block the window."""
+        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", keys_html(),
+                          QMessageBox.StandardButton.Close, self)
+        box.setObjectName("neurobrowse-keys")
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.finished.connect(box.deleteLater)
+        box.show()
+        self.error_boxes.append(box)  # closed with the window
+        return box
+
+    def copy_snippet(self) -> str:
+        """Ctrl+Shift+C: the shown tab's snippet under the mouse (else the first in view) as text."""
+        from neurobrowse.qt.snippet_view import SnippetView
+
+        w = self.page.tabs.currentWidget()
+        views = [w] if isinstance(w, SnippetView) else w.findChildren(SnippetView)
+        view = next((v for v in views if v.snippets), None)
+        if view is None:
+            return ""
+        text = view.copy_snippet()
+        self.show_status(f"copied {len(text):,} characters of snippet text", 3000)
+        return text
 
     def show_about(self) -> None:
         QMessageBox.about(self, "About neurobrowse",
@@ -333,7 +369,7 @@ class MainWindow(QMainWindow):
         if geo is not None:
             self.restoreGeometry(geo)
         else:
-            self.resize(1600, 950)
+            self.resize(*fit_screen(self, 1600, 950))
         st = s.value("main/state")
         if st is not None:
             self.restoreState(st)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QCheckBox, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QSizePolicy,
                                QSplitter,
@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QCheckBox, QGridLayout, QGroupBox, QHBoxLayout, Q
 from neurobrowse.histogram import equal_width
 from neurobrowse.qt.live_editor import TryTextPanel
 from neurobrowse.qt.snippet_view import SnippetView
-from neurobrowse.snippet_text import bin_title
+from neurobrowse.snippet_text import bin_title, visible_token
 from neurobrowse.browsing.pages import NeuronPage
 from neurobrowse.browsing.navigation import NeuronRef
 from store.measures import columns
@@ -36,6 +36,23 @@ def _fmt(v) -> str:
     except (TypeError, ValueError):
         return str(v)
     return "—" if not math.isfinite(f) else f"{f:.4g}"
+
+
+def in_context_text(store, passage) -> tuple[str, int]:
+    """The text the model saw with a firing (the passage's tokens that are not greyed, decoded with the
+    store's tokenizer, so bytes split over tokens come out whole) and the character offset of the firing
+    token in it."""
+    keep = [i for i, g in enumerate(passage.greyed) if not g]
+    ids = [int(passage.token_ids[i]) for i in keep]
+    fire = passage.firing[0] if passage.firing else (keep[0] if keep else 0)
+    before = [int(passage.token_ids[i]) for i in keep if i < fire]
+    try:
+        tok = store.tokenizer
+        return tok.decode(ids, skip_special_tokens=False), len(tok.decode(before, skip_special_tokens=False))
+    except Exception:  # no tokenizer in the store: the readable pieces with their real characters back
+        from neurobrowse.snippet_text import raw_text
+
+        return raw_text([passage.tokens[i] for i in keep]), len(raw_text([passage.tokens[i] for i in keep if i < fire]))
 
 
 class _SmallTable(QTableWidget):
@@ -64,9 +81,18 @@ class _SmallTable(QTableWidget):
                     it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.setItem(r, c, it)
 
-    def rows_height(self) -> int:
+    MIN_ROWS = 5  # at a small window (1366 x 768) the table scrolls below this many rows
+
+    def sizeHint(self) -> QSize:  # every row, no scrollbar, where there is room
+        return QSize(super().sizeHint().width(), self.rows_height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(super().minimumSizeHint().width(), self.rows_height(min(self.MIN_ROWS, self.rowCount())))
+
+    def rows_height(self, rows: int | None = None) -> int:
         """Pixels that show the header and every row without a scrollbar."""
-        return (self.horizontalHeader().sizeHint().height() + self.rowCount() * self.verticalHeader().defaultSectionSize()
+        rows = self.rowCount() if rows is None else rows
+        return (self.horizontalHeader().sizeHint().height() + rows * self.verticalHeader().defaultSectionSize()
                 + 2 * self.frameWidth() + 2)
 
     def fill(self, rows: list[tuple]) -> None:
@@ -103,7 +129,7 @@ class HistogramPlot(pg.PlotWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(150)
+        self.setMinimumHeight(110)
         self.setMenuEnabled(False)
         self.getPlotItem().setLabel("bottom", "activation")
         self.getPlotItem().setLabel("left", "tokens per bin")
@@ -184,12 +210,18 @@ class NeuronPageWidget(QWidget):
         tf.setBold(True)
         self.title.setFont(tf)
         self.subtitle = QLabel("")
-        self.subtitle.setStyleSheet("color: #555;")
+        self.subtitle.setStyleSheet("color: palette(placeholder-text);")
         self.subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        for lab in (self.title, self.subtitle):  # long lines wrap: a neuron's text never sets the page's width
+            lab.setWordWrap(True)
+            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.bookmark_btn = QToolButton()
         self.bookmark_btn.setText("☆ Bookmark")
         self.bookmark_btn.setCheckable(True)
         self.bookmark_btn.setToolTip("Bookmark this neuron (Ctrl+D)")
+        # one width for both texts: (un)bookmarking must not resize the header and with it the splitters
+        fm = self.bookmark_btn.fontMetrics()
+        self.bookmark_btn.setFixedWidth(max(fm.horizontalAdvance(t) for t in ("☆ Bookmark", "★ Bookmarked")) + 24)
         self.loading = QLabel("")
         self.loading.setStyleSheet("color: #a33;")
         head = QHBoxLayout()
@@ -229,6 +261,7 @@ class NeuronPageWidget(QWidget):
                                 "the LayerNorm; features can hide in small pre-LN activations")
         for v in (self.top_view, self.bottom_view, self.samples_view, self.mid_view, self.post_view):
             v.openInEditor.connect(self.openInEditor)
+            v.editRequested.connect(lambda si, v=v: self._edit(v, si))
             v.expandRequested.connect(lambda si, v=v: self._expand(v, si))
         self._view_refs: dict = {}  # snippet view -> the NeuronRef its snippets belong to
 
@@ -267,8 +300,6 @@ class NeuronPageWidget(QWidget):
         self.info_tabs.addTab(self.stats, "Statistics")
         self.info_tabs.setTabToolTip(0, "Tokens with the highest mean activation (seen at least a few times)")
         self.info_tabs.setTabToolTip(1, "Direct logit effects of the neuron's output weights (W_out · W_U)")
-        for t in (self.top_tokens, self.logit_up, self.logit_down, self.stats):
-            t.setMinimumHeight(t.rows_height())
         tt_box = self.info_tabs
 
         right = QSplitter(Qt.Orientation.Vertical)
@@ -341,8 +372,9 @@ class NeuronPageWidget(QWidget):
         act = self.browser.store.model_config.get("act_fn", "") if self.browser.store is not None else ""
         self.subtitle.setText(
             f"{ref.hook} · {act} · max {_fmt(st.get('max_act'))} · density {_fmt(st.get('density'))} · "
-            f"kurtosis {_fmt(st.get('kurtosis'))} · token-rule {_fmt(st.get('token_rule_score'))} · "
-            f"lookup corr. {_fmt(st.get('sim_score'))} · rule score {_fmt(st.get('explain_score'))}\n"
+            f"kurtosis {_fmt(st.get('kurtosis'))} · " + " · ".join(
+                f"{columns.BY_NAME[k].title} {_fmt(st.get(k))}" for k in ("token_rule_score", "sim_score",
+                                                                         "explain_score")) + "\n"
             f"rule: {v.explanation or 'none (no rule matches two distinct top firings)'}")
         # the visible tab renders now; the others when they are first shown (switching stays cheap)
         self._view_refs = {self.top_view: ref, self.bottom_view: ref, self.samples_view: ref}
@@ -352,9 +384,9 @@ class NeuronPageWidget(QWidget):
         tops = [s.value for s in v.top if np.isfinite(s.value)]
         self.hist.set_hist(v.hist_edges, v.hist_counts, st.get("min_act"), st.get("max_act"), st.get("quantiles"),
                            (min(tops), max(tops)) if tops else None)
-        self.top_tokens.fill([(t, m, str(int(c))) for t, m, c in v.top_tokens])
-        self.logit_up.fill([(t, x) for t, x in v.logit_up])
-        self.logit_down.fill([(t, x) for t, x in v.logit_down])
+        self.top_tokens.fill([(visible_token(t), m, str(int(c))) for t, m, c in v.top_tokens])
+        self.logit_up.fill([(visible_token(t), x) for t, x in v.logit_up])
+        self.logit_down.fill([(visible_token(t), x) for t, x in v.logit_down])
         self.stats.fill([(name, st.get(key, float("nan"))) for key, name in STAT_ROWS])
         self.tabs.setTabEnabled(self.ln_tab, page.paired is not None)
         self._sync_bookmark()
@@ -371,6 +403,21 @@ class NeuronPageWidget(QWidget):
         def done(passage) -> None:
             if si < len(view.snippets) and view.snippets[si] is sn:
                 view.expand(si, passage)
+
+        self.browser.request_passage(ref, position, done)
+
+    def _edit(self, view: SnippetView, si: int) -> None:
+        """'edit' on a snippet: read the whole context the model saw with that firing (off the GUI thread),
+        put exactly that text in the try-your-text editor and show the recorded value beside the re-run one."""
+        ref = self._view_refs.get(view, self.page.ref if self.page is not None else None)
+        if ref is None or not 0 <= si < len(view.snippets):
+            return
+        sn = view.snippets[si]
+        position = sn.start + (sn.firing[0] if sn.firing else 0)
+
+        def done(passage) -> None:
+            text, offset = in_context_text(self.browser.store, passage)
+            self.live.set_text(text, recorded=(offset, float(sn.value), ref))
 
         self.browser.request_passage(ref, position, done)
 

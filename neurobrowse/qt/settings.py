@@ -50,3 +50,12 @@ def load_bookmarks(settings: QSettings, run_uuid: str) -> Bookmarks:
 
 def save_bookmarks(settings: QSettings, run_uuid: str, bookmarks: Bookmarks) -> None:
     settings.setValue(f"bookmarks/{run_uuid}", json.dumps(bookmarks.to_list()))
+
+
+def fit_screen(widget, width: int, height: int) -> tuple[int, int]:
+    """A first window size: (width, height), made smaller where the screen is (a laptop's 1366 x 768)."""
+    screen = widget.screen() if hasattr(widget, "screen") else None
+    if screen is None:
+        return width, height
+    avail = screen.availableGeometry()
+    return min(width, avail.width()), min(height, avail.height())

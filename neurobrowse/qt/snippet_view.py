@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QPoint, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QFont, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument
-from PySide6.QtWidgets import QTextBrowser, QToolTip
+from PySide6.QtWidgets import QApplication, QTextBrowser, QToolTip
 
-from neurobrowse.snippet_text import highlighted, shade_rgb, snippet_runs
+from neurobrowse.snippet_text import decode_pieces, highlighted, raw_text, shade_rgb, snippet_runs
 from neurobrowse.browsing.pages import MergedSnippet
 
 GREY = (150, 150, 150)  # text outside the context the model saw
@@ -47,14 +47,21 @@ class SnippetView(QTextBrowser):
     first one in view)."""
 
     openInEditor = Signal(str)
+    editRequested = Signal(int)  # a snippet's 'edit' link: the page loads the text the model saw with it
     rendered = Signal()  # every snippet of the current page is in the document
     expandRequested = Signal(int)  # a snippet's "context" link (or the E key): show its whole context
 
-    def __init__(self, parent=None, *, heads: bool = True) -> None:
+    def __init__(self, parent=None, *, heads: bool = True, values: bool = True) -> None:
         """``heads=False``: no line above each snippet (value, position, links) and no E key: the
-        blinded study shows the text alone."""
+        blinded study shows the text alone. ``values=False``: hovering a token shows its text only, never
+        its activation (the study: a raw value would tell the models' scales apart)."""
         super().__init__(parent)
         self.heads = heads
+        self.values = values
+        paper = self.palette()  # white paper in a dark theme too: the shading is drawn for it
+        paper.setColor(paper.ColorRole.Base, QColor(255, 255, 255))
+        paper.setColor(paper.ColorRole.Text, QColor(0, 0, 0))
+        self.setPalette(paper)
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.anchorClicked.connect(self._anchor)
@@ -96,7 +103,7 @@ class SnippetView(QTextBrowser):
         self._fmt_link = QTextCharFormat(self._fmt_head)
         self._fmt_link.setAnchor(True)
         self._fmt_link.setForeground(QColor(40, 90, 200))
-        self._fmt_link.setToolTip("Open this text in the try-your-text editor")
+        self._fmt_link.setToolTip("Run the model again on the text it saw with this firing (try-your-text editor)")
         self._fmt_more = QTextCharFormat(self._fmt_head)
         self._fmt_more.setForeground(QColor(150, 60, 60))
         self.scales: list[tuple[float, float]] | None = None
@@ -227,6 +234,11 @@ class SnippetView(QTextBrowser):
         cur.insertText("edit", link)
         cur.insertText("  ", self._fmt_head)
         link = QTextCharFormat(self._fmt_link)
+        link.setAnchorHref(f"copy:{si}")
+        link.setToolTip("Copy this snippet's text (what the model saw, with its real line breaks) [Ctrl+Shift+C]")
+        cur.insertText("copy", link)
+        cur.insertText("  ", self._fmt_head)
+        link = QTextCharFormat(self._fmt_link)
         link.setAnchorHref(f"expand:{si}")
         link.setToolTip("Show the whole context the model saw (and, greyed, its document around it) [E]")
         cur.insertText("collapse ▴" if si in self.expanded else "context ▾", link)
@@ -239,7 +251,7 @@ class SnippetView(QTextBrowser):
         fire = set(sn.firing)
         p = cur.position()
         last = -1
-        for run in snippet_runs(sn.tokens, sn.firing):
+        for run in snippet_runs(decode_pieces(sn.tokens), sn.firing):  # UTF-8 split over tokens decoded
             ti = run.token
             if ti != last:
                 if last >= 0:
@@ -301,6 +313,8 @@ class SnippetView(QTextBrowser):
         sn = self.snippets[sp.snippet]
         if sn.greyed[sp.token]:
             return f"outside the model's context here (no activation)   {sn.tokens[sp.token]!r}"
+        if not self.values:
+            return repr(sn.tokens[sp.token])
         return f"{sp.value:.4g}   {sn.tokens[sp.token]!r}"
 
     def snippet_at(self, pos: int) -> int:
@@ -340,7 +354,7 @@ class SnippetView(QTextBrowser):
 
     def plain_text_of(self, si: int) -> str:
         """The snippet as typeable text: the visible stand-ins for newline and tab become the real ones."""
-        return "".join(self.snippets[si].tokens).replace("\u23ce", "\n").replace("\u21e5", "\t")
+        return raw_text(self.snippets[si].tokens)
 
     def _anchor(self, url: QUrl) -> None:
         s = url.toString()
@@ -349,6 +363,26 @@ class SnippetView(QTextBrowser):
             return
         i = int(num)
         if kind == "edit":
-            self.openInEditor.emit(self.plain_text_of(i))
+            if self.receivers(self.editRequested) > 0:  # a page reads the whole in-context text first
+                self.editRequested.emit(i)
+            else:
+                self.openInEditor.emit(self.plain_text_of(i))
         elif kind == "expand":
             self.toggle_expand(i)
+        elif kind == "copy":
+            self.copy_snippet(i)
+
+    def snippet_text(self, si: int) -> str:
+        """A snippet as plain text: the tokens the model saw (not the greyed document around them), with real
+        newlines and tabs and UTF-8 split over tokens decoded."""
+        sn = self.snippets[si]
+        return raw_text([t for t, g in zip(sn.tokens, sn.greyed) if not g])
+
+    def copy_snippet(self, si: int | None = None) -> str:
+        """Put a snippet's text on the clipboard (``si`` None: the one under the mouse, else the first in view)."""
+        if not self.snippets:
+            return ""
+        si = self._snippet_in_view() if si is None else si
+        text = self.snippet_text(si)
+        QApplication.clipboard().setText(text)
+        return text

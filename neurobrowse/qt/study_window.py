@@ -39,17 +39,24 @@ TEXT = {"interpretable": "Interpretable", "not_interpretable": "Not interpretabl
 UNDO_KEYS = ("U", "Ctrl+Z")
 
 
+def relative_acts(item: StudyItem) -> list[np.ndarray]:
+    """Each snippet's activations as a share of the item's strongest, negatives as zero: all a rater's view
+    may depend on (the models' scales differ, and SoLU-LN's LayerNorm makes weak items strongly negative)."""
+    acts = [np.maximum(np.nan_to_num(np.asarray(s["acts"], dtype=np.float64), nan=0.0), 0.0) for s in item.snippets]
+    peak = max((float(a.max()) for a in acts if a.size), default=0.0)
+    return [(a / peak if peak > 0 else a).astype(np.float32) for a in acts]
+
+
 def item_snippets(item: StudyItem) -> tuple[list[MergedSnippet], float]:
-    """The item's snippets as the app's renderer takes them, and one shading scale for the item (its
-    largest activation): the same text, line breaks and shading as the neuron page."""
+    """The item's snippets as the app's renderer takes them, on relative activations (``relative_acts``) with
+    the shading scale 1: the same text, line breaks and shading as the neuron page, and nothing that tells
+    one model's scale from another's."""
     out = []
-    for s in item.snippets:
-        acts = np.asarray(s["acts"], dtype=np.float32)
+    for s, acts in zip(item.snippets, relative_acts(item)):
         c = int(s["center"])
         out.append(MergedSnippet(0, [-1] * len(s["tokens"]), list(s["tokens"]), acts, [c],
                                  float(acts[c]) if len(acts) else 0.0, 1))
-    peak = max((float(np.max(m.acts)) for m in out if len(m.acts)), default=0.0)
-    return out, peak if peak > 0 else 1.0
+    return out, 1.0
 
 
 class StudyWindow(QWidget):
@@ -69,10 +76,10 @@ class StudyWindow(QWidget):
         self.rule = QLabel(f"<b>Rule.</b> {html.escape(session.rule)}")
         self.rule.setObjectName("study_rule")
         self.rule.setWordWrap(True)
-        self.rule.setStyleSheet("background: #fff7e0; border: 1px solid #e8d8a8; padding: 6px;")
+        self.rule.setStyleSheet("background: #fff7e0; color: #202020; border: 1px solid #e8d8a8; padding: 6px;")
         self.progress = QLabel()
         self.progress.setObjectName("study_progress")
-        self.view = SnippetView(heads=False)
+        self.view = SnippetView(heads=False, values=False)
         self.view.setObjectName("study_snippets")
 
         self.buttons: dict[str, QPushButton] = {}

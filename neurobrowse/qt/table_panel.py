@@ -13,7 +13,9 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyMod
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QTableView, QVBoxLayout, QWidget)
 
+from neurobrowse.browsing import filtering
 from neurobrowse.browsing.filtering import TABLE_COLUMNS, TableFilter
+from neurobrowse.snippet_text import visible_token
 from store.measures import columns
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -61,8 +63,10 @@ class NeuronTableModel(QAbstractTableModel):
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return TABLE_COLUMNS[section][1]
+            return header_text(TABLE_COLUMNS[section][0], TABLE_COLUMNS[section][1])
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            if TABLE_COLUMNS[section][0] == "top_token" and "top_token_count" in self.cols:
+                return "the token most of the neuron's top firings are on (hover a cell for how many)"
             col = columns.BY_NAME.get(TABLE_COLUMNS[section][0])
             return col.tip or None if col is not None else None
         return None
@@ -81,7 +85,13 @@ class NeuronTableModel(QAbstractTableModel):
                 return f"{star}{int(v)}"
             if isinstance(v, (float, np.floating)):
                 return columns.format_value(key, v)
+            if key == "top_token":
+                return visible_token(str(v))
             return str(v) if v is not None else ""
+        if role == Qt.ItemDataRole.ToolTipRole and key == "top_token" and "top_token_count" in self.cols:
+            r = index.row()
+            return (f"{int(self.cols['top_token_count'][r])} of {int(self.cols['top_token_k'][r])} top firings are on "
+                    f"{str(self.cols['top_token'][r])!r}")
         if role == Qt.ItemDataRole.TextAlignmentRole and key not in ("top_token", "label"):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == SORT_ROLE:
@@ -129,6 +139,37 @@ class NeuronFilterProxy(QSortFilterProxyModel):
         return bool(ranks[left.row()] < ranks[right.row()])
 
 
+def header_text(key: str, short: str) -> str:
+    """A column's header. A score is called by its one name (store.columns' title, as the page, the compare
+    window and the verdict call it), on two lines when long; other columns keep their short header."""
+    col = columns.BY_NAME.get(key)
+    if col is None or not col.score:
+        return short
+    title = col.title[0].upper() + col.title[1:]
+    words = title.split()
+    if len(title) <= 12 or len(words) < 2:
+        return title
+    cut = min(range(1, len(words)), key=lambda i: abs(len(" ".join(words[:i])) - len(title) / 2))
+    return " ".join(words[:cut]) + "\n" + " ".join(words[cut:])
+
+
+def filter_problem(flt: TableFilter) -> str:
+    """What is wrong with a filter expression or search pattern ('' when both can be read)."""
+    from store.errors import NeurobrowseError
+
+    try:
+        filtering.parse_filter(flt.expression)
+    except NeurobrowseError as e:
+        msg = str(e)
+        return msg if "e.g." in msg else f"{msg}; write e.g. 'kurtosis > 10, density < 0.05, label ~ quote'"
+    try:
+        if flt.search:
+            filtering._search_regex(flt.search, flt.search_mode)
+    except NeurobrowseError as e:
+        return str(e)
+    return ""
+
+
 HEADER_PAD = 22  # pixels beside a header's text: margins and the sort indicator
 
 
@@ -158,6 +199,12 @@ class NeuronTablePanel(QWidget):
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter, e.g.  kurtosis > 10, density < 0.05, label ~ quote")
         self.filter_edit.setClearButtonEnabled(True)
+        # a filter or search that cannot be read says so here, under the field (no dialog)
+        self.filter_error = QLabel("")
+        self.filter_error.setObjectName("filter_error")
+        self.filter_error.setWordWrap(True)
+        self.filter_error.setStyleSheet("color: #b00020;")
+        self.filter_error.setVisible(False)
         self.bookmarked = QCheckBox("★ only")
         self.count_label = QLabel("")
         self.count_label.setStyleSheet("color: palette(mid);")
@@ -177,8 +224,9 @@ class NeuronTablePanel(QWidget):
         hh.setStretchLastSection(True)
         # each column as wide as its header and sort arrow, no wider: the label column stays in view
         fm = hh.fontMetrics()
-        for i, (_key, title, _fmt) in enumerate(TABLE_COLUMNS[:-1]):
-            self.view.setColumnWidth(i, max(48, fm.horizontalAdvance(title) + HEADER_PAD))
+        for i, (key, title, _fmt) in enumerate(TABLE_COLUMNS[:-1]):
+            lines = header_text(key, title).split("\n")
+            self.view.setColumnWidth(i, max(48, max(fm.horizontalAdvance(t) for t in lines) + HEADER_PAD))
 
         row1 = QHBoxLayout()
         row1.addWidget(self.hook_box, 1)
@@ -191,6 +239,7 @@ class NeuronTablePanel(QWidget):
         lay.addLayout(row1)
         lay.addLayout(row2)
         lay.addWidget(self.filter_edit)
+        lay.addWidget(self.filter_error)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.count_label)
 
@@ -202,6 +251,7 @@ class NeuronTablePanel(QWidget):
         self.search.textChanged.connect(self._debounce.start)
         self.filter_edit.returnPressed.connect(self._push_filter)
         self.filter_edit.editingFinished.connect(self._push_filter)
+        self.filter_edit.textChanged.connect(self._filter_edited)  # the clear button (or emptied by hand)
         self.search_mode.currentIndexChanged.connect(self._push_filter)
         self.bookmarked.toggled.connect(self._push_filter)
         self.hook_box.activated.connect(self._hook_picked)
@@ -230,27 +280,34 @@ class NeuronTablePanel(QWidget):
             self.hook_box.setCurrentIndex(i)
 
     def _on_neuron(self, ref) -> None:
-        """Keep the table's current row on the shown neuron without re-emitting a selection."""
+        """Highlight the shown neuron's row, and only it (none when the filter hides it), without selecting a
+        neuron in turn. The selection model's signals stay on: the view repaints the rows it leaves."""
         if ref.hook != self.model.hook or not self.model.n:
             return
         src = self.model.index(int(ref.neuron), 0)  # row == neuron number within a hook
         idx = self.proxy.mapFromSource(src)
-        if not idx.isValid():
-            return
         sm = self.view.selectionModel()
-        if sm.currentIndex().row() == idx.row():
-            return
-        sm.blockSignals(True)
-        sm.setCurrentIndex(idx, sm.SelectionFlag.ClearAndSelect | sm.SelectionFlag.Rows)
-        sm.blockSignals(False)
+        self._syncing = True
+        try:
+            if not idx.isValid():  # filtered out: the page stays, no other row pretends to be it
+                sm.clear()
+                return
+            rows = sm.selectedRows()
+            if sm.currentIndex().row() == idx.row() and len(rows) == 1 and rows[0].row() == idx.row():
+                return
+            sm.setCurrentIndex(idx, sm.SelectionFlag.ClearAndSelect | sm.SelectionFlag.Rows)
+        finally:
+            self._syncing = False
         self.view.scrollTo(idx)
 
     def _on_mask(self, mask) -> None:
         """A new filter or search result: narrow the rows without changing the shown neuron (Qt moves the
-        current row off a row that is filtered out; that must not select another neuron)."""
+        current row off a row that is filtered out; that must not select another neuron), then sort the rows
+        that came back (the proxy does not sort rows a filter lets in again by itself)."""
         self._syncing = True
         try:
             self.proxy.set_mask(mask)
+            self._resort()
         finally:
             self._syncing = False
         if self.browser.ref is not None:
@@ -264,14 +321,35 @@ class NeuronTablePanel(QWidget):
 
     def _resort(self) -> None:
         hh = self.view.horizontalHeader()
-        self.proxy.sort(hh.sortIndicatorSection(), hh.sortIndicatorOrder())
+        was, self._syncing = self._syncing, True
+        try:
+            self.proxy.sort(hh.sortIndicatorSection(), hh.sortIndicatorOrder())
+        finally:
+            self._syncing = was
 
     # ---- from the user ------------------------------------------------------------------------------
 
+    def _filter_edited(self, text: str) -> None:
+        """An emptied filter applies at once (the clear button); other edits wait for Return or focus out."""
+        if not text.strip():
+            self._push_filter()
+
     def _push_filter(self) -> None:
+        """Apply the filter, search and ★-only switch; an expression or regex that cannot be read is shown
+        under the field and nothing changes."""
         self._debounce.stop()
         flt = TableFilter(self.filter_edit.text().strip(), self.search.text().strip(),
                           self.search_mode.currentText(), self.bookmarked.isChecked())
+        problem = filter_problem(flt)
+        self.filter_error.setText(problem)
+        self.filter_error.setVisible(bool(problem))
+        if problem:
+            return
+        if flt.search and flt.search != self.browser.filter.search:  # a new search: its hits strongest first
+            hh = self.view.horizontalHeader()
+            col = [k for k, _, _ in TABLE_COLUMNS].index("max_act")
+            if (hh.sortIndicatorSection(), hh.sortIndicatorOrder()) != (col, Qt.SortOrder.DescendingOrder):
+                self.view.sortByColumn(col, Qt.SortOrder.DescendingOrder)
         if flt != self.browser.filter:
             self.browser.set_filter(flt)
 
