@@ -84,7 +84,7 @@ def test_shading_matches_the_stored_values(qtbot, windows, tiny_stores):
 
     assert len(sv.token_spans) > 50
     from neurobrowse.qt.snippet_view import FIRING_BG
-    from neurobrowse.snippet_text import token_runs
+    from neurobrowse.snippet_text import decode_pieces, token_runs
 
     for span in sv.token_spans:
         snip = sv.snippets[span.snippet]
@@ -96,7 +96,7 @@ def test_shading_matches_the_stored_values(qtbot, windows, tiny_stores):
         cur = QTextCursor(doc)
         cur.setPosition(span.start)
         cur.setPosition(span.end, QTextCursor.MoveMode.KeepAnchor)
-        runs = token_runs(snip.tokens[span.token], span.token, span.token in snip.firing)
+        runs = token_runs(decode_pieces(snip.tokens)[span.token], span.token, span.token in snip.firing)
         assert cur.selectedText() == "".join(r.text for r in runs)  # the token's runs sit at its recorded span
         at = span.start
         for r in runs:  # shaded runs carry the token's colour; whitespace runs never a background bar
@@ -238,7 +238,10 @@ def test_compare_window_shows_both_models(qtbot, windows, tiny_stores):
                     timeout=WAIT_MS)
     cmp = w.cmp_model.comparison
     assert cmp.labels == ("gelu", "solu_ln")
-    assert w.panel.verdict.text() == cmp.verdict and "SoLU-LN" in cmp.verdict and "Fisher exact" in cmp.verdict
+    assert "SoLU-LN" in cmp.verdict and "Fisher exact" in cmp.verdict
+    sentence = w.panel.verdict.text()  # one sentence on the evidence (tests/test_app_compare.py), details folded
+    assert "SoLU-LN minus GeLU" in sentence and sentence.endswith(".")
+    assert cmp.verdict in w.panel.evidence.text() or cmp.verdict.replace("'", "&#x27;") in w.panel.evidence.text()
     assert "What “holds” means" in w.panel.evidence.text() and "'Holds' means" in w.panel.verdict.toolTip()
     assert "gelu" in w.tabs.tabText(0) and "solu_ln" in w.tabs.tabText(1)
     for key, curves in w.panel.curves.items():
@@ -471,7 +474,7 @@ def test_bottom_and_quantile_tabs_shade_on_their_own_scales_with_ranges(qtbot, w
     assert shade_rgb(low, -low)[0] < 60
     from PySide6.QtGui import QTextCursor
 
-    from neurobrowse.snippet_text import token_runs
+    from neurobrowse.snippet_text import decode_pieces, token_runs
 
     checked = 0
     for sp in bv.token_spans:

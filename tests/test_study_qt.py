@@ -61,19 +61,21 @@ def test_rating_screen_shows_snippets_and_rule_only(qtbot, study_window, tiny_st
     assert not re.search(r"neuron\s*#?\d", chrome + shown, re.I)
     assert "80%" in chrome and "Item 1 of 4" in chrome
     # the snippet view holds exactly the item's tokens, nothing more, drawn by the app's renderer
-    from neurobrowse.snippet_text import snippet_runs
+    from neurobrowse.snippet_text import decode_pieces, snippet_runs
     from neurobrowse.snippet_text import shade_rgb
 
     item = w.session.current()
-    expected = "\u2029".join(f"{i + 1}\u2029" + "".join(r.text for r in snippet_runs(s["tokens"], [s["center"]]))
+    expected = "\u2029".join(f"{i + 1}\u2029" + "".join(r.text for r in snippet_runs(decode_pieces(s["tokens"]), [s["center"]]))
                               for i, s in enumerate(item.snippets))  # a small number above each snippet
     assert w.view.document().toRawText() == expected
     assert len(item.snippets) >= 2 and any(len(s["tokens"]) > 40 for s in item.snippets)  # several lines each
     # the strongest firing is shaded full red; each token's colour follows its activation / the item's peak
+    # (relative activations above zero only: tests/test_study_blind.py)
     peak = max(max(s["acts"]) for s in item.snippets)
     for span in w.view.token_spans:
-        assert span.value == pytest.approx(item.snippets[span.snippet]["acts"][span.token])
-    assert shade_rgb(peak, w.view.scale) == shade_rgb(1.0, 1.0) and w.view.scale == pytest.approx(peak)
+        assert span.value == pytest.approx(max(item.snippets[span.snippet]["acts"][span.token], 0) / peak, abs=1e-6)
+    assert w.view.scale == 1.0 and max(sp.value for sp in w.view.token_spans) == pytest.approx(1.0)
+    assert shade_rgb(1.0, w.view.scale) == shade_rgb(peak, peak)
     assert item.item_id in key["items"]  # the key (never opened by the window) does map the item
 
 

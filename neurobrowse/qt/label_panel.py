@@ -87,7 +87,7 @@ class LabelPanel(QWidget):
         self.tags.editingFinished.connect(self._save_tags)
         self.notes = QPlainTextEdit()
         self.notes.setPlaceholderText("notes")
-        self.notes.setMaximumHeight(70)
+        self.notes.setMaximumHeight(54)  # a short window (1366 x 768) keeps the whole label panel in view
         self.notes.installEventFilter(self)
 
         self.undo_button = QPushButton("Undo [Ctrl+Z]")
@@ -218,7 +218,7 @@ class LabelPanel(QWidget):
             b.setChecked(lab is not None and lab.verdict == v)
         for w in (self.description, self.tags, self.notes, self.clear_button):
             w.setEnabled(enabled)
-        self.undo_button.setEnabled(self.model.can_undo())
+        self.undo_button.setEnabled(self.model.can_undo)
         target = self.model.undo_target() if hasattr(self.model, "undo_target") else None
         self.undo_button.setToolTip(f"Undo the last label change: {neuron_name(*target)}" if target
                                     else "Nothing to undo")

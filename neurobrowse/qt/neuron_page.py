@@ -129,7 +129,7 @@ class HistogramPlot(pg.PlotWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(110)
+        self.setMinimumHeight(96)
         self.setMenuEnabled(False)
         self.getPlotItem().setLabel("bottom", "activation")
         self.getPlotItem().setLabel("left", "tokens per bin")
@@ -156,6 +156,9 @@ class HistogramPlot(pg.PlotWidget):
         self.log = False
         self._edges = np.array([0.0, 1.0])
         self._counts = np.array([0.0])
+
+    def sizeHint(self) -> QSize:  # room for the plot, not more: the tables below show every row
+        return QSize(400, 190)
 
     def set_hist(self, edges, counts, lo: float | None = None, hi: float | None = None,
                  quantiles: dict | None = None, top_range: tuple[float, float] | None = None) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from PySide6.QtCore import QEvent, QPoint, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QEvent, QMetaMethod, QPoint, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QFont, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QApplication, QTextBrowser, QToolTip
 
@@ -363,7 +363,7 @@ class SnippetView(QTextBrowser):
             return
         i = int(num)
         if kind == "edit":
-            if self.receivers(self.editRequested) > 0:  # a page reads the whole in-context text first
+            if self.isSignalConnected(QMetaMethod.fromSignal(self.editRequested)):  # a page reads the context first
                 self.editRequested.emit(i)
             else:
                 self.openInEditor.emit(self.plain_text_of(i))
