@@ -97,3 +97,45 @@ def test_the_theme_follows_the_desktop(qtbot, windows, tiny_stores):
     finally:
         assert apply_color_scheme(app, Qt.ColorScheme.Light) == "light"
     assert app.palette().window().color().lightness() > 180
+
+
+def test_export_the_shown_neuron_and_the_rows_the_filter_shows(qtbot, windows, tiny_stores, tmp_path):
+    import json
+
+    w = _main(windows, tiny_stores["solu_ln"], neuron=4)
+    _wait_page(qtbot, w, 4)
+    b, panel = w.browser, w.table_panel
+    with qtbot.waitSignal(w.exported, timeout=WAIT_MS) as sig:
+        w.export_neurons(tmp_path / "one.jsonl", "jsonl", "neuron")
+    lines = (tmp_path / "one.jsonl").read_text(encoding="utf-8").splitlines()
+    assert sig.args[0]["n_neurons"] == 1 and [json.loads(x)["neuron"] for x in lines[1:]] == [4]
+    k = float(np.median(b.table()["kurtosis"]))
+    with qtbot.waitSignal(b.filterApplied, timeout=WAIT_MS):
+        panel.filter_edit.setText(f"kurtosis > {k}")
+        qtbot.keyClick(panel.filter_edit, Qt.Key.Key_Return)
+    with qtbot.waitSignal(w.exported, timeout=WAIT_MS):
+        w.export_neurons(tmp_path / "rows.csv", "csv", "rows")
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "rows.csv", encoding="utf-8")))
+    want = sorted(int(n) for n in np.flatnonzero(b.table()["kurtosis"] > k))
+    assert sorted(int(r["neuron"]) for r in rows) == want
+    assert str(tmp_path / "rows.csv") in w.statusBar().currentMessage()
+
+
+def test_one_size_unit_for_a_store_in_info_verify_and_the_app(tiny_stores):
+    """`info`, `verify` and the app's status bar all write sizes in binary units (KiB, MiB, GiB)."""
+    import re
+
+    from neurobrowse.browsing.status_lines import store_status
+    from neurobrowse.formatting import human_bytes
+    from store.format.reader import Store
+    from store.format.verify import format_report, verify_store
+
+    st = Store.open(tiny_stores["gelu"])
+    size = st.size_on_disk()
+    text = format_report(verify_store(tiny_stores["gelu"]))
+    status = store_status(st, size)
+    assert human_bytes(size) in status
+    units = set(re.findall(r"\d\s?([KMGT]i?B)\b", text.splitlines()[0] + " " + status))
+    assert units and all(u.endswith("iB") for u in units), units

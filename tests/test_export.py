@@ -14,6 +14,7 @@ import pytest
 
 from tests.builders import run_cli as _cli
 from store.export.neurons import ExportConfig, ExportError, LABEL_FIELDS, export_store
+from store.measures.tokens_display import raw_piece
 from store.export.label_files import export_labels, import_labels, read_label_file
 from store.labels.db import LabelDB
 from store.labels.label import LabelError, LabelImportError
@@ -94,10 +95,30 @@ def test_jsonl_content_matches_the_store(tmp_path, gelu):
     assert len(rec["top"]) == min(20, len(view.top))
     for snip, ref in zip(rec["top"], view.top):
         lo, hi = ref.ctx_lo, ref.ctx_hi  # exported: the tokens the model saw with the firing, one per context
-        assert snip["tokens"] == ref.tokens[lo:hi] and snip["center"] == ref.center - lo
+        assert snip["tokens"] == [raw_piece(t) for t in ref.tokens[lo:hi]] and snip["center"] == ref.center - lo
         assert snip["position"] == ref.position and snip["more"] == ref.more
         np.testing.assert_allclose(snip["acts"], ref.acts[lo:hi], atol=5e-5)
-        assert snip["tokens"][snip["center"]] == ref.tokens[ref.center]
+        assert snip["tokens"][snip["center"]] == raw_piece(ref.tokens[ref.center])
+
+
+def test_exports_keep_raw_token_strings_and_take_the_apps_neurons(tmp_path, gelu):
+    """Issue 24, defect 13: JSONL and neuron-explainer exports hold the raw token strings (a real newline,
+    not the app's ⏎ mark), and ``neurons=`` exports exactly the neurons the app asks for."""
+    hook = gelu.hook_for(0, "hook_post")
+    table = gelu.neuron_table(hook)
+    picked = [int(n) for n in np.argsort(-np.asarray(table["max_act"]))[:6]]
+    for fmt in ("jsonl", "neuron-explainer"):
+        out = tmp_path / f"x.{fmt}.jsonl"
+        summary = export_store(gelu, out, ExportConfig(fmt=fmt, neurons={hook: picked}, snippets=20))
+        assert summary["n_neurons"] == len(picked)
+        lines = out.read_text(encoding="utf-8").splitlines()
+        recs = [json.loads(x) for x in (lines[1:] if fmt == "jsonl" else lines)]
+        tokens = [t for r in recs for s in (r["top"] if fmt == "jsonl" else r["most_positive_activation_records"])
+                  for t in s["tokens"]]
+        assert not any("\u23ce" in t or "\u21e5" in t for t in tokens)
+        assert any("\n" in t for t in tokens)  # the tiny stores are Python source: newlines fire somewhere
+        got = sorted(r["neuron"] if fmt == "jsonl" else r["neuron_id"]["neuron_index"] for r in recs)
+        assert got == sorted(picked)
 
 
 def test_neuron_explainer_records(tmp_path, solu):
@@ -119,7 +140,7 @@ def test_neuron_explainer_records(tmp_path, solu):
     assert len(rec["most_positive_activation_records"]) == min(12, len(view.top))
     top = rec["most_positive_activation_records"][0]
     t0 = view.top[0]
-    assert top["dataclass_name"] == "ActivationRecord" and top["tokens"] == t0.tokens[t0.ctx_lo:t0.ctx_hi]
+    assert top["dataclass_name"] == "ActivationRecord" and top["tokens"] == [raw_piece(t) for t in t0.tokens[t0.ctx_lo:t0.ctx_hi]]
     assert max(top["activations"]) == pytest.approx(view.stats["max_act"], abs=1e-3)
     assert len(rec["random_sample_by_quantile"]) == 5
     assert [len(b) for b in rec["random_sample_by_quantile"]] == [len(view.samples[b]) for b in

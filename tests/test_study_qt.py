@@ -14,6 +14,7 @@ from neurobrowse.qt.study_window import StudyWindow
 from neurobrowse.study.ratings import RatingsDB
 from neurobrowse.study.draw import StudyConfig, new_study
 from neurobrowse.study.session import StudySession
+from neurobrowse.study.folder import key_path
 from store.format.reader import Store
 
 
@@ -49,7 +50,7 @@ def _visible_text(w: StudyWindow) -> str:
 def test_rating_screen_shows_snippets_and_rule_only(qtbot, study_window, tiny_stores):
     study, make = study_window
     w = make()
-    key = json.loads((study / "key.json").read_text())
+    key = json.loads(key_path(study).read_text())
     chrome = _visible_text(w)
     shown = w.view.toPlainText()
     forbidden = ["gelu", "solu", "GeLU", "SoLU", "blocks.", "hook_", "run uuid", "score", "max_act"]

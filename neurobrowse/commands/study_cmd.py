@@ -53,8 +53,11 @@ def cmd_new(args: argparse.Namespace) -> int:
     cfg = StudyConfig(per_model=args.per_model, seed=args.seed, hooks=tuple(dict.fromkeys(kinds or ["hook_post"])),
                       snippets=args.snippets)
     out = new_study(args.stores, args.out, cfg)
-    print(f"study of {cfg.per_model} neurons x {len(args.stores)} models written to {out}; the models are hidden "
-          f"until `neurobrowse study report {out}`")
+    from neurobrowse.study.folder import key_dir
+
+    print(f"study of {cfg.per_model} neurons x {len(args.stores)} models written to {out}: hand that folder to the "
+          f"raters. Its key is in {key_dir(out)}: keep it, never hand it out; the models stay hidden until "
+          f"`neurobrowse study report {out}`")
     return 0
 
 

@@ -167,8 +167,8 @@ class ForestPlot(pg.PlotWidget):
         pi.setLabel("bottom", "SoLU-LN minus GeLU (percentage points; 95% interval)")
         pi.showGrid(x=True, alpha=0.15)
         pi.getAxis("bottom").enableAutoSIPrefix(False)
-        pi.getAxis("left").setWidth(260)
-        pi.getAxis("left").setStyle(tickLength=0)
+        pi.getAxis("left").setStyle(tickLength=0, textFillLimits=[(0, 1.0)], autoExpandTextSpace=False,
+                                    autoReduceTextSpace=False)
         self.zero = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen((120, 120, 120), style=Qt.PenStyle.DashLine))
         pi.addItem(self.zero)
         self.bars = pg.ErrorBarItem(x=np.zeros(1), y=np.zeros(1), left=np.zeros(1), right=np.zeros(1), beam=0.15,
@@ -198,7 +198,12 @@ class ForestPlot(pg.PlotWidget):
         symbols = ["s" if r.kind == "study" else "d" if r.kind == "control" else "o" for r, k in zip(rows, ok) if k]
         self.points.setData(x=d[ok], y=y[ok], brush=brushes, symbol=symbols)
         ax = self.getPlotItem().getAxis("left")
-        ax.setTicks([[(float(y[i]), f"{r.name} — {r.word}") for i, r in enumerate(rows)]])
+        labels = [f"{r.name}: {r.word}" for r in rows]
+        ax.setTicks([[(float(y[i]), t) for i, t in enumerate(labels)]])
+        from PySide6.QtGui import QFontMetrics  # every label whole: pyqtgraph drops tick text wider than the axis
+
+        fm = QFontMetrics(ax.style.get("tickFont") or self.font())
+        ax.setWidth(max((fm.horizontalAdvance(t) for t in labels), default=60) + 16)
         span = np.concatenate([lo[ok], hi[ok], [0.0]]) if ok.any() else np.array([-10.0, 10.0])
         pad = max(5.0, 0.1 * float(np.ptp(span)))
         self.getPlotItem().setXRange(float(span.min()) - pad, float(span.max()) + pad, padding=0)
@@ -276,8 +281,7 @@ class ComparisonPanel(QWidget):
         grid.addWidget(self.share_plot, n_pop // 3, n_pop % 3)
 
         # token-rule vs rule explanation score: click a point to open that neuron on its side
-        self.scatter_plot = self._plot(f"{metric_title('token_rule_score')} vs {metric_title('explain_score')} "
-                                       "(click a neuron)", metric_title("explain_score"))
+        self.scatter_plot = self._plot("one dot per neuron: click to open it", metric_title("explain_score"))
         scp = self.scatter_plot.getPlotItem()
         scp.setLabel("bottom", metric_title("token_rule_score"))
         self.scatters = []

@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
     """One store's browser. ``closed`` fires after workers are stopped."""
 
     closed = Signal()
+    exported = Signal(object)  # the export summary {path, format, n_neurons, ...}
 
     def __init__(self, browser: BrowserBridge | None = None, settings: QSettings | None = None,
                  label_panel: QWidget | None = None, parent=None) -> None:
@@ -148,6 +149,10 @@ class MainWindow(QMainWindow):
         self.a_live.setChecked(True)
         self.a_log = self._act("&Log-scale histogram", self.page.log_box.setChecked, checkable=True)
         self.page.log_box.toggled.connect(self.a_log.setChecked)
+        self.a_export_one = self._act("&Export this neuron…", lambda: self.export_dialog("neuron"), ["Ctrl+Shift+E"],
+                                      "Write the shown neuron (label, statistics, top snippets) to a file")
+        self.a_export_rows = self._act("Export the &rows shown…", lambda: self.export_dialog("rows"),
+                                       tip="Write every neuron the table shows (its filter, search and ★ only)")
         self.a_copy = self._act("&Copy snippet text", self.copy_snippet, ["Ctrl+Shift+C"],
                                 "Copy the snippet under the mouse (or the first in view) as plain text")
         self.a_keys = self._act("&Keyboard shortcuts", self.show_keys, [QKeySequence.StandardKey.HelpContents])
@@ -159,6 +164,9 @@ class MainWindow(QMainWindow):
         f.addAction(self.a_open)
         self.recent_menu = f.addMenu("Open &recent")
         f.addAction(self.a_compare)
+        f.addSeparator()
+        f.addAction(self.a_export_one)
+        f.addAction(self.a_export_rows)
         f.addSeparator()
         f.addAction(self.a_ckpt)
         f.addSeparator()
@@ -301,6 +309,39 @@ class MainWindow(QMainWindow):
         box.show()
         self.error_boxes.append(box)  # closed with the window
         return box
+
+    EXPORT_FILTERS = {"JSONL: label, statistics, top snippets (*.jsonl)": "jsonl", "CSV (*.csv)": "csv",
+                      "OpenAI neuron-explainer NeuronRecords (*.jsonl)": "neuron-explainer"}
+
+    def export_dialog(self, what: str) -> None:
+        """File > Export: the shown neuron, or the rows the table shows, in a format picked in the dialog."""
+        b = self.browser
+        if b.store is None or b.ref is None:
+            return
+        start = Path(b.store.path).parent / (f"{b.ref.label().split(' (')[0].replace(' ', '_')}.jsonl" if what == "neuron"
+                                             else "neurons.jsonl")
+        path, chosen = QFileDialog.getSaveFileName(self, "Export neurons", str(start), ";;".join(self.EXPORT_FILTERS))
+        if path:
+            self.export_neurons(path, self.EXPORT_FILTERS.get(chosen, "jsonl"), what)
+
+    def export_neurons(self, path: str | Path, fmt: str, what: str = "neuron") -> None:
+        """Export in a worker (``what``: "neuron", the one shown, or "rows", the table's visible rows), with the
+        store's labels; the status bar says where it went (a problem opens a dialog)."""
+        from store.export.neurons import ExportConfig, export_store
+
+        b = self.browser
+        if b.store is None or b.ref is None:
+            return
+        neurons = [b.ref.neuron] if what == "neuron" else [int(n) for n in b.visible_order()]
+        cfg = ExportConfig(fmt=fmt, neurons={b.ref.hook: neurons}, hooks=[b.ref.hook])
+        store, db = b.store, (b.label_model.db if b.label_model is not None else None)
+
+        def done(summary) -> None:
+            self.show_status(f"exported {summary['n_neurons']} neuron(s) to {summary['path']}", 8000)
+            self.exported.emit(summary)
+
+        b.tasks.submit("export", lambda req: export_store(store, path, cfg, labels_db=db), done,
+                       lambda e, tb: self.show_error("Export failed", str(e)))
 
     def copy_snippet(self) -> str:
         """Ctrl+Shift+C: the shown tab's snippet under the mouse (else the first in view) as text."""

@@ -19,7 +19,7 @@ from store.errors import NeurobrowseError
 from store.export.neurons import atomic_output
 from store.schema import parse_hook_name
 from store.measures.scores import display_name
-from neurobrowse.study.folder import RULE, STUDY_VERSION, StudyError
+from neurobrowse.study.folder import RULE, STUDY_VERSION, StudyError, key_dir, relative_snippets
 from neurobrowse.study.ratings import RatingsDB
 from neurobrowse.study.results import AUC_SCORES
 
@@ -45,7 +45,7 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
 
     cfg = cfg or StudyConfig()
     out = Path(out)
-    if (out / "study.json").exists():
+    if (out / "study.json").exists() or (key_dir(out) / "key.json").exists():
         raise StudyError(f"{out} already holds a study; choose another --out (a study is never overwritten)")
     stores = [as_store(s) for s in stores]
     if len(stores) < 2:
@@ -90,12 +90,12 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
                     "model": m, "hook": hook, "layer": layer, "neuron": n,
                     "scores": {k: _f(table[k][n]) for k in dict.fromkeys([*SCORES, *AUC_SCORES]) if k in table},
                     "max_act": _f(table["max_act"][n])}
-    order = rng.permutation(len(items))
+    order = bounded_order(rng, [key_items[i]["model"] for i in range(len(items))])
     ids = _item_ids(rng, len(items))
     study_items, key = [], {}
-    for pos, src in enumerate(order.tolist()):
+    for pos, src in enumerate(order):
         iid = ids[pos]
-        study_items.append({"item_id": iid, "snippets": items[src]["snippets"]})
+        study_items.append({"item_id": iid, "snippets": relative_snippets(items[src]["snippets"])})
         key[iid] = key_items[src]
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     study = {"kind": "neurobrowse-study", "version": STUDY_VERSION, "created": created, "rule": RULE,
@@ -103,19 +103,55 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
     key_doc = {"kind": "neurobrowse-study-key", "version": STUDY_VERSION, "created": created, "seed": seed,
                "per_model": cfg.per_model, "hooks": list(cfg.hooks), "snippets": cfg.snippets,
                "models": models, "items": key}
-    made = not out.exists()
+    keys = key_dir(out)
+    made, made_key = not out.exists(), not keys.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_output(out / "key.json") as f:
+        keys.mkdir(parents=True, exist_ok=True)
+        with atomic_output(keys / "key.json") as f:  # apart from what raters are handed
             json.dump(key_doc, f, indent=1)
         with atomic_output(out / "study.json") as f:  # written last: its presence means the study is whole
             json.dump(study, f, ensure_ascii=False, separators=(",", ":"))
         RatingsDB(out).close()
     except (OSError, NeurobrowseError):
-        if made:  # a full disk or a read-only place: leave no half-made study folder behind
-            shutil.rmtree(out, ignore_errors=True)
+        for d, fresh in ((out, made), (keys, made_key)):
+            if fresh:  # a full disk or a read-only place: leave no half-made study folder behind
+                shutil.rmtree(d, ignore_errors=True)
         raise
     return out
+
+
+MAX_RUN = 3  # at most this many items of one model in a row in a study's order
+
+
+def bounded_order(rng: np.random.Generator, models: list[int], max_run: int = MAX_RUN) -> list[int]:
+    """A random order of the items (their indices) in which no model has more than ``max_run`` items in a
+    row, so a rater cannot tell the models apart by streaks (a plain shuffle of 60 + 60 items often has runs
+    of 5 or more). Each step picks a model at random, weighted by how many of its items are left, among the
+    models that would not make a run too long; where only such a model is left (too few of the others) the
+    draw starts again, and after 200 tries the order with the shortest longest run is kept."""
+    by_model: dict[int, list[int]] = {}
+    for i, m in enumerate(models):
+        by_model.setdefault(m, []).append(i)
+    best, best_run = None, None
+    for _ in range(200):
+        left = {m: list(rng.permutation(ix)) for m, ix in by_model.items()}
+        out, run_model, run, worst = [], None, 0, 0
+        while any(left.values()):
+            ok = [m for m, ix in left.items() if ix and not (m == run_model and run >= max_run)]
+            if not ok:  # only the model that just ran is left: finish it (this try fails)
+                ok = [m for m, ix in left.items() if ix]
+            w = np.array([len(left[m]) for m in ok], dtype=np.float64)
+            m = ok[int(rng.choice(len(ok), p=w / w.sum()))]
+            out.append(left[m].pop())
+            run = run + 1 if m == run_model else 1
+            run_model = m
+            worst = max(worst, run)
+        if best_run is None or worst < best_run:
+            best, best_run = out, worst
+        if worst <= max_run:
+            break
+    return [int(i) for i in best] if best is not None else []
 
 
 def _f(x: Any) -> float | None:

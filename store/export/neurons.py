@@ -53,6 +53,7 @@ from store.errors import NeurobrowseError
 from store.labels.label import Label, check_verdict, normalize_tags
 from store.labels.db import LabelDB
 from store.measures.snippets import build_snippets, distinct_names, has_distinct, index_window
+from store.measures.tokens_display import raw_piece
 
 
 EXPORT_VERSION = 1
@@ -97,6 +98,8 @@ class ExportConfig:
     tags: list[str] | None = None  # keep labels with any of these tags
     layers: list[int] | None = None  # keep these layers
     min_scores: dict[str, float] = field(default_factory=dict)  # neuron-table column -> minimum value
+    neurons: dict[str, list[int]] | None = None  # exactly these neurons per hook (the app's "export this neuron /
+    #                                              the rows shown"); the other filters are then not applied
     all_neurons: bool = False  # also export unlabeled neurons (default: labeled neurons only)
     snippets: int = 20  # top snippets per neuron
     gzip: bool = False  # gzip the output (also detected on import)
@@ -219,6 +222,18 @@ def select_neurons(store: Any, cfg: ExportConfig, labels: dict[tuple[str, int], 
     """{hook: sorted neuron ids} passing cfg's filters, given the labels snapshot."""
     if cfg.fmt not in FORMATS:
         raise ExportError(f"unknown export format {cfg.fmt!r}; use one of {', '.join(FORMATS)}")
+    if cfg.neurons is not None:
+        out = {}
+        for hook, ns in cfg.neurons.items():
+            if hook not in store.hooks or not store.is_indexed(hook):
+                raise ExportError(f"{store.path}: hook {hook!r} is not an indexed hook; run `neurobrowse index "
+                                  f"{store.path}`")
+            ns = np.unique(np.asarray(list(ns), dtype=np.int64))
+            if ns.size and (ns[0] < 0 or ns[-1] >= store.d_mlp):
+                raise ExportError(f"neuron {int(ns[-1] if ns[-1] >= store.d_mlp else ns[0])} does not exist in "
+                                  f"{hook} (neurons 0-{store.d_mlp - 1})")
+            out[hook] = ns
+        return out
     for v in cfg.verdicts or ():
         check_verdict(v)
     hooks = cfg.hooks or default_hooks(store, cfg.fmt)
@@ -275,14 +290,16 @@ class _Vocab:
     def __init__(self, store: Any):
         n = int(store.model_config.get("d_vocab") or 0)
         self.store = store
-        self.array = np.array(store.token_strings(np.arange(n)) + [""], dtype=object)  # [vocab + 1]; last: padding
+        # raw token strings (real newlines and tabs, as other tools read them); [vocab + 1]; last: padding
+        self.array = np.array([raw_piece(t) for t in store.token_strings(np.arange(n))] + [""], dtype=object)
 
     def strings(self, ids: np.ndarray) -> np.ndarray:
         """object array shaped like ``ids``; -1 (padding) -> ''."""
         ids = np.asarray(ids, dtype=np.int64)
         n = len(self.array) - 1
         if ids.size and ids.max() >= n:  # a token id beyond d_vocab: ask the store one by one
-            return np.array(self.store.token_strings(ids.ravel()), dtype=object).reshape(ids.shape)
+            return np.array([raw_piece(t) for t in self.store.token_strings(ids.ravel())],
+                            dtype=object).reshape(ids.shape)
         return self.array[np.where(ids >= 0, ids, n)]
 
 
@@ -461,7 +478,8 @@ def export_store(store: Any, out: str | os.PathLike, cfg: ExportConfig, *, label
         "tool_version": tool_version or tool_version_default(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "store": str(store.path), "act_fn": store.model_config.get("act_fn"), "hooks": list(selection),
-        "filters": {"verdicts": cfg.verdicts, "tags": cfg.tags, "layers": cfg.layers,
+        "filters": {"neurons": {h: [int(n) for n in v] for h, v in cfg.neurons.items()} if cfg.neurons else None,
+                    "verdicts": cfg.verdicts, "tags": cfg.tags, "layers": cfg.layers,
                     "min_scores": cfg.min_scores, "all_neurons": cfg.all_neurons, "snippets": cfg.snippets},
         "n_neurons": n_total,
     }

@@ -244,7 +244,8 @@ def _repair(root: Path, report: VerifyReport) -> None:
 
 def format_report(report: VerifyReport) -> str:
     """The per-array table `neurobrowse verify` prints, then what to run."""
-    lines = [f"verify {report.path}: {report.bytes_read / 1e6:,.1f} MB read in {report.seconds:.1f} s"]
+    # binary units, as `neurobrowse info` and the app's status bar write a store's size (neurobrowse.formatting)
+    lines = [f"verify {report.path}: {report.bytes_read / 2**20:,.1f} MiB read in {report.seconds:.1f} s"]
     for a in report.arrays:
         state = "ok" if a.ok else f"{len(a.bad)} BAD" + (" (repaired)" if a.repaired else "")
         lines.append(f"  {a.name:<40} {a.kind:<9} {a.checked:>6} chunk(s)  {state}")

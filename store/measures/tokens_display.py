@@ -72,3 +72,11 @@ def readable_piece(piece: str) -> str:
 def readable_vocab(id_to_piece: dict[int, str], size: int) -> list[str]:
     """Readable strings for ids 0..size-1 (ids missing from the vocabulary show as '⟨id N⟩')."""
     return [readable_piece(id_to_piece[i]) if i in id_to_piece else f"⟨id {i}⟩" for i in range(size)]
+
+
+def raw_piece(readable: str) -> str:
+    """A readable piece back to the text it stands for, for files other tools read (JSONL and
+    neuron-explainer exports): the newline, tab and carriage-return marks become the real characters.
+    Bytes that are only part of a UTF-8 character keep their '⟨e2⟩' marks (a string cannot hold half a
+    character)."""
+    return readable.replace(NEWLINE, "\n").replace(TAB, "\t").replace(CARRIAGE_RETURN, "\r")
