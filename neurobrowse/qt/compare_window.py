@@ -70,8 +70,9 @@ class ForestRow:
     diff: float
     lo: float
     hi: float
-    word: str  # the verdict word: holds / same way, not significant / does not hold / does not decide
+    word: str  # the verdict word: holds / does not hold / undecided (or same way, not significant) / does not decide
     p: float = math.nan
+    decides: bool = True  # False: shown, does not decide (a score that passes nearly every neuron, a control)
 
 
 def _get(obj, *names, default=None):
@@ -86,8 +87,8 @@ def _get(obj, *names, default=None):
 def forest_rows(evidence) -> list[ForestRow]:
     """Rows in the order the plot draws them: the study first, then each proxy, then the random control.
 
-    ``evidence`` is the comparison's verdict. An evidence list (``items``/``evidence_list``: per item a name,
-    a difference with its 95% interval and a verdict word) is read as it is; an older
+    ``evidence`` is the comparison's verdict. Its evidence list (``items``: per item a name, a kind, the
+    difference with its 95% interval ``lo``/``hi`` and a verdict word) is read as it is; an older
     ``neurobrowse.verdict.Verdict`` (``study`` + ``evidence`` of score comparisons) is turned into rows."""
     if evidence is None:
         return []
@@ -95,12 +96,14 @@ def forest_rows(evidence) -> list[ForestRow]:
     if listed:
         rows = []
         for it in listed:
-            iv = _get(it, "interval", "diff_interval", default=(math.nan, math.nan))
+            iv = _get(it, "interval", "diff_interval", default=None) or (_get(it, "lo", default=math.nan),
+                                                                          _get(it, "hi", default=math.nan))
             kind = str(_get(it, "kind", default="proxy"))
             rows.append(ForestRow(str(_get(it, "name", "title", default="?")), kind,
                                   float(_get(it, "diff", "difference", default=math.nan)), float(iv[0]), float(iv[1]),
                                   str(_get(it, "word", "verdict", "outcome", default="")),
-                                  float(_get(it, "p", "p_fisher", default=math.nan))))
+                                  float(_get(it, "p", "p_fisher", default=math.nan)),
+                                  bool(_get(it, "decides", default=kind != "control"))))
         order = {"study": 0, "proxy": 1, "control": 2}
         return sorted(rows, key=lambda r: order.get(r.kind, 1))  # stable: each kind keeps its order
     rows = []
@@ -113,7 +116,8 @@ def forest_rows(evidence) -> list[ForestRow]:
         lo, hi = e.diff_interval
         word = e.outcome if e.discriminates else "does not decide"
         kind = "control" if "control" in e.name or "random" in e.name else "proxy"
-        rows.append(ForestRow(f"{metric_title(e.name)} ≥ {e.threshold:g}", kind, e.diff, lo, hi, word, e.p_fisher))
+        rows.append(ForestRow(f"{metric_title(e.name)} ≥ {e.threshold:g}", kind, e.diff, lo, hi, word, e.p_fisher,
+                              bool(e.discriminates)))
     order = {"study": 0, "proxy": 1, "control": 2}
     return sorted(rows, key=lambda r: order.get(r.kind, 1))
 
@@ -131,14 +135,15 @@ def one_sentence(rows: list[ForestRow], names: tuple[str, str] = ("SoLU-LN", "Ge
     decides) with its difference and interval, and whether the automated proxies agree with it or not."""
     s, g = names
     study = next((r for r in rows if r.kind == "study"), None)
-    deciding = [r for r in rows if r.kind == "proxy" and r.word != "does not decide" and math.isfinite(r.diff)]
+    deciding = [r for r in rows if r.kind == "proxy" and r.decides and math.isfinite(r.diff)]
     lead = study or (deciding[0] if deciding else None)
     if lead is None:
         return (f"Undecided: no blinded study of these stores yet and no automated score tells {s} from {g}; "
                 "run `neurobrowse study new` to decide.")
     says = {"holds": "the paper's result holds", "same way, not significant":
             "it points the paper's way but is not significant",
-            "does not hold": "the paper's result does not hold"}.get(lead.word, lead.word)
+            "does not hold": "the paper's result does not hold",
+            "undecided": "undecided (the interval includes zero)"}.get(lead.word, lead.word)
     p = _p_text(lead.p)
     head = ("Blinded study" if lead is study else f"No blinded study yet; automated proxy {lead.name}")
     head += (f": {s} minus {g} {_pts(lead.diff)} points [{_pts(lead.lo)}, {_pts(lead.hi)}]"
