@@ -254,6 +254,7 @@ def test_neuron_explainer_quantile_bins_are_in_ascending_order_and_within_their_
     import json
 
     from store.export.neurons import ExportConfig, export_store
+    from store.measures.tokens_display import raw_piece
 
     hook = solu.hook_for(0, "hook_post")
     out = tmp_path / "ne.jsonl"
@@ -268,7 +269,9 @@ def test_neuron_explainer_quantile_bins_are_in_ascending_order_and_within_their_
         for i, name in enumerate(ascending):
             got, want = rec["random_sample_by_quantile"][i], view.samples[name]
             # exported: the tokens the model saw with each sample (the page also shows text around it, greyed)
-            assert [r["tokens"] for r in got] == [s.tokens[s.ctx_lo:s.ctx_hi] for s in want], (n, name)
+            # (as raw token strings: a newline is a real newline in the export, issue 24)
+            assert [r["tokens"] for r in got] == [[raw_piece(t) for t in s.tokens[s.ctx_lo:s.ctx_hi]]
+                                                  for s in want], (n, name)
             for s in want:
                 assert bounds[i] - 1e-6 <= s.value <= bounds[i + 1] + 1e-6, (n, name, s.value, bounds)
                 checked += 1

@@ -122,6 +122,15 @@ def forest_rows(evidence) -> list[ForestRow]:
     return sorted(rows, key=lambda r: order.get(r.kind, 1))
 
 
+def _two_lines(title: str) -> str:
+    """A long name on two lines at the space nearest its middle (tick labels that sit side by side)."""
+    words = title.split()
+    if len(words) < 2:
+        return title
+    cut = min(range(1, len(words)), key=lambda i: abs(len(" ".join(words[:i])) - len(title) / 2))
+    return " ".join(words[:cut]) + "\n" + " ".join(words[cut:])
+
+
 def _pts(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{100 * x:+.0f}"
 
@@ -278,6 +287,7 @@ class ComparisonPanel(QWidget):
         self.share_plot = self._plot("share passing each automated score (95% interval)", "share of neurons")
         sp = self.share_plot.getPlotItem()
         sp.setYRange(0, 1)
+        sp.getAxis("bottom").setHeight(40)
         self.share_bars = [pg.BarGraphItem(x=[0], height=[0], width=0.35, brush=(*c, 160)) for c in COLORS]
         self.share_err = [pg.ErrorBarItem(x=np.zeros(1), y=np.zeros(1), top=np.zeros(1), bottom=np.zeros(1),
                                           beam=0.1, pen=pg.mkPen((30, 30, 30), width=1.2)) for _ in COLORS]
@@ -393,7 +403,7 @@ class ComparisonPanel(QWidget):
             self.share_bars[side].setOpts(x=xs, height=shares, width=0.35)
             self.share_err[side].setData(x=xs, y=shares, top=hi - shares, bottom=shares - lo)
         ax = self.share_plot.getPlotItem().getAxis("bottom")
-        ax.setTicks([[(float(i), metric_title(n)) for i, n in enumerate(names)]])
+        ax.setTicks([[(float(i), _two_lines(metric_title(n))) for i, n in enumerate(names)]])  # names side by side
         self.share_plot.getPlotItem().setXRange(-0.7, len(names) - 0.3)
         rows = []
         for i, n in enumerate(names):
