@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.builders import cli_command, run_cli
+from neurobrowse.study.folder import key_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = "1,2"
@@ -99,7 +100,7 @@ def test_same_data_seed_and_initialisation(sweep):
 
 def test_study_draws_every_layer_and_every_model(sweep):
     out = sweep[0]
-    key = json.loads((out / "L2" / "study" / "key.json").read_text())
+    key = json.loads(key_path(out / "L2" / "study").read_text())
     assert [Path(m["store"]).name for m in key["models"]] == ["gelu", "solu_ln", "solu", "control"]
     per = {}
     for it in key["items"].values():
@@ -115,7 +116,7 @@ def test_study_draws_every_layer_and_every_model(sweep):
 def _answers(study: Path, path: Path, rule) -> dict:
     """Answers for a study built from its key (a test may look): rule(model name, layer) -> verdict or None
     (left unrated). Returns {model name: (interpretable, rated)}."""
-    key = json.loads((study / "key.json").read_text())
+    key = json.loads(key_path(study).read_text())
     names = {int(m["index"]): Path(m["store"]).name for m in key["models"]}
     counts: dict[str, list[int]] = {}
     with open(path, "w", newline="") as f:
@@ -253,7 +254,7 @@ def test_a_study_whose_stores_were_moved_is_refused(sweep, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(src, out)
     for n in (1, 2):  # make the copy's studies name the copy's stores, as if drawn there
-        kp = out / f"L{n}" / "study" / "key.json"
+        kp = key_path(out / f"L{n}" / "study")  # the key beside the study (STUDY.key/)
         kp.write_text(kp.read_text().replace(str(src), str(out)))
     assert run_cli(["replicate", "report", out]).returncode == 0
     before = (out / "report" / "report.txt").read_text()
