@@ -118,7 +118,7 @@ def test_the_key_is_kept_apart_and_runs_of_one_model_are_bounded(tiny_stores, tm
         assert max(len(list(g)) for _, g in __import__("itertools").groupby(order)) <= MAX_RUN
 
 
-@pytest.mark.parametrize("name", ["demo-mixed-2026-11-30", "demo-stdlib-2026-11-30"])
+@pytest.mark.parametrize("name", sorted(p.name for p in DOCS.iterdir() if (p / "study.json.gz").is_file()))
 def test_old_study_folders_still_open(qtbot, tmp_path, name):
     """docs/studies: study.json.gz with key.json beside it (the old layout) still loads, rates and renders."""
     import shutil
@@ -127,14 +127,14 @@ def test_old_study_folders_still_open(qtbot, tmp_path, name):
     shutil.copytree(DOCS / name, study)
     items = load_items(study)
     key = load_key(study)
-    assert len(items) == 120 and set(key["items"]) == {it.item_id for it in items}
+    assert len(items) >= 20 and set(key["items"]) == {it.item_id for it in items}
     w = StudyWindow(StudySession(study, "rita"))
     qtbot.addWidget(w)
     w.show()
     qtbot.waitUntil(lambda: w.view.complete, timeout=5000)
-    assert "Item 1 of 120" in w.progress.text() and w.view.token_spans
+    assert f"Item 1 of {len(items)}" in w.progress.text() and w.view.token_spans
     assert max(sp.value for sp in w.view.token_spans) == pytest.approx(1.0)
     _close(w)
     with gzip.open(study / "study.json.gz", "rt", encoding="utf-8") as f:
         text = _renderer().render(json.load(f))
-    assert text.count("=== item ") == 120
+    assert text.count("=== item ") == len(items)
