@@ -474,7 +474,7 @@ def test_bottom_and_quantile_tabs_shade_on_their_own_scales_with_ranges(qtbot, w
     assert shade_rgb(low, -low)[0] < 60
     from PySide6.QtGui import QTextCursor
 
-    from neurobrowse.snippet_text import decode_pieces, token_runs
+    from neurobrowse.snippet_text import token_runs
 
     checked = 0
     for sp in bv.token_spans:

@@ -5,7 +5,6 @@ labels and a legend; one name per metric; both windows usable at 1366 x 768."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -53,7 +52,8 @@ def test_one_sentence_then_a_forest_plot_study_first_details_folded(qtbot, windo
     panel = w.panel
     rows = panel.forest.rows
     assert rows and rows[0].kind == "study" and all(r.kind != "study" for r in rows[1:])
-    assert rows[0].diff == pytest.approx(ev.study.diff) and (rows[0].lo, rows[0].hi) == pytest.approx(ev.study.diff_interval)
+    assert rows[0].diff == pytest.approx(ev.study.diff)
+    assert (rows[0].lo, rows[0].hi) == pytest.approx(ev.study.diff_interval)
     proxies = [r for r in rows if r.kind == "proxy"]
     items = getattr(ev, "items", None)
     if items:  # the comparison's evidence list, drawn as it is (study first, then proxies, then controls)
@@ -115,7 +115,7 @@ def test_population_plots_have_ticks_labels_a_legend_and_one_name_per_metric(qtb
     header = [w.sides[1].table_panel.model.headerData(i, Qt.Orientation.Horizontal)
               for i in range(w.sides[1].table_panel.model.columnCount())]
     flat = [" ".join(str(h).split()) for h in header]
-    for s, title in names.items():
+    for title in names.values():
         assert any(h.lower() == title.lower() for h in flat), (title, flat)
 
 

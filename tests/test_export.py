@@ -140,7 +140,8 @@ def test_neuron_explainer_records(tmp_path, solu):
     assert len(rec["most_positive_activation_records"]) == min(12, len(view.top))
     top = rec["most_positive_activation_records"][0]
     t0 = view.top[0]
-    assert top["dataclass_name"] == "ActivationRecord" and top["tokens"] == [raw_piece(t) for t in t0.tokens[t0.ctx_lo:t0.ctx_hi]]
+    assert top["dataclass_name"] == "ActivationRecord"
+    assert top["tokens"] == [raw_piece(t) for t in t0.tokens[t0.ctx_lo:t0.ctx_hi]]
     assert max(top["activations"]) == pytest.approx(view.stats["max_act"], abs=1e-3)
     assert len(rec["random_sample_by_quantile"]) == 5
     assert [len(b) for b in rec["random_sample_by_quantile"]] == [len(view.samples[b]) for b in

@@ -66,7 +66,8 @@ def test_rating_screen_shows_snippets_and_rule_only(qtbot, study_window, tiny_st
     from neurobrowse.snippet_text import shade_rgb
 
     item = w.session.current()
-    expected = "\u2029".join(f"{i + 1}\u2029" + "".join(r.text for r in snippet_runs(decode_pieces(s["tokens"]), [s["center"]]))
+    expected = "\u2029".join(f"{i + 1}\u2029" + "".join(r.text for r in snippet_runs(decode_pieces(s["tokens"]),
+                                                                                      [s["center"]]))
                               for i, s in enumerate(item.snippets))  # a small number above each snippet
     assert w.view.document().toRawText() == expected
     assert len(item.snippets) >= 2 and any(len(s["tokens"]) > 40 for s in item.snippets)  # several lines each

@@ -22,8 +22,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QSettings, Qt, Signal
 from shiboken6 import isValid
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QScrollArea,
-                               QSizePolicy, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QGridLayout, QLabel, QMainWindow, QMessageBox, QScrollArea,
+                               QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
 from neurobrowse.compare import Comparison
 from neurobrowse.qt.bridge import ComparisonBridge

@@ -88,7 +88,8 @@ class TryTextPanel(QWidget):
         i = next((k for k, (a, b) in enumerate(result.spans) if a <= offset < b), None)
         if i is None:
             return f"recorded {value:+.4g} in the store; the firing token was not found in the re-run"
-        return (f"recorded {value:+.4g} on {result.tokens[i]!r} in the store · re-run here {float(result.acts[i]):+.4g}")
+        return (f"recorded {value:+.4g} on {result.tokens[i]!r} in the store · "
+                f"re-run here {float(result.acts[i]):+.4g}")
 
     def _on_edit(self) -> None:
         self.editor.setExtraSelections([])  # stale shading would lie about the edited text

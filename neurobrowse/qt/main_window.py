@@ -318,8 +318,8 @@ class MainWindow(QMainWindow):
         b = self.browser
         if b.store is None or b.ref is None:
             return
-        start = Path(b.store.path).parent / (f"{b.ref.label().split(' (')[0].replace(' ', '_')}.jsonl" if what == "neuron"
-                                             else "neurons.jsonl")
+        name = b.ref.label().split(" (")[0].replace(" ", "_") + ".jsonl" if what == "neuron" else "neurons.jsonl"
+        start = Path(b.store.path).parent / name
         path, chosen = QFileDialog.getSaveFileName(self, "Export neurons", str(start), ";;".join(self.EXPORT_FILTERS))
         if path:
             self.export_neurons(path, self.EXPORT_FILTERS.get(chosen, "jsonl"), what)

@@ -148,7 +148,8 @@ def plot_report(rep: dict, path: str | os.PathLike) -> None:
 
 def study_report(study: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:
     """Compute the report and write report.txt, report.csv and report.png into ``out_dir``
-    (default STUDY.key/report, beside the key; STUDY/report for an older study). Returns the report dict plus the written paths under "files"."""
+    (default STUDY.key/report, beside the key; STUDY/report for an older study). Returns the report dict
+    plus the written paths under "files"."""
     rep = compute_report(study)
     out = Path(out_dir) if out_dir is not None else report_dir(study)  # beside the key, not in the raters' folder
     out.mkdir(parents=True, exist_ok=True)
