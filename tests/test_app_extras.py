@@ -40,6 +40,13 @@ def test_f1_lists_every_shortcut_of_the_window(qtbot, windows, tiny_stores):
     box = next(b for b in QApplication.topLevelWidgets() if isinstance(b, QMessageBox) and b.isVisible())
     assert "Ctrl+L" in box.text() and "Ctrl+Z" in box.text() and "O" in box.text()
     box.close()
+    # the compare window's keys (O, Ctrl+W, ...) are in the same list, and F1 there shows it too
+    from neurobrowse.qt.compare_window import CompareWindow
+
+    c = windows(CompareWindow)
+    missing = sorted(s for s in _sequences(c) if s not in listed)
+    assert not missing, missing
+    assert "Ctrl+W" in c.show_keys().text()
 
 
 def test_a_snippet_copies_as_the_text_the_model_saw(qtbot, windows, tiny_stores):

@@ -502,6 +502,20 @@ class CompareWindow(QMainWindow):
         g.addAction(act("Same neuron on the &other model", self.same_on_other, ["O"]))
         g.addAction(act("&Back", lambda: cur().back(), ["Alt+Left"]))
         g.addAction(act("&Forward", lambda: cur().forward(), ["Alt+Right"]))
+        h = self.menuBar().addMenu("&Help")
+        h.addAction(act("&Keyboard shortcuts", self.show_keys, ["F1"]))
+
+    def show_keys(self) -> QMessageBox:
+        """F1: every shortcut (the main window's list: the compare window shares its keys)."""
+        from neurobrowse.qt.main_window import keys_html
+
+        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", keys_html(),
+                          QMessageBox.StandardButton.Close, self)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.finished.connect(box.deleteLater)
+        box.show()
+        self.error_boxes.append(box)
+        return box
 
     def open_stores(self, path_a, path_b) -> None:
         self.paths = [Path(path_a), Path(path_b)]
