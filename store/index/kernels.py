@@ -208,6 +208,9 @@ def neuron_salts(n: int, seed: int) -> np.ndarray:
         return splitmix64(np.arange(n, dtype=np.uint64) * _GOLDEN + np.uint64(seed) + np.uint64(1))
 
 
+ZONES = 8  # unit_sample_rows: zones of units for the cheap reject
+ZONE_SPREAD = 4.0  # the most a zone's largest threshold may exceed its smallest (but in the last zone)
+
 # ---- row-major kernels (the indexer's) -------------------------------------------------------------
 # Each work item owns a block of ``block`` contiguous neurons and walks the R rows of the row-major
 # chunk. Each neuron sees its rows in increasing order, so the results equal those of column-wise
@@ -542,8 +545,8 @@ def pass2_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, qbin, s_pr
 
 
 @njit(nogil=True, cache=True)
-def unit_sample_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, ukb, zone_key, zone_u0, zone_u1,
-                     unit_zone, s_prio, s_pos, s_key, s_win, s_worst, block, b0, b1):
+def unit_sample_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, ukb, unit_kb,
+                     s_prio, s_pos, s_key, s_win, s_worst, block, b0, b1):
     """Samples drawn in the same sweep as pass 1, before the quantile edges are known: per neuron
     and *unit* (a run of histogram bins) keep the S positions of lowest priority ``row_hash ^ salt``
     among the values in the unit; the last unit (``U - 1``) takes every position with priority
@@ -551,15 +554,16 @@ def unit_sample_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, ukb,
     that is a union of units gets exactly pass 2's samples: the S lowest of its units' S lowest.
 
     ukb: uint8 [nb, 2**(16 - HIST_SHIFT), block] the unit of each (neuron block, key block, neuron)
-    (``unit_key_blocks``). The cheap reject works on *zones*, consecutive units (``zone_key`` int32
-    [N, Z] first key of each zone, zone 0 from the lowest key, unused zones a key above all;
-    ``zone_u0`` / ``zone_u1`` [N, Z] their unit range; ``unit_zone`` [N, U]) whose threshold is the
-    largest of their units': a few compare-selects per value that LLVM vectorises, as in pass2_rows;
-    only values that beat their zone's threshold look up their unit. Other arrays as pass2_rows."""
+    (``unit_key_blocks``); unit_kb: int32 [N, U + 1] the first key block of each unit (unit 0: 0;
+    unused units and the end: 2**(16 - HIST_SHIFT)), so unit u covers key blocks unit_kb[u] ..
+    unit_kb[u + 1] - 1. The cheap reject works on *zones* of consecutive units of similar thresholds
+    (regrouped at every chunk, see below) and on the high 32 bits of priorities and thresholds: a few
+    32-bit compare-selects per value that LLVM vectorises; only the values that pass look up their
+    unit and compare whole priorities. Results do not depend on the zones: they only skip values that
+    cannot be samples. Other arrays as pass2_rows."""
     R, N = cur.shape
     U = s_prio.shape[1]
     S = s_prio.shape[2]
-    Z = zone_key.shape[1]
     for b in range(b0, b1):
         j0 = b * block
         j1 = min(N, j0 + block)
@@ -568,37 +572,67 @@ def unit_sample_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, ukb,
         for jj in range(m):
             for u in range(U):
                 thr[u, jj] = s_prio[j0 + jj, u, s_worst[j0 + jj, u]]
-        zk = np.empty((Z, m), np.int32)
-        zt = np.zeros((Z, m), np.uint64)  # per zone: the largest threshold of its units
-        for jj in range(m):
-            for z in range(Z):
-                zk[z, jj] = zone_key[j0 + jj, z]
-                for u in range(zone_u0[j0 + jj, z], zone_u1[j0 + jj, z]):
-                    zt[z, jj] = max(zt[z, jj], thr[u, jj])
         ul = ukb[b]  # [key block, neuron of the block]
+        thr32 = np.empty((U, m), np.uint32)  # the high halves of thr, for the cheap reject
+        for jj in range(m):
+            for u in range(U):
+                thr32[u, jj] = np.uint32(thr[u, jj] >> np.uint64(32))
         sl = salt[j0:j1]
-        trand = thr[U - 1]
+        sl32 = np.empty(m, np.uint32)
+        trand32 = np.empty(m, np.uint32)
+        for jj in range(m):
+            sl32[jj] = np.uint32(sl[jj] >> np.uint64(32))
+            trand32[jj] = np.uint32(thr[U - 1, jj] >> np.uint64(32))
+        # zones for the cheap reject, made afresh each chunk from the thresholds: runs of consecutive
+        # units whose thresholds lie within a factor ZONE_SPREAD of each other (at most ZONES; the last
+        # takes the rest), each with the largest threshold among them (thresholds only fall, so it stays
+        # an upper bound through the chunk). A value whose priority's high half is above its zone's is
+        # no sample: a few compare-selects per value, no table lookup
+        zk = np.full((ZONES, m), 1 << 20, np.int32)  # first key of each zone; unused: above every key
+        zt = np.zeros((ZONES, m), np.uint32)
+        for jj in range(m):
+            j = j0 + jj
+            z = 0
+            zk[0, jj] = 0
+            lo = np.uint32(0xFFFFFFFF)
+            hi = np.uint32(0)
+            for u in range(U - 1):
+                if unit_kb[j, u] >= 1 << (16 - HIST_SHIFT):  # past the neuron's units
+                    break
+                t = thr32[u, jj]
+                nlo = min(lo, t)
+                nhi = max(hi, t)
+                if u > 0 and z < ZONES - 1 and np.float64(nhi) > ZONE_SPREAD * max(np.float64(nlo), 1.0):
+                    z += 1
+                    zk[z, jj] = unit_kb[j, u] << HIST_SHIFT
+                    nlo = t
+                    nhi = t
+                lo = nlo
+                hi = nhi
+                zt[z, jj] = hi
+        tsel = np.empty(m, np.uint32)
         kbuf = np.empty(m, np.int32)
-        tsel = np.empty(m, np.uint64)
         takes = np.zeros(-(-m // 8) * 8, np.uint8)  # whether each neuron may take the row
         words = takes.view(np.uint64)  # the same flags 8 at a time, to skip the neurons that do not
         snew = np.zeros((U, m), np.bool_)  # whether the chunk put entries into each (unit, neuron) list
         for r in range(R):
             h1 = row_hash[r]
             h2 = row_hash2[r]
+            h1_32 = np.uint32(h1 >> np.uint64(32))
+            h2_32 = np.uint32(h2 >> np.uint64(32))
             row = cur[r, j0:j1]
-            for jj in range(m):
+            hit = 0
+            for jj in range(m):  # compare-selects only, vectorised: the zone threshold of each value
                 kbuf[jj] = f16_key(row[jj])
                 tsel[jj] = zt[0, jj]
-            for z in range(1, Z):
+            for z in range(1, ZONES):
                 zkz = zk[z]
                 ztz = zt[z]
                 for jj in range(m):
                     if kbuf[jj] >= zkz[jj]:
                         tsel[jj] = ztz[jj]
-            hit = 0
             for jj in range(m):
-                t = np.uint8(((h1 ^ sl[jj]) < tsel[jj]) | ((h2 ^ sl[jj]) < trand[jj]))
+                t = np.uint8(((h1_32 ^ sl32[jj]) <= tsel[jj]) | ((h2_32 ^ sl32[jj]) <= trand32[jj]))
                 takes[jj] = t
                 hit |= t
             if hit == 0:
@@ -611,6 +645,8 @@ def unit_sample_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, ukb,
                         continue
                     j = j0 + jj
                     u = np.int64(ul[kbuf[jj] >> HIST_SHIFT, jj])
+                    if (((h1_32 ^ sl32[jj]) > thr32[u, jj]) & ((h2_32 ^ sl32[jj]) > trand32[jj])):
+                        continue  # the value's own unit rejects it
                     for which in range(2):
                         uu = u if which == 0 else U - 1
                         pr = (h1 if which == 0 else h2) ^ sl[jj]
@@ -627,12 +663,9 @@ def unit_sample_rows(cur, row0, ctx_len, before, row_hash, row_hash2, salt, ukb,
                                 w = i
                         s_worst[j, uu] = w
                         thr[uu, jj] = s_prio[j, uu, w]
-                        if which == 0:  # the zone's threshold: the largest of its units' again
-                            z = unit_zone[j, uu]
-                            t = np.uint64(0)
-                            for v in range(zone_u0[j, z], zone_u1[j, z]):
-                                t = max(t, thr[v, jj])
-                            zt[z, jj] = t
+                        thr32[uu, jj] = np.uint32(thr[uu, jj] >> np.uint64(32))
+                        if which == 1:
+                            trand32[jj] = thr32[uu, jj]
         for u in range(U):  # the windows of the samples this chunk left in the lists
             for jj in range(m):
                 if snew[u, jj]:

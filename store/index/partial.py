@@ -402,6 +402,10 @@ class _SampleArrays:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if isinstance(getattr(self, f.name), np.ndarray)}
 
+    def __getstate__(self) -> dict:
+        """Pickled (Dask ships partials between processes): the fields only, not the kernels' caches."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
     def _chunk_inputs(self, bits: np.ndarray, row0: int, seed: int) -> tuple:
         """What both sample kernels take for one chunk: (contiguous bits, the rows' two position hashes,
         each slot group's replace-next slot, the neurons' salts)."""
@@ -539,33 +543,17 @@ def unit_starts(umap: np.ndarray) -> np.ndarray:
     return start
 
 
-def unit_zones(umap: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The zones of the units for the kernel's cheap reject (store.index.kernels.unit_sample_rows): each
-    unit of several histogram bins is a zone, and so is each run of one-bin units. Returns
-    zone_key int32 [N, Z] (first float16 key of each zone; unused zones a key above every key),
-    zone_u0 / zone_u1 int64 [N, Z] (the units of each zone) and unit_zone int64 [N, N_UNITS]."""
+def unit_key_block_starts(umap: np.ndarray) -> np.ndarray:
+    """int32 [N, N_UNITS + 1] the first float16 key block (key >> HIST_SHIFT) of each unit of ``umap``:
+    unit 0 from block 0 and the last unit to the end (the histogram's end bins take the outer blocks,
+    as ``kernels.unit_key_blocks``), unused units and the end 2**(16 - HIST_SHIFT); unit u covers blocks
+    [starts[u], starts[u + 1]) (store.index.kernels.unit_sample_rows)."""
     N, H = umap.shape
-    first = np.full((N, N_UNITS), H, np.int64)  # first histogram bin of each unit (H: unused)
+    out = np.full((N, N_UNITS + 1), 1 << (16 - kernels.HIST_SHIFT), np.int32)
     rows, cols = np.nonzero(unit_starts(umap))
-    first[rows, umap[rows, cols]] = cols
-    width = np.diff(first, axis=1, append=H)  # [N, U] bins per unit (0 for unused units)
-    single = width == 1
-    used = width > 0
-    used[:, -1] = False  # the random unit is in no zone
-    zstart = used.copy()
-    zstart[:, 1:] &= ~(single[:, 1:] & single[:, :-1])  # a one-bin unit after a one-bin unit joins its zone
-    unit_zone = np.maximum(np.cumsum(zstart, axis=1) - 1, 0)  # [N, U]
-    Z = int(zstart.sum(axis=1).max())
-    zone_key = np.full((N, Z), 1 << 20, np.int32)
-    zone_u0 = np.zeros((N, Z), np.int64)
-    zone_u1 = np.zeros((N, Z), np.int64)
-    r, u = np.nonzero(zstart)
-    z = unit_zone[r, u]
-    zone_key[r, z] = (first[r, u] + kernels.HIST_OFFSET) << kernels.HIST_SHIFT
-    zone_u0[r, z] = u
-    r, u = np.nonzero(used)
-    np.maximum.at(zone_u1, (r, unit_zone[r, u]), u + 1)
-    return zone_key, zone_u0, zone_u1, unit_zone
+    out[rows, umap[rows, cols]] = cols + kernels.HIST_OFFSET
+    out[:, 0] = 0
+    return out
 
 
 @dataclass
@@ -597,7 +585,8 @@ class UnitSamples(_SampleArrays):
 
         tables = self.__dict__.get("_tables")  # lookup tables of the units, made once (not fields: never saved)
         if tables is None:
-            tables = self._tables = (kernels.unit_key_blocks(self.umap, kernels.ROW_BLOCK), *unit_zones(self.umap))
+            tables = self._tables = (kernels.unit_key_blocks(self.umap, kernels.ROW_BLOCK),
+                                     unit_key_block_starts(self.umap))
 
         def blocks(b0, b1):
             kernels.unit_sample_rows(bits, row0, context_len, self.before, h1, h2, salt, *tables,
