@@ -39,7 +39,7 @@ class DemoConfig:
     include_prose: bool = True  # add English prose found on this machine (Debian docs) to the stdlib source
     seed: int = 0  # the pair's initial weights and data order (another seed: another demo pair on the same corpus)
     device: str = "auto"  # CUDA when present, else CPU
-    progress: bool = True  # tqdm bars for the long steps
+    progress: bool = True  # progress bars for the long steps (store.progress)
 
 
 @dataclass

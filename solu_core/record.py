@@ -426,11 +426,10 @@ def run_plan(plan: RecordPlan, model, stats: RecordStats, *, progress: bool = Tr
     todo_chunks = sorted(set().union(*pending.values()) | needed)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from store.progress import progress_bar
 
         done_tokens = n - sum(w.chunk_rows(c)[1] - w.chunk_rows(c)[0] for c in todo_chunks)
-        bar = tqdm(total=n, initial=done_tokens, unit="tok", unit_scale=True, desc=f"record {out.name}",
-                   dynamic_ncols=True)
+        bar = progress_bar(total=n, initial=done_tokens, unit="tok", unit_scale=True, desc=f"record {out.name}")
     bytes_per_token = 2 * w.d_mlp * len(hook_list)
     t_loop = time.perf_counter()
     pipe = ChunkPipeline(w, pending, consumers, threaded=threaded)

@@ -140,7 +140,7 @@ def train_one(
 ) -> Path:
     """Train one model into checkpoint directory ``out_dir``, resuming from it when it holds an
     unfinished run with the same settings. Returns ``out_dir``."""
-    from tqdm.auto import tqdm
+    from store.progress import progress_bar
 
     out = Path(out_dir).expanduser().resolve()
     corpus_dir = Path(corpus_dir).expanduser().resolve()
@@ -228,7 +228,7 @@ def train_one(
         save_checkpoint(out, model, tokenizer_json, meta_now(complete, val_loss), train_state=state)
 
     eval_small = val[: max(1, tc.eval_tokens // model_cfg.n_ctx)]
-    bar = tqdm(total=tc.steps, initial=step, desc=f"train {model_cfg.act_fn}", unit="step", disable=not progress)
+    bar = progress_bar(total=tc.steps, initial=step, desc=f"train {model_cfg.act_fn}", unit="step", enabled=progress)
     running = None
     try:
         while step < tc.steps:

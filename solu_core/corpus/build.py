@@ -24,7 +24,7 @@ from solu_core.corpus.bpe import _token_dtype, eot_id, load_tokenizer_file, trai
 
 def _write_split(tmp: Path, name: str, docs: list[_Doc], tok, cfg: CorpusConfig, progress: bool) -> dict:
     """Tokenize documents in order and write [<|endoftext|>, doc...] into shards."""
-    from tqdm.auto import tqdm
+    from store.progress import progress_bar
 
     (tmp / name).mkdir()
     dtype = _token_dtype(tok.get_vocab_size())
@@ -47,7 +47,7 @@ def _write_split(tmp: Path, name: str, docs: list[_Doc], tok, cfg: CorpusConfig,
         buf, offs, n_buf = [], [], 0
 
     batch = 256
-    bar = tqdm(total=len(docs), desc=f"tokenizing {name}", unit="doc", disable=not progress)
+    bar = progress_bar(total=len(docs), desc=f"tokenizing {name}", unit="doc", enabled=progress)
     for b in range(0, len(docs), batch):
         encs = tok.encode_batch([d.text for d in docs[b : b + batch]], add_special_tokens=False)
         for enc in encs:

@@ -62,12 +62,12 @@ def tokenize_documents(texts: Iterable[str], tokenizer, separator_id: int, max_t
     """Tokenize documents in order into one stream of ``[separator_id] + ids`` per document (no other
     special tokens), in batches of 64 documents, stopping after the batch that reaches ``max_tokens``
     (documents after it are never taken from ``texts``, which may be a lazy iterator)."""
-    from tqdm.auto import tqdm
+    from store.progress import progress_bar
 
     parts: list[np.ndarray] = []
     n = 0
     it = iter(texts)
-    bar = tqdm(total=max_tokens, desc="tokenizing", unit="tok", unit_scale=True, disable=not progress)
+    bar = progress_bar(total=max_tokens, desc="tokenizing", unit="tok", unit_scale=True, enabled=progress)
     while max_tokens is None or n < max_tokens:
         batch = list(itertools.islice(it, 64))
         if not batch:

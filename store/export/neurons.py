@@ -434,9 +434,9 @@ def iter_records(store: Any, selection: dict[str, np.ndarray], labels: dict[tupl
     vocab = _Vocab(store)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from store.progress import progress_bar
 
-        bar = tqdm(total=total, desc="export", unit="neuron")
+        bar = progress_bar(total=total, desc="export", unit="neuron")
     try:
         for hook, neurons in selection.items():
             layer = schema.parse_hook_name(hook)[0]

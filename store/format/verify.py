@@ -172,11 +172,11 @@ def verify_store(path, *, repair: bool = False, progress: bool = False) -> Verif
     record_command = schema.record_command(manifest, root)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from store.progress import progress_bar
 
         total = sum(f.stat().st_size for h in recorded
                     for f in (root / h).rglob("*") if f.is_file())
-        bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"verify {root.name}", dynamic_ncols=True)
+        bar = progress_bar(total=total, unit="B", unit_scale=True, desc=f"verify {root.name}")
     t0 = time.perf_counter()
     counter = [0]
     reports = []

@@ -243,17 +243,17 @@ def dask_errors(what: str):
 
 def progress_bar(futures, *, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "task",
                  enabled: bool = True, weights: dict | None = None):
-    """Iterate ``futures`` as they complete under a tqdm bar (our own bar: it works for any client,
+    """Iterate ``futures`` as they complete under a progress bar (store.progress; our own bar: it works for any client,
     in a terminal or a log, unlike distributed's widget). ``weights`` maps a future's key to the
     bar units it counts for (e.g. tokens); default 1 each. Yields the finished futures."""
     from distributed import as_completed
 
     bar = None
     if enabled:
-        from tqdm import tqdm
+        from store.progress import progress_bar as bar_for
 
         tot = total if total is not None else (sum(weights.values()) if weights else len(futures))
-        bar = tqdm(total=tot, initial=initial, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True)
+        bar = bar_for(total=tot, initial=initial, desc=desc, unit=unit, unit_scale=True)
     try:
         for fut in as_completed(futures):
             if bar is not None:

@@ -248,10 +248,9 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
     tokens = src.tokens()
     bar = None
     if progress:
-        from tqdm import tqdm
+        from store.progress import progress_bar
 
-        bar = tqdm(total=src.n_chunks * src.ct if src.n_chunks else 0, unit="tok", unit_scale=True,
-                   desc=hook, dynamic_ncols=True)
+        bar = progress_bar(total=src.n_chunks * src.ct if src.n_chunks else 0, unit="tok", unit_scale=True, desc=hook)
 
     def update_p1(part, row0, bits):
         part.update(bits, tokens[row0:row0 + bits.shape[0]], row0, src.context_len)

@@ -1,0 +1,76 @@
+"""The shared progress bar (store.progress): a tqdm bar in a terminal, a few plain lines in a log."""
+
+from __future__ import annotations
+
+import io
+
+from store import progress
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_log_gets_one_line_per_step_not_a_redraw_per_update(monkeypatch):
+    monkeypatch.delenv("NEUROBROWSE_PROGRESS", raising=False)
+    log = io.StringIO()
+    bar = progress.progress_bar(total=1_000_000, desc="record demo", unit="tok", unit_scale=True, stream=log)
+    assert isinstance(bar, progress.LineProgress)
+    for _ in range(1000):
+        bar.update(1000)
+        bar.set_postfix_str("52 MB/s", refresh=False)
+    bar.close()
+    bar.close()  # closing twice writes nothing more
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("record demo: done, 1.00M/1.00M tok in ") and lines[0].endswith("[52 MB/s]")
+
+
+def test_a_long_step_writes_a_line_every_interval(monkeypatch):
+    monkeypatch.delenv("NEUROBROWSE_PROGRESS", raising=False)
+    log = io.StringIO()
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    bar = progress.progress_bar(total=10, desc="train gelu", unit="step", stream=log)
+    for _ in range(10):
+        clock[0] += progress.LOG_EVERY_S / 2  # two updates per interval
+        bar.update(1)
+    bar.set_postfix(loss="3.42")
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 6  # one per interval while running, then the end
+    assert lines[0] == "train gelu: running, 2/10 (20%) step in 60.0 s, 0.03 step/s"
+    assert lines[-1] == "train gelu: done, 10/10 step in 300.0 s, 0.03 step/s [loss=3.42]"
+
+
+def test_a_terminal_gets_tqdm_and_the_switch_and_quiet_override(monkeypatch):
+    from tqdm import tqdm
+
+    monkeypatch.delenv("NEUROBROWSE_PROGRESS", raising=False)
+    bar = progress.progress_bar(total=3, desc="x", stream=_Tty())
+    assert isinstance(bar, tqdm)
+    bar.close()
+    monkeypatch.setenv("NEUROBROWSE_PROGRESS", "lines")
+    assert isinstance(progress.progress_bar(total=3, stream=_Tty()), progress.LineProgress)
+    monkeypatch.setenv("NEUROBROWSE_PROGRESS", "bar")
+    bar = progress.progress_bar(total=3, stream=io.StringIO())
+    assert isinstance(bar, tqdm)
+    bar.close()
+    quiet = io.StringIO()
+    off = progress.progress_bar(total=3, enabled=False, stream=quiet)
+    off.update(3)
+    off.reset(total=5)
+    off.close()
+    assert quiet.getvalue() == ""
+
+
+def test_every_progress_bar_of_the_project_goes_through_the_helper():
+    """No module but store/progress.py builds a tqdm bar itself (so none floods a log)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = [str(p.relative_to(root)) for pkg in ("store", "solu_core", "neurobrowse")
+                 for p in (root / pkg).rglob("*.py")
+                 if p.name != "progress.py" and "tqdm" in p.read_text()]
+    assert offenders == []
