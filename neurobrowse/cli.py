@@ -34,7 +34,9 @@ VERBS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``only`` a verb of VERBS just that verb's (so `neurobrowse index ...`
+    imports the index command's module and nothing of the other verbs': imports stay lazy)."""
     parser = argparse.ArgumentParser(
         prog="neurobrowse",
         description="Offline neuron browser: train GeLU/SoLU models, record and index MLP neurons, "
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"neurobrowse {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
-    for verb in VERBS:
+    for verb in VERBS if only not in VERBS else [only]:
         importlib.import_module(f"neurobrowse.commands.{verb}_cmd").register(sub)
     return parser
 
@@ -58,8 +60,13 @@ def describe_os_error(e: OSError) -> str:
     return f"{e.strerror or e}{where}"
 
 
+def _verb_of(argv: list[str]) -> str | None:
+    """The verb a command line names (its first argument, when it is one of VERBS), else None."""
+    return argv[0] if argv and argv[0] in VERBS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_verb_of(sys.argv[1:] if argv is None else list(argv)))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
