@@ -73,6 +73,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    if args.index:  # before torch loads: its OpenMP threads then sleep between batches instead of spinning
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # on the cores the indexer runs on (RESULTS.md, issue 23)
     from solu_core.dask_record import record_on
     from store.errors import NeurobrowseError
 
