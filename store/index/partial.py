@@ -191,14 +191,16 @@ class PartialIndex:
         bits = np.ascontiguousarray(bits)
         hkb, gpar, grow = self._key_block_counts(R), gkey // V, self._rows_for(gkey % V)
 
+        chunk = kernels.ChunkRows(bits, row0, context_len, self.before)
+        top = kernels.RankedList(self.top_key, self.top_pos, self.top_win, top_worst)
+        bot = kernels.RankedList(self.bot_key, self.bot_pos, self.bot_win, bot_worst)
+        dtop = kernels.DistinctList(self.dtop_key, self.dtop_pos, self.dtop_win, self.dtop_more, dtop_worst)
+        dbot = kernels.DistinctList(self.dbot_key, self.dbot_pos, self.dbot_win, self.dbot_more, dbot_worst)
+        groups = kernels.TokenGroups(grp, gpar, grow)
+        acc = kernels.Pass1Sums(hkb, sums, self._reserve, _DENS_KEY)
+
         def blocks(b0, b1):
-            kernels.pass1_rows(bits, row0, context_len, self.before, _DENS_KEY, tokens, parity,
-                               self.top_key, self.top_pos, self.top_win, top_worst,
-                               self.bot_key, self.bot_pos, self.bot_win, bot_worst, hkb, sums,
-                               self._reserve, grp, gpar, grow,
-                               self.dtop_key, self.dtop_pos, self.dtop_win, self.dtop_more, dtop_worst,
-                               self.dbot_key, self.dbot_pos, self.dbot_win, self.dbot_more, dbot_worst,
-                               kernels.ROW_BLOCK, b0, b1)
+            kernels.pass1_rows(chunk, top, bot, dtop, dbot, groups, acc, kernels.ROW_BLOCK, b0, b1)
 
         run_blocks(blocks, hkb.shape[0])
         self.npos += sums[:, 5].astype(np.int64)
