@@ -22,12 +22,28 @@ CODE = ("import sys, time; sys.path.insert(0, {src!r}); from store.index import 
         "t = time.perf_counter(); index_store({store!r}, force=True, progress=False); print(time.perf_counter() - t)")
 
 
-def run(src: str, store: str) -> float:
-    r = subprocess.run([sys.executable, "-c", CODE.format(src=src, store=store)], capture_output=True, text=True,
-                       cwd=src, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-    if r.returncode:
-        raise SystemExit(f"the run with {src} failed:\n{r.stderr}")
-    return float(r.stdout.split()[-1])
+def run(src: str, store: str) -> tuple[float, float]:
+    """(seconds of index_store in the process, CPU seconds of the whole process: user + sys, imports included)."""
+    proc = subprocess.Popen([sys.executable, "-c", CODE.format(src=src, store=store)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=src,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"the run with {src} failed:\n{err}")
+    return float(out.split()[-1]), _child_cpu()
+
+
+_CPU = [0.0]
+
+
+def _child_cpu() -> float:
+    """CPU seconds (user + sys) of the children waited for since the last call."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = ru.ru_utime + ru.ru_stime
+    spent, _CPU[0] = total - _CPU[0], total
+    return spent
 
 
 def main() -> None:
@@ -41,12 +57,17 @@ def main() -> None:
     for src in srcs.values():
         run(src, args.store)
     times: dict[str, list[float]] = {name: [] for name in srcs}
+    cpus: dict[str, list[float]] = {name: [] for name in srcs}
     for _ in range(args.repeats):
         for name, src in srcs.items():
-            times[name].append(run(src, args.store))
-            print(f"{name} {times[name][-1]:.2f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+            t, c = run(src, args.store)
+            times[name].append(t)
+            cpus[name].append(c)
+            print(f"{name} {t:.2f} s, process CPU {c:.2f} s (load {os.getloadavg()[0]:.1f})", flush=True)
     b, a = statistics.median(times["before"]), statistics.median(times["after"])
-    print(f"whole index, median of {args.repeats}: before {b:.2f} s, after {a:.2f} s, speed-up {b / a:.2f}x")
+    cb, ca = statistics.median(cpus["before"]), statistics.median(cpus["after"])
+    print(f"whole index, median of {args.repeats}: before {b:.2f} s, after {a:.2f} s, speed-up {b / a:.2f}x; "
+          f"process CPU before {cb:.2f} s, after {ca:.2f} s, {cb / ca:.2f}x")
 
 
 if __name__ == "__main__":
