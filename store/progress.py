@@ -100,11 +100,11 @@ class LineProgress:
         amount = _fmt(self.n, self.unit_scale)
         if self.total:
             amount += f"/{_fmt(self.total, self.unit_scale)}"
-            if not done:
+            if self.n < self.total:
                 amount += f" ({self.n / self.total:.0%})"
         rate = f", {_fmt(did / el, self.unit_scale)} {unit}/s" if el > 0 and did > 0 else ""
         head = f"{self.desc}: " if self.desc else ""
-        state = "done" if done else "running"
+        state = "running" if not done else "done" if not self.total or self.n >= self.total else "stopped"
         tail = f" [{self.postfix}]" if self.postfix else ""
         stream = self.stream if self.stream is not None else sys.stderr
         print(f"{head}{state}, {amount} {unit} in {el:.1f} s{rate}{tail}", file=stream, flush=True)

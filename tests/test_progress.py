@@ -42,6 +42,10 @@ def test_a_long_step_writes_a_line_every_interval(monkeypatch):
     assert len(lines) == 6  # one per interval while running, then the end
     assert lines[0] == "train gelu: running, 2/10 (20%) step in 60.0 s, 0.03 step/s"
     assert lines[-1] == "train gelu: done, 10/10 step in 300.0 s, 0.03 step/s [loss=3.42]"
+    cut = progress.progress_bar(total=10, desc="index", unit="tok", stream=log)
+    cut.update(4)
+    cut.close()  # an error or Ctrl-C closes the bar too: it says where the step stopped
+    assert log.getvalue().splitlines()[-1] == "index: stopped, 4/10 (40%) tok in 0.0 s"
 
 
 def test_a_terminal_gets_tqdm_and_the_switch_and_quiet_override(monkeypatch):
