@@ -110,6 +110,38 @@ def proxy_shares(store_path: Path) -> dict:
             "store": str(st.path), "run_uuid": st.run_uuid, **_ci(k_all, n_all), "per_layer": per_layer}
 
 
+def calibrated_shares(store_path: Path) -> dict | None:
+    """The verdict engineer's calibrated rule proxy (issue 20: neurobrowse.calibration over
+    store.measures.rules), where this checkout has it: the expected share a blinded rater would call
+    interpretable, with a 95% interval that includes the calibration's own error, over all hook_post
+    neurons and per layer. None where it is absent or fails (the threshold proxy is reported regardless)."""
+    try:
+        from neurobrowse import calibration
+        from store.measures.rules import store_rules
+    except ImportError:
+        return None
+    from store.format.reader import Store
+    from store.schema import parse_hook_name
+
+    try:
+        st = Store.open(store_path)
+        parts, per_layer = [], {}
+        for h in st.hooks:
+            layer, kind = parse_hook_name(h)
+            if kind != "hook_post":
+                continue
+            X = calibration.features(store_rules(st, h)[0])
+            parts.append(X)
+            sh, _ = calibration.share(X)
+            per_layer[str(layer)] = {"share": sh.share, "ci95": [sh.lo, sh.hi], "n": sh.n}
+        sh, _ = calibration.share(np.vstack(parts))
+    except Exception:  # noqa: BLE001 - another version of issue 20's code: leave it out, say so
+        return None
+    return {"label": "calibrated proxy (issue 20: rule score and coverage -> P(rater says interpretable)); "
+                     "not a human rating", "share": sh.share, "ci95": [sh.lo, sh.hi], "n": sh.n,
+            "store": str(st.path), "run_uuid": st.run_uuid, "per_layer": per_layer}
+
+
 def ln_overlap(store_path: Path) -> dict:
     """SoLU-LN: per layer, the share of each neuron's distinct top firings kept across the LayerNorm
     (store column ln_overlap, hook_post side): median, and the share of neurons keeping fewer than half."""
@@ -258,6 +290,9 @@ def compute(out: str | os.PathLike) -> dict:
             st = sd / "stores" / name
             if marker_path(out, f"L{n}-record-{name}").exists():
                 row["proxy"][name] = proxy_shares(st)
+                cal = calibrated_shares(st)
+                if cal is not None:
+                    row.setdefault("calibrated", {})[name] = cal
         if marker_path(out, f"L{n}-record-solu_ln").exists():
             row["ln_overlap"] = ln_overlap(sd / "stores" / "solu_ln")
             al = {m: dictionary_alignment(sd / "stores" / m) for m in STUDIED}
@@ -323,6 +358,15 @@ def report_text(rep: dict) -> str:
         cells = [f"{NAMES[n]} {_pct(r['proxy'][n])}" for n in STUDIED if n in r["proxy"]]
         if cells:
             lines.append(f"  {r['n_layers']} layer(s): " + "; ".join(cells))
+    cal_rows = [(r["n_layers"], r["calibrated"]) for r in rep["by_size"] if r.get("calibrated")]
+    if cal_rows:
+        lines += ["", "CALIBRATED PROXY (issue 20: the rule score and coverage mapped to the chance a blinded rater "
+                      "says interpretable, fitted on docs/studies; 95% interval includes the calibration's error); "
+                      "not a human rating:"]
+        for n, cal in cal_rows:
+            lines.append(f"  {n} layer(s): " + "; ".join(
+                f"{NAMES[m]} {100 * c['share']:.1f}% [{100 * c['ci95'][0]:.1f}-{100 * c['ci95'][1]:.1f}]"
+                for m, c in cal.items()))
     lines += ["", "Validation loss (nats/token, held-out split), difference to GeLU, and the effective size on "
                   "GeLU's loss-vs-MLP-width curve (the control: the GeLU's untrained initial weights):"]
     for r in rep["by_size"]:
@@ -391,7 +435,8 @@ def report_text(rep: dict) -> str:
 
 
 def plot(rep: dict, path: Path) -> None:
-    """Left: share interpretable by size per model (filled: blinded ratings; hollow dashed: the proxy).
+    """Left: share interpretable by size per model (filled: blinded ratings; hollow dashed: the calibrated proxy
+    where issue 20's calibration is present, else the threshold proxy).
     Right: GeLU's validation loss vs MLP width per size, with SoLU-LN and SoLU as horizontal marks."""
     import matplotlib
 
@@ -401,12 +446,14 @@ def plot(rep: dict, path: Path) -> None:
     colors = {"gelu": "#4c72b0", "solu_ln": "#dd8452", "solu": "#55a868", "control": "#8c8c8c"}
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), dpi=130)
     sizes = [r["n_layers"] for r in rep["by_size"]]
+    proxy_kind = "calibrated proxy" if any(r.get("calibrated") for r in rep["by_size"]) else "proxy"
     for j, name in enumerate(STUDIED):
         off = (j - 1.5) * 0.06
         for src, style in (("human", "-"), ("proxy", "--")):
             xs, ys, lo, hi = [], [], [], []
             for r in rep["by_size"]:
-                c = ((r["study"] or {}).get("models", {}).get(name) if src == "human" else r["proxy"].get(name))
+                c = ((r["study"] or {}).get("models", {}).get(name) if src == "human"
+                     else (r.get("calibrated") or {}).get(name) or r["proxy"].get(name))
                 if c and c.get("n"):
                     xs.append(r["n_layers"] * (1 + off))
                     ys.append(100 * c["share"])
@@ -415,7 +462,7 @@ def plot(rep: dict, path: Path) -> None:
             if xs:
                 ax.errorbar(xs, ys, yerr=np.clip([lo, hi], 0, None), fmt="o" + style, color=colors[name], capsize=3,
                             mfc=colors[name] if src == "human" else "white", lw=1,
-                            label=f"{NAMES[name]} ({'blinded' if src == 'human' else 'proxy'})")
+                            label=f"{NAMES[name]} ({'blinded' if src == 'human' else proxy_kind})")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_xlabel("layers")
