@@ -239,6 +239,8 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens
             cmd += ["--jsonl-field", jsonl_field]
     elif corpus_dir_used is not None:
         cmd += ["--corpus", str(corpus_dir_used)]
+    if context and not texts:  # a context other than the model's default: the rerun must cut the same contexts
+        cmd += ["--context", str(ctx)]
     if batch_size:
         cmd += ["--batch-size", str(batch_size)]
     if chunk_tokens:

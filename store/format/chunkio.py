@@ -130,8 +130,8 @@ def read_file(path: Path, layout: str, dtype, chunk_shape: tuple[int, ...], arra
         raise CorruptChunkError(f"array {array!r}: chunk {key!r} fails its Crc32c checksum ({path}, {n} bytes: "
                                 f"damaged or truncated); {advice}")
     if expect_crc is not None and stored != expect_crc:
-        raise CorruptChunkError(f"array {array!r}: chunk {key!r} is not the chunk its completion marker recorded "
-                                f"({path}: a chunk file moved or copied from elsewhere); {advice}")
+        raise CorruptChunkError(f"array {array!r}: chunk {key!r} is not the chunk recorded for this place "
+                                f"({path}: a chunk file moved, swapped or copied from elsewhere); {advice}")
     if layout == "raw":
         return raw[:-4].view(dtype).reshape(chunk_shape)
     from numcodecs import Zstd

@@ -26,8 +26,8 @@ import zarr
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from store.format import chunkio
 from store import schema
+from store.format import chunkio, seal
 from store.measures import columns
 from store.errors import CorruptChunkError, StoreError
 from store.schema import read_manifest
@@ -50,7 +50,7 @@ class CheckedLocalStore(LocalStore):
 
     def __init__(self, root, *, read_only: bool = True):
         super().__init__(root, read_only=read_only)
-        self._array_info: dict[str, tuple[bool, bool, str | None]] = {}  # array -> (strict, crc, marker dtype)
+        self._array_info: dict[str, tuple] = {}  # array -> (strict, crc, marker dtype, checksum record)
 
     def _info_from_meta(self, array: str, meta_bytes, marker_meta) -> tuple[bool, bool, str | None]:
         crc = False
@@ -70,10 +70,21 @@ class CheckedLocalStore(LocalStore):
         # an array whose metadata vanished (an index folder removed under a reader) is strict too: zarr
         # has its metadata cached and would read fill values
         strict = not array.startswith(schema.DONE_GROUP + "/")
-        return strict, crc, marker_dtype
+        record = None  # index arrays: (chunk checksums, shape, chunks) of their checksum record, or why it is bad
+        if array.startswith(schema.INDEX_GROUP + "/") and meta_bytes is not None:
+            try:
+                meta = json.loads(meta_bytes.to_bytes())
+                crcs = seal.check_record(meta, index_record_name(array))
+                if crcs is not None:
+                    record = (crcs, meta["shape"], meta["chunk_grid"]["configuration"]["chunk_shape"])
+            except seal.DamagedRecord as e:
+                record = str(e)
+            except (ValueError, AttributeError, KeyError, TypeError):
+                record = None
+        return strict, crc, marker_dtype, record
 
-    def _check(self, key: str, value, byte_range, info: tuple[bool, bool, str | None]):
-        strict, crc, marker_dtype = info
+    def _check(self, key: str, value, byte_range, info: tuple):
+        strict, crc, marker_dtype, record = info
         array = _CHUNK_KEY.match(key).group(1)
         chunk_key = key[len(array) + 1:]
         if value is None:
@@ -88,6 +99,14 @@ class CheckedLocalStore(LocalStore):
                 raise CorruptChunkError(
                     f"array {array!r}: chunk {chunk_key!r} fails its Crc32c checksum ({self.root / key}, "
                     f"{raw.size} bytes: damaged or truncated); {damaged_advice(array, self.root)}")
+            if isinstance(record, str):
+                raise CorruptChunkError(f"array {array!r} is damaged: {record}; {damaged_advice(array, self.root)}")
+            if record is not None:
+                coords = tuple(int(x) for x in chunk_key.split("/")[1:])
+                if seal.expected_crc(record[0], record[1], record[2], coords) != stored:
+                    raise CorruptChunkError(
+                        f"array {array!r}: chunk {chunk_key!r} is not the chunk written there ({self.root / key}: "
+                        f"damaged, or swapped with another chunk or array); {damaged_advice(array, self.root)}")
             if marker_dtype is not None:
                 index = int(chunk_key.split("/")[1])
                 want = chunkio.marker_crc(chunkio.read_marker(self.root, schema.done_path(array), index, marker_dtype))
@@ -157,11 +176,51 @@ def _direct_layout(arr: zarr.Array) -> str | None:
     return schema.chunk_codec_layout(arr) if tuple(arr.chunks[1:]) == tuple(arr.shape[1:]) else None
 
 
+def index_record_name(array: str) -> str | None:
+    """The name an index array's checksum record binds it to ('HOOK/ARRAY', store.index.seal) for its
+    path in a store ('index/HOOK/ARRAY' or 'index/_rebuild/HOOK/ARRAY'); None for other arrays."""
+    parts = array.split("/")
+    if parts[:2] == [schema.INDEX_GROUP, schema.REBUILD_GROUP]:
+        parts = parts[:1] + parts[2:]
+    if len(parts) == 3 and parts[0] == schema.INDEX_GROUP:
+        return f"{parts[1]}/{parts[2]}"
+    return None
+
+
+def rerecord_out(root) -> Path:
+    """A new folder beside the store at ``root`` to record it again into (``STORE-rerecorded``, numbered
+    when that exists)."""
+    root = Path(root)
+    out, i = root.with_name(root.name + "-rerecorded"), 1
+    while out.exists():
+        i += 1
+        out = root.with_name(f"{root.name}-rerecorded{i}")
+    return out
+
+
+def index_advice(root, manifest: dict | None = None) -> str:
+    """How to rebuild a damaged index of the store at ``root``: ``neurobrowse index --force`` when it keeps
+    its dense activations; else (recorded with --index --dense none) what is lost and the record command
+    that rebuilds it into a new folder (the index cannot be made again from this store)."""
+    where = shlex.quote(str(root))
+    if manifest is None:
+        try:
+            manifest = read_manifest(root) or {}
+        except StoreError:
+            manifest = {}
+    if manifest.get("dense", True):
+        return f"re-index it: `neurobrowse index --force {where}`"
+    cmd = schema.record_command(manifest, rerecord_out(root))
+    return (f"this store keeps no dense activations (recorded with --index --dense none), so its index cannot be "
+            f"made again from it: the damaged index's numbers are lost (the tokens, logit effects and labels are "
+            f"not). Record it again into a new folder, which rebuilds the index: `{cmd}`")
+
+
 def damaged_advice(name: str, root) -> str:
     """The command that repairs a damaged chunk of array ``name`` in the store at ``root``."""
     where = shlex.quote(str(root))
     if name.startswith(schema.INDEX_GROUP + "/"):
-        return f"re-index it: `neurobrowse index --force {where}`"
+        return index_advice(root)
     return (f"run `neurobrowse verify --repair {where}` (it clears the markers of the bad chunks), then the "
             f"store's record command again to rewrite them")
 
@@ -206,6 +265,8 @@ class Store:
         self._attrs: dict[str, dict] = {}  # per hook: the attributes of its finished index
         self._marker_dtypes: dict[str, str] = {}  # per-token array -> dtype of its completion markers
         self._index_gens: dict[str, tuple | None] = {}  # hook -> identity of the index folder the caches hold
+        self._checked: set[str] = set()  # hooks whose index passed check_index
+        self._records: dict[str, tuple] = {}  # index array -> (chunk checksums, shape, chunks) of its record
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
@@ -241,6 +302,8 @@ class Store:
         self._token_chunks.clear()
         self._token_cache_bytes = 0
         self._stored.clear()
+        self._checked.clear()
+        self._records.clear()
 
     # ---- manifest ------------------------------------------------------------------------------
     @property
@@ -435,6 +498,13 @@ class Store:
         self._indexed.discard(hook)
         self._hist_edges.pop(hook, None)
         self._attrs.pop(hook, None)
+        self._checked.discard(hook)
+        for name in [n for n in self._records if n.startswith(prefix)]:
+            del self._records[name]
+        info = getattr(self.group.store, "_array_info", None)
+        if isinstance(info, dict):  # the checked store's per-array records (the index may be a new one)
+            for name in [n for n in info if n.startswith(prefix)]:
+                del info[name]
 
     @cached_property
     def _vocab_array(self) -> np.ndarray:
@@ -582,6 +652,24 @@ class Store:
             self.activations(hook)  # its metadata read: a damaged recording is named before the index is
         if not self.is_indexed(hook):
             raise StoreError(f"{self.path}: hook {hook!r} is not indexed; run `neurobrowse index {self.path}`")
+        self.check_index(hook)
+
+    def check_index(self, hook: str) -> None:
+        """Check the finished index of ``hook`` before anything is read from it (once per version of the
+        index): its attributes against the manifest, and every stored array's metadata against its
+        checksum record (store.seal: shape, dtype and chunks as written, the array the record was bound
+        to) and against the shape the manifest and the attributes imply. The chunk checksums the records
+        hold are then compared at every chunk read. StoreError naming the array and the fix otherwise."""
+        if hook in self._checked:
+            return
+        from store.format.index_check import check_index_arrays
+
+        self._records.update(check_index_arrays(self, hook))
+        self._checked.add(hook)
+
+    def _expected_crc(self, name: str, coords: tuple[int, ...]) -> bytes | None:
+        rec = self._records.get(name)
+        return None if rec is None else seal.expected_crc(rec[0], rec[1], rec[2], coords)
 
     # ---- an index rebuilt under a reader -------------------------------------------------------------
     # `neurobrowse index --force` builds the new index beside the old one and swaps the folders in one
@@ -809,7 +897,8 @@ class Store:
             ci = n // arr.chunks[0]
             chunk = self._chunk_cache.get((name, ci))
             if chunk is None:
-                chunk = _decode_chunk_file(self.path, name, arr, ci, "zstd")
+                coords = (ci,) + (0,) * (arr.ndim - 1)
+                chunk = _decode_chunk_file(self.path, name, arr, ci, "zstd", self._expected_crc(name, coords))
                 self._chunk_cache[(name, ci)] = chunk
                 while len(self._chunk_cache) > _CHUNK_CACHE:
                     self._chunk_cache.pop(next(iter(self._chunk_cache)))

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from store.format import chunkio
 from store import schema
+from store.format import chunkio, seal
 from store.errors import StoreError
 
 
@@ -48,6 +48,8 @@ class VerifyReport:
     seconds: float
     record_command: str
     repaired: bool
+    dense: bool = True  # the store keeps its dense activations (False: an index can only be re-recorded)
+    rerecord_command: str = ""  # the record command that rebuilds the store and its index in a new folder
 
     @property
     def ok(self) -> bool:
@@ -58,12 +60,15 @@ class VerifyReport:
         cmds = []
         recorded = [a for a in self.arrays if not a.ok and a.kind in ("recorded", "tokenizer", "logit")]
         index = [a for a in self.arrays if not a.ok and a.kind == "index"]
-        if (recorded or index) and not self.repaired:
+        state = [a for a in self.arrays if not a.ok and a.kind == "state"]
+        if (recorded or (index and self.dense) or state) and not self.repaired:
             cmds.append(f"neurobrowse verify --repair {self.path}")
         if recorded:
             cmds.append(self.record_command)
-        if index:
+        if index and self.dense:
             cmds.append(f"neurobrowse index {self.path}")
+        elif index:
+            cmds.append(self.rerecord_command)
         return cmds
 
 
@@ -100,16 +105,27 @@ def _check_file(f: Path, size: int | None, counter: list) -> tuple[str | None, b
     return None, data[-4:]
 
 
-def _check_array(root: Path, name: str, kind: str, counter: list, bar=None) -> ArrayReport:
-    """Every chunk file of an array whose markers are not checked (index, tokenizer, logit arrays)."""
+def _check_array(root: Path, name: str, kind: str, counter: list, bar=None, bind: str | None = None) -> ArrayReport:
+    """Every chunk file of an array whose markers are not checked (index, tokenizer, logit arrays); with
+    ``bind`` (index arrays and saved states) each chunk also against the checksum record of the array
+    (store.seal), which binds it to its place and the array to its name."""
     rep = ArrayReport(name, kind)
     meta = _meta(root / name)
     if meta is None:
         rep.bad["zarr.json"] = "metadata missing or not an array's JSON"
         return rep
-    for coords in _grid(meta):
+    crcs = None
+    if bind is not None:
+        try:
+            crcs = seal.check_record(meta, bind)
+        except seal.DamagedRecord as e:
+            rep.bad["zarr.json"] = str(e)
+            return rep
+    for i, coords in enumerate(_grid(meta)):
         rep.checked += 1
-        reason, _ = _check_file(chunkio.chunk_path(root, name, coords), None, counter)
+        reason, crc = _check_file(chunkio.chunk_path(root, name, coords), None, counter)
+        if reason is None and crcs is not None and crc != crcs[4 * i:4 * i + 4]:
+            reason = "not the chunk written there (swapped with another chunk or array, or copied from elsewhere)"
         if reason:
             rep.bad[chunkio.chunk_key(coords)] = reason
     if bar is not None:
@@ -148,6 +164,49 @@ def _check_recorded(root: Path, name: str, n_chunks: int, complete: bool, counte
             rep.bad[key] = reason
         if bar is not None:
             bar.update(counter[0] - before)
+    return rep
+
+
+def _index_metadata_problem(root: Path, hook: str) -> str | None:
+    """Why the finished index of ``hook`` fails the readers' check (store.index_check), or None."""
+    from store.format.index_check import check_index_arrays
+    from store.format.reader import Store
+
+    try:
+        check_index_arrays(Store.open(root), hook)
+    except StoreError as e:
+        return str(e).split(" is damaged: ", 1)[-1].split("; ", 1)[0]
+    return None
+
+
+def _check_state(root: Path, hook: str, counter: list) -> ArrayReport | None:
+    """The saved resume state of ``hook`` (index/{hook}/_state: slots of the single-process and record
+    --index runs, parts of Dask runs): every array against its checksum record, every slot's attributes
+    against their seal. None when there is no saved state."""
+    base = f"{schema.index_path(hook)}/{schema.INDEX_STATE_GROUP}"
+    folder = root / base
+    if not folder.is_dir():
+        return None
+    rep = ArrayReport(base, "state")
+    for meta_path in sorted(folder.rglob("zarr.json")):
+        d = meta_path.parent
+        rel = d.relative_to(root).as_posix()
+        try:
+            doc = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            rep.bad[rel] = "metadata unreadable or not JSON"
+            continue
+        if not isinstance(doc, dict):
+            rep.bad[rel] = "metadata is not a JSON object"
+        elif doc.get("node_type") == "group":
+            if seal.attrs_ok(doc.get("attributes") or {}) is False:
+                rep.bad[rel] = "attributes (token count, chunk ranges) do not match their checksum"
+        elif doc.get("node_type") == "array":
+            parent = d.parent.name
+            which = parent if parent in ("p1", "s1", "p2") else parent.split("_")[0]
+            sub = _check_array(root, rel, "state", counter, bind=f"{hook}/state/{which}/{d.name}")
+            rep.checked += sub.checked
+            rep.bad.update({f"{rel}/{k}": v for k, v in sub.bad.items()})
     return rep
 
 
@@ -201,17 +260,30 @@ def verify_store(path, *, repair: bool = False, progress: bool = False) -> Verif
                 rep.bad["zarr.json"] = "the index group's metadata is missing or garbage"
                 attrs = {}
             if attrs.get("complete"):
-                for name in schema.INDEX_ARRAYS:
+                names = list(schema.INDEX_ARRAYS) + (list(schema.EXPLAIN_ARRAYS) if attrs.get("explained") else [])
+                for name in names:
                     if name in schema.INDEX_DERIVED and not (folder / name / "zarr.json").is_file():
                         continue  # gathered from the tokens by readers (indexes before them stored these)
-                    sub = _check_array(root, f"{schema.index_path(hook)}/{name}", "index", counter)
+                    sub = _check_array(root, f"{schema.index_path(hook)}/{name}", "index", counter,
+                                       bind=f"{hook}/{name}")
                     rep.checked += sub.checked
                     rep.bad.update({f"{name}/{k}": v for k, v in sub.bad.items()})
+                if rep.ok:  # the metadata against the manifest (shapes, dtypes, window): what readers check
+                    why = _index_metadata_problem(root, hook)
+                    if why:
+                        rep.bad["metadata"] = why
             reports.append(rep)
+            state = _check_state(root, hook, counter)
+            if state is not None:
+                reports.append(state)
     finally:
         if bar is not None:
             bar.close()
-    report = VerifyReport(root, reports, counter[0], time.perf_counter() - t0, record_command, repaired=False)
+    from store.format.reader import rerecord_out
+
+    dense = bool(manifest.get("dense", True))
+    report = VerifyReport(root, reports, counter[0], time.perf_counter() - t0, record_command, repaired=False,
+                          dense=dense, rerecord_command=schema.record_command(manifest, rerecord_out(root)))
     if repair and not report.ok:
         _repair(root, report)
     return report
@@ -226,7 +298,13 @@ def _repair(root: Path, report: VerifyReport) -> None:
         if rep.ok:
             continue
         if rep.kind == "index":
+            if not report.dense:  # nothing here can rebuild it: keep what is left, say how to re-record
+                continue
             shutil.rmtree(root / rep.name)
+        elif rep.kind == "state":  # recomputed from the data (or the recording) when a run needs it again
+            for key in rep.bad:
+                slot = root / rep.name / key.split("/")[len(rep.name.split("/"))]
+                shutil.rmtree(slot, ignore_errors=True)
         elif rep.kind == "recorded":
             for key in rep.bad:
                 if key.startswith("c/"):
@@ -234,7 +312,7 @@ def _repair(root: Path, report: VerifyReport) -> None:
         elif rep.kind in ("tokenizer", "logit"):
             marker = schema.TOKENIZER_JSON if rep.kind == "tokenizer" else rep.name.rsplit("/", 1)[0]
             chunkio.clear_marker(root, schema.done_path(marker), 0)
-        if rep.kind != "index":
+        if rep.kind not in ("index", "state"):
             writer = writer or StoreWriter.attach(root, fsync=False)
         rep.repaired = True
     if writer is not None and writer.manifest.get("complete"):
@@ -256,6 +334,11 @@ def format_report(report: VerifyReport) -> str:
     if report.ok:
         lines.append("every chunk is intact")
     else:
+        if not report.dense and any(not a.ok and a.kind == "index" for a in report.arrays):
+            lines.append("this store keeps no dense activations (recorded with --index --dense none): its damaged "
+                         "index cannot be made again from it and is left as it is (its numbers are lost; the "
+                         "tokens, logit effects and labels are not); the record command below rebuilds the "
+                         "store with its index in a new folder")
         lines.append("to repair, run:" if not report.repaired else "markers of the bad chunks cleared; now run:")
         lines += [f"  {c}" for c in report.fix_commands()]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import shutil
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from zarr.storage import LocalStore
 from store.format import chunkio
 from store import schema
 from store.errors import StoreError
+from store.format import seal
 from store.index.partial import PartialIndex, SamplePartial, UnitSamples
 from store.measures.snippets import index_window
 
@@ -79,7 +81,7 @@ def _direct_chunk_jobs(root: Path, arr: zarr.Array, a: np.ndarray) -> list | Non
         sel[ax] = slice(i * cs, (i + 1) * cs)
         payload = chunkio.encode(a[tuple(sel)], arr.dtype, arr.chunks, layout, level)
         os.makedirs(files[i].parent, exist_ok=True)  # its folder, on the writing thread (thousands of mkdirs)
-        chunkio.write_file(files[i], payload)
+        return chunkio.write_file(files[i], payload)  # its checksum: the array's record (store.index.seal)
 
     files = []
     for i in range(-(-a.shape[ax] // cs) if split else 1):
@@ -102,6 +104,7 @@ class IndexGroup:
         self.hook = hook
         self.on_checkpoint = on_checkpoint  # callable(hook, which, chunk_stop) after each save
         self.where = f"the index of {hook} in {self.path}"
+        self.discarded_states: list[str] = []  # saved states found damaged (and discarded) by load_state
         self._target((self.path / schema.index_rebuild_path(hook)).is_dir())
 
     def _target(self, rebuild: bool) -> None:
@@ -257,11 +260,16 @@ class IndexGroup:
         self._target(self.rebuild)
 
     def write_arrays(self, group: zarr.Group, arrays: dict[str, np.ndarray], dims: dict[str, tuple],
-                     neuron_chunk: int = schema.INDEX_NEURON_CHUNK, raw_floats: bool = False) -> None:
+                     neuron_chunk: int = schema.INDEX_NEURON_CHUNK, raw_floats: bool = False,
+                     bind: str | None = None) -> None:
         """Create and fill arrays, chunked along their neuron axis. ``raw_floats``: float arrays get a
         Crc32c checksum only, no zstd (resume state: float64 sums barely compress, and zstd over
-        the 2 x vocab x neurons per-token sums made each checkpoint cost seconds)."""
+        the 2 x vocab x neurons per-token sums made each checkpoint cost seconds). Each array then gets
+        its checksum record (store.seal) bound to the name ``{bind}/{array}`` (default: the hook)."""
+        bind = self.hook if bind is None else bind
         todo: list = []
+        owners: list = []  # the array each job in ``todo`` writes a chunk of
+        folders: dict[str, Path] = {}
         for name, a in arrays.items():
             d = dims[name]
             chunks = list(a.shape)
@@ -274,15 +282,20 @@ class IndexGroup:
                                      compressors=schema.dense_codecs() if raw else schema.codecs(str(a.dtype)),
                                      fill_value=0,
                                      dimension_names=d, config=schema.ARRAY_CONFIG, overwrite=True)
+            folders[name] = Path(self.path) / arr.path
             jobs = _direct_chunk_jobs(Path(self.path), arr, np.asarray(a))
             if jobs is None:
                 arr[...] = a
             else:
                 todo += jobs
+                owners += [name] * len(jobs)
         # the chunk files of every array at once, on a few threads (zstd releases the GIL)
+        crcs: dict[str, list] = {}
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for f in [pool.submit(job) for job in todo]:
-                f.result()
+            for name, f in zip(owners, [pool.submit(job) for job in todo]):
+                crcs.setdefault(name, []).append(f.result())
+        for name, folder in folders.items():
+            seal.seal_array(folder, f"{bind}/{name}", crcs.get(name))
 
     def save_state(self, which: str, part, chunk_stop: int, extra: dict | None = None, quick: bool = False) -> None:
         """Save a partial result as the resume state of ``which`` (see ``save_states``)."""
@@ -302,7 +315,7 @@ class IndexGroup:
                 state = self.group.require_group(schema.INDEX_STATE_GROUP)
                 if slot in state:
                     del state[slot]
-                self._write_part(state.create_group(slot), part,
+                self._write_part(state.create_group(slot), which, part,
                                  raw=which in quick if isinstance(quick, set) else bool(quick))
             progress[which] = {"slot": slot, "chunk_stop": int(chunk_stop), **(extra or {})}
         self.set_attrs(progress=progress)
@@ -311,18 +324,49 @@ class IndexGroup:
                 self.on_checkpoint(self.hook, which, int(chunk_stop))
 
     def load_state(self, which: str):
-        """(the saved partial result of ``which``, its progress entry), or (None, None)."""
-        cls = STATE_CLASSES[which]
+        """(the saved partial result of ``which``, its progress entry), or (None, None) when there is none
+        or it is damaged: a state is checked before it is used (store.index.state_check: its checksum
+        records, its shapes against the store's manifest, its invariants) and a damaged one is discarded,
+        with a warning, so that the caller computes it again from the data (never merged)."""
+        from store.index.state_check import DamagedState
+
         prog = (self.attrs.get("progress") or {}).get(which)
         if not prog:
             return None, None
-        return _read_part(cls, self.group[schema.INDEX_STATE_GROUP][prog["slot"]]), prog
+        try:
+            return self._checked_state(which, prog), prog
+        except DamagedState as e:
+            self.discarded_states.append(which)
+            print(f"warning: the saved resume state {which!r} of {self.where} is damaged ({e}); it is discarded "
+                  "and computed again from the data", file=sys.stderr, flush=True)
+            return None, None
 
-    def _write_part(self, g: zarr.Group, part, raw: bool) -> None:
+    def _checked_state(self, which: str, prog):
+        from store.index.source import vocab_from_manifest
+        from store.index.state_check import DamagedState, check_state, read_checked_part
+
+        if not isinstance(prog, dict) or not isinstance(prog.get("slot"), str) or not isinstance(
+                prog.get("chunk_stop"), int) or prog["chunk_stop"] < 0:
+            raise DamagedState(f"its progress entry {prog!r} is damaged")
+        try:
+            g = self.group[schema.INDEX_STATE_GROUP][prog["slot"]]
+        except Exception as e:  # noqa: BLE001 - a missing or garbage slot
+            raise DamagedState(f"its slot {prog['slot']!r} cannot be opened ({type(e).__name__}: {e})") from None
+        part = read_checked_part(STATE_CLASSES[which], self.path, g, f"{self.hook}/state/{which}")
+        m = schema.read_manifest(self.path) or {}
+        try:
+            sizes = dict(n_neurons=int(m["model_config"]["d_mlp"]), vocab=vocab_from_manifest(m, self.path),
+                         n_tokens=int(m["n_tokens"]), chunk_tokens=int(m["chunk_tokens"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise DamagedState(f"the store's manifest does not say its sizes ({e})") from None
+        check_state(which, part, chunk_stop=prog["chunk_stop"], hook=self.hook, **sizes)
+        return part
+
+    def _write_part(self, g: zarr.Group, which: str, part, raw: bool) -> None:
         arrays = part.arrays()
         dims = {n: _state_dims(n, a, part.n_neurons) for n, a in arrays.items()}
-        self.write_arrays(g, arrays, dims, neuron_chunk=256, raw_floats=raw)
-        g.attrs.update({"ranges": [list(r) for r in part.ranges], **_scalars(part)})
+        self.write_arrays(g, arrays, dims, neuron_chunk=256, raw_floats=raw, bind=f"{self.hook}/state/{which}")
+        g.attrs.update(seal.seal_attrs({"ranges": [list(r) for r in part.ranges], **_scalars(part)}))
 
     def save_part(self, name: str, parts: dict) -> None:
         """Save partial results (``which`` -> part) as ``_state/{name}/{which}``: the result of one Dask
@@ -339,7 +383,7 @@ class IndexGroup:
         with _disk_errors(self.where):
             g = self.group[schema.INDEX_STATE_GROUP].create_group(tmp)
             for which, part in parts.items():
-                self._write_part(g.create_group(which), part, raw=True)
+                self._write_part(g.create_group(which), which, part, raw=True)
             g.attrs.update({"done": True})
             try:
                 os.rename(state_dir / tmp, state_dir / name)
@@ -356,12 +400,50 @@ class IndexGroup:
         if not state.is_dir():
             return set()
         g = self.group[schema.INDEX_STATE_GROUP]
-        return {n for n in g.group_keys() if ".tmp-" not in n and g[n].attrs.get("done")}
+        names = {n for n in g.group_keys() if ".tmp-" not in n and g[n].attrs.get("done")}
+        for n in sorted(names):  # a damaged saved part is dropped (its task runs again), never merged
+            why = self._part_damage(state / n)
+            if why:
+                print(f"warning: the saved part {n!r} of {self.where} is damaged ({why}); it is discarded and "
+                      "computed again", file=sys.stderr, flush=True)
+                with _disk_errors(self.where):
+                    shutil.rmtree(state / n, ignore_errors=True)
+                names.discard(n)
+        return names
+
+    def _part_damage(self, folder: Path) -> str | None:
+        """Why the saved part in ``folder`` is damaged (its checksum records: cheap, no chunk decoded), or None."""
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            try:
+                attrs = json.loads((sub / "zarr.json").read_text()).get("attributes") or {}
+            except (OSError, ValueError, AttributeError) as e:
+                return f"{sub.name}: unreadable attributes ({e})"
+            if seal.attrs_ok(attrs) is False:
+                return f"{sub.name}: its attributes do not match their checksum"
+            for arr in sorted(p for p in sub.iterdir() if p.is_dir()):
+                try:
+                    seal.check_files(arr, json.loads((arr / "zarr.json").read_text()),
+                                     f"{self.hook}/state/{sub.name}/{arr.name}")
+                except (OSError, ValueError) as e:
+                    return f"{sub.name}/{arr.name}: unreadable metadata ({e})"
+                except seal.DamagedRecord as e:
+                    return f"{sub.name}/{arr.name}: {e}"
+        return None
 
     def load_part(self, name: str) -> dict:
-        """The partial results ``save_part`` saved as ``name`` (``which`` -> part)."""
+        """The partial results ``save_part`` saved as ``name`` (``which`` -> part), checked
+        (store.index.state_check); a damaged one is a StoreError saying to run the command again."""
+        from store.index.state_check import DamagedState, read_checked_part
+
         g = self.group[schema.INDEX_STATE_GROUP][name]
-        return {which: _read_part(STATE_CLASSES[which], g[which]) for which in g.group_keys()}
+        try:
+            return {which: read_checked_part(STATE_CLASSES[which], self.path, g[which],
+                                             f"{self.hook}/state/{which}") for which in g.group_keys()}
+        except DamagedState as e:
+            with _disk_errors(self.where):
+                shutil.rmtree(self.path / self.rel / schema.INDEX_STATE_GROUP / name, ignore_errors=True)
+            raise StoreError(f"the saved part {name!r} of {self.where} is damaged ({e}); it was removed: run the "
+                             "same command again to compute it again") from None
 
     def prune_state(self) -> None:
         """After the final write: keep only the final pass-1 result (appending tokens to a store needs
@@ -400,14 +482,6 @@ def _state_dims(name: str, a: np.ndarray, n_neurons: int) -> tuple:
         elif a.shape[-1] == n_neurons:
             d[-1] = schema.NEURON_DIM
     return tuple(d)
-
-
-def _read_part(cls, g: zarr.Group):
-    fields = {n: np.asarray(g[n][...]) for n in g.array_keys()}
-    scal = dict(g.attrs)
-    kwargs = {f.name: fields.get(f.name, scal.get(f.name)) for f in dataclasses.fields(cls)}
-    kwargs["ranges"] = [tuple(r) for r in scal["ranges"]]
-    return cls(**kwargs)
 
 
 def _scalars(part) -> dict:

@@ -34,6 +34,12 @@ def vocab_size(st) -> int:
     return v
 
 
+def vocab_from_manifest(manifest: dict, path) -> int:
+    """``vocab_size`` from a manifest (the store at ``path`` opened only when its config does not say)."""
+    v = int((manifest.get("model_config") or {}).get("d_vocab") or 0)
+    return v if v > 0 else vocab_size(open_store(path))
+
+
 class ChunkSource:
     """Reads whole chunks of one hook (and the token ids) of a store, turning every failure into an
     error that names the array and the chunk key."""

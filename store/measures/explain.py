@@ -687,6 +687,9 @@ def write_explanations(st, hook: str, out: dict[str, np.ndarray]) -> None:
     import zarr
     from zarr.storage import LocalStore
 
+    from pathlib import Path
+
+    from store.format import seal
     from store.errors import StoreError
 
     where = f"the explanations of {hook} in {st.path}"
@@ -698,6 +701,7 @@ def write_explanations(st, hook: str, out: dict[str, np.ndarray]) -> None:
             arr = grp.create_array(name, shape=a.shape, dtype=a.dtype, chunks=a.shape, compressors=schema.codecs(dtype),
                                    fill_value=0, dimension_names=dims, config=schema.ARRAY_CONFIG, overwrite=True)
             arr[...] = a
+            seal.seal_array(Path(st.path) / schema.index_path(hook) / name, f"{hook}/{name}")  # store.seal
         grp.attrs["explained"] = EXPLAIN_VERSION
     except OSError as e:
         raise StoreError(f"writing {where} failed ({e}); run `neurobrowse index {st.path}` again") from e
