@@ -156,3 +156,127 @@ def test_hostile_table_covers_every_verb():
 
     covered = {c[1].split()[0] for c in CASES}
     assert set(VERBS) <= covered, set(VERBS) - covered
+
+
+# ---- damaged stores: every file an index, a resume or a reader relies on -------------------------------------
+# Each case damages its own copy of the tiny GeLU store (built once per module), runs one verb in process and
+# asserts a clean `error:` (exit 2; `verify` reports damage with exit 1) naming what is wrong, and that the
+# refused command changed nothing on disk. "Silently wrong" is the failure this table exists for: a verb that
+# exits 0 on a damaged store fails its case.
+HOOK = "blocks.0.mlp.hook_post"
+
+
+def _ix(d: Path, name: str) -> Path:
+    return d / "index" / HOOK / name
+
+
+def _swap(a: Path, b: Path) -> None:
+    ta = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(ta)
+
+
+def _edit_json(f: Path, fn) -> None:
+    doc = json.loads(f.read_text())
+    fn(doc)
+    f.write_text(json.dumps(doc))
+
+
+def _edit_manifest(fn):
+    return lambda d: _edit_json(d / "zarr.json", lambda doc: fn(doc["attributes"]["neurobrowse"]))
+
+
+def _set_meta(name, key, value):
+    def go(doc):
+        doc[key] = value(doc[key]) if callable(value) else value
+    return lambda d: _edit_json(_ix(d, name) / "zarr.json", go)
+
+
+def _flip_byte(f: Path, at: int = 20) -> None:
+    b = bytearray(f.read_bytes())
+    b[at % len(b)] ^= 0x40
+    f.write_bytes(bytes(b))
+
+
+def _damage_cases():
+    """(id, damage(store copy), verbs: [(argv template, exit status, text the error must contain)])."""
+    show = ("show {s} --layer 0 --neuron 3", 2)
+    show17 = ("show {s} --layer 0 --neuron 17", 2)
+    export = ("export {s} --out {out}/e.jsonl --all --db {out}/l.sqlite", 2)
+    compare = ("compare {s} {other} --summary", 2)
+    info = ("info {s}", 2)
+    verify = ("verify {s}", 1)
+    verify_refused = ("verify {s}", 2)  # a manifest verify cannot go by
+    swapped = "not the chunk written there"
+    return [
+        ("index-two-columns-swapped", lambda d: _swap(_ix(d, "var") / "c" / "0", _ix(d, "skewness") / "c" / "0"),
+         [(*show, swapped), (*export, swapped), (*compare, swapped), (*verify, "var")]),
+        ("index-two-chunks-swapped", lambda d: _swap(_ix(d, "top_values") / "c" / "0" / "0",
+                                                     _ix(d, "top_values") / "c" / "1" / "0"),
+         [(*show, "top_values"), (*show17, "top_values"), (*verify, "top_values")]),
+        ("index-array-folders-swapped", lambda d: (os.rename(_ix(d, "mean"), _ix(d, "x")),
+                                                   os.rename(_ix(d, "density"), _ix(d, "mean")),
+                                                   os.rename(_ix(d, "x"), _ix(d, "density"))),
+         [(*show, "written as"), (*verify, "written as")]),
+        ("index-chunk-deleted", lambda d: (_ix(d, "top_positions") / "c" / "0" / "0").unlink(),
+         [(*show, "missing"), (*verify, "missing")]),
+        ("index-chunk-byte-flipped", lambda d: _flip_byte(_ix(d, "sample_values") / "c" / "0" / "0" / "0"),
+         [(*show, "Crc32c"), (*verify, "Crc32c")]),
+        ("index-shape-halved", _set_meta("top_values", "shape", lambda s: [s[0] // 2, *s[1:]]),
+         [(*show, "shape"), (*export, "shape"), (*compare, "shape"), (*verify, "shape")]),
+        ("index-dtype-int32", _set_meta("top_values", "data_type", "int32"),
+         [(*show, "dtype"), (*export, "dtype"), (*verify, "dtype")]),
+        ("index-dtype-float16", _set_meta("mean", "data_type", "float16"),
+         [(*show, "dtype"), (*compare, "dtype"), (*verify, "dtype")]),
+        ("index-record-edited", _set_meta("var", "attributes", lambda a: {**a, "neurobrowse_checksums": {
+            **a["neurobrowse_checksums"], "shape": [1]}}),
+         [(*show, "checksum record is damaged"), (*verify, "checksum record")]),
+        ("index-window-attr", lambda d: _edit_json(d / "index" / HOOK / "zarr.json",
+                                                  lambda doc: doc["attributes"].update(context_before=65)),
+         [(*show, "window")]),
+        ("manifest-n-tokens-text", _edit_manifest(lambda m: m.update(n_tokens="abc")),
+         [(*info, "n_tokens"), (*show, "n_tokens"), (*export, "n_tokens"), (*compare, "n_tokens"),
+          (*verify_refused, "n_tokens")]),
+        ("manifest-no-hooks", _edit_manifest(lambda m: m.pop("hooks")),
+         [(*info, "hooks"), (*show, "hooks"), (*export, "hooks"), (*compare, "hooks")]),
+        ("manifest-chunk-tokens-0", _edit_manifest(lambda m: m.update(chunk_tokens=0)),
+         [(*info, "chunk_tokens"), (*show, "chunk_tokens"), (*verify_refused, "chunk_tokens")]),
+        ("manifest-wrong-d-mlp", _edit_manifest(lambda m: m["model_config"].update(d_mlp=m["model_config"]["d_mlp"] * 2)),
+         [(*info, "d_mlp"), (*show, "d_mlp"), (*export, "d_mlp"), (*compare, "d_mlp")]),
+        ("manifest-n-tokens-more", _edit_manifest(lambda m: m.update(n_tokens=m["n_tokens"] + 4096)),
+         [(*info, "n_tokens"), (*show, "n_tokens")]),
+        ("marker-meta-truncated", lambda d: (d / "done" / "tokens" / "zarr.json").write_text('{"shape": [5'),
+         [(*info, "damaged"), (*verify, "done/tokens")]),
+    ]
+
+
+DAMAGE = _damage_cases()
+
+
+@pytest.fixture(scope="module")
+def damage_base(tiny_stores, tmp_path_factory):
+    root = tmp_path_factory.mktemp("damage")
+    base = root / "base"
+    shutil.copytree(tiny_stores["gelu"], base)
+    return {"root": root, "base": base, "other": tiny_stores["solu_ln"]}
+
+
+@pytest.mark.parametrize("case", DAMAGE, ids=[c[0] for c in DAMAGE])
+def test_damaged_store_is_a_clean_error_never_a_wrong_number(damage_base, case, tmp_path):
+    name, damage, verbs = case
+    s = tmp_path / "s"
+    shutil.copytree(damage_base["base"], s)
+    damage(s)
+    out = tmp_path / "out"
+    out.mkdir()
+    for template, rc, expect in verbs:
+        before = _snapshot(s)
+        argv = template.format(s=s, out=out, other=damage_base["other"]).split()
+        r = run_cli(argv)
+        assert "Traceback" not in r.stderr + r.stdout, (argv, r.stderr)
+        assert r.returncode == rc, (argv, r.returncode, r.stdout[-1500:], r.stderr[-1500:])
+        text = r.stderr if rc == 2 else r.stdout
+        assert expect in text, (argv, text[-1500:])
+        if rc == 2:
+            assert "error:" in r.stderr, r.stderr
+        assert _snapshot(s) == before, f"{argv[0]} changed the damaged store"

@@ -30,6 +30,7 @@ from store import schema
 from store.format import chunkio, seal
 from store.measures import columns
 from store.errors import CorruptChunkError, StoreError
+from store.manifest import validate_manifest
 from store.schema import read_manifest
 from store.measures.snippets import (
     Snippet, build_snippets, distinct_names, fill_shared_windows, has_distinct, index_window, window_positions,
@@ -284,6 +285,7 @@ class Store:
                 f"{path} has store schema version {version}; this neurobrowse reads version "
                 f"{schema.SCHEMA_VERSION}. Re-record it with this version (`neurobrowse record`)"
             )
+        validate_manifest(manifest, path)  # every field a reader uses, once (store.manifest)
         try:
             group = zarr.open_group(CheckedLocalStore(path, read_only=True), mode="r")
         except (OSError, ValueError) as e:
@@ -292,7 +294,9 @@ class Store:
 
     def refresh(self) -> None:
         """Re-read the manifest (another process may have finished recording or indexing)."""
-        self.manifest = read_manifest(self.path) or self.manifest
+        m = read_manifest(self.path)
+        if m is not None:
+            self.manifest = validate_manifest(m, self.path)
         self._arrays.clear()
         self._tables.clear()
         self._indexed.clear()

@@ -23,6 +23,7 @@ import numpy as np
 from store import schema
 from store.format import chunkio, seal
 from store.errors import StoreError
+from store.manifest import validate_manifest
 
 
 @dataclass
@@ -220,12 +221,12 @@ def verify_store(path, *, repair: bool = False, progress: bool = False) -> Verif
     manifest = schema.read_manifest(root)
     if manifest is None:
         raise StoreError(f"{root} is not a neurobrowse store (no manifest in its zarr.json)")
-    try:
-        hooks = list(manifest["hooks"])
-        n_chunks = schema.n_chunks(int(manifest["n_tokens"]), int(manifest["chunk_tokens"]))
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
-        raise StoreError(f"{root}: the manifest in zarr.json is damaged ({e}); record the store again "
-                         f"into a new --out") from None
+    if manifest.get("schema_version") != schema.SCHEMA_VERSION:
+        raise StoreError(f"{root} has store schema version {manifest.get('schema_version')!r}; this neurobrowse "
+                         f"verifies version {schema.SCHEMA_VERSION}")
+    validate_manifest(manifest, root)
+    hooks = list(manifest["hooks"])
+    n_chunks = schema.n_chunks(int(manifest["n_tokens"]), int(manifest["chunk_tokens"]))
     complete = bool(manifest.get("complete"))
     recorded = [schema.TOKENS, schema.DOC_STARTS, *(hooks if manifest.get("dense", True) else [])]
     record_command = schema.record_command(manifest, root)

@@ -15,6 +15,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -157,7 +158,11 @@ class StoreWriter:
                     f"{path} is a store of schema version {existing.get('schema_version')}, this neurobrowse "
                     f"writes version {schema.SCHEMA_VERSION}; record into a new --out"
                 )
+            from store.manifest import validate_manifest
+
+            validate_manifest(existing, path)  # a damaged manifest is named, not resumed into
             full = {**manifest, **wanted}
+
             def have(k):
                 return existing.get(k, _RESUME_DEFAULTS.get(k))
 
@@ -235,10 +240,7 @@ class StoreWriter:
 
     def _create(self, name: str, shape, dtype: str, chunks, dims, fill_value=0, checksum_only: bool = False) -> zarr.Array:
         """Create an array unless it exists with this shape and dtype (resume after a kill)."""
-        try:
-            arr = self.group[name]
-        except KeyError:
-            arr = None
+        arr = self._existing(name)
         if arr is not None:
             arr = arr.with_config(schema.ARRAY_CONFIG)  # runtime config: not stored in the metadata
             if tuple(arr.shape) != tuple(shape) or str(arr.dtype) != dtype:
@@ -253,6 +255,22 @@ class StoreWriter:
         self._arrays[name] = arr
         return arr
 
+    def _existing(self, name: str) -> zarr.Array | None:
+        """The array ``name`` when it exists; None when not, or when its zarr.json is garbage (truncated by a
+        crash, overwritten): then that file is removed, and the caller writes it again from the manifest (its
+        chunk files stay: each is checked against its completion marker before it counts as written)."""
+        try:
+            return self.group[name]
+        except KeyError:
+            return None
+        except (ValueError, TypeError) as e:  # not an array's metadata: a JSONDecodeError, a bad field
+            meta = self.path / name / "zarr.json"
+            print(f"note: the metadata of {name!r} ({meta}) is damaged ({type(e).__name__}); writing it again",
+                  file=sys.stderr, flush=True)
+            meta.unlink(missing_ok=True)
+            self.group = zarr.open_group(LocalStore(self.path), mode="r+")
+            return None
+
     def _array(self, name: str) -> zarr.Array:
         if name not in self._arrays:
             self._arrays[name] = self.group[name].with_config(schema.ARRAY_CONFIG)
@@ -261,10 +279,7 @@ class StoreWriter:
     def _marker(self, name: str, n: int) -> zarr.Array:
         """The completion-marker array of ``name`` (uint64; a store of the first release keeps its uint8 one)."""
         path = schema.done_path(name)
-        try:
-            arr = self.group[path]
-        except KeyError:
-            arr = None
+        arr = self._existing(path)
         if arr is not None and str(arr.dtype) == chunkio.LEGACY_MARKER_DTYPE and tuple(arr.shape) == (n,):
             self._arrays[path] = arr.with_config(schema.ARRAY_CONFIG)
             return self._arrays[path]
