@@ -131,6 +131,8 @@ def output_file(text: str) -> Path:
         raise ArgumentTypeError(f"{p} is a link to {os.readlink(p)}, which does not exist")
     if p.is_dir():
         raise ArgumentTypeError(f"{p} is a folder; name a file")
+    if p.exists() and not p.is_file():  # writing "to" /dev/full or a FIFO would replace or block on it
+        raise ArgumentTypeError(f"{p} is not a regular file (a device, FIFO or socket); name a regular file")
     _writable_parent(p)
     return p
 

@@ -249,6 +249,8 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
             except Exception:  # the scheduler is gone: nothing left to cancel
                 pass
             raise
+        finally:
+            plan.release()  # the lock on --out (store.atomic.record_lock)
     stats.wall_s += time.perf_counter() - t_start
     if progress:
         print(f"recorded {stats.tokens:,} tokens x {len(plan.hooks)} hooks into {plan.out} on Dask: "

@@ -33,6 +33,7 @@ from store.format.pipeline import Chunk, ChunkConsumer, ChunkPipeline, write_chu
 from store.format.writer import StoreWriter
 
 
+MIN_CONTEXT = 2  # tokens per context at least (one token sees nothing before it)
 DEFAULT_MAX_CONTEXT = 1024  # default context of Hugging Face / TransformerLens models: min(n_ctx, this)
 
 
@@ -133,6 +134,13 @@ class RecordPlan:
     batch_ctx: int  # contexts per forward batch
     corpus_dir: Path | None  # the checkpoint's corpus, when recording its validation split
     out: Path
+    lock: object = None  # store.atomic.DirLock on ``out``: one recording into a folder at a time
+
+    def release(self) -> None:
+        """Release the lock on ``out`` (after the recording finished or failed)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def ck(self):
@@ -186,11 +194,12 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device,
                                                                       allow_download=allow_download)
     n_ctx = int(loaded.recorder.n_ctx)
-    ctx = int(context) if context else (n_ctx if loaded.kind == "checkpoint" else min(n_ctx, DEFAULT_MAX_CONTEXT))
-    if tokens is not None and np.ndim(tokens) == 2 and not context:
+    ctx = int(context) if context is not None else (n_ctx if loaded.kind == "checkpoint"
+                                                    else min(n_ctx, DEFAULT_MAX_CONTEXT))
+    if tokens is not None and np.ndim(tokens) == 2 and context is None:
         ctx = int(np.shape(tokens)[1])
-    if not 0 < ctx <= n_ctx:
-        raise RecordError(f"--context {ctx} does not fit the model: it takes 1..{n_ctx} tokens per context")
+    if not MIN_CONTEXT <= ctx <= n_ctx:  # a context of 1 token has no context: every score would be about nothing
+        raise RecordError(f"--context {ctx} does not fit the model: it takes {MIN_CONTEXT}..{n_ctx} tokens per context")
     want = int(n_tokens) // ctx * ctx
     if want <= 0:
         raise RecordError(f"--tokens {n_tokens} is less than one context of {ctx} tokens")
@@ -247,7 +256,21 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens
         cmd += ["--chunk-tokens", str(chunk_tokens)]
     if index:
         cmd += ["--index", "--dense", "keep" if dense else "none"]
-    w = StoreWriter.create_or_resume(
+    from store.atomic import record_lock
+
+    lock = record_lock(out)  # two recordings into one --out would mix their chunks
+    try:
+        w = _create_or_resume(out, loaded, hook_list, n, ctx, chunk_tokens, fsync, dense, fields, cmd)
+    except BaseException:
+        lock.release(remove_if_empty=True)
+        raise
+    per_group, batch_ctx = plan_batches(w.chunk_tokens, ctx, batch_size)
+    return RecordPlan(loaded=loaded, writer=w, split=split, hooks=hook_list, n_tokens=n, per_group=per_group,
+                      batch_ctx=batch_ctx, corpus_dir=corpus_dir_used, out=out, lock=lock)
+
+
+def _create_or_resume(out, loaded, hook_list, n, ctx, chunk_tokens, fsync, dense, fields, cmd) -> StoreWriter:
+    return StoreWriter.create_or_resume(
         out, model_config=loaded.config, hooks=hook_list, n_tokens=n, context_len=ctx,
         tokenizer_json=loaded.tokenizer_json, chunk_tokens=chunk_tokens, fsync=fsync, dense=dense,
         manifest={
@@ -262,9 +285,6 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens
             **fields,
         },
     )
-    per_group, batch_ctx = plan_batches(w.chunk_tokens, ctx, batch_size)
-    return RecordPlan(loaded=loaded, writer=w, split=split, hooks=hook_list, n_tokens=n, per_group=per_group,
-                      batch_ctx=batch_ctx, corpus_dir=corpus_dir_used, out=out)
 
 
 def write_logit_effects(plan: RecordPlan, stats: RecordStats | None = None) -> None:
@@ -366,16 +386,19 @@ def record(
                           device=device, corpus_dir=corpus_dir, progress=progress, chunk_tokens=chunk_tokens,
                           fsync=fsync, texts=texts, jsonl_field=jsonl_field, context=context,
                           allow_download=allow_download, index=index, dense=dense)
-    # logit effects first: small, and then every later step is about chunks
-    write_logit_effects(plan, stats)
-    consumers = list(consumers)
-    if index:
-        from store.index import StreamIndexer, check_record_index_memory
+    try:
+        # logit effects first: small, and then every later step is about chunks
+        write_logit_effects(plan, stats)
+        consumers = list(consumers)
+        if index:
+            from store.index import StreamIndexer, check_record_index_memory
 
-        indexer = StreamIndexer(plan.out, index_config)
-        check_record_index_memory(indexer.st, indexer.cfg.k)  # every hook is indexed at once: refuse early
-        consumers.append(indexer)
-    run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=threaded)
+            indexer = StreamIndexer(plan.out, index_config)
+            check_record_index_memory(indexer.st, indexer.cfg.k)  # every hook is indexed at once: refuse early
+            consumers.append(indexer)
+        run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=threaded)
+    finally:
+        plan.release()
     stats.wall_s += time.perf_counter() - t_start
     return plan.out
 
@@ -411,8 +434,11 @@ def record_model(model, tokenizer, texts_or_tokens, out: str | Path, *, n_tokens
     plan = open_recording(loaded, out, n_tokens=limit, layers=layers, hooks=hooks, batch_size=batch_size,
                           progress=progress, chunk_tokens=chunk_tokens, fsync=fsync, texts=texts,
                           context=context, tokens=tokens, documents=documents)
-    write_logit_effects(plan, stats)
-    run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=threaded)
+    try:
+        write_logit_effects(plan, stats)
+        run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=threaded)
+    finally:
+        plan.release()
     stats.wall_s += time.perf_counter() - t_start
     return plan.out
 

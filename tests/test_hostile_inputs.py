@@ -31,12 +31,28 @@ def world(tiny_stores, tiny_root, tmp_path_factory):
     (root / "neg.jsonl").write_text(json.dumps({"kind": "neurobrowse-labels", "export_version": 1}) + "\n"
                                     + json.dumps({"run_uuid": "r", "hook": "blocks.0.mlp.hook_post", "neuron": -1,
                                                   "label": {"verdict": "interpretable"}}) + "\n")
+    ckcopy = root / "ckcopy"  # a checkpoint whose files an export must never overwrite
+    shutil.copytree(tiny_root / "models" / "gelu", ckcopy)
+    solu_tok = root / "solu_tok"  # a store whose manifest says another tokenizer
+    shutil.copytree(tiny_stores["solu_ln"], solu_tok)
+    doc = json.loads((solu_tok / "zarr.json").read_text())
+    doc["attributes"]["neurobrowse"].update(tokenizer_hash="0" * 64, run_uuid="other-run")
+    (solu_tok / "zarr.json").write_text(json.dumps(doc))
+    solu_k4 = root / "solu_k4"  # indexed with another k
+    shutil.copytree(tiny_stores["solu_ln"], solu_k4)
+    from store.index import index_store
+
+    index_store(solu_k4, k=4, force=True, progress=False)
+    doc = json.loads((solu_k4 / "zarr.json").read_text())
+    doc["attributes"]["neurobrowse"]["run_uuid"] = "k4-run"
+    (solu_k4 / "zarr.json").write_text(json.dumps(doc))
     bad = root / "badmeta"  # a store copy whose hook's array metadata is garbage
     shutil.copytree(tiny_stores["gelu"], bad)
     (bad / "blocks.0.mlp.hook_post" / "zarr.json").write_text("{garbage")
     (bad / "index" / "blocks.0.mlp.hook_post" / "top_values" / "zarr.json").write_text("[1, 2")
     return {"root": root, "gelu": gelu, "solu": solu, "db": db, "study": study,
-            "ck": tiny_root / "models" / "gelu", "corpus": tiny_root / "corpus", "bad": bad}
+            "ck": tiny_root / "models" / "gelu", "corpus": tiny_root / "corpus", "bad": bad, "ckcopy": ckcopy,
+            "solu_tok": solu_tok, "solu_k4": solu_k4}
 
 
 def _cases():
@@ -71,6 +87,11 @@ def _cases():
         ("record-out-file", "record {ck} --out {root}/a_file", "is a file"),
         ("record-out-dangling", "record {ck} --out {root}/dangling", "which does not exist"),
         ("record-into-other-store", "record {ck} --out {solu} --corpus {corpus} --tokens 2048", "other arguments"),
+        ("record-out-inside-store", "record {ck} --out {gelu}/inner --corpus {corpus} --tokens 2048", "inside the store"),
+        ("record-out-inside-index", "record {ck} --out {gelu}/index/x --corpus {corpus} --tokens 2048",
+         "inside the store"),
+        ("record-context-0", "record {ck} --out {root}/r --corpus {corpus} --tokens 2048 --context 0", "--context 0"),
+        ("record-context-1", "record {ck} --out {root}/r --corpus {corpus} --tokens 2048 --context 1", "2.."),
         # index
         ("index-k-0", "index {gelu} --k 0", "must be at least 1"),
         ("index-k-huge", "index {gelu} --k 100000 --force", "GB of memory"),
@@ -95,6 +116,8 @@ def _cases():
         # compare
         ("compare-same", "compare {gelu} {gelu} --summary", "same recording"),
         ("compare-no-store", "compare {gelu} {root}/nowhere --summary", "no store at"),
+        ("compare-other-k", "compare {gelu} {solu_k4} --summary", "another k"),
+        ("compare-other-tokenizer", "compare {gelu} {solu_tok} --summary", "different tokenizers"),
         # labels
         ("labels-set-neg", "labels set {gelu} 0 -1 --verdict interpretable --db {db}", "must be 0 or more"),
         ("labels-busy-neg", "labels list --busy-timeout -5 --db {db}", "must be 0 or more"),
@@ -103,6 +126,13 @@ def _cases():
         ("labels-export-db", "labels export --out {db} --db {db}", "is the label database"),
         ("labels-export-wal", "labels export --out {db}-wal --db {db}", "is the label database"),
         ("labels-export-dir", "labels export --out {root} --db {db}", "is a folder"),
+        ("labels-export-dev-full", "labels export --out /dev/full --db {db}", "not a regular file"),
+        ("labels-export-study-key", "labels export --out {study}/key.json --db {db}", "inside the study"),
+        ("labels-export-weights", "labels export --out {ckcopy}/model.safetensors --db {db}", "weights"),
+        ("labels-backup-dev-null", "labels backup --out /dev/null --db {db}", "not a regular file"),
+        ("labels-backup-ratings", "labels backup --out {study}/ratings.sqlite --db {db}", "inside the study"),
+        ("labels-backup-store", "labels backup --out {gelu}/zarr.json --db {db}", "inside the Zarr store"),
+        ("labels-backup-ckpt", "labels backup --out {ckcopy}/config.json --db {db}", "inside the checkpoint"),
         # study
         ("study-per-model-neg", "study new --stores {gelu} {solu} --per-model -3 --out {root}/s", "must be at least 1"),
         ("study-one-store", "study new --stores {gelu} --out {root}/s1", "at least two stores"),
@@ -117,6 +147,9 @@ def _cases():
         ("export-out-db", "export {gelu} --out {db} --db {db}", "is the label database"),
         ("export-out-shm", "export {gelu} --out {db}-shm --db {db}", "is the label database"),
         ("export-into-store", "export {gelu} --out {gelu}/zarr.json --db {db}", "inside the Zarr store"),
+        ("export-dev-null", "export {gelu} --out /dev/null --db {db}", "not a regular file"),
+        ("export-study-json", "export {gelu} --out {study}/study.json --db {db}", "inside the study"),
+        ("export-weights", "export {gelu} --out {ckcopy}/model.safetensors --db {db}", "weights"),
         ("export-garbage-meta", "export {bad} --out {root}/e2.jsonl --all --db {db}", "damaged"),
     ]
 

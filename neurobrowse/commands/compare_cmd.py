@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--offscreen", action="store_true", help="render without a display (with --screenshot)")
     p.add_argument("--screenshot", type=options.output_file, metavar="PNG", help="render the compare window into PNG and exit")
     p.add_argument("--summary", action="store_true", help="print the comparison (shares, intervals, verdict) and exit")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="compare even stores indexed or recorded too differently (another k, tokenizer, text, "
+                        "or token counts more than 4x apart); the differences are printed as warnings")
     p.set_defaults(func=run)
 
 
@@ -31,6 +34,16 @@ def run(args: argparse.Namespace) -> int:
     if a.run_uuid == b.run_uuid:
         raise StoreError(f"{a.path} and {b.path} are the same recording (run {a.run_uuid}); compare two models' "
                          f"stores, e.g. the GeLU and the SoLU-LN store of `neurobrowse demo`")
+    import sys
+
+    from neurobrowse.comparable import comparability
+
+    gross, minor = comparability(a, b)  # before any comparison: a verdict on unlike stores means nothing
+    if gross and not args.allow_mismatch:
+        raise StoreError(f"{a.path} and {b.path} cannot be compared fairly: " + "; ".join(gross)
+                         + ". Add --allow-mismatch to compare them anyway")
+    for why in gross + minor:
+        print(f"warning: {a.path.name} and {b.path.name}: {why}", file=sys.stderr)
     if args.summary:
         from neurobrowse import render
         from neurobrowse.compare import compare_stores

@@ -133,11 +133,25 @@ def check_output_path(out: str | os.PathLike, labels_db: LabelDB | None = None) 
             if resolved == db.with_name(db.name + side):
                 raise ExportError(f"--out {p} is the label database {db}{' (its ' + side + ' file)' if side else ''}: "
                                   f"writing there would destroy every label and its history; choose another file")
+    if os.path.lexists(resolved) and not resolved.is_file():  # a device, FIFO or socket: never replaced by a file
+        raise ExportError(f"--out {p} is not a regular file (a device, FIFO or socket); name a regular file")
     for folder in resolved.parents:
         if (folder / "zarr.json").is_file():
             raise ExportError(f"--out {p} is inside the Zarr store {folder}: writing there would damage it; "
                               f"choose a file outside the store")
+    if resolved.suffix in PROTECTED_SUFFIXES and resolved.exists():
+        raise ExportError(f"--out {p} is a model's weights ({resolved.suffix}); writing there would destroy them; "
+                          "choose another file")
+    for marker, what in PROTECTED_FOLDERS.items():
+        if (resolved.parent / marker).is_file():
+            raise ExportError(f"--out {p} is inside {what} {resolved.parent} (it holds {marker}): writing there could "
+                              f"destroy its files; choose a file outside it")
     return p
+
+
+PROTECTED_SUFFIXES = (".safetensors", ".pt", ".ckpt")  # weights, never overwritten by an export
+PROTECTED_FOLDERS = {"study.json": "the study", "model.safetensors": "the checkpoint",
+                     "ratings.sqlite": "the study"}  # a file here marks a folder whose files an export must not touch
 
 
 @contextmanager

@@ -99,3 +99,61 @@ def hook_lock(store_path: Path, hook: str, *, wait: bool = True, say=None):
         yield
     finally:
         f.close()  # closing the file releases the lock
+
+
+class DirLock:
+    """An exclusive advisory lock on a folder (``fcntl.flock`` on the folder itself: no file is made in it),
+    held until ``release`` or the end of the process, however it ends."""
+
+    def __init__(self, fd: int | None, created: Path | None):
+        self.fd = fd
+        self.created = created  # the folder, when taking the lock made it (removed again if left empty)
+
+    def release(self, remove_if_empty: bool = False) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if remove_if_empty and self.created is not None:
+            try:
+                self.created.rmdir()  # only an empty folder: nothing was written into it
+            except OSError:
+                pass
+
+
+def store_inside(path: Path) -> Path | None:
+    """The neurobrowse store that ``path`` lies inside (a parent folder with a store manifest), or None."""
+    from store.schema import read_manifest
+
+    path = Path(path).absolute()
+    for parent in path.parents:
+        if (parent / "zarr.json").is_file():
+            try:
+                if read_manifest(parent) is not None:
+                    return parent
+            except StoreError:
+                return parent  # a store with a damaged manifest is a store too
+    return None
+
+
+def record_lock(out: Path) -> DirLock:
+    """Take the lock of a recording into ``out`` (made when missing): StoreError when another recording
+    holds it, or when ``out`` lies inside an existing store (a store nested in a store is lost to the outer
+    one's ``index --force``)."""
+    import fcntl
+
+    out = Path(out).absolute()
+    outer = store_inside(out)
+    if outer is not None:
+        raise StoreError(f"--out {out} is inside the store {outer}; record into a folder outside any store")
+    created = None
+    if not out.exists():
+        out.mkdir(parents=True)
+        created = out
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(f"another `neurobrowse record` is writing into {out} now; wait for it to finish (then run "
+                         "the same command again to check or resume it), or record into another --out") from None
+    return DirLock(fd, created)

@@ -227,7 +227,7 @@ def damaged_advice(name: str, root) -> str:
 
 
 def _decode_chunk_file(root: Path, name: str, arr: zarr.Array, chunk_index: int, layout: str = "zstd",
-                       expect_crc: bytes | None = None) -> np.ndarray:
+                       expect_crc: bytes | None = None, recorded_by: str = "its completion marker") -> np.ndarray:
     """One whole chunk [chunk_rows, ...] of an array laid out as _direct_layout says, read and checked
     by store.format.chunkio without zarr's event loop. For index pages (~20 small zstd chunks) the loop's
     thread hand-offs cost more than the reads on a busy 2-core machine; a dense activation chunk
@@ -235,7 +235,7 @@ def _decode_chunk_file(root: Path, name: str, arr: zarr.Array, chunk_index: int,
     chunk, benchmarks/bench_index.py)."""
     coords = (chunk_index,) + (0,) * (arr.ndim - 1)
     return chunkio.read_file(chunkio.chunk_path(root, name, coords), layout, arr.dtype, arr.chunks, name,
-                             chunkio.chunk_key(coords), damaged_advice(name, root), expect_crc)
+                             chunkio.chunk_key(coords), damaged_advice(name, root), expect_crc, recorded_by)
 
 
 # index arrays read per neuron (one neuron-axis chunk each) by Store.neuron
@@ -902,7 +902,8 @@ class Store:
             chunk = self._chunk_cache.get((name, ci))
             if chunk is None:
                 coords = (ci,) + (0,) * (arr.ndim - 1)
-                chunk = _decode_chunk_file(self.path, name, arr, ci, "zstd", self._expected_crc(name, coords))
+                chunk = _decode_chunk_file(self.path, name, arr, ci, "zstd", self._expected_crc(name, coords),
+                                           "its array's checksum record")
                 self._chunk_cache[(name, ci)] = chunk
                 while len(self._chunk_cache) > _CHUNK_CACHE:
                     self._chunk_cache.pop(next(iter(self._chunk_cache)))
