@@ -222,9 +222,11 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens
                   "text_documents": stream.n_docs}
         where = "the text given"
         skipped = [f"{s['path']}: skipped {s['skipped_binary']} binary, {s['skipped_non_utf8']} non-UTF-8 files"
-                   for s in stream.sources if s["skipped_binary"] or s["skipped_non_utf8"]]
-        if skipped and progress:
-            print("note: " + "; ".join(skipped))
+                   + (f", {s['skipped_special']} special files (FIFOs, devices, sockets)" if s["skipped_special"]
+                      else "")
+                   for s in stream.sources if s["skipped_binary"] or s["skipped_non_utf8"] or s["skipped_special"]]
+        if skipped:  # said even with --quiet: the store holds less text than the paths name
+            print("note: " + "; ".join(skipped), file=sys.stderr)
     else:
         split, corpus_dir_used, fields = _corpus_tokens(loaded, corpus_dir)
         where = f"{corpus_dir_used}'s validation split"

@@ -26,6 +26,47 @@ MARKER_SET = np.uint64(1 << 32)
 LEGACY_MARKER_DTYPE = "uint8"  # 1 = written, no checksum recorded
 
 
+class NotAChunkFile(Exception):
+    """A file in a chunk's place that is not one: a FIFO, device or socket (reading it could block or never
+    end), or larger than the chunk could ever be (``/dev/zero``'s contents copied in, say). The message says
+    which; it is read no further."""
+
+
+def max_chunk_bytes(dtype, chunk_shape, layout: str | None = "zstd") -> int:
+    """The most bytes a chunk file of this array can hold: the raw chunk plus its checksum for ``"raw"``,
+    else zstd's worst case over the raw chunk (it never grows data by more than a fraction) plus headers."""
+    n = int(np.prod(chunk_shape)) * np.dtype(dtype).itemsize
+    return n + 4 if layout == "raw" else n + n // 64 + 4096
+
+
+def open_regular(path: Path, max_bytes: int | None = None):
+    """(an unbuffered binary file, its size) for the regular file at ``path``, opened without blocking (a
+    FIFO is never waited on); NotAChunkFile when it is not a regular file or is larger than ``max_bytes``.
+    FileNotFoundError / IsADirectoryError / NotADirectoryError as ``open`` raises them."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise NotAChunkFile("not a regular file (a FIFO, device or socket)")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise NotAChunkFile(f"{st.st_size:,} bytes, more than its array's chunk can ever take ({max_bytes:,})")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb", buffering=0), int(st.st_size)
+
+
+def read_regular(path: Path, max_bytes: int | None = None) -> bytes:
+    """The whole regular file at ``path`` (see ``open_regular``)."""
+    fh, size = open_regular(path, max_bytes)
+    with fh:
+        return fh.read(size + 1 if max_bytes is None else min(size, max_bytes) + 1)
+
+
 def crc32c(buf) -> bytes:
     """The 4 checksum bytes zarr's Crc32cCodec appends (little endian) for the bytes ``buf``."""
     view = np.frombuffer(memoryview(buf).cast("B"), np.uint8) if not isinstance(buf, np.ndarray) else buf
@@ -115,17 +156,20 @@ def read_file(path: Path, layout: str, dtype, chunk_shape: tuple[int, ...], arra
         if layout == "raw":
             size = raw_size(dtype, chunk_shape)
             raw = np.empty(size, np.uint8)
-            with open(path, "rb", buffering=0) as fh:
+            fh, _ = open_regular(path, size)
+            with fh:
                 got = fh.readinto(raw)
                 extra = fh.read(1) if got == size else b""
             n = got + len(extra)
         else:
-            raw = np.frombuffer(path.read_bytes(), np.uint8)
+            raw = np.frombuffer(read_regular(path, max_chunk_bytes(dtype, chunk_shape, layout)), np.uint8)
             n = size = raw.size
     except FileNotFoundError:
         raise CorruptChunkError(f"array {array!r}: chunk {key!r} is missing ({path} does not exist); {advice}") from None
     except IsADirectoryError:
         raise CorruptChunkError(f"array {array!r}: chunk {key!r} is a folder, not a file ({path}); {advice}") from None
+    except NotAChunkFile as e:
+        raise CorruptChunkError(f"array {array!r}: chunk {key!r} is {e} ({path}); {advice}") from None
     stored = raw[n - 4:n].tobytes() if n >= 4 else b""
     if n != size or n < 4 or crc32c(raw[:n - 4]) != stored:
         raise CorruptChunkError(f"array {array!r}: chunk {key!r} fails its Crc32c checksum ({path}, {n} bytes: "
@@ -147,21 +191,21 @@ def stored_crc(path: Path, expect_size: int | None = None) -> bytes | None:
     """The checksum bytes at the end of a chunk file without reading it whole (cheap: a stat and a
     4-byte read), or None when the file is missing, too short or (``expect_size``) of another size."""
     try:
-        with open(path, "rb", buffering=0) as fh:
-            size = os.fstat(fh.fileno()).st_size
+        fh, size = open_regular(path)
+        with fh:
             if size < 4 or (expect_size is not None and size != expect_size):
                 return None
             fh.seek(size - 4)
             return fh.read(4)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, NotAChunkFile):
         return None
 
 
-def file_crc_ok(path: Path) -> bytes | None:
+def file_crc_ok(path: Path, max_bytes: int | None = None) -> bytes | None:
     """Read a whole chunk file and check its Crc32c: its checksum bytes when good, else None."""
     try:
-        raw = np.frombuffer(path.read_bytes(), np.uint8)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raw = np.frombuffer(read_regular(path, max_bytes), np.uint8)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, NotAChunkFile):
         return None
     if raw.size < 4:
         return None
@@ -202,11 +246,11 @@ def clear_marker(root: Path, marker_array: str, index: int) -> None:
 
 def read_marker(root: Path, marker_array: str, index: int, dtype: str = MARKER_DTYPE) -> int:
     """One marker's value; 0 when its file is missing, empty or damaged (a kill while it was written)."""
-    try:
-        raw = chunk_path(root, marker_array, (index,)).read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
-        return 0
     size = np.dtype(dtype).itemsize
+    try:
+        raw = read_regular(chunk_path(root, marker_array, (index,)), size + 4)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, NotAChunkFile):
+        return 0
     if len(raw) != size + 4 or crc32c(np.frombuffer(raw[:size], np.uint8)) != raw[size:]:
         return 0
     return int(np.frombuffer(raw[:size], np.dtype(dtype).newbyteorder("<"))[0])

@@ -52,6 +52,7 @@ class CheckedLocalStore(LocalStore):
     def __init__(self, root, *, read_only: bool = True):
         super().__init__(root, read_only=read_only)
         self._array_info: dict[str, tuple] = {}  # array -> (strict, crc, marker dtype, checksum record)
+        self._bounds: dict[str, int] = {}  # array -> the most bytes one of its chunk files can hold (-1: unknown)
 
     def _info_from_meta(self, array: str, meta_bytes, marker_meta) -> tuple[bool, bool, str | None]:
         crc = False
@@ -122,30 +123,66 @@ class CheckedLocalStore(LocalStore):
             return None
         return f"{schema.done_path(array)}/zarr.json"
 
+    def _precheck(self, key: str, array: str, meta) -> None:
+        """Before a chunk file is read: refuse one that is not a regular file (a FIFO would block the read,
+        a device never end it) or is larger than the array's chunk can ever be (read whole by zarr)."""
+        import stat
+
+        try:
+            st = os.stat(self.root / key)
+        except OSError:
+            return  # missing: _check names it
+        why = None
+        if not stat.S_ISREG(st.st_mode):
+            why = "not a regular file (a FIFO, device or socket)"
+        elif meta is not None:
+            bound = self._bounds.get(array)
+            if bound is None:
+                try:
+                    doc = json.loads(meta.to_bytes())
+                    bound = chunkio.max_chunk_bytes(doc["data_type"], doc["chunk_grid"]["configuration"]["chunk_shape"],
+                                                    None)
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    bound = -1
+                self._bounds[array] = bound
+            if bound >= 0 and st.st_size > bound:
+                why = f"{st.st_size:,} bytes, more than its array's chunk can ever take ({bound:,})"
+        if why:
+            raise CorruptChunkError(f"array {array!r}: chunk {key[len(array) + 1:]!r} is {why} ({self.root / key}); "
+                                    f"{damaged_advice(array, self.root)}")
+
     async def get(self, key, prototype=None, byte_range=None):
-        value = await super().get(key, prototype, byte_range)
         m = _CHUNK_KEY.match(key)
         if m is None:
-            return value
+            return await super().get(key, prototype, byte_range)
         array = m.group(1)
+        meta = None
         if array not in self._array_info:
             meta = await super().get(f"{array}/zarr.json", prototype)
             mk = self._marker_meta_key(array)
             marker = await super().get(mk, prototype) if mk else None
             self._array_info[array] = self._info_from_meta(array, meta, marker)
+        if array not in self._bounds and meta is None:
+            meta = await super().get(f"{array}/zarr.json", prototype)
+        self._precheck(key, array, meta)
+        value = await super().get(key, prototype, byte_range)
         return self._check(key, value, byte_range, self._array_info[array])
 
     def get_sync(self, key, *, prototype=None, byte_range=None):
-        value = super().get_sync(key, prototype=prototype, byte_range=byte_range)
         m = _CHUNK_KEY.match(key)
         if m is None:
-            return value
+            return super().get_sync(key, prototype=prototype, byte_range=byte_range)
         array = m.group(1)
+        meta = None
         if array not in self._array_info:
             meta = super().get_sync(f"{array}/zarr.json", prototype=prototype)
             mk = self._marker_meta_key(array)
             marker = super().get_sync(mk, prototype=prototype) if mk else None
             self._array_info[array] = self._info_from_meta(array, meta, marker)
+        if array not in self._bounds and meta is None:
+            meta = super().get_sync(f"{array}/zarr.json", prototype=prototype)
+        self._precheck(key, array, meta)
+        value = super().get_sync(key, prototype=prototype, byte_range=byte_range)
         return self._check(key, value, byte_range, self._array_info[array])
 
 
@@ -509,6 +546,7 @@ class Store:
         if isinstance(info, dict):  # the checked store's per-array records (the index may be a new one)
             for name in [n for n in info if n.startswith(prefix)]:
                 del info[name]
+            self.group.store._bounds.clear()
 
     @cached_property
     def _vocab_array(self) -> np.ndarray:

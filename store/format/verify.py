@@ -89,12 +89,15 @@ def _grid(meta: dict) -> list[tuple[int, ...]]:
     return [tuple(ix) for ix in np.ndindex(*counts)] if shape else [()]
 
 
-def _check_file(f: Path, size: int | None, counter: list) -> tuple[str | None, bytes | None]:
-    """(reason it is bad or None, its checksum bytes)."""
+def _check_file(f: Path, size: int | None, counter: list, max_bytes: int | None = None) -> tuple[str | None, bytes | None]:
+    """(reason it is bad or None, its checksum bytes). A file that is not a regular one (a FIFO, a device)
+    or larger than its chunk can be is never read (it could block or never end)."""
     try:
-        data = f.read_bytes()
+        data = chunkio.read_regular(f, size if size is not None else max_bytes)
     except FileNotFoundError:
         return "missing", None
+    except chunkio.NotAChunkFile as e:
+        return str(e), None
     except OSError as e:
         return f"unreadable ({e.strerror})", None
     counter[0] += len(data)
@@ -122,9 +125,10 @@ def _check_array(root: Path, name: str, kind: str, counter: list, bar=None, bind
         except seal.DamagedRecord as e:
             rep.bad["zarr.json"] = str(e)
             return rep
+    bound = _bound(meta)
     for i, coords in enumerate(_grid(meta)):
         rep.checked += 1
-        reason, crc = _check_file(chunkio.chunk_path(root, name, coords), None, counter)
+        reason, crc = _check_file(chunkio.chunk_path(root, name, coords), None, counter, bound)
         if reason is None and crcs is not None and crc != crcs[4 * i:4 * i + 4]:
             reason = "not the chunk written there (swapped with another chunk or array, or copied from elsewhere)"
         if reason:
@@ -132,6 +136,14 @@ def _check_array(root: Path, name: str, kind: str, counter: list, bar=None, bind
     if bar is not None:
         bar.update(0)
     return rep
+
+
+def _bound(meta: dict) -> int | None:
+    """The most bytes a chunk file of the array with metadata ``meta`` can hold (None: unknown)."""
+    try:
+        return chunkio.max_chunk_bytes(meta["data_type"], meta["chunk_grid"]["configuration"]["chunk_shape"], None)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _check_recorded(root: Path, name: str, n_chunks: int, complete: bool, counter: list, bar=None) -> ArrayReport:
@@ -157,7 +169,7 @@ def _check_recorded(root: Path, name: str, n_chunks: int, complete: bool, counte
             continue
         rep.checked += 1
         before = counter[0]
-        reason, crc = _check_file(f, size, counter)
+        reason, crc = _check_file(f, size, counter, _bound(meta))
         want = chunkio.marker_crc(mark)
         if reason is None and want is not None and crc != want:
             reason = "not the chunk its marker recorded (moved or copied from another place)"
