@@ -250,7 +250,7 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
                 pass
             raise
         finally:
-            plan.release()  # the lock on --out (store.atomic.record_lock)
+            plan.release()  # the lock on --out (store.format.atomic.record_lock)
     stats.wall_s += time.perf_counter() - t_start
     if progress:
         print(f"recorded {stats.tokens:,} tokens x {len(plan.hooks)} hooks into {plan.out} on Dask: "

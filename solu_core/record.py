@@ -134,7 +134,7 @@ class RecordPlan:
     batch_ctx: int  # contexts per forward batch
     corpus_dir: Path | None  # the checkpoint's corpus, when recording its validation split
     out: Path
-    lock: object = None  # store.atomic.DirLock on ``out``: one recording into a folder at a time
+    lock: object = None  # store.format.atomic.DirLock on ``out``: one recording into a folder at a time
 
     def release(self) -> None:
         """Release the lock on ``out`` (after the recording finished or failed)."""
@@ -258,7 +258,7 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens
         cmd += ["--chunk-tokens", str(chunk_tokens)]
     if index:
         cmd += ["--index", "--dense", "keep" if dense else "none"]
-    from store.atomic import record_lock
+    from store.format.atomic import record_lock
 
     lock = record_lock(out)  # two recordings into one --out would mix their chunks
     try:

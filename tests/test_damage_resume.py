@@ -14,7 +14,7 @@ import pytest
 
 from store import schema
 from store.index import IndexConfig, index_store
-from store.reader import Store
+from store.format.reader import Store
 from tests.builders import TINY_TOKENS, run_cli
 
 HOOK = "blocks.0.mlp.hook_post"

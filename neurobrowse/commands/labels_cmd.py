@@ -155,7 +155,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from store.export import check_output_path
+    from store.export.neurons import check_output_path
 
     with open_db(args) as db:
         if args.out is not None:  # never onto a device, the database itself, a store's, study's or checkpoint's file

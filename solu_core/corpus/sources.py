@@ -99,6 +99,7 @@ class _SourceStats:
     skipped_binary: int = 0
     skipped_non_utf8: int = 0
     skipped_empty: int = 0
+    skipped_special: int = 0  # FIFOs, devices, sockets: never opened (a FIFO blocks, /dev/zero never ends)
     skipped_generated: int = 0  # machine-generated tables left out (looks_generated)
     generated: list = field(default_factory=list)  # their names and reasons (the first 50)
     capped: int = 0  # documents left out to reach the prose / code mix

@@ -4,7 +4,7 @@ Readers trust an index's shapes: the neuron table reshapes whole columns, a page
 each array, the windows are cut by the ``context_before`` / ``context_after`` attributes. A zarr.json
 edited or replaced (shape 512 -> 256, float32 -> int32) would turn into an IndexError deep in a reader
 or, worse, into numbers read with the wrong dtype. So before the first read of an index every stored
-array's metadata is compared with its checksum record (store.seal: what was written, bound to the
+array's metadata is compared with its checksum record (store.format.seal: what was written, bound to the
 array's name) and with the shape the manifest and the index's attributes imply, and the attributes
 with the manifest. Checks metadata only (one small JSON per array); the chunk checksums are compared
 at each chunk read.

@@ -30,7 +30,7 @@ from store import schema
 from store.format import chunkio, seal
 from store.measures import columns
 from store.errors import CorruptChunkError, StoreError
-from store.manifest import validate_manifest
+from store.format.manifest import validate_manifest
 from store.schema import read_manifest
 from store.measures.snippets import (
     Snippet, build_snippets, distinct_names, fill_shared_windows, has_distinct, index_window, window_positions,
@@ -215,7 +215,7 @@ def _direct_layout(arr: zarr.Array) -> str | None:
 
 
 def index_record_name(array: str) -> str | None:
-    """The name an index array's checksum record binds it to ('HOOK/ARRAY', store.index.seal) for its
+    """The name an index array's checksum record binds it to ('HOOK/ARRAY', store.format.seal) for its
     path in a store ('index/HOOK/ARRAY' or 'index/_rebuild/HOOK/ARRAY'); None for other arrays."""
     parts = array.split("/")
     if parts[:2] == [schema.INDEX_GROUP, schema.REBUILD_GROUP]:
@@ -322,7 +322,7 @@ class Store:
                 f"{path} has store schema version {version}; this neurobrowse reads version "
                 f"{schema.SCHEMA_VERSION}. Re-record it with this version (`neurobrowse record`)"
             )
-        validate_manifest(manifest, path)  # every field a reader uses, once (store.manifest)
+        validate_manifest(manifest, path)  # every field a reader uses, once (store.format.manifest)
         try:
             group = zarr.open_group(CheckedLocalStore(path, read_only=True), mode="r")
         except (OSError, ValueError) as e:
@@ -699,7 +699,7 @@ class Store:
     def check_index(self, hook: str) -> None:
         """Check the finished index of ``hook`` before anything is read from it (once per version of the
         index): its attributes against the manifest, and every stored array's metadata against its
-        checksum record (store.seal: shape, dtype and chunks as written, the array the record was bound
+        checksum record (store.format.seal: shape, dtype and chunks as written, the array the record was bound
         to) and against the shape the manifest and the attributes imply. The chunk checksums the records
         hold are then compared at every chunk read. StoreError naming the array and the fix otherwise."""
         if hook in self._checked:

@@ -23,7 +23,7 @@ import numpy as np
 from store import schema
 from store.format import chunkio, seal
 from store.errors import StoreError
-from store.manifest import validate_manifest
+from store.format.manifest import validate_manifest
 
 
 @dataclass
@@ -89,7 +89,8 @@ def _grid(meta: dict) -> list[tuple[int, ...]]:
     return [tuple(ix) for ix in np.ndindex(*counts)] if shape else [()]
 
 
-def _check_file(f: Path, size: int | None, counter: list, max_bytes: int | None = None) -> tuple[str | None, bytes | None]:
+def _check_file(f: Path, size: int | None, counter: list,
+                max_bytes: int | None = None) -> tuple[str | None, bytes | None]:
     """(reason it is bad or None, its checksum bytes). A file that is not a regular one (a FIFO, a device)
     or larger than its chunk can be is never read (it could block or never end)."""
     try:
@@ -112,7 +113,7 @@ def _check_file(f: Path, size: int | None, counter: list, max_bytes: int | None 
 def _check_array(root: Path, name: str, kind: str, counter: list, bar=None, bind: str | None = None) -> ArrayReport:
     """Every chunk file of an array whose markers are not checked (index, tokenizer, logit arrays); with
     ``bind`` (index arrays and saved states) each chunk also against the checksum record of the array
-    (store.seal), which binds it to its place and the array to its name."""
+    (store.format.seal), which binds it to its place and the array to its name."""
     rep = ArrayReport(name, kind)
     meta = _meta(root / name)
     if meta is None:
@@ -181,7 +182,7 @@ def _check_recorded(root: Path, name: str, n_chunks: int, complete: bool, counte
 
 
 def _index_metadata_problem(root: Path, hook: str) -> str | None:
-    """Why the finished index of ``hook`` fails the readers' check (store.index_check), or None."""
+    """Why the finished index of ``hook`` fails the readers' check (store.format.index_check), or None."""
     from store.format.index_check import check_index_arrays
     from store.format.reader import Store
 

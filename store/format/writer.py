@@ -158,7 +158,7 @@ class StoreWriter:
                     f"{path} is a store of schema version {existing.get('schema_version')}, this neurobrowse "
                     f"writes version {schema.SCHEMA_VERSION}; record into a new --out"
                 )
-            from store.manifest import validate_manifest
+            from store.format.manifest import validate_manifest
 
             validate_manifest(existing, path)  # a damaged manifest is named, not resumed into
             full = {**manifest, **wanted}

@@ -81,7 +81,7 @@ def _direct_chunk_jobs(root: Path, arr: zarr.Array, a: np.ndarray) -> list | Non
         sel[ax] = slice(i * cs, (i + 1) * cs)
         payload = chunkio.encode(a[tuple(sel)], arr.dtype, arr.chunks, layout, level)
         os.makedirs(files[i].parent, exist_ok=True)  # its folder, on the writing thread (thousands of mkdirs)
-        return chunkio.write_file(files[i], payload)  # its checksum: the array's record (store.index.seal)
+        return chunkio.write_file(files[i], payload)  # its checksum: the array's record (store.format.seal)
 
     files = []
     for i in range(-(-a.shape[ax] // cs) if split else 1):
@@ -265,7 +265,7 @@ class IndexGroup:
         """Create and fill arrays, chunked along their neuron axis. ``raw_floats``: float arrays get a
         Crc32c checksum only, no zstd (resume state: float64 sums barely compress, and zstd over
         the 2 x vocab x neurons per-token sums made each checkpoint cost seconds). Each array then gets
-        its checksum record (store.seal) bound to the name ``{bind}/{array}`` (default: the hook)."""
+        its checksum record (store.format.seal) bound to the name ``{bind}/{array}`` (default: the hook)."""
         bind = self.hook if bind is None else bind
         todo: list = []
         owners: list = []  # the array each job in ``todo`` writes a chunk of

@@ -3,7 +3,7 @@
 A damaged state must never be merged: a wrong token count ``n`` in its attributes turns into a wrong
 variance of every neuron, a chunk of the histogram read as zeros into wrong quantiles. So a state read
 back from disk is checked at this edge, before the indexer sees it: its checksum records
-(store.index.seal: every chunk file where it was written, metadata as written, attributes sealed), its
+(store.format.seal: every chunk file where it was written, metadata as written, attributes sealed), its
 fields' shapes and dtypes against the store's manifest, and the invariants every partial result keeps
 (one histogram count per token, the token counts sum to the tokens covered, the ranges are the chunks
 its progress entry names). Any failure raises DamagedState; the caller discards the state and

@@ -701,7 +701,7 @@ def write_explanations(st, hook: str, out: dict[str, np.ndarray]) -> None:
             arr = grp.create_array(name, shape=a.shape, dtype=a.dtype, chunks=a.shape, compressors=schema.codecs(dtype),
                                    fill_value=0, dimension_names=dims, config=schema.ARRAY_CONFIG, overwrite=True)
             arr[...] = a
-            seal.seal_array(Path(st.path) / schema.index_path(hook) / name, f"{hook}/{name}")  # store.seal
+            seal.seal_array(Path(st.path) / schema.index_path(hook) / name, f"{hook}/{name}")  # store.format.seal
         grp.attrs["explained"] = EXPLAIN_VERSION
     except OSError as e:
         raise StoreError(f"writing {where} failed ({e}); run `neurobrowse index {st.path}` again") from e
