@@ -144,7 +144,7 @@ def raw_size(dtype, chunk_shape: tuple[int, ...]) -> int:
 
 def read_file(path: Path, layout: str, dtype, chunk_shape: tuple[int, ...], array: str, key: str,
               advice: str, expect_crc: bytes | None = None,
-              recorded_by: str = "its completion marker") -> np.ndarray:
+              recorded_by: str = "its completion marker recorded") -> np.ndarray:
     """One whole chunk [chunk_shape] read from ``path`` and checked: missing, truncated, failing its
     Crc32c, not decodable, or (``expect_crc``: the checksum its completion marker recorded) not the
     chunk that belongs here raise CorruptChunkError naming ``array`` and ``key`` and ending in ``advice``.
@@ -175,7 +175,7 @@ def read_file(path: Path, layout: str, dtype, chunk_shape: tuple[int, ...], arra
         raise CorruptChunkError(f"array {array!r}: chunk {key!r} fails its Crc32c checksum ({path}, {n} bytes: "
                                 f"damaged or truncated); {advice}")
     if expect_crc is not None and stored != expect_crc:
-        raise CorruptChunkError(f"array {array!r}: chunk {key!r} is not the chunk {recorded_by} recorded "
+        raise CorruptChunkError(f"array {array!r}: chunk {key!r} is not the chunk {recorded_by} "
                                 f"({path}: a chunk file moved, swapped or copied from elsewhere); {advice}")
     if layout == "raw":
         return raw[:-4].view(dtype).reshape(chunk_shape)

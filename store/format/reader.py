@@ -264,7 +264,8 @@ def damaged_advice(name: str, root) -> str:
 
 
 def _decode_chunk_file(root: Path, name: str, arr: zarr.Array, chunk_index: int, layout: str = "zstd",
-                       expect_crc: bytes | None = None, recorded_by: str = "its completion marker") -> np.ndarray:
+                       expect_crc: bytes | None = None,
+                       recorded_by: str = "its completion marker recorded") -> np.ndarray:
     """One whole chunk [chunk_rows, ...] of an array laid out as _direct_layout says, read and checked
     by store.format.chunkio without zarr's event loop. For index pages (~20 small zstd chunks) the loop's
     thread hand-offs cost more than the reads on a busy 2-core machine; a dense activation chunk
@@ -941,7 +942,7 @@ class Store:
             if chunk is None:
                 coords = (ci,) + (0,) * (arr.ndim - 1)
                 chunk = _decode_chunk_file(self.path, name, arr, ci, "zstd", self._expected_crc(name, coords),
-                                           "its array's checksum record")
+                                           "its array's checksum record holds")
                 self._chunk_cache[(name, ci)] = chunk
                 while len(self._chunk_cache) > _CHUNK_CACHE:
                     self._chunk_cache.pop(next(iter(self._chunk_cache)))
