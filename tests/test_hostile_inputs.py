@@ -101,6 +101,7 @@ def _cases():
         # index
         ("index-k-0", "index {gelu} --k 0", "must be at least 1"),
         ("index-k-huge", "index {gelu} --k 100000 --force", "GB of memory"),
+        ("index-window-huge", "index {gelu} --window 4096,4096 --k 1000 --force", "--window 4096,4096"),
         ("index-hooks-bogus", "index {gelu} --hooks bogus", "is not an MLP hook name"),
         ("index-hook-absent", "index {gelu} --hooks blocks.7.mlp.hook_post", "has no hook"),
         ("index-no-store", "index {root}/nowhere", "no store at"),

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     hooks = [h.strip() for h in args.hooks.split(",") if h.strip()] if args.hooks else None
     extra = {}
-    if args.text or args.context or args.allow_download:
+    if args.text or args.context is not None or args.allow_download:
         if args.scheduler:
             raise NeurobrowseError("--scheduler records neurobrowse checkpoints over their corpus only; "
                                    "leave out --text / --context / --allow-download, or record without --scheduler")

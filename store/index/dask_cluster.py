@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,14 +127,58 @@ def _probe(address: str, timeout_s: float) -> None:
     if not host or port is None:
         raise SchedulerError(f"--scheduler {address!r}: expected tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786")
     try:
-        with socket.create_connection((host, port), timeout=min(timeout_s, 5.0)):
-            pass
+        with socket.create_connection((host, port), timeout=min(timeout_s, 5.0)) as sock:
+            if address.startswith("tcp://"):
+                _handshake(sock, address, min(timeout_s, HANDSHAKE_S))
+    except SchedulerError:
+        raise
     except socket.gaierror as e:
         raise SchedulerError(f"--scheduler {address}: the host {host!r} is unknown ({e.strerror}); check the "
                              f"address of the Dask scheduler") from e
     except OSError as e:
         raise SchedulerError(f"no Dask scheduler at {address} ({e.strerror or e}); start one with `dask scheduler` "
                              f"(it prints its tcp:// address), or use --scheduler local:N") from e
+
+
+HANDSHAKE_S = 3.0  # a Dask scheduler writes its handshake at once on a new connection
+
+
+def _handshake(sock, address: str, timeout_s: float) -> None:
+    """Check that what listens at ``address`` speaks Dask's protocol: a scheduler writes its handshake as
+    soon as a connection is accepted, a message of a few frames whose count is the first 8 bytes (little
+    endian). An HTTP server writes nothing (it waits for a request), an SSH server a text banner: either is
+    a SchedulerError naming the address, never a client that waits or allocates what the bytes seem to say."""
+    import socket
+    import struct
+
+    sock.settimeout(timeout_s)
+    head = b""
+    try:
+        while len(head) < 8:
+            got = sock.recv(8 - len(head))
+            if not got:
+                break
+            head += got
+    except (socket.timeout, OSError):
+        pass
+    n = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+    if n is None or not 1 <= n <= 1024:
+        what = ("sent nothing within {:g} s".format(timeout_s) if not head
+                else f"sent {head[:8]!r}, not a Dask handshake")
+        raise SchedulerError(f"something answers at {address}, but it is not a Dask scheduler (it {what}); check the "
+                             "address (a scheduler prints its tcp:// address when it starts), or use --scheduler local:N")
+
+
+def max_local_workers() -> tuple[int, str]:
+    """The most local worker processes this machine holds: 4 per core, and about 1 GiB of the memory
+    available now per worker (each imports torch / numba and holds chunks); with why."""
+    from store.index.run import available_memory_bytes
+
+    cores = os.cpu_count() or 1
+    avail = available_memory_bytes()
+    by_mem = max(1, int(avail // (1 << 30))) if avail else 4 * cores
+    return max(1, min(4 * cores, by_mem)), (f"{cores} cores" + (f" and {avail / 1e9:.0f} GB available" if avail
+                                                                else ""))
 
 
 def _n_gpus() -> int:
@@ -182,6 +227,12 @@ def dask_client(spec: str, config: ClusterConfig | None = None):
     if parsed.kind != "local":
         address = parsed.address if parsed.kind == "address" else _address_from_file(parsed.file)
         _probe(address, cfg.connect_timeout_s)  # before the (slow) import of distributed
+    else:
+        cap, why = max_local_workers()
+        if parsed.n_workers > cap:
+            print(f"note: --scheduler local:{parsed.n_workers} is more workers than this machine holds ({why}); "
+                  f"starting {cap}", file=sys.stderr, flush=True)
+            parsed = SchedulerSpec("local", n_workers=cap)
     distributed = _import_distributed()
     cluster = None
     try:

@@ -354,18 +354,19 @@ def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
     return wanted
 
 
-def index_memory_bytes(n_neurons: int, k: int, vocab: int, seen_tokens: int | None = None, hooks: int = 1) -> int:
+def index_memory_bytes(n_neurons: int, k: int, vocab: int, seen_tokens: int | None = None, hooks: int = 1,
+                       window: int = WINDOW) -> int:
     """About how much memory indexing ``hooks`` hooks at once takes (``record --index`` indexes every hook
     together; ``index`` one at a time): per hook the top-k and bottom-k lists with their windows (kept,
     merged and turned into index arrays: ~4 copies), histograms, the per-token sums (float32 [2, T,
     neurons] for the T distinct tokens seen: ``seen_tokens``, at most the vocabulary) and the samples;
     once, the index arrays of the hook being finished (token and activation windows of every list and
     sample). benchmarks/bench_record_index.py --parts memory compares it with measured peaks."""
-    lists = 2 * n_neurons * k * (4 + 8 + 2 * WINDOW)
+    lists = 2 * n_neurons * k * (4 + 8 + 2 * window)
     hist = 2 * n_neurons * kernels.HIST_BINS * 8
     token = 2 * min(vocab, vocab if seen_tokens is None else seen_tokens) * n_neurons * 4
-    samples = (2 * len(schema.SAMPLE_BINS) + N_UNITS) * n_neurons * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * WINDOW)
-    windows = (4 * k + len(schema.SAMPLE_BINS) * schema.SAMPLES_PER_BIN) * n_neurons * WINDOW * (4 + 2)
+    samples = (2 * len(schema.SAMPLE_BINS) + N_UNITS) * n_neurons * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * window)
+    windows = (4 * k + len(schema.SAMPLE_BINS) * schema.SAMPLES_PER_BIN) * n_neurons * window * (4 + 2)
     return hooks * (4 * lists + hist + token + samples) + windows
 
 
@@ -384,16 +385,20 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def check_index_memory(st, hooks: list[str], k: int) -> None:
-    """Refuse before any work when one hook's index would not fit in the memory available."""
+def check_index_memory(st, hooks: list[str], k: int, window: tuple[int, int] | None = None) -> None:
+    """Refuse before any work when one hook's index would not fit in the memory available (the lists and
+    samples keep a window of ``window`` = (before, after) tokens per entry)."""
     avail = available_memory_bytes()
     vocab = vocab_size(st)
     seen = int(np.count_nonzero(np.bincount(np.asarray(st.tokens[...], np.int64), minlength=vocab)))
-    need = max(index_memory_bytes(int(st.d_mlp), k, vocab, seen) for h in hooks)
+    w = WINDOW if window is None else int(window[0]) + 1 + int(window[1])
+    need = max(index_memory_bytes(int(st.d_mlp), k, vocab, seen, window=w) for h in hooks)
     if avail is not None and need > 0.8 * avail:
-        raise StoreError(f"indexing {st.path} with --k {k} needs about {need / 1e9:.1f} GB of memory (the top-{k} "
-                         f"and bottom-{k} lists with their context windows for every neuron), more than the "
-                         f"{avail / 1e9:.1f} GB available; use a smaller --k (default {schema.DEFAULT_K})")
+        wtxt = "" if window is None else f" and --window {int(window[0])},{int(window[1])}"
+        raise StoreError(f"indexing {st.path} with --k {k}{wtxt} needs about {need / 1e9:.1f} GB of memory (the "
+                         f"top-{k} and bottom-{k} lists and the samples with a {w}-token context window each, for "
+                         f"every neuron), more than the {avail / 1e9:.1f} GB available; use a smaller --k (default "
+                         f"{schema.DEFAULT_K}) or --window (default {schema.CONTEXT_BEFORE},{schema.CONTEXT_AFTER})")
 
 
 def check_record_index_memory(st, k: int) -> None:
@@ -427,7 +432,7 @@ def index_store(path, *, hooks: list[str] | None = None, k: int = schema.DEFAULT
         raise StoreError(f"--k must be at least 1 (got {cfg.k})")
     st = open_store(path)
     wanted = indexable_hooks(st, hooks)
-    check_index_memory(st, wanted, cfg.k)
+    check_index_memory(st, wanted, cfg.k, cfg.window)
     allowance = _ChunkAllowance(cfg.stop_after_chunks)
     out = {}
     for hook in wanted:
