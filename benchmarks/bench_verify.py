@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_verify.py STORE --trees BEFORE_TREE AFTER_TREE --repeats 5
 
 Runs ``store.format.verify.verify_store(STORE)`` in a fresh process per run (timed on its second call: the
-imports and the page cache are warm) with PYTHONPATH set to each tree in turn (alternating, so the machine's load falls on both alike) and prints the median seconds per GB
+imports and the page cache are warm) with PYTHONPATH set to each tree in turn (alternating, so the
+machine's load falls on both alike) and prints the median seconds per GB
 read for each, their ratio and the load average. With the trees of before and after issue 25 it measures
 what the index and resume-state checks (checksum records, the readers' metadata check) add to `verify`.
 Writes benchmarks/out/bench_verify.json (or --json).

@@ -166,7 +166,8 @@ def _handshake(sock, address: str, timeout_s: float) -> None:
         what = ("sent nothing within {:g} s".format(timeout_s) if not head
                 else f"sent {head[:8]!r}, not a Dask handshake")
         raise SchedulerError(f"something answers at {address}, but it is not a Dask scheduler (it {what}); check the "
-                             "address (a scheduler prints its tcp:// address when it starts), or use --scheduler local:N")
+                             "address (a scheduler prints its tcp:// address when it starts), or use "
+                             "--scheduler local:N")
 
 
 def max_local_workers() -> tuple[int, str]:
