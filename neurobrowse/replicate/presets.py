@@ -41,7 +41,7 @@ PRESETS: dict[str, SweepPreset] = {
         chunk_tokens=1024),
     "small": SweepPreset(
         "this 2-core machine: sizes 1,2,4 (18 trainings, 12 recordings, 3 studies) in about 11 min of CPU "
-        "(49 min measured at load 15, about 30 at load 5)",
+        "(49 min measured at load 15; about 30 at load 5, estimated)",
         dict(d_model=64, n_heads=2, d_head=32, d_mlp=256, n_ctx=64),
         TrainConfig(steps=400, batch_size=32, lr=4e-3, warmup_steps=40, eval_every=100, eval_tokens=16384,
                     ckpt_every=100),
