@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`neurobrowse replicate report DIR` rewrites the report (after ratings were entered with "
         "`neurobrowse study rate DIR/L<n>/study`). See docs/replicate.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="presets:\n" + "\n".join(f"  {k:<6} {v.description}" for k, v in PRESETS.items()),
+        epilog="presets:\n" + "\n".join(f"  {k:<10} {v.description}" for k, v in PRESETS.items()),
     )
     p.add_argument("action", nargs="*", metavar="report DIR",
                    help="`report DIR`: (re)write DIR's report from what is on disk; nothing is trained")

@@ -40,10 +40,18 @@ PRESETS: dict[str, SweepPreset] = {
         gelu_widths=(32,), vocab_size=512, corpus_max_mb=1.0, n_tokens=4096, per_model=8, include_prose=False,
         chunk_tokens=1024),
     "small": SweepPreset(
-        "this 2-core machine: sizes 1,2,4 (18 trainings, 12 recordings, 3 studies) in about 30 minutes",
+        "this 2-core machine: sizes 1,2,4 (18 trainings, 12 recordings, 3 studies) in about 11 min of CPU "
+        "(49 min measured at load 15; about 30 at load 5, estimated)",
         dict(d_model=64, n_heads=2, d_head=32, d_mlp=256, n_ctx=64),
         TrainConfig(steps=400, batch_size=32, lr=4e-3, warmup_steps=40, eval_every=100, eval_tokens=16384,
                     ckpt_every=100),
+        gelu_widths=(64, 128, 192), vocab_size=1024, corpus_max_mb=12.0, n_tokens=65_536),
+    "small-long": SweepPreset(
+        "the small shapes trained 4x longer (1,600 steps): about 45 min of CPU for sizes 1,2,4 (4x small's, "
+        "estimated); the first preset here at which a wider GeLU is better (1 layer, measured)",
+        dict(d_model=64, n_heads=2, d_head=32, d_mlp=256, n_ctx=64),
+        TrainConfig(steps=1600, batch_size=32, lr=4e-3, warmup_steps=80, eval_every=400, eval_tokens=16384,
+                    ckpt_every=400),
         gelu_widths=(64, 128, 192), vocab_size=1024, corpus_max_mb=12.0, n_tokens=65_536),
     "gpu": SweepPreset(
         "one GPU: the shape of TransformerLens's solu-1l (d_model 512, d_mlp 2048, context 256, 8,192-token "
