@@ -12,7 +12,7 @@ load changes hit both alike, medians:
   index_before index_store(force=True) with the explanation step replaced by nothing (the index as it
                was before explanations)
   index_after  index_store(force=True) as `neurobrowse index` runs it, explanations included
-  rules        store.rules.store_rules on every indexed hook (issue 20: the rules a rater would name, read
+  rules        store.measures.rules.store_rules on every indexed hook (issue 20: the rules a rater would name, read
                off the distinct top snippets, that the calibrated verdict uses): read the windows, search;
                "explanations before / after" = explain / (explain + rules), per 1,000 neurons
 
@@ -101,7 +101,8 @@ def main() -> int:
               f"load {os.getloadavg()[0]:.1f}")
         print(f"  explanations (read + search + write): {out['explain_s_per_1000_neurons']:.2f} s per 1,000 neurons")
         print(f"  rule search alone:                    {out['search_s_per_1000_neurons']:.2f} s per 1,000 neurons")
-        print(f"  rules a rater would name (store.rules): {out['rules_s_per_1000_neurons']:.2f} s per 1,000 neurons; "
+        print(f"  rules a rater would name (store.measures.rules): {out['rules_s_per_1000_neurons']:.2f} s "
+              "per 1,000 neurons; "
               f"explanations before {out['explain_s_per_1000_neurons']:.2f} s, after "
               f"{out['explain_s_per_1000_neurons'] + out['rules_s_per_1000_neurons']:.2f} s per 1,000 neurons "
               f"(x{out['explanations_after_over_before']:.2f})")

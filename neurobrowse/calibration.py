@@ -3,7 +3,7 @@ there to a per-model share with an interval that includes the calibration's own 
 
 **The model.** A logistic regression of the raters' majority verdict (interpretable = 1; not,
 unsure or tied = 0, as the study's shares count them) on ``FEATURES``, the best rule's score and
-coverage (store.rules: rules read off the same 20 distinct snippets a study shows), fitted on the
+coverage (store.measures.rules: rules read off the same 20 distinct snippets a study shows), fitted on the
 pooled rating sets of docs/studies (``load_rating_set``). Its uncertainty is a two-stage bootstrap:
 resample the rating sets, then the neurons within each, refit; ``BOOTSTRAP`` coefficient draws ship
 with the point fit in ``neurobrowse/resources/calibration.json``, written by
@@ -36,7 +36,7 @@ RESOURCE = Path(__file__).resolve().parent / "resources" / "calibration.json"
 
 # ---- fitting ------------------------------------------------------------------------------------------
 def features(arrays: dict) -> np.ndarray:
-    """float64 [N, len(FEATURES)] from store.rules.rule_arrays output (NaN -> 0: no rule)."""
+    """float64 [N, len(FEATURES)] from store.measures.rules.rule_arrays output (NaN -> 0: no rule)."""
     return np.stack([np.nan_to_num(np.asarray(arrays[f], np.float64), nan=0.0) for f in FEATURES], 1)
 
 
@@ -144,7 +144,8 @@ def _draw_counts(X: np.ndarray, cal: Calibration, rng: np.random.Generator, draw
     return out
 
 
-def share(X: np.ndarray, cal: Calibration | None = None, draws: int = DRAWS, seed: int = SEED) -> tuple[Share, np.ndarray]:
+def share(X: np.ndarray, cal: Calibration | None = None, draws: int = DRAWS,
+          seed: int = SEED) -> tuple[Share, np.ndarray]:
     """The calibrated share of one model's neurons (features X [N, d]) and its draws."""
     cal = cal or shipped()
     rng = np.random.default_rng(seed)
@@ -178,11 +179,12 @@ class RatingSet:
     decided: np.ndarray  # [n] bool: the majority is not 'unsure' (a tie counts as unsure)
     act_fn: np.ndarray  # [n] object
     hook_kind: np.ndarray  # [n] object
-    arrays: dict  # store.rules.rule_arrays of the items
+    init: np.ndarray  # [n] object: "trained", or a random-model control's "random" / "shuffled"
+    arrays: dict  # store.measures.rules.rule_arrays of the items
     raters: list[str]
 
-    def group(self, act_fn: str, hook_kind: str = "hook_post") -> np.ndarray:
-        return (self.act_fn == act_fn) & (self.hook_kind == hook_kind)
+    def group(self, act_fn: str, hook_kind: str = "hook_post", init: str = "trained") -> np.ndarray:
+        return (self.act_fn == act_fn) & (self.hook_kind == hook_kind) & (self.init == init)
 
 
 def read_answers(folder: Path) -> dict[str, list[str]]:
@@ -196,10 +198,27 @@ def read_answers(folder: Path) -> dict[str, list[str]]:
     return votes
 
 
+def _model_init(m: dict) -> str:
+    """A key.json model's kind: its "model_init" (studies drawn since issue 20), else the store manifest's,
+    else its checkpoint's ("init", or "random" for a checkpoint of step 0), else "trained"."""
+    if m.get("model_init"):
+        return str(m["model_init"])
+    try:
+        man = json.loads((Path(m["store"]) / "zarr.json").read_text(encoding="utf-8"))["attributes"]["neurobrowse"]
+        if man.get("model_init"):
+            return str(man["model_init"])
+        ck = json.loads((Path(man["checkpoint_path"]) / "config.json").read_text(encoding="utf-8"))
+        if ck.get("init"):
+            return str(ck["init"])
+        return "random" if int((ck.get("metrics") or {}).get("step", -1)) == 0 else "trained"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "trained"
+
+
 def load_rating_set(folder: str | Path) -> RatingSet:
     """A rated study folder of docs/studies: study.json(.gz), key.json, answers_*.csv."""
-    from neurobrowse.study import majority
-    from store.rules import from_snippets, rule_arrays
+    from neurobrowse.study.results import majority
+    from store.measures.rules import from_snippets, rule_arrays
     from store.schema import parse_hook_name
 
     folder = Path(folder)
@@ -214,8 +233,10 @@ def load_rating_set(folder: str | Path) -> RatingSet:
     maj = np.array([majority(votes[it["item_id"]]) for it in items], dtype=object)
     models = {int(m["index"]): m for m in key["models"]}
     act = np.array([models[int(key["items"][it["item_id"]]["model"])]["act_fn"] for it in items], dtype=object)
+    inits = {i: _model_init(m) for i, m in models.items()}
+    init = np.array([inits[int(key["items"][it["item_id"]]["model"])] for it in items], dtype=object)
     kind = np.array([parse_hook_name(key["items"][it["item_id"]]["hook"])[1] for it in items], dtype=object)
-    return RatingSet(folder.name, features(arrays), maj == "interpretable", maj != "unsure", act, kind, arrays,
+    return RatingSet(folder.name, features(arrays), maj == "interpretable", maj != "unsure", act, kind, init, arrays,
                      sorted(p.stem.split("_", 1)[1] for p in folder.glob("answers_*.csv")))
 
 

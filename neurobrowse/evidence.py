@@ -5,8 +5,8 @@ compare window and `study report` all go through it):
 
 * which side is SoLU: from each store's manifest (``model_config.act_fn``), never from a label;
 * a reported blinded study of exactly these two recordings, found inside the stores
-  (neurobrowse.reported: `study report` records it there);
-* the calibrated rule proxy over every neuron of the compared hooks (store.rules ->
+  (neurobrowse.study.registry: `study report` records it there);
+* the calibrated rule proxy over every neuron of the compared hooks (store.measures.rules ->
   neurobrowse.calibration), and the threshold scores of store.columns;
 * random-model controls: the stores given, or found beside the compared ones (``find_controls``).
 """
@@ -40,7 +40,7 @@ def solu_side(stores) -> int | None:
 
 
 def display(store) -> str:
-    from store.scores import display_name
+    from store.measures.scores import display_name
 
     name = display_name(act_fn(store) or Path(store.path).name)
     init = model_init(store)
@@ -53,7 +53,7 @@ def hooks_of(store, hook_kind: str = "hook_post") -> list[str]:
 
 def rule_features(store, hook_kind: str = "hook_post") -> np.ndarray:
     """float64 [neurons of every indexed hook_kind hook, len(calibration.FEATURES)] (cached per store)."""
-    from store.rules import store_rules
+    from store.measures.rules import store_rules
 
     cache = store.__dict__.setdefault("_rule_features", {})
     if hook_kind not in cache:
@@ -75,7 +75,7 @@ def find_controls(stores) -> list:
     """Random-model control stores beside the compared ones: in the same parent folders, indexed, with
     manifest model_init random / shuffled, the same corpus and the same model shape as one of them."""
     from store.errors import NeurobrowseError
-    from store.reader import Store
+    from store.format.reader import Store
 
     seen, out = {str(Path(s.path).resolve()) for s in stores}, []
     shape_keys = ("n_layers", "d_model", "d_mlp", "n_ctx", "d_vocab")
@@ -105,7 +105,7 @@ def find_controls(stores) -> list:
 
 def control_evidence(controls, hook_kind: str = "hook_post", cal: calibration.Calibration | None = None,
                      threshold_score: str = verdict.PROXY_ORDER[0]) -> list[verdict.ControlEvidence]:
-    from store import columns
+    from store.measures import columns
 
     cal = cal or calibration.shipped()
     out = []
@@ -129,8 +129,8 @@ def store_verdict(store_a, store_b, tables, thresholds: dict[str, float] | None 
 
     tables: the two stores' neuron tables over the compared hooks (for the threshold proxies);
     controls: control Stores (None: ``find_controls``; [] for none)."""
-    from neurobrowse.reported import reported_study
-    from store import columns
+    from neurobrowse.study.registry import reported_study
+    from store.measures import columns
 
     stores = (store_a, store_b)
     solu = solu_side(stores)

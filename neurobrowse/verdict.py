@@ -314,7 +314,8 @@ def decide(names: tuple[str, str], evidence: list[ScoreEvidence], study: StudyEv
     if calibrated is not None:
         cal_word = _guard(calibrated.outcome, sdiff)
         line = calibrated_sentence(calibrated, names, cal_word, lead=False)
-        items.append(EvidenceItem("Calibrated rule proxy", "proxy", calibrated.diff, *calibrated.diff_interval, cal_word,
+        items.append(EvidenceItem("Calibrated rule proxy", "proxy", calibrated.diff, *calibrated.diff_interval,
+                                  cal_word,
                                   calibrated.shares, calibrated.intervals, line))
         lines.append("proxy: " + line)
     for e in ev:

@@ -1,4 +1,4 @@
-"""Rules a rater would name (store.rules), the calibrated proxy and the evidence of two real tiny stores."""
+"""Rules a rater would name (store.measures.rules), the calibrated proxy and the evidence of two real tiny stores."""
 
 import json
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from neurobrowse import calibration, evidence, verdict
-from store import rules
-from store.reader import Store
+from store.measures import rules
+from store.format.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, run_cli
 
 

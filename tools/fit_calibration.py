@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     cal = calibration.fit(sets)
     Path(args.out).write_text(json.dumps(cal.to_json(), separators=(",", ":")) + "\n", encoding="utf-8")
     print(f"calibration from {len(sets)} sets ({cal.n} neurons: {', '.join(cal.sets)}): "
-          f"coef {', '.join(f'{x:.3f}' for x in cal.coef)} (intercept, {', '.join(calibration.FEATURES)}) -> {args.out}")
+          f"coef {', '.join(f'{x:.3f}' for x in cal.coef)} (intercept, {', '.join(calibration.FEATURES)}) "
+          f"-> {args.out}")
     return 0
 
 

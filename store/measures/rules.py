@@ -236,7 +236,7 @@ def from_snippets(items: list[list[dict]]) -> tuple[Windows, RuleVocab]:
 def windows_from_store(store, hook: str) -> Windows:
     """The distinct top snippets of every neuron of an indexed hook, as the study draws them (one per
     context, cut to the context the model saw), cropped like ``crop``."""
-    from store.snippets import context_slots, index_window
+    from store.measures.snippets import context_slots, index_window
 
     before, _ = index_window(store.index_state(hook))
     state = store.index_state(hook)
@@ -245,7 +245,7 @@ def windows_from_store(store, hook: str) -> Windows:
     toks = np.asarray(store.index_array(hook, f"{kind}_context_tokens")[...], np.int64)
     acts = np.asarray(store.index_array(hook, f"{kind}_context_acts")[...], np.float32)
     if kind == "top":  # an older index: one firing per context from the raw top-k
-        from store.snippets import one_per_context
+        from store.measures.snippets import one_per_context
 
         vals = np.asarray(store.index_array(hook, "top_values")[...], np.float64)
         keep_pos = np.full((pos.shape[0], N_SNIPPETS), -1, np.int64)
@@ -342,7 +342,8 @@ def conditions(tokens: np.ndarray, voc: RuleVocab) -> np.ndarray:
     del line_id
     line_start = (p == V) | f["newline"][p] & ~f["indent_end"][p]
     out[..., C["at the start of a line"]] = has & line_start
-    out[..., C["the first token after indentation"]] = has & (f["indent_end"][p] | (voc.classes[p, 7] & f["newline"][pp]))
+    after_indent = f["indent_end"][p] | (voc.classes[p, 7] & f["newline"][pp])
+    out[..., C["the first token after indentation"]] = has & after_indent
     # a token repeated from earlier in the window
     W = tokens.shape[-1]
     earlier = np.tril(np.ones((W, W), bool), -1)  # [j, j'] j' < j
@@ -428,7 +429,6 @@ def _block(tok: np.ndarray, act: np.ndarray, c: int, voc: RuleVocab) -> dict[str
     hits, cov, prec = _rate(cm, center, high, other, n_top)
     s_cond = np.where(hits >= MIN_HITS, _f2(prec, cov), 0.0)
     cands_score.append(s_cond)
-    K = cm.shape[1]
     cands.append(("cond", hits, cov, prec))
 
     # value families: candidates are the values at the firings (one per snippet)
@@ -466,7 +466,7 @@ def _block(tok: np.ndarray, act: np.ndarray, c: int, voc: RuleVocab) -> dict[str
         match |= bef[:, None, :, :, k] == cb[:, :, None, None]
     match &= (cb < V)[:, :, None, None]
     h, cv_, pr = _rate(match, center, high, other, n_top)
-    sc = np.where((h >= MIN_HITS) & (cb < V), _f2(pr, cv_) - 0.02, 0.0)  # a little harder to see than "the token before"
+    sc = np.where((h >= MIN_HITS) & (cb < V), _f2(pr, cv_) - 0.02, 0.0)  # harder to see than "the token before"
     vs_scores.append(sc)
     vs_desc.append((V_BEFORE, cb, h, cv_, pr))
 
@@ -526,7 +526,8 @@ def _block(tok: np.ndarray, act: np.ndarray, c: int, voc: RuleVocab) -> dict[str
     res = {"rule_kind": np.full(b, -1, np.int8), "rule_a": np.full(b, -1, np.int64), "rule_b": np.full(b, -1, np.int64),
            "rule_hits": np.zeros(b, np.int32), "rule_n": n_top.astype(np.int32),
            "rule_coverage": np.full(b, np.nan, np.float32), "rule_precision": np.full(b, np.nan, np.float32),
-           "rule_score": np.where(n_top > 0, 0.0, np.nan).astype(np.float32), "rule_set": np.full((b, SET_MAX), -1, np.int64),
+           "rule_score": np.where(n_top > 0, 0.0, np.nan).astype(np.float32),
+           "rule_set": np.full((b, SET_MAX), -1, np.int64),
            "shaded_other": np.where(n_top > 0, shaded, np.nan).astype(np.float32),
            "top_ratio": top_ratio.astype(np.float32)}
     best_v = np.zeros(b)
@@ -536,7 +537,7 @@ def _block(tok: np.ndarray, act: np.ndarray, c: int, voc: RuleVocab) -> dict[str
         options = []
         j = int(np.argmax(s_cond[i]))
         options.append((s_cond[i, j], 1, KIND_COND, j, -1, hits[i, j], cov[i, j], prec[i, j]))
-        for fam_i, (sc, (fam, vals, h, cv_, pr)) in enumerate(zip(vs_scores, vs_desc)):
+        for sc, (fam, vals, h, cv_, pr) in zip(vs_scores, vs_desc):
             j = int(np.argmax(sc[i]))
             simple = 0 if fam in (V_TOKEN,) else 1 if fam in (V_FOLD, V_PREV, V_NEXT) else 2
             options.append((sc[i, j], simple, KIND_VALUE, fam, int(vals[i, j]), h[i, j], cv_[i, j], pr[i, j]))
