@@ -74,10 +74,12 @@ def table(rows) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--studies", default=str(ROOT / "docs" / "studies"))
+    ap.add_argument("--set", action="append", default=[], metavar="FOLDER",
+                    help="also a rated study folder outside --studies (repeatable)")
     ap.add_argument("--boot", type=int, default=200)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    sets = cal_mod.rating_sets(args.studies)
+    sets = cal_mod.rating_sets(args.studies) + [cal_mod.load_rating_set(f) for f in args.set]
     if len(sets) < 2:
         print("error: leave-one-set-out needs at least two rated sets", file=sys.stderr)
         return 2

@@ -236,7 +236,8 @@ def load_rating_set(folder: str | Path) -> RatingSet:
     inits = {i: _model_init(m) for i, m in models.items()}
     init = np.array([inits[int(key["items"][it["item_id"]]["model"])] for it in items], dtype=object)
     kind = np.array([parse_hook_name(key["items"][it["item_id"]]["hook"])[1] for it in items], dtype=object)
-    return RatingSet(folder.name, features(arrays), maj == "interpretable", maj != "unsure", act, kind, init, arrays,
+    name = folder.name if folder.name != "study" else "/".join(folder.parts[-3:-1])
+    return RatingSet(name, features(arrays), maj == "interpretable", maj != "unsure", act, kind, init, arrays,
                      sorted(p.stem.split("_", 1)[1] for p in folder.glob("answers_*.csv")))
 
 

@@ -315,9 +315,9 @@ def decide(names: tuple[str, str], evidence: list[ScoreEvidence], study: StudyEv
         cal_word = _guard(calibrated.outcome, sdiff)
         line = calibrated_sentence(calibrated, names, cal_word, lead=False)
         items.append(EvidenceItem("Calibrated rule proxy", "proxy", calibrated.diff, *calibrated.diff_interval,
-                                  cal_word,
-                                  calibrated.shares, calibrated.intervals, line))
-        lines.append("proxy: " + line)
+                                  cal_word, calibrated.shares, calibrated.intervals, line))
+        if has_study:  # without a study it is the headline, not repeated below it
+            lines.append("proxy: " + line)
     for e in ev:
         w = _guard(e.outcome, sdiff)
         line = _evidence_line(e, names)

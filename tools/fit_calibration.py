@@ -22,8 +22,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--studies", default=str(ROOT / "docs" / "studies"))
     ap.add_argument("--out", default=str(calibration.RESOURCE))
+    ap.add_argument("--only", nargs="+", default=None, metavar="SET",
+                    help="fit on these set folders of --studies only (default: every rated set there)")
     args = ap.parse_args(argv)
     sets = calibration.rating_sets(args.studies)
+    if args.only:
+        sets = [s for s in sets if s.name in set(args.only)]
     if not sets:
         print(f"error: no rated sets under {args.studies}", file=sys.stderr)
         return 2
