@@ -47,12 +47,59 @@ def validate(sets, n_boot: int = 200) -> list[dict]:
                    study_interval=(st_lo, st_hi), study_word=word_for(st_lo, st_hi))
         row["within_10_points"] = abs(diff - st_diff) <= 0.10
         row["agree"] = row["proxy_word"] == row["study_word"]
+        pop = population(held, cal)
+        if pop is not None:
+            row["population"] = pop
+            row["population_agree"] = pop["word"] == row["study_word"]
+            row["population_within_10_points"] = abs(pop["diff"] - st_diff) <= 0.10
         if (held.hook_kind == "hook_mid").any():
             m = held.group("solu_ln", "hook_mid")
             row["hook_mid"] = {"proxy": float(cal.p(held.X[m]).mean()), "study": float(held.y[m].mean()),
                                "n": int(m.sum())}
         rows.append(row)
     return rows
+
+
+def population(held, cal):
+    """The proxy as `compare` applies it: over every hook_post neuron of the study's trained GeLU and SoLU-LN
+    stores (when they are still on disk), with the held-out calibration; None without the stores."""
+    import json
+
+    from neurobrowse import evidence
+    from store.errors import NeurobrowseError
+    from store.format.reader import Store
+
+    folder = Path(held.folder)
+    key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
+    found = {}
+    for m in key["models"]:
+        try:
+            st = Store.open(m["store"])
+        except (NeurobrowseError, OSError):
+            continue
+        if st.run_uuid == m["run_uuid"] and evidence.model_init(st) == "trained" and cal_mod._model_init(m) == "trained":
+            found.setdefault(m["act_fn"], st)
+    if "gelu" not in found or "solu_ln" not in found:
+        return None
+    xs, xg = evidence.rule_features(found["solu_ln"]), evidence.rule_features(found["gelu"])
+    sa, sb, (d, lo, hi) = cal_mod.difference(xs, xg, cal)
+    return {"shares": (sa.share, sb.share), "diff": d, "interval": (lo, hi), "word": word_for(lo, hi),
+            "n": (len(xs), len(xg))}
+
+
+def population_table(rows) -> str:
+    out = ["| held-out set | proxy over all neurons of the stores, SoLU-LN − GeLU [95%] | study [95%] | within 10 pts "
+           "| proxy / study verdict | agree |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        p = r.get("population")
+        if p is None:
+            continue
+        out.append(f"| `{r['set']}` | {100 * p['diff']:+.0f} [{100 * p['interval'][0]:+.0f}, {100 * p['interval'][1]:+.0f}] "
+                   f"({100 * p['shares'][0]:.0f}% vs {100 * p['shares'][1]:.0f}%, {p['n'][0]} + {p['n'][1]} neurons) | "
+                   f"{100 * r['study_diff']:+.0f} [{100 * r['study_interval'][0]:+.0f}, {100 * r['study_interval'][1]:+.0f}] | "
+                   f"{'yes' if r['population_within_10_points'] else 'no'} | {p['word']} / {r['study_word']} | "
+                   f"{'yes' if r['population_agree'] else 'no'} |")
+    return "\n".join(out) if len(out) > 2 else ""
 
 
 def table(rows) -> str:
@@ -85,6 +132,11 @@ def main(argv=None) -> int:
         return 2
     rows = validate(sets, args.boot)
     print(table(rows))
+    pt = population_table(rows)
+    if pt:
+        print("\nThe same calibration (fitted without the set) over every hook_post neuron of the set's stores, where "
+              "they are still on disk (what `compare` shows):")
+        print(pt)
     for r in rows:
         if "hook_mid" in r:
             m = r["hook_mid"]

@@ -182,6 +182,7 @@ class RatingSet:
     init: np.ndarray  # [n] object: "trained", or a random-model control's "random" / "shuffled"
     arrays: dict  # store.measures.rules.rule_arrays of the items
     raters: list[str]
+    folder: str = ""
 
     def group(self, act_fn: str, hook_kind: str = "hook_post", init: str = "trained") -> np.ndarray:
         return (self.act_fn == act_fn) & (self.hook_kind == hook_kind) & (self.init == init)
@@ -238,7 +239,7 @@ def load_rating_set(folder: str | Path) -> RatingSet:
     kind = np.array([parse_hook_name(key["items"][it["item_id"]]["hook"])[1] for it in items], dtype=object)
     name = folder.name if folder.name != "study" else "/".join(folder.parts[-3:-1])
     return RatingSet(name, features(arrays), maj == "interpretable", maj != "unsure", act, kind, init, arrays,
-                     sorted(p.stem.split("_", 1)[1] for p in folder.glob("answers_*.csv")))
+                     sorted(p.stem.split("_", 1)[1] for p in folder.glob("answers_*.csv")), str(folder))
 
 
 def rating_sets(root: str | Path) -> list[RatingSet]:
