@@ -53,41 +53,16 @@ class Comparison:
     evidence: object = None  # neurobrowse.verdict.Verdict: headline, evidence lines, help
 
 
-def comparison_verdict(labels: tuple[str, str], shares: tuple[list[ShareResult], list[ShareResult]]) -> str:
-    """A plain sentence: does the paper's result (SoLU-LN more interpretable than GeLU) hold here?
+def no_verdict_sentence(stores) -> str:
+    """The headline when the stores do not pose the paper's question (not exactly one SoLU model)."""
+    from neurobrowse.evidence import act_fn, display
 
-    'Holds' needs the SoLU side's share to be higher with non-overlapping 95% intervals on a score;
-    higher but overlapping is 'points the same way but is not significant'; otherwise it does not hold.
-    """
-    try:
-        solu = labels.index(next(l for l in labels if "solu" in l.lower()))
-    except StopIteration:
-        return (f"Neither store is a SoLU model ({labels[0]} vs {labels[1]}), so the paper's "
+    kinds = [act_fn(st) for st in stores]
+    if sum(k in ("solu", "solu_ln") for k in kinds) == 2:
+        return (f"Both stores are SoLU models ({display(stores[0])} vs {display(stores[1])}), so the paper's "
                 "GeLU-vs-SoLU result is not tested here.")
-    gelu = 1 - solu
-    clear, weak, against = [], [], []
-    for a, b in zip(shares[solu], shares[gelu]):
-        lo_s, _ = a.interval
-        _, hi_g = b.interval
-        desc = f"{a.name} {a.share:.0%} vs {b.share:.0%}"
-        if a.share > b.share and lo_s > hi_g:
-            clear.append(desc)
-        elif a.share > b.share:
-            weak.append(desc)
-        else:
-            against.append(desc)
-    s, g = labels[solu], labels[gelu]
-    if clear and not against:
-        return (f"The paper's result holds on these models: more {s} neurons pass the automated "
-                f"interpretability scores than {g} neurons ({'; '.join(clear + weak)}), with 95% intervals apart.")
-    if (clear or weak) and not against:
-        return (f"The paper's result points the same way here but is not significant: {s} passes more often than {g} "
-                f"({'; '.join(weak + clear)}) but the 95% intervals overlap. Record more tokens or a bigger model to tell.")
-    if (clear or weak) and against:
-        return (f"Mixed: {s} does better than {g} on {'; '.join(clear + weak)} but not on {'; '.join(against)}. "
-                f"The paper's result does not clearly hold on these models.")
-    return (f"The paper's result does NOT hold on these models: {s} neurons pass the automated scores no more "
-            f"often than {g} neurons ({'; '.join(against)}). Small or briefly trained models may not show it.")
+    return (f"Neither store is a SoLU model ({display(stores[0])} vs {display(stores[1])}), so the paper's "
+            "GeLU-vs-SoLU result is not tested here.")
 
 
 def _concat_tables(tables: list[dict]) -> dict:
@@ -95,8 +70,12 @@ def _concat_tables(tables: list[dict]) -> dict:
     return {k: np.concatenate([np.asarray(t[k]) for t in tables]) for k in keys}
 
 
-def compare_stores(store_a, store_b, hook_kind: str = "hook_post", req: Request | None = None) -> Comparison:
-    """Population comparison over every indexed ``hook_kind`` hook of each store (a Store or a path)."""
+def compare_stores(store_a, store_b, hook_kind: str = "hook_post", req: Request | None = None,
+                   controls=None) -> Comparison:
+    """Population comparison over every indexed ``hook_kind`` hook of each store (a Store or a path), and
+    its verdict (neurobrowse.evidence.store_verdict, the one code path of the CLI and the window).
+    controls: random-model control stores (paths or Stores); None finds them beside the stores."""
+    from neurobrowse.evidence import store_verdict
     from store.format.reader import as_store
 
     stores = (as_store(store_a), as_store(store_b))
@@ -117,33 +96,9 @@ def compare_stores(store_a, store_b, hook_kind: str = "hook_post", req: Request 
     if labels[0] == labels[1]:
         labels = (f"{labels[0]} (A)", f"{labels[1]} (B)")
     shares = (pass_shares(tables[0]), pass_shares(tables[1]))
-    ev = evidence_verdict(stores[0], stores[1], labels, tables)
-    return Comparison(labels, (tables[0], tables[1]), shares, ev.headline if ev else comparison_verdict(labels, shares),
-                      ev)
-
-
-def evidence_verdict(store_a, store_b, labels, tables, thresholds: dict[str, float] | None = None):
-    """neurobrowse.verdict.Verdict for two stores (None when neither is a SoLU model): a reported blinded
-    study of these two stores leads, the automated scores (store.measures.columns) are proxies."""
-    from neurobrowse import verdict
-    from neurobrowse.study.registry import reported_study
-
-    thresholds = thresholds or columns.THRESHOLDS
-    solu = next((i for i, lab in enumerate(labels) if "solu" in lab.lower()), None)
-    if solu is None:
-        return None
-    order = (solu, 1 - solu)
-    names = tuple(_display(labels[i]) for i in order)
-    ev = [verdict.score_evidence(name, columns.BY_NAME[name].title if name in columns.BY_NAME else name, th,
-                                 tables[order[0]].get(name, []), tables[order[1]].get(name, []))
-          for name, th in thresholds.items()
-          if np.isfinite(np.asarray(tables[0].get(name, []), np.float64)).any()]
-    stores = (store_a, store_b)
-    study = reported_study(stores[order[0]].run_uuid, stores[order[1]].run_uuid)
-    return verdict.decide(names, ev, study)
-
-
-def _display(label: str) -> str:
-    from store.measures.scores import display_name
-
-    return display_name(label.split(" (")[0])
+    if controls is not None:
+        controls = [as_store(c) for c in controls]
+    if req:
+        req.check()
+    ev = store_verdict(stores[0], stores[1], tables, controls=controls, hook_kind=hook_kind)
+    return Comparison(labels, (tables[0], tables[1]), shares, ev.headline if ev else no_verdict_sentence(stores), ev)

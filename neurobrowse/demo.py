@@ -38,6 +38,7 @@ class DemoConfig:
     n_tokens: int | None = None  # tokens recorded per model (None: DEFAULT_TOKENS[preset] or 262,144)
     include_prose: bool = True  # add English prose found on this machine (Debian docs) to the stdlib source
     seed: int = 0  # the pair's initial weights and data order (another seed: another demo pair on the same corpus)
+    controls: tuple[str, ...] = ("random",)  # random-model controls recorded beside the pair (() for none)
     device: str = "auto"  # CUDA when present, else CPU
     progress: bool = True  # progress bars for the long steps (store.progress)
 
@@ -97,7 +98,8 @@ def run_pipeline(cfg: DemoConfig) -> DemoResult:
     t = time.perf_counter()
     _say(f"2/4 training the {cfg.preset} GeLU + SoLU-LN pair -> {models_dir}", cfg.progress)
     models = train_pair(corpus_dir, models_dir, preset=cfg.preset, act_fns=ACT_FNS, device=cfg.device,
-                        progress=cfg.progress, seed=cfg.seed, threads=DEMO_THREADS)
+                        progress=cfg.progress, seed=cfg.seed, threads=DEMO_THREADS,
+                        inits=("trained", *cfg.controls))
     secs["train"] = time.perf_counter() - t
 
     n_tokens = cfg.n_tokens or DEFAULT_TOKENS.get(cfg.preset, 262_144)
@@ -107,7 +109,7 @@ def run_pipeline(cfg: DemoConfig) -> DemoResult:
         n_tokens = val
     stores: dict[str, Path] = {}
     t = time.perf_counter()
-    for act in ACT_FNS:
+    for act in [a for a in models if a in ACT_FNS] + [a for a in models if a not in ACT_FNS]:
         out = stores_dir / act
         try:
             done = Store.open(out).complete

@@ -363,7 +363,8 @@ def make_control(
     meta = {"preset": preset, "training": training, "init": init, "corpus_manifest_hash": manifest_hash,
             "corpus_dir": str(corpus_dir), "n_params": param_count(model), "history": [], "resumed_at": [],
             "metrics": {"step": 0, "tokens_seen": 0, "train_loss": None, "val_loss": val_loss,
-                        "val_tokens": int(val.shape[0] * (val.shape[1] - 1)), "wall_s": round(time.perf_counter() - t0, 2),
+                        "val_tokens": int(val.shape[0] * (val.shape[1] - 1)),
+                        "wall_s": round(time.perf_counter() - t0, 2),
                         "tokens_per_s": None, "device": dev.type, "threads": n_threads},
             "complete": True}
     if source_hash:

@@ -7,9 +7,12 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _studies_registry(tmp_path_factory, monkeypatch):
-    """Reported studies are listed in a per-test registry, never in the user's data directory."""
-    monkeypatch.setenv("NEUROBROWSE_STUDIES", str(tmp_path_factory.mktemp("registry") / "studies.jsonl"))
+def _reported_studies_stay_in_their_test(tmp_path_factory):
+    """`study report` records a study inside the stores it covers; the session's shared tiny stores must not
+    carry one test's study into the next test's comparison."""
+    yield
+    for p in tmp_path_factory.getbasetemp().glob("tiny*/stores/*/reported_studies.json"):
+        p.unlink(missing_ok=True)
 
 
 # ---- real tiny artifacts (see tests/builders.py) -------------------------------------------------

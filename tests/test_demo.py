@@ -50,7 +50,8 @@ def test_demo_builds_renders_and_reuses(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert png.exists() and str(png) in r.stdout
     for sub in ("corpus/manifest.json", "models/gelu", "models/solu_ln", "stores/gelu/zarr.json",
-                "stores/solu_ln/zarr.json"):
+                "stores/solu_ln/zarr.json", "models/solu_ln-random", "stores/solu_ln-random/zarr.json",
+                "stores/gelu-random/zarr.json"):
         assert (work / sub).exists(), sub
     w, h, red, colours = _image_facts(png)
     assert (w, h) == (1800, 1250)

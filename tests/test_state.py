@@ -13,7 +13,7 @@ from neurobrowse.browsing.navigation import Bookmarks, History, paired_hook, ste
 from neurobrowse.browsing.cancellation import Cancelled, LatestRequests
 from neurobrowse.browsing.filtering import ContextSearch, FilterError, apply_filter, parse_filter
 from store.errors import NeurobrowseError
-from neurobrowse.compare import ShareResult, compare_stores, comparison_verdict
+from neurobrowse.compare import compare_stores
 from neurobrowse.browsing.pages import load_page, merge_snippets
 from neurobrowse.snippet_text import shade_rgb
 from neurobrowse.browsing.navigation import NeuronRef
@@ -188,16 +188,6 @@ def test_load_page_pairs_mid_and_post_for_solu_ln(solu, gelu):
         load_page(solu, NeuronRef(post, 10_000))
 
 
-def test_verdict_wording():
-    def res(k1, k2, n=200):
-        return ([ShareResult("token_rule_score", 0.8, k1, n)], [ShareResult("token_rule_score", 0.8, k2, n)])
-
-    assert "holds" in comparison_verdict(("gelu", "solu_ln"), res(40, 120))
-    assert "not significant" in comparison_verdict(("gelu", "solu_ln"), res(60, 66))
-    assert "does NOT hold" in comparison_verdict(("gelu", "solu_ln"), res(120, 40))
-    assert "not tested" in comparison_verdict(("gelu", "gelu (B)"), res(1, 2))
-
-
 def test_compare_real_stores(gelu, solu):
     cmp = compare_stores(gelu, solu)
     assert cmp.labels == ("gelu", "solu_ln")
@@ -209,7 +199,8 @@ def test_compare_real_stores(gelu, solu):
             assert r.k == int((np.asarray(table[r.name]) >= r.threshold).sum())
             lo, hi = r.interval
             assert lo <= r.share <= hi
-    assert "SoLU-LN" in cmp.verdict and "GeLU" in cmp.verdict and "Fisher exact" in cmp.verdict
+    assert "SoLU-LN" in cmp.verdict and "GeLU" in cmp.verdict and cmp.verdict.startswith("Calibrated rule proxy")
     ev = cmp.evidence
-    assert ev.decided_by in ("explain_score", "token_rule_score", "sim_score", "")
+    assert ev.decided_by == "calibrated" and ev.outcome in ("holds", "does not hold", "undecided")
     assert any("rule explanation score" in line for line in ev.lines) and "'Holds' means" in ev.help
+    assert [i.kind for i in ev.items][0] == "proxy" and ev.items[0].name == "Calibrated rule proxy"

@@ -169,12 +169,21 @@ def test_new_rate_report_end_to_end(study, tmp_path):
     assert re.search(rf"GeLU +{kg}/{ng} ", text) and re.search(rf"SoLU-LN +{ks}/{ns} ", text)
     assert "Cohen's kappa" in text and "Fisher exact test GeLU vs SoLU-LN on neurons" in text
     assert re.search(rf"GeLU +{ig}/{jg} ", text) and "explain_score" in text
-    # the report is listed for `compare`, which then leads with it
-    from neurobrowse.study.registry import reported_study
+    # the report is recorded inside both stores, for `compare`, which then leads with it
+    from neurobrowse.study.registry import REPORTED_FILE, reported_study
+    from store.format.reader import Store
 
-    runs = {m["act_fn"]: m["run_uuid"] for m in key["models"]}
-    ev = reported_study(runs["solu_ln"], runs["gelu"])
+    stores = {m["act_fn"]: Store.open(m["store"]) for m in key["models"]}
+    for st in stores.values():
+        (doc,) = json.loads((st.path / REPORTED_FILE).read_text())
+        assert doc["study"] == str(study.absolute()) and {m["run_uuid"] for m in doc["models"]} == \
+            {s.run_uuid for s in stores.values()}
+    ev = reported_study(stores["solu_ln"], stores["gelu"])
     assert ev is not None and ev.k == (is_, ig) and ev.n == (js, jg) and ev.raters == 2
+    from neurobrowse.compare import compare_stores
+
+    cmp = compare_stores(stores["gelu"], stores["solu_ln"], controls=[])
+    assert cmp.evidence.decided_by == "study" and [i.kind for i in cmp.evidence.items][:2] == ["study", "proxy"]
     png = (tmp_path / "rep" / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     # per-rater rows: ann's SoLU share by hand

@@ -42,8 +42,8 @@ def test_a_score_that_passes_almost_every_neuron_does_not_decide():
     weak = score_evidence("token_rule_score", "token-rule score", 0.8, np.r_[np.full(22, 0.9), np.full(78, 0.1)],
                           np.r_[np.full(20, 0.9), np.full(80, 0.1)])
     v = decide(("SoLU-LN", "GeLU"), [sat, weak])
-    assert v.decided_by == "token_rule_score" and v.outcome == "same way, not significant"
-    assert v.headline.startswith("Automated proxy, token-rule score ≥ 0.8") and "not significant" in v.headline
+    assert v.decided_by == "token_rule_score" and v.outcome == "undecided"
+    assert v.headline.startswith("Automated proxy, token-rule score ≥ 0.8") and "includes zero" in v.headline
     assert any("does not decide" in line and "token lookup correlation" in line for line in v.lines)
     v = decide(("SoLU-LN", "GeLU"), [sat])
     assert v.outcome == "untested" and v.headline.startswith("Undecided")

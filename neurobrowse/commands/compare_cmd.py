@@ -19,6 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store_b")
     p.add_argument("--offscreen", action="store_true", help="render without a display (with --screenshot)")
     p.add_argument("--screenshot", type=options.output_file, metavar="PNG", help="render the compare window into PNG and exit")
+    p.add_argument("--control", action="append", default=None, metavar="STORE",
+                   help="a random-model control store (`neurobrowse train --init random`, recorded and indexed) "
+                   "whose calibrated share is shown beside the trained models' (repeatable; default: controls "
+                   "found beside the two stores)")
+    p.add_argument("--no-control", action="store_true", help="show no random-model control")
     p.add_argument("--summary", action="store_true", help="print the comparison (shares, intervals, verdict) and exit")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="compare even stores indexed or recorded too differently (another k, tokenizer, text, "
@@ -48,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         from neurobrowse import render
         from neurobrowse.compare import compare_stores
 
-        print(render.comparison_text(compare_stores(args.store_a, args.store_b)))
+        controls = [] if args.no_control else args.control
+        print(render.comparison_text(compare_stores(args.store_a, args.store_b, controls=controls)))
         return 0
     from neurobrowse.qt import app
 

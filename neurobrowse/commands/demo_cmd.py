@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokens", type=options.positive_int, default=None, help="tokens recorded per model (default: 262,144; tiny: 20,480)")
     p.add_argument("--seed", type=options.non_negative_int, default=0,
                    help="initial weights and data order of the pair (default 0; another seed gives another pair)")
+    p.add_argument("--no-control", action="store_true",
+                   help="skip the random-init controls (by default the untrained GeLU and SoLU-LN of the same seed are "
+                   "recorded into WORKDIR/stores/<act_fn>-random, so compare shows the proxy's share on random neurons)")
     p.add_argument("--device", type=options.device, default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     p.add_argument("--offscreen", action="store_true", help="no window: render the compare window into --screenshot")
     p.add_argument("--screenshot", metavar="PNG", type=options.output_file, help="render the compare window into PNG and exit")
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from neurobrowse.demo import DemoConfig, run_pipeline
 
     cfg = DemoConfig(preset=args.preset, n_tokens=args.tokens, device=args.device, progress=not args.quiet,
-                     seed=args.seed)
+                     seed=args.seed, controls=() if args.no_control else ("random",))
     if args.workdir is not None:
         cfg.workdir = args.workdir
     res = run_pipeline(cfg)

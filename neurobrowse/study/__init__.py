@@ -24,11 +24,12 @@ Agreement between raters: Cohen's kappa for two raters, Fleiss' kappa for more (
 rater rated, three categories). And the ROC AUC with which every automated score (AUC_SCORES: the
 rule explanation score, token-rule score and token lookup correlation, read from the stores at
 report time so scores added later are checked too) predicts the neurons' majority verdict
-(unsure neurons left out). ``study_report`` also writes report.json and lists the study in a
-registry (``registry_path``) so that `compare` can lead with it (``reported_study``).
+(unsure neurons left out). ``study_report`` also writes report.json and records the study inside the
+stores it covers (``registry.record_in_stores``) so that `compare` can lead with it (``reported_study``),
+and lists the calibrated share of random-model controls found beside those stores.
 
 The modules, in the order a study goes: ``folder`` (study.json and key.json, read back), ``draw``
 (``new_study``), ``ratings`` (``RatingsDB``), ``session`` (``StudySession``, ``rate_from_answers``),
 ``results`` (``compute_report``: the statistics), ``report`` (the report files, ``study_report``),
-``registry`` (reported studies, for `compare`).
+``registry`` (reported studies, recorded in the stores, for `compare`).
 """

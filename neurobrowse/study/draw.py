@@ -76,9 +76,11 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
                                     for i, c in enumerate(counts)])
         else:
             picks = rng.choice(len(pool), size=cfg.per_model, replace=False)
+        init = str(store.manifest.get("model_init") or "trained")  # a random-model control: "random" / "shuffled"
+        name = display_name(str(store.model_config.get("act_fn", f"model {m}")))
         models.append({"index": m, "act_fn": store.model_config.get("act_fn", "?"),
-                       "name": display_name(str(store.model_config.get("act_fn", f"model {m}"))),
-                       "store": str(store.path), "run_uuid": store.run_uuid})
+                       "name": name if init == "trained" else f"{name} {init} init" if init == "random" else
+                       f"{name} {init}", "store": str(store.path), "run_uuid": store.run_uuid, "model_init": init})
         for p in sorted(int(x) for x in picks):
             layer, n = pool[p]
             for hook in [h for h in hooks if parse_hook_name(h)[0] == layer]:

@@ -16,7 +16,8 @@ from store.export.neurons import atomic_output
 from neurobrowse.study.folder import StudyError
 from neurobrowse.study.folder import report_dir
 from neurobrowse.study.results import compute_report
-from neurobrowse.study.registry import _register
+from neurobrowse.study.folder import load_key
+from neurobrowse.study.registry import record_in_stores
 
 
 def _fmt(x: float | None, nd: int = 3) -> str:
@@ -68,6 +69,8 @@ def report_text(rep: dict) -> str:
         partly = d.get("n_scored", 0) != d["n_positive"] + d["n_negative"]
         lines.append(f"  {s:<18} {_fmt(d['auc'])}  ({d['n_positive']} interpretable, {d['n_negative']} not"
                      f"{', ' + str(d.get('n_scored')) + ' scored' if partly else ''})")
+    if rep.get("controls"):
+        lines += ["", *rep["controls"]]
     if rep["median_seconds_per_item"] is not None:
         lines.append(f"Median time per rated item: {rep['median_seconds_per_item']:.1f} s")
     return "\n".join(lines) + "\n"
@@ -151,6 +154,7 @@ def study_report(study: str | os.PathLike, out_dir: str | os.PathLike | None = N
     (default STUDY.key/report, beside the key; STUDY/report for an older study). Returns the report dict
     plus the written paths under "files"."""
     rep = compute_report(study)
+    rep["controls"] = control_lines(load_key(study))
     out = Path(out_dir) if out_dir is not None else report_dir(study)  # beside the key, not in the raters' folder
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "report.txt") as f:
@@ -162,9 +166,38 @@ def study_report(study: str | os.PathLike, out_dir: str | os.PathLike | None = N
     summary["report"] = str((out / "report.json").absolute())
     with atomic_output(out / "report.json") as f:
         json.dump(summary, f, indent=1)
-    _register(summary)
+    rep["recorded_in"] = [str(p) for p in record_in_stores(summary, load_key(study))]
     rep["files"] = {k: str(out / f"report.{k}") for k in ("txt", "csv", "png", "json")}
     return rep
+
+
+def control_lines(key: dict) -> list[str]:
+    """Random-model controls found beside the study's stores (neurobrowse.evidence.find_controls): their
+    calibrated share interpretable next to the trained models' (no rater saw them); [] without any."""
+    from neurobrowse import calibration, evidence
+    from store.errors import NeurobrowseError
+    from store.format.reader import Store
+
+    stores = []
+    for m in key.get("models", []):
+        try:
+            st = Store.open(m["store"])
+        except (NeurobrowseError, OSError, KeyError, TypeError):
+            continue
+        if st.run_uuid == m.get("run_uuid"):
+            stores.append(st)
+    controls = evidence.find_controls(stores) if stores else []
+    if not controls:
+        return []
+    out = ["Random-model controls beside these stores (calibrated rule proxy over every hook_post neuron; no rater "
+           "saw them), next to the trained models on the same proxy:"]
+    for st in stores + controls:
+        x = evidence.rule_features(st)
+        if len(x):
+            sh, _ = calibration.share(x)
+            out.append(f"  {evidence.display(st):<22} {100 * sh.share:5.1f}%  [{100 * sh.lo:5.1f}%, "
+                       f"{100 * sh.hi:5.1f}%]  ({sh.n} neurons)")
+    return out
 
 
 def report_summary(rep: dict) -> dict:

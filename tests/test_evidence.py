@@ -1,0 +1,192 @@
+"""Rules a rater would name (store.measures.rules), the calibrated proxy and the evidence of two real tiny stores."""
+
+import json
+
+import numpy as np
+import pytest
+
+from neurobrowse import calibration, evidence, verdict
+from store.measures import rules
+from store.format.reader import Store
+from tests.builders import TINY_CHUNK_TOKENS, run_cli
+
+
+# ---- the rules on hand-made snippets ----------------------------------------------------------------------
+def _snip(tokens, center, fire=5.0):
+    acts = [0.0] * len(tokens)
+    acts[center] = fire
+    return {"tokens": tokens, "acts": acts, "center": center}
+
+
+def _best(items):
+    win, voc = rules.from_snippets(items)
+    arr = rules.rule_arrays(win, voc)
+    return arr, voc, [rules.describe(voc, arr, i) for i in range(len(items))]
+
+
+def test_a_category_beats_single_tokens_and_reads_like_a_rater():
+    roles = ["func", "class", "meth", "mod", "attr"]
+    # the role name of Sphinx markup, a different role each time, in otherwise varied text
+    items = [[_snip([" see", " the", " :", roles[i % 5], ":`", "os", ".", "path", "`", " for"], 3)
+              for i in range(20)]]
+    # the second piece of a split word (a word start, then its continuation), varied words
+    words = [(" multi", "plex"), (" auto", "matic"), (" pre", "fix"), (" sub", "class"), (" over", "ride")]
+    items.append([_snip([" a", words[i % 5][0], words[i % 5][1], " is", " here"], 2) for i in range(20)])
+    # one token
+    items.append([_snip([" x", " =", " None", " if", " y"], 2) for _ in range(20)])
+    arr, voc, words_out = _best(items)
+    assert words_out[0].startswith("the role name in Sphinx markup (:func:, :class:, ...): 20/20 firings")
+    assert words_out[1].startswith("the second piece of a split word: 20/20") or \
+        words_out[1].startswith("a word piece inside a longer word: 20/20")
+    assert words_out[2].startswith("the token ' None': 20/20 firings")
+    assert (arr["rule_score"] > 0.8).all()
+
+
+def test_a_rule_that_also_matches_quiet_tokens_loses_precision():
+    # fires on ' if' right after ' x'; the same ' if' also occurs, silent, after other tokens
+    items = [[_snip([" if", " x", " if", " y", " if"], 2) for _ in range(20)]]
+    arr, _, words_out = _best(items)
+    assert words_out[0].startswith("right after ' x': 20/20 firings")
+    only_token = [[_snip([" a", " x", " if", " y", " b"], 2) for _ in range(20)]]
+    assert _best(only_token)[2][0].startswith("the token ' if': 20/20")
+
+
+def test_token_sets_need_members_a_rater_can_group():
+    # two unrelated tokens (a word start, a bracket) split the firings: no set of them
+    items = [[_snip([" a", " b", " apple" if i % 2 else "(", " c"], 2) for i in range(20)]]
+    arr, _, words_out = _best(items)
+    assert not words_out[0].startswith("one of the tokens")
+    # two capitalised word starts do make a set
+    items = [[_snip([" a", " b", " Alpha" if i % 2 else " Beta", " c"], 2) for i in range(20)]]
+    arr, _, words_out = _best(items)
+    assert words_out[0].startswith(("one of the tokens ' Alpha', ' Beta'", "one of the tokens ' Beta', ' Alpha'",
+                                    "a capitalised word"))
+
+
+def test_repeated_tokens_numbers_and_spans():
+    toks = [[" x", " =", " foo", "(", " bar", ")", " +", " foo"], 7]  # ' foo' again
+    items = [[_snip(list(toks[0][:-1]) + [f" t{i}", " ", f" t{i}"], 9) for i in range(20)]]
+    items.append([_snip([" version", " 3", ".", str(10 + i), " and"], 3) for i in range(20)])
+    # every token inside backticks fires (a span neuron), the text around them does not
+    items.append([{"tokens": [" the", " `", f"w{i}", "_", f"k{i}", "`", " y"], "acts": [0, 0, 4, 4, 5, 0, 0],
+                   "center": 4} for i in range(20)])
+    _, _, w = _best(items)
+    assert w[0].startswith("a token repeated from earlier in the context")
+    assert w[1].startswith(("digits after a dot", "a piece of a version number"))
+    assert w[2].startswith("inside backticks")
+
+
+# ---- the store path and the study path agree -----------------------------------------------------------------
+def test_store_windows_are_what_a_study_shows(tiny_stores, tmp_path):
+    st = Store.open(tiny_stores["solu_ln"])
+    r = run_cli(["study", "new", "--stores", tiny_stores["gelu"], tiny_stores["solu_ln"], "--per-model", "8",
+                 "--seed", "3", "--out", tmp_path / "s"])
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "s" / "study.json").read_text(encoding="utf-8"))
+    key = json.loads((tmp_path / "s" / "key.json").read_text(encoding="utf-8"))
+    solu = next(m["index"] for m in key["models"] if m["act_fn"] == "solu_ln")
+    picked = [(it, key["items"][it["item_id"]]) for it in doc["items"]
+              if key["items"][it["item_id"]]["model"] == solu]
+    win, voc = rules.from_snippets([it["snippets"] for it, _ in picked])
+    from_study = rules.rule_arrays(win, voc)
+    by_hook = {}
+    for _, k in picked:
+        if k["hook"] not in by_hook:
+            by_hook[k["hook"]] = rules.store_rules(st, k["hook"])
+    for i, (_, k) in enumerate(picked):
+        arr, svoc = by_hook[k["hook"]]
+        n = k["neuron"]
+        assert from_study["rule_n"][i] == arr["rule_n"][n]
+        assert from_study["rule_score"][i] == pytest.approx(float(arr["rule_score"][n]), abs=1e-4)
+        assert rules.describe(voc, from_study, i) == rules.describe(svoc, arr, n)
+
+
+# ---- calibration ---------------------------------------------------------------------------------------------
+def test_logistic_fit_recovers_a_known_model():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 2))
+    true = np.array([-0.5, 2.0, -1.0])
+    y = rng.random(4000) < calibration.predict(X, true)
+    w = calibration.fit_logistic(X, y, ridge=0.0)
+    assert w == pytest.approx(true, abs=0.15)
+
+
+def test_shipped_calibration_is_fitted_from_docs_studies_reproducibly(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "cal.json"
+    shipped = json.loads(calibration.RESOURCE.read_text())  # reproducible from the sets it names
+    r = subprocess.run([sys.executable, str(root / "tools" / "fit_calibration.py"), "--out", str(out), "--only",
+                        *shipped["sets"]], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text()) == json.loads(calibration.RESOURCE.read_text())
+    cal = calibration.shipped()
+    assert cal.features == calibration.FEATURES and len(cal.draws) == calibration.BOOTSTRAP
+    assert set(cal.sets) >= {"demo-stdlib-2026-11-30", "demo-mixed-2026-11-30"}
+
+
+def test_share_interval_includes_the_calibrations_error():
+    X = np.tile([[0.8, 0.9, 0.05]], (400, 1))
+    exact = calibration.Calibration(calibration.shipped().coef, np.tile(calibration.shipped().coef, (50, 1)), [], 0)
+    narrow, _ = calibration.share(X, exact)
+    wide, _ = calibration.share(X, calibration.shipped())
+    assert narrow.lo <= narrow.share <= narrow.hi
+    assert (wide.hi - wide.lo) > (narrow.hi - narrow.lo)
+
+
+def test_verdict_words_never_say_does_not_hold_inside_zero_or_against_a_study():
+    assert verdict.word_for(0.02, 0.2) == "holds" and verdict.word_for(-0.2, -0.01) == "does not hold"
+    assert verdict.word_for(-0.1, 0.3) == "undecided"
+    against = verdict.CalibratedEvidence((0.3, 0.5), ((0.25, 0.35), (0.45, 0.55)), (500, 500), -0.2, (-0.28, -0.12))
+    v = verdict.decide(("SoLU-LN", "GeLU"), [], None, against)
+    assert v.outcome == "does not hold" and v.decided_by == "calibrated"
+    study = verdict.StudyEvidence("s", (34, 28), (60, 60), verdict.fisher_p(34, 60, 28, 60), 2)
+    v = verdict.decide(("SoLU-LN", "GeLU"), [], study, against)
+    assert v.decided_by == "study" and [i.kind for i in v.items] == ["study", "proxy"]
+    assert v.items[1].word == "undecided"  # the study points the other way
+    inside = verdict.CalibratedEvidence((0.5, 0.45), ((0.4, 0.6), (0.35, 0.55)), (60, 60), 0.05, (-0.1, 0.2))
+    v = verdict.decide(("SoLU-LN", "GeLU"), [], None, inside)
+    assert v.outcome == "undecided" and "undecided" in v.headline and v.headline.count(".") >= 1
+
+
+# ---- two real stores and a random control -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def control_store(tiny_root, tiny_stores):
+    """A random-init SoLU-LN control recorded beside the tiny stores (so `compare` finds it)."""
+    from solu_core.record import record
+    from solu_core.train import control_dir, train_pair
+    from store.index import index_store
+
+    train_pair(tiny_root / "corpus", tiny_root / "models", preset="tiny", act_fns="solu_ln", progress=False,
+               inits="random")
+    out = tiny_root / "stores" / "solu_ln-random"
+    record(control_dir(tiny_root / "models", "solu_ln", "random"), out, n_tokens=8192, corpus_dir=tiny_root / "corpus",
+           progress=False, device="cpu", chunk_tokens=TINY_CHUNK_TOKENS)
+    st = Store.open(out)
+    if not all(st.is_indexed(h) for h in st.hooks):
+        index_store(out, progress=False)
+    return out
+
+
+def test_store_verdict_finds_the_solu_side_and_the_control(tiny_stores, control_store):
+    g, s = Store.open(tiny_stores["gelu"]), Store.open(tiny_stores["solu_ln"])
+    tables = [dict(st.neuron_table(evidence.hooks_of(st)[0])) for st in (g, s)]
+    v = evidence.store_verdict(g, s, tables)
+    assert v is not None and v.decided_by == "calibrated" and v.outcome in verdict.WORDS
+    kinds = [i.kind for i in v.items]
+    assert kinds[0] == "proxy" and kinds[-1] == "control" and "study" not in kinds
+    assert v.items[0].name == "Calibrated rule proxy"
+    for it in v.items[:-1]:
+        assert it.lo <= it.diff <= it.hi and it.word in verdict.WORDS
+    (ctl,) = v.controls
+    assert ctl.act_fn == "solu_ln" and ctl.init == "random" and ctl.name == "SoLU-LN random init"
+    assert 0.0 <= ctl.interval[0] <= ctl.share <= ctl.interval[1] <= 1.0
+    assert "Random-model control" in v.lines[-1] and "SoLU-LN random init" in v.lines[-1]
+    # the SoLU side comes from the manifest, whatever the order
+    v2 = evidence.store_verdict(s, g, tables[::-1], controls=[])
+    assert v2.calibrated.shares == pytest.approx(v.calibrated.shares) and not v2.controls
+    # two GeLU-like stores (the same one twice): no SoLU side, no verdict
+    assert evidence.store_verdict(g, g, [tables[0], tables[0]]) is None
