@@ -223,13 +223,7 @@ class HookRows:
     recomputed by the recorded model over the recorded tokens for a store recorded with --dense none."""
 
     def __init__(self, st, hook: str, model: str | None = None, device: str = "auto"):
-        if schema.is_feature_hook(hook):
-            raise DictionaryError(f"{hook!r} is a dictionary's features; train a dictionary on a recorded hook "
-                                  f"({', '.join(st.recorded_hooks)})")
-        if hook not in st.recorded_hooks:
-            raise DictionaryError(f"{st.path} has no hook {hook!r}; it has {', '.join(st.recorded_hooks)}")
-        if not st.complete:
-            raise DictionaryError(f"{st.path} is an incomplete recording; finish it first: {st.resume_command()}")
+        check_hook(st, hook)
         self.st, self.hook = st, hook
         self.n_chunks, self.ct, self.ctx = st.n_chunks, st.chunk_tokens, st.context_len
         self.d_in = int(st.d_mlp)
@@ -264,6 +258,17 @@ class HookRows:
                                   f"token {bad}); a dictionary cannot be trained on them: re-record the store "
                                   f"(float16 overflow: the model's activations exceed 65504)")
         return a
+
+
+def check_hook(st, hook: str) -> None:
+    """A DictionaryError unless ``hook`` is a recorded hook of the complete store ``st``."""
+    if schema.is_feature_hook(hook):
+        raise DictionaryError(f"{hook!r} is a dictionary's features; train a dictionary on a recorded hook "
+                              f"({', '.join(st.recorded_hooks)})")
+    if hook not in st.recorded_hooks:
+        raise DictionaryError(f"{st.path} has no hook {hook!r}; it has {', '.join(st.recorded_hooks)}")
+    if not st.complete:
+        raise DictionaryError(f"{st.path} is an incomplete recording; finish it first: {st.resume_command()}")
 
 
 def recorded_model(st, model: str | None = None, device: str = "auto", need: bool = True):
@@ -438,8 +443,8 @@ def train_dictionary(store, hook: str, *, width: float = 8.0, k: int = 32, name:
 
     st = as_store(store)
     cfg = DictionaryConfig(**{**asdict(config or DictionaryConfig()), "width": float(width), "k": int(k)})
-    d_sae = check_settings(int(st.d_mlp) if hook in st.recorded_hooks else 1, cfg.width, cfg.k, cfg.batch_tokens,
-                           cfg.epochs)
+    check_hook(st, hook)
+    d_sae = check_settings(int(st.d_mlp), cfg.width, cfg.k, cfg.batch_tokens, cfg.epochs)
     rows = HookRows(st, hook, model=model, device=device)
     name = name or default_name(cfg.width, cfg.k)
     try:
@@ -451,8 +456,17 @@ def train_dictionary(store, hook: str, *, width: float = 8.0, k: int = 32, name:
         d = load_dictionary(folder)
         return TrainResult(fhook, folder, d.meta.get("metrics", {}), int(d.meta.get("steps", 0)), 0,
                            float(d.meta.get("tokens_per_s", 0.0)), skipped=True)
-    if threads:
-        torch.set_num_threads(int(threads))
+    # a fixed thread count: the reduction order (and so every float) depends on it, and a resumed run must
+    # end with the same weights as an uninterrupted one. Small dictionaries run faster on one thread.
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(int(threads or (1 if rows.d_in * d_sae <= 2 ** 20 else (os.cpu_count() or 1))))
+    try:
+        return _train(st, hook, cfg, rows, name, fhook, folder, d_sae, device, progress, force, stop_after_steps)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(st, hook, cfg, rows, name, fhook, folder, d_sae, device, progress, force, stop_after_steps):
     from solu_core.model import pick_device
 
     dev = pick_device(device)
