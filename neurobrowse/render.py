@@ -188,9 +188,9 @@ def dictionary_metrics_text(m: dict) -> str:
 
 
 def dictionaries_text(summaries: list[dict], examples: bool = False) -> str:
-    """store.features.dictionary_summary results side by side (one row per dictionary), then the hidden
+    """store.format.features.dictionary_summary results side by side (one row per dictionary), then the hidden
     candidates' examples."""
-    from store.features import HIDDEN_PEAK, HIDDEN_SHARE, report_rows
+    from store.format.features import HIDDEN_PEAK, HIDDEN_SHARE, report_rows
 
     if not summaries:
         return "no dictionaries (train one: neurobrowse features train STORE --hook HOOK --width 8x --k 32)"

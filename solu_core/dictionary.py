@@ -10,7 +10,7 @@ is removed before the step, the rows renormalised after it).
 Why not SAELens as the trainer: ``pip install sae-lens`` pulls about 20 further packages (nltk,
 statsmodels, plotly, py2store, babe, ...) into the shared environment and its trainer runs through its
 own runner and config; the model here is ~150 lines of torch and writes the SAELens on-disk layout
-(store.dictionary), so SAELens, SAEDashboard and Neuronpedia tooling load what it trains.
+(store.format.dictionary), so SAELens, SAEDashboard and Neuronpedia tooling load what it trains.
 
 Speed: the TopK step is computed sparsely. Only the encoder's forward matmul is dense (every
 pre-activation is needed for the top-k); the decoder is an ``embedding_bag`` over the k chosen rows
@@ -46,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from store import schema
-from store.dictionary import (
+from store.format.dictionary import (
     DictionaryError, alignment, list_dictionaries, load_dictionary, saelens_cfg, save_dictionary,
 )
 
@@ -439,7 +439,7 @@ def train_dictionary(store, hook: str, *, width: float = 8.0, k: int = 32, name:
     model when the store's manifest does not find it (needed for a --dense none store; otherwise only for
     the loss-recovered metric). ``stop_after_steps``: stop (as if killed, after a save) once this many
     steps ran in all (tests). Returns the folder and the metrics."""
-    from store.reader import as_store
+    from store.format.reader import as_store
 
     st = as_store(store)
     cfg = DictionaryConfig(**{**asdict(config or DictionaryConfig()), "width": float(width), "k": int(k)})
@@ -504,7 +504,8 @@ def _train(st, hook, cfg, rows, name, fhook, folder, d_sae, device, progress, fo
     else:
         sae.load_state_dict(state["sae"])
         opt.load_state_dict(state["opt"])
-        scale, since, step0, spent = float(state["scale"]), state["since_fired"], int(state["step"]), float(state["spent_s"])
+        scale, since = float(state["scale"]), state["since_fired"]
+        step0, spent = int(state["step"]), float(state["spent_s"])
     since = since.to(dev)
 
     def save(step: int, spent_s: float) -> None:
@@ -542,7 +543,7 @@ def _train(st, hook, cfg, rows, name, fhook, folder, d_sae, device, progress, fo
         step += nb
     try:
         nxt = pool.submit(load_group, *todo[0][:2]) if todo else None
-        for i, (e, gi, nb, first) in enumerate(todo):
+        for i, (_e, _gi, nb, first) in enumerate(todo):
             data = nxt.result()
             nxt = pool.submit(load_group, *todo[i + 1][:2]) if i + 1 < len(todo) else None
             B = min(cfg.batch_tokens, data.shape[0])
@@ -777,10 +778,10 @@ def index_features(store, feature_hook: str | None = None, *, model: str | None 
     per feature hook."""
     import dataclasses
 
-    from store import features as feats
+    from store.format import features as feats
     from store.index import IndexConfig
     from store.index.run import index_hook
-    from store.reader import as_store
+    from store.format.reader import as_store
 
     st = as_store(store)
     have = list_dictionaries(st.path)
@@ -805,9 +806,9 @@ def index_features(store, feature_hook: str | None = None, *, model: str | None 
         loaded = loaded_cache[key]
         reader = None
         if not st.dense:
-            rows = HookRows.__new__(HookRows)
-            rows.st, rows.hook, rows.n_chunks, rows.ct, rows.ctx = st, src_hook, st.n_chunks, st.chunk_tokens, st.context_len
-            rows.d_in, rows.loaded = int(st.d_mlp), loaded
+            rows = HookRows.__new__(HookRows)  # the source hook's rows, computed by the model (no dense chunks)
+            rows.st, rows.hook, rows.n_chunks = st, src_hook, st.n_chunks
+            rows.ct, rows.ctx, rows.d_in, rows.loaded = st.chunk_tokens, st.context_len, int(st.d_mlp), loaded
 
             def reader(c, rows=rows, d=d):
                 return d.encode(rows.chunk(c)).astype(np.float16)

@@ -152,6 +152,14 @@ def feature_source(name: str) -> tuple[str, str]:
     return ".".join(parts[:4]), parts[5]
 
 
+FEATURE_DIM = "feature"  # the unit axis of a feature hook's index and logit arrays (a size of its own for xarray)
+
+
+def unit_dim(hook: str) -> str:
+    """The dimension name of a hook's unit axis: "neuron", or "feature" for a dictionary's features."""
+    return FEATURE_DIM if is_feature_hook(hook) else NEURON_DIM
+
+
 def dictionary_path(feature_hook: str) -> str:
     return f"{DICTIONARY_GROUP}/{feature_hook}"
 

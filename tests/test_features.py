@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from store import schema
-from store.dictionary import (
-    DictionaryError, alignment, list_dictionaries, load_dictionary, saelens_cfg, save_dictionary,
+from store.format.dictionary import (
+    alignment, list_dictionaries, load_dictionary, saelens_cfg, save_dictionary,
 )
-from store.reader import Store
-from store.writer import StoreWriter
+from store.format.reader import Store
+from store.format.writer import StoreWriter
 from tests.builders import cli_command, run_cli
 
 HOOK = "blocks.0.mlp.hook_post"
@@ -274,3 +274,45 @@ def test_training_resumes_after_kill_9_to_the_same_weights(tmp_path):
     for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
     assert not state.parent.exists()  # the resume state is removed once the dictionary is saved
+
+
+def test_a_blind_study_draws_features_beside_neurons(featured, tiny_stores, tmp_path):
+    path, r = featured
+    kind = r.feature_hook.split(".", 3)[3]  # hook_post.sae.2x-k8
+    out = run_cli(["study", "new", "--stores", tiny_stores["gelu"], path, "--per-model", "4", "--seed", "1",
+                   "--hooks", f"hook_post,{kind}", "--out", tmp_path / "study"])
+    assert out.returncode == 0, out.stderr
+    key = json.loads((tmp_path / "study" / "key.json").read_text())["items"]
+    hooks = sorted(k["hook"] for k in key.values())
+    assert hooks.count(r.feature_hook) == 4 and hooks.count(HOOK) == 8  # 4 neurons per store, 4 features
+    study = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert all("hook" not in it and "neuron" not in it for it in study["items"])  # blind
+    feats = [k for k in key.values() if k["hook"] == r.feature_hook]
+    st = Store.open(path)
+    assert all(st.neuron_table(r.feature_hook)["max_act"][k["neuron"]] > 0 for k in feats)
+
+
+def test_the_dictionaries_panel_shows_the_side_by_side_figures(featured, windows, qtbot):
+    from neurobrowse.qt.features_panel import DictionariesPanel
+
+    path, r = featured
+    panel = windows(DictionariesPanel, [str(path)])
+    with qtbot.waitSignal(panel.loaded, timeout=60000):
+        pass  # the summaries are read in a worker and shown when they arrive
+    assert panel.table.rowCount() == len(Store.open(path).feature_hooks)
+    hooks = [panel.table.item(i, 1).text() for i in range(panel.table.rowCount())]
+    assert r.feature_hook in hooks
+    assert panel.hidden.count() == sum(len(s.get("hidden_examples") or []) for s in panel.summaries)
+    if panel.hidden.count():
+        with qtbot.waitSignal(panel.featureActivated, timeout=5000) as sig:
+            panel.hidden.itemDoubleClicked.emit(panel.hidden.item(0))
+        assert sig.args[0] == str(path) and sig.args[1] in hooks
+
+
+def test_a_store_with_a_dictionary_still_opens_as_an_xarray_datatree(featured):
+    import xarray as xr
+
+    path, r = featured
+    tree = xr.open_datatree(path, engine="zarr", consolidated=False)
+    idx = tree[f"{schema.INDEX_GROUP}/{r.feature_hook}"]
+    assert idx.sizes["feature"] == 512 and tree.sizes["neuron"] == 256

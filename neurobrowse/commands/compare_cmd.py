@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store_b")
     p.add_argument("--offscreen", action="store_true", help="render without a display (with --screenshot)")
     p.add_argument("--screenshot", type=options.output_file, metavar="PNG", help="render the compare window into PNG and exit")
-    p.add_argument("--summary", action="store_true", help="print the comparison (shares, intervals, verdict) and exit")
+    p.add_argument("--summary", action="store_true", help="print the comparison (shares, intervals, verdict; and the dictionaries' aligned, "
+                   "spread, explained and hidden features when the stores have any) and exit")
     p.set_defaults(func=run)
 
 
@@ -36,6 +37,13 @@ def run(args: argparse.Namespace) -> int:
         from neurobrowse.compare import compare_stores
 
         print(render.comparison_text(compare_stores(args.store_a, args.store_b)))
+        if a.feature_hooks or b.feature_hooks:  # the dictionaries of both: do features hide below the LayerNorm?
+            from store.format.features import dictionary_summary
+
+            rows = [{**dictionary_summary(st, h), "store": str(st.path), "act_fn": st.act_fn}
+                    for st in (a, b) for h in st.feature_hooks]
+            print("\ndictionaries (features of sparse autoencoders over the hooks; docs/features.md):")
+            print(render.dictionaries_text(rows, examples=True))
         return 0
     from neurobrowse.qt import app
 

@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the recorded model, when the store's manifest does not find it: needed for a --dense none "
                    "store, otherwise only for the loss-recovered metric")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    t.add_argument("--threads", type=options.positive_int, default=None,
+                   help="torch CPU threads (default: 1 for small dictionaries, every core for larger; another count "
+                   "gives other floats, so resume with the same one)")
     t.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
                    help="save the resume state this often (default 30)")
     t.add_argument("--index", action="store_true", help="index the features when trained (as `features index`)")
@@ -89,7 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = DictionaryConfig(batch_tokens=args.batch, epochs=args.epochs, lr=args.lr, seed=args.seed,
                            checkpoint_every_s=args.checkpoint_every)
     r = train_dictionary(args.store, args.hook, width=parse_width(args.width), k=args.k, name=args.name, config=cfg,
-                         model=args.model, device=args.device, progress=not args.quiet, force=args.force)
+                         model=args.model, device=args.device, progress=not args.quiet, force=args.force,
+                         threads=args.threads)
     out = {"feature_hook": r.feature_hook, "folder": str(r.folder), "skipped": r.skipped, "metrics": r.metrics,
            "steps": r.steps, "tokens_per_s": r.tokens_per_s}
     if args.index:
@@ -122,8 +126,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from neurobrowse import render
-    from store.features import dictionary_summary
-    from store.reader import Store
+    from store.format.features import dictionary_summary
+    from store.format.reader import Store
 
     st = Store.open(args.store)
     hooks = [args.hook] if args.hook else st.feature_hooks
@@ -141,8 +145,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from store.dictionary import DictionaryError, install_dictionary, load_dictionary
-    from store.reader import Store
+    from store.format.dictionary import DictionaryError, install_dictionary, load_dictionary
+    from store.format.reader import Store
 
     st = Store.open(args.store)
     d = load_dictionary(args.folder)
@@ -165,8 +169,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from neurobrowse import render
-    from store.features import dictionary_summary
-    from store.reader import Store
+    from store.format.features import dictionary_summary
+    from store.format.reader import Store
 
     out = []
     for path in args.stores:

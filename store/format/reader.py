@@ -209,8 +209,8 @@ class Store:
         self._attrs: dict[str, dict] = {}  # per hook: the attributes of its finished index
         self._marker_dtypes: dict[str, str] = {}  # per-token array -> dtype of its completion markers
         self._index_gens: dict[str, tuple | None] = {}  # hook -> identity of the index folder the caches hold
-        self._features: dict[str, Path] | None = None  # feature hook -> dictionary folder (store.dictionary)
-        self._dictionaries: dict[str, object] = {}  # feature hook -> loaded store.dictionary.Dictionary
+        self._features: dict[str, Path] | None = None  # feature hook -> dictionary folder (store.format.dictionary)
+        self._dictionaries: dict[str, object] = {}  # feature hook -> loaded store.format.dictionary.Dictionary
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
@@ -261,7 +261,7 @@ class Store:
     @property
     def hooks(self) -> list[str]:
         """Every hook one can browse: the recorded ones, then the features of the store's dictionaries
-        (store.dictionary: ``{source hook}.sae.{name}``), each after the others."""
+        (store.format.dictionary: ``{source hook}.sae.{name}``), each after the others."""
         return self.recorded_hooks + self.feature_hooks
 
     @property
@@ -273,16 +273,16 @@ class Store:
     def feature_hooks(self) -> list[str]:
         """The features of the store's complete dictionaries (folders under dictionaries/)."""
         if self._features is None:
-            from store.dictionary import list_dictionaries
+            from store.format.dictionary import list_dictionaries
 
             self._features = {h: p for h, p in list_dictionaries(self.path).items()
                               if schema.feature_source(h)[0] in self.recorded_hooks}
         return list(self._features)
 
     def dictionary(self, hook: str):
-        """The store.dictionary.Dictionary behind a feature hook (loaded once, checked against its source)."""
+        """The store.format.dictionary.Dictionary behind a feature hook (loaded once, checked against its source)."""
         if hook not in self._dictionaries:
-            from store.dictionary import load_dictionary
+            from store.format.dictionary import load_dictionary
 
             if hook not in self.feature_hooks:
                 raise StoreError(f"{self.path} has no dictionary {hook!r}; it has "
@@ -691,7 +691,7 @@ class Store:
         table["top_token"] = np.array(self.token_strings(table["top_token_id"]), dtype=object)
         table.update(self._explain_columns(hook))
         table["ln_overlap"] = self._ln_overlap(hook, np.asarray(top_pos))
-        from store import features
+        from store.format import features
 
         table.update(features.table_columns(self, hook))
         self._tables[hook] = table
@@ -825,7 +825,7 @@ class Store:
         """A feature: the neurons of its source hook its decoder direction loads on most (weight = the
         direction's component, unit norm). A neuron: per dictionary on its hook, the features that read
         from it most (weight = encoder weight W_enc[neuron, feature] > 0)."""
-        from store import features
+        from store.format import features
 
         return features.related_units(self, hook, int(unit), n)
 

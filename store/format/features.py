@@ -6,7 +6,7 @@ Hidden-feature candidates. For every token t of a store the *neuron peak* is
 r[t] = max_n act[t, n] / max_act[n] over the source hook's neurons (max_act: the neuron's largest
 activation in the store, from its index): r[t] < HIDDEN_PEAK means no neuron reaches half of its own
 maximum at t, so no neuron's top firings would show t to someone browsing neurons. A feature's
-``hidden_share`` is the share of its distinct top firings (at most store.explain.N_TOP) at such tokens;
+``hidden_share`` is the share of its distinct top firings (at most store.measures.explain.N_TOP) at such tokens;
 a feature with hidden_share >= HIDDEN_SHARE is a candidate for a feature the neurons hide.
 """
 
@@ -32,7 +32,7 @@ def table_columns(st, hook: str) -> dict[str, np.ndarray]:
     n = st.n_units(hook)
     if not schema.is_feature_hook(hook):
         return {"max_cos": np.full(n, np.nan, np.float32), "hidden_share": np.full(n, np.nan, np.float32)}
-    from store.dictionary import alignment
+    from store.format.dictionary import alignment
 
     d = st.dictionary(hook)
     return {"max_cos": alignment(d.W_dec)["max_cos"], "hidden_share": hidden_shares(st, hook)}
@@ -41,7 +41,7 @@ def table_columns(st, hook: str) -> dict[str, np.ndarray]:
 def hidden_shares(st, hook: str) -> np.ndarray:
     """float32 [d_sae]: per feature the share of its distinct top firings where no neuron of the source hook
     fires strongly (NaN when the neuron peak was not computed: `neurobrowse features index`)."""
-    from store.explain import N_TOP, distinct_top
+    from store.measures.explain import N_TOP, distinct_top
 
     n = st.n_units(hook)
     peak = read_neuron_peak(st, hook)
@@ -59,7 +59,7 @@ def hidden_shares(st, hook: str) -> np.ndarray:
 
 def related_units(st, hook: str, unit: int, n: int = 8) -> list[dict]:
     """See Store.related_units."""
-    from store.dictionary import top_loadings
+    from store.format.dictionary import top_loadings
 
     if schema.is_feature_hook(hook):
         src = schema.feature_source(hook)[0]
@@ -95,7 +95,7 @@ def write_feature_logits(store_path, hook: str, up_tokens, up_values, down_token
         a = np.asarray(data[key]).astype(schema.LOGIT_DTYPES[key])
         arr = group.create_array(f"{base}/{key}", shape=a.shape, dtype=a.dtype, chunks=a.shape,
                                  compressors=schema.codecs(str(a.dtype)), fill_value=0,
-                                 dimension_names=("feature", "rank"), config=schema.ARRAY_CONFIG, overwrite=True)
+                                 dimension_names=(schema.FEATURE_DIM, "rank"), config=schema.ARRAY_CONFIG, overwrite=True)
         arr[...] = a
 
 
@@ -161,9 +161,9 @@ def dictionary_summary(store, hook: str, examples: int = 5) -> dict:
     features passing the automated explanation (rule score >= the column's threshold), the share of hidden
     candidates with a few example features (largest activation first), and the same shares for the source
     hook's neurons where indexed. JSON-ready."""
-    from store import columns
-    from store.dictionary import alignment
-    from store.reader import as_store
+    from store.measures import columns
+    from store.format.dictionary import alignment
+    from store.format.reader import as_store
 
     st = as_store(store)
     st.check_hook(hook)
@@ -221,7 +221,7 @@ def report_rows(summaries: list[dict]) -> list[list[str]]:
 
 
 def dump_json(obj) -> str:
-    from store.dictionary import _json_default
+    from store.format.dictionary import _json_default
 
     return json.dumps(obj, indent=2, default=_json_default)
 

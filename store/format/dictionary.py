@@ -11,7 +11,7 @@ A dictionary lives in ``STORE/dictionaries/{feature hook}/`` (store.schema):
                                [d_in] (and ``threshold`` [d_sae] for jumprelu), float32.
 * ``sparsity.safetensors``     ``sparsity`` [d_sae]: log10 of each feature's firing frequency (SAELens).
 * ``neurobrowse.json``         what neurobrowse adds: the source hook, the store it was trained on, the
-                               training settings and the metrics (store.dictionary.METRIC_KEYS).
+                               training settings and the metrics (store.format.dictionary.METRIC_KEYS).
 
 Features are f = act(pre), pre = (x - b_dec) @ W_enc + b_enc (b_dec subtracted when
 ``apply_b_dec_to_input``), act = keep the k largest then ReLU (topk), ReLU (standard) or pre * (pre >
@@ -112,7 +112,8 @@ class Dictionary:
 
     @property
     def source_hook(self) -> str | None:
-        return self.meta.get("source_hook") or (self.cfg.get("meta") or {}).get("hook_name") or self.cfg.get("hook_name")
+        meta = self.cfg.get("meta") or {}
+        return self.meta.get("source_hook") or meta.get("hook_name") or self.cfg.get("hook_name")
 
 
 # ---- reading and writing the SAELens layout -----------------------------------------------------------
@@ -137,7 +138,8 @@ def load_dictionary(folder: str | Path, expect_d_in: int | None = None, what: st
     folder = Path(folder)
     cfg_path, w_path = folder / CFG_FILE, folder / WEIGHTS_FILE
     if not folder.is_dir():
-        raise DictionaryError(f"{folder} is not a folder; give a dictionary folder holding {CFG_FILE} and {WEIGHTS_FILE}")
+        raise DictionaryError(f"{folder} is not a folder; give a dictionary folder holding {CFG_FILE} and "
+                              f"{WEIGHTS_FILE}")
     for p in (cfg_path, w_path):
         if not p.is_file():
             raise DictionaryError(f"{folder} has no {p.name}; a dictionary folder (the SAELens layout) holds "
