@@ -244,7 +244,7 @@ def test_training_resumes_after_kill_9_to_the_same_weights(tmp_path):
     a = _synthetic_store(tmp_path / "a", X, chunk=2048)
     b = tmp_path / "b"
     shutil.copytree(a, b)
-    argv = ["features", "train", b, "--hook", HOOK, "--width", "4x", "--k", "4", "--epochs", "6", "--batch", "512",
+    argv = ["features", "train", b, "--hook", HOOK, "--width", "4x", "--k", "4", "--epochs", "4", "--batch", "512",
             "--checkpoint-every", "0", "--quiet"]
     state = b / schema.DICTIONARY_GROUP / schema.DICTIONARY_TRAIN / f"{HOOK}.sae.4x-k4" / "state.pt"
     proc = subprocess.Popen(cli_command(*argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -267,7 +267,7 @@ def test_training_resumes_after_kill_9_to_the_same_weights(tmp_path):
     assert 0 < saved_step < torch.load(state, weights_only=False)["total"]
     out = run_cli(argv)
     assert out.returncode == 0, out.stderr
-    cfg = DictionaryConfig(batch_tokens=512, epochs=6, checkpoint_every_s=1e9)
+    cfg = DictionaryConfig(batch_tokens=512, epochs=4, checkpoint_every_s=1e9)
     ref = train_dictionary(a, HOOK, width=4, k=4, config=cfg, progress=False, device="cpu")
     got = load_dictionary(b / schema.dictionary_path(f"{HOOK}.sae.4x-k4"))
     want = load_dictionary(ref.folder)
