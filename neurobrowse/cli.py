@@ -31,6 +31,7 @@ VERBS = [
     "study",
     "export",
     "replicate",
+    "features",
 ]
 
 

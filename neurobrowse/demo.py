@@ -41,6 +41,12 @@ class DemoConfig:
     controls: tuple[str, ...] = ("random",)  # random-model controls recorded beside the pair (() for none)
     device: str = "auto"  # CUDA when present, else CPU
     progress: bool = True  # progress bars for the long steps (store.progress)
+    features: bool = False  # also train and index the demo's dictionaries (docs/features.md): minutes more
+
+
+# the dictionaries `demo --features` trains: the paper's question, same width and k on both sides of the LN
+DEMO_DICTIONARIES = (("gelu", "blocks.0.mlp.hook_post"), ("solu_ln", "blocks.0.mlp.hook_mid"),
+                     ("solu_ln", "blocks.0.mlp.hook_post"))
 
 
 @dataclass
@@ -125,9 +131,20 @@ def run_pipeline(cfg: DemoConfig) -> DemoResult:
     t = time.perf_counter()
     for act, out in stores.items():
         st = Store.open(out)
-        if not all(st.is_indexed(h) for h in st.hooks):
+        if not all(st.is_indexed(h) for h in st.recorded_hooks):
             _say(f"4/4 indexing {act} (top-k, quantile samples, histograms, scores)", cfg.progress)
             index_store(out, progress=cfg.progress)
     secs["index"] = time.perf_counter() - t
+    if cfg.features:
+        from solu_core.dictionary import index_features, train_dictionary
+
+        t = time.perf_counter()
+        for act, hook in DEMO_DICTIONARIES:
+            if act not in stores:
+                continue
+            _say(f"5/5 dictionary 8x, k 32 on {act} {hook} (train, then index its features)", cfg.progress)
+            r = train_dictionary(stores[act], hook, width=8, k=32, device=cfg.device, progress=cfg.progress)
+            index_features(stores[act], r.feature_hook, device=cfg.device, progress=cfg.progress)
+        secs["features"] = time.perf_counter() - t
     _say("ready: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()), cfg.progress)
     return DemoResult(corpus_dir, dict(models), stores, secs)

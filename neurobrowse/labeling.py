@@ -178,7 +178,10 @@ class LabelModel:
         labs = [lab for lab in self.db.labels(self.run_uuid, hook=hook)]
         if unlabeled:
             have = {lab.neuron for lab in labs}
-            n = int(self.store.d_mlp) if self.store is not None else (max(have) + 1 if have else 0)
+            if self.store is None:
+                n = max(have) + 1 if have else 0
+            else:
+                n = int(self.store.n_units(hook) if hasattr(self.store, "n_units") else self.store.d_mlp)
             return np.array([i for i in range(n) if i not in have], dtype=np.int64)
         if verdicts is not None:
             verdicts = set(verdicts)

@@ -101,6 +101,8 @@ def neuron_dict(view, store) -> dict:
         "samples": {b: [snippet_dict(s) for s in v] for b, v in view.samples.items()},
         "hist_edges": view.hist_edges,
         "hist_counts": view.hist_counts,
+        "unit": store.unit_word(view.hook) if hasattr(store, "unit_word") else "neuron",
+        "related": list(getattr(view, "related", []) or []),
     }
 
 
@@ -108,8 +110,9 @@ def neuron_text(view, store, n_snippets: int, color: bool) -> str:
     """One neuron for the terminal: statistics, top tokens, logit effects, top and bottom snippets."""
     st = view.stats
     q = st.get("quantiles", {})
+    word = store.unit_word(view.hook) if hasattr(store, "unit_word") else "neuron"
     lines = [
-        f"{view.hook} neuron {view.neuron}   ({store.act_fn}, {store.n_tokens:,} tokens, {store.path})",
+        f"{view.hook} {word} {view.neuron}   ({store.act_fn}, {store.n_tokens:,} tokens, {store.path})",
         f"  max {st['max_act']:.4g}   min {st['min_act']:.4g}   mean {st['mean']:.4g}   std {st['std']:.4g}   "
         f"skew {st['skewness']:.3g}   kurtosis {st['kurtosis']:.3g}   density {st['density']:.2%}",
         f"  token-rule score {st['token_rule_score']:.2f}   token lookup correlation {st['sim_score']:.2f}   "
@@ -120,8 +123,9 @@ def neuron_text(view, store, n_snippets: int, color: bool) -> str:
         "top tokens (mean activation, count):",
         "  " + ",  ".join(f"{t!r} {m:.3g} ({c})" for t, m, c in view.top_tokens[:10]),
     ]
+    lines += related_lines(view, word, st)
     if view.logit_up:
-        lines.append("logit effects (W_out @ W_U):")
+        lines.append("logit effects (W_dec @ W_out @ W_U):" if word == "feature" else "logit effects (W_out @ W_U):")
         lines.append("  up:   " + ",  ".join(f"{t!r} {v:+.3g}" for t, v in view.logit_up[:10]))
         lines.append("  down: " + ",  ".join(f"{t!r} {v:+.3g}" for t, v in view.logit_down[:10]))
     scale = max(abs(st["max_act"]), abs(st["min_act"]), 1e-9)
@@ -130,6 +134,91 @@ def neuron_text(view, store, n_snippets: int, color: bool) -> str:
         for s in snippets[:n_snippets]:
             more = f"  (+{s.more} more in this context)" if s.more else ""
             lines.append(f"  {s.value:>8.4g}  @{s.position:<9}  {snippet_line(s, scale, color)}{more}")
+    return "\n".join(lines)
+
+
+def related_lines(view, word: str, stats: dict) -> list[str]:
+    """A feature: the neurons its decoder direction loads on; a neuron: the features that read from it."""
+    rel = list(getattr(view, "related", []) or [])
+    out = []
+    if word == "feature":
+        cos, hid = stats.get("max_cos"), stats.get("hidden_share")
+        parts = []
+        if cos is not None and cos == cos:
+            parts.append(f"largest |cosine| with one neuron {cos:.2f}")
+        if hid is not None and hid == hid:
+            parts.append(f"top firings where no neuron fires strongly {hid:.0%}")
+        if parts:
+            out.append("  " + "   ".join(parts))
+        if rel:
+            out.append("decoder direction loads on neurons (component):")
+            out.append("  " + ",  ".join(f"{r['unit']} {r['weight']:+.2f}" for r in rel))
+    elif rel:
+        out.append("features that read from it (encoder weight):")
+        out.append("  " + ",  ".join(f"{r['hook'].rsplit('.', 1)[-1]}#{r['unit']} {r['weight']:.2f}" for r in rel[:10]))
+    return out
+
+
+# ---- dictionaries (`features info`, `features summary`) ------------------------------------------------
+
+
+def _pct(v) -> str:
+    return "—" if v is None or (isinstance(v, float) and v != v) else f"{v:.1%}"
+
+
+def _num(v, fmt=".3f") -> str:
+    return "—" if v is None or (isinstance(v, float) and v != v) else format(v, fmt)
+
+
+def dictionary_metrics_text(m: dict) -> str:
+    """A dictionary's metrics (solu_core.dictionary.evaluate) in a few lines."""
+    lines = [f"  FVU {_num(m.get('fvu'))} on {m.get('heldout_tokens', 0):,} held-out tokens   mean L0 "
+             f"{_num(m.get('l0'), '.1f')}   dead {m.get('dead', '—')}   dense (> {m.get('dense_threshold', 0.1):.0%} "
+             f"of tokens) {m.get('dense', '—')}"]
+    if m.get("loss_recovered") is not None:
+        lines.append(f"  loss recovered {_pct(m.get('loss_recovered'))} vs zero ablation, "
+                     f"{_pct(m.get('loss_recovered_vs_mean'))} vs mean ablation (CE original "
+                     f"{_num(m.get('ce_original'))}, reconstruction {_num(m.get('ce_reconstruction'))}, zero "
+                     f"{_num(m.get('ce_zero_ablation'))}, mean {_num(m.get('ce_mean_ablation'))})")
+    else:
+        lines.append(f"  loss recovered: — ({m.get('loss_recovered_note', 'not measured')})")
+    lines.append(f"  features aligned with one neuron (|cos| >= 0.9) {_pct(m.get('aligned_share'))}, spread over many "
+                 f"(< 0.5) {_pct(m.get('spread_share'))}")
+    return "\n".join(lines)
+
+
+def dictionaries_text(summaries: list[dict], examples: bool = False) -> str:
+    """store.format.features.dictionary_summary results side by side (one row per dictionary), then the hidden
+    candidates' examples."""
+    from store.format.features import HIDDEN_PEAK, HIDDEN_SHARE, report_rows
+
+    if not summaries:
+        return "no dictionaries (train one: neurobrowse features train STORE --hook HOOK --width 8x --k 32)"
+    rows = report_rows(summaries)
+    if any("act_fn" in s for s in summaries):
+        rows[0].insert(0, "model")
+        for r, s in zip(rows[1:], summaries):
+            r.insert(0, str(s.get("act_fn", "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.append(f"aligned: |cos| >= 0.9 with one neuron; spread: < 0.5; explained: rule explanation score >= "
+                 f"{summaries[0].get('explain_threshold', 0.7)}; hidden: >= {HIDDEN_SHARE:.0%} of the top firings "
+                 f"where no neuron reaches {HIDDEN_PEAK:.0%} of its maximum")
+    for s in summaries:
+        if s.get("neurons_explained_share") is not None:
+            lines.append(f"{s['source_hook']} neurons explained: {_pct(s['neurons_explained_share'])}"
+                         + (f"   ({s.get('act_fn')})" if s.get("act_fn") else ""))
+    if examples:
+        for s in summaries:
+            ex = s.get("hidden_examples") or []
+            if not ex:
+                continue
+            lines.append(f"hidden candidates of {s['hook']}" + (f" ({s['store']})" if s.get("store") else "") + ":")
+            for e in ex:
+                lines.append(f"  feature {e['feature']}: max {e['max_act']:.3g}, hidden {e['hidden_share']:.0%}, "
+                             f"|cos| {e['max_cos']:.2f}, {e['explanation'] or 'no rule'}   "
+                             f"(neurobrowse show STORE --layer {s['hook'].split('.')[1]} --hook {s['hook']} "
+                             f"--neuron {e['feature']})")
     return "\n".join(lines)
 
 

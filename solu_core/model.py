@@ -123,8 +123,13 @@ class MLP(nn.Module):
         self.prefix = f"blocks.{layer}.mlp."
         # name -> list to append captured activations to; set by Transformer.run_with_mlp_cache
         self.capture: dict[str, list] | None = None
+        # name -> function of the activation whose result flows on instead (a dictionary's reconstruction
+        # spliced in, an ablation); set by solu_core.dictionary.splice
+        self.replace: dict[str, object] | None = None
 
     def _hook(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if self.replace is not None and self.prefix + name in self.replace:
+            x = self.replace[self.prefix + name](x)
         if self.capture is not None and self.prefix + name in self.capture:
             self.capture[self.prefix + name].append(x.detach())
         return x

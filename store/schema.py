@@ -106,11 +106,70 @@ def hook_name(layer: int, hook: str = "hook_post") -> str:
 
 
 def parse_hook_name(name: str) -> tuple[int, str]:
-    """'blocks.3.mlp.hook_mid' -> (3, 'hook_mid'); a clear ValueError otherwise."""
+    """'blocks.3.mlp.hook_mid' -> (3, 'hook_mid'); a feature hook (a dictionary's features, below)
+    'blocks.0.mlp.hook_post.sae.8x-k32' -> (0, 'hook_post.sae.8x-k32'); a clear ValueError otherwise."""
     parts = name.split(".")
-    if len(parts) != 4 or parts[0] != "blocks" or not parts[1].isdigit() or parts[2] != "mlp":
-        raise ValueError(f"{name!r} is not an MLP hook name like 'blocks.0.mlp.hook_post'")
-    return int(parts[1]), parts[3]
+    feature = len(parts) == 6 and parts[4] == FEATURE_TAG and bool(parts[5])
+    if (len(parts) != 4 and not feature) or parts[0] != "blocks" or not parts[1].isdigit() or parts[2] != "mlp":
+        raise ValueError(f"{name!r} is not an MLP hook name like 'blocks.0.mlp.hook_post' (or a dictionary's "
+                         f"features like 'blocks.0.mlp.hook_post.{FEATURE_TAG}.8x-k32')")
+    return int(parts[1]), ".".join(parts[3:])
+
+
+# ---- dictionaries (sparse autoencoders) over a recorded hook: their features are hooks too --------------
+# STORE/dictionaries/{feature hook}/ holds one dictionary in the SAELens layout (cfg.json +
+# sae_weights.safetensors, see store.dictionary) plus neurobrowse.json (its metrics and provenance);
+# a folder appears only when it is complete (written beside, then renamed). Its features are the hook
+# '{source hook}.sae.{name}' of the store: computed chunk by chunk from the source hook's activations,
+# indexed under index/{feature hook}/ and with logit effects (W_dec @ W_out @ W_U) under logit/{feature hook}/.
+FEATURE_TAG = "sae"
+DICTIONARY_GROUP = "dictionaries"
+DICTIONARY_TRAIN = ".train"  # dictionaries/.train/{feature hook}/: the resume state of a training run
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+
+
+def feature_hook_name(source_hook: str, name: str) -> str:
+    """'blocks.0.mlp.hook_post', '8x-k32' -> 'blocks.0.mlp.hook_post.sae.8x-k32' (ValueError for a bad name)."""
+    if is_feature_hook(source_hook):
+        raise ValueError(f"{source_hook!r} is already a dictionary's features; train on a recorded hook")
+    parse_hook_name(source_hook)
+    if not name or any(c not in NAME_CHARS for c in name):
+        raise ValueError(f"dictionary name {name!r}: use letters, digits, '-' and '_' only (e.g. 8x-k32)")
+    return f"{source_hook}.{FEATURE_TAG}.{name}"
+
+
+def is_feature_hook(name: str) -> bool:
+    parts = name.split(".")
+    return len(parts) == 6 and parts[4] == FEATURE_TAG
+
+
+def feature_source(name: str) -> tuple[str, str]:
+    """'blocks.0.mlp.hook_post.sae.8x-k32' -> ('blocks.0.mlp.hook_post', '8x-k32')."""
+    parse_hook_name(name)
+    if not is_feature_hook(name):
+        raise ValueError(f"{name!r} is not a dictionary's features (like 'blocks.0.mlp.hook_post.{FEATURE_TAG}.8x-k32')")
+    parts = name.split(".")
+    return ".".join(parts[:4]), parts[5]
+
+
+FEATURE_DIM = "feature"  # the unit axis of a feature hook's index and logit arrays (a size of its own for xarray)
+
+
+def unit_dim(hook: str) -> str:
+    """The dimension name of a hook's unit axis: "neuron", or "feature" for a dictionary's features."""
+    return FEATURE_DIM if is_feature_hook(hook) else NEURON_DIM
+
+
+def dictionary_path(feature_hook: str) -> str:
+    return f"{DICTIONARY_GROUP}/{feature_hook}"
+
+
+def logit_path_for(hook: str) -> str:
+    """Where a hook's logit effects are: a layer's neurons share logit/blocks.{l}.mlp, a dictionary's
+    features have logit/{feature hook}."""
+    if is_feature_hook(hook):
+        return f"{LOGIT_GROUP}/{hook}"
+    return logit_path(parse_hook_name(hook)[0])
 
 
 def done_path(array_name: str) -> str:

@@ -372,7 +372,7 @@ class Browser:
             return
         if self.hook is None:
             return
-        n = int(self.store.d_mlp)
+        n = int(self.store.n_units(self.hook))
         if not 0 <= int(neuron) < n:
             self.events.errorRaised.emit("No such neuron",
                                          f"neuron {neuron} does not exist in {self.hook}: choose 0-{n - 1}")
@@ -417,7 +417,7 @@ class Browser:
         if self.ref is None or self.store is None:
             return
         order = self.visible_order()
-        n = int(self.store.d_mlp)
+        n = int(self.store.n_units(self.hook))
         refs = [NeuronRef(self.hook, step_neuron(order, self.ref.neuron, s, n)) for s in (1, -1)]
         store, pages = self.store, self.pages
         todo = [r for r in refs if r != self.ref and pages.get((str(store.path), r.hook, r.neuron)) is None]
@@ -445,7 +445,7 @@ class Browser:
         if self.store is None or self.hook is None:
             return
         cur = self.ref.neuron if self.ref else None
-        self.select(step_neuron(self.visible_order(), cur, step, int(self.store.d_mlp)))
+        self.select(step_neuron(self.visible_order(), cur, step, int(self.store.n_units(self.hook))))
 
     def step_layer(self, step: int) -> None:
         if self.store is None or self.hook is None:

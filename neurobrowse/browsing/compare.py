@@ -56,7 +56,7 @@ class Comparison:
         ref, other = self.sides[i].ref, self.sides[1 - i]
         if ref is not None and other.store is not None:
             hook = ref.hook if ref.hook in other.store.hooks else other.hook
-            other.select(min(ref.neuron, int(other.store.d_mlp) - 1), hook=hook)
+            other.select(min(ref.neuron, int(other.store.n_units(hook)) - 1), hook=hook)
 
     def shutdown(self) -> None:
         self.tasks.shutdown()

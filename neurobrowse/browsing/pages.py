@@ -168,7 +168,7 @@ def build_page(ref: NeuronRef, view, paired=None) -> NeuronPage:
 
 def load_page(store, ref: NeuronRef, req: Request | None = None) -> NeuronPage:
     """Read one neuron (and, for SoLU-LN, the same neuron on the other side of the LayerNorm)."""
-    n = int(store.d_mlp)
+    n = int(store.n_units(ref.hook)) if hasattr(store, "n_units") else int(store.d_mlp)
     if not 0 <= ref.neuron < n:
         raise NeurobrowseError(f"neuron {ref.neuron} does not exist in {ref.hook}: this layer has neurons 0-{n - 1}")
     if not store.is_indexed(ref.hook):

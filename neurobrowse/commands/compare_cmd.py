@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "whose calibrated share is shown beside the trained models' (repeatable; default: controls "
                    "found beside the two stores)")
     p.add_argument("--no-control", action="store_true", help="show no random-model control")
-    p.add_argument("--summary", action="store_true", help="print the comparison (shares, intervals, verdict) and exit")
+    p.add_argument("--summary", action="store_true", help="print the comparison (shares, intervals, verdict; and the dictionaries' aligned, "
+                   "spread, explained and hidden features when the stores have any) and exit")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="compare even stores indexed or recorded too differently (another k, tokenizer, text, "
                         "or token counts more than 4x apart); the differences are printed as warnings")
@@ -55,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
 
         controls = [] if args.no_control else args.control
         print(render.comparison_text(compare_stores(args.store_a, args.store_b, controls=controls)))
+        if a.feature_hooks or b.feature_hooks:  # the dictionaries of both: do features hide below the LayerNorm?
+            from store.format.features import dictionary_summary
+
+            rows = [{**dictionary_summary(st, h), "store": str(st.path), "act_fn": st.act_fn}
+                    for st in (a, b) for h in st.feature_hooks]
+            print("\ndictionaries (features of sparse autoencoders over the hooks; docs/features.md):")
+            print(render.dictionaries_text(rows, examples=True))
         return 0
     from neurobrowse.qt import app
 

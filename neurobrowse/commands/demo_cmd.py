@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--screenshot", metavar="PNG", type=options.output_file, help="render the compare window into PNG and exit")
     p.add_argument("--no-window", action="store_true", help="build everything, open nothing")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--features", action="store_true",
+                   help="also train and index dictionaries (8x, k 32) on GeLU hook_post and SoLU-LN hook_mid and "
+                   "hook_post: the paper's hidden-features question (docs/features.md; minutes more)")
     p.set_defaults(func=run)
 
 
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from neurobrowse.demo import DemoConfig, run_pipeline
 
     cfg = DemoConfig(preset=args.preset, n_tokens=args.tokens, device=args.device, progress=not args.quiet,
-                     seed=args.seed, controls=() if args.no_control else ("random",))
+                     seed=args.seed, controls=() if args.no_control else ("random",),
+                     features=args.features)
     if args.workdir is not None:
         cfg.workdir = args.workdir
     res = run_pipeline(cfg)

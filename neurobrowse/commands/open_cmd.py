@@ -33,8 +33,8 @@ def _check_start(args: argparse.Namespace) -> None:
 
     st = Store.open(args.store)
     hook = st.hook_for(0, args.hook) if args.hook else st.hooks[0]
-    if args.neuron is not None and not 0 <= args.neuron < st.d_mlp:
-        raise NeurobrowseError(f"--neuron {args.neuron} is out of range: {hook} has neurons 0..{st.d_mlp - 1}")
+    if args.neuron is not None and not 0 <= args.neuron < st.n_units(hook):
+        raise NeurobrowseError(f"--neuron {args.neuron} is out of range: {hook} has units 0..{st.n_units(hook) - 1}")
 
 
 def run(args: argparse.Namespace) -> int:

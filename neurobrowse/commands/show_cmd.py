@@ -14,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(colour on a terminal, the firing token in «» when piped).")
     p.add_argument("store", help="store directory")
     p.add_argument("--layer", type=options.non_negative_int, required=True, help="layer number")
-    p.add_argument("--neuron", type=options.non_negative_int, required=True, help="neuron number")
-    p.add_argument("--hook", default=None, help="hook_post (default), hook_mid, or a full hook name")
+    p.add_argument("--neuron", "--feature", dest="neuron", type=options.non_negative_int, required=True,
+                   help="neuron number (a feature's number with a dictionary's --hook)")
+    p.add_argument("--hook", default=None, help="hook_post (default), hook_mid, a dictionary's features (hook_post.sae.NAME) or a full hook name")
     p.add_argument("--snippets", type=options.non_negative_int, default=8, help="top (and bottom) snippets to show (default 8)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="ANSI colour (default: auto, only on a terminal)")

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     new.add_argument("--hook", action="append", default=None, metavar="KIND",
                      help="hook kind to draw from: hook_post (default) or hook_mid (repeatable)")
     new.add_argument("--hooks", default=None, metavar="KINDS",
-                     help="comma-separated hook kinds, e.g. hook_mid,hook_post: each drawn SoLU-LN neuron is shown "
+                     help="comma-separated hook kinds, e.g. hook_mid,hook_post (or hook_post,hook_post.sae.8x-k32: a "
+                     "dictionary's features, drawn apart, --per-model of them): each drawn SoLU-LN neuron is shown "
                      "once per kind (before and after the LayerNorm), all blind; the report splits them")
     new.add_argument("--snippets", type=options.positive_int, default=StudyConfig.snippets, help="top snippets per neuron (default 20)")
     new.add_argument("--out", type=options.output_dir, required=True, metavar="STUDY", help="the study folder to create")
@@ -46,10 +47,15 @@ def cmd_new(args: argparse.Namespace) -> int:
     from store.errors import NeurobrowseError
 
     kinds = [k.strip() for k in args.hooks.split(",") if k.strip()] if args.hooks else list(args.hook or ())
-    bad = [k for k in kinds if k not in ("hook_pre", "hook_mid", "hook_post")]
+    def known(k: str) -> bool:  # a hook kind, or a dictionary's features: hook_post.sae.NAME
+        parts = k.split(".")
+        return parts[0] in ("hook_pre", "hook_mid", "hook_post") and (len(parts) == 1 or (
+            len(parts) == 3 and parts[1] == "sae" and bool(parts[2])))
+
+    bad = [k for k in kinds if not known(k)]
     if bad:
         raise NeurobrowseError(f"--hooks: unknown hook kind {', '.join(map(repr, bad))}; use hook_post, hook_mid "
-                               f"or hook_pre, e.g. --hooks hook_mid,hook_post")
+                               f"or hook_pre (or a dictionary's features, hook_post.sae.NAME), e.g. --hooks hook_mid,hook_post")
     cfg = StudyConfig(per_model=args.per_model, seed=args.seed, hooks=tuple(dict.fromkeys(kinds or ["hook_post"])),
                       snippets=args.snippets)
     out = new_study(args.stores, args.out, cfg)

@@ -278,7 +278,7 @@ class MainWindow(QMainWindow):
     def jump_dialog(self) -> None:
         if self.browser.store is None:
             return
-        n = int(self.browser.store.d_mlp)
+        n = int(self.browser.store.n_units(self.browser.hook))
         cur = self.browser.ref.neuron if self.browser.ref else 0
         value, ok = QInputDialog.getInt(self, "Jump to neuron", f"Neuron number (0-{n - 1}):", cur, 0, n - 1)
         if ok:

@@ -17,7 +17,7 @@ import numpy as np
 from store.measures.columns import SCORES
 from store.errors import NeurobrowseError
 from store.export.neurons import atomic_output
-from store.schema import parse_hook_name
+from store.schema import is_feature_hook, parse_hook_name
 from store.measures.scores import display_name
 from neurobrowse.study.folder import RULE, STUDY_VERSION, StudyError, key_dir, relative_snippets
 from neurobrowse.study.ratings import RatingsDB
@@ -63,35 +63,50 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
         for h in hooks:
             if not store.is_indexed(h):
                 raise StudyError(f"{store.path}: hook {h} is not indexed; run `neurobrowse index {store.path}`")
-        # every candidate neuron: one per layer and index; with several hook kinds (hook_mid and hook_post
-        # of SoLU-LN) a drawn neuron is shown once per kind, so both sides of the LayerNorm are rated blind
-        layers = list(dict.fromkeys(parse_hook_name(h)[0] for h in hooks))
-        pool = [(layer, n) for layer in layers for n in range(store.d_mlp)]
-        if cfg.per_model > len(pool):
-            raise StudyError(f"{store.path} has only {len(pool)} neurons in {list(cfg.hooks)}; "
-                             f"lower --per-model (asked {cfg.per_model})")
-        if cfg.per_layer and len(layers) > 1:  # every layer represented: per_model split as evenly as it divides
-            counts = [cfg.per_model // len(layers) + (i < cfg.per_model % len(layers)) for i in range(len(layers))]
-            picks = np.concatenate([i * store.d_mlp + rng.choice(store.d_mlp, size=c, replace=False)
-                                    for i, c in enumerate(counts)])
-        else:
-            picks = rng.choice(len(pool), size=cfg.per_model, replace=False)
+        # a dictionary's features (kinds like hook_post.sae.8x-k32) are drawn apart, below
+        feature_hooks = [h for h in hooks if is_feature_hook(h)]
+        hooks = [h for h in hooks if not is_feature_hook(h)]
         init = str(store.manifest.get("model_init") or "trained")  # a random-model control: "random" / "shuffled"
         name = display_name(str(store.model_config.get("act_fn", f"model {m}")))
         models.append({"index": m, "act_fn": store.model_config.get("act_fn", "?"),
                        "name": name if init == "trained" else f"{name} {init} init" if init == "random" else
                        f"{name} {init}", "store": str(store.path), "run_uuid": store.run_uuid, "model_init": init})
-        for p in sorted(int(x) for x in picks):
-            layer, n = pool[p]
-            for hook in [h for h in hooks if parse_hook_name(h)[0] == layer]:
-                view = store.neuron(hook, n)
-                table = store.neuron_table(hook)
-                snippets = [_crop(s, cfg) for s in view.top[:cfg.snippets]]
-                items.append({"snippets": snippets})
-                key_items[len(items) - 1] = {
-                    "model": m, "hook": hook, "layer": layer, "neuron": n,
-                    "scores": {k: _f(table[k][n]) for k in dict.fromkeys([*SCORES, *AUC_SCORES]) if k in table},
-                    "max_act": _f(table["max_act"][n])}
+
+        def add(hook: str, layer: int, n: int) -> None:
+            view = store.neuron(hook, n)
+            table = store.neuron_table(hook)
+            snippets = [_crop(s, cfg) for s in view.top[:cfg.snippets]]
+            items.append({"snippets": snippets})
+            key_items[len(items) - 1] = {
+                "model": m, "hook": hook, "layer": layer, "neuron": n,
+                "scores": {k: _f(table[k][n]) for k in dict.fromkeys([*SCORES, *AUC_SCORES]) if k in table},
+                "max_act": _f(table["max_act"][n]), **({"unit": "feature"} if is_feature_hook(hook) else {})}
+
+        if hooks:
+            # every candidate neuron: one per layer and index; with several hook kinds (hook_mid and hook_post
+            # of SoLU-LN) a drawn neuron is shown once per kind, so both sides of the LayerNorm are rated blind
+            layers = list(dict.fromkeys(parse_hook_name(h)[0] for h in hooks))
+            pool = [(layer, n) for layer in layers for n in range(store.d_mlp)]
+            if cfg.per_model > len(pool):
+                raise StudyError(f"{store.path} has only {len(pool)} neurons in {list(cfg.hooks)}; "
+                                 f"lower --per-model (asked {cfg.per_model})")
+            if cfg.per_layer and len(layers) > 1:  # every layer represented: per_model split as evenly as it divides
+                counts = [cfg.per_model // len(layers) + (i < cfg.per_model % len(layers)) for i in range(len(layers))]
+                picks = np.concatenate([i * store.d_mlp + rng.choice(store.d_mlp, size=c, replace=False)
+                                        for i, c in enumerate(counts)])
+            else:
+                picks = rng.choice(len(pool), size=cfg.per_model, replace=False)
+            for p in sorted(int(x) for x in picks):
+                layer, n = pool[p]
+                for hook in [h for h in hooks if parse_hook_name(h)[0] == layer]:
+                    add(hook, layer, n)
+        for hook in feature_hooks:  # per dictionary, per_model of its live features (dead ones have no firings)
+            live = np.flatnonzero(np.asarray(store.neuron_table(hook)["max_act"]) > 0)
+            if cfg.per_model > len(live):
+                raise StudyError(f"{store.path}: {hook} has only {len(live)} live features; lower --per-model "
+                                 f"(asked {cfg.per_model})")
+            for n in sorted(int(x) for x in rng.choice(live, size=cfg.per_model, replace=False)):
+                add(hook, parse_hook_name(hook)[0], n)
     order = bounded_order(rng, [key_items[i]["model"] for i in range(len(items))])
     ids = _item_ids(rng, len(items))
     study_items, key = [], {}

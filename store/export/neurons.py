@@ -273,7 +273,7 @@ def select_neurons(store: Any, cfg: ExportConfig, labels: dict[tuple[str, int], 
         layer = schema.parse_hook_name(hook)[0]
         if cfg.layers is not None and layer not in cfg.layers:
             continue
-        keep = np.ones(store.d_mlp, dtype=bool)
+        keep = np.ones(store.n_units(hook), dtype=bool)
         if cfg.min_scores:
             table = store.neuron_table(hook)
             for name, lo in cfg.min_scores.items():
@@ -282,9 +282,9 @@ def select_neurons(store: Any, cfg: ExportConfig, labels: dict[tuple[str, int], 
                                       f"{', '.join(k for k in table if k not in ('neuron', 'top_token'))}")
                 col = np.asarray(table[name], dtype=np.float64)
                 keep &= np.nan_to_num(col, nan=-np.inf) >= float(lo)
-        labeled = np.zeros(store.d_mlp, dtype=bool)
+        labeled = np.zeros(store.n_units(hook), dtype=bool)
         for (h, n), lab in labels.items():
-            if h != hook or not 0 <= n < store.d_mlp:
+            if h != hook or not 0 <= n < store.n_units(hook):
                 continue
             if cfg.verdicts and lab.verdict not in cfg.verdicts:
                 continue

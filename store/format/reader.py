@@ -206,6 +206,9 @@ class NeuronView:
     window: tuple[int, int] = (0, 0)  # (before, after) tokens of the index's windows
     context_len: int = 0  # tokens per recorded context
     distinct: bool = True  # top / bottom hold one firing per context
+    # a feature's page: the neurons its decoder direction loads on; a neuron's page: the features of the
+    # store's dictionaries that read from it (encoder weight). Dicts of hook, unit, weight (Store.related_units)
+    related: list[dict] = field(default_factory=list)
 
 
 def _direct_layout(arr: zarr.Array) -> str | None:
@@ -306,6 +309,8 @@ class Store:
         self._index_gens: dict[str, tuple | None] = {}  # hook -> identity of the index folder the caches hold
         self._checked: set[str] = set()  # hooks whose index passed check_index
         self._records: dict[str, tuple] = {}  # index array -> (chunk checksums, shape, chunks) of its record
+        self._features: dict[str, Path] | None = None  # feature hook -> dictionary folder (store.format.dictionary)
+        self._dictionaries: dict[str, object] = {}  # feature hook -> loaded store.format.dictionary.Dictionary
 
     @classmethod
     def open(cls, path: str | Path) -> "Store":
@@ -346,6 +351,8 @@ class Store:
         self._stored.clear()
         self._checked.clear()
         self._records.clear()
+        self._features = None
+        self._dictionaries.clear()
 
     # ---- manifest ------------------------------------------------------------------------------
     @property
@@ -358,7 +365,45 @@ class Store:
 
     @property
     def hooks(self) -> list[str]:
+        """Every hook one can browse: the recorded ones, then the features of the store's dictionaries
+        (store.format.dictionary: ``{source hook}.sae.{name}``), each after the others."""
+        return self.recorded_hooks + self.feature_hooks
+
+    @property
+    def recorded_hooks(self) -> list[str]:
+        """The MLP hooks the recording wrote (its manifest's)."""
         return list(self.manifest["hooks"])
+
+    @property
+    def feature_hooks(self) -> list[str]:
+        """The features of the store's complete dictionaries (folders under dictionaries/)."""
+        if self._features is None:
+            from store.format.dictionary import list_dictionaries
+
+            self._features = {h: p for h, p in list_dictionaries(self.path).items()
+                              if schema.feature_source(h)[0] in self.recorded_hooks}
+        return list(self._features)
+
+    def dictionary(self, hook: str):
+        """The store.format.dictionary.Dictionary behind a feature hook (loaded once, checked against its source)."""
+        if hook not in self._dictionaries:
+            from store.format.dictionary import load_dictionary
+
+            if hook not in self.feature_hooks:
+                raise StoreError(f"{self.path} has no dictionary {hook!r}; it has "
+                                 f"{', '.join(self.feature_hooks) or 'none'}")
+            self._dictionaries[hook] = load_dictionary(self._features[hook], expect_d_in=self.d_mlp,
+                                                       what=schema.feature_source(hook)[0])
+        return self._dictionaries[hook]
+
+    def n_units(self, hook: str) -> int:
+        """Units of a hook: the layer's neurons (d_mlp), or a dictionary's features (d_sae)."""
+        if schema.is_feature_hook(hook):
+            return self.dictionary(hook).d_sae
+        return self.d_mlp
+
+    def is_features(self, hook: str) -> bool:
+        return schema.is_feature_hook(hook)
 
     @property
     def layers(self) -> list[int]:
@@ -397,7 +442,7 @@ class Store:
     @property
     def per_token_arrays(self) -> list[str]:
         """The arrays with one row per token: tokens, doc_starts and (when kept) each hook's activations."""
-        return [schema.TOKENS, schema.DOC_STARTS, *(self.hooks if self.dense else [])]
+        return [schema.TOKENS, schema.DOC_STARTS, *(self.recorded_hooks if self.dense else [])]
 
     def require_dense(self, what: str) -> None:
         """Raise StoreError unless the dense activations are kept; ``what`` needs them."""
@@ -460,6 +505,9 @@ class Store:
     def activations(self, hook: str) -> zarr.Array:
         """float16 [token, neuron] dense activations of a hook (chunks of chunk_tokens rows)."""
         self.check_hook(hook)
+        if schema.is_feature_hook(hook):
+            raise StoreError(f"{hook} is a dictionary's features: computed from {schema.feature_source(hook)[0]}, "
+                             f"not stored; read them chunk by chunk with Store.read_chunk")
         self.require_dense(f"reading the activations of {hook}")
         return self._array(hook)
 
@@ -474,7 +522,13 @@ class Store:
         token ids: bytes + zstd + Crc32c) are read straight from their files (see
         ``_decode_chunk_file``: ~0.1 ms instead of ~0.6 ms through zarr for a token chunk); anything
         else goes through zarr. Either way a
-        missing, truncated or damaged chunk raises CorruptChunkError naming the array and chunk key."""
+        missing, truncated or damaged chunk raises CorruptChunkError naming the array and chunk key.
+        A dictionary's features (a feature hook) are computed from its source hook's chunk: float16
+        [rows, d_sae]."""
+        if schema.is_feature_hook(name):
+            src = schema.feature_source(name)[0]
+            self.require_dense(f"computing the features of {name}")
+            return self.dictionary(name).encode(self.read_chunk(src, chunk_index)).astype(np.float16)
         arr = self._array(name)
         start = chunk_index * self.chunk_tokens
         if not 0 <= start < self.n_tokens:
@@ -691,7 +745,7 @@ class Store:
 
     def _require_index(self, hook: str) -> None:
         self.check_hook(hook)
-        if self.dense:
+        if self.dense and not schema.is_feature_hook(hook):
             self.activations(hook)  # its metadata read: a damaged recording is named before the index is
         if not self.is_indexed(hook):
             raise StoreError(f"{self.path}: hook {hook!r} is not indexed; run `neurobrowse index {self.path}`")
@@ -760,7 +814,7 @@ class Store:
         names = ("top_values", "bottom_values", *columns.INDEX_SCALARS, "top_token_ids", "top_positions")
         arrs = [self.index_array(hook, n) for n in names]
         top, bottom, *scalars, top_ids, top_pos = _read_many([(a, (slice(None),)) for a in arrs])
-        table = {"neuron": np.arange(self.d_mlp, dtype=np.int64),
+        table = {"neuron": np.arange(self.n_units(hook), dtype=np.int64),
                  "max_act": np.asarray(top[:, 0], dtype=np.float32),
                  "min_act": np.asarray(bottom[:, 0], dtype=np.float32)}
         table.update({name: np.asarray(v) for name, v in zip(columns.INDEX_SCALARS, scalars)})
@@ -768,6 +822,9 @@ class Store:
         table["top_token"] = np.array(self.token_strings(table["top_token_id"]), dtype=object)
         table.update(self._explain_columns(hook))
         table["ln_overlap"] = self._ln_overlap(hook, np.asarray(top_pos))
+        from store.format import features
+
+        table.update(features.table_columns(self, hook))
         self._tables[hook] = table
         return table
 
@@ -788,7 +845,7 @@ class Store:
 
         other = self.ln_partner(hook)
         if other is None:
-            return np.full(self.d_mlp, np.nan, np.float32)
+            return np.full(self.n_units(hook), np.nan, np.float32)
         other_pos = np.asarray(self.index_array(other, "top_positions")[...])
         mine = distinct_top(top_pos, self.context_len)
         hit = (top_pos[:, :, None] == other_pos[:, None, :]).any(-1) & mine & (top_pos >= 0)[:, :]
@@ -801,7 +858,7 @@ class Store:
         NaN and '' when the index has no explanations yet (`neurobrowse index` adds them)."""
         from store.measures import explain
 
-        N = self.d_mlp
+        N = self.n_units(hook)
         if not explain.is_explained(self, hook):
             out = {k: np.full(N, np.nan, np.float32) for k in columns.EXPLAIN_SCALARS}
             out["explanation"] = np.full(N, "", dtype=object)
@@ -820,11 +877,12 @@ class Store:
 
     def _neuron(self, hook: str, neuron: int, distinct: bool = True) -> NeuronView:
         self._require_index(hook)
-        if not 0 <= int(neuron) < self.d_mlp:
-            raise StoreError(f"neuron {neuron} is out of range: {hook} has neurons 0..{self.d_mlp - 1}")
+        if not 0 <= int(neuron) < self.n_units(hook):
+            raise StoreError(f"{self.unit_word(hook)} {neuron} is out of range: {hook} has {self.unit_word(hook)}s "
+                             f"0..{self.n_units(hook) - 1}")
         n = int(neuron)
         layer = schema.parse_hook_name(hook)[0]
-        base = schema.logit_path(layer)
+        base = schema.logit_path_for(hook)
         have_logits = base in self._logit_layers()
         state = self.index_state(hook) if hook not in self._attrs else self._attrs[hook]
         self._attrs[hook] = state
@@ -887,7 +945,20 @@ class Store:
             hist_counts=np.asarray(page["hist_counts"]), top_tokens=top_tokens, logit_up=up, logit_down=down,
             explanation=str(table["explanation"][n]),
             window=(before, after), context_len=self.context_len, distinct=distinct,
+            related=self.related_units(hook, n),
         )
+
+    def unit_word(self, hook: str) -> str:
+        """'feature' for a dictionary's features, else 'neuron'."""
+        return "feature" if schema.is_feature_hook(hook) else "neuron"
+
+    def related_units(self, hook: str, unit: int, n: int = 8) -> list[dict]:
+        """A feature: the neurons of its source hook its decoder direction loads on most (weight = the
+        direction's component, unit norm). A neuron: per dictionary on its hook, the features that read
+        from it most (weight = encoder weight W_enc[neuron, feature] > 0)."""
+        from store.format import features
+
+        return features.related_units(self, hook, int(unit), n)
 
     def index_window(self, hook: str) -> tuple[int, int]:
         """(before, after): the tokens around each firing that the index of ``hook`` keeps."""
@@ -902,8 +973,9 @@ class Store:
         0: the model did not see them with this context). Reads one dense chunk and a few token chunks."""
         if not 0 <= int(position) < self.n_tokens:
             raise StoreError(f"position {position} is outside {self.path} (0..{self.n_tokens - 1})")
-        if not 0 <= int(neuron) < self.d_mlp:
-            raise StoreError(f"neuron {neuron} is out of range: {hook} has neurons 0..{self.d_mlp - 1}")
+        if not 0 <= int(neuron) < self.n_units(hook):
+            raise StoreError(f"{self.unit_word(hook)} {neuron} is out of range: {hook} has {self.unit_word(hook)}s "
+                             f"0..{self.n_units(hook) - 1}")
         p, L = int(position), self.context_len
         c0 = p // L * L
         c1 = min(self.n_tokens, c0 + L)
@@ -1006,13 +1078,16 @@ class Store:
 
     def info(self) -> dict:
         """A summary for `neurobrowse info` and the app."""
-        dense_raw = sum(self.n_tokens * self.d_mlp * 2 for _ in self.hooks) if self.dense else 0
-        dense_disk = sum(self.size_on_disk(h) for h in self.hooks) if self.dense else 0
+        dense_raw = sum(self.n_tokens * self.d_mlp * 2 for _ in self.recorded_hooks) if self.dense else 0
+        dense_disk = sum(self.size_on_disk(h) for h in self.recorded_hooks) if self.dense else 0
         per_hook = {}
         for h in self.hooks:
             state = self.index_state(h)
             per_hook[h] = {"indexed": self.is_indexed(h), "index_state": state,
-                           "bytes_on_disk": self.size_on_disk(h)}
+                           "bytes_on_disk": self.size_on_disk(h) if h in self.recorded_hooks else
+                           self.size_on_disk(schema.dictionary_path(h))}
+            if schema.is_feature_hook(h):
+                per_hook[h]["features"] = self.n_units(h)
         done = self.done_chunks()
         m = self.manifest
         return {

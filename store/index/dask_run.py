@@ -255,7 +255,7 @@ def plan_stream_index(path, per_group: int, groups_per_leaf: int, config: index.
     fresh = [(0, first)] + [(g, min(n_groups, g + groups_per_leaf)) for g in range(first, n_groups, groups_per_leaf)]
     want = {"per_group": per_group, "n_chunks": n_chunks}
     hooks, groups = [], {}
-    for hook in st.hooks:
+    for hook in st.recorded_hooks:  # the record --index path on Dask: recorded hooks only
         grp = index.IndexGroup(st.path, hook)
         if grp.begin(st.run_uuid, cfg.k, cfg.seed, False, window) is None:
             hooks.append(hook)

@@ -270,11 +270,12 @@ class IndexGroup:
         todo: list = []
         owners: list = []  # the array each job in ``todo`` writes a chunk of
         folders: dict[str, Path] = {}
+        unit = schema.unit_dim(self.hook)  # "feature" for a dictionary's features (their own size in xarray)
         for name, a in arrays.items():
-            d = dims[name]
+            d = tuple(unit if x == schema.NEURON_DIM else x for x in dims[name])
             chunks = list(a.shape)
-            if name not in schema.INDEX_WHOLE_ARRAYS and schema.NEURON_DIM in d:
-                ax = d.index(schema.NEURON_DIM)
+            if name not in schema.INDEX_WHOLE_ARRAYS and unit in d:
+                ax = d.index(unit)
                 chunks[ax] = min(neuron_chunk, a.shape[ax])
             chunks = tuple(max(1, c) for c in chunks)
             raw = raw_floats and a.dtype.kind == "f"

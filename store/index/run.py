@@ -106,14 +106,14 @@ def pass1_result(store, hook: str) -> PartialIndex:
 
 def finalize_index(store, hook: str, partial: PartialIndex, samples: SamplePartial | None = None,
                    seed: int = schema.SAMPLE_SEED, extra_attrs: dict | None = None,
-                   saving: Future | None = None) -> dict:
+                   saving: Future | None = None, source: ChunkSource | None = None) -> dict:
     """Write ``index/{hook}/...`` (schema.INDEX_ARRAYS) from a pass-1 partial result covering the
     whole store, running pass 2 here when ``samples`` is not given. The ``complete`` attribute is
     written last (with ``extra_attrs``). ``saving``: a save of the resume state still running on a
     thread, waited for before the index is written (both write the group's attributes). Returns a
     summary dict."""
     st = open_store(store)
-    src = ChunkSource(st, hook)
+    src = source or ChunkSource(st, hook)
     if partial.ranges != [(0, src.n_chunks)]:
         raise StoreError(f"the partial index of {hook} covers chunks {partial.ranges}, not all of "
                          f"0..{src.n_chunks}; merge the missing ranges first")
@@ -218,7 +218,7 @@ def provisional_units(src: ChunkSource) -> np.ndarray:
 
 
 def index_hook(st, hook: str, cfg: IndexConfig, force: bool = False, progress: bool = True,
-               allowance: _ChunkAllowance | None = None) -> dict:
+               allowance: _ChunkAllowance | None = None, reader=None) -> dict:
     """Index one hook of an open Store in one read, resuming a previous run when one was interrupted.
 
     The read feeds pass 1 (a PartialIndex) and the samples per unit (UnitSamples) together; at the
@@ -229,12 +229,13 @@ def index_hook(st, hook: str, cfg: IndexConfig, force: bool = False, progress: b
 
     with atomic.hook_lock(st.path, hook):  # one run per store and hook; a second one waits, saying so
         st.forget_index(hook)  # the run this one waited for may have finished (or swapped) the index
-        return _index_hook_locked(st, hook, cfg, force, progress, allowance or _ChunkAllowance(cfg.stop_after_chunks))
+        return _index_hook_locked(st, hook, cfg, force, progress, allowance or _ChunkAllowance(cfg.stop_after_chunks),
+                                  reader)
 
 
 def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: bool,
-                       allowance: _ChunkAllowance) -> dict:
-    src = ChunkSource(st, hook)
+                       allowance: _ChunkAllowance, reader=None) -> dict:
+    src = ChunkSource(st, hook, reader)
     grp = IndexGroup(st.path, hook, cfg.on_checkpoint)
     if not src.dense and (force or not grp.attrs.get("complete")):
         st.require_dense(f"indexing {hook} again")
@@ -316,7 +317,7 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
                                   lambda c, row0, bits: samples.update(bits, row0, src.context_len, cfg.seed),
                                   bar, allowance)
             reads = 2
-        summary = finalize_index(st, hook, p1, samples, cfg.seed, saving=saving)
+        summary = finalize_index(st, hook, p1, samples, cfg.seed, saving=saving, source=src)
     finally:
         if bar is not None:
             bar.close()
@@ -347,7 +348,9 @@ def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
         how = st.resume_command() if hasattr(st, "resume_command") else "the same `neurobrowse record` command"
         raise StoreError(f"{st.path} is an incomplete recording (it was interrupted); finish it by running "
                          f"{how} again, then index it")
-    wanted = list(hooks) if hooks else list(st.hooks)
+    # default: the recorded hooks (a dictionary's features are indexed by `neurobrowse features index`, which
+    # also writes their logit effects and neuron peaks; name one in ``hooks`` to index it here)
+    wanted = list(hooks) if hooks else list(getattr(st, "recorded_hooks", st.hooks))
     unknown = [h for h in wanted if h not in st.hooks]
     if unknown:
         raise StoreError(f"{st.path} has no hook {', '.join(map(repr, unknown))}; it has {', '.join(st.hooks)}")
@@ -392,7 +395,8 @@ def check_index_memory(st, hooks: list[str], k: int, window: tuple[int, int] | N
     vocab = vocab_size(st)
     seen = int(np.count_nonzero(np.bincount(np.asarray(st.tokens[...], np.int64), minlength=vocab)))
     w = WINDOW if window is None else int(window[0]) + 1 + int(window[1])
-    need = max(index_memory_bytes(int(st.d_mlp), k, vocab, seen, window=w) for h in hooks)
+    need = max(index_memory_bytes(int(st.n_units(h)) if hasattr(st, "n_units") else int(st.d_mlp), k, vocab, seen,
+                                  window=w) for h in hooks)
     if avail is not None and need > 0.8 * avail:
         wtxt = "" if window is None else f" and --window {int(window[0])},{int(window[1])}"
         raise StoreError(f"indexing {st.path} with --k {k}{wtxt} needs about {need / 1e9:.1f} GB of memory (the "
@@ -407,10 +411,10 @@ def check_record_index_memory(st, k: int) -> None:
     avail = available_memory_bytes()
     vocab = vocab_size(st)
     seen = min(vocab, int(st.n_tokens))
-    need = index_memory_bytes(int(st.d_mlp), k, vocab, seen, hooks=len(st.hooks))
+    need = index_memory_bytes(int(st.d_mlp), k, vocab, seen, hooks=len(st.recorded_hooks))
     if avail is not None and need > 0.8 * avail:
         raise StoreError(f"recording {st.path} with --index needs about {need / 1e9:.1f} GB of memory for the "
-                         f"{len(st.hooks)} hooks indexed at once (per hook the per-token sums of up to {seen:,} "
+                         f"{len(st.recorded_hooks)} hooks indexed at once (per hook the per-token sums of up to {seen:,} "
                          f"tokens x {st.d_mlp} neurons, the samples and the top-{k} lists), more than the "
                          f"{avail / 1e9:.1f} GB available; record fewer layers per store (--layers), fewer tokens, "
                          f"or a smaller --k")

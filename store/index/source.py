@@ -44,9 +44,14 @@ class ChunkSource:
     """Reads whole chunks of one hook (and the token ids) of a store, turning every failure into an
     error that names the array and the chunk key."""
 
-    def __init__(self, st, hook: str):
+    def __init__(self, st, hook: str, reader=None):
+        """``reader(c)``: float16 [rows, units] of chunk c, for a hook whose chunks are computed elsewhere
+        (a dictionary's features of a --dense none store, computed by the recorded model); None: from
+        the store (a dictionary's features from its source hook's dense chunks)."""
         if hook not in st.hooks:
             raise StoreError(f"{st.path} has no hook {hook!r}; it has {', '.join(st.hooks)}")
+        self.reader = reader
+        self.features = schema.is_feature_hook(hook)
         self.st = st
         self.hook = hook
         self.path = Path(st.path)
@@ -57,9 +62,15 @@ class ChunkSource:
             raise StoreError(f"{self.path}: chunk_tokens {self.ct} is not a multiple of context_len "
                              f"{self.context_len}; the indexer needs whole contexts per chunk")
         self.n_chunks = schema.n_chunks(self.n_tokens, self.ct)
-        self.n_neurons = int(st.d_mlp)
+        self.n_neurons = int(st.n_units(hook)) if hasattr(st, "n_units") else int(st.d_mlp)
         self.dense = bool(getattr(st, "dense", True))  # False: tokens only (a store recorded with --dense none)
-        if self.dense:
+        if reader is not None:
+            self.dense = True  # its chunks come from the reader
+        elif self.features:
+            st.dictionary(hook)  # loaded and checked now
+            if self.dense:
+                st.activations(schema.feature_source(hook)[0])
+        elif self.dense:
             st.activations(hook)  # opened now: damaged metadata is an error before anything is written
         self.vocab = vocab_size(st)
         self._tokens: np.ndarray | None = None
@@ -79,6 +90,9 @@ class ChunkSource:
 
     def chunk(self, c: int) -> np.ndarray:
         """uint16 [R, N] float16 bits of chunk c."""
+        if self.reader is not None or self.features:
+            a = self.reader(c) if self.reader is not None else self.st.read_chunk(self.hook, c)
+            return np.ascontiguousarray(a, np.float16).view(np.uint16)
         return self._read(self.hook, self.st.activations(self.hook), c).view(np.uint16)
 
     def tokens(self) -> np.ndarray:

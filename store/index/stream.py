@@ -164,7 +164,7 @@ class StreamIndexer:
         self.last_save = time.monotonic()
         hold = provisional_chunks(self.n_chunks, self.ct, int(st.d_mlp))
         self.hooks: dict[str, _HookState] = {}
-        for hook in st.hooks:
+        for hook in st.recorded_hooks:
             grp = IndexGroup(st.path, hook, self.cfg.on_checkpoint)
             done = grp.begin(st.run_uuid, self.cfg.k, self.cfg.seed, False, self.window) is not None
             p1, prog1 = (None, None) if done else grp.load_state("p1")

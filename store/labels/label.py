@@ -177,7 +177,8 @@ def validate_against_store(store: Any, run_uuid: str, hook: str, neuron: int) ->
         )
     if hook not in store.hooks:
         raise LabelError(f"hook {hook!r} is not recorded in {where} (it has: {', '.join(store.hooks)})")
-    if not 0 <= int(neuron) < int(store.d_mlp):
+    units = int(store.n_units(hook)) if hasattr(store, "n_units") else int(store.d_mlp)
+    if not 0 <= int(neuron) < units:
         raise LabelError(
-            f"neuron {neuron} of {hook} does not exist in {where}: neurons run 0..{int(store.d_mlp) - 1}"
+            f"neuron {neuron} of {hook} does not exist in {where}: neurons run 0..{units - 1}"
         )

@@ -65,6 +65,13 @@ COLUMNS: tuple[Column, ...] = (
            tip="SoLU-LN: share of the distinct top firings on this side of the LayerNorm that are also top firings "
            "on the other side (hook_mid vs hook_post); low = the LN changes what the neuron fires on most. "
            "Filter e.g. ln_overlap < 0.5"),
+    # a dictionary's features only (store.format.features; NaN for neurons)
+    Column("max_cos", "Neuron cos", "largest |cosine| with one neuron", ".2f",
+           tip="A feature's decoder direction against each neuron's basis direction: 1 = one neuron, "
+           "< 0.5 = spread over many (store.format.dictionary.alignment)"),
+    Column("hidden_share", "Hidden", "top firings where no neuron fires strongly", ".2f",
+           tip="Share of a feature's distinct top firings at tokens where no neuron of its hook reaches half its "
+           "maximum: a candidate for a feature the neurons hide (store.format.features)"),
 )
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
@@ -83,7 +90,8 @@ ALIASES = {"max": "max_act", "min": "min_act", "act": "max_act", "token_rule": "
            "lookup": "sim_score", "lookup_corr": "sim_score",
            "explain": "explain_score", "rule_score": "explain_score", "coverage": "explain_coverage",
            "precision": "explain_precision", "rule_text": "explanation", "ln": "ln_overlap", "overlap": "ln_overlap",
-           "kurt": "kurtosis", "token": "top_token", "top": "top_token", "n": "neuron"}
+           "kurt": "kurtosis", "token": "top_token", "top": "top_token", "n": "neuron",
+           "cos": "max_cos", "hidden": "hidden_share", "feature": "neuron", "f": "neuron"}
 
 
 def format_value(name: str, value) -> str:
