@@ -26,12 +26,12 @@ def build_tiny_corpus(root: str | Path) -> Path:
 
 
 def build_tiny_models(root: str | Path, act_fns=("gelu", "solu_ln")) -> dict[str, Path]:
-    """A fair pair trained with the `tiny` preset; returns {act_fn: checkpoint dir}."""
+    """A fair pair trained with the `tiny` preset on one thread; returns {act_fn: checkpoint dir}."""
     from solu_core.train import train_pair
 
     corpus = build_tiny_corpus(root)
     return train_pair(corpus, Path(root) / "models", preset="tiny", act_fns=act_fns, progress=False,
-                      device="cpu")
+                      device="cpu", threads=1)  # one thread: the same weights however busy the machine is
 
 
 def build_tiny_store(root: str | Path, act_fn: str = "solu_ln", n_tokens: int = TINY_TOKENS, index: bool = True,

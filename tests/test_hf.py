@@ -18,6 +18,7 @@ from solu_core.hf import ARCHITECTURES, HFRecorder
 from solu_core.record import record, record_model
 from store import schema
 from store.format.reader import Store
+from tests.builders import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CTX = 32
@@ -265,9 +266,8 @@ def test_hf_kill_9_then_resume_gives_an_identical_store(hf_root, tmp_path):
 def test_bad_input_is_an_error_with_exit_2_and_nothing_written(hf_root, tmp_path):
     from transformers import AutoModelForCausalLM, BertConfig, BertLMHeadModel
 
-    def run(*args, env=None):
-        return subprocess.run(_cli("record", *args, "--quiet", "--device", "cpu"), cwd=ROOT, capture_output=True,
-                              text=True, env=env)
+    def run(*args):  # in this process: a new interpreter per case tests nothing more here
+        return run_cli(["record", *args, "--quiet", "--device", "cpu"])
 
     text = hf_root["text"]
     # an architecture outside the table names itself and the supported list
@@ -301,8 +301,10 @@ def test_bad_input_is_an_error_with_exit_2_and_nothing_written(hf_root, tmp_path
     assert r.returncode == 2 and "recorded with other arguments" in r.stderr and "model_config" in r.stderr
     assert sorted(p.relative_to(good) for p in good.rglob("*")) == before
     # a TransformerLens name whose weights are not in the (empty) local cache
+    # (a process of its own: huggingface_hub reads HF_HOME and HF_HUB_OFFLINE when it is imported)
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "1"}
-    r = run("solu-1l", "--text", text, "--out", tmp_path / "o6", env=env)
+    r = subprocess.run(_cli("record", "solu-1l", "--text", text, "--out", tmp_path / "o6", "--quiet", "--device",
+                            "cpu"), cwd=ROOT, capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "not in the local Hugging Face cache" in r.stderr and "--allow-download" in r.stderr
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 7))
 

@@ -15,7 +15,7 @@ from solu_core.corpus.folder import load_split
 from solu_core.record import RecordStats, default_hooks, plan_batches, record
 from store import schema
 from store.format.reader import Store
-from tests.builders import cli_command
+from tests.builders import cli_command, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,10 +106,10 @@ def test_kill_9_then_resume_gives_an_identical_store(tiny_root, tmp_path):
     s = Store.open(out)
     assert not s.complete, "the recording finished before it could be killed"
     assert 0 < s.done_chunks() < s.n_chunks
-    info = subprocess.run(cli_command("info", out), cwd=ROOT, capture_output=True, text=True)
+    info = run_cli(["info", out])
     assert info.returncode == 0 and "INCOMPLETE" in info.stdout and "neurobrowse record" in info.stdout
 
-    r = subprocess.run(cli_command("record", *args[:1], "--out", out, *args[1:]), cwd=ROOT, capture_output=True, text=True)
+    r = run_cli(["record", *args[:1], "--out", out, *args[1:]])  # resumed in this process
     assert r.returncode == 0, r.stderr
     a, b = _all_arrays(ref), _all_arrays(out)
     assert sorted(a) == sorted(b)
@@ -122,14 +122,11 @@ def test_cli_errors_exit_2_with_a_message(tiny_root, tmp_path):
     ck = tiny_root / "models" / "gelu"
     out = tmp_path / "s"
     common = ["--device", "cpu", "--quiet", "--corpus", tiny_root / "corpus", "--chunk-tokens", 512]
-    assert subprocess.run(cli_command("record", ck, "--out", out, "--tokens", 1024, *common), cwd=ROOT).returncode == 0
-    r = subprocess.run(cli_command("record", ck, "--out", out, "--tokens", 2048, *common), cwd=ROOT,
-                       capture_output=True, text=True)
+    assert run_cli(["record", ck, "--out", out, "--tokens", 1024, *common]).returncode == 0
+    r = run_cli(["record", ck, "--out", out, "--tokens", 2048, *common])
     assert r.returncode == 2 and "error:" in r.stderr and "n_tokens: store has 1024" in r.stderr
-    r = subprocess.run(cli_command("record", tmp_path / "nope", "--out", tmp_path / "x", *common), cwd=ROOT,
-                       capture_output=True, text=True)
+    r = run_cli(["record", tmp_path / "nope", "--out", tmp_path / "x", *common])
     assert r.returncode == 2 and "error:" in r.stderr and "nope" in r.stderr
-    r = subprocess.run(cli_command("record", ck, "--out", tmp_path / "y", "--hooks", "hook_mid", *common), cwd=ROOT,
-                       capture_output=True, text=True)
+    r = run_cli(["record", ck, "--out", tmp_path / "y", "--hooks", "hook_mid", *common])
     assert r.returncode == 2 and "no hook 'blocks.0.mlp.hook_mid'" in r.stderr
     assert not (tmp_path / "y").exists()
