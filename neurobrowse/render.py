@@ -62,8 +62,9 @@ def snippet_line(s, scale: float, color: bool, width: int = 100) -> str:
     neuron's activation (firing token bold and underlined); without colour the firing token is in «»
     and kept in view."""
     parts = []
+    lo, hi = s.crop()
     for i, (tok, act) in enumerate(zip(s.tokens, s.acts)):
-        if not s.ctx_lo <= i < s.ctx_hi:
+        if not lo <= i < hi:
             continue
         if color:
             lvl = min(1.0, abs(float(act)) / scale) if scale > 0 else 0.0

@@ -191,7 +191,6 @@ def _item_ids(rng: np.random.Generator, n: int) -> list[str]:
 def _crop(snip: Any, cfg: StudyConfig) -> dict:
     """A store Snippet cut to the tokens the model saw with it, at most ``context_before`` / ``context_after``
     around the firing token: tokens, acts (4 decimals), center."""
-    lo = max(snip.ctx_lo, snip.center - cfg.context_before)
-    hi = min(snip.ctx_hi, snip.center + cfg.context_after + 1)
+    lo, hi = snip.crop(cfg.context_before, cfg.context_after)
     acts = np.asarray(snip.acts[lo:hi], dtype=np.float64)
     return {"tokens": list(snip.tokens[lo:hi]), "acts": np.round(acts, 4).tolist(), "center": snip.center - lo}

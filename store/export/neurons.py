@@ -339,7 +339,7 @@ class _Windows:
                                more=None if self.more is None else self.more[i], distinct=self.distinct)
         out = []
         for s in snips[:self.limit]:
-            lo, hi = s.ctx_lo, s.ctx_hi
+            lo, hi = s.crop()
             d = {"position": s.position}
             if self.values is not None:
                 d["value"] = float(np.round(np.float64(s.value), 5))

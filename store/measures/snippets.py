@@ -47,6 +47,17 @@ class Snippet:
         """Global position of tokens[0]."""
         return self.position - self.center
 
+    def crop(self, before: int | None = None, after: int | None = None) -> tuple[int, int]:
+        """(lo, hi): the tokens[lo:hi] a reader is shown: those the model saw with the firing (its
+        context), at most ``before`` tokens before the firing token and ``after`` after it (None: all).
+        The one crop of the page text, `show`, exports and the study."""
+        lo, hi = self.ctx_lo, self.ctx_hi
+        if before is not None:
+            lo = max(lo, self.center - before)
+        if after is not None:
+            hi = min(hi, self.center + after + 1)
+        return lo, hi
+
 
 def index_window(index_attrs: dict) -> tuple[int, int]:
     """(before, after) of an index's windows, from its attributes (older indexes: LEGACY_WINDOW)."""
