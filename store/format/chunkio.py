@@ -130,6 +130,7 @@ def write_file(path: Path, payload: np.ndarray, fsync: bool = False) -> bytes:
 
 
 def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (or, given a file, the file) to disk."""
     dfd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dfd)

@@ -50,16 +50,8 @@ def sha256_text(text: str) -> str:
 
 def fsync_path(path: Path) -> None:
     """Flush a file and its directory entry to disk (zarr writes via temp file + rename, no fsync)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    chunkio.fsync_dir(path)  # a file opened read-only is flushed the same way as a folder
+    chunkio.fsync_dir(path.parent)
 
 
 def writer_started(path: Path) -> bool:
