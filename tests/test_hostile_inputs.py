@@ -125,6 +125,11 @@ def _cases():
         ("compare-no-store", "compare {gelu} {root}/nowhere --summary", "no store at"),
         ("compare-other-k", "compare {gelu} {solu_k4} --summary", "another k"),
         ("compare-other-tokenizer", "compare {gelu} {solu_tok} --summary", "different tokenizers"),
+        # replicate
+        ("replicate-sizes-bad", "replicate --sizes 1,x --out {root}/rep", "'x' is not a whole number"),
+        # features
+        ("features-hook-absent", "features train {gelu} --hook blocks.7.mlp.hook_post", "has no hook"),
+        ("features-no-store", "features train {root}/nowhere --hook blocks.0.mlp.hook_post", "no store at"),
         # labels
         ("labels-set-neg", "labels set {gelu} 0 -1 --verdict interpretable --db {db}", "must be 0 or more"),
         ("labels-busy-neg", "labels list --busy-timeout -5 --db {db}", "must be 0 or more"),
