@@ -19,6 +19,7 @@ from store import schema
 from store.format.dictionary import (
     alignment, list_dictionaries, load_dictionary, saelens_cfg, save_dictionary,
 )
+from neurobrowse.study.folder import key_path
 from store.format.reader import Store
 from store.format.writer import StoreWriter
 from tests.builders import cli_command, run_cli
@@ -282,7 +283,7 @@ def test_a_blind_study_draws_features_beside_neurons(featured, tiny_stores, tmp_
     out = run_cli(["study", "new", "--stores", tiny_stores["gelu"], path, "--per-model", "4", "--seed", "1",
                    "--hooks", f"hook_post,{kind}", "--out", tmp_path / "study"])
     assert out.returncode == 0, out.stderr
-    key = json.loads((tmp_path / "study" / "key.json").read_text())["items"]
+    key = json.loads(key_path(tmp_path / "study").read_text())["items"]
     hooks = sorted(k["hook"] for k in key.values())
     assert hooks.count(r.feature_hook) == 4 and hooks.count(HOOK) == 8  # 4 neurons per store, 4 features
     study = json.loads((tmp_path / "study" / "study.json").read_text())

@@ -57,7 +57,8 @@ def check_index_arrays(st, hook: str) -> dict[str, tuple]:
                   f"not whole numbers in 0..{MAX_WINDOW}")
     if "n_tokens" in attrs and attrs.get("n_tokens") != st.n_tokens:
         raise bad(f"it says it indexed {attrs.get('n_tokens')!r} tokens, but the store holds {st.n_tokens}")
-    sizes = {schema.NEURON_DIM: st.d_mlp, "k": k, schema.WINDOW_DIM: before + 1 + after,
+    units = st.n_units(hook) if hasattr(st, "n_units") else st.d_mlp  # a dictionary: its features
+    sizes = {schema.NEURON_DIM: units, "k": k, schema.WINDOW_DIM: before + 1 + after,
              "edge": len(schema.SAMPLE_QUANTILES), "bin": len(schema.SAMPLE_BINS), "sample": schema.SAMPLES_PER_BIN,
              "top_token": schema.TOP_TOKENS, "vocab": _vocab(st)}
     records: dict[str, tuple] = {}

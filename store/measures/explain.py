@@ -696,7 +696,9 @@ def write_explanations(st, hook: str, out: dict[str, np.ndarray]) -> None:
     try:
         grp = zarr.open_group(LocalStore(st.path), mode="r+")[schema.index_path(hook)]
         grp.attrs.pop("explained", None)
+        unit = schema.unit_dim(hook)  # "feature" for a dictionary's features
         for name, (dtype, dims) in schema.EXPLAIN_ARRAYS.items():
+            dims = tuple(unit if x == schema.NEURON_DIM else x for x in dims)
             a = np.ascontiguousarray(out[name], dtype=dtype)
             arr = grp.create_array(name, shape=a.shape, dtype=a.dtype, chunks=a.shape, compressors=schema.codecs(dtype),
                                    fill_value=0, dimension_names=dims, config=schema.ARRAY_CONFIG, overwrite=True)
