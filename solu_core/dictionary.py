@@ -520,9 +520,9 @@ def _train(st, hook, cfg, rows, name, fhook, folder, d_sae, device, progress, fo
 
     bar = None
     if progress:
-        from tqdm import tqdm
+        from store.progress import progress_bar
 
-        bar = tqdm(total=total, initial=step0, unit="step", desc=f"train {fhook}", dynamic_ncols=True)
+        bar = progress_bar(total=total, initial=step0, unit="step", desc=f"train {fhook}")
     step = 0
     t_run = time.perf_counter()
     last_save = time.monotonic()

@@ -27,27 +27,29 @@ def _compare(qtbot, windows, tiny_stores):
 
 
 def _report_a_study(tmp_path, tiny_stores, k=(40, 20), n=(60, 60)):
-    """A reported study of the two tiny stores, as `neurobrowse study report` lists it in the registry."""
-    from neurobrowse.study.registry import registry_path
+    """Copies of the two tiny stores with a reported study recorded inside them, as `neurobrowse study
+    report` records it (neurobrowse.study.registry); returns the copies as a tiny_stores-like dict."""
+    import shutil
 
-    solu, gelu = Store.open(tiny_stores["solu_ln"]), Store.open(tiny_stores["gelu"])
-    report = tmp_path / "report.json"
-    report.write_text("{}")
-    line = {"kind": "neurobrowse-study-report", "study": str(tmp_path), "raters": 2, "report": str(report),
+    from neurobrowse.study.registry import REPORTED_FILE
+
+    copies = {a: shutil.copytree(tiny_stores[a], tmp_path / a) for a in ("gelu", "solu_ln")}
+    solu, gelu = Store.open(copies["solu_ln"]), Store.open(copies["gelu"])
+    line = {"kind": "neurobrowse-study-report", "study": str(tmp_path), "raters": 2, "created": "2026-12-07",
             "models": [{"name": "SoLU-LN", "act_fn": "solu_ln", "run_uuid": solu.run_uuid, "hook_kind": "hook_post",
                         "items_rated": n[0], "items_interpretable": k[0]},
                        {"name": "GeLU", "act_fn": "gelu", "run_uuid": gelu.run_uuid, "hook_kind": "hook_post",
                         "items_rated": n[1], "items_interpretable": k[1]}]}
-    registry_path().parent.mkdir(parents=True, exist_ok=True)
-    registry_path().write_text(json.dumps(line) + "\n")
+    for st in (solu, gelu):
+        (st.path / REPORTED_FILE).write_text(json.dumps([line]) + "\n")
+    return copies
 
 
 def test_one_sentence_then_a_forest_plot_study_first_details_folded(qtbot, windows, tiny_stores, tmp_path):
     """Defect 10: the first line is one sentence naming the study's difference and saying the proxies
     disagree when they do; the forest plot draws the study first, then each proxy, with 95% intervals;
     the evidence lines are folded away until asked for."""
-    _report_a_study(tmp_path, tiny_stores)
-    w = _compare(qtbot, windows, tiny_stores)
+    w = _compare(qtbot, windows, _report_a_study(tmp_path, tiny_stores))
     ev = w.cmp_model.comparison.evidence
     panel = w.panel
     rows = panel.forest.rows

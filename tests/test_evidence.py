@@ -83,7 +83,8 @@ def test_store_windows_are_what_a_study_shows(tiny_stores, tmp_path):
                  "--seed", "3", "--out", tmp_path / "s"])
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "s" / "study.json").read_text(encoding="utf-8"))
-    key = json.loads((tmp_path / "s" / "key.json").read_text(encoding="utf-8"))
+    from neurobrowse.study.folder import key_path
+    key = json.loads(key_path(tmp_path / "s").read_text(encoding="utf-8"))
     solu = next(m["index"] for m in key["models"] if m["act_fn"] == "solu_ln")
     picked = [(it, key["items"][it["item_id"]]) for it in doc["items"]
               if key["items"][it["item_id"]]["model"] == solu]

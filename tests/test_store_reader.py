@@ -53,7 +53,8 @@ def test_neuron_page_matches_the_dense_activations(tiny_stores, act_fn):
         table = s.neuron_table(hook)
         assert set(table) == {"neuron", "max_act", "min_act", "mean", "var", "skewness", "kurtosis", "density",
                               "token_rule_score", "sim_score", "top_token_id", "top_token", "explain_score",
-                              "explain_coverage", "explain_precision", "explanation", "ln_overlap"}
+                              "explain_coverage", "explain_precision", "explanation", "ln_overlap",
+                              "max_cos", "hidden_share"}  # the last two: a neuron's dictionary links (issue 19)
         np.testing.assert_allclose(table["max_act"], dense.max(0), rtol=1e-3)
         np.testing.assert_allclose(table["min_act"], dense.min(0), rtol=1e-3)
         np.testing.assert_allclose(table["mean"], dense.mean(0, dtype=np.float64), rtol=1e-3, atol=1e-5)

@@ -191,13 +191,13 @@ def _tokenize_pieces(pieces: Iterable[tuple[bool, str]], tokenizer, separator_id
     """``tokenize_documents`` over (starts a document, text) pieces: each document is ``[separator_id]`` and
     the ids of its pieces; batches of at most 64 pieces and 4 * PIECE_CHARS characters; stops after the
     batch that reaches ``max_tokens``."""
-    from tqdm.auto import tqdm
+    from store.progress import progress_bar
 
     parts: list[np.ndarray] = []
     doc_starts: list[int] = []  # index into parts of each document's first part
     n = 0
     it = iter(pieces)
-    bar = tqdm(total=max_tokens, desc="tokenizing", unit="tok", unit_scale=True, disable=not progress)
+    bar = progress_bar(total=max_tokens, desc="tokenizing", unit="tok", unit_scale=True, enabled=progress)
     pending = next(it, None)
     while pending is not None and (max_tokens is None or n < max_tokens):
         batch, chars = [], 0
