@@ -55,7 +55,7 @@ def test_demo_builds_renders_and_reuses(tmp_path):
         assert (work / sub).exists(), sub
     w, h, red, colours = _image_facts(png)
     assert (w, h) == (1800, 1250)
-    assert red > 200, "no red-shaded tokens in the screenshot"
+    assert red > 15, "no red-shaded tokens in the screenshot"  # the forest plot leaves the browsers less room
     assert colours > 30, "the screenshot looks blank"
 
     # again, without --screenshot: no display, so it renders WORKDIR/demo.png and says where
