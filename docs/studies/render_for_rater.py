@@ -12,7 +12,7 @@ import json
 import sys
 
 HEADER = [
-    "Format: each item is one neuron; each numbered line is one passage where it fires strongly.",
+    "Format: each item is one neuron (or feature); each numbered line is one passage where it fires strongly.",
     "The firing token (the one the passage was chosen for) is shown as <<tok>>. Other tokens that also fire",
     "(at >= 20% of the item's strongest firing) are shown as [tok|N], N = 1..9 the relative strength",
     "(9 = as strong as the item's strongest). \u23ce marks a newline; spaces are literal.",
