@@ -245,8 +245,8 @@ def test_training_resumes_after_kill_9_to_the_same_weights(tmp_path):
     a = _synthetic_store(tmp_path / "a", X, chunk=2048)
     b = tmp_path / "b"
     shutil.copytree(a, b)
-    argv = ["features", "train", b, "--hook", HOOK, "--width", "4x", "--k", "4", "--epochs", "4", "--batch", "512",
-            "--checkpoint-every", "0", "--quiet"]
+    argv = ["features", "train", b, "--hook", HOOK, "--width", "4x", "--k", "4", "--epochs", "32", "--batch", "512",
+            "--checkpoint-every", "0", "--quiet"]  # 1,024 steps: a kill right after the first save lands mid-run
     state = b / schema.DICTIONARY_GROUP / schema.DICTIONARY_TRAIN / f"{HOOK}.sae.4x-k4" / "state.pt"
     proc = subprocess.Popen(cli_command(*argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
@@ -257,7 +257,6 @@ def test_training_resumes_after_kill_9_to_the_same_weights(tmp_path):
         while not state.is_file() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert state.is_file(), proc.stderr.read().decode() if proc.poll() is not None else "no state saved"
-        time.sleep(0.5)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
@@ -268,7 +267,7 @@ def test_training_resumes_after_kill_9_to_the_same_weights(tmp_path):
     assert 0 < saved_step < torch.load(state, weights_only=False)["total"]
     out = run_cli(argv)
     assert out.returncode == 0, out.stderr
-    cfg = DictionaryConfig(batch_tokens=512, epochs=4, checkpoint_every_s=1e9)
+    cfg = DictionaryConfig(batch_tokens=512, epochs=32, checkpoint_every_s=1e9)
     ref = train_dictionary(a, HOOK, width=4, k=4, config=cfg, progress=False, device="cpu")
     got = load_dictionary(b / schema.dictionary_path(f"{HOOK}.sae.4x-k4"))
     want = load_dictionary(ref.folder)
