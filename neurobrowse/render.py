@@ -58,7 +58,7 @@ def shade(level: float, negative: bool = False) -> str:
 
 
 def snippet_line(s, scale: float, color: bool, width: int = 100) -> str:
-    """One snippet (store.format.reader.Snippet) on one line: the tokens the model saw, each shaded by the
+    """One snippet (store.measures.snippets.Snippet) on one line: the tokens the model saw, each shaded by the
     neuron's activation (firing token bold and underlined); without colour the firing token is in «»
     and kept in view."""
     parts = []
@@ -89,7 +89,7 @@ def snippet_dict(s) -> dict:
 
 
 def neuron_dict(view, store) -> dict:
-    """Everything `show --json` prints about one neuron (store.format.reader.NeuronView)."""
+    """Everything `show --json` prints about one neuron (store.format.neuron_page.NeuronView)."""
     return {
         "store": str(store.path), "run_uuid": store.run_uuid, "act_fn": store.act_fn,
         "hook": view.hook, "layer": view.layer, "neuron": view.neuron, "explanation": view.explanation,

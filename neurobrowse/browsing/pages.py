@@ -102,7 +102,7 @@ class NeuronPage:
     """What one neuron page shows, read in one worker call."""
 
     ref: NeuronRef
-    view: Any  # store.format.reader.NeuronView
+    view: Any  # store.format.neuron_page.NeuronView
     top: list[MergedSnippet]
     bottom: list[MergedSnippet]
     samples: dict[str, list[MergedSnippet]]

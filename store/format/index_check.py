@@ -38,7 +38,7 @@ def _int(attrs: dict, key: str, lo: int, hi: int | None = None):
 def check_index_arrays(st, hook: str) -> dict[str, tuple]:
     """Check the finished index of ``hook`` in the open Store ``st`` (module doc). Returns, for every
     array with a checksum record, (its chunk checksums, shape, chunks) by array path; StoreError otherwise."""
-    from store.format.reader import index_advice
+    from store.format.checked import index_advice
 
     base = schema.index_path(hook)
     where = f"{st.path}: the index of {hook}"

@@ -293,7 +293,7 @@ def verify_store(path, *, repair: bool = False, progress: bool = False) -> Verif
     finally:
         if bar is not None:
             bar.close()
-    from store.format.reader import rerecord_out
+    from store.format.checked import rerecord_out
 
     dense = bool(manifest.get("dense", True))
     report = VerifyReport(root, reports, counter[0], time.perf_counter() - t0, record_command, repaired=False,
