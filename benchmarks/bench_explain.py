@@ -5,7 +5,7 @@
 On a copy of the given indexed store (the original is not touched), interleaved repeat by repeat so
 load changes hit both alike, medians:
 
-  explain      store.measures.explain.explain_hook on every indexed hook: read the index arrays it needs and the
+  explain      store.index.explanations.explain_hook on every indexed hook: read the index arrays it needs and the
                token stream, count the rules over the stream, search the rule library, write the arrays;
                reported per 1,000 neurons
   search       the rule search alone (explain_arrays on arrays already in memory), per 1,000 neurons
@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from store.measures import explain, rules  # noqa: E402
-from store.index import index_store  # noqa: E402
+from store.index import explanations, index_store  # noqa: E402
 from store.format.reader import Store  # noqa: E402
 from store.measures.snippets import index_window  # noqa: E402
 
@@ -69,7 +69,7 @@ def main() -> int:
         tokens = np.asarray(st.tokens[...])
         arrays = {h: {k: np.asarray(st.index_array(h, k)[...]) for k in explain.INPUTS} for h in hooks}
         voc = st.explain_vocab
-        real_explain = explain.explain_hook
+        real_explain = explanations.explain_hook
         times: dict[str, list[float]] = {k: [] for k in ("explain", "search", "rules", "index_before", "index_after")}
         for _ in range(args.repeats):
             times["explain"].append(_timed(lambda: [real_explain(Store.open(path), h) for h in hooks]))
@@ -79,11 +79,11 @@ def main() -> int:
             times["search"].append(_timed(lambda: [explain.explain_arrays(
                 tokens, st.context_len, voc, arrays[h], before=index_window(st.index_state(h))[0])
                 for h in hooks]))
-            explain.explain_hook = lambda *a, **k: None  # the index as it was before explanations
+            explanations.explain_hook = lambda *a, **k: None  # the index as it was before explanations
             try:
                 times["index_before"].append(_timed(lambda: index_store(path, force=True, progress=False)))
             finally:
-                explain.explain_hook = real_explain
+                explanations.explain_hook = real_explain
             times["index_after"].append(_timed(lambda: index_store(path, force=True, progress=False)))
         med = {k: statistics.median(v) if v else float("nan") for k, v in times.items()}
         out = {

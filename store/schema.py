@@ -271,7 +271,7 @@ INDEX_SHARED_WINDOWS: dict[str, tuple[str, str, str]] = {
 }
 
 # Automatic rule explanations (store.measures.explain), written next to INDEX_ARRAYS by the index and by
-# store.measures.explain.explain_hook (an index made before them gains them without re-indexing). The rule's
+# store.index.explanations.explain_hook (an index made before them gains them without re-indexing). The rule's
 # words are rendered at read time from its family and arguments (store.measures.explain.describe).
 EXPLAIN_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "explain_family": ("int8", ("neuron",)),  # index into store.measures.explain.FAMILIES, -1 = no rule

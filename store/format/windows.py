@@ -1,11 +1,10 @@
 """Index arrays a Store assembles instead of reading them whole from disk: the token windows derived
 from the store's tokens (schema.INDEX_DERIVED) and the distinct lists' windows stored shared with the
 raw lists (schema.INDEX_SHARED_WINDOWS). Both offer what readers of a stored zarr array use. And the
-token gather under them (``tokens_at``): token ids at any positions, through a cache of decoded token chunks."""
+token gather under them (``tokens_at``): token ids at any positions, through a cache of decoded token chunks.
+``store`` / ``st``: a store.format.reader.Store (not imported here: the reader imports this room)."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,9 +15,6 @@ from store.measures.snippets import fill_shared_windows
 _TOKEN_CACHE_BYTES = 64 * 2**20  # decoded token chunks kept for the derived token windows (a 16M-token store whole)
 _TOKEN_WHOLE_READ = 256  # a gather touching more token chunks than this reads the whole tokens array
 
-if TYPE_CHECKING:
-    from store.format.reader import Store
-
 
 class WindowTokens:
     """A derived index array (schema.INDEX_DERIVED): int32 [neuron, ..., window] token ids around each
@@ -26,7 +22,7 @@ class WindowTokens:
     Offers what readers of the stored arrays use: shape, ndim, dtype, ``[...]`` / basic selections
     and ``get_orthogonal_selection``."""
 
-    def __init__(self, store: Store, hook: str, name: str):
+    def __init__(self, store, hook: str, name: str):
         self.store = store
         self.name = name
         self.positions = store.index_array(hook, schema.INDEX_DERIVED[name])
@@ -62,7 +58,7 @@ class SharedWindows:
     array completed from the raw list's windows, for the rows (neurons) selected. Offers what readers of
     the stored arrays use: shape, ndim, dtype, ``[...]`` / basic selections and ``get_orthogonal_selection``."""
 
-    def __init__(self, store: Store, hook: str, name: str):
+    def __init__(self, store, hook: str, name: str):
         base = schema.index_path(hook)
         pos, raw_pos, raw = schema.INDEX_SHARED_WINDOWS[name]
         self.arrays = [store._array(f"{base}/{a}") for a in (name, pos, raw_pos, raw)]

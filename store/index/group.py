@@ -252,6 +252,25 @@ class IndexGroup:
             return self.swap_in(wait)
         return None
 
+    def write_explanations(self, arrays: dict[str, np.ndarray], version: int) -> None:
+        """Write the rule explanations (schema.EXPLAIN_ARRAYS, store.measures.explain) into the finished
+        index readers use (index/{hook}), each array in one chunk with its checksum record; the attribute
+        ``explained`` (``version``) is removed first and written last (store.index.explanations)."""
+        where = f"the explanations of {self.hook} in {self.path}"
+        with _disk_errors(where):
+            grp = zarr.open_group(LocalStore(self.path), mode="r+", path=schema.index_path(self.hook))
+            grp.attrs.pop("explained", None)
+            unit = schema.unit_dim(self.hook)  # "feature" for a dictionary's features
+            for name, (dtype, dims) in schema.EXPLAIN_ARRAYS.items():
+                dims = tuple(unit if x == schema.NEURON_DIM else x for x in dims)
+                a = np.ascontiguousarray(arrays[name], dtype=dtype)
+                arr = grp.create_array(name, shape=a.shape, dtype=a.dtype, chunks=a.shape,
+                                       compressors=schema.codecs(dtype), fill_value=0, dimension_names=dims,
+                                       config=schema.ARRAY_CONFIG, overwrite=True)
+                arr[...] = a
+                seal.seal_array(self.path / schema.index_path(self.hook) / name, f"{self.hook}/{name}")
+            grp.attrs["explained"] = version
+
     def clear(self) -> None:
         """Remove everything of this group (for --force or a stale index of another recording)."""
         with _disk_errors(self.where):

@@ -34,6 +34,7 @@ from store.measures import explain
 from store.index import kernels
 from store import schema
 from store.errors import StoreError
+from store.index import explanations
 from store.index.arrays import index_arrays, index_attrs, stored_arrays
 from store.index.group import IndexGroup
 from store.index.partial import (
@@ -131,11 +132,12 @@ def finalize_index(store, hook: str, partial: PartialIndex, samples: SampleParti
                                 {k: arrays[k] for k in explain.INPUTS}, before=partial.before)
         if saving is not None:
             saving.result()
-        removed = IndexGroup(st.path, hook).write_index(  # swapped in whole
+        grp = IndexGroup(st.path, hook)
+        removed = grp.write_index(  # swapped in whole
             stored_arrays(arrays), {**index_attrs(st.run_uuid, partial, seed), **(extra_attrs or {})}, wait=False)
         st.forget_index(hook)
         try:
-            explain.write_explanations(st, hook, explained.result())
+            explanations.write_explanations(st, hook, explained.result(), grp)
         finally:
             if removed is not None:
                 removed.result()
@@ -243,7 +245,7 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
     skip = grp.begin(st.run_uuid, cfg.k, cfg.seed, force, window)
     if skip is not None:
         if not explain.is_explained(st, hook):  # an index from before explanations: add them
-            explain.explain_hook(st, hook)
+            explanations.explain_hook(st, hook, group=grp)
             return {**skip, "reason": "already indexed; added the rule explanations"}
         return skip
     tokens = src.tokens()

@@ -645,7 +645,7 @@ __all__ = ["Vocab", "StreamCounts", "explain_arrays", "describe", "describe_all"
            "distinct_top", "bin_masses", "OUTPUTS", "FAMILIES", "CLASSES", "PASS_SCORE", "N_TOP"]
 
 
-# ---- in a store -----------------------------------------------------------------------------------------
+# ---- what an index holds (written by store.index.explanations, through store.index.group.IndexGroup) -----
 EXPLAIN_VERSION = 1  # index/{hook} attribute "explained": the version of the rule search that wrote the arrays
 INPUTS = ("top_values", "top_positions", "top_context_tokens", "sample_positions", "sample_values",
           "sample_context_tokens", "quantile_edges", "mean", "hist_counts", "hist_edges", "top_context_acts",
@@ -653,58 +653,6 @@ INPUTS = ("top_values", "top_positions", "top_context_tokens", "sample_positions
 
 
 def is_explained(store, hook: str) -> bool:
-    """True when index/{hook} holds explanation arrays of this EXPLAIN_VERSION."""
+    """True when index/{hook} holds explanation arrays of this EXPLAIN_VERSION (``store``: anything with
+    ``index_state(hook)``, e.g. a store.format.reader.Store)."""
     return store.index_state(hook).get("explained") == EXPLAIN_VERSION
-
-
-def explain_hook(store, hook: str, arrays: dict[str, np.ndarray] | None = None, tokens: np.ndarray | None = None,
-                 counts: StreamCounts | None = None) -> dict[str, np.ndarray]:
-    """Compute and write the explanation arrays (schema.EXPLAIN_ARRAYS) of an indexed hook.
-
-    ``arrays``: the index arrays in memory (the indexer passes what it just computed); read from the
-    store otherwise, so an index made before explanations existed gets them without re-indexing.
-    Sets the index attribute ``explained`` last. Returns the arrays written."""
-    from store.errors import StoreError
-    from store.format.reader import Store
-
-    st = store if isinstance(store, Store) else Store.open(store)
-    if arrays is None or any(k not in arrays for k in INPUTS):
-        if not st.is_indexed(hook):
-            raise StoreError(f"{st.path}: hook {hook!r} is not indexed; run `neurobrowse index {st.path}`")
-        arrays = {k: np.asarray(st.index_array(hook, k)[...]) for k in INPUTS}
-    if tokens is None:
-        tokens = np.asarray(st.tokens[...])
-    before = index_window(st.index_state(hook))[0]
-    out = explain_arrays(tokens, st.context_len, st.explain_vocab, {k: arrays[k] for k in INPUTS}, counts,
-                         before=before)
-    write_explanations(st, hook, out)
-    return out
-
-
-def write_explanations(st, hook: str, out: dict[str, np.ndarray]) -> None:
-    """Write the explanation arrays ``out`` (``explain_arrays``) into the finished index of ``hook`` in
-    the open Store ``st``, the attribute ``explained`` last."""
-    import zarr
-    from zarr.storage import LocalStore
-
-    from pathlib import Path
-
-    from store.format import seal
-    from store.errors import StoreError
-
-    where = f"the explanations of {hook} in {st.path}"
-    try:
-        grp = zarr.open_group(LocalStore(st.path), mode="r+")[schema.index_path(hook)]
-        grp.attrs.pop("explained", None)
-        unit = schema.unit_dim(hook)  # "feature" for a dictionary's features
-        for name, (dtype, dims) in schema.EXPLAIN_ARRAYS.items():
-            dims = tuple(unit if x == schema.NEURON_DIM else x for x in dims)
-            a = np.ascontiguousarray(out[name], dtype=dtype)
-            arr = grp.create_array(name, shape=a.shape, dtype=a.dtype, chunks=a.shape, compressors=schema.codecs(dtype),
-                                   fill_value=0, dimension_names=dims, config=schema.ARRAY_CONFIG, overwrite=True)
-            arr[...] = a
-            seal.seal_array(Path(st.path) / schema.index_path(hook) / name, f"{hook}/{name}")  # store.format.seal
-        grp.attrs["explained"] = EXPLAIN_VERSION
-    except OSError as e:
-        raise StoreError(f"writing {where} failed ({e}); run `neurobrowse index {st.path}` again") from e
-    st.forget_index(hook)
