@@ -15,42 +15,18 @@ from neurobrowse.browsing.pages import merge_snippets
 from neurobrowse.browsing.navigation import paired_hook
 from neurobrowse.snippet_text import shade_rgb
 from store.format.reader import Store
-
-WAIT_MS = 60_000
-
-
-def _main(windows, path, **kw):
-    from neurobrowse.qt.main_window import MainWindow
-
-    w = windows(MainWindow)
-    w.open_store(path, **kw)
-    return w
-
-
-def _wait_page(qtbot, w, neuron=None, hook=None):
-    b = w.browser
-    qtbot.waitUntil(lambda: b.page is not None and (neuron is None or b.page.ref.neuron == neuron)
-                    and (hook is None or b.page.ref.hook == hook), timeout=WAIT_MS)
-    return b.page
-
-
-def _click_row(qtbot, view, row):
-    idx = view.model().index(row, 1)
-    view.scrollTo(idx)
-    rect = view.visualRect(idx)
-    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-
+from tests.helpers import WAIT_MS, click_row, main_window, wait_page
 
 def test_clicking_a_row_shows_that_neurons_snippets(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     panel = w.table_panel
     store = Store.open(tiny_stores["solu_ln"])
     target = 7
     row = panel.row_of(target)
     assert row >= 0
     with qtbot.waitSignal(w.browser.pageReady, timeout=WAIT_MS, check_params_cb=lambda p: p.ref.neuron == target):
-        _click_row(qtbot, panel.view, row)
+        click_row(qtbot, panel.view, row)
     view = store.neuron(w.browser.hook, target)
     want = merge_snippets(view.top)
     qtbot.waitUntil(lambda: w.page.top_view.complete, timeout=WAIT_MS)
@@ -68,8 +44,8 @@ def test_clicking_a_row_shows_that_neurons_snippets(qtbot, windows, tiny_stores)
 
 
 def test_shading_matches_the_stored_values(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["gelu"], neuron=3)
-    page = _wait_page(qtbot, w, 3)
+    w = main_window(windows, tiny_stores["gelu"], neuron=3)
+    page = wait_page(qtbot, w, 3)
     store = Store.open(tiny_stores["gelu"])
     view = store.neuron(page.ref.hook, 3)
     stored = {}
@@ -118,8 +94,8 @@ def test_shading_matches_the_stored_values(qtbot, windows, tiny_stores):
 
 
 def test_filters_and_search_narrow_the_table(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w)
     panel, b = w.table_panel, w.browser
     table = b.table()
     n = len(table["neuron"])
@@ -152,25 +128,25 @@ def test_filters_and_search_narrow_the_table(qtbot, windows, tiny_stores):
 
 
 def test_keyboard_navigation_history_and_bookmarks(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     b = w.browser
     w.page.top_view.setFocus()
     qtbot.keyClick(w, Qt.Key.Key_J)
-    _wait_page(qtbot, w, 1)
+    wait_page(qtbot, w, 1)
     qtbot.keyClick(w, Qt.Key.Key_J)
-    _wait_page(qtbot, w, 2)
+    wait_page(qtbot, w, 2)
     qtbot.keyClick(w, Qt.Key.Key_K)
-    _wait_page(qtbot, w, 1)
+    wait_page(qtbot, w, 1)
     qtbot.keyClick(w, Qt.Key.Key_Left, Qt.KeyboardModifier.AltModifier)  # back: 2
-    _wait_page(qtbot, w, 2)
+    wait_page(qtbot, w, 2)
     assert w.a_fwd.isEnabled()
     qtbot.keyClick(w, Qt.Key.Key_Right, Qt.KeyboardModifier.AltModifier)  # forward: 1
-    _wait_page(qtbot, w, 1)
+    wait_page(qtbot, w, 1)
     # M flips to the other side of the LayerNorm, same neuron
     hook = b.hook
     qtbot.keyClick(w, Qt.Key.Key_M)
-    _wait_page(qtbot, w, 1, hook=paired_hook(b.store.hooks, hook))
+    wait_page(qtbot, w, 1, hook=paired_hook(b.store.hooks, hook))
     assert b.hook != hook
     # the table follows the shown neuron
     cur = w.table_panel.view.currentIndex()
@@ -179,16 +155,16 @@ def test_keyboard_navigation_history_and_bookmarks(qtbot, windows, tiny_stores):
     w.table_panel.view.sortByColumn(1, Qt.SortOrder.DescendingOrder)
     order = b.visible_order()
     b.select(int(order[0]))
-    _wait_page(qtbot, w, int(order[0]))
+    wait_page(qtbot, w, int(order[0]))
     qtbot.keyClick(w, Qt.Key.Key_J)
-    _wait_page(qtbot, w, int(order[1]))
+    wait_page(qtbot, w, int(order[1]))
     # bookmark with Ctrl+D; persisted per store in the settings
     qtbot.keyClick(w, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
     assert b.ref in b.bookmarks and w.page.bookmark_btn.isChecked()
     assert str(int(order[1])) in str(w.settings.value(f"bookmarks/{b.store.run_uuid}"))
     # jump by number through the browser (the dialog's action)
     b.select(5)
-    _wait_page(qtbot, w, 5)
+    wait_page(qtbot, w, 5)
 
 
 def _find_error_box(w) -> QMessageBox | None:
@@ -205,7 +181,7 @@ def test_corrupt_chunk_shows_a_dialog_and_the_app_stays_usable(qtbot, windows, t
     for i in range(8, min(len(raw), 64)):
         raw[i] ^= 0xFF
     chunk.write_bytes(bytes(raw))
-    w = _main(windows, bad, hook=post, neuron=0)
+    w = main_window(windows, bad, hook=post, neuron=0)
     qtbot.waitUntil(lambda: _find_error_box(w) is not None, timeout=WAIT_MS)
     box = _find_error_box(w)
     text = box.text() + " " + box.informativeText()
@@ -215,7 +191,7 @@ def test_corrupt_chunk_shows_a_dialog_and_the_app_stays_usable(qtbot, windows, t
     # neurons in other chunks still browse
     far = int(w.browser.store.d_mlp) - 1
     w.browser.select(far)
-    page = _wait_page(qtbot, w, far)
+    page = wait_page(qtbot, w, far)
     assert page.top
 
 
@@ -266,8 +242,8 @@ def test_try_your_text_shades_from_the_real_checkpoint(qtbot, windows, tiny_stor
 
     from solu_core.checkpoint import load_checkpoint
 
-    w = _main(windows, tiny_stores["solu_ln"], neuron=4)
-    page = _wait_page(qtbot, w, 4)
+    w = main_window(windows, tiny_stores["solu_ln"], neuron=4)
+    page = wait_page(qtbot, w, 4)
     live = w.page.live
     text = "def parse(self, value): return value + 1"  # QTest types ASCII without newlines
     with qtbot.waitSignal(live.shaded, timeout=WAIT_MS):
@@ -295,8 +271,8 @@ def test_try_your_text_shades_from_the_real_checkpoint(qtbot, windows, tiny_stor
 
 
 def test_missing_checkpoint_says_how_to_fix(qtbot, windows, tiny_stores, tmp_path):
-    w = _main(windows, tiny_stores["gelu"])
-    _wait_page(qtbot, w)
+    w = main_window(windows, tiny_stores["gelu"])
+    wait_page(qtbot, w)
     w.browser.set_checkpoint(tmp_path / "gone")
     w.page.live.set_text("hello world")
     qtbot.waitUntil(lambda: _find_error_box(w) is not None, timeout=WAIT_MS)
@@ -307,15 +283,15 @@ def test_missing_checkpoint_says_how_to_fix(qtbot, windows, tiny_stores, tmp_pat
 
 def test_newer_request_supersedes_older(qtbot, windows, tiny_stores):
     """Many quick neuron switches: only the last one lands on the page."""
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     b = w.browser
     b.session.prefetch = False
     shown = []
     b.pageReady.connect(lambda p: shown.append(p.ref.neuron))
     for n in range(20, 40):
         b.select(n)
-    _wait_page(qtbot, w, 39)
+    wait_page(qtbot, w, 39)
     qtbot.waitUntil(lambda: not b.tasks.busy(), timeout=WAIT_MS)
     assert shown[-1] == 39 and len(shown) < 20
     assert w.page.title.text().endswith("neuron 39")
@@ -325,8 +301,8 @@ def test_settings_and_recent_stores_persist(qtbot, windows, tiny_stores, setting
     from neurobrowse.qt.main_window import MainWindow
     from neurobrowse.qt.settings import recent_stores
 
-    w = _main(windows, tiny_stores["gelu"])
-    _wait_page(qtbot, w)
+    w = main_window(windows, tiny_stores["gelu"])
+    wait_page(qtbot, w)
     w.page.log_box.setChecked(True)
     w.close()
     assert str(tiny_stores["gelu"]) in recent_stores(settings)[0]
@@ -336,8 +312,8 @@ def test_settings_and_recent_stores_persist(qtbot, windows, tiny_stores, setting
 
 
 def test_label_panel_labels_the_shown_neuron_and_the_table_filters_on_it(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["solu_ln"], neuron=6)
-    _wait_page(qtbot, w, 6)
+    w = main_window(windows, tiny_stores["solu_ln"], neuron=6)
+    wait_page(qtbot, w, 6)
     qtbot.waitUntil(lambda: w.page.label_panel is not None, timeout=WAIT_MS)
     assert w.label_model.neuron == 6
     w.table_panel.view.setFocus()
@@ -363,7 +339,7 @@ def test_incomplete_store_says_how_to_resume(qtbot, windows, tiny_stores, tmp_pa
                                      n_tokens=src.n_tokens, context_len=src.context_len,
                                      tokenizer_json=src.tokenizer_json, manifest={}, fsync=False)
     assert w.pending_chunks(src.hooks[0])  # nothing written: the recording "stopped" at once
-    win = _main(windows, path)
+    win = main_window(windows, path)
     qtbot.waitUntil(lambda: _find_error_box(win) is not None, timeout=WAIT_MS)
     text = _find_error_box(win).informativeText()
     assert "incomplete" in text and str(path) in text and "neurobrowse record" in text
@@ -385,8 +361,8 @@ def test_keys_help_keeps_text_that_looks_like_html():
 
 
 def test_long_errors_fit_the_status_bar_and_keep_their_whole_text(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["gelu"], neuron=0)
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["gelu"], neuron=0)
+    wait_page(qtbot, w, 0)
     w.resize(1000, 700)
     message = "chunk index/blocks.0.mlp.hook_post/top_values/c/0/0 of " + "/very/long/path" * 30 + " is damaged"
     w.show_status(f"Cannot show L0 N0: {message}")
@@ -398,9 +374,9 @@ def test_long_errors_fit_the_status_bar_and_keep_their_whole_text(qtbot, windows
 
 
 def test_right_column_tables_show_every_row_and_whole_numbers_at_1600x1000(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["solu_ln"], neuron=2)
+    w = main_window(windows, tiny_stores["solu_ln"], neuron=2)
     w.resize(1600, 1000)
-    _wait_page(qtbot, w, 2)
+    wait_page(qtbot, w, 2)
     page = w.page
     for i, tables in enumerate(([page.top_tokens], [page.logit_up, page.logit_down], [page.stats])):
         page.info_tabs.setCurrentIndex(i)
@@ -421,9 +397,9 @@ def test_right_column_tables_show_every_row_and_whole_numbers_at_1600x1000(qtbot
 
 
 def test_before_after_ln_tab_leaves_the_right_column_as_it_was(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["solu_ln"], neuron=3)
+    w = main_window(windows, tiny_stores["solu_ln"], neuron=3)
     w.resize(1600, 1000)
-    page = _wait_page(qtbot, w, 3)
+    page = wait_page(qtbot, w, 3)
     assert page.paired is not None
     qtbot.waitUntil(lambda: w.page.body_split.sizes()[1] > 0, timeout=WAIT_MS)
     before = w.page.body_split.sizes()[1]
@@ -436,8 +412,8 @@ def test_before_after_ln_tab_leaves_the_right_column_as_it_was(qtbot, windows, t
 
 
 def test_a_snippet_expands_to_its_whole_context_and_folds_back(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["gelu"], neuron=5)
-    page = _wait_page(qtbot, w, 5)
+    w = main_window(windows, tiny_stores["gelu"], neuron=5)
+    page = wait_page(qtbot, w, 5)
     sv = w.page.top_view
     qtbot.waitUntil(lambda: sv.complete, timeout=WAIT_MS)
     before = sv.snippets[1]
@@ -463,8 +439,8 @@ def test_a_snippet_expands_to_its_whole_context_and_folds_back(qtbot, windows, t
 
 
 def test_bottom_and_quantile_tabs_shade_on_their_own_scales_with_ranges(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["gelu"], neuron=7)
-    page = _wait_page(qtbot, w, 7)
+    w = main_window(windows, tiny_stores["gelu"], neuron=7)
+    page = wait_page(qtbot, w, 7)
     w.page.render_all()
     bv, qv = w.page.bottom_view, w.page.samples_view
     qtbot.waitUntil(lambda: bv.complete and qv.complete, timeout=WAIT_MS)

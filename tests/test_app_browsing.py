@@ -10,7 +10,7 @@ from neurobrowse.browsing.filtering import ContextSearch, TABLE_COLUMNS
 from neurobrowse.browsing.navigation import paired_hook
 from store.measures.columns import format_value
 from store.format.reader import Store
-from tests.test_app import WAIT_MS, _main, _wait_page
+from tests.helpers import WAIT_MS, main_window, wait_page
 
 
 def _column(panel, key):
@@ -25,8 +25,8 @@ def _visible(panel):
 
 def test_switching_hooks_shows_that_hooks_numbers_and_marks(qtbot, windows, tiny_stores):
     store = Store.open(tiny_stores["solu_ln"])
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     b, panel = w.browser, w.table_panel
     first = b.hook
     other = paired_hook(store.hooks, first)
@@ -34,7 +34,7 @@ def test_switching_hooks_shows_that_hooks_numbers_and_marks(qtbot, windows, tiny
     # a bookmark on neuron 0 and a label on neuron 1, both on the first hook
     qtbot.keyClick(w, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
     b.select(1)
-    _wait_page(qtbot, w, 1)
+    wait_page(qtbot, w, 1)
     qtbot.waitUntil(lambda: w.page.label_panel is not None and w.label_model.neuron == 1, timeout=WAIT_MS)
     w.table_panel.view.setFocus()
     qtbot.keyClick(w, Qt.Key.Key_1)
@@ -42,7 +42,7 @@ def test_switching_hooks_shows_that_hooks_numbers_and_marks(qtbot, windows, tiny
 
     for hook in (other, first, other, first):  # the second visit of each hook comes from the cache
         qtbot.keyClick(w, Qt.Key.Key_M)
-        _wait_page(qtbot, w, 1, hook=hook)
+        wait_page(qtbot, w, 1, hook=hook)
         want = store.neuron_table(hook)
         qtbot.waitUntil(lambda: _column(panel, "max_act") == [format_value("max_act", v) for v in want["max_act"]],
                         timeout=WAIT_MS)
@@ -62,8 +62,8 @@ def test_switching_hooks_shows_that_hooks_numbers_and_marks(qtbot, windows, tiny
 
 def test_the_hook_picker_switches_the_table_too(qtbot, windows, tiny_stores):
     store = Store.open(tiny_stores["solu_ln"])
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     panel = w.table_panel
     first = w.browser.hook
     other = paired_hook(store.hooks, first)
@@ -71,14 +71,14 @@ def test_the_hook_picker_switches_the_table_too(qtbot, windows, tiny_stores):
         i = panel.hook_box.findData(hook)
         panel.hook_box.setCurrentIndex(i)
         panel.hook_box.activated.emit(i)
-        _wait_page(qtbot, w, 0, hook=hook)
+        wait_page(qtbot, w, 0, hook=hook)
         want = [format_value("max_act", v) for v in store.neuron_table(hook)["max_act"]]
         qtbot.waitUntil(lambda: _column(panel, "max_act") == want, timeout=WAIT_MS)
 
 
 def test_searching_while_on_a_hit_stays_on_it(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     b, panel = w.browser, w.table_panel
     table = b.table()
     search = ContextSearch.from_store(Store.open(tiny_stores["solu_ln"]), b.hook)
@@ -88,7 +88,7 @@ def test_searching_while_on_a_hit_stays_on_it(qtbot, windows, tiny_stores):
                     if search.search(t).any() and not search.search(t[:1]).all())
     assert not search.search(tok[:1])[hit] or not search.search(tok[:2])[hit]
     b.select(hit)
-    _wait_page(qtbot, w, hit)
+    wait_page(qtbot, w, hit)
     shown = []
     b.neuronChanged.connect(lambda r: shown.append(r.neuron))
     for i in range(1, len(tok) + 1):  # each letter pushed as if typed slowly
@@ -120,16 +120,16 @@ def _filter_and_show_first(qtbot, b, panel, column: str) -> list[int]:
 
 
 def test_j_and_k_walk_the_filtered_table(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     b, panel = w.browser, w.table_panel
     visible = _filter_and_show_first(qtbot, b, panel, "kurtosis")
     w.page.top_view.setFocus()
     for n in visible[1:4]:
         qtbot.keyClick(w, Qt.Key.Key_J)
-        _wait_page(qtbot, w, n)
+        wait_page(qtbot, w, n)
     qtbot.keyClick(w, Qt.Key.Key_K)
-    _wait_page(qtbot, w, visible[2])
+    wait_page(qtbot, w, visible[2])
     # to the other side of the LayerNorm and back (the second visit from the cache): J walks the rows shown
     hook = b.hook
     for _ in range(2):
@@ -141,7 +141,7 @@ def test_j_and_k_walk_the_filtered_table(qtbot, windows, tiny_stores):
     assert rows == visible
     start = b.ref.neuron
     qtbot.keyClick(w, Qt.Key.Key_J)
-    _wait_page(qtbot, w, rows[rows.index(start) + 1])
+    wait_page(qtbot, w, rows[rows.index(start) + 1])
 
 
 def test_j_walks_the_filtered_table_in_the_compare_window(qtbot, windows, tiny_stores):

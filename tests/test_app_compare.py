@@ -13,7 +13,7 @@ from PySide6.QtGui import QFont, QFontMetrics
 
 from store.measures import columns
 from store.format.reader import Store
-from tests.test_app import WAIT_MS, _main, _wait_page
+from tests.helpers import WAIT_MS, main_window, wait_page
 
 
 def _compare(qtbot, windows, tiny_stores):
@@ -125,8 +125,8 @@ def test_both_windows_fit_a_1366_by_768_screen(qtbot, windows, tiny_stores):
     """Defect 12: neither window needs more than a 1366 x 768 laptop screen (less a panel and a title bar),
     and at that size the neuron table, the snippets and the plots are all on screen."""
     room = (1366, 768 - 70)
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     qtbot.waitUntil(lambda: w.page.label_panel is not None, timeout=WAIT_MS)
     c = _compare(qtbot, windows, tiny_stores)
     for win in (w, c):

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from tests.test_app import WAIT_MS, _main, _wait_page
+from tests.helpers import WAIT_MS, main_window, wait_page
 
 MEDIA_KEYS = {Qt.Key.Key_Back, Qt.Key.Key_Forward, Qt.Key.Key_Help, Qt.Key.Key_Open}
 
@@ -29,8 +29,8 @@ def _sequences(widget) -> set[str]:
 def test_f1_lists_every_shortcut_of_the_window(qtbot, windows, tiny_stores):
     from neurobrowse.qt.main_window import KEYS_HELP
 
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     qtbot.waitUntil(lambda: w.page.label_panel is not None, timeout=WAIT_MS)
     listed = {k.strip() for keys, _ in KEYS_HELP for k in keys.split(":")[-1].split(" / ")}
     missing = sorted(s for s in _sequences(w) if s not in listed)
@@ -50,8 +50,8 @@ def test_f1_lists_every_shortcut_of_the_window(qtbot, windows, tiny_stores):
 
 
 def test_a_snippet_copies_as_the_text_the_model_saw(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["gelu"], neuron=3)
-    _wait_page(qtbot, w, 3)
+    w = main_window(windows, tiny_stores["gelu"], neuron=3)
+    wait_page(qtbot, w, 3)
     sv = w.page.top_view
     qtbot.waitUntil(lambda: sv.complete, timeout=WAIT_MS)
     sv._anchor(QUrl("copy:1"))
@@ -63,8 +63,8 @@ def test_a_snippet_copies_as_the_text_the_model_saw(qtbot, windows, tiny_stores)
 
 
 def test_search_hits_come_strongest_first(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     panel, b = w.table_panel, w.browser
     table = b.table()
     tok = str(table["top_token"][int(np.argmax(table["max_act"]))]).strip()
@@ -79,9 +79,9 @@ def test_search_hits_come_strongest_first(qtbot, windows, tiny_stores):
 
 
 def test_bookmarking_does_not_move_the_splitter(qtbot, windows, tiny_stores):
-    w = _main(windows, tiny_stores["gelu"], neuron=1)
+    w = main_window(windows, tiny_stores["gelu"], neuron=1)
     w.resize(1366, 700)
-    _wait_page(qtbot, w, 1)
+    wait_page(qtbot, w, 1)
     QApplication.processEvents()
     before = (w.split.sizes(), w.page.body_split.sizes())
     for _ in range(2):
@@ -94,8 +94,8 @@ def test_the_theme_follows_the_desktop(qtbot, windows, tiny_stores):
     from neurobrowse.qt.app import apply_color_scheme
 
     app = QApplication.instance()
-    w = _main(windows, tiny_stores["gelu"], neuron=1)
-    _wait_page(qtbot, w, 1)
+    w = main_window(windows, tiny_stores["gelu"], neuron=1)
+    wait_page(qtbot, w, 1)
     try:
         assert apply_color_scheme(app, Qt.ColorScheme.Dark) == "dark"
         assert app.palette().window().color().lightness() < 80 and app.palette().text().color().lightness() > 180
@@ -109,8 +109,8 @@ def test_the_theme_follows_the_desktop(qtbot, windows, tiny_stores):
 def test_export_the_shown_neuron_and_the_rows_the_filter_shows(qtbot, windows, tiny_stores, tmp_path):
     import json
 
-    w = _main(windows, tiny_stores["solu_ln"], neuron=4)
-    _wait_page(qtbot, w, 4)
+    w = main_window(windows, tiny_stores["solu_ln"], neuron=4)
+    wait_page(qtbot, w, 4)
     b, panel = w.browser, w.table_panel
     with qtbot.waitSignal(w.exported, timeout=WAIT_MS) as sig:
         w.export_neurons(tmp_path / "one.jsonl", "jsonl", "neuron")

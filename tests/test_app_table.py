@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from neurobrowse.browsing.filtering import TABLE_COLUMNS
-from tests.test_app import WAIT_MS, _click_row, _main, _wait_page
+from tests.helpers import WAIT_MS, click_row, main_window, wait_page
 
 
 def _col(key: str) -> int:
@@ -46,20 +46,20 @@ def _filter(qtbot, b, panel, text: str) -> None:
 def test_j_and_k_move_the_selection_and_repaint_the_rows_they_leave(qtbot, windows, tiny_stores):
     """Defect 1: click a row sorted by rule score, J J: one row highlighted, and the view is told that the rows
     left behind are no longer selected (a selection change it does not hear about stays painted)."""
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     panel, b = w.table_panel, w.browser
     panel.view.sortByColumn(_col("explain_score"), Qt.SortOrder.DescendingOrder)
-    _click_row(qtbot, panel.view, 5)
+    click_row(qtbot, panel.view, 5)
     clicked = _visible(panel)[5]
-    _wait_page(qtbot, w, clicked)
+    wait_page(qtbot, w, clicked)
     told: list[list[int]] = []  # rows the view heard were deselected
     panel.view.selectionModel().selectionChanged.connect(
         lambda sel, desel: told.append(sorted({i.row() for i in desel.indexes()})))
     for step, key in ((1, Qt.Key.Key_J), (2, Qt.Key.Key_J), (1, Qt.Key.Key_K)):
         before = panel.row_of(b.ref.neuron)
         qtbot.keyClick(w, key)
-        _wait_page(qtbot, w, _visible(panel)[5 + step])
+        wait_page(qtbot, w, _visible(panel)[5 + step])
         assert _selected(panel) == [b.ref.neuron]
         assert told and told[-1] == [before], "the view was not told the old row is deselected"
 
@@ -67,8 +67,8 @@ def test_j_and_k_move_the_selection_and_repaint_the_rows_they_leave(qtbot, windo
 def test_the_highlighted_row_is_the_neuron_shown_after_filters(qtbot, windows, tiny_stores):
     """Defect 2: a filter that hides the shown neuron leaves no other row highlighted (the same for a label
     filter and for bookmarked-only), and one that keeps it keeps its row highlighted."""
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     panel, b = w.table_panel, w.browser
     table = b.table()
     k = float(np.median(table["kurtosis"]))
@@ -77,7 +77,7 @@ def test_the_highlighted_row_is_the_neuron_shown_after_filters(qtbot, windows, t
     for target, expr in ((hidden, f"kurtosis > {k}"), (kept, f"kurtosis > {k}"), (hidden, "label ~ nothing-here")):
         _filter(qtbot, b, panel, "")
         b.select(target)
-        _wait_page(qtbot, w, target)
+        wait_page(qtbot, w, target)
         assert _highlighted_is_shown(panel, b)
         _filter(qtbot, b, panel, expr)
         assert b.ref.neuron == target and _highlighted_is_shown(panel, b), expr
@@ -91,8 +91,8 @@ def test_the_highlighted_row_is_the_neuron_shown_after_filters(qtbot, windows, t
 def test_sorting_stays_correct_after_a_filter_is_removed(qtbot, windows, tiny_stores):
     """Defect 3: sorted by rule score descending, filter, clear the filter (and the same with ★ only):
     the rows come back in order, not appended at the end."""
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     panel, b = w.table_panel, w.browser
     panel.view.sortByColumn(_col("explain_score"), Qt.SortOrder.DescendingOrder)
     want = b.visible_order().tolist()
@@ -110,8 +110,8 @@ def test_sorting_stays_correct_after_a_filter_is_removed(qtbot, windows, tiny_st
 
 def test_the_filter_clear_button_re_applies(qtbot, windows, tiny_stores):
     """Defect 4: the line edit's clear button empties the field and the table shows every neuron at once."""
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     panel, b = w.table_panel, w.browser
     n = len(b.table()["neuron"])
     _filter(qtbot, b, panel, f"kurtosis > {float(np.median(b.table()['kurtosis']))}")
@@ -128,8 +128,8 @@ def test_the_filter_clear_button_re_applies(qtbot, windows, tiny_stores):
 def test_undo_of_a_label_on_another_neuron_says_which_neuron(qtbot, windows, tiny_stores):
     """Defect 5: label neuron 4, go to 6, Ctrl+Z: the undo still reverts 4's label (the last change, as in
     any editor) and the label panel and the status bar name that neuron."""
-    w = _main(windows, tiny_stores["solu_ln"], neuron=4)
-    _wait_page(qtbot, w, 4)
+    w = main_window(windows, tiny_stores["solu_ln"], neuron=4)
+    wait_page(qtbot, w, 4)
     b = w.browser
     qtbot.waitUntil(lambda: w.page.label_panel is not None and w.label_model.neuron == 4, timeout=WAIT_MS)
     panel = w.page.label_panel
@@ -138,7 +138,7 @@ def test_undo_of_a_label_on_another_neuron_says_which_neuron(qtbot, windows, tin
     qtbot.waitUntil(lambda: w.label_model.current is not None, timeout=WAIT_MS)
     assert "N4" in panel.undo_button.toolTip()
     b.select(6)
-    _wait_page(qtbot, w, 6)
+    wait_page(qtbot, w, 6)
     w.table_panel.view.setFocus()
     qtbot.keyClick(w, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: 4 not in b.labels.get(b.hook, {}), timeout=WAIT_MS)
@@ -150,8 +150,8 @@ def test_undo_of_a_label_on_another_neuron_says_which_neuron(qtbot, windows, tin
 
 def test_a_filter_typo_is_an_inline_message_not_a_dialog(qtbot, windows, tiny_stores):
     """Defect 6: `kurtosis >> banana` puts a message under the field (no modal dialog); fixing it clears it."""
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     panel, b = w.table_panel, w.browser
     panel.filter_edit.setText("kurtosis >> banana")
     qtbot.keyClick(panel.filter_edit, Qt.Key.Key_Return)

@@ -14,14 +14,14 @@ from PySide6.QtCore import QUrl
 from neurobrowse.browsing.filtering import TABLE_COLUMNS
 from neurobrowse.browsing.pages import MergedSnippet
 from store.format.reader import Store
-from tests.test_app import WAIT_MS, _main, _wait_page
+from tests.helpers import WAIT_MS, main_window, wait_page
 
 
 def test_whitespace_tokens_are_visible_and_split_utf8_is_decoded(qtbot, windows, tiny_stores):
     """Defect 13 (the app): a token that is only spaces or a newline is never a blank Top-tokens row, and
     'Fran⟨c3⟩' + '⟨a7⟩ois' reads 'François' in a snippet (hovering either token still names it)."""
-    w = _main(windows, tiny_stores["gelu"], neuron=2)
-    page = _wait_page(qtbot, w, 2)
+    w = main_window(windows, tiny_stores["gelu"], neuron=2)
+    page = wait_page(qtbot, w, 2)
     view = dataclasses.replace(page.view, top_tokens=[("   ", 2.5, 4), ("\u23ce", 2.0, 9), (" ", 1.5, 3),
                                                        (" the", 1.0, 12)])
     w.page.show_page(dataclasses.replace(page, view=view))
@@ -41,8 +41,8 @@ def test_the_top_token_column_names_the_token_of_most_top_firings(qtbot, windows
     """Defect 14: for every neuron the table's "Top token" is the token most of its top-k firings are on
     (read back from the stored snippets), and the cell's tooltip says how many."""
     store = Store.open(tiny_stores["solu_ln"])
-    w = _main(windows, tiny_stores["solu_ln"])
-    _wait_page(qtbot, w, 0)
+    w = main_window(windows, tiny_stores["solu_ln"])
+    wait_page(qtbot, w, 0)
     panel, b = w.table_panel, w.browser
     col = [k for k, _, _ in TABLE_COLUMNS].index("top_token")
     from PySide6.QtCore import Qt
@@ -65,8 +65,8 @@ def test_edit_loads_the_text_the_model_saw_and_shows_the_recorded_value(qtbot, w
     """Defect 15: 'edit' on a top snippet puts in the editor exactly the tokens of the firing's context (decoded
     with the store's tokenizer), and the status line shows the recorded value beside the re-run value."""
     store = Store.open(tiny_stores["gelu"])
-    w = _main(windows, tiny_stores["gelu"], neuron=5)
-    page = _wait_page(qtbot, w, 5)
+    w = main_window(windows, tiny_stores["gelu"], neuron=5)
+    page = wait_page(qtbot, w, 5)
     sv = w.page.top_view
     qtbot.waitUntil(lambda: sv.complete, timeout=WAIT_MS)
     sn = sv.snippets[0]

@@ -9,27 +9,15 @@ import shlex
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from store import schema
 from store.index import IndexConfig, index_store
 from store.format.reader import Store
 from tests.builders import TINY_TOKENS, run_cli
+from tests.helpers import assert_same_index
 
 HOOK = "blocks.0.mlp.hook_post"
-MOMENTS = ("mean", "var", "skewness", "kurtosis", "sim_score")
-
-
-def _same_index(a: Store, b: Store, hooks=None):
-    for hook in hooks or a.hooks:
-        for name in schema.INDEX_ARRAYS:
-            x = np.asarray(a.index_array(hook, name)[...])
-            y = np.asarray(b.index_array(hook, name)[...])
-            if name in MOMENTS:
-                np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6, err_msg=f"{hook}/{name}")
-            else:
-                assert np.array_equal(x, y, equal_nan=True), f"{hook}/{name}"
 
 
 def _slot(state_root: Path, progress: dict, which: str) -> Path:
@@ -89,7 +77,7 @@ def test_index_resume_discards_a_damaged_state_and_gets_the_uninterrupted_index(
     index_store(path, progress=False)
     err = capsys.readouterr().err
     assert "saved resume state 'p1'" in err and "discarded" in err, err
-    _same_index(Store.open(path), Store.open(tiny_stores["gelu"]))
+    assert_same_index(Store.open(path), Store.open(tiny_stores["gelu"]))
 
 
 def test_record_index_resume_discards_a_damaged_state_and_gets_the_uninterrupted_index(tiny_root, tiny_stores, tmp_path,
@@ -121,7 +109,7 @@ def test_record_index_resume_discards_a_damaged_state_and_gets_the_uninterrupted
     assert "discarded" in err, err
     ref = tmp_path / "ref"  # the same call, never interrupted
     record(tiny_root / "models" / "gelu", ref, **kw)
-    _same_index(Store.open(out), Store.open(ref))
+    assert_same_index(Store.open(out), Store.open(ref))
 
 
 def test_a_damaged_partial_in_an_index_resume_is_not_merged(tiny_stores, tmp_path, capsys):
@@ -136,7 +124,7 @@ def test_a_damaged_partial_in_an_index_resume_is_not_merged(tiny_stores, tmp_pat
     shutil.rmtree(slot / "mean")  # a field gone: the class cannot be made from what is left
     index_store(path, progress=False)
     assert "discarded" in capsys.readouterr().err
-    _same_index(Store.open(path), Store.open(tiny_stores["gelu"]))
+    assert_same_index(Store.open(path), Store.open(tiny_stores["gelu"]))
 
 
 @pytest.fixture(scope="module")
@@ -173,4 +161,4 @@ def test_a_damaged_index_of_a_dense_free_store_is_kept_and_the_printed_record_co
     assert r.returncode == 0, r.stderr
     new = Store.open(argv[argv.index("--out") + 1])
     assert new.context_len == 32 and not new.dense
-    _same_index(new, Store.open(dense_free_ctx))
+    assert_same_index(new, Store.open(dense_free_ctx))

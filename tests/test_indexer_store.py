@@ -21,37 +21,12 @@ from store.index import (
     merge_sample_partials, sample_thresholds,
 )
 from store.format.reader import Store
+from tests.helpers import kill_9_after_lines, write_synthetic_store
 
 ROOT = Path(__file__).resolve().parents[1]
 # summed in floating point (the per-token sums are float32: another chunking rounds them otherwise)
 EXACT = [n for n in schema.INDEX_ARRAYS if n not in ("mean", "var", "skewness", "kurtosis", "top_token_means",
                                                       "sim_score")]
-
-
-def write_synthetic_store(path, acts: dict, tokens: np.ndarray, vocab: int, context_len: int = 32,
-                          chunk_tokens: int = 256, act_fn: str = "gelu") -> Path:
-    """A real store written with StoreWriter from given activations ({hook: float16 [n, N]}) and tokens."""
-    from tokenizers import Tokenizer, models
-
-    from store.format.writer import StoreWriter
-
-    tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(vocab)}, unk_token="w0"))
-    hooks = list(acts)
-    n, N = next(iter(acts.values())).shape
-    cfg = {"d_mlp": N, "n_layers": 1, "d_vocab": vocab, "act_fn": act_fn, "d_model": 8, "n_ctx": context_len}
-    w = StoreWriter.create_or_resume(path, model_config=cfg, hooks=hooks, n_tokens=n, context_len=context_len,
-                                     tokenizer_json=tok.to_str(), manifest={"checkpoint_hash": "synthetic"},
-                                     chunk_tokens=chunk_tokens, fsync=False)
-    for c in range(w.n_chunks):
-        a, b = w.chunk_rows(c)
-        w.write_chunk(schema.TOKENS, c, tokens[a:b])
-        w.write_chunk(schema.DOC_STARTS, c, np.zeros(b - a, np.uint8))
-        for h in hooks:
-            w.write_chunk(h, c, acts[h][a:b])
-    z = np.zeros((N, schema.K_LOGIT), np.int32)
-    w.write_logit_effects(0, z, z.astype(np.float32), z, z.astype(np.float32))
-    w.finish()
-    return Path(path)
 
 
 def _index(store: Store, hook: str) -> dict[str, np.ndarray]:
@@ -193,14 +168,7 @@ def test_kill_9_mid_pass_then_resume_gives_identical_arrays(tiny_stores, tmp_pat
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE, text=True, env=env,
                             cwd=ROOT)
-    seen = []
-    for line in proc.stdout:  # wait for the third save (mid pass 1 of the first hook), then kill -9
-        seen.append(line.split())
-        if len(seen) == 3:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait()
-    proc.stdout.close()
+    seen = kill_9_after_lines(proc, lambda seen: len(seen) == 3)  # the third save: mid pass 1 of the first hook
     assert proc.returncode == -signal.SIGKILL and seen[-1][0] != "finished"
     st = Store.open(path)
     assert st.is_indexed(st.hooks[0])  # the old index stays readable until the rebuild beside it is whole

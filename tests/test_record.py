@@ -1,9 +1,7 @@
 """Recording real tiny models into stores: contents, resume after kill -9, CLI errors."""
 
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from solu_core.record import RecordStats, default_hooks, plan_batches, record
 from store import schema
 from store.format.reader import Store
 from tests.builders import cli_command, run_cli
+from tests.helpers import kill_9_when
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,11 +97,7 @@ def test_kill_9_then_resume_gives_an_identical_store(tiny_root, tmp_path):
     markers = out / schema.done_path("blocks.0.mlp.hook_mid") / "c"
     proc = subprocess.Popen(cli_command("record", *args[:1], "--out", out, *args[1:]), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while _count(markers) < 6 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)  # polling the filesystem for the condition, not a fixed wait
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9_when(proc, lambda: _count(markers) >= 6, 120, "6 chunks were written")
     s = Store.open(out)
     assert not s.complete, "the recording finished before it could be killed"
     assert 0 < s.done_chunks() < s.n_chunks

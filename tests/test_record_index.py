@@ -13,29 +13,15 @@ import pytest
 from store import schema
 from store.format.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS, run_cli
+from tests.helpers import assert_same_index, kill_9_after_lines
 
 ROOT = Path(__file__).resolve().parents[1]
-MOMENTS = ("mean", "var", "skewness", "kurtosis", "sim_score")
 
 
 def _record_args(tiny_root, out, *extra):
     ck = tiny_root / "models" / "solu_ln"
     return ["record", str(ck), "--out", str(out), "--tokens", str(TINY_TOKENS), "--chunk-tokens",
             str(TINY_CHUNK_TOKENS), "--corpus", str(tiny_root / "corpus"), "--device", "cpu", "--quiet", *extra]
-
-
-def _assert_same_index(a: Store, b: Store):
-    """Every index array of every hook equal; moments and sums to float rounding."""
-    assert a.hooks == b.hooks
-    for hook in a.hooks:
-        assert a.is_indexed(hook) and b.is_indexed(hook)
-        for name in schema.INDEX_ARRAYS:
-            x = np.asarray(a.index_array(hook, name)[...])
-            y = np.asarray(b.index_array(hook, name)[...])
-            if name in MOMENTS:
-                np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6, err_msg=f"{hook}/{name}")
-            else:
-                assert np.array_equal(x, y, equal_nan=True), f"{hook}/{name}"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +37,7 @@ def test_record_index_dense_none_gives_the_index_of_record_then_index(dense_free
     st, ref = Store.open(dense_free), Store.open(tiny_stores["solu_ln"])
     assert st.complete and not st.dense
     assert np.array_equal(np.asarray(st.tokens[:]), np.asarray(ref.tokens[:]))
-    _assert_same_index(st, ref)
+    assert_same_index(st, ref)
     for hook in st.hooks:
         assert not (dense_free / hook).exists()  # no dense array on disk
         assert st.index_state(hook)["samples_inexact_neurons"] == 0
@@ -66,7 +52,7 @@ def test_record_index_dense_keep_gives_the_same_store_and_index(tiny_root, tiny_
     assert st.dense
     for hook in st.hooks:
         assert np.array_equal(np.asarray(st.activations(hook)[:]), np.asarray(ref.activations(hook)[:]))
-    _assert_same_index(st, ref)
+    assert_same_index(st, ref)
     r = run_cli(["index", str(out), "--quiet"])
     assert r.returncode == 0 and "already indexed" in r.stdout
 
@@ -101,14 +87,8 @@ def test_kill_9_while_recording_with_index_then_the_same_command_resumes_identic
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, *args], stdout=subprocess.PIPE, text=True, env=env,
                             cwd=ROOT)
     hooks = Store.open(tiny_stores["solu_ln"]).hooks
-    seen = []
-    for line in proc.stdout:  # a save of every hook past the held-back chunks, mid recording: kill -9
-        seen.append(line.split())
-        if seen[-1][:3] == ["saved", hooks[-1], "s1"] and int(seen[-1][3]) >= 16:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait()
-    proc.stdout.close()
+    # a save of every hook past the held-back chunks, mid recording: kill -9
+    seen = kill_9_after_lines(proc, lambda seen: seen[-1][:3] == ["saved", hooks[-1], "s1"] and int(seen[-1][3]) >= 16)
     assert proc.returncode == -signal.SIGKILL, seen
     st = Store.open(out)
     assert not st.complete and not st.is_indexed(hooks[0])
@@ -126,7 +106,7 @@ def test_kill_9_while_recording_with_index_then_the_same_command_resumes_identic
            device="cpu", batch_size=16, index=True, dense=False)
     a, b = Store.open(out), Store.open(ref)
     assert np.array_equal(np.asarray(a.tokens[:]), np.asarray(b.tokens[:]))
-    _assert_same_index(a, b)
+    assert_same_index(a, b)
     for h in hooks:
         assert a.index_state(h)["samples_inexact_neurons"] == b.index_state(h)["samples_inexact_neurons"]
 
@@ -195,10 +175,10 @@ def test_compare_and_study_work_on_a_dense_free_store(dense_free, tiny_stores, t
 
 
 def test_the_app_opens_a_dense_free_store_and_tries_text_on_its_model(qtbot, windows, dense_free):
-    from tests.test_app import WAIT_MS, _main, _wait_page
+    from tests.helpers import WAIT_MS, main_window, wait_page
 
-    w = _main(windows, dense_free, neuron=4)
-    page = _wait_page(qtbot, w, 4)
+    w = main_window(windows, dense_free, neuron=4)
+    page = wait_page(qtbot, w, 4)
     assert page.top and page.ref.neuron == 4
     live = w.page.live
     with qtbot.waitSignal(live.shaded, timeout=WAIT_MS):

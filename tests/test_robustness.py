@@ -11,15 +11,15 @@ from store.format import chunkio
 from store import schema
 from store.errors import CorruptChunkError, StoreError
 from store.format.reader import Store
-from tests.test_store_writer import HOOKS, _data, _write_all, _writer
+from tests.helpers import HOOKS, brute_order, pass1, synthetic_data, synthetic_writer, write_all
 
 
 @pytest.fixture()
 def written(tmp_path):
     path = tmp_path / "s"
-    tokens, docs, acts = _data(n_tokens=32 * 20)
-    w = _writer(path, n_tokens=32 * 20)
-    _write_all(w, tokens, docs, acts)
+    tokens, docs, acts = synthetic_data(n_tokens=32 * 20)
+    w = synthetic_writer(path, n_tokens=32 * 20)
+    write_all(w, tokens, docs, acts)
     w.finish()
     return path, tokens, docs, acts
 
@@ -41,7 +41,7 @@ def test_swapped_dense_chunks_are_detected_on_every_read_path(written):
         st.read_chunk(HOOKS[0], 3)
     with pytest.raises(CorruptChunkError, match=r"not the chunk its completion marker recorded.*verify --repair"):
         Store.open(path).activations(HOOKS[0])[4 * 128 + 5]  # through zarr (xarray, dask)
-    w = _writer(path, n_tokens=32 * 20)  # the record command again: those two chunks are rewritten
+    w = synthetic_writer(path, n_tokens=32 * 20)  # the record command again: those two chunks are rewritten
     assert w.pending_chunks(HOOKS[0]) == [3, 4] and not w.manifest["complete"]
 
 
@@ -59,10 +59,10 @@ def test_record_rechecks_a_finished_store_and_rewrites_a_damaged_chunk(written):
     raw = bytearray(good)
     raw[1000] ^= 0xFF  # one flipped byte in the middle: same size, same trailing checksum
     f.write_bytes(bytes(raw))
-    w = _writer(path, n_tokens=32 * 20)
+    w = synthetic_writer(path, n_tokens=32 * 20)
     assert w.rechecked == {HOOKS[1]: [2]} and w.pending_chunks(HOOKS[1]) == [2]
     assert w.pending_all() == [2] and not Store.open(path).complete
-    _write_all(w, tokens, docs, acts, chunks=w.pending_all())
+    write_all(w, tokens, docs, acts, chunks=w.pending_all())
     w.finish()
     assert f.read_bytes() == good and Store.open(path).complete
 
@@ -71,7 +71,7 @@ def test_a_chunk_write_that_fails_half_way_leaves_no_marker(written, monkeypatch
     """The marker is written after its chunk: a write that fails (disk full) after truncating the old
     file leaves the chunk pending, and finish() refuses."""
     path, tokens, docs, acts = written
-    w = _writer(path, n_tokens=32 * 20)
+    w = synthetic_writer(path, n_tokens=32 * 20)
     real = chunkio.write_file
 
     def half_then_full(f, payload, fsync=False):
@@ -91,15 +91,15 @@ def test_pending_chunks_sees_a_truncated_file_with_its_marker(written):
     path = written[0]
     f = path / HOOKS[0] / "c" / "1" / "0"
     f.write_bytes(f.read_bytes()[:-100])
-    assert _writer(path, n_tokens=32 * 20).pending_chunks(HOOKS[0]) == [1]
+    assert synthetic_writer(path, n_tokens=32 * 20).pending_chunks(HOOKS[0]) == [1]
 
 
 def test_a_manifest_only_store_accepts_the_corrected_command(tmp_path):
     path = tmp_path / "s"
     with pytest.raises(StoreError, match="positive multiple"):
-        _writer(path, n_tokens=320, chunk_tokens=0)
-    _writer(path, n_tokens=320, chunk_tokens=64)  # nothing recorded yet: other arguments are fine
-    w = _writer(path, n_tokens=320, chunk_tokens=128)
+        synthetic_writer(path, n_tokens=320, chunk_tokens=0)
+    synthetic_writer(path, n_tokens=320, chunk_tokens=64)  # nothing recorded yet: other arguments are fine
+    w = synthetic_writer(path, n_tokens=320, chunk_tokens=128)
     assert w.chunk_tokens == 128
 
 
@@ -318,8 +318,6 @@ def test_filter_splits_on_the_word_and_never_inside_words():
 def test_top_and_bottom_k_break_ties_at_the_kth_slot_by_the_lower_position():
     """Equal values straddling the k-th slot, spread over chunks in reverse order: the kept ones are the
     lowest positions, the same whichever chunk they arrived in (the suite's only other tie sat at the top)."""
-    from tests.test_indexer_kernels import _brute_order, _pass1
-
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((4 * 512, 20)) * 0.1).astype(np.float16)
     tied = [1900, 1300, 700, 100, 1500, 300]  # six equal values for the 8 - 5 = 3 free slots, latest chunks first
@@ -328,12 +326,12 @@ def test_top_and_bottom_k_break_ties_at_the_kth_slot_by_the_lower_position():
     x[[13, 601, 1201, 1701, 1998], 8] = -np.float16(30), -np.float16(29), -np.float16(28), -np.float16(27), -np.float16(26)
     x[tied, 8] = -np.float16(9)
     toks = rng.integers(0, 50, x.shape[0]).astype(np.int32)
-    p = _pass1(x, toks, 50, 0, 4, k=8)
+    p = pass1(x, toks, 50, 0, 4, k=8)
     assert list(p.top_pos[7]) == [11, 600, 1200, 1700, 1999, 100, 300, 700]
     assert list(p.bot_pos[8]) == [13, 601, 1201, 1701, 1998, 100, 300, 700]
-    order, _ = _brute_order(x, True)
+    order, _ = brute_order(x, True)
     assert np.array_equal(p.top_pos, order[:, :8])
-    border, _ = _brute_order(x, False)
+    border, _ = brute_order(x, False)
     assert np.array_equal(p.bot_pos, border[:, :8])
 
 
@@ -542,4 +540,4 @@ def test_a_marker_file_left_empty_by_a_kill_counts_as_not_written(written):
     (path / schema.done_path(HOOKS[1]) / "c" / "3").write_bytes(b"")
     st = Store.open(path)
     assert st.done_chunks() == st.n_chunks - 1
-    assert _writer(path, n_tokens=32 * 20).pending_chunks(HOOKS[1]) == [3]
+    assert synthetic_writer(path, n_tokens=32 * 20).pending_chunks(HOOKS[1]) == [3]

@@ -10,7 +10,7 @@ from neurobrowse.render import score_summary_text
 from store.measures.scores import (
     THRESHOLDS, score_distributions, score_summary, sim_score, token_rule,
 )
-from tests.test_indexer_store import write_synthetic_store
+from tests.helpers import write_synthetic_store
 
 HOOK = "blocks.0.mlp.hook_post"
 VOCAB = 40

@@ -9,48 +9,15 @@ import pytest
 from store import schema
 from store.errors import CorruptChunkError, StoreError
 from store.format.reader import Store
-from store.format.writer import StoreWriter
-
-HOOKS = ["blocks.0.mlp.hook_post", "blocks.0.mlp.hook_mid"]
-CFG = {"d_mlp": 48, "n_layers": 1, "d_vocab": 300, "act_fn": "solu_ln", "d_model": 16, "n_ctx": 32}
-TOKENIZER = json.dumps({"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}})
-
-
-def _data(n_tokens=32 * 10, seed=0):
-    rng = np.random.default_rng(seed)
-    tokens = rng.integers(0, CFG["d_vocab"], n_tokens).astype(np.int32)
-    docs = (rng.random(n_tokens) < 0.01).astype(np.uint8)
-    acts = {h: rng.standard_normal((n_tokens, CFG["d_mlp"])).astype(np.float16) for h in HOOKS}
-    return tokens, docs, acts
-
-
-def _writer(path, n_tokens=320, **kw):
-    args = dict(model_config=CFG, hooks=HOOKS, n_tokens=n_tokens, context_len=32, tokenizer_json=TOKENIZER,
-                manifest={"checkpoint_hash": "abc", "checkpoint_path": "/nowhere", "corpus_manifest_hash": "c1",
-                          "record_command": f"neurobrowse record CK --out {path}"},
-                chunk_tokens=128)
-    args.update(kw)
-    return StoreWriter.create_or_resume(path, **args)
-
-
-def _write_all(w, tokens, docs, acts, chunks=None):
-    for i in chunks if chunks is not None else range(w.n_chunks):
-        a, b = w.chunk_rows(i)
-        w.write_chunk(schema.TOKENS, i, tokens[a:b])
-        w.write_chunk(schema.DOC_STARTS, i, docs[a:b])
-        for h in HOOKS:
-            w.write_chunk(h, i, acts[h][a:b])
-    k = schema.K_LOGIT
-    w.write_logit_effects(0, np.zeros((CFG["d_mlp"], k), np.int32), np.ones((CFG["d_mlp"], k), np.float32),
-                          np.zeros((CFG["d_mlp"], k), np.int32), -np.ones((CFG["d_mlp"], k), np.float32))
+from tests.helpers import HOOKS, TOKENIZER, synthetic_data, synthetic_writer, write_all
 
 
 @pytest.fixture()
 def written(tmp_path):
     path = tmp_path / "s"
-    tokens, docs, acts = _data()
-    w = _writer(path)
-    _write_all(w, tokens, docs, acts)
+    tokens, docs, acts = synthetic_data()
+    w = synthetic_writer(path)
+    write_all(w, tokens, docs, acts)
     w.finish()
     return path, tokens, docs, acts
 
@@ -156,22 +123,22 @@ def test_missing_chunk_is_refused_not_read_as_fill_value(written):
 
 
 def test_resume_writes_only_pending_chunks_and_matches(tmp_path):
-    tokens, docs, acts = _data()
+    tokens, docs, acts = synthetic_data()
     a, b = tmp_path / "a", tmp_path / "b"
-    w = _writer(a)
-    _write_all(w, tokens, docs, acts)
+    w = synthetic_writer(a)
+    write_all(w, tokens, docs, acts)
     w.finish()
-    w = _writer(b)
-    _write_all(w, tokens, docs, acts, chunks=[0])
+    w = synthetic_writer(b)
+    write_all(w, tokens, docs, acts, chunks=[0])
     assert not Store.open(b).complete
     with pytest.raises(StoreError, match="incomplete.*neurobrowse record CK"):
         Store.open(b).require_complete()
     with pytest.raises(StoreError, match="not finished"):
         w.finish()
-    w2 = _writer(b)  # resume, as a new process would
+    w2 = synthetic_writer(b)  # resume, as a new process would
     assert w2.pending_all() == [1, 2]
     assert w2.manifest["run_uuid"] == w.manifest["run_uuid"]
-    _write_all(w2, tokens, docs, acts, chunks=w2.pending_all())
+    write_all(w2, tokens, docs, acts, chunks=w2.pending_all())
     w2.finish()
     sa, sb = Store.open(a), Store.open(b)
     assert sb.complete
@@ -182,7 +149,7 @@ def test_resume_writes_only_pending_chunks_and_matches(tmp_path):
 def test_lost_chunk_after_finish_makes_store_incomplete_on_resume(written):
     path, tokens, docs, acts = written
     os.remove(_chunk_file(path, HOOKS[0], 2))
-    w = _writer(path)
+    w = synthetic_writer(path)
     assert not Store.open(path).complete and w.pending_chunks(HOOKS[0]) == [2]
     a, b = w.chunk_rows(2)
     w.write_chunk(HOOKS[0], 2, acts[HOOKS[0]][a:b])
@@ -193,9 +160,9 @@ def test_lost_chunk_after_finish_makes_store_incomplete_on_resume(written):
 def test_resume_with_other_arguments_is_a_clear_error(written):
     path = written[0]
     with pytest.raises(StoreError, match=r"n_tokens: store has 320, asked 256"):
-        _writer(path, n_tokens=256)
+        synthetic_writer(path, n_tokens=256)
     with pytest.raises(StoreError, match=r"hooks"):
-        _writer(path, hooks=HOOKS[:1])
+        synthetic_writer(path, hooks=HOOKS[:1])
 
 
 def test_open_errors_name_the_path(tmp_path):
@@ -206,7 +173,7 @@ def test_open_errors_name_the_path(tmp_path):
     with pytest.raises(StoreError, match="not a neurobrowse store"):
         Store.open(tmp_path / "junk")
     with pytest.raises(StoreError, match="not a neurobrowse store"):
-        _writer(tmp_path / "junk")
+        synthetic_writer(tmp_path / "junk")
 
 
 def test_other_schema_version_is_refused(written):
@@ -219,7 +186,7 @@ def test_other_schema_version_is_refused(written):
 
 
 def test_write_chunk_checks_shape(tmp_path):
-    w = _writer(tmp_path / "s")
+    w = synthetic_writer(tmp_path / "s")
     with pytest.raises(StoreError, match=r"must have shape \(128, 48\)"):
         w.write_chunk(HOOKS[0], 0, np.zeros((100, 48)))
     assert w.pending_chunks(HOOKS[0]) == [0, 1, 2]
@@ -248,5 +215,5 @@ def test_directly_written_chunks_are_byte_identical_to_zarrs(written):
 def test_damaged_marker_counts_as_not_written(written):
     path = written[0]
     (path / schema.done_path(HOOKS[1]) / "c" / "1").write_bytes(b"")  # killed while writing the marker
-    w = _writer(path)
+    w = synthetic_writer(path)
     assert w.pending_chunks(HOOKS[1]) == [1] and not Store.open(path).complete
