@@ -1,4 +1,5 @@
-"""Whole processes, paired: the TransformerLens top-k script vs `neurobrowse record --index --dense none`.
+"""Whole processes, paired: the TransformerLens top-k script vs `neurobrowse record --index --dense none`
+vs `record` then `index`.
 
     .venv/bin/python benchmarks/bench_vs_tl.py CHECKPOINT_DIR --tokens 131072 --repeats 3
 
@@ -52,11 +53,15 @@ def main() -> None:
                       str(args.tokens), "--out", str(tmp / "tl")],
         "record_index": [py, "-m", "neurobrowse", "record", args.checkpoint, "--out", str(tmp / "store"),
                          "--tokens", str(args.tokens), "--index", "--dense", "none", "--quiet"],
+        "record": [py, "-m", "neurobrowse", "record", args.checkpoint, "--out", str(tmp / "store"),
+                   "--tokens", str(args.tokens), "--quiet"],
+        "index": [py, "-m", "neurobrowse", "index", str(tmp / "store"), "--quiet"],
     }
     runs: dict[str, list] = {name: [] for name in cmds}
     for rep in range(args.repeats + 1):
         for name, cmd in cmds.items():
-            shutil.rmtree(tmp / "store", ignore_errors=True)
+            if name != "index":  # `index` runs on the store `record` just wrote
+                shutil.rmtree(tmp / "store", ignore_errors=True)
             wall, cpu = timed(cmd, env)
             if rep:  # the first round warms up
                 runs[name].append((wall, cpu))
@@ -67,6 +72,9 @@ def main() -> None:
            for name, r in runs.items()}
     out["tokens"] = args.tokens
     a, b = out["tl_script"], out["record_index"]
+    r, i = out["record"], out["index"]
+    print(f"record then index: {r['wall_median']:.1f} s + {i['wall_median']:.1f} s wall "
+          f"({r['cpu_median']:.1f} s + {i['cpu_median']:.1f} s CPU)")
     print(f"medians of {args.repeats}: TransformerLens script {a['wall_median']:.1f} s wall / {a['cpu_median']:.1f} s CPU; "
           f"record --index --dense none {b['wall_median']:.1f} s / {b['cpu_median']:.1f} s: "
           f"{a['wall_median'] / b['wall_median']:.2f}x / {a['cpu_median'] / b['cpu_median']:.2f}x the script's speed")

@@ -78,3 +78,22 @@ def test_every_progress_bar_of_the_project_goes_through_the_helper():
                  for p in (root / pkg).rglob("*.py")
                  if p.name != "progress.py" and "tqdm" in p.read_text()]
     assert offenders == []
+
+
+def test_index_of_a_store_with_a_partial_last_chunk_ends_done_not_stopped(tmp_path, monkeypatch, capsys):
+    """The bar's total is the store's n_tokens, not the chunk capacity (n_chunks x chunk_tokens):
+    a finished index of 640 tokens in chunks of 256 says "done, 640/640", never "stopped"."""
+    import numpy as np
+
+    from store.index.run import IndexConfig, index_hook
+    from store.index.source import open_store
+    from tests.helpers import write_synthetic_store
+
+    monkeypatch.setenv("NEUROBROWSE_PROGRESS", "lines")
+    rng = np.random.default_rng(0)
+    path = write_synthetic_store(tmp_path / "s", {"blocks.0.mlp.hook_post": rng.standard_normal((640, 16)).astype(np.float16)},
+                                 rng.integers(0, 50, 640).astype(np.int32), vocab=50, context_len=32, chunk_tokens=256)
+    capsys.readouterr()
+    index_hook(open_store(path), "blocks.0.mlp.hook_post", IndexConfig(k=4), progress=True)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("blocks.0.mlp.hook_post")]
+    assert lines and lines[-1].startswith("blocks.0.mlp.hook_post read: done, 640/640 tok in "), lines

@@ -253,7 +253,7 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
     if progress:
         from store.progress import progress_bar
 
-        bar = progress_bar(total=src.n_chunks * src.ct if src.n_chunks else 0, unit="tok", unit_scale=True, desc=hook)
+        bar = progress_bar(total=src.n_tokens, unit="tok", unit_scale=True, desc=hook)
 
     def update_p1(part, row0, bits):
         part.update(bits, tokens[row0:row0 + bits.shape[0]], row0, src.context_len)
@@ -310,7 +310,7 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
             if start == 0:
                 samples = SamplePartial.empty(hook, qbin, window)
             if bar is not None:
-                bar.reset(total=src.n_chunks * src.ct)
+                bar.reset(total=src.n_tokens)
                 bar.set_description(f"{hook} pass 2/2 (samples)")
                 bar.update(min(start * src.ct, src.n_tokens))
             if saving is not None:
