@@ -91,8 +91,9 @@ def test_index_of_a_store_with_a_partial_last_chunk_ends_done_not_stopped(tmp_pa
 
     monkeypatch.setenv("NEUROBROWSE_PROGRESS", "lines")
     rng = np.random.default_rng(0)
-    path = write_synthetic_store(tmp_path / "s", {"blocks.0.mlp.hook_post": rng.standard_normal((640, 16)).astype(np.float16)},
-                                 rng.integers(0, 50, 640).astype(np.int32), vocab=50, context_len=32, chunk_tokens=256)
+    acts = {"blocks.0.mlp.hook_post": rng.standard_normal((640, 16)).astype(np.float16)}
+    path = write_synthetic_store(tmp_path / "s", acts, rng.integers(0, 50, 640).astype(np.int32), vocab=50,
+                                 context_len=32, chunk_tokens=256)
     capsys.readouterr()
     index_hook(open_store(path), "blocks.0.mlp.hook_post", IndexConfig(k=4), progress=True)
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("blocks.0.mlp.hook_post")]
