@@ -284,19 +284,21 @@ shape = {shape!r}
 model = b._model(shape)
 hooks = [f"blocks.{{layer}}.mlp.hook_post" for layer in range(shape["n_layers"])]
 b.run_record(model, shape, hooks, {n}, Path({path!r}), index={index}, dense={dense}, bare={bare})
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not ru_maxrss: on Linux a child's ru_maxrss keeps the parent's resident size at the fork, so
+# after the throughput part (a parent of ~8.6 GiB) every child read 8.57 GiB
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
 def _peak(shape: dict, n: int, path: Path, src: str, **kw) -> int:
-    """Peak resident bytes (ru_maxrss) of a fresh process recording ``n`` tokens of a random ``shape`` model."""
+    """Peak resident bytes (VmHWM) of a fresh process recording ``n`` tokens of a random ``shape`` model."""
     code = _MEM_CHILD.format(root=str(ROOT), src=src, shape=shape, n=n, path=str(path), **kw)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": src})
     if r.returncode:
         raise SystemExit(r.stderr)
     shutil.rmtree(path, ignore_errors=True)
-    return int(r.stdout.split()[-1]) * 1024  # ru_maxrss is in KiB on Linux
+    return int(r.stdout.split()[-1]) * 1024  # VmHWM is in KiB
 
 
 def memory(vocab: int, n: int, gpt2_tokens: int, tmp: Path, baseline_src: str | None = None) -> dict:
