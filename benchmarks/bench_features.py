@@ -12,7 +12,8 @@ SAELens computes per step: dense [batch, d_sae] pre-activations, a dense zero-an
 decoder matmul, autograd over all of it.
 ``demo``: `features train` (8x, k 32) + `features index` on GeLU hook_post, SoLU-LN hook_mid and SoLU-LN
 hook_post, then the table (FVU, loss recovered, L0, dead, aligned / spread, explained, hidden).
-``cost``: `features index` of one dictionary against `index --force` of its source hook (same tokens).
+``cost``: recording and indexing the features of one dictionary against the neurons of its hook, on the same
+tokens, alternating, medians (see part_cost).
 Writes benchmarks/out/bench_features.json; prints the load average next to each figure.
 """
 
@@ -156,28 +157,75 @@ def part_demo(args) -> dict:
 
 
 def part_cost(args) -> dict:
-    """`features index` against `index --force` of its source hook, on a copy of the store."""
-    from solu_core.dictionary import DictionaryConfig, index_features, train_dictionary
+    """Features against neurons on the same tokens, on a copy of the store (its dictionary, trained for a
+    quarter epoch when it has none), the two alternating --repeats times; medians.
+
+    recording: the neurons' activations by the recorded model over the store's tokens (the forward pass of
+    `record`, float16, not the write) against the features' (each dense neuron chunk read and encoded, as
+    `features index` computes them); indexing: `index --force` of the hook against `features index --force`
+    of its dictionary (the same indexer over 8x the units, + logit effects through the decoder + the neuron
+    peak)."""
+    import numpy as np
+    import torch
+
+    from solu_core.dictionary import DictionaryConfig, HookRows, index_features, list_dictionaries, train_dictionary
+    from store import schema
     from store.format.reader import Store
     from store.index import index_store
 
     work = Path(args.workdir) / "cost"
     if work.exists():
         shutil.rmtree(work)
-    shutil.copytree(args.store, work, ignore=shutil.ignore_patterns("dictionaries"))
+    shutil.copytree(args.store, work, ignore=shutil.ignore_patterns(".train"))
     st = Store.open(work)
-    hook = st.recorded_hooks[0]
-    r = train_dictionary(work, hook, width=8, k=32, progress=False, config=DictionaryConfig(epochs=0.25))
-    t0 = time.perf_counter()
-    index_store(work, hooks=[hook], force=True, progress=False)
-    t1 = time.perf_counter()
-    index_features(work, r.feature_hook, progress=False)
-    t2 = time.perf_counter()
-    res = {"hook": hook, "tokens": st.n_tokens, "neurons": st.d_mlp, "features": st.n_units(r.feature_hook),
-           "neuron_index_s": t1 - t0, "feature_index_s": t2 - t1, "ratio": (t2 - t1) / (t1 - t0), "load": load()}
-    print(f"index {st.n_tokens:,} tokens: {hook} ({st.d_mlp} neurons) {t1 - t0:.1f} s, its 8x dictionary "
-          f"({res['features']} features, computed from the neurons chunk by chunk, + logit effects + neuron peak) "
-          f"{t2 - t1:.1f} s ({res['ratio']:.1f}x) (load {load()})")
+    hook = st.recorded_hooks[-1] if args.hook is None else args.hook
+    fh = next((h for h in list_dictionaries(work) if schema.feature_source(h)[0] == hook), None)
+    if fh is None:
+        fh = train_dictionary(work, hook, width=8, k=32, progress=False,
+                              config=DictionaryConfig(epochs=0.25)).feature_hook
+    st = Store.open(work)
+    d = st.dictionary(fh)
+    rows = HookRows(st, hook, model=args.model)
+    if rows.loaded is None:
+        raise SystemExit(f"the recorded model of {args.store} is not found: pass --model CHECKPOINT")
+    rec = rows.loaded.recorder
+
+    def record_neurons() -> None:
+        dev = next(rec.parameters()).device
+        with torch.no_grad():
+            for c in range(st.n_chunks):
+                toks = np.asarray(st.read_chunk(schema.TOKENS, c), np.int64).reshape(-1, st.context_len)
+                for b in range(0, toks.shape[0], 64):
+                    x = torch.from_numpy(toks[b:b + 64]).to(dev)
+                    rec.run_with_mlp_cache(x, [hook], dtype=torch.float16)[hook].cpu().numpy()
+
+    def record_features() -> None:
+        for c in range(st.n_chunks):
+            d.encode(np.asarray(st.read_chunk(hook, c))).astype(np.float16)
+
+    def timed(fn) -> float:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    runs = {"record_neurons_s": [], "record_features_s": [], "index_neurons_s": [], "index_features_s": []}
+    for r in range(args.repeats):
+        pairs = [("record_neurons_s", record_neurons), ("record_features_s", record_features)]
+        pairs += [("index_neurons_s", lambda: index_store(work, hooks=[hook], force=True, progress=False)),
+                  ("index_features_s", lambda: index_features(work, fh, force=True, progress=False))]
+        if r % 2:  # alternate which side goes first
+            pairs = [pairs[1], pairs[0], pairs[3], pairs[2]]
+        for name, fn in pairs:
+            runs[name].append(timed(fn))
+            print(f"  {name} {runs[name][-1]:.1f} s (load {load()})", flush=True)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    res = {"hook": hook, "feature_hook": fh, "tokens": st.n_tokens, "neurons": st.d_mlp, "features": d.d_sae,
+           "runs": runs, **med, "record_ratio": med["record_features_s"] / med["record_neurons_s"],
+           "index_ratio": med["index_features_s"] / med["index_neurons_s"], "load": load()}
+    print(f"{st.n_tokens:,} tokens, {hook}: recording {st.d_mlp} neurons {med['record_neurons_s']:.1f} s, "
+          f"{d.d_sae} features {med['record_features_s']:.1f} s ({res['record_ratio']:.2f}x); indexing neurons "
+          f"{med['index_neurons_s']:.1f} s, features {med['index_features_s']:.1f} s ({res['index_ratio']:.1f}x); "
+          f"medians of {args.repeats} (load {load()})")
     shutil.rmtree(work, ignore_errors=True)
     return res
 
@@ -186,6 +234,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="train", help="comma-separated: train, demo, cost")
     ap.add_argument("--store", default=None, help="a store whose first hook gives the rows (train, cost)")
+    ap.add_argument("--hook", default=None, help="the hook (cost; default the store's last recorded hook)")
+    ap.add_argument("--model", default=None, help="the recorded model when the manifest does not find it (cost)")
     ap.add_argument("--stores", nargs="+", default=[], help="the demo pair's stores (demo)")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)

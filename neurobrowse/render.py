@@ -204,7 +204,8 @@ def dictionaries_text(summaries: list[dict], examples: bool = False) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.append(f"aligned: |cos| >= 0.9 with one neuron; spread: < 0.5; explained: rule explanation score >= "
                  f"{summaries[0].get('explain_threshold', 0.7)}; hidden: >= {HIDDEN_SHARE:.0%} of the top firings "
-                 f"where no neuron reaches {HIDDEN_PEAK:.0%} of its maximum")
+                 f"where no neuron reaches {HIDDEN_PEAK:.0%} of its maximum (count of the live features, share); "
+                 f"dense: firing on > 10% of the held-out tokens")
     for s in summaries:
         if s.get("neurons_explained_share") is not None:
             lines.append(f"{s['source_hook']} neurons explained: {_pct(s['neurons_explained_share'])}"
@@ -218,8 +219,8 @@ def dictionaries_text(summaries: list[dict], examples: bool = False) -> str:
             for e in ex:
                 lines.append(f"  feature {e['feature']}: max {e['max_act']:.3g}, hidden {e['hidden_share']:.0%}, "
                              f"|cos| {e['max_cos']:.2f}, {e['explanation'] or 'no rule'}   "
-                             f"(neurobrowse show STORE --layer {s['hook'].split('.')[1]} --hook {s['hook']} "
-                             f"--neuron {e['feature']})")
+                             f"(neurobrowse show {s.get('store') or 'STORE'} --layer {s['hook'].split('.')[1]} "
+                             f"--hook {s['hook']} --neuron {e['feature']})")
     return "\n".join(lines)
 
 

@@ -76,6 +76,30 @@ def test_a_planted_sparse_dictionary_is_recovered(tmp_path):
     assert again.skipped
 
 
+def test_retraining_with_force_drops_the_old_dictionarys_index(tmp_path):
+    """`features train --force` over an indexed dictionary: the new weights are never served with the old
+    features' index (it is removed before the new folder goes into place); indexing again rebuilds it."""
+    from solu_core.dictionary import DictionaryConfig, index_features, train_dictionary
+
+    path = _synthetic_store(tmp_path / "retrain", np.random.default_rng(0).standard_normal((4096, 16)), chunk=1024)
+    cfg = DictionaryConfig(batch_tokens=512, epochs=1)
+    r = train_dictionary(path, HOOK, width=2, k=4, progress=False, device="cpu", config=cfg)
+    index_features(path, r.feature_hook, progress=False, device="cpu")
+    old_top = np.asarray(Store.open(path).index_array(r.feature_hook, "top_values")[...])
+    assert Store.open(path).is_indexed(r.feature_hook)
+    r2 = train_dictionary(path, HOOK, width=2, k=4, progress=False, device="cpu", force=True,
+                          config=DictionaryConfig(batch_tokens=512, epochs=1, seed=7))
+    assert not r2.skipped and not Store.open(path).is_indexed(r.feature_hook)
+    assert not (path / schema.index_path(r.feature_hook)).exists()
+    index_features(path, r.feature_hook, progress=False, device="cpu")
+    st = Store.open(path)
+    new_top = np.asarray(st.index_array(r.feature_hook, "top_values")[...])
+    assert st.is_indexed(r.feature_hook) and not np.array_equal(old_top, new_top)
+    # what the index holds is what the new dictionary computes
+    f = st.dictionary(r.feature_hook).encode(np.asarray(st.read_chunk(HOOK, 0), np.float32))
+    assert new_top[:, 0].max() >= f.max() - 1e-2
+
+
 def test_alignment_is_all_aligned_for_a_neuron_aligned_dictionary_and_spread_for_a_rotated_one():
     rng = np.random.default_rng(0)
     n = 64
@@ -156,6 +180,16 @@ def test_a_feature_hook_is_served_like_a_neuron(featured):
     assert s["hook"] == fh and 0 <= s["aligned_share"] <= 1 and s["metrics"]["l0"] <= 8
     assert s["metrics"]["loss_recovered"] is not None  # the tiny model was found: the reconstruction spliced in
     assert 0 <= s["explained_share"] <= 1 and 0 <= s["hidden_share"] <= 1
+    assert 0 <= s["hidden_count"] <= s["live_features"]
+    assert s["hidden_count"] == len(s["hidden_examples"]) or len(s["hidden_examples"]) == 5
+    # the side-by-side table: dead and dense counts, hidden as count (share), examples open with the store's path
+    summ = run_cli(["features", "summary", path])
+    assert summ.returncode == 0, summ.stderr
+    head = summ.stdout.splitlines()[0].split()
+    assert head[:2] == ["model", "hook"] and "dead" in head and "dense" in head and head[-1] == "hidden"
+    row = next(line for line in summ.stdout.splitlines() if fh in line)
+    assert f"{s['hidden_count']:,} (" in row and f" {s['metrics']['dense']:,} " in row
+    assert all(f"show {path} " in line for line in summ.stdout.splitlines() if "(neurobrowse show" in line)
 
 
 def test_the_browsing_model_opens_a_feature_page(featured):

@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--k", type=options.positive_int, default=32, help="active features per token (default 32)")
     t.add_argument("--name", default=None, help="the dictionary's name (default e.g. 8x-k32)")
     t.add_argument("--epochs", type=float, default=4.0, help="passes over the training tokens (default 4)")
-    t.add_argument("--batch", type=options.positive_int, default=4096, help="tokens per step (default 4096)")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4 / sqrt(d_sae / 16384))")
+    t.add_argument("--batch", type=options.positive_int, default=1024, help="tokens per step (default 1024)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-3 / sqrt(d_sae / 4096))")
     t.add_argument("--seed", type=options.non_negative_int, default=0, help="seed (default 0)")
     t.add_argument("--model", default=None, metavar="CHECKPOINT",
                    help="the recorded model, when the store's manifest does not find it: needed for a --dense none "

@@ -167,8 +167,8 @@ def dictionary_alignment(store_path: Path) -> dict | None:
     hook the feature-neuron alignment (aligned / spread shares, median max |cos|) and the explained shares.
     None where that code or any dictionary is absent ("not computed")."""
     try:
-        from store.dictionary import list_dictionaries
-        from store.features import dictionary_summary
+        from store.format.dictionary import list_dictionaries
+        from store.format.features import dictionary_summary
     except ImportError:
         return None
     out = {}

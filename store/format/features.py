@@ -188,6 +188,7 @@ def dictionary_summary(store, hook: str, examples: int = 5) -> dict:
         ok = live & np.isfinite(hid)
         cand = ok & (hid >= HIDDEN_SHARE)
         out["hidden_share"] = float(cand.sum() / ok.sum()) if ok.any() else float("nan")
+        out["hidden_count"] = int(cand.sum()) if ok.any() else None
         order = np.flatnonzero(cand)[np.argsort(-np.asarray(t["max_act"])[cand], kind="stable")][:examples]
         out["hidden_examples"] = [{"feature": int(f), "max_act": float(t["max_act"][f]),
                                    "hidden_share": float(hid[f]), "max_cos": float(t["max_cos"][f]),
@@ -210,13 +211,16 @@ def report_rows(summaries: list[dict]) -> list[list[str]]:
     def f(v, fmt=".3f"):
         return "—" if v is None or (isinstance(v, float) and v != v) else format(v, fmt)
 
-    rows = [["hook", "FVU", "loss rec.", "L0", "dead", "aligned", "spread", "explained", "hidden"]]
+    def n(v):
+        return "—" if v is None else f"{int(v):,}"
+
+    rows = [["hook", "FVU", "loss rec.", "L0", "dead", "dense", "aligned", "spread", "explained", "hidden"]]
     for s in summaries:
         m = s.get("metrics") or {}
+        hid = "—" if s.get("hidden_count") is None else f"{s['hidden_count']:,} ({f(s.get('hidden_share'), '.1%')})"
         rows.append([s["hook"], f(m.get("fvu")), f(m.get("loss_recovered")), f(m.get("l0"), ".1f"),
-                     f(m.get("dead"), "d") if m.get("dead") is not None else "—", f(s.get("aligned_share"), ".1%"),
-                     f(s.get("spread_share"), ".1%"), f(s.get("explained_share"), ".1%"),
-                     f(s.get("hidden_share"), ".1%")])
+                     n(m.get("dead")), n(m.get("dense")), f(s.get("aligned_share"), ".1%"),
+                     f(s.get("spread_share"), ".1%"), f(s.get("explained_share"), ".1%"), hid])
     return rows
 
 
