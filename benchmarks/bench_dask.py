@@ -26,6 +26,7 @@ import shutil
 import statistics
 import time
 from pathlib import Path
+from solu_core.record_config import CorpusText, RecordConfig
 
 
 def _median(xs):
@@ -56,11 +57,13 @@ def time_record(ck, corpus, out, tokens, client=None) -> tuple[float, dict]:
     stats = RecordStats()
     t = time.perf_counter()
     if client is None:
-        record(ck, out, n_tokens=tokens, corpus_dir=corpus, device="cpu", progress=False, stats=stats)
+        record(ck, out, RecordConfig(text=CorpusText(corpus), n_tokens=tokens, device="cpu"), progress=False,
+               stats=stats)
     else:
         from solu_core.dask_record import record_dask
 
-        record_dask(ck, out, client, n_tokens=tokens, corpus_dir=corpus, device="cpu", progress=False, stats=stats)
+        record_dask(ck, out, client, RecordConfig(text=CorpusText(corpus), n_tokens=tokens, device="cpu"),
+                    progress=False, stats=stats)
     return time.perf_counter() - t, {"model_s": stats.model_s, "write_s": stats.write_s, "tokens": stats.tokens}
 
 

@@ -71,6 +71,7 @@ def main() -> int:
 
     from solu_core.dask_record import record_dask
     from solu_core.record import record
+    from solu_core.record_config import CorpusText, RecordConfig
     from store.index.dask_cluster import dask_client
     from store.index.dask_run import index_store_dask
     from store.format.reader import Store
@@ -78,7 +79,7 @@ def main() -> int:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     corpus, ck = build_model(work, args.d_mlp)
-    kw = dict(n_tokens=args.tokens, corpus_dir=corpus, device="cpu", progress=False)
+    cfg = RecordConfig(text=CorpusText(corpus), n_tokens=args.tokens, device="cpu")
     # the one-process run first: it fills Numba's cache before a worker needs a kernel (see docs/dask.md)
     runs = {name: [] for name in ("single_none", "two_step", "keep", "none")}
 
@@ -87,14 +88,14 @@ def main() -> int:
         shutil.rmtree(out, ignore_errors=True)
         t = time.perf_counter()
         if name == "two_step":
-            record_dask(ck, out, client, **kw)
+            record_dask(ck, out, client, cfg, progress=False)
             index_store_dask(out, client, progress=False)
         elif name == "keep":
-            record_dask(ck, out, client, index=True, **kw)
+            record_dask(ck, out, client, cfg.replace(index=True), progress=False)
         elif name == "none":
-            record_dask(ck, out, client, index=True, dense=False, **kw)
+            record_dask(ck, out, client, cfg.replace(index=True, dense=False), progress=False)
         else:
-            record(ck, out, index=True, dense=False, **kw)
+            record(ck, out, cfg.replace(index=True, dense=False), progress=False)
         return time.perf_counter() - t
 
     with dask_client(f"local:{args.workers}") as client:

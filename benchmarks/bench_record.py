@@ -82,6 +82,8 @@ def bench(name: str, n_contexts: int, repeats: int, work: Path) -> dict:
 
     from solu_core.record import RecordStats, compute_group, open_recording, run_plan, write_logit_effects
 
+    from solu_core.record_config import RecordConfig, TokenIds
+
     torch.set_num_threads(os.cpu_count() or 1)
     loaded, ctx, vocab = _loaded(name)
     rng = np.random.default_rng(0)
@@ -92,7 +94,8 @@ def bench(name: str, n_contexts: int, repeats: int, work: Path) -> dict:
     for r in range(repeats):
         for mode in ("forward", "inline", "overlap"):
             out = work / f"{name}-{mode}-{r}"
-            plan = open_recording(loaded, out, n_tokens=tokens.size, tokens=tokens, progress=False)
+            cfg = RecordConfig(text=TokenIds(tokens), n_tokens=tokens.size)
+            plan = open_recording(loaded, out, cfg, progress=False)
             write_logit_effects(plan)
             st = RecordStats()
             t0 = time.perf_counter()

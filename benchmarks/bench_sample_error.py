@@ -142,6 +142,7 @@ def record_both(ck: Path, texts: list[Path], tokens: int, out: Path, device: str
     """Record ``ck`` over ``texts`` dense then index it, and with --index --dense none; returns the
     seconds of each."""
     from solu_core.record import record
+    from solu_core.record_config import RecordConfig, text_source
     from store.index import index_store
 
     secs = {}
@@ -150,7 +151,7 @@ def record_both(ck: Path, texts: list[Path], tokens: int, out: Path, device: str
         if path.exists():
             shutil.rmtree(path)
         t = time.perf_counter()
-        record(ck, path, texts=texts, n_tokens=tokens, device=device, progress=False, **kw)
+        record(ck, path, RecordConfig(text=text_source(texts), n_tokens=tokens, device=device, **kw), progress=False)
         if name == "dense":
             index_store(path, progress=False)
         secs[name] = time.perf_counter() - t

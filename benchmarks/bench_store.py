@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from store import schema  # noqa: E402
 from store.format.reader import Store  # noqa: E402
 from store.format.writer import StoreWriter, fsync_path  # noqa: E402
+from solu_core.record_config import RecordConfig
 
 TOKENIZER = json.dumps({"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
                         "normalizer": None, "pre_tokenizer": None, "post_processor": None, "decoder": None,
@@ -121,7 +122,7 @@ def bench_record(work: Path, n_tokens: int) -> dict:
         p = work / f"rec_{act_fn}"
         shutil.rmtree(p, ignore_errors=True)
         st = RecordStats()
-        record(ck, p, n_tokens=n_tokens, progress=False, device="cpu", stats=st)
+        record(ck, p, RecordConfig(n_tokens=n_tokens, device="cpu"), progress=False, stats=st)
         busy = st.model_s + st.write_s
         out[act_fn] = {"tokens": st.tokens, "tokens_per_s": st.tokens / st.wall_s, "model_s": st.model_s,
                        "write_s": st.write_s, "model_share": st.model_s / busy, "writer_share": st.write_s / busy,
@@ -248,7 +249,7 @@ def bench_size(work: Path, n_tokens: int, checkpoints: dict[str, Path] | None) -
     for act_fn, ck in models.items():
         p = work / f"size_{act_fn}"
         shutil.rmtree(p, ignore_errors=True)
-        record(ck, p, n_tokens=n_tokens, progress=False, device="cpu", fsync=False)
+        record(ck, p, RecordConfig(n_tokens=n_tokens, device="cpu", fsync=False), progress=False)
         s = Store.open(p)
         from numcodecs import Blosc, Zstd
 

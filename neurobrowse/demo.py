@@ -83,6 +83,7 @@ def run_pipeline(cfg: DemoConfig) -> DemoResult:
     from solu_core.corpus.build import build_corpus
     from solu_core.corpus.folder import load_split
     from solu_core.record import record
+    from solu_core.record_config import CorpusText, RecordConfig
     from solu_core.train import train_pair
     from store.errors import StoreError
     from store.index import index_store
@@ -123,7 +124,7 @@ def run_pipeline(cfg: DemoConfig) -> DemoResult:
             done = False
         if not done:
             _say(f"3/4 recording {act} activations ({n_tokens:,} held-out tokens) -> {out}", cfg.progress)
-            record(models[act], out, n_tokens=n_tokens, corpus_dir=corpus_dir, device=cfg.device,
+            record(models[act], out, RecordConfig(text=CorpusText(corpus_dir), n_tokens=n_tokens, device=cfg.device),
                    progress=cfg.progress)
         stores[act] = out
     secs["record"] = time.perf_counter() - t

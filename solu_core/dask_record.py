@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from solu_core.record_config import RecordConfig
 from solu_core.record import (
     RecordError, RecordStats, compute_group, open_recording, record_group, write_logit_effects,
 )
@@ -154,28 +155,26 @@ def _leaf_stats(result) -> dict:
     return result[1]
 
 
-def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens: int = 1 << 20,
-                layers: list[int] | None = None, hooks: list[str] | None = None, batch_size: int | None = None,
-                device: str = "auto", corpus_dir: str | Path | None = None, progress: bool = True,
-                chunk_tokens: int | None = None, fsync: bool = True, config: DaskRecordConfig | None = None,
-                stats: RecordStats | None = None, index: bool = False, dense: bool = True,
-                index_config=None) -> Path:
+def record_dask(checkpoint_dir: str | Path, out: str | Path, client, cfg: RecordConfig | None = None, *,
+                config: DaskRecordConfig | None = None, progress: bool = True,
+                stats: RecordStats | None = None) -> Path:
     """``solu_core.record.record`` with the chunks run by the workers of ``client``; same store.
 
-    ``device`` is what each worker uses ("auto": its GPU when it has one, else CPU); the client
-    itself loads the model on the CPU only to create the store and the logit effects.
-    ``index``: each task also indexes the chunks it records (store.index.dask_run.plan_stream_index: the
-    same index as ``record`` then ``index``, without a read of the store); ``dense=False`` (needs
-    ``index``) keeps no dense activations. ``index_config``: store.index.IndexConfig (k, seed, window).
+    ``cfg.device`` is what each worker uses ("auto": its GPU when it has one, else CPU); the client
+    itself loads the model on the CPU only to create the store and the logit effects (a checkpoint
+    and its corpus: ``cfg.text`` is a CorpusText).
+    ``cfg.index``: each task also indexes the chunks it records (store.index.dask_run.plan_stream_index: the
+    same index as ``record`` then ``index``, without a read of the store); ``cfg.dense=False`` (needs
+    ``cfg.index``) keeps no dense activations. ``cfg.index_config``: store.index.IndexConfig (k, seed, window).
     """
     from store.index.dask_cluster import dask_errors, n_workers, progress_bar
 
+    rec = cfg if cfg is not None else RecordConfig()
     cfg = config or DaskRecordConfig()
+    device, fsync, index, index_config = rec.device, rec.fsync, rec.index, rec.index_config
     t_start = time.perf_counter()
     stats = stats if stats is not None else RecordStats()
-    plan = open_recording(checkpoint_dir, out, n_tokens=n_tokens, layers=layers, hooks=hooks, batch_size=batch_size,
-                          device="cpu", corpus_dir=corpus_dir, progress=progress, chunk_tokens=chunk_tokens,
-                          fsync=fsync, index=index, dense=dense)
+    plan = open_recording(checkpoint_dir, out, rec.replace(device="cpu"), progress=progress)
     w = plan.writer
     write_logit_effects(plan, stats)
     pending = plan.pending()
@@ -262,19 +261,20 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, *, n_tokens
 __all__ = ["DaskRecordConfig", "record_dask"]
 
 
-def record_on(scheduler: str | None, checkpoint_dir: str | Path, out: str | Path, *, index: bool = False,
-              dense: bool = True, **kwargs) -> Path:
+def record_on(scheduler: str | None, checkpoint_dir: str | Path, out: str | Path, cfg: RecordConfig | None = None,
+              *, progress: bool = True, stats: RecordStats | None = None) -> Path:
     """Record in this process (``scheduler`` None: ``solu_core.record.record``) or on the Dask cluster
-    ``scheduler`` names (``record_dask``, one worker per GPU for ``local:N`` unless device is cpu); the
-    same store either way. ``kwargs`` as for ``record``. ``index``: index while recording in this
-    process or, on Dask, in each task for the chunks it records. ``dense=False``: keep no dense
-    activations (needs ``index``)."""
+    ``scheduler`` names (``record_dask``, one worker per GPU for ``local:N`` unless ``cfg.device`` is cpu);
+    the same store either way. ``cfg.index``: index while recording in this process or, on Dask, in each
+    task for the chunks it records. ``cfg.dense=False``: keep no dense activations (needs ``cfg.index``)."""
     from solu_core.record import record
     from store.index.dask_cluster import ClusterConfig, local_or_dask
 
-    def on_dask(client) -> Path:
-        return record_dask(checkpoint_dir, out, client, index=index, dense=dense, **kwargs)
+    cfg = cfg if cfg is not None else RecordConfig()
 
-    gpus = kwargs.get("device", "auto") != "cpu"
-    return local_or_dask(scheduler, lambda: record(checkpoint_dir, out, index=index, dense=dense, **kwargs),
+    def on_dask(client) -> Path:
+        return record_dask(checkpoint_dir, out, client, cfg, progress=progress, stats=stats)
+
+    gpus = cfg.device != "cpu"
+    return local_or_dask(scheduler, lambda: record(checkpoint_dir, out, cfg, progress=progress, stats=stats),
                          on_dask, ClusterConfig(gpus=gpus))

@@ -27,6 +27,7 @@ from solu_core.corpus.folder import TokenSplit, corpus_manifest_hash, load_split
 from solu_core.corpus.text_streams import read_text_stream, stream_sha256, tokenize_documents
 from solu_core.checkpoint import check_tokenizer_matches, code_version
 from solu_core.models import LoadedModel, from_memory, load_model
+from solu_core.record_config import Documents, RecordConfig, TextFiles, TextSource, TokenIds
 from store import schema
 from store.errors import CorpusError, NeurobrowseError
 from store.format.pipeline import Chunk, ChunkConsumer, ChunkPipeline, write_chunks
@@ -35,6 +36,7 @@ from store.format.writer import StoreWriter
 
 MIN_CONTEXT = 2  # tokens per context at least (one token sees nothing before it)
 DEFAULT_MAX_CONTEXT = 1024  # default context of Hugging Face / TransformerLens models: min(n_ctx, this)
+ALL_TOKENS = 1 << 62  # record_model's default n_tokens: every token of the text, in whole contexts
 
 
 class RecordError(NeurobrowseError):
@@ -179,57 +181,54 @@ def _tokens_split(tokens, separator_id: int) -> object:
     return TokenSplit(arr, arr == separator_id)
 
 
-def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens: int = 1 << 20,
-                   layers: list[int] | None = None, hooks: list[str] | None = None, batch_size: int | None = None,
-                   device: str = "auto", corpus_dir: str | Path | None = None, progress: bool = True,
-                   chunk_tokens: int | None = None, fsync: bool = True, texts: list[str | Path] | None = None,
-                   jsonl_field: str = "text", context: int | None = None, allow_download: bool = False,
-                   tokens=None, documents: list[str] | None = None, index: bool = False,
-                   dense: bool = True) -> RecordPlan:
-    """Load the model, read the text and create (or resume) the store; no chunk is run yet. Arguments as
-    ``record``; ``model`` may also be a LoadedModel, and the text may be given as ``documents`` (strings)
-    or ``tokens`` (token ids) instead of paths."""
-    if not dense and not index:
-        raise RecordError("--dense none keeps no activations: add --index to index them while recording")
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device,
-                                                                      allow_download=allow_download)
-    n_ctx = int(loaded.recorder.n_ctx)
-    ctx = int(context) if context is not None else (n_ctx if loaded.kind == "checkpoint"
-                                                    else min(n_ctx, DEFAULT_MAX_CONTEXT))
-    if tokens is not None and np.ndim(tokens) == 2 and context is None:
-        ctx = int(np.shape(tokens)[1])
-    if not MIN_CONTEXT <= ctx <= n_ctx:  # a context of 1 token has no context: every score would be about nothing
-        raise RecordError(f"--context {ctx} does not fit the model: it takes {MIN_CONTEXT}..{n_ctx} tokens per context")
-    want = int(n_tokens) // ctx * ctx
-    if want <= 0:
-        raise RecordError(f"--tokens {n_tokens} is less than one context of {ctx} tokens")
-    hook_list = default_hooks(loaded, layers, hooks)  # before reading any text: a bad --hooks fails fast
-    corpus_dir_used = None
-    if tokens is not None:
-        split = _tokens_split(tokens, loaded.separator_id)
-        fields = {"split": "tokens", "text_sha256": stream_sha256(split.tokens, split.doc_starts)}
-        where = "the tokens given"
-    elif documents is not None:
-        stream = tokenize_documents(documents, loaded.tokenizer, loaded.separator_id, max_tokens=want)
-        split = stream.split
-        fields = {"split": "documents", "text_sha256": stream.sha256, "text_documents": stream.n_docs}
-        where = "the documents given"
-    elif texts:
-        stream = read_text_stream(texts, loaded.tokenizer, loaded.separator_id, jsonl_field,
-                                             max_tokens=want, progress=progress)
-        split = stream.split
+def _read_text(text: TextSource, loaded: LoadedModel, want: int, progress: bool):
+    """(split, manifest fields, where it came from in words, the corpus folder or None) of a text source."""
+    if isinstance(text, TokenIds):
+        split = _tokens_split(text.tokens, loaded.separator_id)
+        return split, {"split": "tokens", "text_sha256": stream_sha256(split.tokens, split.doc_starts)}, \
+            "the tokens given", None
+    if isinstance(text, Documents):
+        stream = tokenize_documents(list(text.docs), loaded.tokenizer, loaded.separator_id, max_tokens=want)
+        return stream.split, {"split": "documents", "text_sha256": stream.sha256, "text_documents": stream.n_docs}, \
+            "the documents given", None
+    if isinstance(text, TextFiles):
+        stream = read_text_stream(list(text.paths), loaded.tokenizer, loaded.separator_id, text.jsonl_field,
+                                  max_tokens=want, progress=progress)
         fields = {"split": "text", "text_sha256": stream.sha256, "text_sources": stream.sources,
                   "text_documents": stream.n_docs}
-        where = "the text given"
         skipped = [f"{s['path']}: skipped {s['skipped_binary']} binary, {s['skipped_non_utf8']} non-UTF-8 files"
                    + (f", {s['skipped_special']} special files (FIFOs, devices, sockets)" if s["skipped_special"]
                       else "")
                    for s in stream.sources if s["skipped_binary"] or s["skipped_non_utf8"] or s["skipped_special"]]
         if skipped:  # said even with --quiet: the store holds less text than the paths name
             print("note: " + "; ".join(skipped), file=sys.stderr)
-    else:
-        split, corpus_dir_used, fields = _corpus_tokens(loaded, corpus_dir)
-        where = f"{corpus_dir_used}'s validation split"
+        return stream.split, fields, "the text given", None
+    split, corpus_dir_used, fields = _corpus_tokens(loaded, text.dir)
+    return split, fields, f"{corpus_dir_used}'s validation split", corpus_dir_used
+
+
+def open_recording(model: str | Path | LoadedModel, out: str | Path, cfg: RecordConfig | None = None, *,
+                   progress: bool = True) -> RecordPlan:
+    """Load the model, read the text and create (or resume) the store; no chunk is run yet. ``cfg`` as
+    for ``record``; ``model`` may also be a LoadedModel (its text then often Documents or TokenIds)."""
+    cfg = cfg if cfg is not None else RecordConfig()
+    if not cfg.dense and not cfg.index:
+        raise RecordError("--dense none keeps no activations: add --index to index them while recording")
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=cfg.device,
+                                                                      allow_download=cfg.allow_download)
+    n_ctx = int(loaded.recorder.n_ctx)
+    context, n_tokens = cfg.context, cfg.n_tokens
+    ctx = int(context) if context is not None else (n_ctx if loaded.kind == "checkpoint"
+                                                    else min(n_ctx, DEFAULT_MAX_CONTEXT))
+    if isinstance(cfg.text, TokenIds) and np.ndim(cfg.text.tokens) == 2 and context is None:
+        ctx = int(np.shape(cfg.text.tokens)[1])
+    if not MIN_CONTEXT <= ctx <= n_ctx:  # a context of 1 token has no context: every score would be about nothing
+        raise RecordError(f"--context {ctx} does not fit the model: it takes {MIN_CONTEXT}..{n_ctx} tokens per context")
+    want = int(n_tokens) // ctx * ctx
+    if want <= 0:
+        raise RecordError(f"--tokens {n_tokens} is less than one context of {ctx} tokens")
+    hook_list = default_hooks(loaded, cfg.layers, cfg.hooks)  # before reading any text: a bad --hooks fails fast
+    split, fields, where, corpus_dir_used = _read_text(cfg.text, loaded, want, progress)
     avail = len(split) // ctx * ctx
     if avail <= 0:
         raise CorpusError(f"{where} holds only {len(split)} tokens, less than one context of {ctx}; give more text "
@@ -242,33 +241,42 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, *, n_tokens
         if n < want:
             print(f"note: {where} holds {len(split):,} tokens; recording {n:,} instead of {want:,}", file=sys.stderr)
     out = Path(out).expanduser().absolute()
-    cmd = ["neurobrowse", "record", str(loaded.source), "--out", str(out), "--tokens", str(n_tokens),
-           "--hooks", ",".join(hook_list)]
-    if texts:
-        cmd += ["--text", *[str(Path(t).expanduser().resolve()) for t in texts], "--context", str(ctx)]
-        if jsonl_field != "text":
-            cmd += ["--jsonl-field", jsonl_field]
-    elif corpus_dir_used is not None:
-        cmd += ["--corpus", str(corpus_dir_used)]
-    if context and not texts:  # a context other than the model's default: the rerun must cut the same contexts
-        cmd += ["--context", str(ctx)]
-    if batch_size:
-        cmd += ["--batch-size", str(batch_size)]
-    if chunk_tokens:
-        cmd += ["--chunk-tokens", str(chunk_tokens)]
-    if index:
-        cmd += ["--index", "--dense", "keep" if dense else "none"]
+    cmd = _resume_command(loaded, out, cfg, hook_list, ctx, corpus_dir_used)
     from store.format.atomic import record_lock
 
     lock = record_lock(out)  # two recordings into one --out would mix their chunks
     try:
-        w = _create_or_resume(out, loaded, hook_list, n, ctx, chunk_tokens, fsync, dense, fields, cmd)
+        w = _create_or_resume(out, loaded, hook_list, n, ctx, cfg.chunk_tokens, cfg.fsync, cfg.dense, fields, cmd)
     except BaseException:
         lock.release(remove_if_empty=True)
         raise
-    per_group, batch_ctx = plan_batches(w.chunk_tokens, ctx, batch_size)
+    per_group, batch_ctx = plan_batches(w.chunk_tokens, ctx, cfg.batch_size)
     return RecordPlan(loaded=loaded, writer=w, split=split, hooks=hook_list, n_tokens=n, per_group=per_group,
                       batch_ctx=batch_ctx, corpus_dir=corpus_dir_used, out=out, lock=lock)
+
+
+def _resume_command(loaded: LoadedModel, out: Path, cfg: RecordConfig, hook_list: list[str], ctx: int,
+                    corpus_dir_used: Path | None) -> list[str]:
+    """The `neurobrowse record` argv that records this again (the manifest's ``record_command``: what
+    resume and repair advice print, store.schema.record_command), with what the recording resolved
+    (hooks, context, corpus) so a rerun cuts the same contexts."""
+    cmd = ["neurobrowse", "record", str(loaded.source), "--out", str(out), "--tokens", str(cfg.n_tokens),
+           "--hooks", ",".join(hook_list)]
+    if isinstance(cfg.text, TextFiles):
+        cmd += ["--text", *[str(Path(t).expanduser().resolve()) for t in cfg.text.paths], "--context", str(ctx)]
+        if cfg.text.jsonl_field != "text":
+            cmd += ["--jsonl-field", cfg.text.jsonl_field]
+    elif corpus_dir_used is not None:
+        cmd += ["--corpus", str(corpus_dir_used)]
+    if cfg.context and not isinstance(cfg.text, TextFiles):  # not the model's default: the rerun must cut the same
+        cmd += ["--context", str(ctx)]
+    if cfg.batch_size:
+        cmd += ["--batch-size", str(cfg.batch_size)]
+    if cfg.chunk_tokens:
+        cmd += ["--chunk-tokens", str(cfg.chunk_tokens)]
+    if cfg.index:
+        cmd += ["--index", "--dense", "keep" if cfg.dense else "none"]
+    return cmd
 
 
 def _create_or_resume(out, loaded, hook_list, n, ctx, chunk_tokens, fsync, dense, fields, cmd) -> StoreWriter:
@@ -341,104 +349,73 @@ def record_group(model, w: StoreWriter, split, hook_list: list[str], g: int, per
     return sum(len(c.tokens) for c in chunks)
 
 
-def record(
-    model: str | Path,
-    out: str | Path,
-    *,
-    texts: list[str | Path] | None = None,
-    n_tokens: int = 1 << 20,
-    context: int | None = None,
-    jsonl_field: str = "text",
-    layers: list[int] | None = None,
-    hooks: list[str] | None = None,
-    batch_size: int | None = None,
-    device: str = "auto",
-    corpus_dir: str | Path | None = None,
-    allow_download: bool = False,
-    progress: bool = True,
-    chunk_tokens: int | None = None,
-    fsync: bool = True,
-    stats: RecordStats | None = None,
-    consumers: list[ChunkConsumer] = (),
-    threaded: bool = True,
-    index: bool = False,
-    dense: bool = True,
-    index_config=None,
-) -> Path:
-    """Record the MLP activations of ``model`` into the store ``out`` (resumes one there).
+def record(model: str | Path, out: str | Path, cfg: RecordConfig | None = None, *, progress: bool = True,
+           stats: RecordStats | None = None, consumers: list[ChunkConsumer] = ()) -> Path:
+    """Record the MLP activations of ``model`` into the store ``out`` (resumes one there), as ``cfg``
+    (solu_core.record_config.RecordConfig: the text source, tokens, context, hooks, batches, device,
+    index while recording, dense or not) says.
 
     model: a neurobrowse checkpoint directory, a Hugging Face model folder or a TransformerLens model name
-    (solu_core.models.load_model; TransformerLens weights from the local cache unless ``allow_download``).
-    texts: files, folders and .jsonl files (``jsonl_field``) to record, tokenized with the model's tokenizer,
-    each document preceded by its separator token; None for a checkpoint: its corpus's validation split.
-    n_tokens: tokens to record (rounded down to whole contexts; at most what the text holds).
-    context: tokens per context (default: a checkpoint's n_ctx; other models min(n_ctx, 1024)).
-    layers / hooks: which MLP hooks (default every layer's hook_post, plus hook_mid for SoLU-LN).
-    batch_size: contexts per forward pass (default: one store chunk's worth).
+    (solu_core.models.load_model; TransformerLens weights from the local cache unless ``cfg.allow_download``).
+    The text: ``TextFiles`` (files, folders, .jsonl) tokenized with the model's tokenizer, each document
+    preceded by its separator token; the default ``CorpusText()``, for a checkpoint: its corpus's validation split.
     consumers: ChunkConsumers that see every chunk after it is on disk (store.format.pipeline).
-    threaded: write chunks on a background thread while the next batch runs (False: inline).
-    index: index the activations while recording (store.index.StreamIndexer on the writer thread,
+    ``cfg.index``: index the activations while recording (store.index.StreamIndexer on the writer thread,
     overlapping the next forward pass); the same index as ``neurobrowse index`` afterwards.
-    dense: keep the dense activations (False needs ``index``: the store then holds tokens, logit
-    effects and the index, under 1% of the dense size). index_config: store.index.IndexConfig.
     """
+    cfg = cfg if cfg is not None else RecordConfig()
     t_start = time.perf_counter()
     stats = stats if stats is not None else RecordStats()
-    plan = open_recording(model, out, n_tokens=n_tokens, layers=layers, hooks=hooks, batch_size=batch_size,
-                          device=device, corpus_dir=corpus_dir, progress=progress, chunk_tokens=chunk_tokens,
-                          fsync=fsync, texts=texts, jsonl_field=jsonl_field, context=context,
-                          allow_download=allow_download, index=index, dense=dense)
+    plan = open_recording(model, out, cfg, progress=progress)
     try:
         # logit effects first: small, and then every later step is about chunks
         write_logit_effects(plan, stats)
         consumers = list(consumers)
-        if index:
+        if cfg.index:
             from store.index import StreamIndexer, check_record_index_memory
 
-            indexer = StreamIndexer(plan.out, index_config)
+            indexer = StreamIndexer(plan.out, cfg.index_config)
             check_record_index_memory(indexer.st, indexer.cfg.k)  # every hook is indexed at once: refuse early
             consumers.append(indexer)
-        run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=threaded)
+        run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=cfg.threaded)
     finally:
         plan.release()
     stats.wall_s += time.perf_counter() - t_start
     return plan.out
 
 
-def record_model(model, tokenizer, texts_or_tokens, out: str | Path, *, n_tokens: int | None = None,
-                 context: int | None = None, layers: list[int] | None = None, hooks: list[str] | None = None,
-                 batch_size: int | None = None, chunk_tokens: int | None = None, fsync: bool = True,
+def record_model(model, tokenizer, texts_or_tokens, out: str | Path, cfg: RecordConfig | None = None, *,
                  source: str | None = None, progress: bool = False, stats: RecordStats | None = None,
-                 consumers: list[ChunkConsumer] = (), threaded: bool = True) -> Path:
+                 consumers: list[ChunkConsumer] = ()) -> Path:
     """Record a model already in memory: a ``transformer_lens.HookedTransformer`` or a Hugging Face
     ``PreTrainedModel`` (an architecture in solu_core.hf.ARCHITECTURES), on its current device.
 
     tokenizer: its transformers fast tokenizer (None: a HookedTransformer's own ``model.tokenizer``).
     texts_or_tokens: a list of documents (str), a list of Paths (files, folders, .jsonl), or token ids:
     [n] one stream or [n_contexts, ctx] contexts (documents start at the tokenizer's BOS/EOS token).
-    n_tokens: at most this many tokens (default: all, in whole contexts). context: tokens per context
-    (default: the width of a 2-D token array, else min(n_ctx, 1024)). source: a model folder or
-    TransformerLens name holding the same weights, so the app's try-your-text can load them (a
-    HookedTransformer must then be loaded without weight processing). Other arguments as ``record``.
-    Returns the store path; resumes a store made by the same call."""
+    ``cfg``: as for ``record`` (its text source is the one ``texts_or_tokens`` makes); ``cfg.n_tokens``
+    None-like default: all the tokens, in whole contexts. cfg.context default: the width of a 2-D token
+    array, else min(n_ctx, 1024). source: a model folder or TransformerLens name holding the same
+    weights, so the app's try-your-text can load them (a HookedTransformer must then be loaded without
+    weight processing). Returns the store path; resumes a store made by the same call."""
     t_start = time.perf_counter()
     stats = stats if stats is not None else RecordStats()
     loaded = from_memory(model, tokenizer, source=source)
     items = texts_or_tokens
-    tokens, texts, documents = None, None, None
     if isinstance(items, (list, tuple)) and items and all(isinstance(t, Path) for t in items):
-        texts = list(items)
+        text = TextFiles(tuple(items))
     elif isinstance(items, (list, tuple)) and items and all(isinstance(t, str) for t in items):
-        documents = list(items)
+        text = Documents(tuple(items))
     else:
-        tokens = items
-    limit = n_tokens if n_tokens is not None else (int(np.prod(np.shape(tokens))) if tokens is not None else 1 << 62)
-    plan = open_recording(loaded, out, n_tokens=limit, layers=layers, hooks=hooks, batch_size=batch_size,
-                          progress=progress, chunk_tokens=chunk_tokens, fsync=fsync, texts=texts,
-                          context=context, tokens=tokens, documents=documents)
+        text = TokenIds(items)
+    cfg = cfg if cfg is not None else RecordConfig(n_tokens=ALL_TOKENS)
+    limit = cfg.n_tokens
+    if limit == ALL_TOKENS and isinstance(text, TokenIds):
+        limit = int(np.prod(np.shape(items)))
+    plan = open_recording(loaded, out, cfg.replace(text=text, n_tokens=limit), progress=progress)
     try:
         write_logit_effects(plan, stats)
-        run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=threaded)
+        run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=cfg.threaded)
     finally:
         plan.release()
     stats.wall_s += time.perf_counter() - t_start

@@ -9,6 +9,7 @@ pays the ~10-40 s once.
 from __future__ import annotations
 
 from pathlib import Path
+from solu_core.record_config import CorpusText, RecordConfig
 
 TINY_CORPUS = dict(include_stdlib=True, vocab_size=512, max_mb=1.0, val_fraction=0.1, seed=0)
 TINY_TOKENS = 20_480  # recorded tokens per store (320 contexts of 64)
@@ -43,8 +44,8 @@ def build_tiny_store(root: str | Path, act_fn: str = "solu_ln", n_tokens: int = 
     root = Path(root)
     models = build_tiny_models(root, act_fns=(act_fn,))
     out = root / "stores" / act_fn
-    record(models[act_fn], out, n_tokens=n_tokens, corpus_dir=root / "corpus", progress=False, device="cpu",
-           chunk_tokens=chunk_tokens)
+    record(models[act_fn], out, RecordConfig(text=CorpusText(root / "corpus"), n_tokens=n_tokens, device="cpu",
+                                             chunk_tokens=chunk_tokens), progress=False)
     if index:
         from store.index import index_store
 

@@ -12,6 +12,7 @@ from solu_core.train import control_dir, parse_inits, train_pair
 from store.errors import NeurobrowseError
 from store.format.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, run_cli
+from solu_core.record_config import CorpusText, RecordConfig
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,9 @@ def test_a_control_records_and_indexes_like_any_model(controls, tiny_root, tmp_p
 
     out, _ = controls
     st_path = tmp_path / "solu_ln-random"
-    record(control_dir(out, "solu_ln", "random"), st_path, n_tokens=8192, corpus_dir=tiny_root / "corpus",
-           progress=False, device="cpu", chunk_tokens=TINY_CHUNK_TOKENS)
+    record(control_dir(out, "solu_ln", "random"), st_path,
+           RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=8192, device="cpu",
+                        chunk_tokens=TINY_CHUNK_TOKENS), progress=False)
     index_store(st_path, progress=False)
     st = Store.open(st_path)
     assert st.manifest["model_init"] == "random" and st.act_fn == "solu_ln"
@@ -91,8 +93,8 @@ def test_training_twice_gives_bit_identical_weights_and_activations(tiny_root, t
     assert sha256_file(again / "model.safetensors") == sha256_file(first / "model.safetensors")
     st_a = Store.open(tiny_stores["gelu"])
     st_path = tmp_path / "gelu-again"
-    record(again, st_path, n_tokens=st_a.n_tokens, corpus_dir=tiny_root / "corpus", progress=False, device="cpu",
-           chunk_tokens=st_a.chunk_tokens)
+    record(again, st_path, RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=st_a.n_tokens, device="cpu",
+                                        chunk_tokens=st_a.chunk_tokens), progress=False)
     st_b = Store.open(st_path)
     assert np.array_equal(np.asarray(st_a.tokens[...]), np.asarray(st_b.tokens[...]))
     for h in st_a.hooks:

@@ -15,6 +15,7 @@ from store import schema
 from store.index import IndexConfig, index_store
 from store.format.reader import Store
 from tests.builders import TINY_TOKENS, run_cli
+from solu_core.record_config import CorpusText, RecordConfig
 from tests.helpers import assert_same_index
 
 HOOK = "blocks.0.mlp.hook_post"
@@ -95,20 +96,20 @@ def test_record_index_resume_discards_a_damaged_state_and_gets_the_uninterrupted
             raise Stop()
 
     out = tmp_path / "r"
-    kw = dict(n_tokens=TINY_TOKENS, chunk_tokens=1024, corpus_dir=tiny_root / "corpus", progress=False, device="cpu",
-              batch_size=16, index=True, dense=False)
+    cfg = RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=TINY_TOKENS, chunk_tokens=1024, device="cpu",
+                       batch_size=16, index=True, dense=False)
     with pytest.raises(Stop):
-        record(tiny_root / "models" / "gelu", out, index_config=IndexConfig(checkpoint_every_s=0.0, on_checkpoint=stop),
-               **kw)
+        record(tiny_root / "models" / "gelu", out,
+               cfg.replace(index_config=IndexConfig(checkpoint_every_s=0.0, on_checkpoint=stop)), progress=False)
     st = Store.open(out)
     progress = st.index_state(HOOK)["progress"]
     _flip_chunk_byte(_slot(out / schema.index_path(HOOK), progress, "p1"))
     capsys.readouterr()
-    record(tiny_root / "models" / "gelu", out, **kw)
+    record(tiny_root / "models" / "gelu", out, cfg, progress=False)
     err = capsys.readouterr().err
     assert "discarded" in err, err
     ref = tmp_path / "ref"  # the same call, never interrupted
-    record(tiny_root / "models" / "gelu", ref, **kw)
+    record(tiny_root / "models" / "gelu", ref, cfg, progress=False)
     assert_same_index(Store.open(out), Store.open(ref))
 
 

@@ -25,6 +25,7 @@ import distributed  # noqa: E402  (the `distributed` extra is part of the dev se
 
 from store.index.dask_cluster import SchedulerError, dask_client, parse_scheduler  # noqa: E402
 from store.index.dask_run import DaskIndexConfig, index_store_dask  # noqa: E402
+from solu_core.record_config import CorpusText, RecordConfig
 
 # index arrays summed in floating point (another summation order -> rounding differences only)
 FP_ARRAYS = {"mean", "var", "skewness", "kurtosis", "top_token_means", "sim_score"}
@@ -196,8 +197,9 @@ def test_local2_record_equals_single_process_record(tiny_root, tiny_stores, clie
     from solu_core.dask_record import record_dask
     from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS
 
-    out = record_dask(tiny_root / "models" / "solu_ln", tmp_path / "rec", client, n_tokens=TINY_TOKENS,
-                      corpus_dir=tiny_root / "corpus", device="cpu", chunk_tokens=TINY_CHUNK_TOKENS, progress=False)
+    out = record_dask(tiny_root / "models" / "solu_ln", tmp_path / "rec", client,
+                      RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=TINY_TOKENS, device="cpu",
+                                   chunk_tokens=TINY_CHUNK_TOKENS), progress=False)
     _assert_same_recording(tiny_stores["solu_ln"], out)
 
 
@@ -255,11 +257,12 @@ def _record_index_dask(tiny_root, out, client, act_fn="solu_ln", dense=False, st
     from store.index import IndexConfig
     from tests.builders import TINY_TOKENS
 
-    return record_dask(tiny_root / "models" / act_fn, out, client, n_tokens=TINY_TOKENS,
-                       corpus_dir=tiny_root / "corpus", device="cpu", chunk_tokens=LEAF_CHUNK_TOKENS,
-                       progress=False, index=True, dense=dense, stats=stats,
-                       config=DaskRecordConfig(groups_per_task=3),  # leaf 0, then 8 leaves of 3 groups
-                       index_config=IndexConfig(checkpoint_every_s=0.0))  # every leaf saves its results
+    return record_dask(tiny_root / "models" / act_fn, out, client,
+                       RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=TINY_TOKENS, device="cpu",
+                                    chunk_tokens=LEAF_CHUNK_TOKENS, index=True, dense=dense,
+                                    index_config=IndexConfig(checkpoint_every_s=0.0)),  # every leaf saves its results
+                       progress=False, stats=stats,
+                       config=DaskRecordConfig(groups_per_task=3))  # leaf 0, then 8 leaves of 3 groups
 
 
 @pytest.fixture(scope="module")
@@ -270,8 +273,9 @@ def streamed_dense_none(tiny_root, tmp_path_factory):
     from tests.builders import TINY_TOKENS
 
     out = tmp_path_factory.mktemp("streamed") / "store"
-    record(tiny_root / "models" / "solu_ln", out, n_tokens=TINY_TOKENS, chunk_tokens=LEAF_CHUNK_TOKENS,
-           corpus_dir=tiny_root / "corpus", device="cpu", progress=False, index=True, dense=False)
+    record(tiny_root / "models" / "solu_ln", out,
+           RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=TINY_TOKENS, chunk_tokens=LEAF_CHUNK_TOKENS,
+                        device="cpu", index=True, dense=False), progress=False)
     return out
 
 

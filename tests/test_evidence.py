@@ -9,6 +9,7 @@ from neurobrowse import calibration, evidence, verdict
 from store.measures import rules
 from store.format.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, run_cli
+from solu_core.record_config import CorpusText, RecordConfig
 
 
 # ---- the rules on hand-made snippets ----------------------------------------------------------------------
@@ -164,8 +165,9 @@ def control_store(tiny_root, tiny_stores):
     train_pair(tiny_root / "corpus", tiny_root / "models", preset="tiny", act_fns="solu_ln", progress=False,
                inits="random")
     out = tiny_root / "stores" / "solu_ln-random"
-    record(control_dir(tiny_root / "models", "solu_ln", "random"), out, n_tokens=8192, corpus_dir=tiny_root / "corpus",
-           progress=False, device="cpu", chunk_tokens=TINY_CHUNK_TOKENS)
+    record(control_dir(tiny_root / "models", "solu_ln", "random"), out,
+           RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=8192, device="cpu",
+                        chunk_tokens=TINY_CHUNK_TOKENS), progress=False)
     st = Store.open(out)
     if not all(st.is_indexed(h) for h in st.hooks):
         index_store(out, progress=False)

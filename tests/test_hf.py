@@ -18,6 +18,7 @@ from store import schema
 from store.format.reader import Store
 from tests.builders import run_cli
 from tests.helpers import kill_9_when
+from solu_core.record_config import RecordConfig, TextFiles
 
 ROOT = Path(__file__).resolve().parents[1]
 CTX = 32
@@ -110,8 +111,8 @@ def test_recorded_hf_store_equals_an_independent_forward_hook(hf_root, tmp_path,
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "s"
-    record(hf_root[arch], out, texts=[hf_root["text"]], n_tokens=900, context=CTX, device="cpu", progress=False,
-           chunk_tokens=128)
+    record(hf_root[arch], out, RecordConfig(text=TextFiles([hf_root["text"]]), n_tokens=900, context=CTX,
+                                            device="cpu", chunk_tokens=128), progress=False)
     s = Store.open(out)
     n_layers = 3 if arch == "llama" else 2
     assert s.complete and s.n_tokens == 896 and s.context_len == CTX
@@ -175,7 +176,7 @@ def test_transformer_lens_solu_ln_model_records_hook_mid_and_hook_post(hf_root, 
                                   n_ctx=64, act_fn="solu_ln", normalization_type="LN", seed=0)
     model = HookedTransformer(cfg).eval()
     docs = [p.read_text(encoding="utf-8") for p in sorted(hf_root["text"].glob("*.py"))]
-    out = record_model(model, tok, docs, tmp_path / "tl", n_tokens=640, context=CTX, chunk_tokens=128)
+    out = record_model(model, tok, docs, tmp_path / "tl", RecordConfig(n_tokens=640, context=CTX, chunk_tokens=128))
     s = Store.open(out)
     assert s.complete and s.n_tokens == 640
     assert s.hooks == ["blocks.0.mlp.hook_post", "blocks.0.mlp.hook_mid", "blocks.1.mlp.hook_post",
@@ -187,11 +188,11 @@ def test_transformer_lens_solu_ln_model_records_hook_mid_and_hook_post(hf_root, 
         np.testing.assert_allclose(s.activations(h)[:].astype(np.float32),
                                    cache[h].reshape(-1, s.d_mlp).numpy(), atol=2e-3, rtol=1e-2, err_msg=h)
     # the same call again resumes the finished store (nothing to do); other tokens are refused
-    record_model(model, tok, docs, out, n_tokens=640, context=CTX, chunk_tokens=128)
+    record_model(model, tok, docs, out, RecordConfig(n_tokens=640, context=CTX, chunk_tokens=128))
     from store.errors import StoreError
 
     with pytest.raises(StoreError, match="text_sha256"):
-        record_model(model, tok, docs[::-1], out, n_tokens=640, context=CTX, chunk_tokens=128)
+        record_model(model, tok, docs[::-1], out, RecordConfig(n_tokens=640, context=CTX, chunk_tokens=128))
 
 
 def test_record_model_takes_a_hf_model_and_token_ids(hf_root, tmp_path):
@@ -200,7 +201,7 @@ def test_record_model_takes_a_hf_model_and_token_ids(hf_root, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(hf_root["gpt_neox"]).eval()
     tok = AutoTokenizer.from_pretrained(hf_root["gpt_neox"])
     ids = torch.randint(0, len(tok), (12, CTX))
-    out = record_model(model, tok, ids, tmp_path / "s", chunk_tokens=128, source=str(hf_root["gpt_neox"]))
+    out = record_model(model, tok, ids, tmp_path / "s", RecordConfig(chunk_tokens=128), source=str(hf_root["gpt_neox"]))
     s = Store.open(out)
     assert s.complete and s.n_tokens == 12 * CTX and s.context_len == CTX
     np.testing.assert_array_equal(s.tokens[:], ids.reshape(-1).numpy())
@@ -213,8 +214,8 @@ def test_a_checkpoint_records_other_text_with_its_own_tokenizer(tiny_root, hf_ro
     from solu_core.checkpoint import load_checkpoint
 
     ck = load_checkpoint(tiny_root / "models" / "gelu", device="cpu")
-    out = record(ck.path, tmp_path / "s", texts=[hf_root["text"]], n_tokens=640, device="cpu", progress=False,
-                 chunk_tokens=128)
+    out = record(ck.path, tmp_path / "s", RecordConfig(text=TextFiles([hf_root["text"]]), n_tokens=640, device="cpu",
+                                                       chunk_tokens=128), progress=False)
     s = Store.open(out)
     assert s.complete and s.context_len == ck.config.n_ctx and s.n_tokens == 640
     assert s.manifest["split"] == "text" and s.manifest["model_kind"] == "checkpoint"
@@ -309,8 +310,8 @@ def test_app_opens_a_hf_store_and_try_your_text_matches_the_stored_activations(q
     from tests.helpers import WAIT_MS, main_window, wait_page
 
     out = tmp_path / "s"
-    record(hf_root["gpt2"], out, texts=[hf_root["text"]], n_tokens=1024, context=CTX, device="cpu", progress=False,
-           chunk_tokens=256)
+    record(hf_root["gpt2"], out, RecordConfig(text=TextFiles([hf_root["text"]]), n_tokens=1024, context=CTX,
+                                              device="cpu", chunk_tokens=256), progress=False)
     index_store(out, progress=False)
     s = Store.open(out)
     tok = s.tokenizer  # the store's own copy of the model's tokenizer

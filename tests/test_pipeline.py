@@ -5,6 +5,7 @@ import pytest
 import zarr
 
 from solu_core.record import RecordStats, record
+from solu_core.record_config import CorpusText, RecordConfig
 from store import schema
 from store.format.reader import Store
 
@@ -38,11 +39,11 @@ class Collect:
 
 def test_background_writer_same_bytes_and_consumers_see_every_chunk(tiny_root, tmp_path):
     ck, corpus = tiny_root / "models" / "solu_ln", tiny_root / "corpus"
-    kw = dict(n_tokens=2048, corpus_dir=corpus, progress=False, device="cpu", chunk_tokens=256, batch_size=8)
+    cfg = RecordConfig(text=CorpusText(corpus), n_tokens=2048, device="cpu", chunk_tokens=256, batch_size=8)
     inline, bg = tmp_path / "inline", tmp_path / "bg"
-    record(ck, inline, threaded=False, **kw)
+    record(ck, inline, cfg.replace(threaded=False), progress=False)
     consumer, stats = Collect(), RecordStats()
-    record(ck, bg, consumers=[consumer], stats=stats, **kw)
+    record(ck, bg, cfg, progress=False, consumers=[consumer], stats=stats)
     a, b = _all_arrays(inline), _all_arrays(bg)
     assert sorted(a) == sorted(b)
     for name in a:
@@ -63,16 +64,16 @@ def test_background_writer_same_bytes_and_consumers_see_every_chunk(tiny_root, t
 def test_a_failing_consumer_stops_the_recording_and_keeps_what_is_on_disk(tiny_root, tmp_path):
     ck, corpus = tiny_root / "models" / "gelu", tiny_root / "corpus"
     out = tmp_path / "s"
-    kw = dict(n_tokens=2048, corpus_dir=corpus, progress=False, device="cpu", chunk_tokens=256)
+    cfg = RecordConfig(text=CorpusText(corpus), n_tokens=2048, device="cpu", chunk_tokens=256)
     with pytest.raises(OSError, match="could not take chunk 3"):
-        record(ck, out, consumers=[Collect(fail_at=3)], **kw)
+        record(ck, out, cfg, progress=False, consumers=[Collect(fail_at=3)])
     s = Store.open(out)
     assert not s.complete
     done = zarr.open_group(out, mode="r")[schema.done_path("blocks.0.mlp.hook_post")][:]
     assert done[:4].all() and not done[4:].any()  # chunk 3 was written before its consumer ran (markers: checksums)
-    record(ck, out, **kw)  # the same command resumes
+    record(ck, out, cfg, progress=False)  # the same command resumes
     ref = tmp_path / "ref"
-    record(ck, ref, threaded=False, **kw)
+    record(ck, ref, cfg.replace(threaded=False), progress=False)
     a, b = _all_arrays(ref), _all_arrays(out)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)

@@ -15,6 +15,7 @@ from store import schema
 from store.format.reader import Store
 from tests.builders import cli_command, run_cli
 from tests.helpers import kill_9_when
+from solu_core.record_config import CorpusText, RecordConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,8 +29,8 @@ def test_recorded_store_holds_the_models_activations(tiny_root, tmp_path):
     ck_dir = tiny_root / "models" / "solu_ln"
     out = tmp_path / "s"
     stats = RecordStats()
-    record(ck_dir, out, n_tokens=2000, corpus_dir=tiny_root / "corpus", progress=False, device="cpu",
-           chunk_tokens=256, stats=stats)
+    record(ck_dir, out, RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=2000, device="cpu",
+                                     chunk_tokens=256), progress=False, stats=stats)
     s = Store.open(out)
     ck = load_checkpoint(ck_dir, device="cpu")
     assert s.complete and s.n_tokens == 1984 and s.context_len == 64  # rounded down to whole contexts
@@ -90,8 +91,8 @@ def test_kill_9_then_resume_gives_an_identical_store(tiny_root, tmp_path):
     args = [ck, "--tokens", 4096, "--chunk-tokens", 128, "--batch-size", 1, "--device", "cpu", "--quiet",
             "--corpus", tiny_root / "corpus"]
     ref = tmp_path / "ref"  # uninterrupted, in this process (same code path as the CLI)
-    record(ck, ref, n_tokens=4096, chunk_tokens=128, batch_size=1, device="cpu", progress=False,
-           corpus_dir=tiny_root / "corpus")
+    record(ck, ref, RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=4096, chunk_tokens=128,
+                                 batch_size=1, device="cpu"), progress=False)
 
     out = tmp_path / "killed"
     markers = out / schema.done_path("blocks.0.mlp.hook_mid") / "c"

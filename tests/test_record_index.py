@@ -14,6 +14,7 @@ from store import schema
 from store.format.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS, run_cli
 from tests.helpers import assert_same_index, kill_9_after_lines
+from solu_core.record_config import CorpusText, RecordConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,11 +67,12 @@ def test_dense_none_without_index_is_refused(tiny_root, tmp_path):
 _CHILD = """
 import sys
 from solu_core.record import record
+from solu_core.record_config import CorpusText, RecordConfig
 from store.index import IndexConfig
 ck, out, corpus, n, ct = sys.argv[1:6]
 cfg = IndexConfig(checkpoint_every_s=0.0, on_checkpoint=lambda h, w, c: print("saved", h, w, c, flush=True))
-record(ck, out, n_tokens=int(n), chunk_tokens=int(ct), corpus_dir=corpus, progress=False, device="cpu",
-       batch_size=int(ct) // 64, index=True, dense=False, index_config=cfg)
+record(ck, out, RecordConfig(text=CorpusText(corpus), n_tokens=int(n), chunk_tokens=int(ct), device="cpu",
+                             batch_size=int(ct) // 64, index=True, dense=False, index_config=cfg), progress=False)
 print("finished", flush=True)
 """
 
@@ -102,8 +104,8 @@ def test_kill_9_while_recording_with_index_then_the_same_command_resumes_identic
     ref = tmp_path / "ref"  # the same command, never interrupted
     from solu_core.record import record
 
-    record(ck, ref, n_tokens=TINY_TOKENS, chunk_tokens=1024, corpus_dir=tiny_root / "corpus", progress=False,
-           device="cpu", batch_size=16, index=True, dense=False)
+    record(ck, ref, RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=TINY_TOKENS, chunk_tokens=1024,
+                                 device="cpu", batch_size=16, index=True, dense=False), progress=False)
     a, b = Store.open(out), Store.open(ref)
     assert np.array_equal(np.asarray(a.tokens[:]), np.asarray(b.tokens[:]))
     assert_same_index(a, b)

@@ -282,12 +282,14 @@ def test_resume_rewrites_exactly_the_lost_chunk_with_several_chunks_per_work_gro
     """Record with two chunks per work group; delete one hook chunk's file and another's marker: the same
     command runs only the groups holding them and rewrites those chunks byte for byte, touching no other."""
     from solu_core.record import RecordStats, record
+    from solu_core.record_config import CorpusText, RecordConfig
 
     out = tmp_path / "s"
-    kw = dict(n_tokens=8192 * 2, corpus_dir=tiny_root / "corpus", progress=False, device="cpu", chunk_tokens=2048,
-              batch_size=64)  # 32 contexts of 64 per chunk: batches of 64 contexts = 2 chunks per work group
+    # 32 contexts of 64 per chunk: batches of 64 contexts = 2 chunks per work group
+    cfg = RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=8192 * 2, device="cpu", chunk_tokens=2048,
+                       batch_size=64)
     first = RecordStats()
-    record(tiny_root / "models" / "solu_ln", out, stats=first, **kw)
+    record(tiny_root / "models" / "solu_ln", out, cfg, progress=False, stats=first)
     assert first.groups == [0, 1, 2, 3]
     st = Store.open(out)
     mid, post = st.hook_for(0, "hook_mid"), st.hook_for(0, "hook_post")
@@ -296,7 +298,7 @@ def test_resume_rewrites_exactly_the_lost_chunk_with_several_chunks_per_work_gro
     (out / mid / "c" / "5" / "0").unlink()
     chunkio.clear_marker(out, schema.done_path(post), 2)
     again = RecordStats()
-    record(tiny_root / "models" / "solu_ln", out, stats=again, **kw)
+    record(tiny_root / "models" / "solu_ln", out, cfg, progress=False, stats=again)
     assert again.groups == [1, 2]  # chunk 2 is in group 1, chunk 5 in group 2
     rewritten = {out / mid / "c" / "5" / "0", out / post / "c" / "2" / "0"}
     for f, data in files.items():

@@ -13,6 +13,7 @@ from store.errors import StoreError
 from store.format.reader import Store
 from store.measures.tokens_display import readable_piece
 from tests.builders import run_cli
+from solu_core.record_config import CorpusText, RecordConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,8 +112,8 @@ def test_unindexed_store_says_how_to_index(tiny_root, tmp_path):
     from solu_core.record import record
 
     path = tmp_path / "raw"
-    record(tiny_root / "models" / "gelu", path, n_tokens=1024, corpus_dir=tiny_root / "corpus", progress=False,
-           device="cpu", chunk_tokens=512)
+    record(tiny_root / "models" / "gelu", path, RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=1024,
+                                                             device="cpu", chunk_tokens=512), progress=False)
     s = Store.open(path)
     assert not s.is_indexed(s.hooks[0])
     with pytest.raises(StoreError, match="neurobrowse index"):

@@ -78,19 +78,17 @@ def run(args: argparse.Namespace) -> int:
     if args.index:  # before torch loads: its OpenMP threads then sleep between batches instead of spinning
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # on the cores the indexer runs on (RESULTS.md, issue 23)
     from solu_core.dask_record import record_on
+    from solu_core.record_config import RecordConfig, text_source
     from store.errors import NeurobrowseError
 
     hooks = [h.strip() for h in args.hooks.split(",") if h.strip()] if args.hooks else None
-    extra = {}
-    if args.text or args.context is not None or args.allow_download:
-        if args.scheduler:
-            raise NeurobrowseError("--scheduler records neurobrowse checkpoints over their corpus only; "
-                                   "leave out --text / --context / --allow-download, or record without --scheduler")
-        extra = dict(texts=args.text, jsonl_field=args.jsonl_field, context=args.context,
-                     allow_download=args.allow_download)
-    out = record_on(args.scheduler, args.model, args.out, n_tokens=args.tokens, layers=args.layers, hooks=hooks,
-                    batch_size=args.batch_size, device=args.device, corpus_dir=args.corpus, progress=not args.quiet,
-                    chunk_tokens=args.chunk_tokens, fsync=not args.no_fsync, index=args.index,
-                    dense=args.dense == "keep", **extra)
+    if (args.text or args.context is not None or args.allow_download) and args.scheduler:
+        raise NeurobrowseError("--scheduler records neurobrowse checkpoints over their corpus only; "
+                               "leave out --text / --context / --allow-download, or record without --scheduler")
+    cfg = RecordConfig(text=text_source(args.text, args.jsonl_field, args.corpus), n_tokens=args.tokens,
+                       context=args.context, layers=args.layers, hooks=hooks, batch_size=args.batch_size,
+                       chunk_tokens=args.chunk_tokens, device=args.device, allow_download=args.allow_download,
+                       fsync=not args.no_fsync, index=args.index, dense=args.dense == "keep")
+    out = record_on(args.scheduler, args.model, args.out, cfg, progress=not args.quiet)
     print(f"store: {out}  (see it with `neurobrowse info {out}`)")
     return 0

@@ -221,6 +221,7 @@ def _control(trained: Path, dest: Path, device: str) -> dict:
 
 def _record(model: Path, store: Path, corpus: Path, p: SweepPreset, cfg: ReplicateConfig, inner: bool) -> dict:
     from solu_core.record import record
+    from solu_core.record_config import CorpusText, RecordConfig
     from store.errors import StoreError
     from store.format.reader import Store
 
@@ -230,8 +231,9 @@ def _record(model: Path, store: Path, corpus: Path, p: SweepPreset, cfg: Replica
     except StoreError:
         done = False
     if not done:
-        record(model, store, n_tokens=p.n_tokens, corpus_dir=corpus, device=cfg.device, progress=inner,
-               chunk_tokens=p.chunk_tokens, index=True, dense=cfg.dense == "keep")
+        record(model, store, RecordConfig(text=CorpusText(corpus), n_tokens=p.n_tokens, device=cfg.device,
+                                          chunk_tokens=p.chunk_tokens, index=True, dense=cfg.dense == "keep"),
+               progress=inner)
     st = Store.open(store)
     if not all(st.is_indexed(h) for h in st.hooks):  # only with kept dense activations: index them now
         from store.index import index_store
