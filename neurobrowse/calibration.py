@@ -2,8 +2,10 @@
 there to a per-model share with an interval that includes the calibration's own error.
 
 **The model.** A logistic regression of the raters' majority verdict (interpretable = 1; not,
-unsure or tied = 0, as the study's shares count them) on ``FEATURES``, the best rule's score and
-coverage (store.measures.rules: rules read off the same 20 distinct snippets a study shows), fitted on the
+unsure or tied = 0, as the study's shares count them) on ``FEATURES``: the best rule's score and
+coverage, the share of the other snippet tokens a study shades, the log kurtosis of the snippet
+activations and the share of the other snippet tokens active at all (store.measures.rules: all read off
+the same 20 distinct snippets a study shows), fitted on the
 pooled rating sets of docs/studies (``load_rating_set``). Its uncertainty is a two-stage bootstrap:
 resample the rating sets, then the neurons within each, refit; ``BOOTSTRAP`` coefficient draws ship
 with the point fit in ``neurobrowse/resources/calibration.json``, written by
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-FEATURES = ("rule_score", "rule_coverage", "shaded_other")
+FEATURES = ("rule_score", "rule_coverage", "shaded_other", "log_kurtosis", "positive_other")
 RIDGE = 1e-3  # L2 penalty on the slopes (not the intercept), times the neurons
 BOOTSTRAP = 400  # coefficient draws kept in the calibration file
 DRAWS = 2000  # joint draws behind a share's interval
@@ -235,6 +237,13 @@ def load_rating_set(folder: str | Path) -> RatingSet:
     models = {int(m["index"]): m for m in key["models"]}
     act = np.array([models[int(key["items"][it["item_id"]]["model"])]["act_fn"] for it in items], dtype=object)
     inits = {i: _model_init(m) for i, m in models.items()}
+    seen: dict = {}
+    for i, m in models.items():
+        k = (m["act_fn"], inits[i])
+        if k in seen:
+            raise ValueError(f"{folder}: models {seen[k]} and {i} are both {inits[i]} {m['act_fn']}; say which is the "
+                             "control with \"model_init\": \"random\" (or \"shuffled\") in key.json")
+        seen[k] = i
     init = np.array([inits[int(key["items"][it["item_id"]]["model"])] for it in items], dtype=object)
     kind = np.array([parse_hook_name(key["items"][it["item_id"]]["hook"])[1] for it in items], dtype=object)
     name = folder.name if folder.name != "study" else "/".join(folder.parts[-3:-1])

@@ -62,6 +62,23 @@ def test_token_sets_need_members_a_rater_can_group():
     arr, _, words_out = _best(items)
     assert words_out[0].startswith(("one of the tokens ' Alpha', ' Beta'", "one of the tokens ' Beta', ' Alpha'",
                                     "a capitalised word"))
+    # two lower-case word starts share only "a word start", which nearly every word is: no category
+    items = [[_snip([" a", " b", " to" if i % 2 else " des", " c"], 2) for i in range(20)]]
+    assert not _best(items)[2][0].startswith("one of the tokens")
+
+
+def test_sparsity_features_read_off_the_snippets():
+    quiet = [[{"tokens": [" a", " b", " c", " d"], "acts": [-0.1, -0.2, 5.0, -0.1], "center": 2} for _ in range(20)]]
+    busy = [[{"tokens": [" a", " b", " c", " d"], "acts": [2.0, 3.0, 5.0, 2.5], "center": 2} for _ in range(20)]]
+    q, b = _best(quiet)[0], _best(busy)[0]
+    assert q["positive_other"][0] == 0.0 and b["positive_other"][0] == 1.0
+    assert q["log_kurtosis"][0] > b["log_kurtosis"][0]
+    # the kurtosis of the 80 activations as a study keeps them (negatives as zero), by hand
+    a = np.array([0.0, 0.0, 5.0, 0.0] * 20)
+    assert _best([[{"tokens": [" a", " b", " c", " d"], "acts": [0.0, 0.0, 1.0, 0.0], "center": 2}] * 20])[0][
+        "log_kurtosis"][0] == pytest.approx(q["log_kurtosis"][0])  # scale- and sign-free
+    z = (a - a.mean()) / a.std()
+    assert q["log_kurtosis"][0] == pytest.approx(np.log((z ** 4).mean()), rel=1e-5)
 
 
 def test_repeated_tokens_numbers_and_spans():
@@ -100,6 +117,9 @@ def test_store_windows_are_what_a_study_shows(tiny_stores, tmp_path):
         n = k["neuron"]
         assert from_study["rule_n"][i] == arr["rule_n"][n]
         assert from_study["rule_score"][i] == pytest.approx(float(arr["rule_score"][n]), abs=1e-4)
+        assert from_study["positive_other"][i] == pytest.approx(float(arr["positive_other"][n]), abs=0.01)
+        assert from_study["log_kurtosis"][i] == pytest.approx(float(arr["log_kurtosis"][n]), abs=0.01), \
+            (win.acts[i], rules.windows_from_store(st, k["hook"]).acts[n])
         assert rules.describe(voc, from_study, i) == rules.describe(svoc, arr, n)
 
 
@@ -127,11 +147,27 @@ def test_shipped_calibration_is_fitted_from_docs_studies_reproducibly(tmp_path):
     assert json.loads(out.read_text()) == json.loads(calibration.RESOURCE.read_text())
     cal = calibration.shipped()
     assert cal.features == calibration.FEATURES and len(cal.draws) == calibration.BOOTSTRAP
-    assert set(cal.sets) >= {"demo-stdlib-2026-11-30", "demo-mixed-2026-11-30"}
+    assert set(cal.sets) == {s.name for s in calibration.rating_sets(root / "docs" / "studies")}  # every rated set
+
+
+def test_a_set_whose_control_is_unnamed_is_refused(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "docs" / "studies" / "replicate-small-L1-2026-12-07"
+    dst = tmp_path / "set"
+    shutil.copytree(src, dst)
+    key = json.loads((dst / "key.json").read_text(encoding="utf-8"))
+    assert calibration.load_rating_set(dst).group("gelu").sum() == 30  # the control (30 more GeLU items) kept apart
+    for m in key["models"]:
+        m.pop("model_init")
+    (dst / "key.json").write_text(json.dumps(key), encoding="utf-8")
+    with pytest.raises(ValueError, match="model_init"):
+        calibration.load_rating_set(dst)
 
 
 def test_share_interval_includes_the_calibrations_error():
-    X = np.tile([[0.8, 0.9, 0.05]], (400, 1))
+    X = np.tile([[0.8, 0.9, 0.05, 2.5, 0.3]], (400, 1))  # rule score, coverage, shaded, log kurtosis, active
     exact = calibration.Calibration(calibration.shipped().coef, np.tile(calibration.shipped().coef, (50, 1)), [], 0)
     narrow, _ = calibration.share(X, exact)
     wide, _ = calibration.share(X, calibration.shipped())

@@ -44,8 +44,6 @@ stream are computed once per store (``StreamCounts``).
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -53,7 +51,8 @@ import numba
 import numpy as np
 
 from store import schema
-from store.measures.snippets import context_slots, index_window
+from store.measures.snippets import context_slots
+from store.measures.token_classes import CLASSES as TOKEN_CLASSES, token_classes
 
 N_TOP = 20  # distinct top firings a rule is judged on (a rater sees about 20)
 BEFORE_SPAN = 8  # tokens before the firing searched by the "before" family
@@ -72,12 +71,8 @@ _VALUE_BITS = 36  # a feature is family << 36 | value
 _FEAT_BITS = 40  # a (neuron, feature) key is neuron << 40 | feature
 
 # the per-token classes (a token can be in several) and the one contextual class
-CLASSES = ("digits", "a number", "punctuation", "an opening bracket", "a closing bracket", "a quote",
-           "a line break", "indentation", "a capitalised word", "an all-caps word", "a word start",
-           "an identifier piece", "an operator", "non-ASCII text", "a word piece inside a longer word")
+CLASSES = TOKEN_CLASSES + ("a word piece inside a longer word",)
 C_INSIDE_WORD = CLASSES.index("a word piece inside a longer word")
-_NUMBER = re.compile(r"[+-]?(\d[\d_]*([.,]\d+)*|0[xX][0-9a-fA-F]+)")
-_OPERATOR = set("=+-*/%<>!&|^~@")
 
 # the arrays stored under index/{hook}/ next to schema.INDEX_ARRAYS (see schema.EXPLAIN_ARRAYS)
 OUTPUTS = ("explain_family", "explain_args", "explain_hits", "explain_n", "explain_coverage",
@@ -85,42 +80,6 @@ OUTPUTS = ("explain_family", "explain_args", "explain_hits", "explain_n", "expla
 
 
 # ---- the vocabulary ---------------------------------------------------------------------------------
-def _classes_of(s: str) -> list[int]:
-    """Class ids of one readable token piece (store.measures.tokens_display: ' ' leading space, '⏎' newline)."""
-    core = s.strip(" ⇥")
-    out = []
-    if core.isascii() and core.isdigit():
-        out.append(0)
-    if core and _NUMBER.fullmatch(core):
-        out.append(1)
-    if core and "⏎" not in core and all(unicodedata.category(ch)[0] in "PS" for ch in core):
-        out.append(2)
-        if set(core) <= set("([{"):
-            out.append(3)
-        if set(core) <= set(")]}"):
-            out.append(4)
-        if set(core) & set("'\"`"):
-            out.append(5)
-        if set(core) <= _OPERATOR:
-            out.append(12)
-    if "⏎" in s:
-        out.append(6)
-    if s and set(s) <= {" ", "⇥"}:
-        out.append(7)
-    if core.isalpha():
-        if core[0].isupper() and (len(core) == 1 or core[1:].islower()):
-            out.append(8)
-        if len(core) >= 2 and core.isupper():
-            out.append(9)
-        if s.startswith(" "):
-            out.append(10)
-    if ("_" in core and any(ch.isalnum() for ch in core)) or re.search(r"[a-z][A-Z]", core):
-        out.append(11)
-    if any(ord(ch) > 127 and ch not in "⏎⇥␍" for ch in core) or "⟨" in core:
-        out.append(13)
-    return out
-
-
 @dataclass
 class Vocab:
     """Per-token tables derived from the readable vocabulary (index V is the -1 padding token)."""
@@ -151,7 +110,7 @@ class Vocab:
         for i, s in enumerate(strings):
             key = s.lstrip(" ").lower()
             fold[i] = fold_ids.setdefault(key, len(fold_ids))
-            c = _classes_of(s)
+            c = token_classes(s)
             class_mat[i, c] = True
             c = c[:4]
             classes[i, :len(c)] = c

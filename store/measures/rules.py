@@ -9,7 +9,9 @@ context the model saw) and keeps the best one. Rule families:
 * **one token** / **one word in any case** / **the token before** / **the token after** / **a pair**
   / **a token within 8 before** (as store.explain);
 * **a small token set**: the firing tokens most often seen, as many as a description-length
-  trade-off allows (each member must cover at least two firings and pay ``MEMBER_COST``);
+  trade-off allows (each member must cover at least two firings and pay ``MEMBER_COST``), whose
+  members share a token class other than "a word start" (``GROUP_CLASSES``: nearly every word is
+  one, so ' to' and ' des' are no category) or are one word in several cases;
 * **a token class**: digits, a number, punctuation, brackets, quotes, a line break, indentation, a
   capitalised / all-caps word, a word start, an identifier piece, an operator, non-ASCII text;
 * **a position inside a split word**: a piece inside a longer word, the second piece, the first
@@ -37,11 +39,11 @@ model), so a study's snippets (token strings, ``from_snippets``) and a store's i
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
+
+from store.measures.token_classes import CLASSES, WORD_START, token_classes
 
 N_SNIPPETS = 20  # distinct top firings judged (a rater sees 20)
 SPAN_BEFORE, SPAN_AFTER = 16, 6  # the part of each snippet read (the smallest study crop in docs/studies)
@@ -81,50 +83,15 @@ CONDITIONS = (
     "right after a quote mark", "right after digits", "right after a word start",
 )
 C = {name: i for i, name in enumerate(CONDITIONS)}
-N_TOKEN_CLASSES = 14
-_NUMBER = re.compile(r"[+-]?(\d[\d_]*([.,]\d+)*|0[xX][0-9a-fA-F]+)")
-_OPERATOR = set("=+-*/%<>!&|^~@")
+N_TOKEN_CLASSES = len(CLASSES)
+GROUP_CLASSES = np.array([i for i in range(N_TOKEN_CLASSES) if i != WORD_START])  # classes a token set may share
+POSITIVE = 5e-4  # "active": at least this share of the strongest firing (a study keeps 3 decimals of that share)
 _CODE_CHARS = set("=()[]{}:;_")
 _KEYWORDS = {"def", "class", "import", "from", "return", "if", "elif", "else", "for", "while", "try", "except",
              "with", "raise", "self", "lambda", "yield", "assert", "None", "True", "False", "pass", "async", "await"}
 
 
 # ---- the vocabulary ---------------------------------------------------------------------------------
-def _token_classes(s: str) -> list[int]:
-    core = s.strip(" ⇥")
-    out = []
-    if core.isascii() and core.isdigit():
-        out.append(0)
-    if core and _NUMBER.fullmatch(core):
-        out.append(1)
-    if core and "⏎" not in core and all(unicodedata.category(ch)[0] in "PS" for ch in core):
-        out.append(2)
-        if set(core) <= set("([{"):
-            out.append(3)
-        if set(core) <= set(")]}"):
-            out.append(4)
-        if set(core) & set("'\"`"):
-            out.append(5)
-        if set(core) <= _OPERATOR:
-            out.append(12)
-    if "⏎" in s:
-        out.append(6)
-    if s and set(s) <= {" ", "⇥"}:
-        out.append(7)
-    if core.isalpha():
-        if core[0].isupper() and (len(core) == 1 or core[1:].islower()):
-            out.append(8)
-        if len(core) >= 2 and core.isupper():
-            out.append(9)
-        if s.startswith(" "):
-            out.append(10)
-    if ("_" in core and any(ch.isalnum() for ch in core)) or re.search(r"[a-z][A-Z]", core):
-        out.append(11)
-    if any(ord(ch) > 127 and ch not in "⏎⇥␍" for ch in core) or "⟨" in core:
-        out.append(13)
-    return out
-
-
 @dataclass
 class RuleVocab:
     """Per-token tables of a readable vocabulary (display strings, store.tokens_display); index V is padding."""
@@ -153,7 +120,7 @@ class RuleVocab:
                                                          "pipe")}
         for i, s in enumerate(strings):
             fold[i] = fold_ids.setdefault(s.lstrip(" ").lower(), len(fold_ids))
-            classes[i, _token_classes(s)] = True
+            classes[i, token_classes(s)] = True
             core = s.strip(" ⇥")
             flags["starts_alpha"][i] = bool(s) and s[0].isalpha()
             flags["ends_alpha"][i] = bool(s) and s[-1].isalpha()
@@ -390,7 +357,8 @@ def rule_arrays(win: Windows, voc: RuleVocab, block: int = BLOCK) -> dict[str, n
            "rule_hits": np.zeros(N, np.int32), "rule_n": np.zeros(N, np.int32),
            "rule_coverage": np.full(N, np.nan, np.float32), "rule_precision": np.full(N, np.nan, np.float32),
            "rule_score": np.full(N, np.nan, np.float32), "rule_set": np.full((N, SET_MAX), -1, np.int64),
-           "shaded_other": np.full(N, np.nan, np.float32), "top_ratio": np.full(N, np.nan, np.float32)}
+           "shaded_other": np.full(N, np.nan, np.float32), "top_ratio": np.full(N, np.nan, np.float32),
+           "positive_other": np.full(N, np.nan, np.float32), "log_kurtosis": np.full(N, np.nan, np.float32)}
     for b0 in range(0, N, block):
         sl = slice(b0, min(N, b0 + block))
         res = _block(win.tokens[sl], win.acts[sl], win.center, voc)
@@ -420,6 +388,18 @@ def _block(tok: np.ndarray, act: np.ndarray, c: int, voc: RuleVocab) -> dict[str
         top_max = np.nanmax(np.where(n_top[:, None] > 0, top_acts, -np.inf), 1)
         shaded = (other & (act >= SHADE_SHARE * top_max[:, None, None])).sum((1, 2)) / np.maximum(other.sum((1, 2)), 1)
         top_ratio = np.where(top_max > 0, med / top_max, np.nan)
+        # how sparse the snippets are, on what a study keeps (each activation as a share of the strongest,
+        # negatives as zero): the share of the other tokens active at all, and the (log) kurtosis of every
+        # snippet activation (a few strong firings among silent tokens is high)
+        rel = np.clip(act, 0.0, None) / np.where(top_max > 0, top_max, 1.0)[:, None, None]
+        positive = (other & (rel >= POSITIVE)).sum((1, 2)) / np.maximum(other.sum((1, 2)), 1)
+        seen = has & present[:, :, None]
+        k_n = np.maximum(seen.sum((1, 2)), 1)
+        k_mean = np.where(seen, rel, 0.0).sum((1, 2)) / k_n
+        k_dev = np.where(seen, rel - k_mean[:, None, None], 0.0)
+        k_var = (k_dev ** 2).sum((1, 2)) / k_n
+        log_kurt = np.where(k_var > 0, np.log((k_dev ** 4).sum((1, 2)) / k_n / np.where(k_var > 0, k_var, 1) ** 2),
+                            np.nan)
 
     cands_score, cands = [], []  # per family: score [b, R], and descriptors
 
@@ -486,12 +466,12 @@ def _block(tok: np.ndarray, act: np.ndarray, c: int, voc: RuleVocab) -> dict[str
         if u.size < 2:
             continue
         # members must share something a rater can name: one word in any case, or a token class
-        shared = voc.classes[u].all(0)
+        shared = voc.classes[u][:, GROUP_CLASSES].all(0)
         if not (shared.any() or (voc.fold[u] == voc.fold[u[0]]).all()):
             # the longest prefix of the list that does
             ok = 1
             for m in range(2, u.size + 1):
-                if voc.classes[u[:m]].all(0).any() or (voc.fold[u[:m]] == voc.fold[u[0]]).all():
+                if voc.classes[u[:m]][:, GROUP_CLASSES].all(0).any() or (voc.fold[u[:m]] == voc.fold[u[0]]).all():
                     ok = m
             u = u[:ok]
             if u.size < 2:
@@ -529,7 +509,9 @@ def _block(tok: np.ndarray, act: np.ndarray, c: int, voc: RuleVocab) -> dict[str
            "rule_score": np.where(n_top > 0, 0.0, np.nan).astype(np.float32),
            "rule_set": np.full((b, SET_MAX), -1, np.int64),
            "shaded_other": np.where(n_top > 0, shaded, np.nan).astype(np.float32),
-           "top_ratio": top_ratio.astype(np.float32)}
+           "top_ratio": top_ratio.astype(np.float32),
+           "positive_other": np.where(n_top > 0, positive, np.nan).astype(np.float32),
+           "log_kurtosis": np.where(n_top > 0, log_kurt, np.nan).astype(np.float32)}
     best_v = np.zeros(b)
     for i in range(b):
         if not alive[i]:
