@@ -2,10 +2,10 @@
 there to a per-model share with an interval that includes the calibration's own error.
 
 **The model.** A logistic regression of the raters' majority verdict (interpretable = 1; not,
-unsure or tied = 0, as the study's shares count them) on ``FEATURES``: the best rule's score and
-coverage, the share of the other snippet tokens a study shades, the log kurtosis of the snippet
-activations and the share of the other snippet tokens active at all (store.measures.rules: all read off
-the same 20 distinct snippets a study shows), fitted on the
+unsure or tied = 0, as the study's shares count them) on ``FEATURES``: the best rule's score,
+coverage and whether it is a token set, the share of the other snippet tokens a study shades, the log
+kurtosis of the snippet activations and the share of the other snippet tokens active at all
+(store.measures.rules: all read off the same 20 distinct snippets a study shows), fitted on the
 pooled rating sets of docs/studies (``load_rating_set``). Its uncertainty is a two-stage bootstrap:
 resample the rating sets, then the neurons within each, refit; ``BOOTSTRAP`` coefficient draws ship
 with the point fit in ``neurobrowse/resources/calibration.json``, written by
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-FEATURES = ("rule_score", "rule_coverage", "shaded_other", "log_kurtosis", "positive_other")
+FEATURES = ("rule_score", "rule_coverage", "shaded_other", "rule_is_set", "log_kurtosis", "positive_other")
 RIDGE = 1e-3  # L2 penalty on the slopes (not the intercept), times the neurons
 BOOTSTRAP = 400  # coefficient draws kept in the calibration file
 DRAWS = 2000  # joint draws behind a share's interval

@@ -167,7 +167,7 @@ def test_a_set_whose_control_is_unnamed_is_refused(tmp_path):
 
 
 def test_share_interval_includes_the_calibrations_error():
-    X = np.tile([[0.8, 0.9, 0.05, 2.5, 0.3]], (400, 1))  # rule score, coverage, shaded, log kurtosis, active
+    X = np.tile([[0.8, 0.9, 0.05, 0.0, 2.5, 0.3]], (400, 1))  # score, coverage, shaded, set, log kurtosis, active
     exact = calibration.Calibration(calibration.shipped().coef, np.tile(calibration.shipped().coef, (50, 1)), [], 0)
     narrow, _ = calibration.share(X, exact)
     wide, _ = calibration.share(X, calibration.shipped())

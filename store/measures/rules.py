@@ -358,7 +358,8 @@ def rule_arrays(win: Windows, voc: RuleVocab, block: int = BLOCK) -> dict[str, n
            "rule_coverage": np.full(N, np.nan, np.float32), "rule_precision": np.full(N, np.nan, np.float32),
            "rule_score": np.full(N, np.nan, np.float32), "rule_set": np.full((N, SET_MAX), -1, np.int64),
            "shaded_other": np.full(N, np.nan, np.float32), "top_ratio": np.full(N, np.nan, np.float32),
-           "positive_other": np.full(N, np.nan, np.float32), "log_kurtosis": np.full(N, np.nan, np.float32)}
+           "positive_other": np.full(N, np.nan, np.float32), "log_kurtosis": np.full(N, np.nan, np.float32),
+           "rule_is_set": np.full(N, np.nan, np.float32)}
     for b0 in range(0, N, block):
         sl = slice(b0, min(N, b0 + block))
         res = _block(win.tokens[sl], win.acts[sl], win.center, voc)
@@ -511,7 +512,8 @@ def _block(tok: np.ndarray, act: np.ndarray, c: int, voc: RuleVocab) -> dict[str
            "shaded_other": np.where(n_top > 0, shaded, np.nan).astype(np.float32),
            "top_ratio": top_ratio.astype(np.float32),
            "positive_other": np.where(n_top > 0, positive, np.nan).astype(np.float32),
-           "log_kurtosis": np.where(n_top > 0, log_kurt, np.nan).astype(np.float32)}
+           "log_kurtosis": np.where(n_top > 0, log_kurt, np.nan).astype(np.float32),
+           "rule_is_set": np.where(n_top > 0, 0.0, np.nan).astype(np.float32)}
     best_v = np.zeros(b)
     for i in range(b):
         if not alive[i]:
@@ -538,6 +540,7 @@ def _block(tok: np.ndarray, act: np.ndarray, c: int, voc: RuleVocab) -> dict[str
         res["rule_score"][i] = s
         if kind == KIND_VALUE and a == V_SET:
             res["rule_set"][i] = set_members[i]
+            res["rule_is_set"][i] = 1.0
     return res
 
 
