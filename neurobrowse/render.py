@@ -274,7 +274,8 @@ def info_text(info: dict) -> str:
 
 
 def score_summary_text(summary: dict) -> str:
-    """``store.measures.scores.score_summary`` as a table: per model, hook and score, mean, median, share passing."""
+    """``store.format.score_summary.score_summary`` as a table: per model, hook and score, mean, median,
+    share passing."""
     lines = [f"{'model':<12} {'hook':<28} {'score':<17} {'mean':>6} {'median':>6} {'share>=thr':>10} {'n':>6}"]
     for model, hooks in summary.items():
         for hook, scores in hooks.items():

@@ -7,9 +7,8 @@ from store import schema
 from store.index import index_store
 from store.format.reader import Store
 from neurobrowse.render import score_summary_text
-from store.measures.scores import (
-    THRESHOLDS, score_distributions, score_summary, sim_score, token_rule,
-)
+from store.format.score_summary import score_distributions, score_summary
+from store.measures.scores import THRESHOLDS, sim_score, token_rule
 from tests.helpers import write_synthetic_store
 
 HOOK = "blocks.0.mlp.hook_post"

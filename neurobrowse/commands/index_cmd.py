@@ -47,7 +47,7 @@ def parse_window(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     from neurobrowse import render
     from store.index.dask_run import index_store_on
-    from store.measures.scores import score_summary
+    from store.format.score_summary import score_summary
 
     out = index_store_on(args.scheduler, args.store, hooks=args.hooks, k=args.k, force=args.force,
                          progress=not args.quiet, window=parse_window(args.window))

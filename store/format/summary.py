@@ -88,4 +88,3 @@ def info(st) -> dict:
         "dense_bytes_on_disk": dense_disk,
         "compression_ratio": dense_raw / dense_disk if dense_disk else None,
     }
-

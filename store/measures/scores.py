@@ -20,7 +20,7 @@ scores low although a human might explain it; a neuron whose top firings are one
 may score high on the token rule yet mean little. The sim score uses k + SAMPLES_PER_BIN points
 per neuron (about 42 by default), so it is noisy per neuron and meaningful as a distribution; it
 is NaN when fewer than 3 points exist or the truth is constant, and 0 when the prediction is
-constant. Compare models with ``score_summary``.
+constant. Compare models with ``store.format.score_summary.score_summary``.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def sim_score_all(token_sum: np.ndarray, token_count: np.ndarray, m2: np.ndarray
 # ---- distributions per model ---------------------------------------------------------------------
 
 
-def _describe(values: np.ndarray, threshold: float) -> dict:
+def describe_distribution(values: np.ndarray, threshold: float) -> dict:
     v = np.asarray(values, np.float64)
     fin = v[np.isfinite(v)]
     out = {"n": int(v.size), "n_valid": int(fin.size)}
@@ -172,19 +172,6 @@ def _describe(values: np.ndarray, threshold: float) -> dict:
     out["threshold"] = threshold
     out["hist_counts"] = np.histogram(np.clip(fin, 0.0, 1.0), bins=SUMMARY_BINS)[0].tolist()
     out["hist_edges"] = SUMMARY_BINS.tolist()
-    return out
-
-
-def score_distributions(store) -> dict[str, dict[str, np.ndarray]]:
-    """{hook: {"token_rule_score": float32 [N], "sim_score": float32 [N]}} for every indexed hook of a
-    Store (or a path)."""
-    from store.format.reader import as_store
-
-    store = as_store(store)
-    out = {}
-    for hook in store.hooks:
-        if store.is_indexed(hook):
-            out[hook] = {name: np.asarray(store.index_array(hook, name)[...]) for name in SCORES}
     return out
 
 
@@ -203,25 +190,5 @@ def display_name(act_fn: str) -> str:
     return DISPLAY_NAMES.get(act_fn, act_fn)
 
 
-def score_summary(stores) -> dict[str, dict[str, dict[str, dict]]]:
-    """Per-model score distributions for the compare view and the CLI.
-
-    stores: {name: Store or path} or a list of them (named by ``model_name``).
-    Returns {model: {hook: {score name: {n, n_valid, mean, median, p10..p90, share_above,
-    threshold, hist_counts, hist_edges}}}}; share_above is the share of neurons scoring at least
-    THRESHOLDS[score] (0.8 for the token rule, after the paper's "80% of firings follow one rule").
-    """
-    from store.format.reader import as_store
-
-    items = stores.items() if isinstance(stores, dict) else [(None, s) for s in stores]
-    out: dict = {}
-    for name, s in items:
-        st = as_store(s)
-        key = name or model_name(st)
-        out[key] = {hook: {score: _describe(vals, THRESHOLDS[score]) for score, vals in d.items()}
-                    for hook, d in score_distributions(st).items()}
-    return out
-
-
-__all__ = ["token_rule", "token_rule_score", "sim_score", "sim_score_all", "score_distributions", "score_summary",
+__all__ = ["token_rule", "token_rule_score", "sim_score", "sim_score_all", "describe_distribution",
            "model_name", "display_name", "SCORES", "THRESHOLDS"]
