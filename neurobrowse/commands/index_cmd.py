@@ -11,9 +11,11 @@ from store import schema
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "index", help="index a recorded store: top-k / bottom-k snippets, samples, histograms, stats, scores",
-        description="Two streaming passes per hook over the recorded activations (Numba, parallel over "
-        "neurons) write every neuron's top-k and bottom-k firings with their contexts, quantile-bin random "
-        "samples, a histogram, moments, density, per-token statistics and two interpretability scores into "
+        description="One streaming read per hook over the recorded activations (Numba, parallel over neurons; "
+        "a second read only for a hook whose quantile samples it cannot certify) writes every neuron's top-k "
+        "and bottom-k firings with their contexts, quantile-bin random samples, a histogram, moments, density, "
+        "per-token statistics, three interpretability scores (token-rule, token lookup correlation, rule "
+        "explanation) and each neuron's rule explanation into "
         "the store's index group. Interrupted runs (Ctrl-C, kill -9) resume where they stopped when the "
         "same command is run again.")
     p.add_argument("store", help="store directory (from `neurobrowse record`)")

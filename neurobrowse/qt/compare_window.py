@@ -7,7 +7,7 @@ there is one), the details folded (every evidence line, the pass shares with Wil
 tab holds the population plots (every score, max activation, density, kurtosis, the LayerNorm overlap) of
 both models overlaid, the pass-share bars and a token-rule vs rule-explanation scatter whose points open
 that neuron. Bottom: one tab per model with the same neuron table and neuron page as the main window.
-Each metric is named by its ``store.columns`` title everywhere.
+Each metric is named by its ``store.measures.columns`` title everywhere.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 It shows, for one item at a time, its ~20 top snippets (one per recorded context, several lines each,
 tokens shaded red by activation) and the rating rule - nothing else: no model, no neuron id, no statistics, no
-scores. It only ever sees a ``neurobrowse.study.StudySession``, which reads the blinded study.json
+scores. It only ever sees a ``neurobrowse.study.session.StudySession``, which reads the blinded study.json
 and never the key, so it cannot leak the model even by mistake.
 
 Keys: 1 interpretable, 2 not interpretable, 3 unsure, U (or Ctrl+Z) undo the last rating, P (or
