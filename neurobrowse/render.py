@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from neurobrowse.formatting import human_bytes
+from store.schema import parse_hook_name
 
 # ---- JSON ----------------------------------------------------------------------------------------------
 
@@ -219,7 +220,7 @@ def dictionaries_text(summaries: list[dict], examples: bool = False) -> str:
             for e in ex:
                 lines.append(f"  feature {e['feature']}: max {e['max_act']:.3g}, hidden {e['hidden_share']:.0%}, "
                              f"|cos| {e['max_cos']:.2f}, {e['explanation'] or 'no rule'}   "
-                             f"(neurobrowse show {s.get('store') or 'STORE'} --layer {s['hook'].split('.')[1]} "
+                             f"(neurobrowse show {s.get('store') or 'STORE'} --layer {parse_hook_name(s['hook'])[0]} "
                              f"--hook {s['hook']} --neuron {e['feature']})")
     return "\n".join(lines)
 

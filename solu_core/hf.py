@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from store.errors import CheckpointError
+from store.schema import hook_name, parse_hook_name
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class HFRecorder(nn.Module):
 
     # ---- the shape of a recorded model, as solu_core.model.ModelConfig spells it --------------------
     def hook_names(self, layer: int) -> list[str]:
-        return [f"blocks.{layer}.mlp.{HOOK}"]
+        return [hook_name(layer, HOOK)]
 
     @property
     def n_ctx(self) -> int:
@@ -146,12 +147,14 @@ class HFRecorder(nn.Module):
         activations [batch, pos, d_mlp] in ``dtype``."""
         layers: dict[int, str] = {}
         for name in names:
-            parts = name.split(".")
-            if (len(parts) != 4 or parts[0] != "blocks" or not parts[1].isdigit() or parts[2:] != ["mlp", HOOK]
-                    or int(parts[1]) >= self.n_layers):
+            try:
+                layer, kind = parse_hook_name(name)
+            except ValueError:
+                layer, kind = -1, ""
+            if kind != HOOK or not 0 <= layer < self.n_layers:
                 raise ValueError(f"this {self.hf_config.model_type} model has no hook {name!r}; it has "
                                  f"blocks.0..{self.n_layers - 1}.mlp.{HOOK}")
-            layers[int(parts[1])] = name
+            layers[layer] = name
         last = max(layers)
         out: dict[str, torch.Tensor] = {}
 

@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from store.schema import hook_name, parse_hook_name
+
 ACT_FNS = ("gelu", "solu", "solu_ln")
 
 
@@ -69,7 +71,7 @@ class ModelConfig:
     def hook_names(self, layer: int) -> list[str]:
         """The MLP hooks this model has in one layer, in forward order."""
         names = ["hook_pre"] + (["hook_mid"] if self.act_fn == "solu_ln" else []) + ["hook_post"]
-        return [f"blocks.{layer}.mlp.{n}" for n in names]
+        return [hook_name(layer, n) for n in names]
 
     def n_params(self) -> int:
         per_block = 4 * self.d_model * self.n_heads * self.d_head + 2 * self.d_model * self.d_mlp
@@ -226,10 +228,7 @@ class Transformer(nn.Module):
         """
         layers = set()
         for name in names:
-            parts = name.split(".")
-            if len(parts) != 4 or parts[0] != "blocks" or parts[2] != "mlp" or not parts[1].isdigit():
-                raise ValueError(f"{name!r} is not an MLP hook name like 'blocks.0.mlp.hook_post'")
-            layer = int(parts[1])
+            layer = parse_hook_name(name)[0]  # a clear ValueError for what is not a hook name
             if layer >= self.cfg.n_layers or name not in self.cfg.hook_names(layer):
                 raise ValueError(
                     f"this {self.cfg.act_fn} model with {self.cfg.n_layers} layer(s) has no hook {name!r}; "

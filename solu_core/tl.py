@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
+from store import schema
 from store.errors import CheckpointError
 
 MLP_HOOKS = ("hook_pre", "hook_mid", "hook_post")
@@ -31,7 +32,7 @@ class TLRecorder(nn.Module):
         self.n_ctx = int(cfg.n_ctx)
 
     def hook_names(self, layer: int) -> list[str]:
-        return [f"blocks.{layer}.mlp.{h}" for h in MLP_HOOKS if f"blocks.{layer}.mlp.{h}" in self.model.hook_dict]
+        return [schema.hook_name(layer, h) for h in MLP_HOOKS if schema.hook_name(layer, h) in self.model.hook_dict]
 
     def config_dict(self, d_vocab: int) -> dict:
         cfg = self.model.cfg
@@ -58,7 +59,7 @@ class TLRecorder(nn.Module):
         def keep(act, hook):
             out[hook.name] = act.detach().to(dtype)
 
-        last = max(int(n.split(".")[1]) for n in names)
+        last = max(schema.parse_hook_name(n)[0] for n in names)
         self.model.run_with_hooks(tokens, fwd_hooks=[(n, keep) for n in names], stop_at_layer=last + 1,
                                   return_type=None)
         return {n: out[n] for n in names}

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 import numpy as np
 
+from store.schema import hook_name, parse_hook_name
+
 
 @dataclass(frozen=True)
 class NeuronRef:
@@ -15,10 +17,10 @@ class NeuronRef:
 
     @property
     def layer(self) -> int:
-        return int(self.hook.split(".")[1])
+        return parse_hook_name(self.hook)[0]
 
     def label(self) -> str:
-        return f"L{self.layer} N{self.neuron} ({self.hook.rsplit('.', 1)[-1]})"
+        return f"L{self.layer} N{self.neuron} ({parse_hook_name(self.hook)[1]})"
 
 
 class History:
@@ -117,19 +119,20 @@ def step_neuron(order: Sequence[int] | np.ndarray, current: int | None, step: in
 
 
 def step_layer(hooks: Sequence[str], current: str, step: int) -> str:
-    """The same hook kind one layer up or down (hook_post stays hook_post); clamps at the ends."""
-    layer, kind = int(current.split(".")[1]), current.rsplit(".", 1)[-1]
-    same_kind = sorted((h for h in hooks if h.rsplit(".", 1)[-1] == kind), key=lambda h: int(h.split(".")[1]))
+    """The same hook kind one layer up or down (hook_post stays hook_post, a dictionary's features the same
+    dictionary over the same kind); clamps at the ends."""
+    layer, kind = parse_hook_name(current)
+    same_kind = sorted((h for h in hooks if parse_hook_name(h)[1] == kind), key=lambda h: parse_hook_name(h)[0])
     if not same_kind:
         return current
-    layers = [int(h.split(".")[1]) for h in same_kind]
+    layers = [parse_hook_name(h)[0] for h in same_kind]
     idx = min(range(len(layers)), key=lambda i: abs(layers[i] - layer))
     return same_kind[int(np.clip(idx + step, 0, len(same_kind) - 1))]
 
 
 def paired_hook(hooks: Sequence[str], hook: str) -> str | None:
     """For SoLU-LN: hook_mid <-> hook_post of the same layer, when the store has both."""
-    prefix, kind = hook.rsplit(".", 1)
+    layer, kind = parse_hook_name(hook)
     other = {"hook_mid": "hook_post", "hook_post": "hook_mid"}.get(kind)
-    cand = f"{prefix}.{other}" if other else None
+    cand = hook_name(layer, other) if other else None
     return cand if cand in hooks else None

@@ -17,6 +17,7 @@ from neurobrowse.browsing import filtering
 from neurobrowse.browsing.filtering import TABLE_COLUMNS, TableFilter
 from neurobrowse.snippet_text import visible_token
 from store.measures import columns
+from store.schema import parse_hook_name
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -270,7 +271,7 @@ class NeuronTablePanel(QWidget):
     def _on_store(self, store) -> None:
         self.hook_box.clear()
         for h in store.hooks:
-            layer, kind = h.split(".")[1], h.rsplit(".", 1)[-1]
+            layer, kind = parse_hook_name(h)
             suffix = "" if h in self.browser.indexed else "  (not indexed)"
             self.hook_box.addItem(f"layer {layer} · {kind}{suffix}", h)
 
