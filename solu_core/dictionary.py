@@ -46,6 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from store import schema
+from store.format import atomic
 from store.format.dictionary import (
     DictionaryError, alignment, list_dictionaries, load_dictionary, saelens_cfg, save_dictionary,
 )
@@ -409,12 +410,8 @@ def _fingerprint(st, hook: str, cfg: DictionaryConfig) -> str:
 
 def _save_state(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic.writing(path, fsync=True) as tmp, open(tmp, "wb") as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _load_state(path: Path) -> dict | None:

@@ -97,10 +97,10 @@ def read_manifest(out: Path) -> dict:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    from store.export.neurons import atomic_output
+    from store.format import atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as f:
+    with atomic.output(path, error=ReplicateError) as f:
         json.dump(doc, f, indent=1)
 
 

@@ -28,6 +28,7 @@ from neurobrowse.replicate.pipeline import (
 )
 from neurobrowse.replicate.presets import ReplicateError
 from neurobrowse.stats import wilson_interval
+from store.format import atomic
 
 NAMES = {"gelu": "GeLU", "solu_ln": "SoLU-LN", "solu": "SoLU", "control": "control"}
 PROXY_SCORE = "explain_score"  # the automated proxy's score (store.columns; its threshold from there)
@@ -486,25 +487,21 @@ def plot(rep: dict, path: Path) -> None:
     bx.set_title("Loss vs MLP width; dashed SoLU-LN, dotted SoLU", fontsize=9)
     bx.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        with atomic.writing(path, suffix=".png") as tmp:
+            fig.savefig(tmp)
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
 
 
 def write_report(out: str | os.PathLike) -> dict:
     """Compute the report and write OUT/report/report.{txt,json,png}; returns {ext: path}."""
-    from store.export.neurons import atomic_output
-
     rep = compute(out)
     dest = Path(out).absolute() / "report"
     dest.mkdir(parents=True, exist_ok=True)
-    with atomic_output(dest / "report.json") as f:
+    with atomic.output(dest / "report.json", error=ReplicateError) as f:
         json.dump(rep, f, indent=1, default=float)
-    with atomic_output(dest / "report.txt") as f:
+    with atomic.output(dest / "report.txt", error=ReplicateError) as f:
         f.write(report_text(rep))
     plot(rep, dest / "report.png")
     return {k: str(dest / f"report.{k}") for k in ("txt", "json", "png")}

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 from store.measures.columns import SCORES
 from store.errors import NeurobrowseError
-from store.export.neurons import atomic_output
+from store.format import atomic
 from store.schema import is_feature_hook, parse_hook_name
 from store.measures.scores import display_name
 from neurobrowse.study.folder import RULE, STUDY_VERSION, StudyError, key_dir, relative_snippets
@@ -125,9 +125,9 @@ def new_study(stores: Iterable[Any], out: str | os.PathLike, cfg: StudyConfig | 
     try:
         out.mkdir(parents=True, exist_ok=True)
         keys.mkdir(parents=True, exist_ok=True)
-        with atomic_output(keys / "key.json") as f:  # apart from what raters are handed
+        with atomic.output(keys / "key.json", error=StudyError) as f:  # apart from what raters are handed
             json.dump(key_doc, f, indent=1)
-        with atomic_output(out / "study.json") as f:  # written last: its presence means the study is whole
+        with atomic.output(out / "study.json", error=StudyError) as f:  # last: its presence means a whole study
             json.dump(study, f, ensure_ascii=False, separators=(",", ":"))
         RatingsDB(out).close()
     except (OSError, NeurobrowseError):

@@ -10,8 +10,9 @@ the study still leads the compare window) and needs no per-user registry.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from store.format import atomic
 
 REPORTED_FILE = "reported_studies.json"  # in a store's root folder, beside its zarr.json
 
@@ -41,13 +42,11 @@ def record_in_stores(summary: dict, key: dict) -> list[Path]:
             continue
         entries = [d for d in _read(st.path) if d.get("study") != summary.get("study")] + [summary]
         path = Path(st.path) / REPORTED_FILE
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
-            tmp.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
+            atomic.write_text(path, json.dumps(entries, indent=1) + "\n")
             written.append(Path(st.path))
         except OSError:
-            tmp.unlink(missing_ok=True)
+            pass
     return written
 
 

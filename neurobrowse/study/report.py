@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np
 from neurobrowse.stats import wilson_interval
-from store.export.neurons import atomic_output
+from store.format import atomic
 from neurobrowse.study.folder import StudyError
 from neurobrowse.study.folder import report_dir
 from neurobrowse.study.results import compute_report
@@ -137,12 +137,10 @@ def plot_report(rep: dict, path: str | os.PathLike) -> None:
     ax.yaxis.grid(True, color="#e6e6e6")
     ax.set_axisbelow(True)
     fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp-{os.getpid()}.png")
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)  # never a half-written (0-byte) report.png, e.g. on a full disk
+        with atomic.writing(path, suffix=".png") as tmp:  # never a half-written (0-byte) report.png (full disk)
+            fig.savefig(tmp)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise StudyError(f"writing {path} failed ({e.strerror or e}); free some space (or choose another --out) and "
                          f"run `neurobrowse study report` again") from None
     finally:
@@ -157,14 +155,14 @@ def study_report(study: str | os.PathLike, out_dir: str | os.PathLike | None = N
     rep["controls"] = control_lines(load_key(study))
     out = Path(out_dir) if out_dir is not None else report_dir(study)  # beside the key, not in the raters' folder
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_output(out / "report.txt") as f:
+    with atomic.output(out / "report.txt", error=StudyError) as f:
         f.write(report_text(rep))
-    with atomic_output(out / "report.csv", newline="") as f:
+    with atomic.output(out / "report.csv", newline="", error=StudyError) as f:
         csv.writer(f).writerows(report_rows(rep))
     plot_report(rep, out / "report.png")
     summary = report_summary(rep)
     summary["report"] = str((out / "report.json").absolute())
-    with atomic_output(out / "report.json") as f:
+    with atomic.output(out / "report.json", error=StudyError) as f:
         json.dump(summary, f, indent=1)
     rep["recorded_in"] = [str(p) for p in record_in_stores(summary, load_key(study))]
     rep["files"] = {k: str(out / f"report.{k}") for k in ("txt", "csv", "png", "json")}

@@ -41,7 +41,6 @@ import io
 import json
 import math
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +49,7 @@ import numpy as np
 from store.measures import columns
 from store import schema
 from store.errors import NeurobrowseError
+from store.format import atomic
 from store.labels.label import Label, check_verdict, normalize_tags
 from store.labels.db import LabelDB
 from store.measures.snippets import build_snippets, distinct_names, has_distinct, index_window
@@ -78,7 +78,6 @@ CSV_COLUMNS = ("run_uuid", "tool_version", "hook", "layer", "neuron", *LABEL_FIE
                "top_firing_tokens", "top_snippets")
 
 
-GZIP_LEVEL = 6  # zlib's default: level 9 took 3x longer for a few % smaller files
 
 
 ACT_DECIMALS = 4  # activations are float16 on disk: 4 decimals keep what matters at a third of the size
@@ -154,53 +153,9 @@ PROTECTED_FOLDERS = {"study.json": "the study", "model.safetensors": "the checkp
                      "ratings.sqlite": "the study"}  # a file here marks a folder whose files an export must not touch
 
 
-@contextmanager
-def atomic_output(path: str | os.PathLike, *, gzip: bool = False, text: bool = True,
-                  newline: str | None = None) -> Iterator[Any]:
-    """Open a temporary file next to ``path``; on success fsync it and rename it over ``path``.
-    On any error the temporary file is removed and ``path`` is untouched."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        raw = open(tmp, "wb")
-    except OSError as e:
-        raise ExportError(f"cannot write {path}: {e}") from None
-    ok = False
-    try:
-        stream: Any = (gzip_mod.GzipFile(filename=path.name, mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL)
-                       if gzip else raw)
-        f = io.TextIOWrapper(stream, encoding="utf-8", newline=newline) if text else stream
-        try:
-            yield f
-            f.flush()
-        finally:
-            if text:
-                f.detach()
-            if gzip:
-                stream.close()
-        raw.flush()
-        os.fsync(raw.fileno())
-        raw.close()
-        os.replace(tmp, path)
-        ok = True
-        try:  # make the rename itself durable
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
-    except OSError as e:
-        raise ExportError(f"writing {path} failed ({e}); the previous file, if any, is unchanged") from None
-    finally:
-        if not ok:
-            try:
-                raw.close()
-            except OSError:
-                pass  # closing flushes what a full disk refused again; the file is dropped anyway
-            tmp.unlink(missing_ok=True)
+def atomic_output(path: str | os.PathLike, **kw) -> Any:
+    """``store.format.atomic.output`` with an ExportError naming ``path`` when writing fails."""
+    return atomic.output(path, error=ExportError, **kw)
 
 
 def _open_maybe_gzip(path: Path) -> io.TextIOBase:

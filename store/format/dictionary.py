@@ -32,6 +32,7 @@ import numpy as np
 
 from store import schema
 from store.errors import NeurobrowseError
+from store.format import atomic
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -237,13 +238,7 @@ def save_dictionary(folder: str | Path, cfg: dict, weights: dict[str, np.ndarray
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        old = None
-        if folder.exists():
-            old = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.old"
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        atomic.swap_in(tmp, folder)  # an older folder is exchanged with it in one step, then deleted
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -255,9 +250,7 @@ def update_meta(folder: str | Path, **fields) -> dict:
     p = Path(folder) / META_FILE
     meta = json.loads(p.read_text()) if p.is_file() else {}
     meta.update(fields)
-    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(meta, indent=2, default=_json_default))
-    os.replace(tmp, p)
+    atomic.write_text(p, json.dumps(meta, indent=2, default=_json_default))
     return meta
 
 

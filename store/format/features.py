@@ -13,13 +13,12 @@ a feature with hidden_share >= HIDDEN_SHARE is a candidate for a feature the neu
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from store import schema
+from store.format import atomic
 
 HIDDEN_PEAK = 0.5  # "a neuron fires strongly" at t: its activation is at least this share of its maximum
 HIDDEN_SHARE = 0.5  # a feature is a hidden candidate when this share of its top firings has no strong neuron
@@ -146,9 +145,8 @@ def write_neuron_peak(st, hook: str, reader=None, force: bool = False) -> dict:
         a = reader(c) if reader else np.asarray(st.read_chunk(src, c))
         r0 = c * st.chunk_tokens
         out[r0:r0 + a.shape[0]] = (np.maximum(a.astype(np.float32), 0) * inv).max(1)
-    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.npy")
-    np.save(tmp, out)
-    os.replace(tmp, p)
+    with atomic.writing(p, suffix=".npy") as tmp:
+        np.save(tmp, out)
     return {"computed": True, "share_no_strong_neuron": float(np.mean(out < HIDDEN_PEAK))}
 
 

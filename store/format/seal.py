@@ -21,12 +21,11 @@ are read as before (``record_of`` returns None).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from store.format import chunkio
+from store.format import atomic, chunkio
 
 RECORD_ATTR = "neurobrowse_checksums"  # array attribute: the checksum record
 SEAL_ATTR = "neurobrowse_seal"  # group attribute: Crc32c of the group's other attributes (saved states)
@@ -77,9 +76,7 @@ def seal_array(folder: Path, name: str, crcs: list[bytes] | None = None) -> dict
             crcs.append(c or b"\0\0\0\0")
     rec = make_record(name, shape, dtype, chunks, crcs)
     meta.setdefault("attributes", {})[RECORD_ATTR] = rec
-    tmp = meta_path.with_name(f".zarr.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, meta_path)
+    atomic.write_text(meta_path, json.dumps(meta, indent=2))
     return rec
 
 

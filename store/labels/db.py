@@ -36,6 +36,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
+from store.format import atomic
 from store.labels.label import (
     BACKUPS_KEPT, DEFAULT_BUSY_TIMEOUT_S, ENV_DB, LABELS_SCHEMA_VERSION, Label, LabelDatabaseError, VERDICTS,
     _layer_of, check_verdict, default_author, default_db_path, normalize_tags, now_iso, validate_against_store,
@@ -426,17 +427,15 @@ class LabelDB:
             target = self.backup_dir() / f"{self.path.stem}-{stamp}-{reason}.sqlite"
         else:
             target = Path(dest).expanduser()
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            dst = sqlite3.connect(tmp)
-            try:
-                self.conn.backup(dst)
-            finally:
-                dst.close()
-            os.replace(tmp, target)
+            with atomic.writing(target) as tmp:
+                dst = sqlite3.connect(tmp)
+                try:
+                    self.conn.backup(dst)
+                finally:
+                    dst.close()
         except (sqlite3.Error, OSError) as e:
-            tmp.unlink(missing_ok=True)
             raise self._translate(e, f"backing up to {target}") from None
         if dest is None:
             olds = sorted(self.backup_dir().glob(f"{self.path.stem}-*.sqlite"))
