@@ -143,7 +143,7 @@ def part_demo(args) -> dict:
             t1 = time.perf_counter()
             idx = index_features(path, r.feature_hook, progress=not args.quiet)
             t2 = time.perf_counter()
-            s = {**dictionary_summary(path, r.feature_hook), "act_fn": st.act_fn, "store": str(path),
+            s = {**dictionary_summary(Store.open(path), r.feature_hook), "act_fn": st.act_fn, "store": str(path),
                  "train_s": t1 - t0 if not r.skipped else None, "index_s": t2 - t1 if idx else None,
                  "load": load()}
             out.append(s)

@@ -507,7 +507,7 @@ class CompareWindow(QMainWindow):
 
     def show_keys(self) -> QMessageBox:
         """F1: every shortcut (the main window's list: the compare window shares its keys)."""
-        from neurobrowse.qt.main_window import keys_html
+        from neurobrowse.qt.keys import keys_html
 
         box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts", keys_html(),
                           QMessageBox.StandardButton.Close, self)

@@ -5,15 +5,7 @@
            -> per size: GeLU at smaller MLP widths (the loss-vs-width curve) -> report
 
 Every size's study comes before any of the width sweeps, so raters can start while the rest trains.
-Layout of the output folder ``OUT``::
-
-    OUT/replicate.json                 the settings (preset, sizes, seed, corpus, ...): the folder's identity
-    OUT/corpus/                        token shards + tokenizer (unless --corpus names another)
-    OUT/L<n>/models/<model>/           checkpoints: gelu, solu_ln, solu, control, gelu_mlp<width>
-    OUT/L<n>/stores/<model>/           recorded and indexed stores: gelu, solu_ln, solu, control
-    OUT/L<n>/study/                    the blinded study of the four (neurobrowse.study); rate with `study rate`
-    OUT/steps/<step>.json              completion markers: a step with a marker is skipped on a rerun
-    OUT/report/                        report.txt, report.json, report.png (`neurobrowse replicate report OUT`)
+The output folder's layout: neurobrowse.replicate.folder.
 
 A step's marker is written only after its output is whole, and every library underneath resumes on its
 own (training from its last checkpoint, recording from the last chunk marker, indexing from its last
@@ -30,13 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from neurobrowse.replicate.folder import (  # noqa: F401 - the folder's names, also read from here
+    KIND, MANIFEST, STUDIED, TRAINED, VERSION, marker_path, model_name_for_width, read_manifest, size_dir,
+)
 from neurobrowse.replicate.presets import ReplicateError, SweepPreset, check_memory, get_preset, parse_sizes
 
-MANIFEST = "replicate.json"
-KIND = "neurobrowse-replicate"
-VERSION = 1
-STUDIED = ("gelu", "solu_ln", "solu", "control")  # the models of each size's study (and recorded)
-TRAINED = ("gelu", "solu_ln", "solu")
 STUDY_SEED = 21_000  # + n_layers: each size's study is drawn reproducibly
 
 
@@ -68,32 +58,6 @@ class Step:
 class SweepResult:
     out: Path
     steps: list[dict] = field(default_factory=list)  # {name, status: done|skipped, seconds}
-
-
-def model_name_for_width(width: int) -> str:
-    return f"gelu_mlp{width}"
-
-
-def size_dir(out: Path, n: int) -> Path:
-    return out / f"L{n}"
-
-
-def marker_path(out: Path, name: str) -> Path:
-    return out / "steps" / f"{name}.json"
-
-
-def read_manifest(out: Path) -> dict:
-    path = Path(out) / MANIFEST
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReplicateError(f"{out} is not a replicate folder (no {MANIFEST}); run `neurobrowse replicate --out "
-                             f"{out}` first") from None
-    except ValueError as e:
-        raise ReplicateError(f"{path} is damaged ({e}); it is the folder's record of its settings") from None
-    if doc.get("kind") != KIND:
-        raise ReplicateError(f"{path} is not a replicate manifest (kind {doc.get('kind')!r})")
-    return doc
 
 
 def _write_json(path: Path, doc: dict) -> None:

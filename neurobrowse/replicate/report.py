@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurobrowse.replicate.pipeline import (
+from neurobrowse.replicate.folder import (
     STUDIED, TRAINED, marker_path, model_name_for_width, read_manifest, size_dir,
 )
 from neurobrowse.replicate.presets import ReplicateError
@@ -170,12 +170,13 @@ def dictionary_alignment(store_path: Path) -> dict | None:
     try:
         from store.format.dictionary import list_dictionaries
         from store.format.features import dictionary_summary
+        from store.format.reader import Store
     except ImportError:
         return None
     out = {}
     for hook in list_dictionaries(store_path):
         try:
-            s = dictionary_summary(store_path, hook)
+            s = dictionary_summary(Store.open(store_path), hook)
         except Exception:  # noqa: BLE001 - an unfinished or foreign dictionary: left out, the rest reported
             continue
         out[hook] = {k: s.get(k) for k in ("d_sae", "k", "aligned_share", "spread_share", "median_max_cos",

@@ -153,17 +153,15 @@ def write_neuron_peak(st, hook: str, reader=None, force: bool = False) -> dict:
 # ---- the summary of a dictionary (the paper's question) ---------------------------------------------------
 
 
-def dictionary_summary(store, hook: str, examples: int = 5) -> dict:
-    """Plain figures of one dictionary of a store (a path or Store): its metrics (neurobrowse.json: FVU, loss
-    recovered, L0, dead, dense), the feature-neuron alignment (aligned / spread shares), the share of indexed
+def dictionary_summary(st, hook: str, examples: int = 5) -> dict:
+    """Plain figures of one dictionary of an open Store ``st`` (``store.format.reader.as_store`` opens a path):
+    its metrics (neurobrowse.json: FVU, loss recovered, L0, dead, dense), the feature-neuron alignment (aligned / spread shares), the share of indexed
     features passing the automated explanation (rule score >= the column's threshold), the share of hidden
     candidates with a few example features (largest activation first), and the same shares for the source
     hook's neurons where indexed. JSON-ready."""
     from store.measures import columns
     from store.format.dictionary import alignment
-    from store.format.reader import as_store
 
-    st = as_store(store)
     st.check_hook(hook)
     if not schema.is_feature_hook(hook):
         raise ValueError(f"{hook!r} is not a dictionary's features")
