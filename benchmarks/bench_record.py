@@ -53,7 +53,7 @@ def _loaded(name: str):
     """(LoadedModel, context, vocab) with random weights."""
     import torch
 
-    from solu_core import models
+    from solu_core import loading
 
     torch.manual_seed(0)
     tok = _tokenizer()
@@ -61,13 +61,13 @@ def _loaded(name: str):
         from transformers import GPT2Config, GPT2LMHeadModel
 
         model = GPT2LMHeadModel(GPT2Config()).eval()
-        return models.from_memory(model, tok), 1024, 50257
+        return loading.from_memory(model, tok), 1024, 50257
     from solu_core.model import ModelConfig, Transformer
     from solu_core.presets import PRESETS
 
     cfg = ModelConfig(**{**PRESETS["demo"].model, "act_fn": "solu_ln"})
-    rec = models.CheckpointRecorder(Transformer(cfg).eval())
-    loaded = models.LoadedModel(kind="memory", source=None, recorder=rec, tokenizer=tok.backend_tokenizer,
+    rec = loading.CheckpointRecorder(Transformer(cfg).eval())
+    loaded = loading.LoadedModel(kind="memory", source=None, recorder=rec, tokenizer=tok.backend_tokenizer,
                                 tokenizer_json=tok.backend_tokenizer.to_str(), separator_id=0, hash="random",
                                 config=cfg.to_dict())
     return loaded, cfg.n_ctx, cfg.d_vocab

@@ -61,7 +61,7 @@ def _model(shape: dict, act_fn: str = "gelu"):
     import torch
 
     from solu_core.model import ModelConfig, Transformer
-    from solu_core.models import CheckpointRecorder
+    from solu_core.loading import CheckpointRecorder
 
     torch.manual_seed(0)
     return CheckpointRecorder(Transformer(ModelConfig(**shape, act_fn=act_fn)).eval())

@@ -329,7 +329,7 @@ def label_event_line(ev) -> str:
 
 
 def comparison_text(cmp) -> str:
-    """``state.Comparison``: per model the share passing each score with its 95% interval, then the verdict."""
+    """``neurobrowse.compare.Comparison``: per model the share passing each score with its 95% interval, then the verdict."""
     from store.measures import columns
 
     lines = []

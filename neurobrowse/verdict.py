@@ -38,7 +38,7 @@ from neurobrowse.stats import wilson_interval
 
 ALPHA = 0.05
 DISCRIMINATION_LIMIT = 0.9  # a score passing more than this share of both models' neurons does not decide
-PROXY_ORDER = ("explain_score", "token_rule_score", "lookup_corr", "sim_score")  # which proxy leads
+PROXY_ORDER = ("explain_score", "token_rule_score", "sim_score")  # which proxy leads
 HOLDS_HELP = (
     "'Holds' means the 95% interval of the difference (SoLU-LN minus GeLU share of interpretable neurons) lies "
     "above zero; 'does not hold' means it lies below zero; 'undecided' means it includes zero. A blinded rating "

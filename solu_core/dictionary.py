@@ -278,7 +278,7 @@ def check_hook(st, hook: str) -> None:
 def recorded_model(st, model: str | None = None, device: str = "auto", need: bool = True):
     """The model a store was recorded from (its manifest's checkpoint_path, or ``model``), checked against
     the hash the store recorded; None when it cannot be found and ``need`` is False, else a DictionaryError."""
-    from solu_core.models import load_model
+    from solu_core.loading import load_model
     from store.errors import NeurobrowseError
 
     spec = model or st.manifest.get("checkpoint_path")

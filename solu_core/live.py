@@ -1,7 +1,7 @@
 """Run a recorded model on text a user types, for the app's "try your own text" editor.
 
 The model the store names (a checkpoint or Hugging Face folder path, or a TransformerLens name) is
-loaded lazily (the first run, in a worker thread) through ``solu_core.models.load_model``, then kept.
+loaded lazily (the first run, in a worker thread) through ``solu_core.loading.load_model``, then kept.
 Text is tokenised with the model's own tokenizer (no special tokens added, as the recorder does inside
 a document); each token keeps its character span in the typed text so the editor can shade exactly
 the characters that produced it. Text longer than the model's context runs in consecutive windows
@@ -47,7 +47,7 @@ class LiveModel:
     def __init__(self, checkpoint_dir: str | Path, cfg: LiveConfig | None = None) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.cfg = cfg or LiveConfig()
-        self._model = None  # solu_core.models.LoadedModel
+        self._model = None  # solu_core.loading.LoadedModel
         self._lock = threading.Lock()
 
     @property
@@ -63,7 +63,7 @@ class LiveModel:
                     raise CheckpointError(
                         f"model {spec} not found (the store records where its model was); copy the checkpoint or "
                         "model folder there or point the app at it with File > Set checkpoint for try-your-text")
-                from solu_core.models import load_model
+                from solu_core.loading import load_model
 
                 self._model = load_model(spec, device=self.cfg.device)
             return self._model

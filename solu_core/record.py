@@ -26,7 +26,7 @@ import torch
 from solu_core.corpus.folder import TokenSplit, corpus_manifest_hash, load_split
 from solu_core.corpus.text_streams import read_text_stream, stream_sha256, tokenize_documents
 from solu_core.checkpoint import check_tokenizer_matches, code_version
-from solu_core.models import LoadedModel, from_memory, load_model
+from solu_core.loading import LoadedModel, from_memory, load_model
 from solu_core.record_config import Documents, RecordConfig, TextFiles, TextSource, TokenIds
 from store import schema
 from store.errors import CorpusError, NeurobrowseError
@@ -90,7 +90,7 @@ def default_hooks(cfg, layers: list[int] | None = None, hooks: list[str] | None 
 def logit_effects(recorder, layer: int, k: int = schema.K_LOGIT, n_vocab: int | None = None) -> tuple[np.ndarray, ...]:
     """Direct logit effects of one layer's neurons: W_out [d_mlp, d_model] @ W_U [d_model, d_vocab].
 
-    ``recorder``: a solu_core.models recorder (``w_out(layer)``, ``w_u()``, whatever the architecture).
+    ``recorder``: a solu_core.loading recorder (``w_out(layer)``, ``w_u()``, whatever the architecture).
     ``n_vocab``: only the first n_vocab tokens (the tokenizer's; an unembedding may be padded wider).
     Returns up_tokens, up_values (k largest per neuron, descending), down_tokens, down_values
     (k smallest, ascending), each [d_mlp, k]. The final LayerNorm's scale is not folded in (the
@@ -356,7 +356,7 @@ def record(model: str | Path, out: str | Path, cfg: RecordConfig | None = None, 
     index while recording, dense or not) says.
 
     model: a neurobrowse checkpoint directory, a Hugging Face model folder or a TransformerLens model name
-    (solu_core.models.load_model; TransformerLens weights from the local cache unless ``cfg.allow_download``).
+    (solu_core.loading.load_model; TransformerLens weights from the local cache unless ``cfg.allow_download``).
     The text: ``TextFiles`` (files, folders, .jsonl) tokenized with the model's tokenizer, each document
     preceded by its separator token; the default ``CorpusText()``, for a checkpoint: its corpus's validation split.
     consumers: ChunkConsumers that see every chunk after it is on disk (store.format.pipeline).

@@ -11,7 +11,7 @@ import pytest
 
 from neurobrowse.browsing.navigation import NeuronRef, paired_hook
 from neurobrowse.browsing.filtering import TableFilter, search_marker
-from neurobrowse.browsing import Browser, Comparison, InlineRunner
+from neurobrowse.browsing import Browser, CompareBrowser, InlineRunner
 from neurobrowse.labeling import label_text
 from store.format.reader import Store
 
@@ -148,7 +148,7 @@ def test_history_and_errors_are_events(tiny_stores, labels_db, tmp_path):
 
 
 def test_comparison_opens_both_sides_and_compares(tiny_stores, labels_db):
-    c = Comparison()
+    c = CompareBrowser()
     ready = []
     c.events.ready.connect(ready.append)
     c.open_stores(tiny_stores["gelu"], tiny_stores["solu_ln"])

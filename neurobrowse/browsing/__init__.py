@@ -2,7 +2,7 @@
 
 - ``Browser`` (browser.py): one open store (hook, neuron, page, tables, filter, sort, labels, bookmarks,
   history, try-your-text), emitting plain events.
-- ``Comparison`` (compare.py): two Browsers and the population comparison of their stores.
+- ``CompareBrowser`` (compare.py): two Browsers and the population comparison of their stores.
 - ``Events`` (events.py): the callback lists views subscribe to.
 - ``InlineRunner`` / ``Runner`` (runner.py): where the work runs; the app passes its Qt thread pool.
 
@@ -16,8 +16,8 @@ The Qt widgets in ``neurobrowse.qt`` are views over these, connected by ``neurob
 """
 
 from neurobrowse.browsing.browser import EVENTS, Browser
-from neurobrowse.browsing.compare import Comparison
+from neurobrowse.browsing.compare import CompareBrowser
 from neurobrowse.browsing.events import Event, Events
 from neurobrowse.browsing.runner import InlineRunner, Runner
 
-__all__ = ["Browser", "Comparison", "Event", "Events", "EVENTS", "InlineRunner", "Runner"]
+__all__ = ["Browser", "CompareBrowser", "Event", "Events", "EVENTS", "InlineRunner", "Runner"]

@@ -15,8 +15,9 @@ from neurobrowse.browsing.runner import InlineRunner, Runner
 from store.errors import NeurobrowseError
 
 
-class Comparison:
-    """Two stores side by side. ``sides`` are the two Browsers; ``comparison`` the computed result."""
+class CompareBrowser:
+    """Two stores side by side (the compare window's model). ``sides`` are the two Browsers; ``comparison``
+    the computed population comparison (``neurobrowse.compare.Comparison``)."""
 
     def __init__(self, sides: tuple[Browser, Browser] | None = None, runner: Runner | None = None) -> None:
         self.sides = sides or (Browser(), Browser())

@@ -5,14 +5,14 @@ thread pool whose results come back on the GUI thread) and re-emits each of the 
 the Qt signal of the same name, so widgets connect to signals in their ``__init__`` as Qt widgets do.
 Its other attributes are the browser's (``bridge.store``, ``bridge.select``): the browser owns the state
 and the actions; the bridge adds only signals. ``ComparisonBridge`` does
-the same for ``neurobrowse.browsing.Comparison``.
+the same for ``neurobrowse.browsing.CompareBrowser``.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from neurobrowse.browsing import EVENTS, Browser, Comparison
+from neurobrowse.browsing import EVENTS, Browser, CompareBrowser
 from neurobrowse.qt.tasks import TaskRunner
 
 
@@ -70,15 +70,15 @@ _forward(BrowserBridge, (
 
 
 class ComparisonBridge(QObject):
-    """Qt signals for a ``Comparison``; its two sides are BrowserBridges (``sides``)."""
+    """Qt signals for a ``CompareBrowser``; its two sides are BrowserBridges (``sides``)."""
 
-    ready = Signal(object)  # state.Comparison
+    ready = Signal(object)  # neurobrowse.compare.Comparison
     errorRaised = Signal(str, str)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.sides = (BrowserBridge(self), BrowserBridge(self))
-        self.session = Comparison((self.sides[0].session, self.sides[1].session), TaskRunner(self))
+        self.session = CompareBrowser((self.sides[0].session, self.sides[1].session), TaskRunner(self))
         self.session.events.ready.connect(self.ready.emit)
         self.session.events.errorRaised.connect(self.errorRaised.emit)
 
