@@ -118,8 +118,10 @@ def control_evidence(controls, hook_kind: str = "hook_post", cal: calibration.Ca
         vals = np.concatenate([np.asarray(st.neuron_table(h).get(threshold_score, []), np.float64)
                                for h in hooks_of(st, hook_kind)])
         fin = vals[np.isfinite(vals)]
+        title = columns.BY_NAME[threshold_score].title if threshold_score in columns.BY_NAME else threshold_score
         out.append(verdict.ControlEvidence(display(st), act_fn(st), model_init(st), sh.share, (sh.lo, sh.hi), sh.n,
-                                           float((fin >= th).mean()) if fin.size and th is not None else math.nan))
+                                           float((fin >= th).mean()) if fin.size and th is not None else math.nan,
+                                           f"{title} ≥ {th:g}" if th is not None else ""))
     return out
 
 

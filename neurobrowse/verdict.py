@@ -195,6 +195,7 @@ class ControlEvidence:
     interval: tuple[float, float]
     n: int
     threshold_share: float = math.nan  # share passing the leading threshold score (PROXY_ORDER[0])
+    threshold_name: str = ""  # that score and its threshold in words, e.g. "rule explanation score ≥ 0.7"
 
 
 @dataclass
@@ -282,14 +283,21 @@ def calibrated_sentence(c: CalibratedEvidence, names: tuple[str, str], word: str
             f"{' on this proxy' if word in ('holds', 'does not hold') else ''}.")
 
 
-def control_line(controls: list[ControlEvidence], trained: CalibratedEvidence | None, names: tuple[str, str]) -> str:
+def control_line(controls: list[ControlEvidence], trained: CalibratedEvidence | None, names: tuple[str, str],
+                 evidence: list[ScoreEvidence] | None = None) -> str:
+    """The controls' shares beside the trained models': the calibrated proxy's, then the leading threshold
+    score's (named, with the trained models' share of it from ``evidence`` where it is there)."""
     parts = [f"{c.name} {_pct(c.share)} {_ci(c.interval)}" for c in controls]
     line = "Random-model control, calibrated proxy: " + "; ".join(parts)
     if trained is not None:
         line += (f" (trained: {names[0]} {_pct(trained.shares[0])}, {names[1]} {_pct(trained.shares[1])})")
     th = [c for c in controls if math.isfinite(c.threshold_share)]
     if th:
-        line += "; passing the threshold proxy: " + ", ".join(f"{c.name} {_pct(c.threshold_share)}" for c in th)
+        what = th[0].threshold_name or "the threshold proxy"
+        line += f"; passing {what}: " + ", ".join(f"{c.name} {_pct(c.threshold_share)}" for c in th)
+        lead = [e for e in evidence or [] if e.name == PROXY_ORDER[0]]
+        if lead:
+            line += f" (trained: {names[0]} {_pct(lead[0].shares[0])}, {names[1]} {_pct(lead[0].shares[1])})"
     return line
 
 
@@ -327,7 +335,7 @@ def decide(names: tuple[str, str], evidence: list[ScoreEvidence], study: StudyEv
     if controls:
         by_fn = {c.act_fn: c for c in controls}
         s_c, o_c = by_fn.get("solu_ln") or by_fn.get("solu"), by_fn.get("gelu")
-        line = control_line(controls, calibrated, names)
+        line = control_line(controls, calibrated, names, ev)
         if s_c is not None and o_c is not None:
             # the two controls' difference: with their shares' intervals combined like Newcombe's
             d = s_c.share - o_c.share

@@ -99,3 +99,49 @@ def test_training_twice_gives_bit_identical_weights_and_activations(tiny_root, t
     assert np.array_equal(np.asarray(st_a.tokens[...]), np.asarray(st_b.tokens[...]))
     for h in st_a.hooks:
         assert np.array_equal(np.asarray(st_a.activations(h)[...]), np.asarray(st_b.activations(h)[...])), h
+
+
+def _compare_demos():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_demos.py"
+    spec = importlib.util.spec_from_file_location("compare_demos", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_compare_demos_sets_run_ids_aside_and_names_a_changed_array(tiny_root, tiny_stores, tmp_path, capsys):
+    """benchmarks/compare_demos.py (the reproducible-demo check): two copies of a workdir whose run UUID and
+    paths differ are identical; one changed activation, or one changed index value, is found and named."""
+    import shutil
+
+    import zarr
+
+    cmp = _compare_demos()
+    work = {}
+    for side in ("a", "b"):
+        w = tmp_path / side
+        (w / "models" / "gelu").mkdir(parents=True)
+        shutil.copy(Path(tiny_root) / "models" / "gelu" / "model.safetensors", w / "models" / "gelu")
+        shutil.copytree(Path(tiny_root) / "corpus", w / "corpus")
+        shutil.copytree(tiny_stores["gelu"], w / "stores" / "gelu")
+        work[side] = w
+    root = zarr.open_group(str(work["b"] / "stores" / "gelu"), mode="r+")
+    meta = dict(root.attrs["neurobrowse"])
+    meta["run_uuid"], meta["created"] = "00000000-0000-0000-0000-000000000000", "2030-01-01T00:00:00+00:00"
+    root.attrs["neurobrowse"] = meta
+    out = tmp_path / "cmp.json"
+    assert cmp.main([str(work["a"]), str(work["b"]), "--json", str(out)]) == 0
+    assert "identical (" in capsys.readouterr().out
+    st = Store.open(work["b"] / "stores" / "gelu")
+    hook = st.hooks[0]
+    acts = zarr.open_array(str(work["b"] / "stores" / "gelu" / hook), mode="r+")
+    acts[3, 5] = float(acts[3, 5]) + 1.0
+    kurt = zarr.open_array(str(work["b"] / "stores" / "gelu" / "index" / hook / "kurtosis"), mode="r+")
+    kurt[7] = float(kurt[7]) + 0.5
+    assert cmp.main([str(work["a"]), str(work["b"]), "--json", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert f"gelu/{hook}: 1 of " in text and f"gelu/index/{hook}/kurtosis: 1 of " in text
+    assert "NOT identical" in text
+    assert cmp.main([str(tmp_path / "nowhere"), str(work["b"])]) == 2

@@ -224,8 +224,32 @@ def test_store_verdict_finds_the_solu_side_and_the_control(tiny_stores, control_
     assert ctl.act_fn == "solu_ln" and ctl.init == "random" and ctl.name == "SoLU-LN random init"
     assert 0.0 <= ctl.interval[0] <= ctl.share <= ctl.interval[1] <= 1.0
     assert "Random-model control" in v.lines[-1] and "SoLU-LN random init" in v.lines[-1]
+    # the control's share of the leading threshold score is named, with the trained models' beside it
+    lead = next(e for e in v.evidence if e.name == verdict.PROXY_ORDER[0])
+    assert ctl.threshold_name == f"{lead.title} ≥ {lead.threshold:g}"
+    assert f"passing {ctl.threshold_name}: SoLU-LN random init {100 * ctl.threshold_share:.0f}% (trained: " \
+        in v.lines[-1]
+    assert v.lines[-1].count("(trained: ") == 2
     # the SoLU side comes from the manifest, whatever the order
     v2 = evidence.store_verdict(s, g, tables[::-1], controls=[])
     assert v2.calibrated.shares == pytest.approx(v.calibrated.shares) and not v2.controls
     # two GeLU-like stores (the same one twice): no SoLU side, no verdict
     assert evidence.store_verdict(g, g, [tables[0], tables[0]]) is None
+
+
+def test_study_report_lists_the_control_beside_the_trained_models(tiny_stores, control_store):
+    """`study report`'s control lines (neurobrowse.study.report.control_lines): the random-init control found
+    beside the study's stores, with its calibrated share next to each trained model's on the same proxy."""
+    from neurobrowse.study.report import control_lines
+
+    key = {"models": [{"store": str(tiny_stores[a]), "run_uuid": Store.open(tiny_stores[a]).run_uuid}
+                      for a in ("gelu", "solu_ln")]}
+    lines = control_lines(key)
+    assert lines[0].startswith("Random-model controls beside these stores")
+    body = lines[1:]
+    assert len(body) == 3 and "random init" in body[-1]
+    for line in body:
+        share = float(line.split("%")[0].split()[-1])
+        assert 0.0 <= share <= 100.0 and line.rstrip().endswith("neurons)")
+    # a key whose run UUIDs are not these stores' lists nothing (the study was of other recordings)
+    assert control_lines({"models": [{"store": str(tiny_stores["gelu"]), "run_uuid": "other"}]}) == []
