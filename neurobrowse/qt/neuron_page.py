@@ -394,14 +394,21 @@ class NeuronPageWidget(QWidget):
         self.tabs.setTabEnabled(self.ln_tab, page.paired is not None)
         self._sync_bookmark()
 
+    def _snippet_at(self, view: SnippetView, si: int):
+        """(neuron ref, snippet, position of its firing token) of snippet ``si`` of ``view``; None when gone."""
+        ref = self._view_refs.get(view, self.page.ref if self.page is not None else None)
+        if ref is None or not 0 <= si < len(view.snippets):
+            return None
+        sn = view.snippets[si]
+        return ref, sn, sn.start + (sn.firing[0] if sn.firing else 0)
+
     def _expand(self, view: SnippetView, si: int) -> None:
         """Read snippet ``si``'s whole context off the GUI thread and show it in place when it arrives
         (unless the view has moved on to other snippets meanwhile)."""
-        ref = self._view_refs.get(view, self.page.ref if self.page is not None else None)
-        if ref is None or not 0 <= si < len(view.snippets):
+        at = self._snippet_at(view, si)
+        if at is None:
             return
-        sn = view.snippets[si]
-        position = sn.start + (sn.firing[0] if sn.firing else 0)
+        ref, sn, position = at
 
         def done(passage) -> None:
             if si < len(view.snippets) and view.snippets[si] is sn:
@@ -412,11 +419,10 @@ class NeuronPageWidget(QWidget):
     def _edit(self, view: SnippetView, si: int) -> None:
         """'edit' on a snippet: read the whole context the model saw with that firing (off the GUI thread),
         put exactly that text in the try-your-text editor and show the recorded value beside the re-run one."""
-        ref = self._view_refs.get(view, self.page.ref if self.page is not None else None)
-        if ref is None or not 0 <= si < len(view.snippets):
+        at = self._snippet_at(view, si)
+        if at is None:
             return
-        sn = view.snippets[si]
-        position = sn.start + (sn.firing[0] if sn.firing else 0)
+        ref, sn, position = at
 
         def done(passage) -> None:
             text, offset = in_context_text(self.browser.store, passage)

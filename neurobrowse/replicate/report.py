@@ -207,17 +207,13 @@ def human_shares(study: Path) -> dict:
     """Blinded ratings of one size's study: per model and per layer the share of neurons whose majority
     verdict is interpretable (Wilson 95%), items unrated, raters, agreement."""
     from neurobrowse.study.folder import load_items, load_key
-    from neurobrowse.study.ratings import RatingsDB
+    from neurobrowse.study.ratings import latest_ratings
     from neurobrowse.study.results import majority
 
     items = load_items(study)
     key = load_key(study)
     check_study_stores(study, key)
-    db = RatingsDB(study)
-    try:
-        latest = db.latest()
-    finally:
-        db.close()
+    latest = latest_ratings(study)
     raters = sorted({r for r, _ in latest})
     by_item: dict[str, list[str]] = {}
     for (_, iid), (v, _) in latest.items():

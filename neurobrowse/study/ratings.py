@@ -75,3 +75,12 @@ class RatingsDB:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def latest_ratings(study) -> dict[tuple[str, str], tuple[str, float | None]]:
+    """``RatingsDB(study).latest()``, the database opened and closed again: {(rater, item_id): (verdict, seconds)}."""
+    db = RatingsDB(study)
+    try:
+        return db.latest()
+    finally:
+        db.close()

@@ -16,7 +16,7 @@ from store.errors import NeurobrowseError
 from store.labels.label import VERDICTS
 from store.schema import parse_hook_name
 from neurobrowse.study.folder import StudyError, load_items, load_key
-from neurobrowse.study.ratings import RatingsDB
+from neurobrowse.study.ratings import latest_ratings
 
 
 # ---- the report ------------------------------------------------------------------------------------
@@ -96,11 +96,7 @@ def compute_report(study: str | os.PathLike) -> dict:
     study = Path(study)
     items = load_items(study)
     key = load_key(study)
-    db = RatingsDB(study)
-    try:
-        latest = db.latest()
-    finally:
-        db.close()
+    latest = latest_ratings(study)
     raters = sorted({r for r, _ in latest})
     if not raters:
         raise StudyError(f"{study} has no ratings yet; rate it with `neurobrowse study rate {study} --rater NAME`")

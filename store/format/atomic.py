@@ -46,7 +46,8 @@ _libc = None
 GZIP_LEVEL = 6
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file, or a folder's entries, to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -65,7 +66,7 @@ def writing(path: str | os.PathLike, *, fsync: bool = False, suffix: str = ""):
     try:
         yield tmp
         if fsync:
-            _fsync(tmp)
+            fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -73,7 +74,7 @@ def writing(path: str | os.PathLike, *, fsync: bool = False, suffix: str = ""):
         raise
     if fsync:
         with contextlib.suppress(OSError):  # the rename itself made durable; not every file system allows it
-            _fsync(path.parent)
+            fsync_path(path.parent)
 
 
 def write_text(path: str | os.PathLike, text: str, *, fsync: bool = False) -> None:

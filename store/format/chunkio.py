@@ -20,6 +20,7 @@ import google_crc32c
 import numpy as np
 
 from store.errors import CorruptChunkError
+from store.format.atomic import fsync_path
 
 MARKER_DTYPE = "uint64"  # marker value: MARKER_SET | Crc32c of the chunk; 0 = not written
 MARKER_SET = np.uint64(1 << 32)
@@ -129,13 +130,7 @@ def write_file(path: Path, payload: np.ndarray, fsync: bool = False) -> bytes:
     return crc
 
 
-def fsync_dir(folder: Path) -> None:
-    """Flush a folder's entries (or, given a file, the file) to disk."""
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+fsync_dir = fsync_path  # a folder's entries (or, given a file, the file) to disk: store.format.atomic.fsync_path
 
 
 def raw_size(dtype, chunk_shape: tuple[int, ...]) -> int:
