@@ -6,6 +6,7 @@ import argparse
 
 from neurobrowse import options
 from neurobrowse.study.draw import StudyConfig
+from store import schema
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,9 +49,11 @@ def cmd_new(args: argparse.Namespace) -> int:
 
     kinds = [k.strip() for k in args.hooks.split(",") if k.strip()] if args.hooks else list(args.hook or ())
     def known(k: str) -> bool:  # a hook kind, or a dictionary's features: hook_post.sae.NAME
-        parts = k.split(".")
-        return parts[0] in ("hook_pre", "hook_mid", "hook_post") and (len(parts) == 1 or (
-            len(parts) == 3 and parts[1] == "sae" and bool(parts[2])))
+        try:
+            schema.parse_hook_name(schema.hook_name(0, k))
+        except ValueError:
+            return False
+        return k.partition(".")[0] in ("hook_pre", "hook_mid", "hook_post")
 
     bad = [k for k in kinds if not known(k)]
     if bad:

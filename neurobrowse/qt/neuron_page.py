@@ -24,6 +24,7 @@ from neurobrowse.snippet_text import bin_title, visible_token
 from neurobrowse.browsing.pages import NeuronPage
 from neurobrowse.browsing.navigation import NeuronRef
 from store.measures import columns
+from store.schema import parse_hook_name
 
 pg.setConfigOptions(antialias=True, background="w", foreground=(60, 60, 60))
 
@@ -468,7 +469,7 @@ class NeuronPageWidget(QWidget):
         page = self.page
         v, ref = page.view, page.ref
         if page.paired is not None:
-            if ref.hook.endswith("hook_mid"):
+            if parse_hook_name(ref.hook)[1] == "hook_mid":
                 mid, mid_s, mid_scale = v, page.top, page.scale
                 post, post_s, post_scale = page.paired, page.paired_top, page.paired_scale
             else:
