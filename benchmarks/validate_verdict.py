@@ -25,8 +25,10 @@ from neurobrowse import calibration as cal_mod  # noqa: E402
 from neurobrowse.verdict import newcombe, word_for  # noqa: E402
 
 
-def validate(sets, n_boot: int = 200) -> list[dict]:
+def validate(sets, n_boot: int = 200, rebuilt: dict | None = None) -> list[dict]:
+    """rebuilt: {set name: folder of stores that rebuild its pair} (``rebuilt_stores`` checks them)."""
     rows = []
+    rebuilt = rebuilt or {}
     for h, held in enumerate(sets):
         train = [s for j, s in enumerate(sets) if j != h]
         cal = cal_mod.fit(train, n_boot=n_boot)
@@ -47,7 +49,11 @@ def validate(sets, n_boot: int = 200) -> list[dict]:
                    study_interval=(st_lo, st_hi), study_word=word_for(st_lo, st_hi))
         row["within_10_points"] = abs(diff - st_diff) <= 0.10
         row["agree"] = row["proxy_word"] == row["study_word"]
-        pop = population(held, cal)
+        found = None
+        if held.name in rebuilt:
+            found, row["rebuilt_check"] = rebuilt_stores(held, rebuilt[held.name])
+            row["rebuilt_from"] = str(rebuilt[held.name])
+        pop = population(held, cal, found)
         if pop is not None:
             row["population"] = pop
             row["population_agree"] = pop["word"] == row["study_word"]
@@ -60,25 +66,69 @@ def validate(sets, n_boot: int = 200) -> list[dict]:
     return rows
 
 
-def population(held, cal):
+def rebuilt_stores(held, folder) -> tuple[dict, dict]:
+    """The trained stores under ``folder`` (a rebuild of the set's pair, e.g. `neurobrowse demo --seed 1`) that
+    reproduce the rated set: a store stands in for the key's model of its act_fn when every rated item of that
+    model has the same max activation in it (key.json's max_act; a rebuild has other run UUIDs, so they cannot
+    match). Returns ({act_fn: Store}, {act_fn: (items equal, items)})."""
+    import json
+    import math
+
+    import numpy as np
+
+    from neurobrowse import evidence
+    from store.errors import NeurobrowseError
+    from store.format.reader import Store
+
+    key = json.loads((Path(held.folder) / "key.json").read_text(encoding="utf-8"))
+    models = {m["index"]: m for m in key["models"] if cal_mod._model_init(m) == "trained"}
+    found, check = {}, {}
+    for d in sorted(Path(folder).iterdir()):
+        try:
+            st = Store.open(d)
+        except (NeurobrowseError, OSError):
+            continue
+        if evidence.model_init(st) != "trained":
+            continue
+        act = evidence.act_fn(st)
+        items = [it for it in key["items"].values() if it["model"] in models and models[it["model"]]["act_fn"] == act]
+        tables = {}
+        same = 0
+        for it in items:
+            if it["hook"] not in st.hooks:
+                continue
+            if it["hook"] not in tables:
+                tables[it["hook"]] = np.asarray(st.neuron_table(it["hook"])["max_act"], np.float64)
+            v = tables[it["hook"]][it["neuron"]]
+            same += bool(math.isclose(float(v), float(it["max_act"]), rel_tol=0, abs_tol=1e-6))
+        check[act] = (same, len(items))
+        if items and same == len(items):
+            found.setdefault(act, st)
+    return found, check
+
+
+def population(held, cal, found: dict | None = None):
     """The proxy as `compare` applies it: over every hook_post neuron of the study's trained GeLU and SoLU-LN
-    stores (when they are still on disk), with the held-out calibration; None without the stores."""
+    stores (when they are still on disk, or ``found``: stores that reproduce them, ``rebuilt_stores``), with
+    the held-out calibration; None without the stores."""
     import json
 
     from neurobrowse import evidence
     from store.errors import NeurobrowseError
     from store.format.reader import Store
 
-    folder = Path(held.folder)
-    key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
-    found = {}
-    for m in key["models"]:
-        try:
-            st = Store.open(m["store"])
-        except (NeurobrowseError, OSError):
-            continue
-        if st.run_uuid == m["run_uuid"] and evidence.model_init(st) == "trained" and cal_mod._model_init(m) == "trained":
-            found.setdefault(m["act_fn"], st)
+    if found is None:
+        folder = Path(held.folder)
+        key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
+        found = {}
+        for m in key["models"]:
+            try:
+                st = Store.open(m["store"])
+            except (NeurobrowseError, OSError):
+                continue
+            if (st.run_uuid == m["run_uuid"] and evidence.model_init(st) == "trained"
+                    and cal_mod._model_init(m) == "trained"):
+                found.setdefault(m["act_fn"], st)
     if "gelu" not in found or "solu_ln" not in found:
         return None
     xs, xg = evidence.rule_features(found["solu_ln"]), evidence.rule_features(found["gelu"])
@@ -94,9 +144,10 @@ def population_table(rows) -> str:
         p = r.get("population")
         if p is None:
             continue
-        out.append(f"| `{r['set']}` | {100 * p['diff']:+.0f} [{100 * p['interval'][0]:+.0f}, {100 * p['interval'][1]:+.0f}] "
+        (pl, ph), (sl, sh) = p["interval"], r["study_interval"]
+        out.append(f"| `{r['set']}` | {100 * p['diff']:+.0f} [{100 * pl:+.0f}, {100 * ph:+.0f}] "
                    f"({100 * p['shares'][0]:.0f}% vs {100 * p['shares'][1]:.0f}%, {p['n'][0]} + {p['n'][1]} neurons) | "
-                   f"{100 * r['study_diff']:+.0f} [{100 * r['study_interval'][0]:+.0f}, {100 * r['study_interval'][1]:+.0f}] | "
+                   f"{100 * r['study_diff']:+.0f} [{100 * sl:+.0f}, {100 * sh:+.0f}] | "
                    f"{'yes' if r['population_within_10_points'] else 'no'} | {p['word']} / {r['study_word']} | "
                    f"{'yes' if r['population_agree'] else 'no'} |")
     return "\n".join(out) if len(out) > 2 else ""
@@ -123,6 +174,9 @@ def main(argv=None) -> int:
     ap.add_argument("--studies", default=str(ROOT / "docs" / "studies"))
     ap.add_argument("--set", action="append", default=[], metavar="FOLDER",
                     help="also a rated study folder outside --studies (repeatable)")
+    ap.add_argument("--stores", action="append", default=[], metavar="SET=DIR",
+                    help="stores that rebuild SET's pair (e.g. `neurobrowse demo --seed 1 --workdir W`: W/stores); "
+                         "used for the every-neuron table when they reproduce every rated item's max activation")
     ap.add_argument("--boot", type=int, default=200)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -130,13 +184,25 @@ def main(argv=None) -> int:
     if len(sets) < 2:
         print("error: leave-one-set-out needs at least two rated sets", file=sys.stderr)
         return 2
-    rows = validate(sets, args.boot)
+    rebuilt = {}
+    for spec in args.stores:
+        name, sep, folder = spec.partition("=")
+        if not sep or not Path(folder).is_dir() or name not in {s.name for s in sets}:
+            print(f"error: --stores {spec!r}: give SET=DIR with SET one of the rated sets "
+                  f"({', '.join(s.name for s in sets)}) and DIR a folder of stores", file=sys.stderr)
+            return 2
+        rebuilt[name] = Path(folder)
+    rows = validate(sets, args.boot, rebuilt)
     print(table(rows))
     pt = population_table(rows)
     if pt:
         print("\nThe same calibration (fitted without the set) over every hook_post neuron of the set's stores, where "
               "they are still on disk (what `compare` shows):")
         print(pt)
+    for r in rows:
+        if "rebuilt_check" in r:
+            print(f"{r['set']}: stores rebuilt in {r['rebuilt_from']}: rated items with the same max activation: "
+                  + ", ".join(f"{a} {k}/{n}" for a, (k, n) in sorted(r["rebuilt_check"].items())))
     for r in rows:
         if "hook_mid" in r:
             m = r["hook_mid"]
