@@ -52,7 +52,7 @@ import numpy as np
 
 from store import schema
 from store.measures.snippets import context_slots
-from store.measures.token_classes import CLASSES as TOKEN_CLASSES, token_classes
+from store.measures.token_classes import CLASSES as TOKEN_CLASSES, token_table
 
 N_TOP = 20  # distinct top firings a rule is judged on (a rater sees about 20)
 BEFORE_SPAN = 8  # tokens before the firing searched by the "before" family
@@ -101,28 +101,20 @@ class Vocab:
 
     @classmethod
     def build(cls, strings: list[str]) -> "Vocab":
-        V = len(strings)
-        fold_ids: dict[str, int] = {}
-        fold = np.full(V + 1, -1, np.int64)
+        t = token_table(strings)
+        V = len(t.classes)
         classes = np.full((V + 1, 4), -1, np.int64)
         class_mat = np.zeros((V + 1, len(CLASSES)), bool)
-        flags = np.zeros((5, V + 1), bool)
+        line_end = np.zeros(V + 1, bool)
+        blank = np.zeros(V + 1, bool)
         for i, s in enumerate(strings):
-            key = s.lstrip(" ").lower()
-            fold[i] = fold_ids.setdefault(key, len(fold_ids))
-            c = token_classes(s)
+            c = t.classes[i]
             class_mat[i, c] = True
-            c = c[:4]
-            classes[i, :len(c)] = c
-            flags[0, i] = bool(s) and s[0].isalpha()
-            flags[1, i] = bool(s) and s[-1].isalpha()
-            flags[2, i] = s.endswith("⏎")
-            flags[3, i] = "⏎" in s and s.rstrip(" ⇥").endswith("⏎") and not s.endswith("⏎")
-            flags[4, i] = bool(s) and set(s) <= {" ", "⇥"}
-        names = [""] * len(fold_ids)
-        for k, v in fold_ids.items():
-            names[v] = k
-        return cls(list(strings), fold, names, classes, class_mat, *flags)
+            classes[i, :len(c[:4])] = c[:4]
+            line_end[i] = s.endswith("⏎")
+            blank[i] = bool(s) and set(s) <= {" ", "⇥"}
+        return cls(list(strings), t.fold, t.fold_names, classes, class_mat, t.starts_alpha, t.ends_alpha, line_end,
+                   t.indent_end, blank)
 
 
 # ---- features of positions ----------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store.measures.token_classes import CLASSES, WORD_START, token_classes
+from store.measures.token_classes import CLASSES, WORD_START, token_table
 
 N_SNIPPETS = 20  # distinct top firings judged (a rater sees 20)
 SPAN_BEFORE, SPAN_AFTER = 16, 6  # the part of each snippet read (the smallest study crop in docs/studies)
@@ -110,23 +110,19 @@ class RuleVocab:
     def build(cls, strings) -> "RuleVocab":
         strings = list(strings)
         V = len(strings)
-        fold_ids: dict[str, int] = {}
-        fold = np.full(V + 1, -1, np.int64)
+        t = token_table(strings)
         classes = np.zeros((V + 1, N_TOKEN_CLASSES), bool)
         names = ("starts_alpha", "ends_alpha", "space_alpha", "newline", "code", "keyword", "word", "hash",
                  "triple", "colon_end", "role_open", "dot", "indent_end", "colon", "starts_backtick", "alpha")
         flags = {n: np.zeros(V + 1, bool) for n in names}
         counts = {n: np.zeros(V + 1, np.int64) for n in ("backtick", "dquote", "squote", "paren", "bracket",
                                                          "pipe")}
+        flags["starts_alpha"], flags["ends_alpha"], flags["indent_end"] = t.starts_alpha, t.ends_alpha, t.indent_end
         for i, s in enumerate(strings):
-            fold[i] = fold_ids.setdefault(s.lstrip(" ").lower(), len(fold_ids))
-            classes[i, token_classes(s)] = True
+            classes[i, t.classes[i]] = True
             core = s.strip(" ⇥")
-            flags["starts_alpha"][i] = bool(s) and s[0].isalpha()
-            flags["ends_alpha"][i] = bool(s) and s[-1].isalpha()
             flags["space_alpha"][i] = len(s) >= 2 and s[0] == " " and s[1].isalpha()
             flags["newline"][i] = "⏎" in s
-            flags["indent_end"][i] = "⏎" in s and s.rstrip(" ⇥").endswith("⏎") and not s.endswith("⏎")
             flags["code"][i] = bool(set(core) & _CODE_CHARS) or core in _KEYWORDS
             flags["keyword"][i] = core in _KEYWORDS
             flags["word"][i] = core.isalpha() and core.islower()
@@ -144,10 +140,7 @@ class RuleVocab:
             counts["paren"][i] = s.count("(") - s.count(")")
             counts["bracket"][i] = s.count("[") - s.count("]")
             counts["pipe"][i] = s.count("|")
-        fnames = [""] * len(fold_ids)
-        for k, v in fold_ids.items():
-            fnames[v] = k
-        return cls(strings, fold, fnames, classes, {**flags, **counts})
+        return cls(strings, t.fold, t.fold_names, classes, {**flags, **counts})
 
 
 # ---- windows ------------------------------------------------------------------------------------------

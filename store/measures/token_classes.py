@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
 
 # class ids are positions in this tuple; a token can be in several
 CLASSES = ("digits", "a number", "punctuation", "an opening bracket", "a closing bracket", "a quote",
@@ -51,3 +54,36 @@ def token_classes(s: str) -> list[int]:
     if any(ord(ch) > 127 and ch not in "⏎⇥␍" for ch in core) or "⟨" in core:
         out.append(13)
     return out
+
+
+@dataclass
+class TokenTable:
+    """What both rule searches read off each readable token (index V is the -1 padding token)."""
+
+    fold: np.ndarray  # int64 [V + 1] folded-form id (leading spaces dropped, lower case); -1 for padding
+    fold_names: list[str]  # the folded form of each fold id
+    classes: list[list[int]]  # [V] each token's class ids (token_classes)
+    starts_alpha: np.ndarray  # bool [V + 1] first character a letter (so no leading space)
+    ends_alpha: np.ndarray  # bool [V + 1] last character a letter
+    indent_end: np.ndarray  # bool [V + 1] a line break followed by spaces / tabs only
+
+
+def token_table(strings) -> TokenTable:
+    """The shared per-token tables of a readable vocabulary (store.measures.explain.Vocab and
+    store.measures.rules.RuleVocab build on them)."""
+    strings = list(strings)
+    V = len(strings)
+    fold_ids: dict[str, int] = {}
+    fold = np.full(V + 1, -1, np.int64)
+    flags = np.zeros((3, V + 1), bool)
+    classes = []
+    for i, s in enumerate(strings):
+        fold[i] = fold_ids.setdefault(s.lstrip(" ").lower(), len(fold_ids))
+        classes.append(token_classes(s))
+        flags[0, i] = bool(s) and s[0].isalpha()
+        flags[1, i] = bool(s) and s[-1].isalpha()
+        flags[2, i] = "⏎" in s and s.rstrip(" ⇥").endswith("⏎") and not s.endswith("⏎")
+    names = [""] * len(fold_ids)
+    for k, v in fold_ids.items():
+        names[v] = k
+    return TokenTable(fold, names, classes, *flags)
