@@ -126,6 +126,18 @@ def make_optimizer(model: Transformer, tc: TrainConfig) -> torch.optim.AdamW:
 # ----------------------------------------------------------------------------------------- training
 
 
+def _begin(out_dir, corpus_dir, preset: str, tc: TrainConfig, device: str, threads: int | None) -> tuple:
+    """What a training run and a control start from: (out folder, corpus folder, the corpus manifest's hash,
+    its tokenizer's JSON, the training settings as recorded, the device, the threads in use)."""
+    out = Path(out_dir).expanduser().resolve()
+    corpus_dir = Path(corpus_dir).expanduser().resolve()
+    manifest_hash = corpus_manifest_hash(corpus_dir)
+    tokenizer_json = (corpus_dir / "tokenizer.json").read_text(encoding="utf-8")
+    training = {"preset": preset, **asdict(tc)}
+    dev = pick_device(device)
+    return out, corpus_dir, manifest_hash, tokenizer_json, training, dev, _set_threads(dev, threads)
+
+
 def train_one(
     corpus_dir: str | Path,
     out_dir: str | Path,
@@ -142,13 +154,8 @@ def train_one(
     unfinished run with the same settings. Returns ``out_dir``."""
     from store.progress import progress_bar
 
-    out = Path(out_dir).expanduser().resolve()
-    corpus_dir = Path(corpus_dir).expanduser().resolve()
-    manifest_hash = corpus_manifest_hash(corpus_dir)
-    tokenizer_json = (corpus_dir / "tokenizer.json").read_text(encoding="utf-8")
-    training = {"preset": preset, **asdict(tc)}
-    dev = pick_device(device)
-    n_threads = _set_threads(dev, threads)
+    out, corpus_dir, manifest_hash, tokenizer_json, training, dev, n_threads = _begin(
+        out_dir, corpus_dir, preset, tc, device, threads)
 
     recover_checkpoint_dir(out)
     if force and out.exists():
@@ -321,13 +328,8 @@ def make_control(
     with ``shuffle_weights(seed=tc.seed)``. A finished control with the same settings is kept."""
     if init not in ("random", "shuffled"):
         raise TrainConfigError(f"a control is 'random' or 'shuffled', not {init!r}")
-    out = Path(out_dir).expanduser().resolve()
-    corpus_dir = Path(corpus_dir).expanduser().resolve()
-    manifest_hash = corpus_manifest_hash(corpus_dir)
-    tokenizer_json = (corpus_dir / "tokenizer.json").read_text(encoding="utf-8")
-    training = {"preset": preset, **asdict(tc)}
-    dev = pick_device(device)
-    n_threads = _set_threads(dev, threads)
+    out, corpus_dir, manifest_hash, tokenizer_json, training, dev, n_threads = _begin(
+        out_dir, corpus_dir, preset, tc, device, threads)
     recover_checkpoint_dir(out)
     source_hash = None
     if init == "shuffled":
