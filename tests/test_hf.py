@@ -239,8 +239,8 @@ def _count(d: Path) -> int:
 def test_hf_kill_9_then_resume_gives_an_identical_store(hf_root, tmp_path):
     args = [hf_root["llama"], "--text", hf_root["text"], "--tokens", 3072, "--context", CTX, "--chunk-tokens", 64,
             "--batch-size", 1, "--device", "cpu", "--quiet"]
-    ref = tmp_path / "ref"
-    r = subprocess.run(_cli("record", *args, "--out", ref), cwd=ROOT, capture_output=True, text=True)
+    ref = tmp_path / "ref"  # the uninterrupted run and the resume run in this process: only the kill needs a child
+    r = run_cli(["record", *args, "--out", ref])
     assert r.returncode == 0, r.stderr
     out = tmp_path / "killed"
     markers = out / schema.done_path("blocks.2.mlp.hook_post") / "c"
@@ -249,7 +249,7 @@ def test_hf_kill_9_then_resume_gives_an_identical_store(hf_root, tmp_path):
     kill_9_when(proc, lambda: _count(markers) >= 8, 240, "8 chunks were written")
     s = Store.open(out)
     assert not s.complete, "the recording finished before it could be killed"
-    r = subprocess.run(_cli("record", *args, "--out", out), cwd=ROOT, capture_output=True, text=True)
+    r = run_cli(["record", *args, "--out", out])
     assert r.returncode == 0, r.stderr
     ga, gb = zarr.open_group(ref, mode="r"), zarr.open_group(out, mode="r")
     a = {k: v[:] for k, v in ga.members(max_depth=None) if isinstance(v, zarr.Array)}

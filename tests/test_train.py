@@ -16,6 +16,7 @@ from solu_core.checkpoint import load_checkpoint, read_config
 from solu_core.model import ModelConfig, Transformer
 from solu_core.train import PRESETS, TrainConfig, batch_at, get_preset, lr_at, parse_act_fns, train_pair
 from store.errors import CheckpointError, NeurobrowseError
+from tests.builders import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,8 +128,10 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_pair, corpus, tmp_path
     step = killed_at["metrics"]["step"]
     assert step % 25 == 0 and 0 < step < PRESETS["tiny"].train.steps
 
-    rerun = [("100" if a == "25" else a) for a in cmd]  # checkpoint cadence may change: weights do not depend on it
-    r = subprocess.run(rerun, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    # the same command, resumed in this process (only the kill needs a child); the checkpoint cadence may
+    # change: the weights do not depend on it
+    rerun = [("100" if a == "25" else a) for a in cmd[3:]]
+    r = run_cli(rerun)
     assert r.returncode == 0, r.stderr
     done = load_checkpoint(out / "gelu", device="cpu")
     assert done.meta["complete"] and done.meta["resumed_at"] == [step]
