@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml Makefile packaging/system-packages.sh | $(PY)
 	$(PIP) install -e ".[model,distributed,test,hf]"
 	@touch $(STAMP)
 
+# two workers (pytest-xdist), each test file whole on one worker (module fixtures built once); TEST_WORKERS=0: serial
+TEST_WORKERS ?= 2
 test: setup
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) tests
 
 # ruff over the whole tree (rules in pyproject.toml)
 lint: setup
