@@ -301,6 +301,21 @@ def control_line(controls: list[ControlEvidence], trained: CalibratedEvidence | 
     return line
 
 
+def control_name(controls: list[ControlEvidence], trained: CalibratedEvidence | None) -> str:
+    """The controls' row of the evidence, named by their calibrated shares beside the trained models' (SoLU side
+    first), e.g. "Random-init controls 9% vs 9% (trained 61% vs 50%)": the forest plot draws the controls'
+    SoLU-LN minus GeLU difference, the name says what the shares are."""
+    by_fn = {c.act_fn: c for c in controls}
+    side = [by_fn.get("solu_ln") or by_fn.get("solu"), by_fn.get("gelu")]
+    shown = [c for c in side if c is not None] or controls[:2]
+    kind = "Random-init" if all(c.init == "random" for c in shown) else "Random-model"
+    name = f"{kind} control{'s' if len(shown) > 1 else ''} " + " vs ".join(_pct(c.share) for c in shown)
+    if trained is not None:
+        name += (f" (trained {_pct(trained.shares[0])} vs {_pct(trained.shares[1])})" if len(shown) > 1 else
+                 f" (trained {_pct(trained.shares[0 if shown[0] is side[0] else 1])})")
+    return name
+
+
 def decide(names: tuple[str, str], evidence: list[ScoreEvidence], study: StudyEvidence | None = None,
            calibrated: CalibratedEvidence | None = None, controls: list[ControlEvidence] | None = None) -> Verdict:
     """The verdict from the evidence. names: (SoLU side, other side) display names; evidence as
@@ -345,8 +360,8 @@ def decide(names: tuple[str, str], evidence: list[ScoreEvidence], study: StudyEv
             d = lo = hi = math.nan
         sh = (s_c.share if s_c else math.nan, o_c.share if o_c else math.nan)
         iv = (s_c.interval if s_c else (math.nan, math.nan), o_c.interval if o_c else (math.nan, math.nan))
-        items.append(EvidenceItem("Random-model control", "control", d, lo, hi, word_for(lo, hi), sh, iv, line,
-                                  decides=False))
+        items.append(EvidenceItem(control_name(controls, calibrated), "control", d, lo, hi, word_for(lo, hi), sh, iv,
+                                  line, decides=False))
         lines.append(line)
     if has_study:
         return Verdict(study_sentence(study, names), lines, study.outcome, "study", ev, study, items=items,
@@ -368,6 +383,6 @@ def decide(names: tuple[str, str], evidence: list[ScoreEvidence], study: StudyEv
     return Verdict(headline, lines, lead.outcome, lead.name, ev, None, items=items, controls=controls)
 
 
-__all__ = ["ALPHA", "DISCRIMINATION_LIMIT", "HOLDS_HELP", "WORDS", "ScoreEvidence", "StudyEvidence",
+__all__ = ["ALPHA", "DISCRIMINATION_LIMIT", "HOLDS_HELP", "WORDS", "ScoreEvidence", "StudyEvidence", "control_name",
            "CalibratedEvidence", "ControlEvidence", "EvidenceItem", "Verdict", "decide", "score_evidence", "word_for",
            "wilson", "newcombe", "fisher_p"]

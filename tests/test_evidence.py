@@ -230,6 +230,9 @@ def test_store_verdict_finds_the_solu_side_and_the_control(tiny_stores, control_
     assert f"passing {ctl.threshold_name}: SoLU-LN random init {100 * ctl.threshold_share:.0f}% (trained: " \
         in v.lines[-1]
     assert v.lines[-1].count("(trained: ") == 2
+    # the controls' evidence row (the forest plot's label) is named by their shares beside the trained models'
+    assert v.items[-1].name == (f"Random-init control {100 * ctl.share:.0f}% "
+                                f"(trained {100 * v.calibrated.shares[0]:.0f}%)")
     # the SoLU side comes from the manifest, whatever the order
     v2 = evidence.store_verdict(s, g, tables[::-1], controls=[])
     assert v2.calibrated.shares == pytest.approx(v.calibrated.shares) and not v2.controls
@@ -253,3 +256,18 @@ def test_study_report_lists_the_control_beside_the_trained_models(tiny_stores, c
         assert 0.0 <= share <= 100.0 and line.rstrip().endswith("neurons)")
     # a key whose run UUIDs are not these stores' lists nothing (the study was of other recordings)
     assert control_lines({"models": [{"store": str(tiny_stores["gelu"]), "run_uuid": "other"}]}) == []
+
+
+def test_the_compare_sentence_names_the_calibrated_proxy_once():
+    """The compare window's one sentence with no study: led by the calibrated proxy, named once (it read
+    "automated proxy Calibrated rule proxy")."""
+    from neurobrowse.qt.compare_window import ForestRow, one_sentence
+
+    rows = [ForestRow("Calibrated rule proxy", "proxy", 0.12, 0.03, 0.20, "holds"),
+            ForestRow("Random-init controls 9% vs 9% (trained 61% vs 50%)", "control", 0.0, -0.04, 0.04, "undecided",
+                      decides=False)]
+    said = one_sentence(rows)
+    assert said.startswith("No blinded study yet; calibrated rule proxy: SoLU-LN minus GeLU +12 points [+3, +20]")
+    assert "automated proxy Calibrated" not in said and "the paper's result holds" in said
+    threshold = one_sentence([ForestRow("token-rule score ≥ 0.8", "proxy", 0.14, 0.08, 0.19, "holds")])
+    assert threshold.startswith("No blinded study yet; automated proxy token-rule score ≥ 0.8:")

@@ -154,7 +154,9 @@ def one_sentence(rows: list[ForestRow], names: tuple[str, str] = ("SoLU-LN", "Ge
             "does not hold": "the paper's result does not hold",
             "undecided": "undecided (the interval includes zero)"}.get(lead.word, lead.word)
     p = _p_text(lead.p)
-    head = ("Blinded study" if lead is study else f"No blinded study yet; automated proxy {lead.name}")
+    calibrated = lead.name.startswith("Calibrated")
+    proxy = lead.name[:1].lower() + lead.name[1:] if calibrated else f"automated proxy {lead.name}"
+    head = ("Blinded study" if lead is study else f"No blinded study yet; {proxy}")
     head += (f": {s} minus {g} {_pts(lead.diff)} points [{_pts(lead.lo)}, {_pts(lead.hi)}]"
              f"{', ' + p if p else ''} — {says}")
     others = [r for r in deciding if r is not lead]
@@ -212,7 +214,8 @@ class ForestPlot(pg.PlotWidget):
         symbols = ["s" if r.kind == "study" else "d" if r.kind == "control" else "o" for r, k in zip(rows, ok) if k]
         self.points.setData(x=d[ok], y=y[ok], brush=brushes, symbol=symbols)
         ax = self.getPlotItem().getAxis("left")
-        labels = [f"{r.name}: {r.word}" for r in rows]
+        # a control's row is named by its shares (its word would only say whether the two controls differ)
+        labels = [r.name if r.kind == "control" else f"{r.name}: {r.word}" for r in rows]
         ax.setTicks([[(float(y[i]), t) for i, t in enumerate(labels)]])
         from PySide6.QtGui import QFontMetrics  # every label whole: pyqtgraph drops tick text wider than the axis
 
