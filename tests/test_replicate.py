@@ -9,7 +9,6 @@ import json
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +30,17 @@ def sweep(tmp_path_factory):
     proc = subprocess.Popen(cli_command("replicate", "--sizes", SIZES, "--preset", "test", "--out", out,
                                         "--device", "cpu"),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    marker = out / "steps" / f"{KILL_AFTER}.json"
-    deadline = time.monotonic() + 600
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), proc.communicate()[0][-3000:] if proc.poll() is not None else "no marker in time"
-    proc.send_signal(signal.SIGKILL)
-    first_output = proc.communicate()[0]
-    assert proc.returncode == -signal.SIGKILL
+    # the step's marker is written before its "done" line is printed: wait for the line, so the kill cannot
+    # land between the two (it did under load 9)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if f"{KILL_AFTER}: done" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    first_output = "".join(lines) + proc.communicate()[0]
+    assert proc.returncode == -signal.SIGKILL, first_output[-3000:]
+    assert (out / "steps" / f"{KILL_AFTER}.json").exists()
     before = {p.name: p.read_text() for p in (out / "steps").glob("*.json")}
     r = run_cli(["replicate", "--sizes", SIZES, "--preset", "test", "--out", out, "--device", "cpu"])
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
