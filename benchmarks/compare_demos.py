@@ -21,7 +21,6 @@ Reads only; never writes into either workdir.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -30,19 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from solu_core.checkpoint import sha256_file
+
 # Attribute keys that are a run's identity or its clock, never its content.
 _VOLATILE = re.compile(
     r"(uuid|created|modified|timestamp|_at$|^at$|time|wall|elapsed|seconds|_s$|per_s|duration|date|host|pid)",
     re.IGNORECASE,
 )
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def normalise(value, root: str):
@@ -212,8 +205,8 @@ def compare_models(a: Path, b: Path, roots: tuple[str, str]) -> list[dict]:
     names = sorted({p.name for p in a.iterdir() if p.is_dir()} | {p.name for p in b.iterdir() if p.is_dir()})
     for name in names:
         ma, mb = a / name / "model.safetensors", b / name / "model.safetensors"
-        ha = sha256(ma) if ma.is_file() else None
-        hb = sha256(mb) if mb.is_file() else None
+        ha = sha256_file(ma) if ma.is_file() else None
+        hb = sha256_file(mb) if mb.is_file() else None
         cfg = []
         ca, cb = a / name / "config.json", b / name / "config.json"
         if ca.is_file() and cb.is_file():
@@ -239,7 +232,7 @@ def compare_corpus(a: Path, b: Path) -> list[dict]:
             keys = attr_diff(normalise(ja, str(a.parent)), normalise(jb, str(b.parent)))
             out.append({"file": rel, "equal": not keys, "diffs": keys})
         else:
-            out.append({"file": rel, "equal": sha256(a / rel) == sha256(b / rel)})
+            out.append({"file": rel, "equal": sha256_file(a / rel) == sha256_file(b / rel)})
     return out
 
 
