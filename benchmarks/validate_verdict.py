@@ -29,9 +29,10 @@ def validate(sets, n_boot: int = 200, rebuilt: dict | None = None) -> list[dict]
     """rebuilt: {set name: folder of stores that rebuild its pair} (``rebuilt_stores`` checks them)."""
     rows = []
     rebuilt = rebuilt or {}
-    for h, held in enumerate(sets):
+    for h, whole in enumerate(sets):
         train = [s for j, s in enumerate(sets) if j != h]
         cal = cal_mod.fit(train, n_boot=n_boot)
+        held = whole.neurons()  # a dictionary's feature items are scored apart (row["features"])
         p = cal.p(held.X)
         d = held.decided
         row = {"set": held.name, "trained_on": [s.name for s in train], "n": int(len(held.y)),
@@ -58,6 +59,14 @@ def validate(sets, n_boot: int = 200, rebuilt: dict | None = None) -> list[dict]
             row["population"] = pop
             row["population_agree"] = pop["word"] == row["study_word"]
             row["population_within_10_points"] = abs(pop["diff"] - st_diff) <= 0.10
+        if (whole.unit == "feature").any():
+            f = whole.subset(whole.unit == "feature")
+            pf, df = cal.p(f.X), f.decided
+            row["features"] = {"n": int(len(f.y)), "auc": cal_mod.roc_auc(pf[df], f.y[df]), "by_model": {
+                act: {"proxy": float(pf[f.act_fn == act].mean()), "study": float(f.y[f.act_fn == act].mean()),
+                      "n": int((f.act_fn == act).sum()),
+                      "auc": cal_mod.roc_auc(pf[df & (f.act_fn == act)], f.y[df & (f.act_fn == act)])}
+                for act in ("gelu", "solu_ln") if (f.act_fn == act).any()}}
         if (held.hook_kind == "hook_mid").any():
             m = held.group("solu_ln", "hook_mid")
             row["hook_mid"] = {"proxy": float(cal.p(held.X[m]).mean()), "study": float(held.y[m].mean()),
@@ -208,6 +217,13 @@ def main(argv=None) -> int:
             m = r["hook_mid"]
             print(f"{r['set']}: SoLU-LN hook_mid ({m['n']} items): proxy {100 * m['proxy']:.0f}% vs study "
                   f"{100 * m['study']:.0f}% interpretable")
+    for r in rows:
+        if "features" in r:
+            f = r["features"]
+            print(f"{r['set']}: dictionary feature items, apart from the neuron verdict ({f['n']} items): AUC "
+                  f"{f['auc']:.3f}; " + "; ".join(
+                      f"{'GeLU' if a == 'gelu' else 'SoLU-LN'} features proxy {100 * m['proxy']:.0f}% vs study "
+                      f"{100 * m['study']:.0f}% (n {m['n']}, AUC {m['auc']:.3f})" for a, m in f["by_model"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1, default=float), encoding="utf-8")
     return 0

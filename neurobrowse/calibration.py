@@ -95,6 +95,7 @@ class Calibration:
 def fit(sets: list["RatingSet"], n_boot: int = BOOTSTRAP, seed: int = SEED) -> Calibration:
     """The calibration from rating sets: the point fit on all their neurons and ``n_boot`` two-stage
     bootstrap refits (sets with replacement, then neurons within each set)."""
+    sets = [s.neurons() for s in sets]  # a dictionary's feature items are rated too, but this calibrates neurons
     X = np.vstack([s.X for s in sets])
     y = np.concatenate([s.y for s in sets])
     coef = fit_logistic(X, y)
@@ -182,9 +183,22 @@ class RatingSet:
     act_fn: np.ndarray  # [n] object
     hook_kind: np.ndarray  # [n] object
     init: np.ndarray  # [n] object: "trained", or a random-model control's "random" / "shuffled"
+    unit: np.ndarray  # [n] object: "neuron", or "feature" (an item of a dictionary's feature, key.json "unit")
     arrays: dict  # store.measures.rules.rule_arrays of the items
     raters: list[str]
     folder: str = ""
+
+    def neurons(self) -> "RatingSet":
+        """The set's neuron items only (what the calibration is fitted on and the verdict reads)."""
+        m = self.unit == "neuron"
+        if m.all():
+            return self
+        return self.subset(m)
+
+    def subset(self, m: np.ndarray) -> "RatingSet":
+        return RatingSet(self.name, self.X[m], self.y[m], self.decided[m], self.act_fn[m], self.hook_kind[m],
+                         self.init[m], self.unit[m], {k: v[m] for k, v in self.arrays.items()}, self.raters,
+                         self.folder)
 
     def group(self, act_fn: str, hook_kind: str = "hook_post", init: str = "trained") -> np.ndarray:
         return (self.act_fn == act_fn) & (self.hook_kind == hook_kind) & (self.init == init)
@@ -246,8 +260,9 @@ def load_rating_set(folder: str | Path) -> RatingSet:
         seen[k] = i
     init = np.array([inits[int(key["items"][it["item_id"]]["model"])] for it in items], dtype=object)
     kind = np.array([parse_hook_name(key["items"][it["item_id"]]["hook"])[1] for it in items], dtype=object)
+    unit = np.array([key["items"][it["item_id"]].get("unit", "neuron") for it in items], dtype=object)
     name = folder.name if folder.name != "study" else "/".join(folder.parts[-3:-1])
-    return RatingSet(name, features(arrays), maj == "interpretable", maj != "unsure", act, kind, init, arrays,
+    return RatingSet(name, features(arrays), maj == "interpretable", maj != "unsure", act, kind, init, unit, arrays,
                      sorted(p.stem.split("_", 1)[1] for p in folder.glob("answers_*.csv")), str(folder))
 
 

@@ -147,7 +147,11 @@ def test_shipped_calibration_is_fitted_from_docs_studies_reproducibly(tmp_path):
     assert json.loads(out.read_text()) == json.loads(calibration.RESOURCE.read_text())
     cal = calibration.shipped()
     assert cal.features == calibration.FEATURES and len(cal.draws) == calibration.BOOTSTRAP
-    assert set(cal.sets) == {s.name for s in calibration.rating_sets(root / "docs" / "studies")}  # every rated set
+    sets = calibration.rating_sets(root / "docs" / "studies")
+    assert set(cal.sets) == {s.name for s in sets}  # every rated set
+    assert cal.n == sum(len(s.neurons().y) for s in sets) < sum(len(s.y) for s in sets)  # feature items not fitted
+    feat = next(s for s in sets if (s.unit == "feature").any())
+    assert set(feat.neurons().unit) == {"neuron"} and not feat.neurons().group("gelu", "hook_post.sae.8x-k32").any()
 
 
 def test_a_set_whose_control_is_unnamed_is_refused(tmp_path):
