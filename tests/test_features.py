@@ -257,13 +257,54 @@ def test_bad_input_is_refused_with_exit_2(featured, tmp_path):
     for argv, words in cases:
         out = run_cli(argv)
         assert out.returncode == 2 and out.stderr.startswith("error:") and words in out.stderr, (argv, out.stderr)
-    # NaN activations: refused, naming the chunk, and no dictionary left behind
-    X = np.random.default_rng(0).standard_normal((4096, 16))
-    X[1000, 3] = np.nan
-    nan_store = _synthetic_store(tmp_path / "nan", X, chunk=1024)
-    out = run_cli(["features", "train", nan_store, "--hook", HOOK, "--width", "2x", "--k", "4", "--quiet"])
-    assert out.returncode == 2 and "NaN or infinite" in out.stderr
-    assert not list_dictionaries(nan_store)
+    # NaN or infinite activations: refused, naming the chunk, and nothing left behind (no dictionary, no
+    # resume state that a rerun would take for an interrupted run)
+    for bad_value in (np.nan, np.inf, -np.inf):
+        X = np.random.default_rng(0).standard_normal((4096, 16))
+        X[1000, 3] = bad_value
+        nan_store = _synthetic_store(tmp_path / f"bad-{bad_value}", X, chunk=1024)
+        out = run_cli(["features", "train", nan_store, "--hook", HOOK, "--width", "2x", "--k", "4", "--quiet"])
+        assert out.returncode == 2 and out.stderr.startswith("error:") and "NaN or infinite" in out.stderr, out.stderr
+        assert "chunk 0" in out.stderr
+        assert not list_dictionaries(nan_store)
+        assert not [p for p in (nan_store / "dictionaries").rglob("*") if p.is_file()]
+    # width and k at the edges of their ranges
+    ok = _synthetic_store(tmp_path / "ok", np.random.default_rng(0).standard_normal((4096, 16)), chunk=1024)
+    for argv, words in [(["--width", "0x", "--k", "4"], "--width 0x is out of range"),
+                        (["--width=-2x", "--k", "4"], "--width -2x is out of range"),
+                        (["--width", "2x", "--k", "0"], "--k: 0 must be at least 1"),
+                        (["--width", "2x", "--k", "17"], "--k 17 is out of range: give 1 <= k <= 16")]:
+        out = run_cli(["features", "train", ok, "--hook", HOOK, *argv, "--quiet"])
+        assert out.returncode == 2 and "error:" in out.stderr and words in out.stderr, (argv, out.stderr)
+        assert not (ok / "dictionaries").exists() or not any((ok / "dictionaries").rglob("*"))
+
+
+def test_a_dense_free_store_whose_model_is_gone_is_refused_with_the_fix(tmp_path):
+    """A store recorded with --dense none keeps no activations: training re-runs its model. When the manifest's
+    model is gone (or the store names none) the error names it and the fix (--model), exit 2, nothing written."""
+    n, d, ctx = 4096, 16, 64
+    cfg = {"d_mlp": d, "n_layers": 1, "d_vocab": 300, "act_fn": "gelu", "d_model": 16, "n_ctx": ctx}
+    for name, manifest, words in [("gone", {"checkpoint_path": str(tmp_path / "moved" / "model")}, "cannot be loaded"),
+                                  ("unnamed", {"checkpoint_path": None}, "the store names no model")]:
+        path = tmp_path / name
+        w = StoreWriter.create_or_resume(path, model_config=cfg, hooks=[HOOK], n_tokens=n, context_len=ctx,
+                                         tokenizer_json=TOKENIZER, manifest=manifest, chunk_tokens=1024,
+                                         fsync=False, dense=False)
+        toks = np.random.default_rng(1).integers(0, 300, n).astype(np.int32)
+        for c in range(w.n_chunks):
+            a, b = w.chunk_rows(c)
+            w.write_chunk(schema.TOKENS, c, toks[a:b])
+            w.write_chunk(schema.DOC_STARTS, c, np.zeros(b - a, np.uint8))
+        k = schema.K_LOGIT
+        w.write_logit_effects(0, np.zeros((d, k), np.int32), np.ones((d, k), np.float32),
+                              np.zeros((d, k), np.int32), -np.ones((d, k), np.float32))
+        w.finish()
+        assert not Store.open(path).dense
+        out = run_cli(["features", "train", path, "--hook", HOOK, "--width", "2x", "--k", "4", "--quiet"])
+        assert out.returncode == 2 and out.stderr.startswith("error:"), out.stderr
+        assert "--dense none" in out.stderr and words in out.stderr and "--model CHECKPOINT" in out.stderr
+        assert not list_dictionaries(path)
+        assert not (path / "dictionaries").exists() or not any((path / "dictionaries").rglob("*"))
     # a foreign folder that is not a dictionary
     (tmp_path / "junk").mkdir()
     out = run_cli(["features", "load", path, tmp_path / "junk", "--hook", HOOK])
