@@ -97,4 +97,49 @@ def test_index_of_a_store_with_a_partial_last_chunk_ends_done_not_stopped(tmp_pa
     capsys.readouterr()
     index_hook(open_store(path), "blocks.0.mlp.hook_post", IndexConfig(k=4), progress=True)
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("blocks.0.mlp.hook_post")]
-    assert lines and lines[-1].startswith("blocks.0.mlp.hook_post read: done, 640/640 tok in "), lines
+    reads = [ln for ln in lines if ln.startswith("blocks.0.mlp.hook_post read")]
+    assert len(reads) == 1 and reads[0].startswith("blocks.0.mlp.hook_post read: done, 640/640 tok in "), lines
+    assert lines[-1].startswith("blocks.0.mlp.hook_post finalize (index, explanations): done, 16/16 neuron"), lines
+
+
+def test_index_into_a_log_file_writes_one_line_per_step_and_no_redraws(tmp_path):
+    """A real `neurobrowse index` with stderr sent to a file (not a terminal, no override): per hook one
+    line for the read and one for finalize (the index arrays, explanations, writes), each ending in
+    'done', no carriage returns or escape codes; `--quiet` writes none."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from tests.helpers import write_synthetic_store
+
+    rng = np.random.default_rng(1)
+    hooks = ("blocks.0.mlp.hook_post", "blocks.0.mlp.hook_pre")
+    acts = {h: rng.standard_normal((1024, 16)).astype(np.float16) for h in hooks}
+    path = write_synthetic_store(tmp_path / "s", acts, rng.integers(0, 50, 1024).astype(np.int32), vocab=50,
+                                 context_len=32, chunk_tokens=128)
+    env = {k: v for k, v in os.environ.items() if k != "NEUROBROWSE_PROGRESS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    for quiet in (False, True):
+        log = tmp_path / f"log{int(quiet)}.txt"
+        with open(log, "w") as err:  # a plain file: isatty() is False
+            r = subprocess.run([sys.executable, "-m", "neurobrowse", "index", str(path), "--k", "4", "--force",
+                                *(["--quiet"] if quiet else [])], stdout=subprocess.PIPE, stderr=err, text=True,
+                               env=env)
+        text = log.read_text()
+        assert r.returncode == 0, text
+        assert "\r" not in text and "\x1b" not in text, repr(text[:300])
+        lines = [ln for ln in text.splitlines() if ln.startswith(hooks)]
+        if quiet:
+            assert lines == [], text
+            continue
+        for h in hooks:
+            mine = [ln for ln in lines if ln.startswith(h + " ")]
+            steps = [ln.split(":")[0] for ln in mine]
+            assert steps[0] == f"{h} read" and steps[-1] == f"{h} finalize (index, explanations)", mine
+            assert len(mine) == len(set(steps)) <= 3, mine  # read, (pass 2 when needed), finalize: once each
+            assert all(": done, " in ln for ln in mine), mine
+            assert mine[0].startswith(f"{h} read: done, 1.02k/1.02k tok in "), mine
+            assert mine[-1].startswith(f"{h} finalize (index, explanations): done, 16/16 neuron in "), mine

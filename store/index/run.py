@@ -319,7 +319,19 @@ def _index_hook_locked(st, hook: str, cfg: IndexConfig, force: bool, progress: b
                                   lambda c, row0, bits: samples.update(bits, row0, src.context_len, cfg.seed),
                                   bar, allowance)
             reads = 2
-        summary = finalize_index(st, hook, p1, samples, cfg.seed, saving=saving, source=src)
+        fin = None
+        if bar is not None:  # the read's line says what the read took; finalize gets its own line
+            bar.close()
+            from store.progress import progress_bar
+
+            fin = progress_bar(total=src.n_neurons, unit="neuron", desc=f"{hook} finalize (index, explanations)")
+        try:
+            summary = finalize_index(st, hook, p1, samples, cfg.seed, saving=saving, source=src)
+            if fin is not None:
+                fin.update(src.n_neurons)
+        finally:
+            if fin is not None:
+                fin.close()
     finally:
         if bar is not None:
             bar.close()
