@@ -102,7 +102,7 @@ LOGIT_S: list[float] = []  # seconds of each recording's logit effects (timed ap
 
 
 def run_record(model, shape: dict, hooks: list[str], n: int, path: Path, *, index: bool, dense: bool,
-               bare: bool = False) -> tuple[float, float]:
+               bare: bool = False, token_rows: int = 0) -> tuple[float, float]:
     """(seconds until every chunk is written and indexed, seconds including the final index write) to
     run every work group of ``n`` tokens: bare (forward only; both the same) or recorded into ``path``."""
     from solu_core.record import RecordStats, compute_group, plan_batches
@@ -125,7 +125,12 @@ def run_record(model, shape: dict, hooks: list[str], n: int, path: Path, *, inde
             compute_group(model, w, split, hooks, g, per_group, batch_ctx, stats)
         return (time.perf_counter() - t,) * 2
     pending = {name: set(w.pending_chunks(name)) for name in w.per_token_arrays}
-    consumers = [StreamIndexer(path)] if index else []
+    if index and token_rows:  # bounded per-token sums (record --token-rows)
+        from store.index import IndexConfig
+
+        consumers = [StreamIndexer(path, IndexConfig(token_rows=token_rows))]
+    else:
+        consumers = [StreamIndexer(path)] if index else []
     with ChunkPipeline(w, pending, consumers) as pipe:
         for g in groups:
             pipe.put(compute_group(model, w, split, hooks, g, per_group, batch_ctx, stats))
@@ -283,7 +288,8 @@ sys.path.insert(0, {src!r})  # the code measured (store, solu_core): this tree o
 shape = {shape!r}
 model = b._model(shape)
 hooks = [f"blocks.{{layer}}.mlp.hook_post" for layer in range(shape["n_layers"])]
-b.run_record(model, shape, hooks, {n}, Path({path!r}), index={index}, dense={dense}, bare={bare})
+kw = dict(token_rows={token_rows}) if {token_rows} else {{}}  # (a baseline tree may not know the argument)
+b.run_record(model, shape, hooks, {n}, Path({path!r}), index={index}, dense={dense}, bare={bare}, **kw)
 # VmHWM, not ru_maxrss: on Linux a child's ru_maxrss keeps the parent's resident size at the fork, so
 # after the throughput part (a parent of ~8.6 GiB) every child read 8.57 GiB
 print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")))
@@ -292,7 +298,7 @@ print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.st
 
 def _peak(shape: dict, n: int, path: Path, src: str, **kw) -> int:
     """Peak resident bytes (VmHWM) of a fresh process recording ``n`` tokens of a random ``shape`` model."""
-    code = _MEM_CHILD.format(root=str(ROOT), src=src, shape=shape, n=n, path=str(path), **kw)
+    code = _MEM_CHILD.format(root=str(ROOT), src=src, shape=shape, n=n, path=str(path), **{"token_rows": 0, **kw})
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": src})
     if r.returncode:
@@ -301,15 +307,17 @@ def _peak(shape: dict, n: int, path: Path, src: str, **kw) -> int:
     return int(r.stdout.split()[-1]) * 1024  # VmHWM is in KiB
 
 
-def memory(vocab: int, n: int, gpt2_tokens: int, tmp: Path, baseline_src: str | None = None) -> dict:
+def memory(vocab: int, n: int, gpt2_tokens: int, tmp: Path, baseline_src: str | None = None,
+           token_rows: tuple = (), one_hook: bool = True) -> dict:
     """Peak memory of record --index --dense none minus the bare forward pass, per case: one hook of 2048
     and of 3072 neurons (vocab ``vocab``, ``n`` tokens) and GPT-2 small's shape (12 hooks x 3072,
-    ``gpt2_tokens`` tokens); with ``baseline_src`` the one-hook cases also run that source tree's code."""
+    ``gpt2_tokens`` tokens); with ``baseline_src`` the one-hook cases also run that source tree's code;
+    ``token_rows``: GPT-2's shape also with the per-token sums bounded to each of these rows (--token-rows)."""
     from store.index.run import index_memory_bytes
 
     here = str(ROOT.parent)
     one = dict(n_layers=1, d_model=512, n_heads=8, d_head=64, n_ctx=256, d_vocab=vocab)
-    cases = {f"1 hook x {d}": ({**one, "d_mlp": d}, n) for d in (2048, 3072)}
+    cases = {f"1 hook x {d}": ({**one, "d_mlp": d}, n) for d in (2048, 3072)} if one_hook else {}
     if gpt2_tokens:
         ctx = SHAPES["gpt2"]["n_ctx"]
         cases["gpt2 12 hooks x 3072"] = (SHAPES["gpt2"], gpt2_tokens // ctx * ctx)
@@ -322,11 +330,23 @@ def memory(vocab: int, n: int, gpt2_tokens: int, tmp: Path, baseline_src: str | 
                  "record_index": _peak(shape, tokens, path, here, **rec_kw)}
         if baseline_src and not name.startswith("gpt2"):
             peaks["record_index_baseline"] = _peak(shape, tokens, path, baseline_src, **rec_kw)
+        for rows in token_rows if name.startswith("gpt2") else ():
+            peaks[f"record_index_token_rows_{rows}"] = _peak(shape, tokens, path, here, **rec_kw, token_rows=rows)
         seen = int(np.count_nonzero(np.bincount(_Split(tokens, shape["d_vocab"]).tokens, minlength=shape["d_vocab"])))
         est = index_memory_bytes(shape["d_mlp"], 32, shape["d_vocab"], seen, hooks=shape["n_layers"])
         worst = index_memory_bytes(shape["d_mlp"], 32, shape["d_vocab"], hooks=shape["n_layers"])
         r = {**peaks, "tokens": tokens, "index_adds_bytes": peaks["record_index"] - peaks["bare"],
              "estimate_bytes": est, "estimate_every_token_seen_bytes": worst, "distinct_tokens": seen}
+        for rows in token_rows if name.startswith("gpt2") else ():
+            r[f"estimate_token_rows_{rows}_bytes"] = index_memory_bytes(
+                shape["d_mlp"], 32, shape["d_vocab"], seen, hooks=shape["n_layers"], token_rows=rows)
+            r[f"estimate_token_rows_{rows}_every_token_seen_bytes"] = index_memory_bytes(
+                shape["d_mlp"], 32, shape["d_vocab"], hooks=shape["n_layers"], token_rows=rows)
+            print(f"  memory {name}, --token-rows {rows}: record --index --dense none "
+                  f"{peaks[f'record_index_token_rows_{rows}'] / 2**30:.2f} GiB (index_memory_bytes says "
+                  f"{r[f'estimate_token_rows_{rows}_bytes'] / 2**30:.2f} GiB, "
+                  f"{r[f'estimate_token_rows_{rows}_every_token_seen_bytes'] / 2**30:.2f} GiB once every token "
+                  f"is seen)", flush=True)
         if "record_index_baseline" in peaks:
             r["baseline_index_adds_bytes"] = peaks["record_index_baseline"] - peaks["bare"]
         out[name] = r
@@ -351,6 +371,9 @@ def main() -> None:
     ap.add_argument("--mem-tokens", type=int, default=16384)
     ap.add_argument("--mem-gpt2-tokens", type=int, default=4096,
                     help="tokens of the 12-hook GPT-2-shaped case (0: skip)")
+    ap.add_argument("--mem-token-rows", default="", help="comma-separated bounds (--token-rows) to measure GPT-2's "
+                    "shape with as well, e.g. 4096")
+    ap.add_argument("--mem-gpt2-only", action="store_true", help="memory: only GPT-2's shape, not the one-hook cases")
     ap.add_argument("--mem-baseline-src", default=None,
                     help="a source tree (e.g. `git archive` of an older commit) whose one-hook peaks to measure too")
     ap.add_argument("--repeats", type=int, default=3)
@@ -367,7 +390,9 @@ def main() -> None:
         if "disk" in parts:
             out["disk"] = disk(args.disk_tokens, tmp, args.disk_model)
         if "memory" in parts:
-            out["memory"] = memory(args.mem_vocab, args.mem_tokens, args.mem_gpt2_tokens, tmp, args.mem_baseline_src)
+            rows = tuple(int(x) for x in args.mem_token_rows.split(",") if x)
+            out["memory"] = memory(args.mem_vocab, args.mem_tokens, args.mem_gpt2_tokens, tmp, args.mem_baseline_src,
+                                   token_rows=rows, one_hook=not args.mem_gpt2_only)
     out["load_avg_1min"].append(os.getloadavg()[0])
     for m, r in out.get("throughput", {}).items():
         print(f"{m}: bare {r['bare_tok_per_s']:,.0f} tok/s, record --index --dense none "

@@ -375,7 +375,8 @@ def record(model: str | Path, out: str | Path, cfg: RecordConfig | None = None, 
             from store.index import StreamIndexer, check_record_index_memory
 
             indexer = StreamIndexer(plan.out, cfg.index_config)
-            check_record_index_memory(indexer.st, indexer.cfg.k)  # every hook is indexed at once: refuse early
+            # every hook is indexed at once: refuse early
+            check_record_index_memory(indexer.st, indexer.cfg.k, indexer.token_rows)
             consumers.append(indexer)
         run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=cfg.threaded)
     finally:

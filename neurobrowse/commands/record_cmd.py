@@ -65,6 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep the dense activations (default) or not (needs --index). They take 2 GB per 1M tokens "
                    "per 1,000 neurons (GPT-2 small: 74 GB per 1M tokens) while the index is ~140 MB per hook: drop "
                    "them for large recordings; keep them to re-index later (other k) or read raw activations")
+    p.add_argument("--token-rows", type=options.positive_int, default=None, metavar="N",
+                   help="with --index: keep exact per-token sums for at most N tokens per hook (the recently seen "
+                   "ones) and float16 means for the rest, bounding memory (GPT-2 small's 12 layers over 10M "
+                   "tokens: ~20 GB -> ~13 GB with 4096; docs/speed.md); default: exact sums for every token")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT|FILE.json",
                    help="record on Dask (pip install neurobrowse[distributed]): whole chunks run on the workers "
@@ -82,13 +86,22 @@ def run(args: argparse.Namespace) -> int:
     from store.errors import NeurobrowseError
 
     hooks = [h.strip() for h in args.hooks.split(",") if h.strip()] if args.hooks else None
+    index_config = None
+    if args.token_rows is not None:
+        if not args.index:
+            raise NeurobrowseError("--token-rows bounds the per-token sums of the index built while recording; "
+                                   "add --index, or leave out --token-rows")
+        from store.index.run import IndexConfig
+
+        index_config = IndexConfig(token_rows=args.token_rows)
     if (args.text or args.context is not None or args.allow_download) and args.scheduler:
         raise NeurobrowseError("--scheduler records neurobrowse checkpoints over their corpus only; "
                                "leave out --text / --context / --allow-download, or record without --scheduler")
     cfg = RecordConfig(text=text_source(args.text, args.jsonl_field, args.corpus), n_tokens=args.tokens,
                        context=args.context, layers=args.layers, hooks=hooks, batch_size=args.batch_size,
                        chunk_tokens=args.chunk_tokens, device=args.device, allow_download=args.allow_download,
-                       fsync=not args.no_fsync, index=args.index, dense=args.dense == "keep")
+                       fsync=not args.no_fsync, index=args.index, dense=args.dense == "keep",
+                       index_config=index_config)
     out = record_on(args.scheduler, args.model, args.out, cfg, progress=not args.quiet)
     print(f"store: {out}  (see it with `neurobrowse info {out}`)")
     return 0

@@ -77,10 +77,21 @@ class PartialIndex:
     after: int = schema.CONTEXT_AFTER
     token_ids: np.ndarray | None = None  # int32 [T] token id of each row of token_sum (None: saved by older
     # versions, a row per token id)
+    # bounded per-token sums (``token_rows_max`` > 0, ``record --index --token-rows``): token_sum holds at most
+    # that many rows, exact float32 sums as above; when a chunk brings tokens that do not fit, the rows used
+    # longest ago (by no token of the chunk) are folded into ``token_cold``: float16 means per (parity, token,
+    # neuron) of the sums folded so far, over ``token_cold_count`` values. A token that is never evicted (the
+    # frequent ones) keeps its exact sums; each eviction rounds a token's folded mean once to float16 (error
+    # measured by benchmarks/bench_record_index.py --parts token-rows, docs/speed.md). 0: a row for every token.
+    token_rows_max: int = 0
+    token_cold: np.ndarray | None = None  # uint16 [2, V, N] float16 bits of the folded means; None: nothing folded
+    token_cold_count: np.ndarray | None = None  # int64 [2, V] values folded into token_cold
+    token_used: np.ndarray | None = None  # int64 [T] token position (n) of the last chunk each row's token was in
 
     @classmethod
     def empty(cls, hook: str, k: int, n_neurons: int, vocab: int,
-              window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> "PartialIndex":
+              window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER),
+              token_rows: int = 0) -> "PartialIndex":
         N = n_neurons
         W = window[0] + 1 + window[1]
         return cls(
@@ -97,6 +108,7 @@ class PartialIndex:
             dbot_key=np.full((N, k), _BOT_EMPTY, np.int32), dbot_pos=np.full((N, k), -1, np.int64),
             dbot_win=np.zeros((N, k, W), np.uint16), dbot_more=np.zeros((N, k), np.int32),
             before=int(window[0]), after=int(window[1]), token_ids=np.zeros(0, np.int32),
+            token_rows_max=int(token_rows) if 0 < int(token_rows) < vocab else 0,
         )
 
     def __post_init__(self):
@@ -110,12 +122,17 @@ class PartialIndex:
             sums = sums[:, self.token_ids]
         self.token_ids = np.ascontiguousarray(self.token_ids, dtype=np.int32)
         T = self.token_ids.size
+        cap = max(int(self.token_rows_max), T) if self.token_rows_max else V  # a chunk may need more (_rows_for)
+        if self.token_rows_max:
+            used = self.token_used
+            self.token_used = (np.zeros(T, np.int64) if used is None
+                               else np.ascontiguousarray(used, dtype=np.int64).copy())
         base = sums.base
-        if (isinstance(base, np.ndarray) and base.shape == (2, V, N) and base.dtype == np.float32
+        if (isinstance(base, np.ndarray) and base.shape == (2, cap, N) and base.dtype == np.float32
                 and sums.shape[1] == T):
             self._reserve = base  # already a view of such a table (merge_partials builds it so)
         else:
-            self._reserve = np.zeros((2, V, N), np.float32)  # zero pages: memory only for the rows written
+            self._reserve = np.zeros((2, cap, N), np.float32)  # zero pages: memory only for the rows written
             self._reserve[:, :T] = sums
         self.token_sum = self._reserve[:, :T]
         self._row_of = np.full(V, -1, np.int64)
@@ -135,8 +152,8 @@ class PartialIndex:
 
     @property
     def token_table(self) -> np.ndarray:
-        """float32 [2, V, N] the C-contiguous table token_sum is the first T rows of (rows past T are zero
-        and never written): what the kernels index by row, so they compile for a contiguous layout (a
+        """float32 [2, V, N] (bounded: [2, >= token_rows_max, N]) the C-contiguous table token_sum is the first T
+        rows of (rows past T are zero and never written): what the kernels index by row, so they compile for a contiguous layout (a
         strided [2, T, N] view ran them ~1.5x slower)."""
         return self._reserve
 
@@ -148,20 +165,104 @@ class PartialIndex:
     def token_sums_by_id(self) -> np.ndarray:
         """float64 [2, V, N] the per-token sums with a row per token id (zeros for tokens not seen): the
         whole table, for checks and small analyses."""
-        out = np.zeros((2, self.token_count.shape[1], self.n_neurons))
-        out[:, self.token_ids] = self.token_sum
+        full = self.full_token_sums()
+        out = np.zeros((2, full.token_count.shape[1], full.n_neurons))
+        out[:, full.token_ids] = full.token_sum
         return out
+
+    @property
+    def token_folded(self) -> int:
+        """How many (parity, token) values were folded into the float16 means (0: every sum is exact)."""
+        return 0 if self.token_cold_count is None else int(self.token_cold_count.sum())
+
+    def full_token_sums(self) -> "PartialIndex":
+        """This partial with a float32 row per token seen (what finalize reads): itself when no row was
+        ever folded (bounded or not: the sums are exact), else a copy whose rows add the exact sums kept
+        and the folded means times their counts (in float64, rounded once to float32), in ascending id
+        order, unbounded. Built in blocks of tokens: no float64 table of the whole vocabulary."""
+        if not self.token_folded:
+            return self
+        V, N = self.token_count.shape[1], self.n_neurons
+        ids = np.flatnonzero((self.token_count.sum(0) > 0) | (self.token_cold_count.sum(0) > 0)).astype(np.int32)
+        table = np.zeros((2, V, N), np.float32)
+        hot = self._row_of[ids]  # -1: only folded
+        for i0 in range(0, ids.size, 1024):
+            sl = slice(i0, i0 + 1024)
+            t, h = ids[sl], hot[sl]
+            for p in range(2):
+                acc = (kernels.F16_TO_F32[self.token_cold[p, t]].astype(np.float64)
+                       * self.token_cold_count[p, t][:, None])
+                has = h >= 0
+                acc[has] += self._reserve[p, h[has]]
+                table[p, i0:i0 + t.size] = acc
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields.update(token_sum=table[:, :ids.size], token_ids=ids, token_rows_max=0, token_cold=None,
+                      token_cold_count=None, token_used=None)
+        return PartialIndex(**fields)
+
+    def _fold_rows(self, rows: np.ndarray) -> None:
+        """Fold the exact sums of token_sum's rows ``rows`` into the float16 means (``token_cold``) and zero
+        them: the mean over the values folded before and the ones of these rows (token_count less what
+        was folded: the rows' values; the current chunk's are not counted yet)."""
+        V, N = self.token_count.shape[1], self.n_neurons
+        if self.token_cold is None:
+            self.token_cold = np.zeros((2, V, N), np.uint16)  # zero pages until written (float16 +0)
+            self.token_cold_count = np.zeros((2, V), np.int64)
+        t = self.token_ids[rows].astype(np.int64)
+        for p in range(2):
+            n_old = self.token_cold_count[p, t]
+            n_hot = self.token_count[p, t] - n_old
+            n_new = n_old + n_hot
+            fold = n_hot > 0
+            if not fold.any():
+                continue
+            tf, rf = t[fold], rows[fold]
+            total = (kernels.F16_TO_F32[self.token_cold[p, tf]].astype(np.float64) * n_old[fold][:, None]
+                     + self._reserve[p, rf])
+            self.token_cold[p, tf] = (total / n_new[fold][:, None]).astype(np.float16).view(np.uint16)
+            self.token_cold_count[p, tf] = n_new[fold]
+        self._reserve[:, rows] = 0.0
 
     def _rows_for(self, ids: np.ndarray) -> np.ndarray:
         """int64 rows of token_sum of the token ids ``ids``, giving rows to tokens not seen before (in
-        ascending id order, after the last row)."""
+        ascending id order, after the last row). Bounded (token_rows_max): when the new tokens do not
+        fit, the rows last used longest ago (lowest row first on ties) by tokens not in ``ids`` are
+        folded (``_fold_rows``) and given to them."""
         new = np.unique(ids[self._row_of[ids] < 0])
+        T = self.token_ids.size
+        bounded = bool(self.token_rows_max)
+        if new.size and bounded and T + new.size > self._reserve.shape[1]:
+            distinct = np.unique(ids).size
+            if distinct > self._reserve.shape[1]:  # a chunk with more distinct tokens than the bound: more rows
+                grown = np.zeros((2, distinct, self.n_neurons), np.float32)
+                grown[:, :T] = self._reserve[:, :T]
+                self._reserve = grown
+                self.token_sum = grown[:, :T]
+        if new.size and bounded and T + new.size > self._reserve.shape[1]:
+            need = T + new.size - self._reserve.shape[1]
+            busy = np.zeros(T, bool)
+            busy[self._row_of[ids[self._row_of[ids] >= 0]]] = True
+            free = np.flatnonzero(~busy)  # at least `need`: the chunk's distinct tokens fit
+            victims = free[np.lexsort((free, self.token_used[free]))[:need]]
+            victims.sort()
+            self._fold_rows(victims)
+            self._row_of[self.token_ids[victims]] = -1
+            reuse, extra = new[:need], new[need:]
+            self.token_ids[victims] = reuse
+            self._row_of[reuse] = victims
+            self.token_used[victims] = self.n
+            new = extra
         if new.size:
             T = self.token_ids.size
             self._row_of[new] = np.arange(T, T + new.size)
             self.token_ids = np.concatenate([self.token_ids, new.astype(np.int32)])
             self.token_sum = self._reserve[:, :T + new.size]
-        return self._row_of[ids]
+            if bounded:
+                self.token_used = np.concatenate([self.token_used, np.full(new.size, self.n, np.int64)])
+        rows = self._row_of[ids]
+        if bounded:
+            self.token_used[rows] = self.n
+        return rows
 
     @property
     def n_neurons(self) -> int:
@@ -339,6 +440,7 @@ def merge_partials(a: PartialIndex, b: PartialIndex) -> PartialIndex:
         raise ValueError(f"cannot merge partial results of {a.hook} (k={a.k}, window {a.before},{a.after}) and "
                          f"{b.hook} (k={b.k}, window {b.before},{b.after}) of other shapes")
     first, second = (a, b) if (a.ranges or [(0, 0)])[0] <= (b.ranges or [(0, 0)])[0] else (b, a)
+    first, second = first.full_token_sums(), second.full_token_sums()  # folded means: float32 rows again
     k = a.k
     tk, tp, tw = _sorted_lists(np.concatenate([first.top_key, second.top_key], 1),
                                np.concatenate([first.top_pos, second.top_pos], 1),

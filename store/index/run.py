@@ -55,6 +55,8 @@ class IndexConfig:
     stop_after_chunks: int | None = None  # testing aid: stop (as if killed) after this many chunks in all
     on_checkpoint: object = None  # callable(hook, pass name, chunk_stop) after each save (tests, logs)
     one_read: bool = True  # samples in pass 1's read (False: the two-pass route, for comparisons)
+    token_rows: int = 0  # record --index: at most this many exact per-token rows per hook, the rest folded into
+    # float16 means (PartialIndex.token_rows_max; 0: a row for every token, exact)
 
 
 # ---- partial results of a chunk range (pure functions of the store; Dask tasks) ---------------------
@@ -372,19 +374,25 @@ def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
 
 
 def index_memory_bytes(n_neurons: int, k: int, vocab: int, seen_tokens: int | None = None, hooks: int = 1,
-                       window: int = WINDOW) -> int:
+                       window: int = WINDOW, token_rows: int = 0) -> int:
     """About how much memory indexing ``hooks`` hooks at once takes (``record --index`` indexes every hook
     together; ``index`` one at a time): per hook the top-k and bottom-k lists with their windows (kept,
     merged and turned into index arrays: ~4 copies), histograms, the per-token sums (float32 [2, T,
     neurons] for the T distinct tokens seen: ``seen_tokens``, at most the vocabulary) and the samples;
     once, the index arrays of the hook being finished (token and activation windows of every list and
-    sample). benchmarks/bench_record_index.py --parts memory compares it with measured peaks."""
+    sample). ``token_rows`` > 0 (bounded per-token sums): float32 rows for at most that many tokens and
+    float16 means for the seen ones, plus, once, the float32 table of the hook being finished.
+    benchmarks/bench_record_index.py --parts memory compares it with measured peaks."""
     lists = 2 * n_neurons * k * (4 + 8 + 2 * window)
     hist = 2 * n_neurons * kernels.HIST_BINS * 8
-    token = 2 * min(vocab, vocab if seen_tokens is None else seen_tokens) * n_neurons * 4
+    seen = min(vocab, vocab if seen_tokens is None else seen_tokens)
+    token = 2 * seen * n_neurons * 4
+    finishing = 0
+    if 0 < token_rows < seen:
+        token, finishing = 2 * n_neurons * (token_rows * 4 + seen * 2), 2 * seen * n_neurons * 4
     samples = (2 * len(schema.SAMPLE_BINS) + N_UNITS) * n_neurons * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * window)
     windows = (4 * k + len(schema.SAMPLE_BINS) * schema.SAMPLES_PER_BIN) * n_neurons * window * (4 + 2)
-    return hooks * (4 * lists + hist + token + samples) + windows
+    return hooks * (4 * lists + hist + token + samples) + windows + finishing
 
 
 def available_memory_bytes() -> int | None:
@@ -419,18 +427,19 @@ def check_index_memory(st, hooks: list[str], k: int, window: tuple[int, int] | N
                          f"{schema.DEFAULT_K}) or --window (default {schema.CONTEXT_BEFORE},{schema.CONTEXT_AFTER})")
 
 
-def check_record_index_memory(st, k: int) -> None:
+def check_record_index_memory(st, k: int, token_rows: int = 0) -> None:
     """Refuse before recording when indexing every hook of ``st`` while recording (all hooks at once)
     would not fit in the memory available, counting the per-token sums for min(vocab, n_tokens) tokens."""
     avail = available_memory_bytes()
     vocab = vocab_size(st)
     seen = min(vocab, int(st.n_tokens))
-    need = index_memory_bytes(int(st.d_mlp), k, vocab, seen, hooks=len(st.recorded_hooks))
+    need = index_memory_bytes(int(st.d_mlp), k, vocab, seen, hooks=len(st.recorded_hooks), token_rows=token_rows)
     if avail is not None and need > 0.8 * avail:
         raise StoreError(f"recording {st.path} with --index needs about {need / 1e9:.1f} GB of memory for the "
                          f"{len(st.recorded_hooks)} hooks indexed at once (per hook the per-token sums of up to {seen:,} "
                          f"tokens x {st.d_mlp} neurons, the samples and the top-{k} lists), more than the "
-                         f"{avail / 1e9:.1f} GB available; record fewer layers per store (--layers), fewer tokens, "
+                         f"{avail / 1e9:.1f} GB available; bound the per-token sums (--token-rows 4096: float16 means "
+                         f"for the rarer tokens), record fewer layers per store (--layers), fewer tokens, "
                          f"or a smaller --k")
 
 

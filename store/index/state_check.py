@@ -102,6 +102,15 @@ def check_state(which: str, part, *, chunk_stop: int, n_neurons: int, vocab: int
             _shape(part, name, shape, dt)
         T = int(part.token_ids.size)
         _shape(part, "token_sum", (2, T, N), "float32")
+        if int(part.token_rows_max or 0) < 0:
+            raise DamagedState(f"its bound of per-token rows is {part.token_rows_max}")
+        if part.token_rows_max:
+            _shape(part, "token_used", (T,), "int64")
+        if part.token_cold is not None or part.token_cold_count is not None:
+            _shape(part, "token_cold", (2, int(vocab), N), "uint16")
+            _shape(part, "token_cold_count", (2, int(vocab)), "int64")
+            if (part.token_cold_count < 0).any() or (part.token_cold_count > part.token_count).any():
+                raise DamagedState("its folded per-token counts exceed the token counts")
         if (part.hist.sum(1) != covered).any():
             raise DamagedState("its histograms do not count one activation per token covered")
         if int(part.token_count.sum()) != covered or (part.token_count < 0).any():

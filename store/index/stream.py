@@ -60,8 +60,9 @@ class ChunkFold:
 
     def __init__(self, hook: str, k: int, vocab: int, window: tuple[int, int], context_len: int, chunk_tokens: int,
                  seed: int, chunk0: int = 0, umap: np.ndarray | None = None, hold: int = 1,
-                 p1: PartialIndex | None = None, s1: UnitSamples | None = None):
+                 p1: PartialIndex | None = None, s1: UnitSamples | None = None, token_rows: int = 0):
         self.hook, self.k, self.vocab, self.window = hook, k, vocab, window
+        self.token_rows = int(token_rows)  # PartialIndex.token_rows_max (0: every token)
         self.context_len, self.ct, self.seed = context_len, chunk_tokens, seed
         self.chunk0, self.stop, self.hold = chunk0, chunk0, hold
         self.range0 = chunk0 if p1 is None or not p1.ranges else int(p1.ranges[0][0])  # the chunk p1 starts at
@@ -99,7 +100,7 @@ class ChunkFold:
             self._fold(row0, bits, toks)
 
     def _empty(self, n_neurons: int) -> None:
-        self.p1 = PartialIndex.empty(self.hook, self.k, n_neurons, self.vocab, self.window)
+        self.p1 = PartialIndex.empty(self.hook, self.k, n_neurons, self.vocab, self.window, self.token_rows)
         self.s1 = UnitSamples.empty(self.hook, self.umap, self.window)
 
     def _fold(self, row0: int, bits: np.ndarray, tokens: np.ndarray) -> None:
@@ -117,7 +118,8 @@ def finish_hook(st, hook: str, group: IndexGroup, p1: PartialIndex, s1: UnitSamp
     necessarily the lowest priorities (counted in the attribute ``samples_inexact_neurons``). Then the resume state is
     pruned to the final pass-1 result (dense: for appends) or dropped. ``pass2``: that second read's
     samples when the caller made them (the Dask driver, in parallel). Returns the hook's summary."""
-    qbin = sample_thresholds(p1.canonical())
+    p1 = p1.canonical().full_token_sums()  # bounded per-token sums: the float32 rows of every token, this hook only
+    qbin = sample_thresholds(p1)
     samples = s1.canonical().resolve(qbin)
     exact = s1.certified(qbin, p1.hist, samples)
     n_chunks = schema.n_chunks(int(st.n_tokens), int(st.chunk_tokens))
@@ -163,6 +165,9 @@ class StreamIndexer:
         self.window = (int(self.cfg.window[0]), int(self.cfg.window[1]))
         self.last_save = time.monotonic()
         hold = provisional_chunks(self.n_chunks, self.ct, int(st.d_mlp))
+        vocab = vocab_size(st)
+        rows = int(getattr(self.cfg, "token_rows", 0) or 0)  # bounded per-token sums (0: every token)
+        self.token_rows = rows if 0 < rows < vocab else 0
         self.hooks: dict[str, _HookState] = {}
         for hook in st.recorded_hooks:
             grp = IndexGroup(st.path, hook, self.cfg.on_checkpoint)
@@ -171,10 +176,11 @@ class StreamIndexer:
             s1, progs = (None, None) if done else grp.load_state("s1")
             stop = prog1["chunk_stop"] if p1 is not None else 0
             if (p1 is None or s1 is None or progs["chunk_stop"] != stop or p1.dtop_key is None
-                    or (p1.before, p1.after) != self.window or (s1.before, s1.after) != self.window):
+                    or (p1.before, p1.after) != self.window or (s1.before, s1.after) != self.window
+                    or int(p1.token_rows_max) != self.token_rows):
                 p1, s1, stop = None, None, 0
-            fold = ChunkFold(hook, self.cfg.k, vocab_size(st), self.window, int(st.context_len), self.ct,
-                             self.cfg.seed, chunk0=stop, hold=hold, p1=p1, s1=s1)
+            fold = ChunkFold(hook, self.cfg.k, vocab, self.window, int(st.context_len), self.ct,
+                             self.cfg.seed, chunk0=stop, hold=hold, p1=p1, s1=s1, token_rows=self.token_rows)
             self.hooks[hook] = _HookState(grp, fold, stop, done)
 
     def needed_chunks(self) -> set[int]:
@@ -220,8 +226,11 @@ class StreamIndexer:
                                  f"0..{h.fold.stop - 1} of {self.n_chunks}; run the same record command again")
             if h.saved != h.fold.stop:  # a kill while writing the index then costs no recomputation
                 self._save(h)
+            folded = h.fold.p1.token_folded
             out[hook] = finish_hook(self.st, hook, h.group, h.fold.p1, h.fold.s1, self.cfg.seed, self.window)
+            out[hook]["token_values_folded"] = folded  # (parity, token) values whose sums went through float16
             h.done = True
+            h.fold.p1 = h.fold.s1 = None  # this hook's running results are written: free them for the next hooks
         return out
 
 
