@@ -79,13 +79,16 @@ class PartialIndex:
     # versions, a row per token id)
     # bounded per-token sums (``token_rows_max`` > 0, ``record --index --token-rows``): token_sum holds at most
     # that many rows, exact float32 sums as above; when a chunk brings tokens that do not fit, the rows used
-    # longest ago (by no token of the chunk) are folded into ``token_cold``: float16 means per (parity, token,
-    # neuron) of the sums folded so far, over ``token_cold_count`` values. A token that is never evicted (the
+    # longest ago (by no token of the chunk) are folded into ``token_cold``: float16 means per (parity, folded
+    # token, neuron) of the sums folded so far, over ``token_cold_count`` values; its rows are in order of first
+    # fold (``token_cold_ids``), so the memory written is contiguous (numpy asks for huge pages: rows scattered
+    # over a [2, V, N] table by token id made it all resident). A token that is never evicted (the
     # frequent ones) keeps its exact sums; each eviction rounds a token's folded mean once to float16 (error
     # measured by benchmarks/bench_record_index.py --parts token-rows, docs/speed.md). 0: a row for every token.
     token_rows_max: int = 0
-    token_cold: np.ndarray | None = None  # uint16 [2, V, N] float16 bits of the folded means; None: nothing folded
-    token_cold_count: np.ndarray | None = None  # int64 [2, V] values folded into token_cold
+    token_cold: np.ndarray | None = None  # uint16 [2, C, N] float16 bits of the folded means; None: nothing folded
+    token_cold_count: np.ndarray | None = None  # int64 [2, C] values folded into each row of token_cold
+    token_cold_ids: np.ndarray | None = None  # int32 [C] the token id of each row of token_cold
     token_used: np.ndarray | None = None  # int64 [T] token position (n) of the last chunk each row's token was in
 
     @classmethod
@@ -127,6 +130,15 @@ class PartialIndex:
             used = self.token_used
             self.token_used = (np.zeros(T, np.int64) if used is None
                                else np.ascontiguousarray(used, dtype=np.int64).copy())
+        self._cold_row_of = np.full(V, -1, np.int64)
+        if self.token_cold is not None:  # a table reserved for the whole vocabulary, as token_sum's
+            C = int(self.token_cold_ids.size)
+            cold = np.zeros((2, V, N), np.uint16)
+            cold[:, :C] = self.token_cold
+            self._cold_reserve, self.token_cold = cold, cold[:, :C]
+            self.token_cold_ids = np.ascontiguousarray(self.token_cold_ids, dtype=np.int32)
+            self.token_cold_count = np.ascontiguousarray(self.token_cold_count, dtype=np.int64).copy()
+            self._cold_row_of[self.token_cold_ids] = np.arange(C)
         base = sums.base
         if (isinstance(base, np.ndarray) and base.shape == (2, cap, N) and base.dtype == np.float32
                 and sums.shape[1] == T):
@@ -153,8 +165,8 @@ class PartialIndex:
     @property
     def token_table(self) -> np.ndarray:
         """float32 [2, V, N] (bounded: [2, >= token_rows_max, N]) the C-contiguous table token_sum is the first T
-        rows of (rows past T are zero and never written): what the kernels index by row, so they compile for a contiguous layout (a
-        strided [2, T, N] view ran them ~1.5x slower)."""
+        rows of (rows past T are zero and never written): what the kernels index by row, so they compile for a
+        contiguous layout (a strided [2, T, N] view ran them ~1.5x slower)."""
         return self._reserve
 
     @property
@@ -183,22 +195,29 @@ class PartialIndex:
         if not self.token_folded:
             return self
         V, N = self.token_count.shape[1], self.n_neurons
-        ids = np.flatnonzero((self.token_count.sum(0) > 0) | (self.token_cold_count.sum(0) > 0)).astype(np.int32)
+        ids = np.flatnonzero(self.token_count.sum(0) > 0).astype(np.int32)
         table = np.zeros((2, V, N), np.float32)
-        hot = self._row_of[ids]  # -1: only folded
+        hot, cold = self._row_of[ids], self._cold_row_of[ids]  # -1: only folded / never folded
         for i0 in range(0, ids.size, 1024):
             sl = slice(i0, i0 + 1024)
-            t, h = ids[sl], hot[sl]
+            h, c = hot[sl], cold[sl]
             for p in range(2):
-                acc = (kernels.F16_TO_F32[self.token_cold[p, t]].astype(np.float64)
-                       * self.token_cold_count[p, t][:, None])
+                acc = np.zeros((h.size, N))
+                has = c >= 0
+                acc[has] = (kernels.F16_TO_F32[self.token_cold[p, c[has]]].astype(np.float64)
+                            * self.token_cold_count[p, c[has]][:, None])
                 has = h >= 0
                 acc[has] += self._reserve[p, h[has]]
-                table[p, i0:i0 + t.size] = acc
+                table[p, i0:i0 + h.size] = acc
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         fields.update(token_sum=table[:, :ids.size], token_ids=ids, token_rows_max=0, token_cold=None,
-                      token_cold_count=None, token_used=None)
+                      token_cold_count=None, token_cold_ids=None, token_used=None)
         return PartialIndex(**fields)
+
+    def release_token_sums(self) -> None:
+        """Drop the per-token tables (after ``full_token_sums`` made the rows finalize reads): their memory goes
+        before the next hook's is made. The partial cannot be updated or merged any more."""
+        self._reserve = self._cold_reserve = self.token_sum = self.token_cold = None
 
     def _fold_rows(self, rows: np.ndarray) -> None:
         """Fold the exact sums of token_sum's rows ``rows`` into the float16 means (``token_cold``) and zero
@@ -206,22 +225,40 @@ class PartialIndex:
         was folded: the rows' values; the current chunk's are not counted yet)."""
         V, N = self.token_count.shape[1], self.n_neurons
         if self.token_cold is None:
-            self.token_cold = np.zeros((2, V, N), np.uint16)  # zero pages until written (float16 +0)
-            self.token_cold_count = np.zeros((2, V), np.int64)
+            self._cold_reserve = np.zeros((2, V, N), np.uint16)  # zero pages until written (float16 +0)
+            self.token_cold = self._cold_reserve[:, :0]
+            self.token_cold_count = np.zeros((2, 0), np.int64)
+            self.token_cold_ids = np.zeros(0, np.int32)
         t = self.token_ids[rows].astype(np.int64)
+        new = t[self._cold_row_of[t] < 0]  # first fold of these tokens: rows after the last, in this order
+        if new.size:
+            C = self.token_cold_ids.size
+            self._cold_row_of[new] = np.arange(C, C + new.size)
+            self.token_cold_ids = np.concatenate([self.token_cold_ids, new.astype(np.int32)])
+            self.token_cold_count = np.concatenate([self.token_cold_count, np.zeros((2, new.size), np.int64)], 1)
+            self.token_cold = self._cold_reserve[:, :C + new.size]
+        c = self._cold_row_of[t]
         for p in range(2):
-            n_old = self.token_cold_count[p, t]
-            n_hot = self.token_count[p, t] - n_old
+            n_old = self.token_cold_count[p, c]
+            n_hot = self.token_count[p, t] - self._folded_count(p, t)
             n_new = n_old + n_hot
             fold = n_hot > 0
             if not fold.any():
                 continue
-            tf, rf = t[fold], rows[fold]
-            total = (kernels.F16_TO_F32[self.token_cold[p, tf]].astype(np.float64) * n_old[fold][:, None]
+            cf, rf = c[fold], rows[fold]
+            total = (kernels.F16_TO_F32[self.token_cold[p, cf]].astype(np.float64) * n_old[fold][:, None]
                      + self._reserve[p, rf])
-            self.token_cold[p, tf] = (total / n_new[fold][:, None]).astype(np.float16).view(np.uint16)
-            self.token_cold_count[p, tf] = n_new[fold]
+            self.token_cold[p, cf] = (total / n_new[fold][:, None]).astype(np.float16).view(np.uint16)
+            self.token_cold_count[p, cf] = n_new[fold]
         self._reserve[:, rows] = 0.0
+
+    def _folded_count(self, p: int, t: np.ndarray) -> np.ndarray:
+        """int64 values of parity p folded so far for each token id of ``t`` (0 where never folded)."""
+        c = self._cold_row_of[t]
+        out = np.zeros(t.shape, np.int64)
+        if self.token_cold_count is not None:
+            out[c >= 0] = self.token_cold_count[p, c[c >= 0]]
+        return out
 
     def _rows_for(self, ids: np.ndarray) -> np.ndarray:
         """int64 rows of token_sum of the token ids ``ids``, giving rows to tokens not seen before (in

@@ -107,9 +107,14 @@ def check_state(which: str, part, *, chunk_stop: int, n_neurons: int, vocab: int
         if part.token_rows_max:
             _shape(part, "token_used", (T,), "int64")
         if part.token_cold is not None or part.token_cold_count is not None:
-            _shape(part, "token_cold", (2, int(vocab), N), "uint16")
-            _shape(part, "token_cold_count", (2, int(vocab)), "int64")
-            if (part.token_cold_count < 0).any() or (part.token_cold_count > part.token_count).any():
+            C = int(getattr(part.token_cold_ids, "size", -1))
+            _shape(part, "token_cold_ids", (C,), "int32")
+            _shape(part, "token_cold", (2, C, N), "uint16")
+            _shape(part, "token_cold_count", (2, C), "int64")
+            cid = part.token_cold_ids
+            if C and (cid.min() < 0 or cid.max() >= vocab or np.unique(cid).size != C):
+                raise DamagedState("its folded per-token rows name token ids out of range or twice")
+            if (part.token_cold_count < 0).any() or (part.token_cold_count > part.token_count[:, cid]).any():
                 raise DamagedState("its folded per-token counts exceed the token counts")
         if (part.hist.sum(1) != covered).any():
             raise DamagedState("its histograms do not count one activation per token covered")

@@ -118,7 +118,10 @@ def finish_hook(st, hook: str, group: IndexGroup, p1: PartialIndex, s1: UnitSamp
     necessarily the lowest priorities (counted in the attribute ``samples_inexact_neurons``). Then the resume state is
     pruned to the final pass-1 result (dense: for appends) or dropped. ``pass2``: that second read's
     samples when the caller made them (the Dask driver, in parallel). Returns the hook's summary."""
-    p1 = p1.canonical().full_token_sums()  # bounded per-token sums: the float32 rows of every token, this hook only
+    full = p1.canonical().full_token_sums()  # bounded per-token sums: the float32 rows of every token, this hook only
+    if full is not p1:
+        p1.release_token_sums()  # the bounded tables go before finalize makes its arrays
+        p1 = full
     qbin = sample_thresholds(p1)
     samples = s1.canonical().resolve(qbin)
     exact = s1.certified(qbin, p1.hist, samples)
