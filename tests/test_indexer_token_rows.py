@@ -136,3 +136,19 @@ def test_record_index_with_token_rows_differs_from_the_exact_index_only_in_the_t
         np.testing.assert_allclose(s, t, atol=2e-2, equal_nan=True)
         assert (np.asarray(st.index_array(hook, "top_token_ids")[...])[:, 0]
                 == np.asarray(ref.index_array(hook, "top_token_ids")[...])[:, 0]).mean() > 0.9
+
+
+def test_the_memory_estimate_counts_the_bound_and_the_cli_refuses_it_without_index(tiny_root, tmp_path):
+    from store.index import run
+    from tests.builders import run_cli
+
+    full = run.index_memory_bytes(3072, 32, 50257, hooks=12)  # GPT-2 small, every token seen
+    bounded = run.index_memory_bytes(3072, 32, 50257, hooks=12, token_rows=4096)
+    # per hook float32 rows for 4096 tokens + float16 means for every token, not float32 for every token
+    assert bounded < 0.8 * full and bounded < 16 * 2**30 < full
+    assert run.index_memory_bytes(3072, 32, 50257, hooks=12, token_rows=50257) == full  # no bound: unchanged
+    out = tmp_path / "never"
+    r = run_cli(["record", tiny_root / "models" / "solu_ln", "--out", out, "--tokens", 2048, "--device", "cpu",
+                 "--quiet", "--token-rows", 64])
+    assert r.returncode != 0 and "error:" in r.stderr and "add --index" in r.stderr, r.stderr
+    assert not out.exists()

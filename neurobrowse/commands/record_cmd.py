@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-rows", type=options.positive_int, default=None, metavar="N",
                    help="with --index: keep exact per-token sums for at most N tokens per hook (the recently seen "
                    "ones) and float16 means for the rest, bounding memory (GPT-2 small's 12 layers over 10M "
-                   "tokens: ~20 GB -> ~13 GB with 4096; docs/speed.md); default: exact sums for every token")
+                   "tokens, estimated: ~21 GB -> ~16 GB with 4096; docs/speed.md); default: exact sums for every token")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT|FILE.json",
                    help="record on Dask (pip install neurobrowse[distributed]): whole chunks run on the workers "
