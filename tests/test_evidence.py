@@ -123,6 +123,38 @@ def test_store_windows_are_what_a_study_shows(tiny_stores, tmp_path):
         assert rules.describe(voc, from_study, i) == rules.describe(svoc, arr, n)
 
 
+def test_store_windows_gathered_from_tokens_equal_the_stored_windows(tiny_stores):
+    """windows_from_store gathers only the cropped token slots (the fast path); it must give exactly what
+    cropping the index's stored distinct windows gives, on every hook."""
+    from store.measures.snippets import index_window
+
+    for name in ("gelu", "solu_ln"):
+        st = Store.open(tiny_stores[name])
+        for h in st.hooks:
+            before, after = index_window(st.index_state(h))
+            assert st.index_state(h).get("distinct_lists") and before >= rules.SPAN_BEFORE  # the fast path runs
+            fast = rules.windows_from_store(st, h)
+            pos = np.asarray(st.index_array(h, "distinct_top_positions")[...], np.int64)
+            acts = np.asarray(st.index_array(h, "distinct_top_context_acts")[...], np.float32)
+            slow = rules._stored_windows(st, h, "distinct_top", pos, acts, before)
+            assert (fast.tokens >= 0).sum() > 100 and fast.center == slow.center
+            assert fast.tokens.dtype == slow.tokens.dtype and np.array_equal(fast.tokens, slow.tokens)
+            assert fast.acts.dtype == slow.acts.dtype and np.array_equal(fast.acts, slow.acts)
+
+
+def test_row_medians_equal_numpy_median_row_by_row():
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        b, S, W = rng.integers(1, 12, 3)
+        act = (rng.standard_normal((b, S, W)) * 10.0 ** rng.integers(-3, 3)).astype(np.float16).astype(np.float32)
+        act[rng.random(act.shape) < 0.3 * (trial % 2)] = 0.0  # ties
+        act[rng.random(act.shape) < 0.05 * (trial % 5 == 0)] = np.nan
+        mask = rng.random((b, S, W)) < rng.random()
+        want = np.array([np.median(act[i][mask[i]]) if mask[i].any() else 0.0 for i in range(b)])
+        got = rules._row_medians(act, mask)
+        assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
+
+
 # ---- calibration ---------------------------------------------------------------------------------------------
 def test_logistic_fit_recovers_a_known_model():
     rng = np.random.default_rng(0)

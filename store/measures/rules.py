@@ -198,12 +198,27 @@ def windows_from_store(store, hook: str) -> Windows:
     context, cut to the context the model saw), cropped like ``crop``."""
     from store.measures.snippets import context_slots, index_window
 
-    before, _ = index_window(store.index_state(hook))
+    before, after = index_window(store.index_state(hook))
     state = store.index_state(hook)
     kind = "distinct_top" if state.get("distinct_lists") else "top"
     pos = np.asarray(store.index_array(hook, f"{kind}_positions")[...], np.int64)
-    toks = np.asarray(store.index_array(hook, f"{kind}_context_tokens")[...], np.int64)
     acts = np.asarray(store.index_array(hook, f"{kind}_context_acts")[...], np.float32)
+    if kind == "distinct_top" and before >= SPAN_BEFORE and after >= SPAN_AFTER:
+        # the index's token windows are the token stream around each position: gather only the cropped
+        # slots of the first N_SNIPPETS (not the whole stored width of every list entry, ~7x the tokens)
+        pos = pos[:, :N_SNIPPETS]
+        toks = store.window_tokens(pos, SPAN_BEFORE, SPAN_AFTER).astype(np.int64)
+        toks = np.where(context_slots(pos, SPAN_BEFORE, toks.shape[-1], store.context_len), toks, -1)
+        acts = acts[:, :N_SNIPPETS, before - SPAN_BEFORE:before + SPAN_AFTER + 1]
+        return Windows(toks, np.where(toks >= 0, acts, 0.0).astype(np.float32), SPAN_BEFORE)
+    return _stored_windows(store, hook, kind, pos, acts, before)
+
+
+def _stored_windows(store, hook: str, kind: str, pos: np.ndarray, acts: np.ndarray, before: int) -> Windows:
+    """``windows_from_store`` from the index's stored token windows (any index; the general path)."""
+    from store.measures.snippets import context_slots
+
+    toks = np.asarray(store.index_array(hook, f"{kind}_context_tokens")[...], np.int64)
     if kind == "top":  # an older index: one firing per context from the raw top-k
         from store.measures.snippets import one_per_context
 
@@ -361,6 +376,28 @@ def rule_arrays(win: Windows, voc: RuleVocab, block: int = BLOCK) -> dict[str, n
     return out
 
 
+def _row_medians(act: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[b]: per row i the median of act[i][mask[i]] (0 where the mask is empty), equal to (and of the dtype of)
+    ``np.array([np.median(act[i][mask[i]]) if mask[i].any() else 0.0 for i in range(b)])`` (the middle order
+    statistic, or the mean of the two middle ones in act's dtype), in one sort."""
+    b = act.shape[0]
+    x = np.where(mask, act, np.inf).reshape(b, -1)
+    n = mask.reshape(b, -1).sum(1)
+    nan_rows = np.isnan(x).any(1)
+    x = np.sort(x, 1)
+    k = n // 2
+    rows = np.arange(b)
+    hi_ = x[rows, k.clip(0, x.shape[1] - 1)]
+    lo_ = x[rows, (k - 1).clip(0, x.shape[1] - 1)]
+    two = ((lo_ + hi_) / act.dtype.type(2)).astype(act.dtype)
+    med = np.where(n % 2 == 1, hi_, two)
+    out = np.where(n > 0, med.astype(np.float64), 0.0)
+    for i in np.flatnonzero(nan_rows & (n > 0)):  # NaN among the values: np.median's own answer
+        out[i] = np.median(act[i][mask[i]])
+    # the dtype np.array gives the per-row list: the values' own when no row is empty, else float64
+    return out.astype(act.dtype) if b and (n > 0).all() else out
+
+
 def _block(tok: np.ndarray, act: np.ndarray, c: int, voc: RuleVocab) -> dict[str, np.ndarray]:
     b, S, W = tok.shape
     V = voc.size
@@ -373,7 +410,7 @@ def _block(tok: np.ndarray, act: np.ndarray, c: int, voc: RuleVocab) -> dict[str
     top_acts = np.where(present, act[:, :, c], np.nan)
     with np.errstate(all="ignore"):
         med = np.nanmedian(np.where(n_top[:, None] > 0, top_acts, 0.0), 1)
-        base = np.array([np.median(act[i][other[i]]) if other[i].any() else 0.0 for i in range(b)])
+        base = _row_medians(act, other)
     tau = base + HIGH_FRACTION * (med - base)
     high = act >= tau[:, None, None]
     alive = (n_top >= MIN_HITS) & (med > base)
