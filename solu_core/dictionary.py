@@ -183,19 +183,26 @@ class TopKSAE(nn.Module):
             idx = pre.topk(self.k, dim=1, sorted=False).indices  # [batch, k]
         vals = F.relu(_GatherPre.apply(self.W_enc, self.b_enc, self.b_dec, x, idx, pre))
         recon = self.decode_sparse(idx, vals) + self.b_dec
-        err = recon - x
-        mse = err.pow(2).sum(1).mean()
-        aux = x.new_zeros(())
-        n_dead = int(dead.sum()) if dead is not None else 0
-        if n_dead:
-            ka = min(aux_k, n_dead)
-            with torch.no_grad():  # the top ka of the dead latents' pre-activations
-                cols = torch.nonzero(dead).squeeze(1)
-                aidx = cols[pre.index_select(1, cols).topk(ka, dim=1, sorted=False).indices]
-            avals = _GatherPre.apply(self.W_enc, self.b_enc, self.b_dec, x, aidx, pre)
-            arecon = self.decode_sparse(aidx, avals)
-            aux = (arecon - err.detach()).pow(2).sum(1).mean() * min(n_dead / aux_k, 1.0)
+        e = x - recon  # the main residual
+        mse = e.pow(2).sum(1).mean()
+        aux = self.aux_loss(x, pre, e.detach(), dead, aux_k)
         return mse + aux_coeff * aux, mse, aux, idx, vals
+
+    def aux_loss(self, x: torch.Tensor, pre: torch.Tensor, e: torch.Tensor, dead: torch.Tensor | None,
+                 aux_k: int) -> torch.Tensor:
+        """Gao et al.'s AuxK loss: ||e - e_aux||^2 (summed over d_in, mean over the batch), where ``e`` =
+        x - x_hat is the main residual (detached) and e_aux = ReLU(the top ``aux_k`` dead pre-activations)
+        @ W_dec (no b_dec), scaled by min(n_dead / aux_k, 1) (fewer dead latents, a smaller pull)."""
+        n_dead = int(dead.sum()) if dead is not None else 0
+        if not n_dead:
+            return x.new_zeros(())
+        ka = min(aux_k, n_dead)
+        with torch.no_grad():  # the top ka of the dead latents' pre-activations
+            cols = torch.nonzero(dead).squeeze(1)
+            aidx = cols[pre.index_select(1, cols).topk(ka, dim=1, sorted=False).indices]
+        avals = F.relu(_GatherPre.apply(self.W_enc, self.b_enc, self.b_dec, x, aidx, pre))
+        e_aux = self.decode_sparse(aidx, avals)
+        return (e - e_aux).pow(2).sum(1).mean() * min(n_dead / aux_k, 1.0)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

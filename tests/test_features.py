@@ -76,6 +76,56 @@ def test_a_planted_sparse_dictionary_is_recovered(tmp_path):
     assert again.skipped
 
 
+def _dense_aux_reference(W_enc, b_enc, W_dec, b_dec, x, k, dead, aux_k):
+    """Gao et al.'s AuxK loss written densely with autograd: e = x - x_hat (detached), e_aux = the top
+    aux_k dead latents' ReLU'd pre-activations @ W_dec, loss ||e - e_aux||^2 * min(n_dead / aux_k, 1)."""
+    import torch
+
+    pre = (x - b_dec) @ W_enc + b_enc
+    top = pre.topk(k, dim=1)
+    z = torch.zeros_like(pre).scatter(1, top.indices, torch.relu(top.values))
+    e = (x - (z @ W_dec + b_dec)).detach()
+    n_dead = int(dead.sum())
+    ta = pre.masked_fill(~dead, float("-inf")).topk(min(aux_k, n_dead), dim=1)
+    z_aux = torch.zeros_like(pre).scatter(1, ta.indices, torch.relu(ta.values))
+    return (e - z_aux @ W_dec).pow(2).sum(1).mean() * min(n_dead / aux_k, 1.0)
+
+
+@pytest.mark.parametrize("n_dead", [40, 5])
+def test_the_auxk_loss_and_its_gradient_match_a_dense_reference(n_dead):
+    """The trainer's AuxK loss (sparse forward and backward) against the dense autograd reference above, on
+    small random tensors, with more dead latents than aux_k and with fewer (the scaled-down pull)."""
+    import torch
+
+    from solu_core.dictionary import TopKSAE
+
+    torch.manual_seed(0)
+    d_in, d_sae, k, aux_k, B = 16, 64, 4, 8, 32
+    sae = TopKSAE(d_in, d_sae, k)
+    sae.init_weights(torch.Generator().manual_seed(1), torch.randn(d_in) * 0.1)
+    with torch.no_grad():
+        sae.W_enc.add_(torch.randn(d_in, d_sae) * 0.3)
+        sae.b_enc.copy_(torch.randn(d_sae) * 0.5)
+    x = torch.randn(B, d_in)
+    dead = torch.zeros(d_sae, dtype=torch.bool)
+    dead[torch.randperm(d_sae)[:n_dead]] = True
+    params = [sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec]
+    _, _, aux, _, _ = sae.step_losses(x, dead, aux_k, 1 / 32)
+    got = torch.autograd.grad(aux, params, allow_unused=True)
+    ref = _dense_aux_reference(*params, x, k, dead, aux_k)
+    want = torch.autograd.grad(ref, params, allow_unused=True)
+    a, r = aux.item(), ref.item()
+    assert r > 0.1
+    assert abs(a - r) <= 1e-5 * max(1.0, r), (a, r)
+    for name, g, w in zip(("W_enc", "b_enc", "W_dec", "b_dec"), got, want):
+        g = torch.zeros_like(w) if g is None else g
+        assert float(w.abs().max()) > 0, name
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-5), (name, float((g - w).abs().max()))
+    # the total loss carries it with its coefficient
+    loss, mse, _, _, _ = sae.step_losses(x, dead, aux_k, 0.5)
+    assert abs(loss.item() - mse.item() - 0.5 * r) <= 1e-5 * max(1.0, loss.item())
+
+
 def test_retraining_with_force_drops_the_old_dictionarys_index(tmp_path):
     """`features train --force` over an indexed dictionary: the new weights are never served with the old
     features' index (it is removed before the new folder goes into place); indexing again rebuilds it."""
