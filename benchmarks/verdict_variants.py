@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from neurobrowse import calibration as cal_mod  # noqa: E402
 from neurobrowse.verdict import newcombe, word_for  # noqa: E402
-from store.measures import rules  # noqa: E402
+from store.measures import rule_windows, rules  # noqa: E402
 
 BASE = ("rule_score", "rule_coverage", "shaded_other")
 VARIANTS = [  # (name, token sets may group by "a word start", features, model)
@@ -61,7 +61,7 @@ def column(s, f: str) -> np.ndarray:
 def load(group_word_start: bool):
     keep = rules.GROUP_CLASSES
     if group_word_start:
-        rules.GROUP_CLASSES = np.arange(rules.N_TOKEN_CLASSES)
+        rules.GROUP_CLASSES = np.arange(rule_windows.N_TOKEN_CLASSES)
     try:
         return cal_mod.rating_sets(ROOT / "docs" / "studies")
     finally:

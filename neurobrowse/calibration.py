@@ -235,7 +235,8 @@ def _model_init(m: dict) -> str:
 def load_rating_set(folder: str | Path) -> RatingSet:
     """A rated study folder of docs/studies: study.json(.gz), key.json, answers_*.csv."""
     from neurobrowse.study.results import majority
-    from store.measures.rules import from_snippets, rule_arrays
+    from store.measures.rule_windows import from_snippets
+    from store.measures.rules import rule_arrays
     from store.schema import parse_hook_name
 
     folder = Path(folder)

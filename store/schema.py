@@ -147,7 +147,8 @@ def feature_source(name: str) -> tuple[str, str]:
     """'blocks.0.mlp.hook_post.sae.8x-k32' -> ('blocks.0.mlp.hook_post', '8x-k32')."""
     parse_hook_name(name)
     if not is_feature_hook(name):
-        raise ValueError(f"{name!r} is not a dictionary's features (like 'blocks.0.mlp.hook_post.{FEATURE_TAG}.8x-k32')")
+        raise ValueError(f"{name!r} is not a dictionary's features "
+                         f"(like 'blocks.0.mlp.hook_post.{FEATURE_TAG}.8x-k32')")
     parts = name.split(".")
     return ".".join(parts[:4]), parts[5]
 
@@ -272,9 +273,9 @@ INDEX_SHARED_WINDOWS: dict[str, tuple[str, str, str]] = {
 
 # Automatic rule explanations (store.measures.explain), written next to INDEX_ARRAYS by the index and by
 # store.index.explanations.explain_hook (an index made before them gains them without re-indexing). The rule's
-# words are rendered at read time from its family and arguments (store.measures.explain.describe).
+# words are rendered at read time from its family and arguments (store.measures.explain_families.describe).
 EXPLAIN_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "explain_family": ("int8", ("neuron",)),  # index into store.measures.explain.FAMILIES, -1 = no rule
+    "explain_family": ("int8", ("neuron",)),  # index into store.measures.explain_families.FAMILIES, -1 = no rule
     "explain_args": ("int32", ("neuron", "rule_arg")),  # token / class / fold ids of the rule, -1 unused
     "explain_hits": ("int32", ("neuron",)),  # distinct top firings the rule matches
     "explain_n": ("int32", ("neuron",)),  # distinct top firings judged (at most store.measures.explain.N_TOP)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from neurobrowse import calibration, evidence, verdict
-from store.measures import rules
+from store.measures import rule_windows, rules
 from store.format.reader import Store
 from tests.builders import TINY_CHUNK_TOKENS, run_cli
 from solu_core.record_config import CorpusText, RecordConfig
@@ -20,7 +20,7 @@ def _snip(tokens, center, fire=5.0):
 
 
 def _best(items):
-    win, voc = rules.from_snippets(items)
+    win, voc = rule_windows.from_snippets(items)
     arr = rules.rule_arrays(win, voc)
     return arr, voc, [rules.describe(voc, arr, i) for i in range(len(items))]
 
@@ -106,7 +106,7 @@ def test_store_windows_are_what_a_study_shows(tiny_stores, tmp_path):
     solu = next(m["index"] for m in key["models"] if m["act_fn"] == "solu_ln")
     picked = [(it, key["items"][it["item_id"]]) for it in doc["items"]
               if key["items"][it["item_id"]]["model"] == solu]
-    win, voc = rules.from_snippets([it["snippets"] for it, _ in picked])
+    win, voc = rule_windows.from_snippets([it["snippets"] for it, _ in picked])
     from_study = rules.rule_arrays(win, voc)
     by_hook = {}
     for _, k in picked:
@@ -119,7 +119,7 @@ def test_store_windows_are_what_a_study_shows(tiny_stores, tmp_path):
         assert from_study["rule_score"][i] == pytest.approx(float(arr["rule_score"][n]), abs=1e-4)
         assert from_study["positive_other"][i] == pytest.approx(float(arr["positive_other"][n]), abs=0.01)
         assert from_study["log_kurtosis"][i] == pytest.approx(float(arr["log_kurtosis"][n]), abs=0.01), \
-            (win.acts[i], rules.windows_from_store(st, k["hook"]).acts[n])
+            (win.acts[i], rule_windows.windows_from_store(st, k["hook"]).acts[n])
         assert rules.describe(voc, from_study, i) == rules.describe(svoc, arr, n)
 
 
@@ -132,11 +132,11 @@ def test_store_windows_gathered_from_tokens_equal_the_stored_windows(tiny_stores
         st = Store.open(tiny_stores[name])
         for h in st.hooks:
             before, after = index_window(st.index_state(h))
-            assert st.index_state(h).get("distinct_lists") and before >= rules.SPAN_BEFORE  # the fast path runs
-            fast = rules.windows_from_store(st, h)
+            assert st.index_state(h).get("distinct_lists") and before >= rule_windows.SPAN_BEFORE  # the fast path runs
+            fast = rule_windows.windows_from_store(st, h)
             pos = np.asarray(st.index_array(h, "distinct_top_positions")[...], np.int64)
             acts = np.asarray(st.index_array(h, "distinct_top_context_acts")[...], np.float32)
-            slow = rules._stored_windows(st, h, "distinct_top", pos, acts, before)
+            slow = rule_windows._stored_windows(st, h, "distinct_top", pos, acts, before)
             assert (fast.tokens >= 0).sum() > 100 and fast.center == slow.center
             assert fast.tokens.dtype == slow.tokens.dtype and np.array_equal(fast.tokens, slow.tokens)
             assert fast.acts.dtype == slow.acts.dtype and np.array_equal(fast.acts, slow.acts)

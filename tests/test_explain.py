@@ -6,7 +6,8 @@ import pytest
 import zarr
 from zarr.storage import LocalStore
 
-from store.measures import explain
+from store.measures import explain, explain_counts, explain_families
+from store.measures.explain_families import CLASSES, F_BEFORE, F_LINE, F_PAIR, F_PREV, F_TOKEN, Vocab
 from store import schema
 from store.index import index_store
 from store.format.reader import Store
@@ -96,9 +97,9 @@ def test_index_adds_explanations_to_an_index_made_without_them(store_and_truth, 
 
 
 def test_classes_and_line_rules_of_byte_level_pieces():
-    voc = explain.Vocab.build(["⏎", "⏎    ", "    ", " Foo", "bar", " 42", "(", ")", '"', " __init__", "é", " x",
+    voc = Vocab.build(["⏎", "⏎    ", "    ", " Foo", "bar", " 42", "(", ")", '"', " __init__", "é", " x",
                                " HTTP", " +="])
-    names = {s: {explain.CLASSES[c] for c in np.flatnonzero(voc.class_mat[i])} for i, s in enumerate(voc.strings)}
+    names = {s: {CLASSES[c] for c in np.flatnonzero(voc.class_mat[i])} for i, s in enumerate(voc.strings)}
     assert names["⏎"] == {"a line break"} and names["⏎    "] == {"a line break"}
     assert names["    "] == {"indentation"}
     assert names[" Foo"] == {"a capitalised word", "a word start"}
@@ -107,30 +108,30 @@ def test_classes_and_line_rules_of_byte_level_pieces():
     assert "an identifier piece" in names[" __init__"] and names["é"] == {"non-ASCII text"}
     assert "an all-caps word" in names[" HTTP"] and "an operator" in names[" +="]
     # line rules: after a bare line break -> start of a line; after "⏎    " -> after indentation
-    lines = lambda f: sorted(int(v & ((1 << 36) - 1)) for v in f if v >= 0 and v >> 36 == explain.F_LINE)  # noqa: E731
-    f = explain.features(np.array([[0, 11], [1, 11], [-1, 11]]), 1, voc)
+    lines = lambda f: sorted(int(v & ((1 << 36) - 1)) for v in f if v >= 0 and v >> 36 == F_LINE)  # noqa: E731
+    f = explain_families.features(np.array([[0, 11], [1, 11], [-1, 11]]), 1, voc)
     assert lines(f[0]) == [0] and lines(f[1]) == [1] and lines(f[2]) == [2]
-    assert explain.rule_words(voc, explain.F_LINE, 1, -1) == "the first token after indentation"
-    assert explain.rule_words(voc, explain.F_PAIR, 0, 3) == "' Foo' right after '⏎'"
+    assert explain_families.rule_words(voc, F_LINE, 1, -1) == "the first token after indentation"
+    assert explain_families.rule_words(voc, F_PAIR, 0, 3) == "' Foo' right after '⏎'"
 
 
 def test_stream_counts_are_exact():
-    voc = explain.Vocab.build([f"w{i}" for i in range(5)])
+    voc = Vocab.build([f"w{i}" for i in range(5)])
     toks = np.array([0, 1, 0, 2, 1, 0, 3, 4, 0, 0, 1, 2], np.int64)
     L = 6
-    c = explain.StreamCounts.build(toks, L, voc)
+    c = explain_counts.StreamCounts.build(toks, L, voc)
     pos = np.arange(toks.size)
 
     def brute_before(t):
-        return sum(t in toks[max(p - explain.BEFORE_SPAN, p - p % L):p] for p in pos)
+        return sum(t in toks[max(p - explain_families.BEFORE_SPAN, p - p % L):p] for p in pos)
 
     enc = lambda fam, v: (fam << 36) | v  # noqa: E731
     for t in range(5):
-        assert c.count(np.array([enc(explain.F_BEFORE, t)]))[0] == brute_before(t), t
-        assert c.count(np.array([enc(explain.F_TOKEN, t)]))[0] == (toks == t).sum()
+        assert c.count(np.array([enc(F_BEFORE, t)]))[0] == brute_before(t), t
+        assert c.count(np.array([enc(F_TOKEN, t)]))[0] == (toks == t).sum()
     prev = np.where(pos % L == 0, -1, np.roll(toks, 1))
-    assert c.count(np.array([enc(explain.F_PAIR, 0 * 5 + 1)]))[0] == ((prev == 0) & (toks == 1)).sum()
-    assert c.count(np.array([enc(explain.F_LINE, 2)]))[0] == 2  # two context starts
+    assert c.count(np.array([enc(F_PAIR, 0 * 5 + 1)]))[0] == ((prev == 0) & (toks == 1)).sum()
+    assert c.count(np.array([enc(F_LINE, 2)]))[0] == 2  # two context starts
 
 
 def test_tiny_real_models_get_explanations_in_index(gelu, solu):
@@ -152,6 +153,6 @@ def test_blocks_of_neurons_on_threads_give_the_same_explanations(store_and_truth
     before = st.index_state(HOOK)["context_before"]
     whole = explain.explain_arrays(tokens, st.context_len, st.explain_vocab, arrays, before=before)
     blocks = explain.explain_arrays(tokens, st.context_len, st.explain_vocab, arrays, block=3, before=before)
-    assert whole["explain_family"][:3].tolist() == [explain.F_TOKEN, explain.F_PAIR, explain.F_PREV]
+    assert whole["explain_family"][:3].tolist() == [F_TOKEN, F_PAIR, F_PREV]
     for name, a in whole.items():
         assert np.array_equal(blocks[name], a, equal_nan=True), name

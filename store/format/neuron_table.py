@@ -64,7 +64,7 @@ def ln_overlap(st, hook: str, top_pos: np.ndarray) -> np.ndarray:
 def explain_columns(st, hook: str) -> dict[str, np.ndarray]:
     """explain_score / _coverage / _precision (float32) and explanation (object: words) per neuron;
     NaN and '' when the index has no explanations yet (`neurobrowse index` adds them)."""
-    from store.measures import explain
+    from store.measures import explain, explain_families
 
     N = st.n_units(hook)
     if not explain.is_explained(st, hook):
@@ -74,5 +74,5 @@ def explain_columns(st, hook: str) -> dict[str, np.ndarray]:
     arrs = [st.index_array(hook, n) for n in schema.EXPLAIN_ARRAYS]
     got = dict(zip(schema.EXPLAIN_ARRAYS, read_many([(a, (slice(None),)) for a in arrs])))
     out = {k: np.asarray(got[k], np.float32) for k in columns.EXPLAIN_SCALARS}
-    out["explanation"] = explain.describe_all(st.explain_vocab, got)
+    out["explanation"] = explain_families.describe_all(st.explain_vocab, got)
     return out

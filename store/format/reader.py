@@ -329,8 +329,9 @@ class Store:
 
     @cached_property
     def explain_vocab(self):
-        """store.measures.explain.Vocab of this recording's tokenizer (the token tables the rule search uses)."""
-        from store.measures.explain import Vocab
+        """store.measures.explain_families.Vocab of this recording's tokenizer (the token tables the rule search
+        uses)."""
+        from store.measures.explain_families import Vocab
 
         return Vocab.build(self._vocab_strings)
 

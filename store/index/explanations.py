@@ -14,11 +14,12 @@ from store.errors import StoreError
 from store.index.group import IndexGroup
 from store.index.source import open_store
 from store.measures import explain
+from store.measures.explain_counts import StreamCounts
 from store.measures.snippets import index_window
 
 
 def explain_hook(store, hook: str, arrays: dict[str, np.ndarray] | None = None, tokens: np.ndarray | None = None,
-                 counts: explain.StreamCounts | None = None, group: IndexGroup | None = None) -> dict[str, np.ndarray]:
+                 counts: StreamCounts | None = None, group: IndexGroup | None = None) -> dict[str, np.ndarray]:
     """Compute and write the explanation arrays (schema.EXPLAIN_ARRAYS) of an indexed hook.
 
     ``arrays``: the index arrays in memory (the indexer passes what it just computed); read from the

@@ -69,8 +69,8 @@ class TokenTable:
 
 
 def token_table(strings) -> TokenTable:
-    """The shared per-token tables of a readable vocabulary (store.measures.explain.Vocab and
-    store.measures.rules.RuleVocab build on them)."""
+    """The shared per-token tables of a readable vocabulary (store.measures.explain_families.Vocab and
+    store.measures.rule_windows.RuleVocab build on them)."""
     strings = list(strings)
     V = len(strings)
     fold_ids: dict[str, int] = {}
