@@ -111,7 +111,7 @@ def bench_switch(work: Path, n_tokens: int, d: int, vocab: int, presses: int) ->
     path = _full_size_store(work, n_tokens, d, vocab)
     build_s = time.perf_counter() - t
     proc = psutil.Process()
-    qapp = app.ensure_app(offscreen=True)
+    _qapp = app.ensure_app(offscreen=True)  # held for the run: the windows need a live QApplication
     rss_before_open = proc.memory_info().rss
     win = app.open_main_window(path, settings=app.scratch_settings())
     win.resize(1600, 950)

@@ -185,7 +185,7 @@ def _topk(path: Path, k: int, transposed: bool) -> float:
     key = np.full((N, k), -1, np.int32)
     pos = np.full((N, k), -1, np.int64)
     worst = np.zeros(N, np.int32)
-    for c, row0, bits in src.chunks(0, src.n_chunks):
+    for _, row0, bits in src.chunks(0, src.n_chunks):
         if transposed:
             topk_kernels.topk_chunk(topk_kernels.transposed(bits), row0, key, pos, worst)
         else:
@@ -207,7 +207,7 @@ def t_torch(path: Path, k: int) -> float:
     src = ChunkSource(Store.open(path), HOOK)
     t = time.perf_counter()
     vals = idx = None
-    for c, row0, bits in src.chunks(0, src.n_chunks):
+    for _, row0, bits in src.chunks(0, src.n_chunks):
         x = torch.from_numpy(bits.view(np.float16)).float()  # [R, N]
         v, i = torch.topk(x, k, dim=0)
         i = i + row0
@@ -224,7 +224,7 @@ def t_torch_whole(path: Path, k: int) -> float:
     src = ChunkSource(Store.open(path), HOOK)
     t = time.perf_counter()
     x = torch.empty((src.n_tokens, src.n_neurons), dtype=torch.float32)  # [T, N]
-    for c, row0, bits in src.chunks(0, src.n_chunks):
+    for _, row0, bits in src.chunks(0, src.n_chunks):
         x[row0:row0 + bits.shape[0]] = torch.from_numpy(bits.view(np.float16))
     torch.topk(x, k, dim=0)
     del x
@@ -290,7 +290,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=schema.DEFAULT_K)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--slow-repeats", type=int, default=3, help="repeats for torch, dask and index_store (slow)")
-    ap.add_argument("--no-torch-whole", action="store_true", help="skip the whole-array torch.topk (needs 4 B x tokens x neurons of RAM)")
+    ap.add_argument("--no-torch-whole", action="store_true",
+                    help="skip the whole-array torch.topk (needs 4 B x tokens x neurons of RAM)")
     ap.add_argument("--dir", default="/tmp/neurobrowse_bench_index", help="where the stores are built (kept, reused)")
     ap.add_argument("--json", default=str(ROOT / "out" / "bench_index.json"))
     ap.add_argument("--only-index", action="store_true",
@@ -380,8 +381,8 @@ def main() -> None:
     if "topk/torch_whole" in med:
         ratios["torch_whole_time_vs_topk"] = med["topk/torch_whole"] / med["topk/topk"]
         ratios["in_memory_torch_time_vs_topk"] = med["topk/torch_mem"] / med["topk/topk_mem"]
-    targets = {"pass1_speed_vs_floor": ">= 0.7", "pass1_cold_speed_vs_floor_cold": ">= 0.7", "torch_time_vs_topk": ">= 10",
-               "dask_time_vs_topk": ">= 3", "index_cold_speed_vs_floor_cold": ">= 0.7"}
+    targets = {"pass1_speed_vs_floor": ">= 0.7", "pass1_cold_speed_vs_floor_cold": ">= 0.7",
+               "torch_time_vs_topk": ">= 10", "dask_time_vs_topk": ">= 3", "index_cold_speed_vs_floor_cold": ">= 0.7"}
     print(f"\n{'ratio':<30} {'value':>7}  target")
     for n, v in ratios.items():
         print(f"{n:<30} {v:7.2f}  {targets.get(n, '')}")

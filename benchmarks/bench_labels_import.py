@@ -77,10 +77,11 @@ def main() -> None:
                 db.close()
         med = {k: statistics.median(v) for k, v in times.items()}
         out = {"labels": args.labels, "events_in_big_db": int(n_events), "written": res["written"],
-               "import_empty_s": med["empty"], "import_big_s": med["big"], "ratio_big_over_empty": med["big"] / med["empty"],
-               "repeats": args.repeats}
+               "import_empty_s": med["empty"], "import_big_s": med["big"],
+               "ratio_big_over_empty": med["big"] / med["empty"], "repeats": args.repeats}
     print(f"import {args.labels:,} labels: into an empty database {med['empty']:.2f} s, into one with "
-          f"{n_events:,} events {med['big']:.2f} s (ratio {out['ratio_big_over_empty']:.2f}; medians of {args.repeats})")
+          f"{n_events:,} events {med['big']:.2f} s (ratio {out['ratio_big_over_empty']:.2f}; "
+          f"medians of {args.repeats})")
     dest = Path(__file__).resolve().parent / "out" / "bench_labels_import.json"
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(out, indent=1) + "\n")

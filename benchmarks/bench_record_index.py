@@ -354,7 +354,8 @@ def memory(vocab: int, n: int, gpt2_tokens: int, tmp: Path, baseline_src: str | 
                 if "baseline_index_adds_bytes" in r else "")
         print(f"  memory {name}, {tokens:,} tokens ({seen:,} distinct): bare {peaks['bare'] / 2**30:.2f} GiB, "
               f"record --index --dense none {peaks['record_index'] / 2**30:.2f} GiB "
-              f"(+{r['index_adds_bytes'] / 2**30:.2f} GiB{base}; index_memory_bytes says {est / 2**30:.2f} GiB, {worst / 2**30:.2f} GiB once every "
+              f"(+{r['index_adds_bytes'] / 2**30:.2f} GiB{base}; index_memory_bytes says {est / 2**30:.2f} GiB, "
+              f"{worst / 2**30:.2f} GiB once every "
               f"token of the vocabulary is seen) (load {os.getloadavg()[0]:.1f})", flush=True)
     return {"vocab": vocab, "cases": out}
 

@@ -48,7 +48,8 @@ def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(REPO / "artifacts" / "demo" / "models" / "gelu"),
-                    help="a checkpoint directory, Hugging Face folder or TransformerLens name (default: the demo's GeLU model)")
+                    help="a checkpoint directory, Hugging Face folder or TransformerLens name "
+                    "(default: the demo's GeLU model)")
     ap.add_argument("--tokens", default="10M", help="tokens to record, e.g. 1M or 10M")
     ap.add_argument("--text", nargs="+", default=[sysconfig.get_paths()["stdlib"]],
                     help="files or folders of text to record (default: the Python standard library)")
@@ -93,7 +94,8 @@ def main() -> None:
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{n_tokens:,} tokens x {len(hooks)} hook(s) x {d_mlp} neurons: {wall:.0f} s ({res['tok_per_s']:,.0f} tok/s), "
+    print(f"{n_tokens:,} tokens x {len(hooks)} hook(s) x {d_mlp} neurons: {wall:.0f} s "
+          f"({res['tok_per_s']:,.0f} tok/s), "
           f"peak memory {peak / 2**30:.2f} GiB, store {store_bytes / 1e6:,.1f} MB (index {index_bytes / 1e6:,.1f} MB) "
           f"= {res['ratio']:.2%} of the dense {dense / 1e9:,.1f} GB; info {'ok' if res['info_ok'] else 'FAILED'}, "
           f"show {'ok' if res['show_ok'] else 'FAILED'} (load {res['load_avg_1min']:.1f})")

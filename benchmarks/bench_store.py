@@ -171,7 +171,7 @@ def _full_size_index(path: Path, n_tokens: int, d: int, vocab: int, k: int) -> s
         "top_token_counts": rng.integers(5, 1000, (d, T)),
         "token_rule_score": rng.random(d, dtype=np.float32), "sim_score": rng.random(d, dtype=np.float32),
     }
-    for kind, sign in (("top", 1), ("bottom", -1)):  # distinct passages: one firing per context of 1024
+    for kind in ("top", "bottom"):  # distinct passages: one firing per context of 1024
         arrays[f"distinct_{kind}_values"] = arrays[f"{kind}_values"]
         arrays[f"distinct_{kind}_positions"] = np.sort(rng.choice(n_tokens // 1024, (d, k)), 1) * 1024 + 500
         arrays[f"distinct_{kind}_context_tokens"] = rng.integers(0, vocab, (d, k, W)).astype(np.int32)

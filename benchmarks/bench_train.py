@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the repository's packages go first, so imports follow
 
-from solu_core.corpus.config import CorpusConfig
-from solu_core.corpus.build import build_corpus
+from solu_core.corpus.config import CorpusConfig  # noqa: E402
+from solu_core.corpus.build import build_corpus  # noqa: E402
 from solu_core.corpus.folder import load_split, read_manifest  # noqa: E402
 from solu_core.checkpoint import load_checkpoint  # noqa: E402
 from solu_core.model import ModelConfig, Transformer  # noqa: E402
@@ -175,7 +175,8 @@ def main() -> int:
     result = {"preset": args.preset, "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
                                                  "torch": torch.__version__}}
     name = "bench_train.json" if args.preset == "demo" else f"bench_train_{args.preset}.json"
-    result["throughput"] = throughput(shape, args.batch_size or p.train.batch_size, args.steps, args.repeats, args.threads)
+    result["throughput"] = throughput(shape, args.batch_size or p.train.batch_size, args.steps, args.repeats,
+                                      args.threads)
     result["machine"]["loadavg_after"] = os.getloadavg()
     (OUT / name).write_text(json.dumps(result, indent=1))  # kept if the demo part is interrupted
     if not args.skip_demo:
@@ -186,14 +187,16 @@ def main() -> int:
     t = result["throughput"]
     print(f"\nthroughput at {shape} batch {t['batch_size']}, {t['threads']} thread(s), median of {t['repeats']}:")
     for a, r in t["per_act_fn"].items():
-        print(f"  {a:<8} {r['tokens_per_s']:>10,.0f} tokens/s (median wall)  {r['tokens_per_cpu_s']:>10,.0f} tokens/CPU-s")
+        print(f"  {a:<8} {r['tokens_per_s']:>10,.0f} tokens/s (median wall)  "
+              f"{r['tokens_per_cpu_s']:>10,.0f} tokens/CPU-s")
     print(f"  SoLU-LN / GeLU = {t['solu_ln_over_gelu']:.3f} (median wall; best-of-repeats "
           f"{t['solu_ln_over_gelu_best']:.3f}; per CPU-second {t['solu_ln_over_gelu_cpu']:.3f})   "
           f"SoLU / GeLU = {t['solu_over_gelu']:.3f}")
     if "demo" in result:
         d = result["demo"]
         b = d["baselines"]
-        print(f"\n{args.preset} pair on {d['corpus_mb']:.1f} MB ({d['train_tokens']:,} train tokens, vocab {d['vocab']}); "
+        print(f"\n{args.preset} pair on {d['corpus_mb']:.1f} MB ({d['train_tokens']:,} train tokens, "
+              f"vocab {d['vocab']}); "
               f"val loss on {b['tokens']:,} held-out tokens, nats/token:")
         print(f"  {'model':<14}{'val loss':>9}{'train s':>9}{'tok/s':>9}{'params':>10}{'file MB':>9}")
         for a, r in d["models"].items():

@@ -75,7 +75,8 @@ def main() -> None:
     r, i = out["record"], out["index"]
     print(f"record then index: {r['wall_median']:.1f} s + {i['wall_median']:.1f} s wall "
           f"({r['cpu_median']:.1f} s + {i['cpu_median']:.1f} s CPU)")
-    print(f"medians of {args.repeats}: TransformerLens script {a['wall_median']:.1f} s wall / {a['cpu_median']:.1f} s CPU; "
+    print(f"medians of {args.repeats}: TransformerLens script {a['wall_median']:.1f} s wall / "
+          f"{a['cpu_median']:.1f} s CPU; "
           f"record --index --dense none {b['wall_median']:.1f} s / {b['cpu_median']:.1f} s: "
           f"{a['wall_median'] / b['wall_median']:.2f}x / {a['cpu_median'] / b['cpu_median']:.2f}x the script's speed")
     (ROOT / "benchmarks" / "out").mkdir(exist_ok=True)

@@ -46,9 +46,10 @@ def main() -> None:
     ctx = int(model.cfg.n_ctx)
     n = args.tokens // ctx * ctx
     tokens = torch.from_numpy(tokens[:n].reshape(-1, ctx))
-    names = [f"blocks.{l}.mlp.{h}" for l in range(model.cfg.n_layers) for h in ("hook_mid", "hook_post")
-             if f"blocks.{l}.mlp.{h}" in model.hook_dict]
-    top = {h: (torch.full((args.k, model.cfg.d_mlp), -torch.inf), torch.zeros((args.k, model.cfg.d_mlp), dtype=torch.long))
+    names = [f"blocks.{layer}.mlp.{h}" for layer in range(model.cfg.n_layers) for h in ("hook_mid", "hook_post")
+             if f"blocks.{layer}.mlp.{h}" in model.hook_dict]
+    top = {h: (torch.full((args.k, model.cfg.d_mlp), -torch.inf),
+               torch.zeros((args.k, model.cfg.d_mlp), dtype=torch.long))
            for h in names}
 
     def keep(act, hook, row0):

@@ -248,7 +248,8 @@ def info_text(info: dict) -> str:
         lines.append(f"              {info['resume_command']}")
     missing = info.get("missing_files") or []
     if missing:
-        lines.append(f"DAMAGED     {len(missing)} file(s) missing, e.g. {', '.join(missing[:3])}. Check and repair with:")
+        lines.append(f"DAMAGED     {len(missing)} file(s) missing, e.g. {', '.join(missing[:3])}. "
+                     "Check and repair with:")
         lines.append(f"              neurobrowse verify --repair {info['path']}")
     else:
         lines.append(f"checked     every marked chunk file exists (full check: neurobrowse verify {info['path']})")
@@ -329,7 +330,8 @@ def label_event_line(ev) -> str:
 
 
 def comparison_text(cmp) -> str:
-    """``neurobrowse.compare.Comparison``: per model the share passing each score with its 95% interval, then the verdict."""
+    """``neurobrowse.compare.Comparison``: per model the share passing each score with its 95% interval,
+    then the verdict."""
     from store.measures import columns
 
     lines = []

@@ -136,15 +136,18 @@ def read_config(dir: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {root} does not exist; train one with `neurobrowse train`")
     path = root / "config.json"
     if not path.exists():
-        raise CheckpointError(f"{path} is missing: {root} is not a neurobrowse checkpoint (train one with `neurobrowse train`)")
+        raise CheckpointError(f"{path} is missing: {root} is not a neurobrowse checkpoint "
+                              "(train one with `neurobrowse train`)")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is corrupt or truncated ({e}); retrain or restore the checkpoint") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a neurobrowse checkpoint config (no format {FORMAT!r}); is this a foreign model?")
+        raise CheckpointError(f"{path} is not a neurobrowse checkpoint config (no format {FORMAT!r}); "
+                              "is this a foreign model?")
     if meta.get("act_fn") not in ACT_FNS:
-        raise CheckpointError(f"{path} has act_fn {meta.get('act_fn')!r}; neurobrowse models use one of {', '.join(ACT_FNS)}")
+        raise CheckpointError(f"{path} has act_fn {meta.get('act_fn')!r}; "
+                              f"neurobrowse models use one of {', '.join(ACT_FNS)}")
     return meta
 
 
@@ -178,15 +181,18 @@ def load_checkpoint(dir: str | Path, device: str = "auto", verify: bool = True) 
             f"{tpath} has {tokenizer.get_vocab_size()} tokens but the model's d_vocab is {cfg.d_vocab}: "
             "the tokenizer does not belong to this checkpoint"
         )
-    if "tokenizer_sha256" in meta and hashlib.sha256(tokenizer_json.encode("utf-8")).hexdigest() != meta["tokenizer_sha256"]:
-        raise CheckpointError(f"{tpath} is not the tokenizer this model was trained with (sha256 differs from config.json)")
+    tokenizer_sha = hashlib.sha256(tokenizer_json.encode("utf-8")).hexdigest()
+    if "tokenizer_sha256" in meta and tokenizer_sha != meta["tokenizer_sha256"]:
+        raise CheckpointError(f"{tpath} is not the tokenizer this model was trained with "
+                              "(sha256 differs from config.json)")
 
     wpath = root / "model.safetensors"
     if not wpath.exists():
         raise CheckpointError(f"{wpath} is missing; the checkpoint is incomplete, retrain or restore it")
     digest = sha256_file(wpath)
     if verify and "model_sha256" in meta and digest != meta["model_sha256"]:
-        raise CheckpointError(f"{wpath} is corrupt: its sha256 differs from the one in config.json; retrain or restore it")
+        raise CheckpointError(f"{wpath} is corrupt: its sha256 differs from the one in config.json; "
+                              "retrain or restore it")
     try:
         sd = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError) as e:

@@ -109,7 +109,8 @@ def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: in
     """The pass-1 PartialIndex of one chunk (``acts`` float16 [R, N] on any device, ``tokens`` [R] token
     ids) covering rows row0 .. row0 + R - 1; its ``ranges`` are left empty for the caller to set."""
     if acts.dtype != torch.float16 or acts.dim() != 2:
-        raise ValueError(f"chunk_partial takes float16 [rows, neurons] activations, not {acts.dtype} {tuple(acts.shape)}")
+        raise ValueError(f"chunk_partial takes float16 [rows, neurons] activations, "
+                         f"not {acts.dtype} {tuple(acts.shape)}")
     dev = acts.device
     R, N = acts.shape
     before, after = int(window[0]), int(window[1])
@@ -121,16 +122,18 @@ def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: in
     part = PartialIndex.empty(hook, k, N, vocab, (before, after))
     top_comp = (key << 32) | (_LOW - r)
     bot_comp = ((65535 - key) << 32) | (_LOW - r)
-    part.top_key, part.top_pos, part.top_win = _lists(top_comp, k, True, bits, values, row0, context_len, before, W, False)
-    part.bot_key, part.bot_pos, part.bot_win = _lists(bot_comp, k, False, bits, values, row0, context_len, before, W, False)
+    common = (bits, values, row0, context_len, before, W)
+    part.top_key, part.top_pos, part.top_win = _lists(top_comp, k, True, *common, False)
+    part.bot_key, part.bot_pos, part.bot_win = _lists(bot_comp, k, False, *common, False)
     (part.dtop_key, part.dtop_pos, part.dtop_win, part.dtop_more) = _lists(
-        _context_peaks(top_comp, context_len, row0), k, True, bits, values, row0, context_len, before, W, True)
+        _context_peaks(top_comp, context_len, row0), k, True, *common, True)
     (part.dbot_key, part.dbot_pos, part.dbot_win, part.dbot_more) = _lists(
-        _context_peaks(bot_comp, context_len, row0), k, False, bits, values, row0, context_len, before, W, True)
+        _context_peaks(bot_comp, context_len, row0), k, False, *common, True)
     # histogram (the float16 bit-pattern bins) and density, counted on the device
     hb = ((key >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET).clamp(0, kernels.HIST_BINS - 1)
     flat = (torch.arange(N, device=dev) * kernels.HIST_BINS + hb).reshape(-1)
-    part.hist = torch.bincount(flat, minlength=N * kernels.HIST_BINS).view(N, kernels.HIST_BINS).cpu().numpy().astype(np.int64)
+    hist = torch.bincount(flat, minlength=N * kernels.HIST_BINS).view(N, kernels.HIST_BINS)
+    part.hist = hist.cpu().numpy().astype(np.int64)
     part.npos = (key > _DENS_KEY).sum(0).cpu().numpy().astype(np.int64)
     # moments: shifted power sums (shift: the first row, as the kernel), central moments, then the merge
     if R:

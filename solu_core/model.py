@@ -232,7 +232,7 @@ class Transformer(nn.Module):
             if layer >= self.cfg.n_layers or name not in self.cfg.hook_names(layer):
                 raise ValueError(
                     f"this {self.cfg.act_fn} model with {self.cfg.n_layers} layer(s) has no hook {name!r}; "
-                    f"choose from {', '.join(n for l in range(self.cfg.n_layers) for n in self.cfg.hook_names(l))}"
+                    f"choose from {', '.join(n for i in range(self.cfg.n_layers) for n in self.cfg.hook_names(i))}"
                 )
             layers.add(layer)
         capture: dict[str, list] = {name: [] for name in names}

@@ -110,11 +110,14 @@ def _set_threads(device: torch.device, threads: int | None = None) -> int:
 def _same_training(a: dict | None, b: dict) -> bool:
     """Equal apart from settings that do not change the weights (how often to checkpoint)."""
     drop = ("ckpt_every",)
-    return a is not None and {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+    def kept(d):
+        return {k: v for k, v in d.items() if k not in drop}
+    return a is not None and kept(a) == kept(b)
 
 
 def make_optimizer(model: Transformer, tc: TrainConfig) -> torch.optim.AdamW:
-    decay = [p for n, p in model.named_parameters() if n.split(".")[-1].startswith("W_") and n not in ("embed.W_E", "pos_embed.W_pos")]
+    decay = [p for n, p in model.named_parameters()
+             if n.split(".")[-1].startswith("W_") and n not in ("embed.W_E", "pos_embed.W_pos")]
     ids = {id(p) for p in decay}
     rest = [p for p in model.parameters() if id(p) not in ids]
     return torch.optim.AdamW(

@@ -68,7 +68,8 @@ def settings(tmp_path, monkeypatch):
 def _library_thread(t: threading.Thread) -> bool:
     # zarr's event loop and I/O pool threads are process-wide and reused; they are not ours to stop.
     # Dummy threads are Python's record of Qt pool threads (checked through the pools' activeThreadCount).
-    return isinstance(t, threading._DummyThread) or t.daemon and (t.name.startswith(("ThreadPoolExecutor", "asyncio", "zarr")) or "loop" in t.name.lower())
+    return isinstance(t, threading._DummyThread) or t.daemon and (
+        t.name.startswith(("ThreadPoolExecutor", "asyncio", "zarr")) or "loop" in t.name.lower())
 
 
 @pytest.fixture

@@ -64,7 +64,8 @@ def test_user_sources_dedup_split_and_skip_counts(tmp_path, user_folder):
 
     docs = [json.loads(line) for line in (tmp_path / "c" / "documents.jsonl").read_text().splitlines()]
     assert len({d["sha256"] for d in docs}) == len(docs) == 13
-    assert {d["name"] for d in docs if d["split"] == "val"}.isdisjoint({d["name"] for d in docs if d["split"] == "train"})
+    val = {d["name"] for d in docs if d["split"] == "val"}
+    assert val.isdisjoint({d["name"] for d in docs if d["split"] == "train"})
     assert any(d["name"] == "records.jsonl:3" for d in docs)
 
     tok = load_tokenizer(tmp_path / "c")
@@ -85,7 +86,7 @@ def test_user_sources_dedup_split_and_skip_counts(tmp_path, user_folder):
 def test_deterministic_for_a_seed_and_different_for_another(tmp_path, user_folder):
     cfg = CorpusConfig(sources=[str(user_folder)], **STDLIB_SMALL)
     a = build_corpus(tmp_path / "a", cfg, progress=False)
-    b = build_corpus(tmp_path / "b", cfg, progress=False)
+    build_corpus(tmp_path / "b", cfg, progress=False)
     assert corpus_manifest_hash(tmp_path / "a") == corpus_manifest_hash(tmp_path / "b")
     assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
     for split in ("train", "val"):
@@ -118,11 +119,13 @@ def test_jsonl_field_option_and_bad_lines(tmp_path):
                                                   vocab_size=300), progress=False)
     assert m["sources"][0]["kind"] == "jsonl" and m["sources"][0]["n_docs"] == 6
     with pytest.raises(CorpusError, match=r"good\.jsonl:1 has no text field 'text' \(it has: body\).*--jsonl-field"):
-        build_corpus(tmp_path / "d", CorpusConfig(sources=[str(good)], include_stdlib=False, vocab_size=300), progress=False)
+        build_corpus(tmp_path / "d", CorpusConfig(sources=[str(good)], include_stdlib=False, vocab_size=300),
+                     progress=False)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{not json\n')
     with pytest.raises(CorpusError, match=r"bad\.jsonl:2 is not valid JSON"):
-        build_corpus(tmp_path / "e", CorpusConfig(sources=[str(bad)], include_stdlib=False, vocab_size=300), progress=False)
+        build_corpus(tmp_path / "e", CorpusConfig(sources=[str(bad)], include_stdlib=False, vocab_size=300),
+                     progress=False)
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
 
 
@@ -247,7 +250,7 @@ def test_text_stream_reads_only_what_the_tokens_take(tmp_path):
     assert again.sha256 == few.sha256  # the same stream each time (a resumed recording checks it)
 
     line = tmp_path / "sep.jsonl"
-    line.write_text(json.dumps({"text": "one\u2028two"}, ensure_ascii=False) + "\n" + json.dumps({"text": "three"}) + "\n",
-                    encoding="utf-8")
+    line.write_text(json.dumps({"text": "one\u2028two"}, ensure_ascii=False) + "\n"
+                    + json.dumps({"text": "three"}) + "\n", encoding="utf-8")
     stream = read_text_stream([line], tok, 0)
     assert stream.n_docs == 2

@@ -144,8 +144,8 @@ def test_neuron_explainer_records(tmp_path, solu):
     assert top["tokens"] == [raw_piece(t) for t in t0.tokens[t0.ctx_lo:t0.ctx_hi]]
     assert max(top["activations"]) == pytest.approx(view.stats["max_act"], abs=1e-3)
     assert len(rec["random_sample_by_quantile"]) == 5
-    assert [len(b) for b in rec["random_sample_by_quantile"]] == [len(view.samples[b]) for b in
-                                                                   ("0-0.5", "0.5-0.9", "0.9-0.99", "0.99-0.999", "0.999-1")]
+    bins = ("0-0.5", "0.5-0.9", "0.9-0.99", "0.99-0.999", "0.999-1")
+    assert [len(b) for b in rec["random_sample_by_quantile"]] == [len(view.samples[b]) for b in bins]
     assert len(rec["random_sample"]) == len(view.samples["random"])
     bounds = rec["quantile_boundaries"]
     assert len(bounds) == 6 and bounds == sorted(bounds)

@@ -21,7 +21,8 @@ def world(tiny_stores, tiny_root, tmp_path_factory):
     shutil.copytree(tiny_stores["gelu"], gelu)
     shutil.copytree(tiny_stores["solu_ln"], solu)
     db = root / "labels.sqlite"
-    assert run_cli(["labels", "set", str(gelu), "0", "3", "--verdict", "interpretable", "--db", str(db)]).returncode == 0
+    res = run_cli(["labels", "set", str(gelu), "0", "3", "--verdict", "interpretable", "--db", str(db)])
+    assert res.returncode == 0
     study = root / "study"
     assert run_cli(["study", "new", "--stores", str(gelu), str(solu), "--per-model", "2", "--seed", "1",
                     "--out", str(study)]).returncode == 0
@@ -90,7 +91,8 @@ def _cases():
         ("record-out-file", "record {ck} --out {root}/a_file", "is a file"),
         ("record-out-dangling", "record {ck} --out {root}/dangling", "which does not exist"),
         ("record-into-other-store", "record {ck} --out {solu} --corpus {corpus} --tokens 2048", "other arguments"),
-        ("record-out-inside-store", "record {ck} --out {gelu}/inner --corpus {corpus} --tokens 2048", "inside the store"),
+        ("record-out-inside-store", "record {ck} --out {gelu}/inner --corpus {corpus} --tokens 2048",
+         "inside the store"),
         ("record-out-inside-index", "record {ck} --out {gelu}/index/x --corpus {corpus} --tokens 2048",
          "inside the store"),
         ("record-text-fifo", "record {ck} --out {root}/r --text {root}/fifo --tokens 2048", "1 special files"),
@@ -319,7 +321,8 @@ def _damage_cases():
         ("index-chunk-huge", lambda d: _plant_huge(_ix(d, "top_values") / "c" / "0" / "0"),
          [(*show, "more than its array's chunk"), (*verify, "more than its array's chunk")]),
         ("dense-chunk-huge", lambda d: _plant_huge(d / HOOK / "c" / "2" / "0"),
-         [(*verify, "more than its array's chunk"), ("index {s} --force --quiet", 2, "more than its array's chunk", "writes")]),
+         [(*verify, "more than its array's chunk"),
+          ("index {s} --force --quiet", 2, "more than its array's chunk", "writes")]),
         ("marker-file-fifo", lambda d: _plant_fifo(d / "done" / "tokens" / "c" / "0"),
          [(*verify, "no completion marker")]),
         ("marker-meta-truncated", lambda d: (d / "done" / "tokens" / "zarr.json").write_text('{"shape": [5'),

@@ -279,7 +279,8 @@ def test_histogram_counts_survive_folding_past_uint16():
         xs.append(x)
     p.canonical()
     x = np.concatenate(xs)
-    b = np.clip((kernels.f16_keys_np(x.view(np.uint16)) >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET, 0, kernels.HIST_BINS - 1)
+    b = np.clip((kernels.f16_keys_np(x.view(np.uint16)) >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET,
+                0, kernels.HIST_BINS - 1)
     for j in range(n):
         want = np.bincount(b[:, j], minlength=kernels.HIST_BINS)
         assert want.max() > 65535 and np.array_equal(p.hist[j], want)

@@ -76,7 +76,8 @@ def test_index_equals_brute_force_numpy(tiny_stores, act_fn):
                 p = top[j, s]
                 c0 = p // L * L
                 qs = range(p - schema.CONTEXT_BEFORE, p + schema.CONTEXT_AFTER + 1)
-                assert idx["top_context_tokens"][j, s].tolist() == [int(tokens[q]) if 0 <= q < n_tok else -1 for q in qs]
+                assert idx["top_context_tokens"][j, s].tolist() == [
+                    int(tokens[q]) if 0 <= q < n_tok else -1 for q in qs]
                 assert np.array_equal(idx["top_context_acts"][j, s],
                                       np.array([x[q, j] if c0 <= q < c0 + L else 0 for q in qs], np.float16))
         # distinct passages: the brute-force best (lowest) firing of every context, k of them, with the
@@ -100,7 +101,8 @@ def test_index_equals_brute_force_numpy(tiny_stores, act_fn):
                     assert idx[f"distinct_{kind}_more"][j, s] == more
                 q0 = want_pos[0] - schema.CONTEXT_BEFORE
                 assert idx[f"distinct_{kind}_context_tokens"][j, 0].tolist() == [
-                    int(tokens[q]) if 0 <= q < n_tok else -1 for q in range(q0, q0 + idx["top_context_tokens"].shape[-1])]
+                    int(tokens[q]) if 0 <= q < n_tok else -1
+                    for q in range(q0, q0 + idx["top_context_tokens"].shape[-1])]
         xd = xf.astype(np.float64)
         np.testing.assert_allclose(idx["mean"], xd.mean(0), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(idx["var"], xd.var(0), rtol=1e-9, atol=1e-12)

@@ -87,7 +87,8 @@ def test_migration_keeps_labels_and_makes_a_backup(tmp_path):
     db = LabelDB(path)
     assert db.schema_version() == LABELS_SCHEMA_VERSION
     lab = db.get(RUN, HOOK, 5)
-    assert (lab.verdict, lab.description, lab.tags, lab.author, lab.source) == ("interpretable", "old", ("x",), "bob", "")
+    assert (lab.verdict, lab.description, lab.tags, lab.author, lab.source) == (
+        "interpretable", "old", ("x",), "bob", "")
     backups = list(db.backup_dir().glob("l-*-v1.sqlite"))
     assert len(backups) == 1
     old = sqlite3.connect(backups[0])
@@ -197,7 +198,8 @@ def test_four_processes_times_200_writes_keep_800(tmp_path):
     db = LabelDB(path)
     labs = db.labels(RUN)
     assert len(labs) == 800 and db.count_events() == 800
-    assert {(x.neuron, x.description) for x in labs} == {(p * 200 + i, f"p{p} i{i}") for p in range(4) for i in range(200)}
+    want = {(p * 200 + i, f"p{p} i{i}") for p in range(4) for i in range(200)}
+    assert {(x.neuron, x.description) for x in labs} == want
     assert db.integrity_check() == "ok"
 
 

@@ -325,7 +325,8 @@ def test_top_and_bottom_k_break_ties_at_the_kth_slot_by_the_lower_position():
     tied = [1900, 1300, 700, 100, 1500, 300]  # six equal values for the 8 - 5 = 3 free slots, latest chunks first
     x[[11, 600, 1200, 1700, 1999], 7] = np.float16(30), np.float16(29), np.float16(28), np.float16(27), np.float16(26)
     x[tied, 7] = np.float16(9)
-    x[[13, 601, 1201, 1701, 1998], 8] = -np.float16(30), -np.float16(29), -np.float16(28), -np.float16(27), -np.float16(26)
+    x[[13, 601, 1201, 1701, 1998], 8] = (-np.float16(30), -np.float16(29), -np.float16(28), -np.float16(27),
+                                         -np.float16(26))
     x[tied, 8] = -np.float16(9)
     toks = rng.integers(0, 50, x.shape[0]).astype(np.int32)
     p = pass1(x, toks, 50, 0, 4, k=8)

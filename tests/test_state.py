@@ -84,7 +84,7 @@ def test_step_neuron_follows_table_order_and_clamps():
 
 
 def test_step_layer_keeps_hook_kind_and_paired_hook():
-    hooks = [schema.hook_name(l, k) for l in range(3) for k in ("hook_mid", "hook_post")]
+    hooks = [schema.hook_name(layer, k) for layer in range(3) for k in ("hook_mid", "hook_post")]
     assert step_layer(hooks, "blocks.0.mlp.hook_post", 1) == "blocks.1.mlp.hook_post"
     assert step_layer(hooks, "blocks.2.mlp.hook_mid", 1) == "blocks.2.mlp.hook_mid"
     assert paired_hook(hooks, "blocks.1.mlp.hook_post") == "blocks.1.mlp.hook_mid"

@@ -85,7 +85,7 @@ def test_neuron_page_matches_the_dense_activations(tiny_stores, act_fn):
             assert list(v.samples) == list(schema.SAMPLE_BINS)
             assert len(v.logit_up) == schema.K_LOGIT and v.logit_up[0][1] >= v.logit_up[-1][1]
             assert v.logit_down[0][1] <= v.logit_down[-1][1]
-            for tok, mean, count in v.top_tokens:
+            for tok, _, count in v.top_tokens:
                 assert count >= schema.MIN_TOKEN_COUNT and isinstance(tok, str)
     with pytest.raises(StoreError, match="out of range"):
         s.neuron(s.hooks[0], s.d_mlp)

@@ -44,7 +44,7 @@ def test_study_file_is_blinded(study, tiny_stores):
             assert set(s) == {"tokens", "acts", "center"} and len(s["tokens"]) == len(s["acts"])
         peaks = [s["acts"][s["center"]] for s in it["snippets"]]
         assert peaks == sorted(peaks, reverse=True)  # the top firings, strongest first
-    for name, path in tiny_stores.items():
+    for path in tiny_stores.values():
         st = Store.open(path)
         assert st.run_uuid not in text and str(path) not in text
     key = json.loads(key_path(study).read_text())

@@ -22,7 +22,8 @@ from store.format.reader import Store
 def study_window(qtbot, tmp_path, tiny_stores):
     made = []
     before = {t.ident for t in threading.enumerate()}
-    study = new_study([tiny_stores["gelu"], tiny_stores["solu_ln"]], tmp_path / "study", StudyConfig(per_model=2, seed=5))
+    study = new_study([tiny_stores["gelu"], tiny_stores["solu_ln"]], tmp_path / "study",
+                      StudyConfig(per_model=2, seed=5))
 
     def make(rater="rita"):
         w = StudyWindow(StudySession(study, rater))

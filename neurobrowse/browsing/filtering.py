@@ -54,7 +54,8 @@ def parse_filter(expr: str) -> list[Clause]:
             continue
         m = _CLAUSE.match(part)
         if not m:
-            raise FilterError(f"cannot read filter {part.strip()!r}; write e.g. 'kurtosis > 10, density < 0.05, label ~ quote'")
+            raise FilterError(f"cannot read filter {part.strip()!r}; "
+                              "write e.g. 'kurtosis > 10, density < 0.05, label ~ quote'")
         col, op, raw = m.group(1).lower(), m.group(2), m.group(3).strip().strip("'\"")
         col = columns.ALIASES.get(col, col)
         op = "==" if op == "=" else op

@@ -89,7 +89,8 @@ def merge_snippets(snippets: Sequence[Any], descending: bool = True) -> list[Mer
         fire = sorted({m.start + f for m in g for f in m.firing})
         vals = [m.value for m in g]
         out.append(MergedSnippet(
-            lo, [entries[p][0] if p in entries else -1 for p in poss], [entries[p][1] if p in entries else "" for p in poss],
+            lo, [entries[p][0] if p in entries else -1 for p in poss],
+            [entries[p][1] if p in entries else "" for p in poss],
             np.array([entries[p][2] if p in entries else 0.0 for p in poss], dtype=np.float32),
             [p - lo for p in fire], max(vals) if descending else min(vals), len(g),
             np.array([entries[p][3] if p in entries else True for p in poss], dtype=bool), sum(m.more for m in g)))
@@ -156,7 +157,8 @@ def build_page(ref: NeuronRef, view, paired=None) -> NeuronPage:
     bottom = merge_snippets(view.bottom, descending=False)
     samples = {name: merge_snippets(snips, descending=True) for name, snips in view.samples.items()}
     scale = _scale(view)
-    page = NeuronPage(ref, view, top, bottom, samples, scale, bottom_scale=(shading_scale(view.bottom, scale)[0], scale),
+    page = NeuronPage(ref, view, top, bottom, samples, scale,
+                      bottom_scale=(shading_scale(view.bottom, scale)[0], scale),
                       sample_scales={name: shading_scale(snips, scale) for name, snips in view.samples.items()},
                       bin_ranges=bin_ranges(view))
     if paired is not None:

@@ -18,13 +18,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store_a")
     p.add_argument("store_b")
     p.add_argument("--offscreen", action="store_true", help="render without a display (with --screenshot)")
-    p.add_argument("--screenshot", type=options.output_file, metavar="PNG", help="render the compare window into PNG and exit")
+    p.add_argument("--screenshot", type=options.output_file, metavar="PNG",
+                   help="render the compare window into PNG and exit")
     p.add_argument("--control", action="append", default=None, metavar="STORE",
                    help="a random-model control store (`neurobrowse train --init random`, recorded and indexed) "
                    "whose calibrated share is shown beside the trained models' (repeatable; default: controls "
                    "found beside the two stores)")
     p.add_argument("--no-control", action="store_true", help="show no random-model control")
-    p.add_argument("--summary", action="store_true", help="print the comparison (shares, intervals, verdict; and the dictionaries' aligned, "
+    p.add_argument("--summary", action="store_true",
+                   help="print the comparison (shares, intervals, verdict; and the dictionaries' aligned, "
                    "spread, explained and hidden features when the stores have any) and exit")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="compare even stores indexed or recorded too differently (another k, tokenizer, text, "

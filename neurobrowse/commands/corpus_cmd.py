@@ -20,10 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "BPE tokenizer and write token shards. Nothing is downloaded. Re-running with the same settings reuses "
         "the corpus.",
     )
-    p.add_argument("--out", type=options.output_dir, default=DEFAULT_OUT, help=f"corpus directory to write (default: {DEFAULT_OUT})")
+    p.add_argument("--out", type=options.output_dir, default=DEFAULT_OUT,
+                   help=f"corpus directory to write (default: {DEFAULT_OUT})")
     p.add_argument("--source", action="append", default=[], metavar="PATH",
                    help="a file, folder or .jsonl file to add (repeatable)")
-    p.add_argument("--jsonl-field", default=d.jsonl_field, help=f"text field of JSONL sources (default: {d.jsonl_field})")
+    p.add_argument("--jsonl-field", default=d.jsonl_field,
+                   help=f"text field of JSONL sources (default: {d.jsonl_field})")
     p.add_argument("--no-stdlib", action="store_true", help="leave out the Python standard library's source")
     p.add_argument("--prose", action="store_true",
                    help="add offline prose packages found on this machine (python3-doc, fortunes)")
@@ -32,14 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-generated", action="store_true",
                    help="keep machine-generated tables (codec maps, Unicode data, generated dumps; left out by "
                    "default)")
-    p.add_argument("--vocab", type=options.positive_int, default=d.vocab_size, help=f"BPE vocabulary size (default: {d.vocab_size})")
+    p.add_argument("--vocab", type=options.positive_int, default=d.vocab_size,
+                   help=f"BPE vocabulary size (default: {d.vocab_size})")
     p.add_argument("--tokenizer", default=None, metavar="FILE",
                    help="use this existing tokenizer.json (with <|endoftext|>) instead of training one; --vocab is "
                    "then ignored")
     p.add_argument("--val-fraction", type=options.fraction, default=d.val_fraction,
                    help=f"share of text held out for validation, by document (default: {d.val_fraction})")
-    p.add_argument("--seed", type=options.non_negative_int, default=d.seed, help="decides the split and the --max-mb subset")
-    p.add_argument("--max-mb", type=options.positive_float, default=None, help="cap the text at this many MB (quick runs)")
+    p.add_argument("--seed", type=options.non_negative_int, default=d.seed,
+                   help="decides the split and the --max-mb subset")
+    p.add_argument("--max-mb", type=options.positive_float, default=None,
+                   help="cap the text at this many MB (quick runs)")
     p.add_argument("--force", action="store_true", help="replace an existing corpus built with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -18,17 +18,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"stopped. Artifacts go under --workdir (default {DEFAULT_WORKDIR}, or $NEUROBROWSE_DEMO_DIR). Without "
         "a display it renders the window into WORKDIR/demo.png instead.",
     )
-    p.add_argument("--workdir", type=options.output_dir, default=None, help=f"where artifacts go (default: {DEFAULT_WORKDIR})")
-    p.add_argument("--preset", default="demo", help="training preset: demo (minutes) or tiny (seconds, for a quick look)")
-    p.add_argument("--tokens", type=options.positive_int, default=None, help="tokens recorded per model (default: 262,144; tiny: 20,480)")
+    p.add_argument("--workdir", type=options.output_dir, default=None,
+                   help=f"where artifacts go (default: {DEFAULT_WORKDIR})")
+    p.add_argument("--preset", default="demo",
+                   help="training preset: demo (minutes) or tiny (seconds, for a quick look)")
+    p.add_argument("--tokens", type=options.positive_int, default=None,
+                   help="tokens recorded per model (default: 262,144; tiny: 20,480)")
     p.add_argument("--seed", type=options.non_negative_int, default=0,
                    help="initial weights and data order of the pair (default 0; another seed gives another pair)")
     p.add_argument("--no-control", action="store_true",
                    help="skip the random-init controls (by default the untrained GeLU and SoLU-LN of the same seed are "
-                   "recorded into WORKDIR/stores/<act_fn>-random, so compare shows the proxy's share on random neurons)")
-    p.add_argument("--device", type=options.device, default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+                   "recorded into WORKDIR/stores/<act_fn>-random, so compare shows the proxy's share on random "
+                   "neurons)")
+    p.add_argument("--device", type=options.device, default="auto",
+                   help="auto (CUDA when present), cpu, cuda, ...")
     p.add_argument("--offscreen", action="store_true", help="no window: render the compare window into --screenshot")
-    p.add_argument("--screenshot", metavar="PNG", type=options.output_file, help="render the compare window into PNG and exit")
+    p.add_argument("--screenshot", metavar="PNG", type=options.output_file,
+                   help="render the compare window into PNG and exit")
     p.add_argument("--no-window", action="store_true", help="build everything, open nothing")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--features", action="store_true",

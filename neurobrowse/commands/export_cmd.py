@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--verdict", choices=VERDICTS, action="append", help="only this verdict (repeatable)")
     p.add_argument("--tag", action="append", help="only labels with this tag (repeatable: any of them)")
     p.add_argument("--layer", type=options.non_negative_int, action="append", help="only this layer (repeatable)")
-    p.add_argument("--hook", type=options.hook_name, action="append", help="only this hook (full name; repeatable; default: every indexed)")
+    p.add_argument("--hook", type=options.hook_name, action="append",
+                   help="only this hook (full name; repeatable; default: every indexed)")
     p.add_argument("--min-score", action="append", default=[], metavar="[NAME=]VALUE",
                    help="keep neurons whose statistic NAME (default token_rule_score) is >= VALUE, e.g. "
                         "sim_score=0.5 or max_act=1 (repeatable)")

@@ -69,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hi.set_defaults(func=cmd_history)
 
     im = sub.add_parser("import", parents=[common], help="import labels from an export (all or nothing)")
-    im.add_argument("file", type=options.input_text_file, help="a `neurobrowse export` jsonl/csv file or a `labels export` file (gzip ok)")
+    im.add_argument("file", type=options.input_text_file,
+                    help="a `neurobrowse export` jsonl/csv file or a `labels export` file (gzip ok)")
     im.add_argument("--store", help="check every label against this store (refuses another store's file)")
     im.set_defaults(func=cmd_import)
 
@@ -81,7 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=cmd_export)
 
     bk = sub.add_parser("backup", parents=[common], help="copy the database (sqlite backup API)")
-    bk.add_argument("--out", type=options.output_file, default=None, help="target file (default: a rotated file in backups/ next to the db)")
+    bk.add_argument("--out", type=options.output_file, default=None,
+                    help="target file (default: a rotated file in backups/ next to the db)")
     bk.set_defaults(func=cmd_backup)
 
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

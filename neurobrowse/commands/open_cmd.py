@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hook", type=options.hook_name, help="start on this hook, e.g. blocks.0.mlp.hook_post")
     p.add_argument("--neuron", type=options.non_negative_int, help="start on this neuron")
     p.add_argument("--offscreen", action="store_true", help="render without a display (with --screenshot)")
-    p.add_argument("--screenshot", type=options.output_file, metavar="PNG", help="render the window with a neuron page into PNG and exit")
+    p.add_argument("--screenshot", type=options.output_file, metavar="PNG",
+                   help="render the window with a neuron page into PNG and exit")
     p.add_argument("--smoke-test", action="store_true", help="start headless, open STORE, exit 0 once a page shows")
     p.set_defaults(func=run)
 

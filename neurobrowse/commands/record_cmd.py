@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: hook_post, plus hook_mid for SoLU-LN)")
     p.add_argument("--batch-size", type=options.positive_int, default=None,
                    help="contexts per forward pass (default: one store chunk; rounded so batches fill whole chunks)")
-    p.add_argument("--device", type=options.device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", type=options.device, default="auto",
+                   help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--corpus", default=None, help="corpus directory (default: the one in the checkpoint's config)")
     p.add_argument("--chunk-tokens", type=options.positive_int, default=None,
                    help="rows per store chunk (default: ~8 MiB of activations, see store/schema.py)")

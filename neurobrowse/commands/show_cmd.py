@@ -16,8 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", type=options.non_negative_int, required=True, help="layer number")
     p.add_argument("--neuron", "--feature", dest="neuron", type=options.non_negative_int, required=True,
                    help="neuron number (a feature's number with a dictionary's --hook)")
-    p.add_argument("--hook", default=None, help="hook_post (default), hook_mid, a dictionary's features (hook_post.sae.NAME) or a full hook name")
-    p.add_argument("--snippets", type=options.non_negative_int, default=8, help="top (and bottom) snippets to show (default 8)")
+    p.add_argument("--hook", default=None,
+                   help="hook_post (default), hook_mid, a dictionary's features (hook_post.sae.NAME) or a full hook "
+                   "name")
+    p.add_argument("--snippets", type=options.non_negative_int, default=8,
+                   help="top (and bottom) snippets to show (default 8)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="ANSI colour (default: auto, only on a terminal)")
     p.add_argument("--json", action="store_true", help="print everything as JSON for scripts")

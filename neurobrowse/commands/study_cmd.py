@@ -16,16 +16,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     new = sub.add_parser("new", help="draw a blinded sample of neurons from several stores")
     new.add_argument("--stores", nargs="+", required=True, metavar="STORE", help="indexed stores, one per model")
-    new.add_argument("--per-model", type=options.positive_int, default=StudyConfig.per_model, help="neurons per store (default 60)")
-    new.add_argument("--seed", type=options.non_negative_int, default=None, help="random seed (default: a fresh one, recorded)")
+    new.add_argument("--per-model", type=options.positive_int, default=StudyConfig.per_model,
+                     help="neurons per store (default 60)")
+    new.add_argument("--seed", type=options.non_negative_int, default=None,
+                     help="random seed (default: a fresh one, recorded)")
     new.add_argument("--hook", action="append", default=None, metavar="KIND",
                      help="hook kind to draw from: hook_post (default) or hook_mid (repeatable)")
     new.add_argument("--hooks", default=None, metavar="KINDS",
                      help="comma-separated hook kinds, e.g. hook_mid,hook_post (or hook_post,hook_post.sae.8x-k32: a "
                      "dictionary's features, drawn apart, --per-model of them): each drawn SoLU-LN neuron is shown "
                      "once per kind (before and after the LayerNorm), all blind; the report splits them")
-    new.add_argument("--snippets", type=options.positive_int, default=StudyConfig.snippets, help="top snippets per neuron (default 20)")
-    new.add_argument("--out", type=options.output_dir, required=True, metavar="STUDY", help="the study folder to create")
+    new.add_argument("--snippets", type=options.positive_int, default=StudyConfig.snippets,
+                     help="top snippets per neuron (default 20)")
+    new.add_argument("--out", type=options.output_dir, required=True, metavar="STUDY",
+                     help="the study folder to create")
     new.set_defaults(func=cmd_new)
 
     rate = sub.add_parser("rate", help="rate a study (opens the rating window, or --answers FILE)")
@@ -37,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     rep = sub.add_parser("report", help="unblind: shares, Wilson intervals, Fisher test, kappa, ROC AUC")
     rep.add_argument("study", metavar="STUDY")
-    rep.add_argument("--out", type=options.output_dir, default=None, help="folder for report.txt/.csv/.png (default STUDY/report)")
+    rep.add_argument("--out", type=options.output_dir, default=None,
+                     help="folder for report.txt/.csv/.png (default STUDY/report)")
     rep.set_defaults(func=cmd_report)
 
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -58,7 +63,8 @@ def cmd_new(args: argparse.Namespace) -> int:
     bad = [k for k in kinds if not known(k)]
     if bad:
         raise NeurobrowseError(f"--hooks: unknown hook kind {', '.join(map(repr, bad))}; use hook_post, hook_mid "
-                               f"or hook_pre (or a dictionary's features, hook_post.sae.NAME), e.g. --hooks hook_mid,hook_post")
+                               "or hook_pre (or a dictionary's features, hook_post.sae.NAME), "
+                               "e.g. --hooks hook_mid,hook_post")
     cfg = StudyConfig(per_model=args.per_model, seed=args.seed, hooks=tuple(dict.fromkeys(kinds or ["hook_post"])),
                       snippets=args.snippets)
     out = new_study(args.stores, args.out, cfg)

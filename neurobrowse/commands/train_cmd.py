@@ -23,9 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="presets:\n" + "\n".join(f"  {k:<8} {v.description}" for k, v in PRESETS.items()),
     )
     p.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"corpus directory (default: {DEFAULT_CORPUS})")
-    p.add_argument("--out", type=options.output_dir, default=DEFAULT_OUT, help=f"where the checkpoint dirs go (default: {DEFAULT_OUT})")
+    p.add_argument("--out", type=options.output_dir, default=DEFAULT_OUT,
+                   help=f"where the checkpoint dirs go (default: {DEFAULT_OUT})")
     p.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESETS)} (default: demo)")
-    p.add_argument("--act-fns", default="gelu,solu_ln", help="comma-separated: gelu, solu, solu_ln (default: gelu,solu_ln)")
+    p.add_argument("--act-fns", default="gelu,solu_ln",
+                   help="comma-separated: gelu, solu, solu_ln (default: gelu,solu_ln)")
     p.add_argument("--steps", type=options.positive_int, default=None, help="override the preset's step count")
     p.add_argument("--batch-size", type=options.positive_int, default=None, help="override the preset's batch size")
     p.add_argument("--lr", type=options.positive_float, default=None, help="override the preset's peak learning rate")
@@ -36,10 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "weights permuted within each tensor, into OUT/<act_fn>-shuffled (trains the model first when "
                    "it is missing). Controls are ordinary checkpoints (config.json \"init\") to record and index "
                    "like any other, so compare and study report can show their shares")
-    p.add_argument("--seed", type=options.non_negative_int, default=None, help="init and data-order seed (default: the preset's, 0)")
-    p.add_argument("--device", type=options.device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=options.non_negative_int, default=None,
+                   help="init and data-order seed (default: the preset's, 0)")
+    p.add_argument("--device", type=options.device, default="auto",
+                   help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=options.positive_int, default=None,
-                   help="CPU threads (default: 1, fixed so that a rerun gives bit-identical weights; another count gives other weights)")
+                   help="CPU threads (default: 1, fixed so that a rerun gives bit-identical weights; another count "
+                   "gives other weights)")
     p.add_argument("--force", action="store_true", help="retrain from scratch over existing checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

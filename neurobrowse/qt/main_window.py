@@ -104,7 +104,8 @@ class MainWindow(QMainWindow):
         self.a_search = self._act("&Search top contexts", lambda: self._focus(self.table_panel.search), ["Ctrl+F"])
         self.a_filter = self._act("&Filter table", lambda: self._focus(self.table_panel.filter_edit), ["Ctrl+Shift+F"])
         self.a_editor = self._act("&Try your text", lambda: self._focus(self.page.live.editor), ["Ctrl+E"])
-        self.a_table = self._act("Neuron &table", lambda on: self.table_panel.setVisible(on), ["Ctrl+1"], checkable=True)
+        self.a_table = self._act("Neuron &table", lambda on: self.table_panel.setVisible(on), ["Ctrl+1"],
+                                 checkable=True)
         self.a_table.setChecked(True)
         self.a_live = self._act("Try-your-text &panel", lambda on: self.page.live.setVisible(on), ["Ctrl+2"],
                                 checkable=True)

@@ -64,7 +64,8 @@ def _write_split(tmp: Path, name: str, docs: list[_Doc], tok, cfg: CorpusConfig,
     return {"n_docs": len(docs), "n_tokens": n_total, "shards": shards}
 
 
-def build_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress: bool = True, force: bool = False) -> dict:
+def build_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress: bool = True,
+                 force: bool = False) -> dict:
     """Build a corpus into ``out_dir`` and return its manifest.
 
     An existing corpus built from the same config is reused as is (a second ``make demo`` starts
@@ -78,7 +79,8 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig | None = None, progress:
         if old.get("config") == _config_record(cfg):
             return old
         raise CorpusError(
-            f"{out} already holds a corpus built with other settings; pass --force to replace it or choose another --out"
+            f"{out} already holds a corpus built with other settings; "
+            "pass --force to replace it or choose another --out"
         )
     if out.exists() and not (out / "manifest.json").exists() and any(out.iterdir()):
         raise CorpusError(f"{out} exists and is not a corpus; choose another --out or remove it")

@@ -27,7 +27,8 @@ class TokenSplit:
 def read_manifest(corpus_dir: str | Path) -> dict:
     path = Path(corpus_dir).expanduser() / "manifest.json"
     if not path.exists():
-        raise CorpusError(f"{path} not found: {corpus_dir} is not a corpus; build one with `neurobrowse corpus --out {corpus_dir}`")
+        raise CorpusError(f"{path} not found: {corpus_dir} is not a corpus; "
+                          f"build one with `neurobrowse corpus --out {corpus_dir}`")
     try:
         m = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -58,7 +59,8 @@ def load_tokenizer(corpus_dir: str | Path):
     except FileNotFoundError as e:
         raise CorpusError(f"{path} not found; rebuild the corpus with `neurobrowse corpus --force`") from e
     except Exception as e:  # tokenizers raises a bare Exception on bad JSON
-        raise CorpusError(f"{path} is not a valid tokenizer ({e}); rebuild the corpus with `neurobrowse corpus --force`") from e
+        raise CorpusError(f"{path} is not a valid tokenizer ({e}); "
+                          "rebuild the corpus with `neurobrowse corpus --force`") from e
 
 
 def load_split(corpus_dir: str | Path, split: str) -> TokenSplit:
@@ -76,7 +78,8 @@ def load_split(corpus_dir: str | Path, split: str) -> TokenSplit:
             t = np.load(tpath, mmap_mode="r")
             o = np.load(opath)
         except (OSError, ValueError) as e:
-            raise CorpusError(f"{tpath} is missing or damaged ({e}); rebuild the corpus with `neurobrowse corpus --force`") from e
+            raise CorpusError(f"{tpath} is missing or damaged ({e}); "
+                              "rebuild the corpus with `neurobrowse corpus --force`") from e
         if len(t) != shard["n_tokens"] or len(o) != shard["n_docs"]:
             raise CorpusError(
                 f"{tpath} holds {len(t)} tokens, the manifest says {shard['n_tokens']}; "

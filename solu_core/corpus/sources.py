@@ -242,7 +242,8 @@ def _docs_of_roots(roots: list[tuple[str, Path]], cfg: CorpusConfig, stats: list
             continue
         if kind == "stdlib":
             # _sysconfigdata_*.py is a generated dump of build variables, not source anyone wrote
-            files = (f for f in _walk(root, STDLIB_EXCLUDE) if f.suffix == ".py" and not f.name.startswith("_sysconfigdata"))
+            files = (f for f in _walk(root, STDLIB_EXCLUDE)
+                     if f.suffix == ".py" and not f.name.startswith("_sysconfigdata"))
         elif root.is_dir():
             files = _walk(root)
         else:

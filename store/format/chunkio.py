@@ -161,7 +161,8 @@ def read_file(path: Path, layout: str, dtype, chunk_shape: tuple[int, ...], arra
             raw = np.frombuffer(read_regular(path, max_chunk_bytes(dtype, chunk_shape, layout)), np.uint8)
             n = size = raw.size
     except FileNotFoundError:
-        raise CorruptChunkError(f"array {array!r}: chunk {key!r} is missing ({path} does not exist); {advice}") from None
+        raise CorruptChunkError(f"array {array!r}: chunk {key!r} is missing ({path} does not exist); "
+                                f"{advice}") from None
     except IsADirectoryError:
         raise CorruptChunkError(f"array {array!r}: chunk {key!r} is a folder, not a file ({path}); {advice}") from None
     except NotAChunkFile as e:

@@ -94,7 +94,8 @@ def write_feature_logits(store_path, hook: str, up_tokens, up_values, down_token
         a = np.asarray(data[key]).astype(schema.LOGIT_DTYPES[key])
         arr = group.create_array(f"{base}/{key}", shape=a.shape, dtype=a.dtype, chunks=a.shape,
                                  compressors=schema.codecs(str(a.dtype)), fill_value=0,
-                                 dimension_names=(schema.FEATURE_DIM, "rank"), config=schema.ARRAY_CONFIG, overwrite=True)
+                                 dimension_names=(schema.FEATURE_DIM, "rank"), config=schema.ARRAY_CONFIG,
+                                 overwrite=True)
         arr[...] = a
 
 
@@ -155,10 +156,10 @@ def write_neuron_peak(st, hook: str, reader=None, force: bool = False) -> dict:
 
 def dictionary_summary(st, hook: str, examples: int = 5) -> dict:
     """Plain figures of one dictionary of an open Store ``st`` (``store.format.reader.as_store`` opens a path):
-    its metrics (neurobrowse.json: FVU, loss recovered, L0, dead, dense), the feature-neuron alignment (aligned / spread shares), the share of indexed
-    features passing the automated explanation (rule score >= the column's threshold), the share of hidden
-    candidates with a few example features (largest activation first), and the same shares for the source
-    hook's neurons where indexed. JSON-ready."""
+    its metrics (neurobrowse.json: FVU, loss recovered, L0, dead, dense), the feature-neuron alignment
+    (aligned / spread shares), the share of indexed features passing the automated explanation (rule score >=
+    the column's threshold), the share of hidden candidates with a few example features (largest activation
+    first), and the same shares for the source hook's neurons where indexed. JSON-ready."""
     from store.measures import columns
     from store.format.dictionary import alignment
 

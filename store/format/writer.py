@@ -129,7 +129,8 @@ class StoreWriter:
         if chunk_tokens is None:
             chunk_tokens = schema.chunk_tokens_for(d_mlp, context_len)
         if chunk_tokens <= 0 or chunk_tokens % context_len:
-            raise StoreError(f"chunk_tokens ({chunk_tokens}) must be a positive multiple of context_len ({context_len})")
+            raise StoreError(f"chunk_tokens ({chunk_tokens}) must be a positive multiple of "
+                             f"context_len ({context_len})")
         wanted = {
             "schema_version": schema.SCHEMA_VERSION,
             "model_config": dict(model_config),
@@ -229,7 +230,8 @@ class StoreWriter:
                     (schema.TOKEN_DIM, schema.NEURON_DIM))
         raise StoreError(f"{self.path} has no per-token array {name!r}; it has {', '.join(self.per_token_arrays)}")
 
-    def _create(self, name: str, shape, dtype: str, chunks, dims, fill_value=0, checksum_only: bool = False) -> zarr.Array:
+    def _create(self, name: str, shape, dtype: str, chunks, dims, fill_value=0,
+                checksum_only: bool = False) -> zarr.Array:
         """Create an array unless it exists with this shape and dtype (resume after a kill)."""
         arr = self._existing(name)
         if arr is not None:
@@ -240,7 +242,8 @@ class StoreWriter:
             self._arrays[name] = arr
             return arr
         arr = self.group.create_array(
-            name, shape=shape, dtype=dtype, chunks=chunks, compressors=schema.dense_codecs() if checksum_only else schema.codecs(dtype),
+            name, shape=shape, dtype=dtype, chunks=chunks,
+            compressors=schema.dense_codecs() if checksum_only else schema.codecs(dtype),
             fill_value=fill_value, dimension_names=dims, config=schema.ARRAY_CONFIG,
         )
         self._arrays[name] = arr

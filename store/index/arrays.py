@@ -7,7 +7,7 @@ import numpy as np
 from store.index import kernels
 from store import schema
 from store.index.partial import PartialIndex, SamplePartial
-from store.measures.snippets import shared_slots, window_positions
+from store.measures.snippets import shared_slots
 
 
 def _windows_tokens(tokens: np.ndarray, pos: np.ndarray, before: int, after: int) -> np.ndarray:

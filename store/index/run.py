@@ -70,7 +70,7 @@ def compute_partial(store, hook: str, chunk_start: int, chunk_stop: int, k: int 
     src = ChunkSource(open_store(store), hook)
     src.check_range(chunk_start, chunk_stop)
     part = PartialIndex.empty(hook, k, src.n_neurons, src.vocab, window)
-    for c, row0, bits, toks in src.chunks_with_tokens(chunk_start, chunk_stop, prefetch):
+    for _, row0, bits, toks in src.chunks_with_tokens(chunk_start, chunk_stop, prefetch):
         part.update(bits, toks, row0, src.context_len)
     part.ranges = [(chunk_start, chunk_stop)] if chunk_stop > chunk_start else []
     return part.canonical()
@@ -84,7 +84,7 @@ def compute_sample_partial(store, hook: str, chunk_start: int, chunk_stop: int, 
     src = ChunkSource(open_store(store), hook)
     src.check_range(chunk_start, chunk_stop)
     part = SamplePartial.empty(hook, qbin, window)
-    for c, row0, bits in src.chunks(chunk_start, chunk_stop, prefetch):
+    for _, row0, bits in src.chunks(chunk_start, chunk_stop, prefetch):
         part.update(bits, row0, src.context_len, seed)
     part.ranges = [(chunk_start, chunk_stop)] if chunk_stop > chunk_start else []
     return part.canonical()
@@ -436,7 +436,8 @@ def check_record_index_memory(st, k: int, token_rows: int = 0) -> None:
     need = index_memory_bytes(int(st.d_mlp), k, vocab, seen, hooks=len(st.recorded_hooks), token_rows=token_rows)
     if avail is not None and need > 0.8 * avail:
         raise StoreError(f"recording {st.path} with --index needs about {need / 1e9:.1f} GB of memory for the "
-                         f"{len(st.recorded_hooks)} hooks indexed at once (per hook the per-token sums of up to {seen:,} "
+                         f"{len(st.recorded_hooks)} hooks indexed at once (per hook the per-token sums of up to "
+                         f"{seen:,} "
                          f"tokens x {st.d_mlp} neurons, the samples and the top-{k} lists), more than the "
                          f"{avail / 1e9:.1f} GB available; bound the per-token sums (--token-rows 4096: float16 means "
                          f"for the rarer tokens), record fewer layers per store (--layers), fewer tokens, "
