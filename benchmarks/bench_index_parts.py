@@ -4,7 +4,7 @@
 
 Per chunk of GeLU-like float16 values (token ids random over --vocab, or one id with --one-token): pass 1
 (``PartialIndex.update``: top/bottom-k, distinct lists, histogram, moments, per-token sums), the samples per
-unit (``UnitSamples.update``) and the histogram scatter alone (``kernels.key_block_counts``), medians over
+unit (``UnitSamples.update``) and the histogram scatter alone (``kernels.histogram.key_block_counts``), medians over
 --chunks chunks after two warm-up chunks.
 """
 
@@ -31,9 +31,11 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=10)
     ap.add_argument("--one-token", action="store_true", help="every row the same token id")
     args = ap.parse_args()
-    from store.index import kernels
+    from store.index.kernels import ROW_BLOCK
+    from store.index.kernels.histogram import HIST_SHIFT, key_block_counts
     from store.index.blocks import run_blocks
-    from store.index.partial import PartialIndex, UnitSamples, chunk_hist, units_around
+    from store.index.partial import PartialIndex
+    from store.index.unit_samples import UnitSamples, chunk_hist, units_around
 
     R, N, V = args.rows, args.neurons, args.vocab
     rng = np.random.default_rng(0)
@@ -45,7 +47,7 @@ def main() -> None:
         chunks.append((x.view(np.uint16), toks))
     p = PartialIndex.empty("h", 32, N, V)
     s = UnitSamples.empty("h", units_around(chunk_hist(chunks[0][0]), R))
-    nb = -(-N // kernels.ROW_BLOCK)
+    nb = -(-N // ROW_BLOCK)
     times: dict[str, list] = {"pass1": [], "unit_samples": [], "histogram_only": []}
     for i in range(args.chunks + 2):
         b, t = chunks[i % len(chunks)]
@@ -54,8 +56,8 @@ def main() -> None:
         t1 = time.perf_counter()
         s.update(b, i * R, args.context, 0)
         t2 = time.perf_counter()
-        cnt = np.zeros((nb, 1 << (16 - kernels.HIST_SHIFT), kernels.ROW_BLOCK), np.int32)
-        run_blocks(lambda b0, b1, b=b, cnt=cnt: kernels.key_block_counts(b, cnt, kernels.ROW_BLOCK, b0, b1), nb)
+        cnt = np.zeros((nb, 1 << (16 - HIST_SHIFT), ROW_BLOCK), np.int32)
+        run_blocks(lambda b0, b1, b=b, cnt=cnt: key_block_counts(b, cnt, ROW_BLOCK, b0, b1), nb)
         t3 = time.perf_counter()
         if i >= 2:
             for name, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2)):

@@ -57,9 +57,9 @@ def _models(workdir: Path, device: str) -> tuple[Path, dict[str, Path]]:
 
 def _bins(keys: np.ndarray) -> np.ndarray:
     """Histogram bin (PartialIndex.hist) of float16 order keys."""
-    from store.index import kernels
+    from store.index.kernels.histogram import HIST_BINS, HIST_OFFSET, HIST_SHIFT
 
-    return np.clip((keys >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET, 0, kernels.HIST_BINS - 1)
+    return np.clip((keys >> HIST_SHIFT) - HIST_OFFSET, 0, HIST_BINS - 1)
 
 
 def sample_error(exact_pos: np.ndarray, approx_pos: np.ndarray, approx_keys: np.ndarray, qbin: np.ndarray,
@@ -68,7 +68,7 @@ def sample_error(exact_pos: np.ndarray, approx_pos: np.ndarray, approx_keys: np.
 
     exact_pos / approx_pos int64 [N, B, S] (-1 empty), approx_keys int32 [N, B, S] float16 order keys,
     qbin int32 [N, nq] (sample_thresholds), hist int64 [N, H] of n values, inexact bool [N]."""
-    from store.index import kernels
+    from store.index.kernels.histogram import HIST_BINS
     from store import schema
 
     N, _, S = exact_pos.shape
@@ -81,7 +81,7 @@ def sample_error(exact_pos: np.ndarray, approx_pos: np.ndarray, approx_keys: np.
     missing = (ex >= 0) & ~(ex[..., :, None] == ap[..., None, :]).any(-1)
     differ = missing | (wrong & (ex < 0))  # [N, nb, S]: slots of the exact index not shown as they are
     # bin b (SAMPLE_BINS order: highest first) holds histogram bins [lo, hi): b = 0 is [qbin[nq-1], H)
-    edges = np.concatenate([qbin, np.full((N, 1), kernels.HIST_BINS)], 1)  # [N, nq + 1] ascending
+    edges = np.concatenate([qbin, np.full((N, 1), HIST_BINS)], 1)  # [N, nq + 1] ascending
     lo = edges[:, ::-1][:, 1:]  # [N, nb - 1] for b = 0..nq-1; the lowest bin starts at 0
     hi = edges[:, ::-1][:, :-1]
     lo = np.concatenate([lo, np.zeros((N, 1), lo.dtype)], 1)
@@ -123,7 +123,7 @@ def sample_error(exact_pos: np.ndarray, approx_pos: np.ndarray, approx_keys: np.
 def _edge_misses(s1, qbin: np.ndarray) -> dict:
     """Per quantile edge: the neurons whose final edge does not start a unit."""
     from store import schema
-    from store.index.partial import unit_starts
+    from store.index.unit_samples import unit_starts
 
     starts = unit_starts(s1.umap)
     hit = np.take_along_axis(starts, qbin.astype(np.int64), 1)  # [N, nq]
@@ -131,11 +131,11 @@ def _edge_misses(s1, qbin: np.ndarray) -> dict:
 
 
 def _index_samples(st, hook: str) -> tuple[np.ndarray, np.ndarray]:
-    from store.index import kernels
+    from store.index.kernels.f16 import f16_keys_np
 
     pos = np.asarray(st.index_array(hook, "sample_positions")[...])
     vals = np.asarray(st.index_array(hook, "sample_values")[...]).astype(np.float16)
-    return pos, kernels.f16_keys_np(vals.view(np.uint16))
+    return pos, f16_keys_np(vals.view(np.uint16))
 
 
 def record_both(ck: Path, texts: list[Path], tokens: int, out: Path, device: str) -> dict:
@@ -165,7 +165,8 @@ def simulate(st, hook: str, p1, qbin: np.ndarray, variant: dict, seed: int) -> t
     rule: a unit's samples to the bin of its first histogram bin; exact where ``exact_for``).
     Returns (SamplePartial, inexact bool [N], UnitSamples)."""
     from store import schema
-    from store.index.partial import UNIT_RADIUS, UnitSamples, chunk_hist, hist_thresholds, sample_units, unit_starts
+    from store.index.samples import hist_thresholds
+    from store.index.unit_samples import UNIT_RADIUS, UnitSamples, chunk_hist, sample_units, unit_starts
     from store.index.source import ChunkSource
 
     src = ChunkSource(st, hook)
@@ -201,7 +202,7 @@ def split_runs(umap: np.ndarray, hist: np.ndarray) -> np.ndarray:
     of most values (provisional histogram ``hist``) that spans several histogram bins at its median,
     so that a unit a final edge falls into holds fewer values (``UnitSamples.certified`` then passes
     more often)."""
-    from store.index.partial import N_UNITS, unit_starts
+    from store.index.unit_samples import N_UNITS, unit_starts
 
     start = unit_starts(umap)
     H = start.shape[1]

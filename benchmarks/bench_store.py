@@ -143,9 +143,9 @@ def _full_size_index(path: Path, n_tokens: int, d: int, vocab: int, k: int) -> s
     rng = np.random.default_rng(0)
     W = schema.CONTEXT_BEFORE + 1 + schema.CONTEXT_AFTER
     B, S, T = len(schema.SAMPLE_BINS), schema.SAMPLES_PER_BIN, schema.TOP_TOKENS
-    from store.index import kernels
+    from store.index.kernels.histogram import HIST_BINS
 
-    H = kernels.HIST_BINS
+    H = HIST_BINS
     f16 = lambda *s: rng.standard_normal(s).astype(np.float16)  # noqa: E731
     arrays = {
         "top_values": -np.sort(-rng.random((d, k), dtype=np.float32), 1),

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from store.index.kernels import _worst_top, f16_key, f16_keys_np
+from store.index.kernels.f16 import f16_key, f16_keys_np
+from store.index.kernels.topk import _worst_top
 
 TILE = 16  # tile edge of the blocked transpose (16 measured fastest of 16-128)
 

@@ -1,6 +1,6 @@
 """The activation histogram as the neuron page draws it, without Qt: equal-width bins.
 
-The index keeps each neuron's counts in float16 bit-pattern bins (store.index.kernels: 16 per octave, so
+The index keeps each neuron's counts in float16 bit-pattern bins (store.index.kernels.histogram: 16 per octave, so
 bins near 0 are tiny and bins in the tail several units wide); plotted as they are, the heights are
 not comparable. ``equal_width`` spreads those counts over bins of one width between the neuron's
 smallest and largest activation (each stored bin's count shared out in proportion to its overlap, so

@@ -23,14 +23,15 @@ import numpy as np
 import torch
 
 from store import schema
-from store.index import kernels
-from store.index.partial import _BOT_EMPTY, _DENS_KEY, _TOP_EMPTY, PartialIndex, _merge_moments
+from store.index.kernels.histogram import HIST_BINS, HIST_OFFSET, HIST_SHIFT
+from store.index.kernels.topk import MORE_SHARE
+from store.index.partial import PartialIndex, _BOT_EMPTY, _DENS_KEY, _TOP_EMPTY, _merge_moments
 
 _LOW = (1 << 32) - 1  # composite = key << 32 | (_LOW - row): the larger, the better (higher key, then lower row)
 
 
 def _keys(acts: torch.Tensor) -> torch.Tensor:
-    """int64 [R, N] float16 order keys (store.index.kernels.f16_key) of float16 activations."""
+    """int64 [R, N] float16 order keys (store.index.kernels.f16.f16_key) of float16 activations."""
     b = acts.contiguous().view(torch.int16).to(torch.int64) & 0xFFFF
     return b ^ (((b >> 15) * 0x7FFF) | 0x8000)
 
@@ -46,7 +47,7 @@ def _best(comp: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _windows(bits: torch.Tensor, rows: torch.Tensor, row0: int, ctx_len: int, before: int, W: int) -> torch.Tensor:
     """int32 [n, N, W] each neuron's float16 bits at rows r - before .. r - before + W - 1 of the chunk
-    (``rows`` [n, N]), clipped to the context of r, 0 elsewhere (store.index.kernels._copy_window_rows)."""
+    (``rows`` [n, N]), clipped to the context of r, 0 elsewhere (store.index.kernels.topk._copy_window_rows)."""
     R, N = bits.shape
     idx = rows.unsqueeze(-1) - before + torch.arange(W, device=bits.device)  # [n, N, W]
     lo = ((row0 + rows) // ctx_len * ctx_len - row0).unsqueeze(-1)
@@ -58,7 +59,7 @@ def _windows(bits: torch.Tensor, rows: torch.Tensor, row0: int, ctx_len: int, be
 
 def _more(values: torch.Tensor, rows: torch.Tensor, row0: int, ctx_len: int) -> torch.Tensor:
     """int32 [n, N] tokens of each entry's context (other than itself) at least MORE_SHARE of its value,
-    same sign; 0 for a value of 0 (store.index.kernels._count_more)."""
+    same sign; 0 for a value of 0 (store.index.kernels.topk._count_more)."""
     R, N = values.shape
     start = (row0 + rows) // ctx_len * ctx_len - row0  # [n, N] first row of the context
     idx = start.unsqueeze(-1) + torch.arange(ctx_len, device=values.device)  # [n, N, ctx]
@@ -66,7 +67,7 @@ def _more(values: torch.Tensor, rows: torch.Tensor, row0: int, ctx_len: int) -> 
     col = torch.arange(N, device=values.device).view(1, N, 1).expand_as(idx)
     v = values[idx.clamp(0, R - 1), col]  # [n, N, ctx] float64
     peak = values[rows, torch.arange(N, device=values.device).expand_as(rows)].unsqueeze(-1)  # [n, N, 1]
-    lim = kernels.MORE_SHARE * peak
+    lim = MORE_SHARE * peak
     hit = inside & (((peak > 0) & (v >= lim)) | ((peak < 0) & (v <= lim)))
     n = hit.sum(-1).to(torch.int32) - 1
     return torch.where(peak[..., 0] == 0, torch.zeros_like(n), n)
@@ -130,9 +131,9 @@ def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: in
     (part.dbot_key, part.dbot_pos, part.dbot_win, part.dbot_more) = _lists(
         _context_peaks(bot_comp, context_len, row0), k, False, *common, True)
     # histogram (the float16 bit-pattern bins) and density, counted on the device
-    hb = ((key >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET).clamp(0, kernels.HIST_BINS - 1)
-    flat = (torch.arange(N, device=dev) * kernels.HIST_BINS + hb).reshape(-1)
-    hist = torch.bincount(flat, minlength=N * kernels.HIST_BINS).view(N, kernels.HIST_BINS)
+    hb = ((key >> HIST_SHIFT) - HIST_OFFSET).clamp(0, HIST_BINS - 1)
+    flat = (torch.arange(N, device=dev) * HIST_BINS + hb).reshape(-1)
+    hist = torch.bincount(flat, minlength=N * HIST_BINS).view(N, HIST_BINS)
     part.hist = hist.cpu().numpy().astype(np.int64)
     part.npos = (key > _DENS_KEY).sum(0).cpu().numpy().astype(np.int64)
     # moments: shifted power sums (shift: the first row, as the kernel), central moments, then the merge

@@ -284,9 +284,9 @@ EXPLAIN_ARRAYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "explain_score": ("float32", ("neuron",)),  # F2 of coverage and precision
 }
 
-# ---- index details (see store/index/ and store/index/kernels.py) ------------------------------------------------
+# ---- index details (see store/index/ and store/index/kernels/) ------------------------------------------------
 # Sizes: window = CONTEXT_BEFORE + 1 + CONTEXT_AFTER; edge = len(SAMPLE_QUANTILES); bin =
-# len(SAMPLE_BINS); hist_bin = kernels.HIST_BINS (992 bins read off the float16 bit pattern: 16 per
+# len(SAMPLE_BINS); hist_bin = kernels.histogram.HIST_BINS (992 bins read off the float16 bit pattern: 16 per
 # octave, exact and mergeable), hist_edge = hist_bin + 1; vocab = model_config["d_vocab"].
 # Padding: window slots past the ends of the store have token -1; slots outside the firing's context
 # hold their token (shown greyed) and act 0 (indexes before distinct_lists: token -1 there too);

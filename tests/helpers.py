@@ -137,12 +137,12 @@ def pass1(x, toks, vocab, c0, c1, R=512, k=8):
 
 def brute_order(x, top):
     """Per neuron, positions ranked by value (desc for top, asc for bottom), lower position first on ties."""
-    from store.index import kernels
+    from store.index.kernels.f16 import f16_keys_np
 
     xf = x.astype(np.float32)
     pos = np.broadcast_to(np.arange(x.shape[0])[:, None], x.shape)
     # -0 < +0 as the key order says: compare float16 keys, not floats
-    keys = kernels.f16_keys_np(x.view(np.uint16))
+    keys = f16_keys_np(x.view(np.uint16))
     return np.lexsort((pos, -keys if top else keys), axis=0).T, xf
 
 

@@ -5,13 +5,14 @@ import pickle
 import numpy as np
 import pytest
 
-from store.index import kernels
+from store.index.kernels.f16 import _f16_lookup, f16_keys_np, f16_to_f64, keys_to_f32
+from store.index.kernels.histogram import HIST_BINS, HIST_OFFSET, HIST_SHIFT, hist_edges
 from store import schema
 from store.index import (
     WINDOW, PartialIndex, SamplePartial, merge_partials, merge_sample_partials, sample_thresholds,
 )
 from tests.helpers import brute_order, pass1
-from store.index.partial import N_UNITS, UnitSamples, merge_unit_samples, sample_units
+from store.index.unit_samples import N_UNITS, UnitSamples, merge_unit_samples, sample_units
 
 CTX = 64
 
@@ -33,7 +34,7 @@ def test_topk_bottomk_moments_hist_match_numpy():
     order, xf = brute_order(x, True)
     assert np.array_equal(p.top_pos, order[:, :8])
     assert np.array_equal(p.top_pos[3, :2], [5, 700])  # tie broken by the lower position
-    assert np.array_equal(kernels.keys_to_f32(p.top_key), np.take_along_axis(xf.T, order[:, :8], 1))
+    assert np.array_equal(keys_to_f32(p.top_key), np.take_along_axis(xf.T, order[:, :8], 1))
     border, _ = brute_order(x, False)
     assert np.array_equal(p.bot_pos, border[:, :8])
     xd = xf.astype(np.float64)
@@ -55,13 +56,13 @@ def test_topk_bottomk_moments_hist_match_numpy():
 def test_histogram_bins_follow_the_edges():
     x, toks, V = _data()
     p = pass1(x, toks, V, 0, 4)
-    edges = kernels.hist_edges()
-    assert edges.shape == (kernels.HIST_BINS + 1,) and np.all(np.diff(edges) > 0)
+    edges = hist_edges()
+    assert edges.shape == (HIST_BINS + 1,) and np.all(np.diff(edges) > 0)
     for j in range(6):
         v = x[:, j].astype(np.float32)
         b = np.where(v > 0, np.searchsorted(edges, v, side="right") - 1, np.searchsorted(edges, v, side="left") - 1)
         b[(v == 0) & ~np.signbit(v)] = np.searchsorted(edges, 0.0)  # +0 opens the first positive bin
-        assert np.array_equal(np.bincount(b, minlength=kernels.HIST_BINS), p.hist[j])
+        assert np.array_equal(np.bincount(b, minlength=HIST_BINS), p.hist[j])
     assert p.hist.sum(1).tolist() == [x.shape[0]] * x.shape[1]
 
 
@@ -123,15 +124,15 @@ def test_samples_fall_in_their_bins_and_merge_exactly():
     sm = merge_sample_partials(run(2, 4), run(0, 2))
     for f in ("prio", "pos", "key", "win"):
         assert np.array_equal(getattr(sw, f), getattr(sm, f)), f
-    hb = np.clip((kernels.f16_keys_np(x.view(np.uint16)) >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET,
-                 0, kernels.HIST_BINS - 1)  # [token, neuron]
+    hb = np.clip((f16_keys_np(x.view(np.uint16)) >> HIST_SHIFT) - HIST_OFFSET,
+                 0, HIST_BINS - 1)  # [token, neuron]
     nq = len(schema.SAMPLE_QUANTILES)
     for j in range(x.shape[1]):
         # which positions belong to each quantile bin (0 = the top bin)
         members = []
         for b in range(nq + 1):
             lo = qb[j, nq - 1 - b] if b < nq else -1
-            hi = qb[j, nq - b] if 0 < b <= nq else kernels.HIST_BINS
+            hi = qb[j, nq - b] if 0 < b <= nq else HIST_BINS
             members.append(np.flatnonzero((hb[:, j] >= lo) & (hb[:, j] < hi)))
         members.append(np.arange(x.shape[0]))  # "random"
         for b, m in enumerate(members):
@@ -166,7 +167,7 @@ def test_unit_samples_resolve_to_pass_2_samples_and_merge_exactly():
     ref = run_seed(x, qb, 7)
     first = pass1(x, toks, V, 0, 1)  # a provisional look at the first chunk only
     umap = sample_units(sample_thresholds(first))
-    assert umap.shape == (200, kernels.HIST_BINS) and int(umap.max()) < N_UNITS - 1
+    assert umap.shape == (200, HIST_BINS) and int(umap.max()) < N_UNITS - 1
     whole = _units(x, umap, 7, 0, 4)
     exact = whole.exact_for(qb)
     assert exact.sum() >= 150, "the provisional edges of one chunk should already hold most neurons"
@@ -188,7 +189,7 @@ def test_unit_samples_resolve_to_pass_2_samples_and_merge_exactly():
         assert np.array_equal(getattr(got, f), getattr(ref, f)), f
     # an edge far outside the units is reported, not silently resolved
     far = qb.copy()
-    far[0, 0] = (int(qb[0, 0]) + 40) % kernels.HIST_BINS
+    far[0, 0] = (int(qb[0, 0]) + 40) % HIST_BINS
     far[0] = np.sort(far[0])
     assert not exact_units.exact_for(far)[0]
     assert pickle.loads(pickle.dumps(whole)).resolve(qb).pos.tolist() == whole.resolve(qb).pos.tolist()
@@ -212,9 +213,9 @@ def test_resolved_samples_lie_in_their_bins_and_certified_neurons_are_pass_2s():
     for f in ("prio", "pos", "key", "win"):
         assert np.array_equal(getattr(got, f)[cert], getattr(ref, f)[cert]), f
     # each sample's value lies in its bin: histogram bin of its key in [lower edge, upper edge)
-    hb = np.clip((got.key.astype(np.int64) >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET, 0, kernels.HIST_BINS - 1)
+    hb = np.clip((got.key.astype(np.int64) >> HIST_SHIFT) - HIST_OFFSET, 0, HIST_BINS - 1)
     nq = qb.shape[1]
-    edges = np.concatenate([np.zeros((len(qb), 1), np.int64), qb, np.full((len(qb), 1), kernels.HIST_BINS)], 1)
+    edges = np.concatenate([np.zeros((len(qb), 1), np.int64), qb, np.full((len(qb), 1), HIST_BINS)], 1)
     for b in range(nq + 1):  # SAMPLE_BINS order: bin b holds histogram bins [edges[nq - b], edges[nq + 1 - b])
         lo, hi = edges[:, nq - b][:, None], edges[:, nq + 1 - b][:, None]
         filled = got.pos[:, b] >= 0
@@ -255,7 +256,7 @@ def test_float16_conversion_is_exact_for_every_bit_pattern():
 
     bits = np.arange(65536, dtype=np.uint32).astype(np.uint16)
     want = bits.view(np.float16).astype(np.float64)
-    for conv in {kernels.f16_to_f64, kernels._f16_lookup}:
+    for conv in {f16_to_f64, _f16_lookup}:
         @njit
         def run(b, out):
             for i in range(b.shape[0]):
@@ -279,10 +280,9 @@ def test_histogram_counts_survive_folding_past_uint16():
         xs.append(x)
     p.canonical()
     x = np.concatenate(xs)
-    b = np.clip((kernels.f16_keys_np(x.view(np.uint16)) >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET,
-                0, kernels.HIST_BINS - 1)
+    b = np.clip((f16_keys_np(x.view(np.uint16)) >> HIST_SHIFT) - HIST_OFFSET, 0, HIST_BINS - 1)
     for j in range(n):
-        want = np.bincount(b[:, j], minlength=kernels.HIST_BINS)
+        want = np.bincount(b[:, j], minlength=HIST_BINS)
         assert want.max() > 65535 and np.array_equal(p.hist[j], want)
 
 
@@ -377,9 +377,9 @@ def test_sorting_or_pickling_between_chunks_changes_nothing():
 
 
 def test_chunk_histogram_is_pass_1s_histogram():
-    """The provisional look's histogram (store.index.partial.chunk_hist) counts like pass 1, the
+    """The provisional look's histogram (store.index.unit_samples.chunk_hist) counts like pass 1, the
     infinities and NaNs in the end bins included."""
-    from store.index.partial import chunk_hist
+    from store.index.unit_samples import chunk_hist
 
     x, toks, V = _data(rows=512, n=300)
     x[3, :4] = [np.inf, -np.inf, np.nan, -np.nan]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from store.index import kernels
+from store.index.kernels import ROW_BLOCK
+from store.index.kernels.f16 import keys_to_f32
+from store.index.kernels.histogram import HIST_BINS, hist_edges
+from store.index.kernels.token_means import top_tokens_by_mean
 from store import schema
-from store.index.partial import PartialIndex, SamplePartial
+from store.index.partial import PartialIndex
+from store.index.samples import SamplePartial
 from store.measures.snippets import shared_slots
 
 
@@ -32,7 +36,7 @@ def _window_acts(win: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 
 def _values(keys: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    v = kernels.keys_to_f32(np.clip(keys, 0, 65535))
+    v = keys_to_f32(np.clip(keys, 0, 65535))
     v[pos < 0] = np.nan
     return v
 
@@ -53,8 +57,8 @@ def _top_tokens(token_sum: np.ndarray, token_ids: np.ndarray, token_count: np.nd
     # highest mean first, lower token id on ties (deterministic): a streaming top-m per neuron
     top_ids = np.empty((N, m), np.int64)  # [N, m]
     top_means = np.empty((N, m))  # [N, m] float64
-    kernels.top_tokens_by_mean(token_sum, np.ascontiguousarray(token_count, dtype=np.int64), rows.astype(np.int64),
-                               ids, top_ids, top_means, kernels.ROW_BLOCK)
+    top_tokens_by_mean(token_sum, np.ascontiguousarray(token_count, dtype=np.int64), rows.astype(np.int64),
+                               ids, top_ids, top_means, ROW_BLOCK)
     out_ids[:, :m] = top_ids
     out_means[:, :m] = top_means
     out_counts[:, :m] = token_count[top_ids]
@@ -87,7 +91,7 @@ def index_arrays(src_tokens: np.ndarray, context_len: int, partial: PartialIndex
         out[f"distinct_{kind}_context_tokens"] = _windows_tokens(src_tokens, pos, *win)
         out[f"distinct_{kind}_context_acts"] = _window_acts(getattr(partial, f"{side}_win"), pos)
         out[f"distinct_{kind}_more"] = np.where(pos >= 0, getattr(partial, f"{side}_more"), 0)
-    edges = kernels.hist_edges()
+    edges = hist_edges()
     out["hist_counts"] = partial.hist.copy()
     out["hist_edges"] = edges
     out["quantile_edges"] = edges[samples.qbin]
@@ -145,7 +149,8 @@ def index_attrs(run_uuid: str, partial: PartialIndex, seed: int) -> dict:
         "samples_per_bin": schema.SAMPLES_PER_BIN, "seed": seed, "min_token_count": schema.MIN_TOKEN_COUNT,
         "context_before": partial.before, "context_after": partial.after, "distinct_lists": True,
         "shared_windows": True,
-        "histogram": f"float16 bit-pattern bins: {kernels.HIST_BINS} bins, 16 per octave (see store/index/kernels.py)",
+        "histogram": f"float16 bit-pattern bins: {HIST_BINS} bins, 16 per octave "
+                     "(see store/index/kernels/histogram.py)",
     }
 
 

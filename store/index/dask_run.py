@@ -295,7 +295,7 @@ def _units(pair) -> np.ndarray:
 
 
 def _merge_leaves(a: tuple, b: tuple) -> tuple:
-    from store.index.partial import merge_unit_samples
+    from store.index.unit_samples import merge_unit_samples
 
     return index.merge_partials(a[0], b[0]), merge_unit_samples(a[1], b[1])
 

@@ -28,7 +28,9 @@ from store.format import chunkio
 from store import schema
 from store.errors import StoreError
 from store.format import seal
-from store.index.partial import PartialIndex, SamplePartial, UnitSamples
+from store.index.partial import PartialIndex
+from store.index.samples import SamplePartial
+from store.index.unit_samples import UnitSamples
 from store.measures.snippets import index_window
 
 # which saved state holds which partial result

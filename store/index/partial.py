@@ -1,4 +1,4 @@
-"""Partial index results: pure, picklable and exactly mergeable.
+"""Pass-1 partial results: pure, picklable and exactly mergeable.
 
 A ``PartialIndex`` holds the pass-1 statistics of one hook over a set of chunk ranges: top-k and
 bottom-k (values, positions and this neuron's activations in the window around each), a histogram
@@ -7,8 +7,8 @@ count and per-token activation sums (split by context parity for the token looku
 ``PartialIndex.update(bits, tokens, row0, context_len)`` folds in one chunk from anywhere (a store,
 a recorder); ``merge_partials`` combines two disjoint ranges: top/bottom lists under one total order
 (key, then lower position), integer counts, moments by the Chan/Pebay parallel formulas (exact up to
-float rounding). A ``SamplePartial`` holds the random samples per (neuron, quantile bin), drawn by a
-hash priority of (position, neuron), so they too merge exactly (``merge_sample_partials``).
+float rounding). The random samples are in ``store.index.samples`` (pass 2's, per quantile bin) and
+``store.index.unit_samples`` (drawn in pass 1's read, per unit).
 """
 
 from __future__ import annotations
@@ -18,17 +18,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from store.index import kernels
 from store import schema
+from store.index.kernels import ROW_BLOCK
+from store.index.kernels.f16 import F16_TO_F32, f16_keys_np
+from store.index.kernels.histogram import HIST_BINS, HIST_SHIFT, fold_key_blocks
+from store.index.kernels.pass1 import ChunkRows, DistinctList, Pass1Sums, RankedList, TokenGroups, pass1_rows
+from store.index.kernels.topk import worst_slots
 from store.index.blocks import run_blocks
 
+
 WINDOW = schema.CONTEXT_BEFORE + 1 + schema.CONTEXT_AFTER
-N_QUANTILE_BINS = len(schema.SAMPLE_QUANTILES) + 1  # the quantile bins; SAMPLE_BINS adds "random"
 _TOP_EMPTY = -1  # key of an empty top slot (below every real key)
 _BOT_EMPTY = 65536  # key of an empty bottom slot (above every real key)
-_PRIO_EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
 # a value counts for the density when its float16 order key is above this one
-_DENS_KEY = int(kernels.f16_keys_np(np.array([schema.DENSITY_THRESHOLD], np.float16).view(np.uint16))[0])
+_DENS_KEY = int(f16_keys_np(np.array([schema.DENSITY_THRESHOLD], np.float16).view(np.uint16))[0])
 
 
 @dataclass
@@ -63,7 +68,7 @@ class PartialIndex:
     token_sum: np.ndarray  # float32 [2, T, N]
     token_count: np.ndarray  # int64 [2, V] token occurrences, by context parity
     # distinct passages: the best (dtop) and lowest (dbot) firing of each context, k of each per neuron
-    # (kernels.pass1_rows), same order and tie rule as the raw lists, with the count of further
+    # (kernels.pass1.pass1_rows), same order and tie rule as the raw lists, with the count of further
     # firings in that context
     dtop_key: np.ndarray  # int32 [N, k]
     dtop_pos: np.ndarray  # int64 [N, k]
@@ -103,7 +108,7 @@ class PartialIndex:
             top_win=np.zeros((N, k, W), np.uint16),
             bot_key=np.full((N, k), _BOT_EMPTY, np.int32), bot_pos=np.full((N, k), -1, np.int64),
             bot_win=np.zeros((N, k, W), np.uint16),
-            hist=np.zeros((N, kernels.HIST_BINS), np.int64), npos=np.zeros(N, np.int64),
+            hist=np.zeros((N, HIST_BINS), np.int64), npos=np.zeros(N, np.int64),
             mean=np.zeros(N), m2=np.zeros(N), m3=np.zeros(N), m4=np.zeros(N),
             token_sum=np.zeros((2, 0, N), np.float32), token_count=np.zeros((2, vocab), np.int64),
             dtop_key=np.full((N, k), _TOP_EMPTY, np.int32), dtop_pos=np.full((N, k), -1, np.int64),
@@ -204,7 +209,7 @@ class PartialIndex:
             for p in range(2):
                 acc = np.zeros((h.size, N))
                 has = c >= 0
-                acc[has] = (kernels.F16_TO_F32[self.token_cold[p, c[has]]].astype(np.float64)
+                acc[has] = (F16_TO_F32[self.token_cold[p, c[has]]].astype(np.float64)
                             * self.token_cold_count[p, c[has]][:, None])
                 has = h >= 0
                 acc[has] += self._reserve[p, h[has]]
@@ -246,7 +251,7 @@ class PartialIndex:
             if not fold.any():
                 continue
             cf, rf = c[fold], rows[fold]
-            total = (kernels.F16_TO_F32[self.token_cold[p, cf]].astype(np.float64) * n_old[fold][:, None]
+            total = (F16_TO_F32[self.token_cold[p, cf]].astype(np.float64) * n_old[fold][:, None]
                      + self._reserve[p, rf])
             self.token_cold[p, cf] = (total / n_new[fold][:, None]).astype(np.float16).view(np.uint16)
             self.token_cold_count[p, cf] = n_new[fold]
@@ -329,16 +334,16 @@ class PartialIndex:
         bits = np.ascontiguousarray(bits)
         hkb, gpar, grow = self._key_block_counts(R), gkey // V, self._rows_for(gkey % V)
 
-        chunk = kernels.ChunkRows(bits, row0, context_len, self.before)
-        top = kernels.RankedList(self.top_key, self.top_pos, self.top_win, top_worst)
-        bot = kernels.RankedList(self.bot_key, self.bot_pos, self.bot_win, bot_worst)
-        dtop = kernels.DistinctList(self.dtop_key, self.dtop_pos, self.dtop_win, self.dtop_more, dtop_worst)
-        dbot = kernels.DistinctList(self.dbot_key, self.dbot_pos, self.dbot_win, self.dbot_more, dbot_worst)
-        groups = kernels.TokenGroups(grp, gpar, grow)
-        acc = kernels.Pass1Sums(hkb, sums, self._reserve, _DENS_KEY)
+        chunk = ChunkRows(bits, row0, context_len, self.before)
+        top = RankedList(self.top_key, self.top_pos, self.top_win, top_worst)
+        bot = RankedList(self.bot_key, self.bot_pos, self.bot_win, bot_worst)
+        dtop = DistinctList(self.dtop_key, self.dtop_pos, self.dtop_win, self.dtop_more, dtop_worst)
+        dbot = DistinctList(self.dbot_key, self.dbot_pos, self.dbot_win, self.dbot_more, dbot_worst)
+        groups = TokenGroups(grp, gpar, grow)
+        acc = Pass1Sums(hkb, sums, self._reserve, _DENS_KEY)
 
         def blocks(b0, b1):
-            kernels.pass1_rows(chunk, top, bot, dtop, dbot, groups, acc, kernels.ROW_BLOCK, b0, b1)
+            pass1_rows(chunk, top, bot, dtop, dbot, groups, acc, ROW_BLOCK, b0, b1)
 
         run_blocks(blocks, hkb.shape[0])
         self.npos += sums[:, 5].astype(np.int64)
@@ -363,13 +368,13 @@ class PartialIndex:
         limit = 0xFFFF if dtype is np.uint16 else 2**31 - 1
         hkb = self.__dict__.get("_hkb")
         if hkb is not None and (self._hkb_rows + rows > limit or hkb.dtype != dtype):
-            kernels.fold_key_blocks(hkb, self.hist)
+            fold_key_blocks(hkb, self.hist)
             self._hkb_rows = 0
             if hkb.dtype != dtype:
                 hkb = None
         if hkb is None:
-            nb = -(-self.n_neurons // kernels.ROW_BLOCK)
-            hkb = self._hkb = np.zeros((nb, 1 << (16 - kernels.HIST_SHIFT), kernels.ROW_BLOCK), dtype)
+            nb = -(-self.n_neurons // ROW_BLOCK)
+            hkb = self._hkb = np.zeros((nb, 1 << (16 - HIST_SHIFT), ROW_BLOCK), dtype)
             self._hkb_rows = 0
         self._hkb_rows += rows
         return hkb
@@ -379,7 +384,7 @@ class PartialIndex:
         ``hist`` (in place); returns self."""
         hkb = self.__dict__.pop("_hkb", None)
         if hkb is not None:
-            kernels.fold_key_blocks(hkb, self.hist)
+            fold_key_blocks(hkb, self.hist)
         _drop_worst_slots(self)
         self.top_key, self.top_pos, self.top_win = _sorted_lists(self.top_key, self.top_pos, self.top_win, True)
         self.bot_key, self.bot_pos, self.bot_win = _sorted_lists(self.bot_key, self.bot_pos, self.bot_win, False)
@@ -400,18 +405,8 @@ def _worst_slots(part, top: str, bot: str) -> tuple[np.ndarray, np.ndarray]:
     if cached is None or any(a is not b for a, b in zip(cached[0], arrays)):
         N = arrays[0].shape[0]
         tw, bw = np.empty(N, np.int32), np.empty(N, np.int32)
-        kernels.worst_slots(*arrays, tw, bw)
+        worst_slots(*arrays, tw, bw)
         cached = part.__dict__[f"_worst_{top}"] = (arrays, (tw, bw))
-    return cached[1]
-
-
-def _sample_worst_slots(part) -> np.ndarray:
-    """int32 [N, B] the replace-next slot of every sample list of ``part`` (kept as ``_worst_slots``)."""
-    cached = part.__dict__.get("_worst_prio")
-    if cached is None or cached[0] is not part.prio:
-        worst = np.empty(part.prio.shape[:2], np.int32)
-        kernels.sample_worst_slots(part.prio, worst)
-        cached = part.__dict__["_worst_prio"] = (part.prio, worst)
     return cached[1]
 
 
@@ -490,9 +485,9 @@ def merge_partials(a: PartialIndex, b: PartialIndex) -> PartialIndex:
     # contexts never straddle a chunk, so each context's entry is in one of the two: the same merge
     d = {}
     for side, top in (("dtop", True), ("dbot", False)):
-        key, pos, win, more = _sorted_lists(*(np.concatenate([getattr(first, f"{side}_{f}"), getattr(second, f"{side}_{f}")], 1)
-                                              for f in ("key", "pos", "win")), top,
-                                            np.concatenate([getattr(first, f"{side}_more"), getattr(second, f"{side}_more")], 1))
+        both = {f: np.concatenate([getattr(first, f"{side}_{f}"), getattr(second, f"{side}_{f}")], 1)
+                for f in ("key", "pos", "win", "more")}
+        key, pos, win, more = _sorted_lists(both["key"], both["pos"], both["win"], top, both["more"])
         d.update({f"{side}_key": key[:, :k], f"{side}_pos": pos[:, :k], f"{side}_win": win[:, :k],
                   f"{side}_more": more[:, :k]})
     d = {name: np.ascontiguousarray(v) for name, v in d.items()}
@@ -526,308 +521,4 @@ def _merge_token_rows(first: PartialIndex, second: PartialIndex) -> tuple[np.nda
     return ids, sums
 
 
-def _sample_slots(N: int, B: int, S: int, W: int) -> dict:
-    """Empty sample slots for N neurons x B bins x S samples with windows of W tokens."""
-    return dict(prio=np.full((N, B, S), _PRIO_EMPTY, np.uint64), pos=np.full((N, B, S), -1, np.int64),
-                key=np.zeros((N, B, S), np.int32), win=np.zeros((N, B, S, W), np.uint16))
-
-
-class _SampleArrays:
-    """What SamplePartial and UnitSamples share: neurons and the array fields that get saved."""
-
-    @property
-    def n_neurons(self) -> int:
-        return self.prio.shape[0]
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if isinstance(getattr(self, f.name), np.ndarray)}
-
-    def __getstate__(self) -> dict:
-        """Pickled (Dask ships partials between processes): the fields only, not the kernels' caches."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    def _chunk_inputs(self, bits: np.ndarray, row0: int, seed: int) -> tuple:
-        """What both sample kernels take for one chunk: (contiguous bits, the rows' two position hashes,
-        each slot group's replace-next slot, the neurons' salts)."""
-        h1, h2 = kernels.position_hashes(row0, bits.shape[0], seed)
-        return np.ascontiguousarray(bits), h1, h2, _sample_worst_slots(self), kernels.neuron_salts(bits.shape[1], seed)
-
-
-@dataclass
-class SamplePartial(_SampleArrays):
-    """Pass-2 random samples per (neuron, bin) over chunk ranges; picklable, merges exactly."""
-
-    hook: str
-    ranges: list
-    qbin: np.ndarray  # int32 [N, len(SAMPLE_QUANTILES)] first histogram bin of each quantile bin
-    prio: np.ndarray  # uint64 [N, B, S] hash priorities, lowest first; 2**64-1 = empty
-    pos: np.ndarray  # int64 [N, B, S]; -1 = empty
-    key: np.ndarray  # int32 [N, B, S]
-    win: np.ndarray  # uint16 [N, B, S, W]
-    before: int = schema.CONTEXT_BEFORE  # window tokens before a sample (W = before + 1 + after)
-    after: int = schema.CONTEXT_AFTER
-
-    @classmethod
-    def empty(cls, hook: str, qbin: np.ndarray,
-              window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> "SamplePartial":
-        N, B, S = qbin.shape[0], len(schema.SAMPLE_BINS), schema.SAMPLES_PER_BIN
-        W = window[0] + 1 + window[1]
-        return cls(hook=hook, ranges=[], qbin=np.ascontiguousarray(qbin, dtype=np.int32),
-                   **_sample_slots(N, B, S, W), before=int(window[0]), after=int(window[1]))
-
-    def update(self, bits: np.ndarray, row0: int, context_len: int, seed: int) -> None:
-        N = bits.shape[1]
-        bits, h1, h2, worst, salt = self._chunk_inputs(bits, row0, seed)
-
-        def blocks(b0, b1):
-            kernels.pass2_rows(bits, row0, context_len, self.before, h1, h2, salt, self.qbin, self.prio,
-                               self.pos, self.key, self.win, worst, kernels.ROW_BLOCK, b0, b1)
-
-        run_blocks(blocks, -(-N // kernels.ROW_BLOCK))
-
-    def canonical(self) -> "SamplePartial":
-        _drop_worst_slots(self)
-        order = np.argsort(self.prio, axis=-1, kind="stable")  # priorities are distinct (a bijective hash)
-        self.prio = np.take_along_axis(self.prio, order, -1)
-        self.pos = np.take_along_axis(self.pos, order, -1)
-        self.key = np.take_along_axis(self.key, order, -1)
-        self.win = np.take_along_axis(self.win, order[..., None], -2)
-        return self
-
-
-def merge_sample_partials(a: SamplePartial, b: SamplePartial) -> SamplePartial:
-    """Samples of the union of two disjoint chunk ranges (exact: the S lowest priorities of both)."""
-    if a.hook != b.hook or not np.array_equal(a.qbin, b.qbin):
-        raise ValueError("cannot merge samples drawn with other quantile edges (or of another hook)")
-    S = a.prio.shape[2]
-    prio = np.concatenate([a.prio, b.prio], -1)
-    order = np.argsort(prio, axis=-1, kind="stable")[..., :S]
-    return SamplePartial(
-        hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), qbin=a.qbin.copy(), before=a.before, after=a.after,
-        prio=np.take_along_axis(prio, order, -1),
-        pos=np.take_along_axis(np.concatenate([a.pos, b.pos], -1), order, -1),
-        key=np.take_along_axis(np.concatenate([a.key, b.key], -1), order, -1),
-        win=np.take_along_axis(np.concatenate([a.win, b.win], -2), order[..., None], -2),
-    )
-
-
-def sample_thresholds(partial: PartialIndex) -> np.ndarray:
-    """int32 [N, len(SAMPLE_QUANTILES)]: for each neuron and quantile q the histogram bin holding
-    the q-quantile; the sample bin "q-q'" is every value whose histogram bin is in [bin(q), bin(q')).
-    Quantiles are resolved to histogram bins (~6% wide), so bin membership is approximate at the
-    edges; it depends only on the merged histogram, never on chunking."""
-    return hist_thresholds(partial.hist, partial.n)
-
-
-def hist_thresholds(hist: np.ndarray, n: int) -> np.ndarray:
-    """``sample_thresholds`` of a histogram ``hist`` [N, HIST_BINS] of ``n`` values per neuron."""
-    cum = np.cumsum(hist, axis=1)  # [N, H]
-    out = np.empty((hist.shape[0], len(schema.SAMPLE_QUANTILES)), np.int32)
-    for i, q in enumerate(schema.SAMPLE_QUANTILES):
-        target = np.ceil(q * n)
-        out[:, i] = np.minimum((cum < target).sum(axis=1), kernels.HIST_BINS - 1)
-    return out
-
-
-# ---- samples in the same read as pass 1 ---------------------------------------------------------------
-# The quantile bins are known only once the whole histogram is, but the samples of a bin are the S
-# lowest priorities among its values, and the S lowest of a union are the S lowest of the parts' S
-# lowest. So pass 1 keeps samples per *unit*: every histogram bin within UNIT_RADIUS bins of a
-# provisional quantile edge (from a first look at the data) is a unit of its own, and each run of
-# bins between those is one unit. When every final quantile edge starts a unit (it moved less than
-# UNIT_RADIUS bins), each quantile bin is a union of units and ``UnitSamples.resolve`` gives pass 2's
-# samples exactly; otherwise the neuron is reported inexact (the store indexer then reads the store
-# once more for it, see store.index.run).
-UNIT_RADIUS = 5  # histogram bins (16 per octave) tracked one by one on each side of a provisional edge
-N_UNITS = len(schema.SAMPLE_QUANTILES) * (2 * UNIT_RADIUS + 1) + N_QUANTILE_BINS + 1  # + the random one
-
-
-def chunk_hist(bits: np.ndarray) -> np.ndarray:
-    """int64 [N, HIST_BINS] the histogram (PartialIndex.hist's bins) of one chunk's float16 bits [R, N],
-    counted on the kernels' threads."""
-    bits = np.ascontiguousarray(bits)
-    N, B = bits.shape[1], kernels.ROW_BLOCK
-    nb = -(-N // B)
-    counts = np.zeros((nb, 1 << (16 - kernels.HIST_SHIFT), B), np.int32)  # [neuron block, key block, neuron]
-    run_blocks(lambda b0, b1: kernels.key_block_counts(bits, counts, B, b0, b1), nb)
-    hist = np.zeros((N, kernels.HIST_BINS), np.int64)
-    kernels.fold_key_blocks(counts, hist)  # -inf / NaN blocks into the end bins, as pass 1 folds them
-    return hist
-
-
-def units_around(hist: np.ndarray, n: int) -> np.ndarray:
-    """The units (``sample_units``) around the quantile edges of a first look at the data: the
-    histogram ``hist`` [N, HIST_BINS] of ``n`` values per neuron."""
-    return sample_units(hist_thresholds(hist, n))
-
-
-def sample_units(provisional: np.ndarray, radius: int = UNIT_RADIUS) -> np.ndarray:
-    """uint8 [N, HIST_BINS] histogram bin -> unit (ascending, at most N_UNITS - 1 of them; the last
-    unit is the random bin's) around the provisional quantile edges ``provisional`` [N, nq]."""
-    N, H = provisional.shape[0], kernels.HIST_BINS
-    fine = np.zeros((N, H + 1), bool)
-    hb = np.arange(H)
-    for e in range(provisional.shape[1]):
-        lo, hi = provisional[:, e:e + 1] - radius, provisional[:, e:e + 1] + radius
-        fine[:, :H] |= (hb >= lo) & (hb <= hi)
-    start = fine[:, :H].copy()
-    start[:, 1:] |= fine[:, :H - 1]  # the bin after a tracked bin starts the next run
-    start[:, 0] = True
-    return (np.cumsum(start, axis=1) - 1).astype(np.uint8)
-
-
-def unit_starts(umap: np.ndarray) -> np.ndarray:
-    """bool [N, HIST_BINS]: True where a histogram bin starts a unit."""
-    start = np.ones(umap.shape, bool)
-    start[:, 1:] = umap[:, 1:] != umap[:, :-1]
-    return start
-
-
-def unit_key_block_starts(umap: np.ndarray) -> np.ndarray:
-    """int32 [N, N_UNITS + 1] the first float16 key block (key >> HIST_SHIFT) of each unit of ``umap``:
-    unit 0 from block 0 and the last unit to the end (the histogram's end bins take the outer blocks,
-    as ``kernels.unit_key_blocks``), unused units and the end 2**(16 - HIST_SHIFT); unit u covers blocks
-    [starts[u], starts[u + 1]) (store.index.kernels.unit_sample_rows)."""
-    N, H = umap.shape
-    out = np.full((N, N_UNITS + 1), 1 << (16 - kernels.HIST_SHIFT), np.int32)
-    rows, cols = np.nonzero(unit_starts(umap))
-    out[rows, umap[rows, cols]] = cols + kernels.HIST_OFFSET
-    out[:, 0] = 0
-    return out
-
-
-@dataclass
-class UnitSamples(_SampleArrays):
-    """Samples per (neuron, unit) drawn in pass 1's read; picklable, merges exactly (same units)."""
-
-    hook: str
-    ranges: list
-    umap: np.ndarray  # uint8 [N, HIST_BINS] histogram bin -> unit; unit N_UNITS - 1 is the random bin
-    prio: np.ndarray  # uint64 [N, U, S] hash priorities; 2**64-1 = empty
-    pos: np.ndarray  # int64 [N, U, S]; -1 = empty
-    key: np.ndarray  # int32 [N, U, S]
-    win: np.ndarray  # uint16 [N, U, S, W]
-    before: int = schema.CONTEXT_BEFORE  # window tokens before a sample (W = before + 1 + after)
-    after: int = schema.CONTEXT_AFTER
-
-    @classmethod
-    def empty(cls, hook: str, umap: np.ndarray,
-              window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER)) -> "UnitSamples":
-        N, U, S = umap.shape[0], N_UNITS, schema.SAMPLES_PER_BIN
-        W = window[0] + 1 + window[1]
-        return cls(hook=hook, ranges=[], umap=np.ascontiguousarray(umap, dtype=np.uint8),
-                   **_sample_slots(N, U, S, W), before=int(window[0]), after=int(window[1]))
-
-    def update(self, bits: np.ndarray, row0: int, context_len: int, seed: int) -> None:
-        """Fold one chunk into the samples (in place). bits: uint16 [R, N]."""
-        N = bits.shape[1]
-        bits, h1, h2, worst, salt = self._chunk_inputs(bits, row0, seed)
-
-        tables = self.__dict__.get("_tables")  # lookup tables of the units, made once (not fields: never saved)
-        if tables is None:
-            tables = self._tables = (kernels.unit_key_blocks(self.umap, kernels.ROW_BLOCK),
-                                     unit_key_block_starts(self.umap))
-
-        def blocks(b0, b1):
-            kernels.unit_sample_rows(bits, row0, context_len, self.before, h1, h2, salt, *tables,
-                                     self.prio, self.pos, self.key, self.win, worst, kernels.ROW_BLOCK, b0, b1)
-
-        run_blocks(blocks, -(-N // kernels.ROW_BLOCK))
-
-    def canonical(self) -> "UnitSamples":
-        """Returns self: the order of a unit's slots carries no information (the kernel replaces the
-        slot of the highest priority, ``resolve`` and the merge order by priority), so it is left as
-        the kernel made it; sorting the windows at every checkpoint cost seconds."""
-        return self
-
-    def exact_for(self, qbin: np.ndarray) -> np.ndarray:
-        """bool [N]: whether every quantile edge of ``qbin`` starts a unit (then resolve is exact)."""
-        return np.take_along_axis(unit_starts(self.umap), qbin.astype(np.int64), 1).all(axis=1)
-
-    def _sample_bins(self, qbin: np.ndarray) -> np.ndarray:
-        """int64 [N, U, S]: the quantile bin (SAMPLE_BINS order) of each kept sample's own value; the
-        random unit's samples go to the random bin."""
-        nq = qbin.shape[1]
-        hb = np.clip((self.key.astype(np.int64) >> kernels.HIST_SHIFT) - kernels.HIST_OFFSET, 0, kernels.HIST_BINS - 1)
-        # pass 2's bin of a histogram bin h: nq - #(edges <= h)
-        sbin = nq - (hb[..., None] >= qbin[:, None, None, :]).sum(axis=3)
-        sbin[:, -1] = len(schema.SAMPLE_BINS) - 1
-        return sbin
-
-    def resolve(self, qbin: np.ndarray) -> SamplePartial:
-        """The samples per quantile bin of ``qbin`` (as pass 2 draws them): for each bin the S lowest
-        priorities among the kept samples whose value lies in it. Every sample lies in its bin; they
-        are pass 2's exactly for the neurons of ``certified(qbin, hist)`` (which holds ``exact_for``:
-        there each unit lies within one bin)."""
-        N, U, S = self.prio.shape
-        flat_bin = self._sample_bins(qbin).reshape(N, U * S)
-        prio = self.prio.reshape(N, U * S)
-        order = np.lexsort((prio, flat_bin), axis=-1)
-        sbin = np.take_along_axis(flat_bin, order, 1)
-        idx = np.broadcast_to(np.arange(U * S), sbin.shape)
-        new_group = np.ones(sbin.shape, bool)
-        new_group[:, 1:] = sbin[:, 1:] != sbin[:, :-1]
-        rank = idx - np.maximum.accumulate(np.where(new_group, idx, 0), axis=1)
-        spos = np.take_along_axis(self.pos.reshape(N, U * S), order, 1)
-        keep = (rank < S) & (spos >= 0)
-        rows, cols = np.nonzero(keep)
-        src = order[rows, cols]
-        out = SamplePartial.empty(self.hook, qbin, (self.before, self.after))
-        b, r = sbin[rows, cols], rank[rows, cols]
-        out.prio[rows, b, r] = prio[rows, src]
-        out.pos[rows, b, r] = spos[rows, cols]
-        out.key[rows, b, r] = self.key.reshape(N, U * S)[rows, src]
-        out.win[rows, b, r] = self.win.reshape(N, U * S, self.win.shape[-1])[rows, src]
-        out.ranges = list(self.ranges)
-        return out.canonical()
-
-    def certified(self, qbin: np.ndarray, hist: np.ndarray, resolved: SamplePartial | None = None) -> np.ndarray:
-        """bool [N]: where ``resolve(qbin)`` gives pass 2's samples exactly, given the whole histogram
-        ``hist`` [N, HIST_BINS] (what the kept samples were drawn from).
-
-        A unit keeps the S lowest priorities of its values. Within a quantile bin that is all a unit
-        inside it needs to give. A unit across a final edge (the edge moved off the unit starts) gives
-        the bin its kept values on that side, which are that side's lowest when it kept S of them, or
-        all of them when the histogram counts no more there; otherwise the values it dropped all have
-        priorities above its highest kept one, so they do not matter when that one is above the bin's
-        S-th lowest drawn. A neuron passes when every (unit, bin) passes."""
-        N, U, S = self.prio.shape
-        B = len(schema.SAMPLE_BINS)
-        out = resolved if resolved is not None else self.resolve(qbin)
-        t = out.prio[:, :, S - 1]  # [N, B] the S-th lowest priority of each bin (empty: the largest)
-        sbin = self._sample_bins(qbin)  # [N, U, S]
-        valid = self.pos >= 0
-        n_idx = np.arange(N)[:, None, None]
-        u_idx = np.arange(U)[None, :, None]
-        kept = np.zeros(N * U * B, np.int64)  # [N, U, B] kept samples of each unit in each bin
-        np.add.at(kept, ((n_idx * U + u_idx) * B + sbin)[valid], 1)
-        hbin = np.arange(kernels.HIST_BINS)
-        hbin_bin = qbin.shape[1] - (hbin[None, :, None] >= qbin[:, None, :]).sum(axis=2)  # [N, H]
-        flat = (np.arange(N)[:, None] * U + self.umap.astype(np.int64)) * B + hbin_bin
-        count = np.bincount(flat.ravel(), weights=hist.ravel(), minlength=N * U * B).astype(np.int64)
-        kept, count = kept.reshape(N, U, B), count.reshape(N, U, B)
-        maxp = np.where(valid, self.prio, np.uint64(0)).max(axis=2)  # [N, U]
-        bad = (count > kept) & (kept < S) & (maxp[:, :, None] < t[:, None, :])
-        bad[:, U - 1] = False  # the random unit is the random bin whole
-        return ~bad.any(axis=(1, 2))
-
-
-def merge_unit_samples(a: UnitSamples, b: UnitSamples) -> UnitSamples:
-    """Unit samples of the union of two disjoint chunk ranges (exact: the S lowest priorities of both)."""
-    if a.hook != b.hook or not np.array_equal(a.umap, b.umap) or (a.before, a.after) != (b.before, b.after):
-        raise ValueError("cannot merge samples drawn over other units or windows (or of another hook)")
-    S = a.prio.shape[2]
-    prio = np.concatenate([a.prio, b.prio], -1)
-    order = np.argsort(prio, axis=-1, kind="stable")[..., :S]
-    return UnitSamples(
-        hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), umap=a.umap.copy(), before=a.before, after=a.after,
-        prio=np.take_along_axis(prio, order, -1),
-        pos=np.take_along_axis(np.concatenate([a.pos, b.pos], -1), order, -1),
-        key=np.take_along_axis(np.concatenate([a.key, b.key], -1), order, -1),
-        win=np.take_along_axis(np.concatenate([a.win, b.win], -2), order[..., None], -2),
-    )
-
-
-__all__ = ["WINDOW", "PartialIndex", "SamplePartial", "UnitSamples", "merge_partials", "merge_sample_partials",
-           "merge_unit_samples", "sample_thresholds", "sample_units"]
+__all__ = ["WINDOW", "PartialIndex", "merge_partials"]

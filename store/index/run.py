@@ -31,15 +31,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from store.measures import explain
-from store.index import kernels
+from store.index.kernels.histogram import HIST_BINS
 from store import schema
 from store.errors import StoreError
 from store.index import explanations
 from store.index.arrays import index_arrays, index_attrs, stored_arrays
 from store.index.group import IndexGroup
-from store.index.partial import (
-    N_UNITS, WINDOW, PartialIndex, SamplePartial, UnitSamples, chunk_hist, sample_thresholds, units_around,
-)
+from store.index.partial import PartialIndex, WINDOW
+from store.index.samples import SamplePartial, sample_thresholds
+from store.index.unit_samples import N_UNITS, UnitSamples, chunk_hist, units_around
 from store.index.source import ChunkSource, open_store, vocab_size
 
 PROVISIONAL_CHUNKS = 16  # chunks read first for the provisional quantile edges (read again by the pass)
@@ -208,11 +208,11 @@ def _run_pass(src: ChunkSource, grp: IndexGroup, parts: dict, start: int, cfg: I
 
 
 def provisional_units(src: ChunkSource) -> np.ndarray:
-    """The sample units of a hook (store.index.partial.UnitSamples) from the histogram of up to
+    """The sample units of a hook (store.index.unit_samples.UnitSamples) from the histogram of up to
     PROVISIONAL_CHUNKS chunks spread evenly over the store: a first look at where its quantile
     edges lie."""
     picks = np.unique(np.linspace(0, max(src.n_chunks - 1, 0), min(PROVISIONAL_CHUNKS, src.n_chunks)).astype(int))
-    hist = np.zeros((src.n_neurons, kernels.HIST_BINS), np.int64)
+    hist = np.zeros((src.n_neurons, HIST_BINS), np.int64)
     n = 0
     for c in picks:
         bits = src.chunk(int(c))
@@ -384,7 +384,7 @@ def index_memory_bytes(n_neurons: int, k: int, vocab: int, seen_tokens: int | No
     float16 means for the seen ones, plus, once, the float32 table of the hook being finished.
     benchmarks/bench_record_index.py --parts memory compares it with measured peaks."""
     lists = 2 * n_neurons * k * (4 + 8 + 2 * window)
-    hist = 2 * n_neurons * kernels.HIST_BINS * 8
+    hist = 2 * n_neurons * HIST_BINS * 8
     seen = min(vocab, vocab if seen_tokens is None else seen_tokens)
     token = 2 * seen * n_neurons * 4
     finishing = 0
@@ -437,8 +437,7 @@ def check_record_index_memory(st, k: int, token_rows: int = 0) -> None:
     if avail is not None and need > 0.8 * avail:
         raise StoreError(f"recording {st.path} with --index needs about {need / 1e9:.1f} GB of memory for the "
                          f"{len(st.recorded_hooks)} hooks indexed at once (per hook the per-token sums of up to "
-                         f"{seen:,} "
-                         f"tokens x {st.d_mlp} neurons, the samples and the top-{k} lists), more than the "
+                         f"{seen:,} tokens x {st.d_mlp} neurons, the samples and the top-{k} lists), more than the "
                          f"{avail / 1e9:.1f} GB available; bound the per-token sums (--token-rows 4096: float16 means "
                          f"for the rarer tokens), record fewer layers per store (--layers), fewer tokens, "
                          f"or a smaller --k")

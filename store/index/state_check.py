@@ -20,7 +20,7 @@ import numpy as np
 
 from store import schema
 from store.format import seal
-from store.index import kernels
+from store.index.kernels.histogram import HIST_BINS
 
 
 
@@ -92,7 +92,7 @@ def check_state(which: str, part, *, chunk_stop: int, n_neurons: int, vocab: int
         for name, shape, dt in (("top_key", (N, k), "int32"), ("top_pos", (N, k), "int64"),
                                 ("top_win", (N, k, W), "uint16"), ("bot_key", (N, k), "int32"),
                                 ("bot_pos", (N, k), "int64"), ("bot_win", (N, k, W), "uint16"),
-                                ("hist", (N, kernels.HIST_BINS), "int64"), ("npos", (N,), "int64"),
+                                ("hist", (N, HIST_BINS), "int64"), ("npos", (N,), "int64"),
                                 ("mean", (N,), "float64"), ("m2", (N,), "float64"), ("m3", (N,), "float64"),
                                 ("m4", (N,), "float64"), ("token_count", (2, int(vocab)), "int64"),
                                 ("dtop_key", (N, k), "int32"), ("dtop_pos", (N, k), "int64"),
@@ -135,10 +135,10 @@ def check_state(which: str, part, *, chunk_stop: int, n_neurons: int, vocab: int
         return
     B = len(schema.SAMPLE_BINS) if which == "p2" else None
     if which == "s1":
-        from store.index.partial import N_UNITS
+        from store.index.unit_samples import N_UNITS
 
         B = N_UNITS
-        _shape(part, "umap", (N, kernels.HIST_BINS), "uint8")
+        _shape(part, "umap", (N, HIST_BINS), "uint8")
     else:
         _shape(part, "qbin", (N, len(schema.SAMPLE_QUANTILES)), "int32")
     for name, shape, dt in (("prio", (N, B, S), "uint64"), ("pos", (N, B, S), "int64"), ("key", (N, B, S), "int32"),

@@ -34,9 +34,9 @@ import numpy as np
 from store import schema
 from store.errors import StoreError
 from store.index.group import IndexGroup
-from store.index.partial import (
-    PartialIndex, SamplePartial, UnitSamples, chunk_hist, sample_thresholds, units_around,
-)
+from store.index.partial import PartialIndex
+from store.index.samples import SamplePartial, sample_thresholds
+from store.index.unit_samples import UnitSamples, chunk_hist, units_around
 from store.index.run import PROVISIONAL_CHUNKS, IndexConfig, compute_sample_partial, finalize_index
 from store.index.source import open_store, vocab_size
 
@@ -54,7 +54,7 @@ class ChunkFold:
     """One hook's running index over consecutive chunks ``chunk0``, ``chunk0 + 1``, ...: pass 1
     (``PartialIndex``) and the samples per unit (``UnitSamples``).
 
-    ``umap`` the units (``store.index.partial.sample_units``); None: the first ``hold`` chunks are
+    ``umap`` the units (``store.index.unit_samples.sample_units``); None: the first ``hold`` chunks are
     kept back until their histogram fixes them (``units_around``), then folded in (``start``).
     ``p1`` / ``s1``: a saved running result to go on from (its chunk stop is ``chunk0``)."""
 
