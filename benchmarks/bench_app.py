@@ -46,8 +46,8 @@ sys.path.insert(0, {root!r})
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 from PySide6.QtCore import QEvent, QObject
 from neurobrowse.qt import app
-qapp = app.ensure_app(offscreen=True)
-win = app.open_main_window({store!r}, settings=app.scratch_settings())
+qapp = windows.ensure_app(offscreen=True)
+win = windows.open_main_window({store!r}, settings=smoke.scratch_settings())
 win.resize(1600, 950)
 win.show()
 painted = []
@@ -58,7 +58,7 @@ class F(QObject):
         return False
 f = F()
 win.page.top_view.viewport().installEventFilter(f)
-app.wait_for(lambda: bool(painted), 60)
+smoke.wait_for(lambda: bool(painted), 60)
 print("T_IMPORT", t_import)
 print("T_PAINTED", painted[0] if painted else -1)
 win.close()
@@ -105,18 +105,18 @@ def bench_switch(work: Path, n_tokens: int, d: int, vocab: int, presses: int) ->
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    from neurobrowse.qt import app
+    from neurobrowse.qt import smoke, windows
 
     t = time.perf_counter()
     path = _full_size_store(work, n_tokens, d, vocab)
     build_s = time.perf_counter() - t
     proc = psutil.Process()
-    _qapp = app.ensure_app(offscreen=True)  # held for the run: the windows need a live QApplication
+    _qapp = windows.ensure_app(offscreen=True)  # held for the run: the windows need a live QApplication
     rss_before_open = proc.memory_info().rss
-    win = app.open_main_window(path, settings=app.scratch_settings())
+    win = windows.open_main_window(path, settings=smoke.scratch_settings())
     win.resize(1600, 950)
     win.show()
-    app.wait_for(lambda: win.browser.page is not None, 120)
+    smoke.wait_for(lambda: win.browser.page is not None, 120)
     for box in list(win.error_boxes):  # the synthesized store is not marked complete: dismiss that notice
         box.close()
     rss_open = proc.memory_info().rss
@@ -153,7 +153,7 @@ def bench_switch(work: Path, n_tokens: int, d: int, vocab: int, presses: int) ->
         target[0] = expect
         t0 = time.perf_counter()
         action()
-        app.wait_for(lambda: bool(painted), 30)
+        smoke.wait_for(lambda: bool(painted), 30)
         return (painted[0] - t0) * 1e3 if painted else float("inf")
 
     b = win.browser
@@ -166,7 +166,7 @@ def bench_switch(work: Path, n_tokens: int, d: int, vocab: int, presses: int) ->
     if os.environ.get("BENCH_SWITCH_INTERVAL"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     win.activateWindow()  # window shortcuts (J) need the active window
-    app.wait_for(win.isActiveWindow, 5)
+    smoke.wait_for(win.isActiveWindow, 5)
     win.page.top_view.setFocus()
     hb.start()
     seq = []
@@ -216,13 +216,13 @@ def _drop_page_cache(folder: Path) -> None:
 def bench_expand(store: Path, n: int) -> dict:
     """Click 'context' on a snippet -> its whole context painted in place, with the store's dense
     chunks, token ids and document starts dropped from the page cache before each click."""
-    from neurobrowse.qt import app
+    from neurobrowse.qt import smoke, windows
 
-    app.ensure_app(offscreen=True)
-    win = app.open_main_window(store, settings=app.scratch_settings())
+    windows.ensure_app(offscreen=True)
+    win = windows.open_main_window(store, settings=smoke.scratch_settings())
     win.resize(1600, 1000)
     win.show()
-    app.wait_for(lambda: win.browser.page is not None and win.page.top_view.complete, 120)
+    smoke.wait_for(lambda: win.browser.page is not None and win.page.top_view.complete, 120)
     b, sv = win.browser, win.page.top_view
     d = int(b.store.d_mlp)
     rng = np.random.default_rng(1)
@@ -230,7 +230,7 @@ def bench_expand(store: Path, n: int) -> dict:
     for neuron in rng.choice(d, size=min(n, d), replace=False):
         neuron = int(neuron)
         b.select(neuron)
-        app.wait_for(lambda: b.page is not None and b.page.ref.neuron == neuron and sv.complete
+        smoke.wait_for(lambda: b.page is not None and b.page.ref.neuron == neuron and sv.complete
                      and sv.snippets is not None, 60)
         if len(sv.snippets) < 2:
             continue
@@ -240,7 +240,7 @@ def bench_expand(store: Path, n: int) -> dict:
             _drop_page_cache(Path(store) / sub)
         t0 = time.perf_counter()
         sv.toggle_expand(si)
-        app.wait_for(lambda: sv.snippets[si] is not before, 30)
+        smoke.wait_for(lambda: sv.snippets[si] is not before, 30)
         from PySide6.QtWidgets import QApplication
 
         sv.viewport().repaint()

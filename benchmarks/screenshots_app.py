@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from neurobrowse.qt.app import ensure_app, pick_showcase_neuron, wait_compare_ready, wait_for
+    from neurobrowse.qt.smoke import pick_showcase_neuron, wait_compare_ready, wait_for
+    from neurobrowse.qt.windows import ensure_app
     from neurobrowse.qt.compare_window import CompareWindow
     from neurobrowse.qt.main_window import MainWindow
 

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="docs")
     args = ap.parse_args(argv)
 
-    from neurobrowse.qt.app import ensure_app, open_main_window, save_png, scratch_settings, wait_for
+    from neurobrowse.qt.smoke import save_png, scratch_settings, wait_for
+    from neurobrowse.qt.windows import ensure_app, open_main_window
     from store.format.reader import Store
 
     ensure_app()

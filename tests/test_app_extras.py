@@ -91,7 +91,7 @@ def test_bookmarking_does_not_move_the_splitter(qtbot, windows, tiny_stores):
 
 
 def test_the_theme_follows_the_desktop(qtbot, windows, tiny_stores):
-    from neurobrowse.qt.app import apply_color_scheme
+    from neurobrowse.qt.windows import apply_color_scheme
 
     app = QApplication.instance()
     w = main_window(windows, tiny_stores["gelu"], neuron=1)

@@ -66,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
             print("\ndictionaries (features of sparse autoencoders over the hooks; docs/features.md):")
             print(render.dictionaries_text(rows, examples=True))
         return 0
-    from neurobrowse.qt import app
+    from neurobrowse.qt import smoke, windows
 
     if args.screenshot:
-        out = app.screenshot_compare(args.store_a, args.store_b, args.screenshot)
+        out = smoke.screenshot_compare(args.store_a, args.store_b, args.screenshot)
         print(f"screenshot written to {out}")
         return 0
-    app.ensure_app(offscreen=args.offscreen)
-    return app.run_windows(app.open_compare_window(args.store_a, args.store_b))
+    windows.ensure_app(offscreen=args.offscreen)
+    return windows.run_windows(windows.open_compare_window(args.store_a, args.store_b))

@@ -56,16 +56,16 @@ def run(args: argparse.Namespace) -> int:
     if args.no_window:
         print(f"stores ready: {a} {b}\nbrowse with: neurobrowse compare {a} {b}")
         return 0
-    from neurobrowse.qt import app
+    from neurobrowse.qt import smoke, windows
 
-    headless = args.offscreen or args.screenshot is not None or not app.has_display()
+    headless = args.offscreen or args.screenshot is not None or not windows.has_display()
     if headless:
         out = args.screenshot or Path(cfg.workdir) / "demo.png"
         if not (args.offscreen or args.screenshot):
             print("no display ($DISPLAY / $WAYLAND_DISPLAY unset): rendering the compare window offscreen instead")
-        path = app.screenshot_compare(a, b, out)
+        path = smoke.screenshot_compare(a, b, out)
         print(f"screenshot of the compare window: {Path(path).absolute()}")
         print(f"on a desktop, browse with: neurobrowse compare {a} {b}")
         return 0
-    app.ensure_app()
-    return app.run_windows(app.open_compare_window(a, b))
+    windows.ensure_app()
+    return windows.run_windows(windows.open_compare_window(a, b))

@@ -39,20 +39,20 @@ def _check_start(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurobrowse.qt import app
+    from neurobrowse.qt import smoke, windows
 
     _check_start(args)
     if args.smoke_test:
         if not args.store:
             raise NeurobrowseError("--smoke-test needs a STORE: neurobrowse open STORE --smoke-test")
-        return app.smoke_test(args.store)
+        return smoke.smoke_test(args.store)
     if args.screenshot:
         if not args.store:
             raise NeurobrowseError("--screenshot needs a STORE: neurobrowse open STORE --screenshot out.png")
-        out = app.screenshot_main(args.store, args.screenshot, neuron=args.neuron)
+        out = smoke.screenshot_main(args.store, args.screenshot, neuron=args.neuron)
         print(f"screenshot written to {out}")
         return 0
-    app.ensure_app(offscreen=args.offscreen)
+    windows.ensure_app(offscreen=args.offscreen)
     from neurobrowse.qt.main_window import MainWindow
     from neurobrowse.qt.settings import recent_stores
 
@@ -60,4 +60,4 @@ def run(args: argparse.Namespace) -> int:
     target = args.store or (recent_stores(win.settings)[:1] or [None])[0]
     if target:
         win.open_store(target, hook=args.hook, neuron=args.neuron)
-    return app.run_windows(win)
+    return windows.run_windows(win)

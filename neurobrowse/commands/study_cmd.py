@@ -85,7 +85,7 @@ def cmd_rate(args: argparse.Namespace) -> int:
         n = rate_from_answers(args.study, rater, args.answers)
         print(f"saved {n} rating(s) by {rater}")
         return 0
-    from neurobrowse.qt.app import rate_study
+    from neurobrowse.qt.windows import rate_study
 
     session = StudySession(args.study, rater)
     rate_study(session)
