@@ -86,7 +86,7 @@ def test_summary_per_model(constructed_store, tmp_path):
     assert schema.INDEX_ARRAYS["sim_score"][0] == "float32"
 
 
-def test_all_token_simulation_score_equals_brute_force_over_every_position(constructed_store):
+def test_all_token_lookup_correlation_equals_brute_force_over_every_position(constructed_store):
     """sim_score_all from the pass-1 sums equals the Pearson correlation, over every position of the
     store, between the activation and its cross-fitted per-token-mean prediction (computed here the
     slow way from the dense activations)."""

@@ -85,9 +85,7 @@ STATISTICS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.name != "neuron
 
 # Short names accepted in filter expressions.
 ALIASES = {"max": "max_act", "min": "min_act", "act": "max_act", "token_rule": "token_rule_score",
-           "rule": "token_rule_score", "sim": "sim_score", "simulation": "sim_score",
-           "similarity": "sim_score",  # old names of the token lookup correlation, still accepted
-           "lookup": "sim_score", "lookup_corr": "sim_score",
+           "rule": "token_rule_score", "sim": "sim_score", "lookup": "sim_score",  # one name: docs/code-layout.md
            "explain": "explain_score", "rule_score": "explain_score", "coverage": "explain_coverage",
            "precision": "explain_precision", "rule_text": "explanation", "ln": "ln_overlap", "overlap": "ln_overlap",
            "kurt": "kurtosis", "token": "top_token", "top": "top_token", "n": "neuron",
