@@ -115,6 +115,11 @@ def run_pipeline(cfg: DemoConfig) -> DemoResult:
         _say(f"the held-out split has {val:,} tokens; recording {val:,} instead of {n_tokens:,}", cfg.progress)
         n_tokens = val
     stores: dict[str, Path] = {}
+    from solu_core.model import pick_device
+
+    # on CUDA the recorder indexes too, pass 1 on the GPU beside the model (record --index, torch backend);
+    # on the CPU the demo records, then indexes (unchanged: the same stores, bit for bit, as before)
+    index_while_recording = pick_device(cfg.device).type == "cuda"
     t = time.perf_counter()
     for act in [a for a in models if a in ACT_FNS] + [a for a in models if a not in ACT_FNS]:
         out = stores_dir / act
@@ -124,8 +129,8 @@ def run_pipeline(cfg: DemoConfig) -> DemoResult:
             done = False
         if not done:
             _say(f"3/4 recording {act} activations ({n_tokens:,} held-out tokens) -> {out}", cfg.progress)
-            record(models[act], out, RecordConfig(text=CorpusText(corpus_dir), n_tokens=n_tokens, device=cfg.device),
-                   progress=cfg.progress)
+            record(models[act], out, RecordConfig(text=CorpusText(corpus_dir), n_tokens=n_tokens, device=cfg.device,
+                                                  index=index_while_recording), progress=cfg.progress)
         stores[act] = out
     secs["record"] = time.perf_counter() - t
 

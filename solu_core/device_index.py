@@ -25,13 +25,13 @@ import torch
 from store import schema
 from store.index.kernels.histogram import HIST_BINS, HIST_OFFSET, HIST_SHIFT
 from store.index.kernels.topk import MORE_SHARE
-from store.index.partial import PartialIndex, _BOT_EMPTY, _DENS_KEY, _TOP_EMPTY, _merge_moments
+from store.index.partial import _BOT_EMPTY, _DENS_KEY, _TOP_EMPTY, PartialIndex, _merge_moments
 
 _LOW = (1 << 32) - 1  # composite = key << 32 | (_LOW - row): the larger, the better (higher key, then lower row)
 
 
 def _keys(acts: torch.Tensor) -> torch.Tensor:
-    """int64 [R, N] float16 order keys (store.index.kernels.f16.f16_key) of float16 activations."""
+    """int64 [R, N] float16 order keys (store.index.kernels.f16_key) of float16 activations."""
     b = acts.contiguous().view(torch.int16).to(torch.int64) & 0xFFFF
     return b ^ (((b >> 15) * 0x7FFF) | 0x8000)
 
@@ -46,7 +46,7 @@ def _best(comp: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _windows(bits: torch.Tensor, rows: torch.Tensor, row0: int, ctx_len: int, before: int, W: int) -> torch.Tensor:
-    """int32 [n, N, W] each neuron's float16 bits at rows r - before .. r - before + W - 1 of the chunk
+    """[n, N, W] (bits' dtype) each neuron's float16 bits at rows r - before .. r - before + W - 1 of the chunk
     (``rows`` [n, N]), clipped to the context of r, 0 elsewhere (store.index.kernels.topk._copy_window_rows)."""
     R, N = bits.shape
     idx = rows.unsqueeze(-1) - before + torch.arange(W, device=bits.device)  # [n, N, W]
@@ -59,13 +59,13 @@ def _windows(bits: torch.Tensor, rows: torch.Tensor, row0: int, ctx_len: int, be
 
 def _more(values: torch.Tensor, rows: torch.Tensor, row0: int, ctx_len: int) -> torch.Tensor:
     """int32 [n, N] tokens of each entry's context (other than itself) at least MORE_SHARE of its value,
-    same sign; 0 for a value of 0 (store.index.kernels.topk._count_more)."""
+    same sign; 0 for a value of 0 (store.index.kernels._count_more)."""
     R, N = values.shape
     start = (row0 + rows) // ctx_len * ctx_len - row0  # [n, N] first row of the context
     idx = start.unsqueeze(-1) + torch.arange(ctx_len, device=values.device)  # [n, N, ctx]
     inside = idx < R
     col = torch.arange(N, device=values.device).view(1, N, 1).expand_as(idx)
-    v = values[idx.clamp(0, R - 1), col]  # [n, N, ctx] float64
+    v = values[idx.clamp(0, R - 1), col]  # [n, N, ctx] float32 (float16 values and half of them are exact)
     peak = values[rows, torch.arange(N, device=values.device).expand_as(rows)].unsqueeze(-1)  # [n, N, 1]
     lim = MORE_SHARE * peak
     hit = inside & (((peak > 0) & (v >= lim)) | ((peak < 0) & (v <= lim)))
@@ -74,7 +74,8 @@ def _more(values: torch.Tensor, rows: torch.Tensor, row0: int, ctx_len: int) -> 
 
 
 def _lists(comp: torch.Tensor, k: int, top: bool, bits, values, row0, ctx_len, before, W, more: bool):
-    """Numpy (key, pos, win[, more]) of a top (or bottom) list from composites [M, N] of candidate rows."""
+    """Numpy (key, pos, win[, more]) of a top (or bottom) list from composites [M, N] of candidate rows.
+    ``bits``: int16 [R, N] the float16 bit patterns (windows cross as int16: 2 bytes a value)."""
     R, N = bits.shape
     best, rows = _best(comp, k)  # [n, N]
     key = best >> 32 if top else 65535 - (best >> 32)
@@ -84,9 +85,9 @@ def _lists(comp: torch.Tensor, k: int, top: bool, bits, values, row0, ctx_len, b
     win = np.zeros((N, k, W), np.uint16)
     out_more = np.zeros((N, k), np.int32)
     if n:
-        keys[:, :n] = key.T.cpu().numpy()
+        keys[:, :n] = key.to(torch.int32).T.cpu().numpy()
         pos[:, :n] = (rows + row0).T.cpu().numpy()
-        win[:, :n] = _windows(bits, rows, row0, ctx_len, before, W).permute(1, 0, 2).cpu().numpy().astype(np.uint16)
+        win[:, :n] = _windows(bits, rows, row0, ctx_len, before, W).permute(1, 0, 2).cpu().numpy().view(np.uint16)
         if more:
             out_more[:, :n] = _more(values, rows, row0, ctx_len).T.cpu().numpy()
     return (keys, pos, win, out_more) if more else (keys, pos, win)
@@ -108,47 +109,59 @@ def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: in
                   window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER),
                   hook: str = "") -> PartialIndex:
     """The pass-1 PartialIndex of one chunk (``acts`` float16 [R, N] on any device, ``tokens`` [R] token
-    ids) covering rows row0 .. row0 + R - 1; its ``ranges`` are left empty for the caller to set."""
+    ids) covering rows row0 .. row0 + R - 1; its ``ranges`` are left empty for the caller to set.
+
+    Besides the fields, the partial carries ``token_sum64`` (float64 [2, T, N], not a field: never saved):
+    the exact chunk sums behind ``token_sum``, which ``store.index.fold.fold_partial`` adds to a running
+    partial as the Numba kernel does (so a recording folded from these partials has its per-token sums
+    bit for bit). What crosses to the host per chunk is what ``partial_bytes`` counts."""
     if acts.dtype != torch.float16 or acts.dim() != 2:
-        raise ValueError(f"chunk_partial takes float16 [rows, neurons] activations, "
-                         f"not {acts.dtype} {tuple(acts.shape)}")
+        raise ValueError(f"chunk_partial takes float16 [rows, neurons] activations, not {acts.dtype} "
+                         f"{tuple(acts.shape)}")
     dev = acts.device
     R, N = acts.shape
     before, after = int(window[0]), int(window[1])
     W = before + 1 + after
-    bits = acts.contiguous().view(torch.int16).to(torch.int32) & 0xFFFF  # [R, N] the float16 bit patterns
+    bits = acts.contiguous().view(torch.int16)  # [R, N] the float16 bit patterns (windows are copied from it)
     key = _keys(acts)  # [R, N] int64
     r = torch.arange(R, device=dev).unsqueeze(1)
-    values = acts.double()  # [R, N] exact float16 values
+    values = acts.float()  # [R, N] exact float16 values (the `more` counts compare them with half a peak)
     part = PartialIndex.empty(hook, k, N, vocab, (before, after))
     top_comp = (key << 32) | (_LOW - r)
     bot_comp = ((65535 - key) << 32) | (_LOW - r)
-    common = (bits, values, row0, context_len, before, W)
-    part.top_key, part.top_pos, part.top_win = _lists(top_comp, k, True, *common, False)
-    part.bot_key, part.bot_pos, part.bot_win = _lists(bot_comp, k, False, *common, False)
+    part.top_key, part.top_pos, part.top_win = _lists(top_comp, k, True, bits, values, row0, context_len, before, W,
+                                                      False)
+    part.bot_key, part.bot_pos, part.bot_win = _lists(bot_comp, k, False, bits, values, row0, context_len, before, W,
+                                                      False)
     (part.dtop_key, part.dtop_pos, part.dtop_win, part.dtop_more) = _lists(
-        _context_peaks(top_comp, context_len, row0), k, True, *common, True)
+        _context_peaks(top_comp, context_len, row0), k, True, bits, values, row0, context_len, before, W, True)
     (part.dbot_key, part.dbot_pos, part.dbot_win, part.dbot_more) = _lists(
-        _context_peaks(bot_comp, context_len, row0), k, False, *common, True)
-    # histogram (the float16 bit-pattern bins) and density, counted on the device
+        _context_peaks(bot_comp, context_len, row0), k, False, bits, values, row0, context_len, before, W, True)
+    del top_comp, bot_comp
+    # histogram (the float16 bit-pattern bins) and density, counted on the device; int32 across (a chunk's
+    # counts fit), int64 on the host as the field is
     hb = ((key >> HIST_SHIFT) - HIST_OFFSET).clamp(0, HIST_BINS - 1)
     flat = (torch.arange(N, device=dev) * HIST_BINS + hb).reshape(-1)
-    hist = torch.bincount(flat, minlength=N * HIST_BINS).view(N, HIST_BINS)
+    hist = torch.bincount(flat, minlength=N * HIST_BINS).view(N, HIST_BINS).to(torch.int32)
     part.hist = hist.cpu().numpy().astype(np.int64)
-    part.npos = (key > _DENS_KEY).sum(0).cpu().numpy().astype(np.int64)
+    part.npos = (key > _DENS_KEY).sum(0).to(torch.int32).cpu().numpy().astype(np.int64)
+    del key, hb, flat, hist
     # moments: shifted power sums (shift: the first row, as the kernel), central moments, then the merge
     if R:
-        shift = values[0]
-        d = values - shift
+        v64 = acts.double()
+        shift = v64[0]
+        d = v64 - shift
         d2 = d * d
         sums = torch.stack([d.sum(0), d2.sum(0), (d2 * d).sum(0), (d2 * d2).sum(0)]).cpu().numpy()
+        del d, d2
         mu = sums[0] / R
         c2 = sums[1] - R * mu**2
         c3 = sums[2] - 3 * mu * sums[1] + 2 * R * mu**3
         c4 = sums[3] - 4 * mu * sums[2] + 6 * mu**2 * sums[1] - 3 * R * mu**4
         part.n, part.mean, part.m2, part.m3, part.m4 = _merge_moments(
             (0, part.mean, part.m2, part.m3, part.m4), (R, shift.cpu().numpy() + mu, np.maximum(c2, 0.0), c3, c4))
-    # per-token sums by context parity: float64 on the device (exact), rounded to float32 once
+    # per-token sums by context parity: float64 on the device (exact: float16 values add up exactly in
+    # float64 whatever the order); rounded to float32 once for the field, kept exact in token_sum64
     tok = torch.as_tensor(np.asarray(tokens, np.int64), device=dev)
     parity = ((row0 + torch.arange(R, device=dev)) // context_len) & 1
     pair = parity * vocab + tok  # [R]
@@ -156,14 +169,63 @@ def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: in
     gkey = torch.nonzero(gcount).squeeze(1)  # [G] ascending
     lut = torch.empty(2 * vocab, dtype=torch.int64, device=dev)
     lut[gkey] = torch.arange(gkey.numel(), device=dev)
-    sums_g = torch.zeros((gkey.numel(), N), dtype=torch.float64, device=dev).index_add_(0, lut[pair], values)
+    sums_g = torch.zeros((gkey.numel(), N), dtype=torch.float64, device=dev).index_add_(0, lut[pair], acts.double())
     gkey_np = gkey.cpu().numpy()
     ids = np.unique(gkey_np % vocab)
     part.token_count = gcount.view(2, vocab).cpu().numpy().astype(np.int64)
     rows = part._rows_for(ids)  # ascending ids, as the kernel's first chunk gives them rows
-    table = part.token_table
-    table[gkey_np // vocab, rows[np.searchsorted(ids, gkey_np % vocab)]] = sums_g.cpu().numpy().astype(np.float32)
+    grow = rows[np.searchsorted(ids, gkey_np % vocab)]
+    sums_np = sums_g.cpu().numpy()  # [G, N] float64
+    part.token_table[gkey_np // vocab, grow] = sums_np.astype(np.float32)
+    exact = np.zeros((2, ids.size, N))
+    exact[gkey_np // vocab, grow] = sums_np
+    part.token_sum64 = exact
     return part
 
 
-__all__ = ["chunk_partial"]
+def partial_bytes(R: int, N: int, k: int, window: tuple[int, int], pairs: int) -> int:
+    """Bytes that cross from the device to the host for one chunk's partial (``chunk_partial``): the four
+    lists (int32 keys, int64 positions, int16 windows of W values, int32 ``more`` for the distinct ones),
+    the int32 histogram, the density count, the 4 power sums and the shift (float64), the per-token sums
+    (float64 [pairs, N], ``pairs`` the distinct (parity, token) pairs of the chunk) and the token counts.
+    ``R`` is not in it: the partial's size does not grow with the chunk's rows (except through ``pairs``)."""
+    W = int(window[0]) + 1 + int(window[1])
+    lists = 4 * N * k * (4 + 8 + 2 * W) + 2 * N * k * 4
+    return lists + N * HIST_BINS * 4 + N * 4 + 5 * N * 8 + pairs * N * 8 + pairs * 8
+
+
+class DevicePass1:
+    """Pass 1 of ``record --index`` on the model's device (the torch backend): for each recorded chunk
+    of the hooks still to index, its ``chunk_partial`` (solu_core.record.compute_group hands them to the
+    StreamIndexer as ``Chunk.partials``; store.index.fold.fold_partial folds them in on the writer thread)."""
+
+    def __init__(self, k: int, vocab: int, window: tuple[int, int], context_len: int, hooks):
+        self.k, self.vocab, self.window, self.context_len = int(k), int(vocab), tuple(window), int(context_len)
+        self.hooks = set(hooks)
+        self.bytes = 0  # partials copied to the host so far (partial_bytes)
+        self.chunks = 0
+
+    @classmethod
+    def for_indexer(cls, indexer) -> "DevicePass1":
+        """The pass 1 a store.index.StreamIndexer folds: its k, vocabulary, window and the hooks not yet indexed."""
+        folds = {h: s.fold for h, s in indexer.hooks.items() if not s.done}
+        vocab = next(iter(folds.values())).vocab if folds else 0
+        return cls(indexer.cfg.k, vocab, indexer.window, int(indexer.st.context_len), folds)
+
+    def wants(self, hook: str) -> bool:
+        return hook in self.hooks
+
+    def chunk_partials(self, acts: dict, tokens, row0: int) -> dict:
+        """hook -> PartialIndex of one chunk starting at global row ``row0`` (acts: hook -> float16 [R, N] on
+        the device; tokens [R])."""
+        out = {}
+        for hook, a in acts.items():
+            part = chunk_partial(a, tokens, row0, self.context_len, self.k, self.vocab, self.window, hook=hook)
+            pairs = int(np.count_nonzero(part.token_count))
+            self.bytes += partial_bytes(a.shape[0], a.shape[1], self.k, self.window, pairs)
+            out[hook] = part
+        self.chunks += 1
+        return out
+
+
+__all__ = ["DevicePass1", "chunk_partial", "partial_bytes"]

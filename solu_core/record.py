@@ -27,7 +27,7 @@ from solu_core.corpus.folder import TokenSplit, corpus_manifest_hash, load_split
 from solu_core.corpus.text_streams import read_text_stream, stream_sha256, tokenize_documents
 from solu_core.checkpoint import check_tokenizer_matches, code_version
 from solu_core.loading import LoadedModel, from_memory, load_model
-from solu_core.record_config import Documents, RecordConfig, TextFiles, TextSource, TokenIds
+from solu_core.record_config import INDEX_BACKENDS, Documents, RecordConfig, TextFiles, TextSource, TokenIds
 from store import schema
 from store.errors import CorpusError, NeurobrowseError
 from store.format.pipeline import Chunk, ChunkConsumer, ChunkPipeline, write_chunks
@@ -53,6 +53,9 @@ class RecordStats:
     write_s: float = 0.0  # StoreWriter.write_chunk (encode, checksum, write, fsync, marker) + consumers
     wait_s: float = 0.0  # the forward pass waiting for the background writer (its part not hidden)
     logit_s: float = 0.0  # logit effects
+    index_backend: str = ""  # where record --index ran pass 1: "torch" (beside the model) or "numba" ("" no index)
+    pass1_s: float = 0.0  # torch backend: pass-1 reductions on the model's device, partials copied to the host
+    pass1_bytes: int = 0  # torch backend: bytes of those partials (solu_core.device_index.partial_bytes)
     wall_s: float = 0.0
     groups: list[int] = field(default_factory=list)  # work groups run
 
@@ -214,6 +217,8 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, cfg: Record
     cfg = cfg if cfg is not None else RecordConfig()
     if not cfg.dense and not cfg.index:
         raise RecordError("--dense none keeps no activations: add --index to index them while recording")
+    check_index_backend(cfg)
+    check_device(cfg.device)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device=cfg.device,
                                                                       allow_download=cfg.allow_download)
     n_ctx = int(loaded.recorder.n_ctx)
@@ -255,6 +260,36 @@ def open_recording(model: str | Path | LoadedModel, out: str | Path, cfg: Record
                       batch_ctx=batch_ctx, corpus_dir=corpus_dir_used, out=out, lock=lock)
 
 
+def check_device(device: str) -> None:
+    """Refuse a CUDA device torch cannot see (before any model is loaded)."""
+    d = str(device)
+    if d.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(d.split(":")[1]) if ":" in d else 0
+        if index >= n:
+            have = f"this machine has {n} CUDA device(s)" if n else "torch sees no CUDA GPU on this machine"
+            raise RecordError(f"device {d}: {have}; record with device cpu (or auto)")
+
+
+def check_index_backend(cfg: RecordConfig) -> None:
+    """Refuse an unknown --index-backend, or one given without --index."""
+    if cfg.index_backend not in INDEX_BACKENDS:
+        raise RecordError(f"--index-backend {cfg.index_backend!r} is not a backend: use {', '.join(INDEX_BACKENDS)}")
+    if cfg.index_backend != "auto" and not cfg.index:
+        raise RecordError(f"--index-backend {cfg.index_backend} chooses where --index reduces the activations; "
+                          "add --index, or leave out --index-backend")
+
+
+def index_backend(cfg: RecordConfig, device: torch.device) -> str:
+    """The pass-1 backend a recording with ``cfg.index`` uses on ``device``: the one named, or for "auto"
+    torch on CUDA and numba elsewhere ("" without ``cfg.index``)."""
+    if not cfg.index:
+        return ""
+    if cfg.index_backend == "auto":
+        return "torch" if device.type == "cuda" else "numba"
+    return cfg.index_backend
+
+
 def _resume_command(loaded: LoadedModel, out: Path, cfg: RecordConfig, hook_list: list[str], ctx: int,
                     corpus_dir_used: Path | None) -> list[str]:
     """The `neurobrowse record` argv that records this again (the manifest's ``record_command``: what
@@ -276,6 +311,8 @@ def _resume_command(loaded: LoadedModel, out: Path, cfg: RecordConfig, hook_list
         cmd += ["--chunk-tokens", str(cfg.chunk_tokens)]
     if cfg.index:
         cmd += ["--index", "--dense", "keep" if cfg.dense else "none"]
+        if cfg.index_backend != "auto":
+            cmd += ["--index-backend", cfg.index_backend]
     return cmd
 
 
@@ -309,9 +346,13 @@ def write_logit_effects(plan: RecordPlan, stats: RecordStats | None = None) -> N
 
 
 def compute_group(model, w: StoreWriter, split, hook_list: list[str], g: int, per_group: int, batch_ctx: int,
-                  stats: RecordStats) -> list[Chunk]:
+                  stats: RecordStats, pass1=None) -> list[Chunk]:
     """Run the model over work group ``g`` (chunks g*per_group ...) in batches of ``batch_ctx``
-    contexts; returns the group's chunks (tokens, doc starts, float16 activations per hook)."""
+    contexts; returns the group's chunks (tokens, doc starts, float16 activations per hook).
+
+    ``pass1``: a solu_core.device_index.DevicePass1 (record --index, torch backend): the group's
+    activations stay on the model's device until each chunk's pass-1 partial is computed there
+    (``Chunk.partials``); then they are copied to the host once (for the store and the samples)."""
     ctx = w.context_len
     dev = next(model.parameters()).device
     c0, c1 = g * per_group, min(w.n_chunks, (g + 1) * per_group)
@@ -320,12 +361,29 @@ def compute_group(model, w: StoreWriter, split, hook_list: list[str], g: int, pe
     docs = np.asarray(split.doc_starts[start:stop], dtype=np.uint8)  # [rows]
     t0 = time.perf_counter()
     acts = {h: np.empty((stop - start, w.d_mlp), dtype=np.float16) for h in hook_list}  # [rows, d_mlp]
+    on_dev = {h: torch.empty((stop - start, w.d_mlp), dtype=torch.float16, device=dev)
+              for h in hook_list if pass1 is not None and pass1.wants(h)}  # [rows, d_mlp] on the device
     contexts = torch.from_numpy(toks.reshape(-1, ctx))  # [n_contexts, ctx]
     for b in range(0, contexts.shape[0], batch_ctx):
         batch = contexts[b:b + batch_ctx].to(dev)
         cache = model.run_with_mlp_cache(batch, hook_list, dtype=torch.float16)
         for h in hook_list:
-            acts[h][b * ctx:(b + batch.shape[0]) * ctx] = cache[h].reshape(-1, w.d_mlp).cpu().numpy()
+            rows = slice(b * ctx, (b + batch.shape[0]) * ctx)
+            if h in on_dev:
+                on_dev[h][rows] = cache[h].reshape(-1, w.d_mlp)
+            else:
+                acts[h][rows] = cache[h].reshape(-1, w.d_mlp).cpu().numpy()
+    partials: dict[int, dict] = {c: {} for c in range(c0, c1)}
+    if on_dev:
+        t1 = time.perf_counter()
+        for c in range(c0, c1):
+            lo, hi = w.chunk_rows(c)[0] - start, w.chunk_rows(c)[1] - start
+            partials[c] = pass1.chunk_partials({h: a[lo:hi] for h, a in on_dev.items()}, toks[lo:hi],
+                                               w.chunk_rows(c)[0])
+        stats.pass1_s += time.perf_counter() - t1
+        stats.pass1_bytes = pass1.bytes
+        for h, a in on_dev.items():
+            acts[h][:] = a.cpu().numpy()  # the store's chunks and the samples per unit (host kernel)
     stats.model_s += time.perf_counter() - t0
     stats.tokens += stop - start
     stats.groups.append(g)
@@ -333,7 +391,7 @@ def compute_group(model, w: StoreWriter, split, hook_list: list[str], g: int, pe
     chunks = []
     for c in range(c0, c1):
         lo, hi = w.chunk_rows(c)[0] - start, w.chunk_rows(c)[1] - start
-        chunks.append(Chunk(c, toks32[lo:hi], docs[lo:hi], {h: acts[h][lo:hi] for h in hook_list}))
+        chunks.append(Chunk(c, toks32[lo:hi], docs[lo:hi], {h: acts[h][lo:hi] for h in hook_list}, partials[c]))
     return chunks
 
 
@@ -371,6 +429,7 @@ def record(model: str | Path, out: str | Path, cfg: RecordConfig | None = None, 
         # logit effects first: small, and then every later step is about chunks
         write_logit_effects(plan, stats)
         consumers = list(consumers)
+        pass1 = None
         if cfg.index:
             from store.index import StreamIndexer, check_record_index_memory
 
@@ -378,7 +437,13 @@ def record(model: str | Path, out: str | Path, cfg: RecordConfig | None = None, 
             # every hook is indexed at once: refuse early
             check_record_index_memory(indexer.st, indexer.cfg.k, indexer.token_rows)
             consumers.append(indexer)
-        run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=cfg.threaded)
+            stats.index_backend = index_backend(cfg, plan.loaded.device)
+            if stats.index_backend == "torch":
+                from solu_core.device_index import DevicePass1
+
+                pass1 = DevicePass1.for_indexer(indexer)
+        run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=cfg.threaded,
+                 pass1=pass1)
     finally:
         plan.release()
     stats.wall_s += time.perf_counter() - t_start
@@ -424,9 +489,10 @@ def record_model(model, tokenizer, texts_or_tokens, out: str | Path, cfg: Record
 
 
 def run_plan(plan: RecordPlan, model, stats: RecordStats, *, progress: bool = True,
-             consumers: list[ChunkConsumer] = (), threaded: bool = True) -> None:
+             consumers: list[ChunkConsumer] = (), threaded: bool = True, pass1=None) -> None:
     """Run every pending work group of ``plan`` through ``model`` and write it through a ChunkPipeline
-    (the forward pass of group g+1 overlaps the writing of group g), then finish the store."""
+    (the forward pass of group g+1 overlaps the writing of group g), then finish the store. ``pass1``:
+    pass 1 of the index on the model's device (``compute_group``)."""
     w, hook_list, n, out = plan.writer, plan.hooks, plan.n_tokens, plan.out
     pending = plan.pending()
     # chunks a consumer still needs (e.g. an index resumed from its last save) are computed again too
@@ -444,7 +510,8 @@ def run_plan(plan: RecordPlan, model, stats: RecordStats, *, progress: bool = Tr
     try:
         with pipe:
             for g in sorted({c // plan.per_group for c in todo_chunks}):
-                chunks = compute_group(model, w, plan.split, hook_list, g, plan.per_group, plan.batch_ctx, stats)
+                chunks = compute_group(model, w, plan.split, hook_list, g, plan.per_group, plan.batch_ctx, stats,
+                                       pass1)
                 pipe.put(chunks)
                 if bar is not None:
                     bar.update(sum(len(c.tokens) for c in chunks))

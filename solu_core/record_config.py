@@ -51,6 +51,7 @@ class TokenIds:
 
 
 TextSource = Union[CorpusText, TextFiles, Documents, TokenIds]
+INDEX_BACKENDS = ("auto", "numba", "torch")  # RecordConfig.index_backend
 
 
 def text_source(texts=None, jsonl_field: str = "text", corpus_dir=None) -> TextSource:
@@ -79,9 +80,15 @@ class RecordConfig:
     index: bool = False  # index while recording (store.index.StreamIndexer): the index of `neurobrowse index`
     dense: bool = True  # keep the dense activations (False needs ``index``: tokens, logit effects and the index)
     index_config: Any = None  # store.index.IndexConfig (k, seed, window) for ``index``
+    # where ``index`` runs pass 1 (top/bottom-k, distinct lists, histogram, moments, per-token sums):
+    # "torch" on the model's device beside the forward pass (solu_core.device_index; only each chunk's
+    # partial result comes to the host), "numba" in the host kernels on the writer thread, "auto" torch
+    # when the model runs on CUDA, else numba. The same index either way (moments to float rounding)
+    index_backend: str = "auto"
 
     def replace(self, **changes) -> "RecordConfig":
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["CorpusText", "Documents", "RecordConfig", "TextFiles", "TextSource", "TokenIds", "text_source"]
+__all__ = ["INDEX_BACKENDS", "CorpusText", "Documents", "RecordConfig", "TextFiles", "TextSource", "TokenIds",
+           "text_source"]

@@ -70,6 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --index: keep exact per-token sums for at most N tokens per hook (the recently seen "
                    "ones) and float16 means for the rest, bounding memory (GPT-2 small's 12 layers over 10M "
                    "tokens, estimated: ~21 GB -> ~16 GB with 4096; docs/speed.md); default: exact sums for every token")
+    p.add_argument("--index-backend", choices=("auto", "numba", "torch"), default="auto",
+                   help="with --index: where pass 1 (top/bottom-k, distinct passages, histograms, moments, per-token "
+                   "sums) runs: torch on the model's device beside the forward pass (only each chunk's partial "
+                   "result comes to the host), numba in the host kernels, auto (default) torch when the model runs "
+                   "on CUDA, else numba. The same index either way (moments to float rounding); docs/speed.md")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT|FILE.json",
                    help="record on Dask (pip install neurobrowse[distributed]): whole chunks run on the workers "
@@ -95,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
         from store.index.run import IndexConfig
 
         index_config = IndexConfig(token_rows=args.token_rows)
+    if args.index_backend != "auto" and not args.index:
+        raise NeurobrowseError(f"--index-backend {args.index_backend} chooses where --index reduces the activations; "
+                               "add --index, or leave out --index-backend")
+    if args.index_backend == "torch" and args.scheduler:
+        raise NeurobrowseError("--index-backend torch runs in this process only; on Dask (--scheduler) each task "
+                               "indexes with numba: leave out one of them")
     if (args.text or args.context is not None or args.allow_download) and args.scheduler:
         raise NeurobrowseError("--scheduler records neurobrowse checkpoints over their corpus only; "
                                "leave out --text / --context / --allow-download, or record without --scheduler")
@@ -102,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
                        context=args.context, layers=args.layers, hooks=hooks, batch_size=args.batch_size,
                        chunk_tokens=args.chunk_tokens, device=args.device, allow_download=args.allow_download,
                        fsync=not args.no_fsync, index=args.index, dense=args.dense == "keep",
-                       index_config=index_config)
+                       index_config=index_config, index_backend=args.index_backend)
     out = record_on(args.scheduler, args.model, args.out, cfg, progress=not args.quiet)
     print(f"store: {out}  (see it with `neurobrowse info {out}`)")
     return 0

@@ -20,7 +20,9 @@ Consumers (``ChunkConsumer``) see the data on its way to disk, e.g. an index bui
   ``tokens`` [rows] int32; chunks arrive in increasing index. Chunks already on disk when a
   recording resumes are not handed over again, but a chunk can be handed over twice across runs
   (its work group was recomputed because another chunk of the group was missing): a consumer keeps
-  track of the chunk indices it has.
+  track of the chunk indices it has. A chunk whose pass-1 partial the recorder computed beside the
+  model (``Chunk.partials``, the torch backend of ``record --index``) is handed over as
+  ``consume(hook, chunk_index, acts, tokens, partial=...)``.
 - ``save_state()``: after every work group; everything handed over so far is on disk.
 - ``finish()``: once, after the store's ``finish()`` (every chunk on disk, ``complete`` set).
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -49,12 +51,15 @@ class Chunk:
     tokens: np.ndarray  # [rows] int32 token ids
     doc_starts: np.ndarray  # [rows] uint8, 1 where a document begins
     acts: dict[str, np.ndarray]  # hook name -> [rows, d_mlp] float16
+    # hook name -> the chunk's pass-1 partial (store.index.PartialIndex) computed beside the model (the
+    # recorder's torch backend, solu_core.device_index); handed to consumers as consume(..., partial=)
+    partials: dict = field(default_factory=dict)
 
 
 class ChunkConsumer(Protocol):
     """Something that sees every recorded chunk after it is on disk (see the module docstring)."""
 
-    def consume(self, hook: str, chunk_index: int, acts: np.ndarray, tokens: np.ndarray) -> None: ...
+    def consume(self, hook: str, chunk_index: int, acts: np.ndarray, tokens: np.ndarray, **partial) -> None: ...
 
     def save_state(self) -> None: ...
 
@@ -114,7 +119,10 @@ class ChunkPipeline:
             self.bytes += write_chunks(self.writer, [c], self.pending)
             for consumer in self.consumers:
                 for hook, acts in c.acts.items():
-                    consumer.consume(hook, c.index, acts, c.tokens)
+                    if hook in c.partials:
+                        consumer.consume(hook, c.index, acts, c.tokens, partial=c.partials[hook])
+                    else:
+                        consumer.consume(hook, c.index, acts, c.tokens)
         for consumer in self.consumers:
             consumer.save_state()
         self.write_s += time.perf_counter() - t0

@@ -33,6 +33,7 @@ import numpy as np
 
 from store import schema
 from store.errors import StoreError
+from store.index.fold import fold_partial
 from store.index.group import IndexGroup
 from store.index.partial import PartialIndex
 from store.index.samples import SamplePartial, sample_thresholds
@@ -74,37 +75,43 @@ class ChunkFold:
     def started(self) -> bool:
         return self.s1 is not None
 
-    def add(self, chunk_index: int, bits: np.ndarray, tokens: np.ndarray) -> None:
-        """Fold chunk ``chunk_index`` (the next one: ``self.stop``); bits uint16 [rows, N], tokens int32 [rows]."""
+    def add(self, chunk_index: int, bits: np.ndarray, tokens: np.ndarray, partial: PartialIndex | None = None) -> None:
+        """Fold chunk ``chunk_index`` (the next one: ``self.stop``); bits uint16 [rows, N], tokens int32 [rows].
+        ``partial``: the chunk's pass-1 partial when it was computed elsewhere (solu_core.device_index, on the
+        model's device): folded in (store.index.fold.fold_partial) instead of running pass 1 here; the
+        samples per unit still run on ``bits``."""
         row0 = chunk_index * self.ct
         self.stop = chunk_index + 1
         if self.s1 is None and self.umap is None:
-            self.held.append((row0, bits.copy(), np.array(tokens, np.int32)))
+            self.held.append((row0, bits.copy(), np.array(tokens, np.int32), partial))
             if len(self.held) >= self.hold:
                 self.start()
             return
         if self.s1 is None:
             self._empty(bits.shape[1])
-        self._fold(row0, bits, tokens)
+        self._fold(row0, bits, tokens, partial)
 
     def start(self) -> None:
         """Fix the units from the held-back chunks' histogram and fold those chunks in."""
         if self.s1 is not None or not self.held:
             return
         if self.umap is None:
-            hist = sum(chunk_hist(b) for _r, b, _t in self.held)
-            self.umap = units_around(hist, sum(b.shape[0] for _r, b, _t in self.held))
+            hist = sum(p.hist if p is not None else chunk_hist(b) for _r, b, _t, p in self.held)
+            self.umap = units_around(hist, sum(b.shape[0] for _r, b, _t, _p in self.held))
         self._empty(self.held[0][1].shape[1])
         held, self.held = self.held, []
-        for row0, bits, toks in held:
-            self._fold(row0, bits, toks)
+        for row0, bits, toks, part in held:
+            self._fold(row0, bits, toks, part)
 
     def _empty(self, n_neurons: int) -> None:
         self.p1 = PartialIndex.empty(self.hook, self.k, n_neurons, self.vocab, self.window, self.token_rows)
         self.s1 = UnitSamples.empty(self.hook, self.umap, self.window)
 
-    def _fold(self, row0: int, bits: np.ndarray, tokens: np.ndarray) -> None:
-        self.p1.update(bits, np.asarray(tokens, dtype=np.int32), row0, self.context_len)
+    def _fold(self, row0: int, bits: np.ndarray, tokens: np.ndarray, partial: PartialIndex | None = None) -> None:
+        if partial is None:
+            self.p1.update(bits, np.asarray(tokens, dtype=np.int32), row0, self.context_len)
+        else:
+            fold_partial(self.p1, partial)
         self.s1.update(bits, row0, self.context_len, self.seed)
         self.p1.ranges = self.s1.ranges = [(self.range0, row0 // self.ct + 1)]
 
@@ -190,15 +197,17 @@ class StreamIndexer:
         """Chunk indices this indexer still needs handed over (the recorder computes them again)."""
         return {c for h in self.hooks.values() if not h.done for c in range(h.fold.stop, self.n_chunks)}
 
-    def consume(self, hook: str, chunk_index: int, acts: np.ndarray, tokens: np.ndarray) -> None:
-        """Fold chunk ``chunk_index`` of ``hook`` (acts float16 [rows, d_mlp], tokens int32 [rows])."""
+    def consume(self, hook: str, chunk_index: int, acts: np.ndarray, tokens: np.ndarray,
+                partial: PartialIndex | None = None) -> None:
+        """Fold chunk ``chunk_index`` of ``hook`` (acts float16 [rows, d_mlp], tokens int32 [rows]); ``partial``:
+        its pass-1 partial computed beside the model (``ChunkFold.add``), None: pass 1 runs here."""
         h = self.hooks.get(hook)
         if h is None or h.done or chunk_index < h.fold.stop:
             return  # not indexed here, already indexed, or already folded in before a resume
         if chunk_index != h.fold.stop:
             raise StoreError(f"the index of {hook} being built while recording {self.st.path} holds chunks "
                              f"0..{h.fold.stop - 1} and was handed chunk {chunk_index}; chunks must come in order")
-        h.fold.add(chunk_index, np.ascontiguousarray(acts).view(np.uint16), tokens)
+        h.fold.add(chunk_index, np.ascontiguousarray(acts).view(np.uint16), tokens, partial)
 
     def _save(self, h: _HookState) -> None:
         h.group.save_states({"p1": h.fold.p1.canonical(), "s1": h.fold.s1.canonical()}, h.fold.stop, quick=True)
