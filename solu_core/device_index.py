@@ -31,7 +31,7 @@ _LOW = (1 << 32) - 1  # composite = key << 32 | (_LOW - row): the larger, the be
 
 
 def _keys(acts: torch.Tensor) -> torch.Tensor:
-    """int64 [R, N] float16 order keys (store.index.kernels.f16_key) of float16 activations."""
+    """int64 [R, N] float16 order keys (store.index.kernels.f16.f16_key) of float16 activations."""
     b = acts.contiguous().view(torch.int16).to(torch.int64) & 0xFFFF
     return b ^ (((b >> 15) * 0x7FFF) | 0x8000)
 
@@ -45,51 +45,71 @@ def _best(comp: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return vals, _LOW - (vals & _LOW)
 
 
-def _windows(bits: torch.Tensor, rows: torch.Tensor, row0: int, ctx_len: int, before: int, W: int) -> torch.Tensor:
-    """[n, N, W] (bits' dtype) each neuron's float16 bits at rows r - before .. r - before + W - 1 of the chunk
-    (``rows`` [n, N]), clipped to the context of r, 0 elsewhere (store.index.kernels.topk._copy_window_rows)."""
-    R, N = bits.shape
-    idx = rows.unsqueeze(-1) - before + torch.arange(W, device=bits.device)  # [n, N, W]
+def _windows(bits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, row0: int, ctx_len: int, before: int,
+             W: int) -> torch.Tensor:
+    """[M, W] (bits' dtype) the float16 bits of neuron cols[m] at rows r - before .. r - before + W - 1 of the
+    chunk (r = rows[m]), clipped to the context of r, 0 elsewhere (store.index.kernels.topk._copy_window_rows)."""
+    R = bits.shape[0]
+    idx = rows.unsqueeze(-1) - before + torch.arange(W, device=bits.device)  # [M, W]
     lo = ((row0 + rows) // ctx_len * ctx_len - row0).unsqueeze(-1)
     ok = (idx >= lo) & (idx < lo + ctx_len) & (idx >= 0) & (idx < R)
-    col = torch.arange(N, device=bits.device).view(1, N, 1).expand_as(idx)
-    vals = bits[idx.clamp(0, max(R - 1, 0)), col]
+    vals = bits[idx.clamp(0, max(R - 1, 0)), cols.unsqueeze(-1).expand_as(idx)]
     return torch.where(ok, vals, torch.zeros((), dtype=vals.dtype, device=vals.device))
 
 
-def _more(values: torch.Tensor, rows: torch.Tensor, row0: int, ctx_len: int) -> torch.Tensor:
-    """int32 [n, N] tokens of each entry's context (other than itself) at least MORE_SHARE of its value,
-    same sign; 0 for a value of 0 (store.index.kernels._count_more)."""
-    R, N = values.shape
-    start = (row0 + rows) // ctx_len * ctx_len - row0  # [n, N] first row of the context
-    idx = start.unsqueeze(-1) + torch.arange(ctx_len, device=values.device)  # [n, N, ctx]
+def _more(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, row0: int, ctx_len: int) -> torch.Tensor:
+    """int32 [M] tokens of the context of entry m (row rows[m] of neuron cols[m]; other than itself) at least
+    MORE_SHARE of its value, same sign; 0 for a value of 0 (store.index.kernels.topk._count_more)."""
+    R = values.shape[0]
+    start = (row0 + rows) // ctx_len * ctx_len - row0  # [M] first row of the context
+    idx = start.unsqueeze(-1) + torch.arange(ctx_len, device=values.device)  # [M, ctx]
     inside = idx < R
-    col = torch.arange(N, device=values.device).view(1, N, 1).expand_as(idx)
-    v = values[idx.clamp(0, R - 1), col]  # [n, N, ctx] float32 (float16 values and half of them are exact)
-    peak = values[rows, torch.arange(N, device=values.device).expand_as(rows)].unsqueeze(-1)  # [n, N, 1]
+    v = values[idx.clamp(0, R - 1), cols.unsqueeze(-1).expand_as(idx)]  # [M, ctx] float32 (exact, as half of it)
+    peak = values[rows, cols].unsqueeze(-1)  # [M, 1]
     lim = MORE_SHARE * peak
     hit = inside & (((peak > 0) & (v >= lim)) | ((peak < 0) & (v <= lim)))
     n = hit.sum(-1).to(torch.int32) - 1
-    return torch.where(peak[..., 0] == 0, torch.zeros_like(n), n)
+    return torch.where(peak[:, 0] == 0, torch.zeros_like(n), n)
 
 
-def _lists(comp: torch.Tensor, k: int, top: bool, bits, values, row0, ctx_len, before, W, more: bool):
+def _lists(comp: torch.Tensor, k: int, top: bool, bits, values, row0, ctx_len, before, W, more: bool,
+           running: dict | None = None, name: str = ""):
     """Numpy (key, pos, win[, more]) of a top (or bottom) list from composites [M, N] of candidate rows.
-    ``bits``: int16 [R, N] the float16 bit patterns (windows cross as int16: 2 bytes a value)."""
+    ``bits``: int16 [R, N] the float16 bit patterns (windows cross as int16: 2 bytes a value).
+
+    ``running``: the recording's running lists on the device (DevicePass1), name -> int64 [k, N] the k best
+    composites over global positions so far (-1: none). Only the chunk's entries that enter them cross to
+    the host (their windows and counts are made only for those); the others are left empty. Exact: the
+    host's list has seen at least the chunks these have, so an entry below their k-th is below its k-th too."""
     R, N = bits.shape
+    dev = comp.device
     best, rows = _best(comp, k)  # [n, N]
-    key = best >> 32 if top else 65535 - (best >> 32)
     n = best.shape[0]
     keys = np.full((N, k), _TOP_EMPTY if top else _BOT_EMPTY, np.int32)
     pos = np.full((N, k), -1, np.int64)
     win = np.zeros((N, k, W), np.uint16)
     out_more = np.zeros((N, k), np.int32)
     if n:
-        keys[:, :n] = key.to(torch.int32).T.cpu().numpy()
-        pos[:, :n] = (rows + row0).T.cpu().numpy()
-        win[:, :n] = _windows(bits, rows, row0, ctx_len, before, W).permute(1, 0, 2).cpu().numpy().view(np.uint16)
+        if running is not None and row0 + R < _LOW:
+            glob = (best >> 32 << 32) | (_LOW - (rows + row0))  # [n, N] the order across chunks
+            old = running.get(name)
+            if old is None:
+                old = torch.full((k, N), -1, dtype=torch.int64, device=dev)
+            merged = torch.topk(torch.cat([old, glob]), k, dim=0, sorted=True).values  # [k, N]
+            running[name] = merged
+            enter = (glob >= merged[-1]).T  # [N, n] the chunk's entries in the running k best
+        else:
+            enter = torch.ones((N, n), dtype=torch.bool, device=dev)
+        col, slot = enter.nonzero(as_tuple=True)  # [E] neuron, slot of each entry that crosses
+        r = rows[slot, col]
+        key = best[slot, col] >> 32
+        key = key if top else 65535 - key
+        c_np, s_np = col.cpu().numpy(), slot.cpu().numpy()
+        keys[c_np, s_np] = key.to(torch.int32).cpu().numpy()
+        pos[c_np, s_np] = (r + row0).cpu().numpy()
+        win[c_np, s_np] = _windows(bits, r, col, row0, ctx_len, before, W).cpu().numpy().view(np.uint16)
         if more:
-            out_more[:, :n] = _more(values, rows, row0, ctx_len).T.cpu().numpy()
+            out_more[c_np, s_np] = _more(values, r, col, row0, ctx_len).cpu().numpy()
     return (keys, pos, win, out_more) if more else (keys, pos, win)
 
 
@@ -107,9 +127,11 @@ def _context_peaks(comp: torch.Tensor, ctx_len: int, row0: int) -> torch.Tensor:
 @torch.no_grad()
 def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: int, vocab: int,
                   window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER),
-                  hook: str = "") -> PartialIndex:
+                  hook: str = "", running: dict | None = None) -> PartialIndex:
     """The pass-1 PartialIndex of one chunk (``acts`` float16 [R, N] on any device, ``tokens`` [R] token
     ids) covering rows row0 .. row0 + R - 1; its ``ranges`` are left empty for the caller to set.
+    ``running``: the running lists of the chunks before (``_lists``; DevicePass1 keeps them): then the lists
+    hold only the chunk's entries that enter the running k best (the rest empty), which is all a fold needs.
 
     Besides the fields, the partial carries ``token_sum64`` (float64 [2, T, N], not a field: never saved):
     the exact chunk sums behind ``token_sum``, which ``store.index.fold.fold_partial`` adds to a running
@@ -129,14 +151,13 @@ def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: in
     part = PartialIndex.empty(hook, k, N, vocab, (before, after))
     top_comp = (key << 32) | (_LOW - r)
     bot_comp = ((65535 - key) << 32) | (_LOW - r)
-    part.top_key, part.top_pos, part.top_win = _lists(top_comp, k, True, bits, values, row0, context_len, before, W,
-                                                      False)
-    part.bot_key, part.bot_pos, part.bot_win = _lists(bot_comp, k, False, bits, values, row0, context_len, before, W,
-                                                      False)
+    common = (bits, values, row0, context_len, before, W)
+    part.top_key, part.top_pos, part.top_win = _lists(top_comp, k, True, *common, False, running, "top")
+    part.bot_key, part.bot_pos, part.bot_win = _lists(bot_comp, k, False, *common, False, running, "bot")
     (part.dtop_key, part.dtop_pos, part.dtop_win, part.dtop_more) = _lists(
-        _context_peaks(top_comp, context_len, row0), k, True, bits, values, row0, context_len, before, W, True)
+        _context_peaks(top_comp, context_len, row0), k, True, *common, True, running, "dtop")
     (part.dbot_key, part.dbot_pos, part.dbot_win, part.dbot_more) = _lists(
-        _context_peaks(bot_comp, context_len, row0), k, False, bits, values, row0, context_len, before, W, True)
+        _context_peaks(bot_comp, context_len, row0), k, False, *common, True, running, "dbot")
     del top_comp, bot_comp
     # histogram (the float16 bit-pattern bins) and density, counted on the device; int32 across (a chunk's
     # counts fit), int64 on the host as the field is
@@ -183,15 +204,19 @@ def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: in
     return part
 
 
-def partial_bytes(R: int, N: int, k: int, window: tuple[int, int], pairs: int) -> int:
-    """Bytes that cross from the device to the host for one chunk's partial (``chunk_partial``): the four
-    lists (int32 keys, int64 positions, int16 windows of W values, int32 ``more`` for the distinct ones),
-    the int32 histogram, the density count, the 4 power sums and the shift (float64), the per-token sums
-    (float64 [pairs, N], ``pairs`` the distinct (parity, token) pairs of the chunk) and the token counts.
-    ``R`` is not in it: the partial's size does not grow with the chunk's rows (except through ``pairs``)."""
-    W = int(window[0]) + 1 + int(window[1])
-    lists = 4 * N * k * (4 + 8 + 2 * W) + 2 * N * k * 4
-    return lists + N * HIST_BINS * 4 + N * 4 + 5 * N * 8 + pairs * N * 8 + pairs * 8
+def partial_bytes(part: PartialIndex) -> int:
+    """Bytes that crossed from the device to the host for the chunk partial ``part`` (``chunk_partial``): per
+    list entry that crossed its int32 key, int64 position, int16 window of W values, two int64 indices (and
+    the int32 ``more`` count of the distinct lists); the int32 histogram [N, HIST_BINS], the density count,
+    the shift and 4 power sums (float64 [N] each), the per-token sums (float64 [pairs, N], pairs: the
+    chunk's distinct (parity, token) pairs) with their keys, and the token counts (int64 [2, V])."""
+    N, W, V = part.n_neurons, part.before + 1 + part.after, part.token_count.shape[1]
+    out = 0
+    for side in ("top", "bot", "dtop", "dbot"):
+        entries = int((getattr(part, f"{side}_pos") >= 0).sum())
+        out += entries * (4 + 8 + 2 * W + 16 + (4 if side.startswith("d") else 0))
+    pairs = int(np.count_nonzero(part.token_count))
+    return out + N * HIST_BINS * 4 + N * 4 + 5 * N * 8 + pairs * (N + 1) * 8 + 2 * V * 8
 
 
 class DevicePass1:
@@ -204,6 +229,7 @@ class DevicePass1:
         self.hooks = set(hooks)
         self.bytes = 0  # partials copied to the host so far (partial_bytes)
         self.chunks = 0
+        self.running: dict[str, dict] = {h: {} for h in self.hooks}  # hook -> the running lists (_lists)
 
     @classmethod
     def for_indexer(cls, indexer) -> "DevicePass1":
@@ -220,9 +246,9 @@ class DevicePass1:
         the device; tokens [R])."""
         out = {}
         for hook, a in acts.items():
-            part = chunk_partial(a, tokens, row0, self.context_len, self.k, self.vocab, self.window, hook=hook)
-            pairs = int(np.count_nonzero(part.token_count))
-            self.bytes += partial_bytes(a.shape[0], a.shape[1], self.k, self.window, pairs)
+            part = chunk_partial(a, tokens, row0, self.context_len, self.k, self.vocab, self.window, hook=hook,
+                                 running=self.running[hook])
+            self.bytes += partial_bytes(part)
             out[hook] = part
         self.chunks += 1
         return out

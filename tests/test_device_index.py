@@ -75,24 +75,35 @@ def test_refuses_other_dtypes():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("token_rows", [0, 12])
-def test_folding_device_partials_chunk_by_chunk_equals_update_bit_for_bit(token_rows, device):
+@pytest.mark.parametrize("token_rows,running", [(0, False), (12, False), (0, True), (12, True)])
+def test_folding_device_partials_chunk_by_chunk_equals_update_bit_for_bit(token_rows, running, device):
     """Five chunks folded one by one from chunk_partial (the recorder's torch backend) give the partial the
-    kernels' update gives, token sums included (exact float64 chunk sums, rounded once), bounded rows too."""
+    kernels' update gives, token sums included (exact float64 chunk sums, rounded once), bounded rows too;
+    against the running lists (``running``, as DevicePass1 makes them) only the entries that enter them
+    cross, fewer chunk after chunk."""
     from store.index.fold import fold_partial
 
     rng = np.random.default_rng(7)
     R, N, ctx, k, vocab, window = 128, 40, 32, 6, 60, (4, 2)
     ref = PartialIndex.empty("h", k, N, vocab, window, token_rows)
     run = PartialIndex.empty("h", k, N, vocab, window, token_rows)
+    lists = {} if running else None
+    crossed = []
     for c in range(5):
         acts = _chunk(rng, R, N, 11)
         toks = rng.integers(0, vocab if c % 2 else vocab // 3, R).astype(np.int32)  # new tokens in later chunks
         ref.update(acts.view(np.uint16), toks, c * R, ctx)
-        part = chunk_partial(torch.from_numpy(acts).to(device), toks, c * R, ctx, k, vocab, window, hook="h")
+        part = chunk_partial(torch.from_numpy(acts).to(device), toks, c * R, ctx, k, vocab, window, hook="h",
+                             running=lists)
+        crossed.append(sum(int((getattr(part, f"{s}_pos") >= 0).sum()) for s in ("top", "bot", "dtop", "dbot")))
         fold_partial(run, part)
     ref.canonical()
     run.canonical()
+    every = N * (2 * k + 2 * min(k, R // ctx))  # top and bottom k of each neuron, and one per context
+    if running:
+        assert crossed[0] == every and crossed[-1] < every / 2, crossed
+    else:
+        assert crossed == [every] * 5
     for name in EXACT:
         np.testing.assert_array_equal(getattr(run, name), getattr(ref, name), err_msg=name)
     np.testing.assert_array_equal(run.token_sum, ref.token_sum)

@@ -15,14 +15,16 @@ activations would have made it, without the activations:
 - moments: the parallel merge (float rounding only, as the chunk's own power sums are added in
   another order).
 
-Unlike ``merge_partials`` it keeps ``run``'s per-token table (no copy of it per chunk) and its bound.
+Unlike ``merge_partials`` it keeps ``run``'s per-token table (no copy of it per chunk) and its bound, and
+re-sorts only the lists of the neurons ``part`` brings entries to (a partial made against the running lists,
+``solu_core.device_index.DevicePass1``, holds only the entries that enter them: after the first chunks, few).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from store.index.partial import PartialIndex, _merge_moments, _sorted_lists
+from store.index.partial import PartialIndex, _drop_worst_slots, _merge_moments, _sorted_lists
 
 
 def fold_partial(run: PartialIndex, part: PartialIndex) -> None:
@@ -45,12 +47,17 @@ def fold_partial(run: PartialIndex, part: PartialIndex) -> None:
     table = run.token_table
     table[par, rows] = (table[par, rows].astype(np.float64) + src[par, prow]).astype(np.float32)
     run.token_count += part.token_count
+    _drop_worst_slots(run)  # the lists change in place below: update finds its replace-next slots again
     for side, top in (("top", True), ("bot", False), ("dtop", True), ("dbot", False)):
-        fields = ("key", "pos", "win", "more") if side.startswith("d") else ("key", "pos", "win")
-        cat = [np.concatenate([getattr(run, f"{side}_{f}"), getattr(part, f"{side}_{f}")], 1) for f in fields]
+        names = ("key", "pos", "win", "more") if side.startswith("d") else ("key", "pos", "win")
+        fields = [f"{side}_{f}" for f in names]
+        touched = np.flatnonzero((getattr(part, f"{side}_pos") >= 0).any(1))  # neurons the chunk brings entries to
+        if not touched.size:
+            continue
+        cat = [np.concatenate([getattr(run, f)[touched], getattr(part, f)[touched]], 1) for f in fields]
         merged = _sorted_lists(*cat[:3], top, *cat[3:])
         for f, v in zip(fields, merged):
-            setattr(run, f"{side}_{f}", np.ascontiguousarray(v[:, :k]))
+            getattr(run, f)[touched] = v[:, :k]
     run.hist += part.hist
     run.npos += part.npos
     run.n, run.mean, run.m2, run.m3, run.m4 = _merge_moments((run.n, run.mean, run.m2, run.m3, run.m4),
