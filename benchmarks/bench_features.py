@@ -60,7 +60,7 @@ def worker(kind: str, steps: int, store: str | None, threads: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from solu_core.dictionary import TopKSAE
+    from solu_core.dictionary.sae import TopKSAE
 
     torch.set_num_threads(threads)
     B, d, m, k = 4096, 512, 4096, 32
@@ -129,7 +129,9 @@ def part_train(args) -> dict:
 
 
 def part_demo(args) -> dict:
-    from solu_core.dictionary import DictionaryConfig, index_features, train_dictionary
+    from solu_core.dictionary.config import DictionaryConfig
+    from solu_core.dictionary.index import index_features
+    from solu_core.dictionary.train import train_dictionary
     from store.format.features import dictionary_summary, report_rows
     from store.format.reader import Store
 
@@ -168,8 +170,12 @@ def part_cost(args) -> dict:
     import numpy as np
     import torch
 
-    from solu_core.dictionary import DictionaryConfig, HookRows, index_features, list_dictionaries, train_dictionary
+    from solu_core.dictionary.config import DictionaryConfig
+    from solu_core.dictionary.index import index_features
+    from solu_core.dictionary.rows import HookRows
+    from solu_core.dictionary.train import train_dictionary
     from store import schema
+    from store.format.dictionary import list_dictionaries
     from store.format.reader import Store
     from store.index import index_store
 

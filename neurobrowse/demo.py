@@ -142,7 +142,8 @@ def run_pipeline(cfg: DemoConfig) -> DemoResult:
             index_store(out, progress=cfg.progress)
     secs["index"] = time.perf_counter() - t
     if cfg.features:
-        from solu_core.dictionary import index_features, train_dictionary
+        from solu_core.dictionary.index import index_features
+        from solu_core.dictionary.train import train_dictionary
 
         t = time.perf_counter()
         for act, hook in DEMO_DICTIONARIES:

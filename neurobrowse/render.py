@@ -173,7 +173,7 @@ def _num(v, fmt=".3f") -> str:
 
 
 def dictionary_metrics_text(m: dict) -> str:
-    """A dictionary's metrics (solu_core.dictionary.evaluate) in a few lines."""
+    """A dictionary's metrics (solu_core.dictionary.metrics.evaluate) in a few lines."""
     lines = [f"  FVU {_num(m.get('fvu'))} on {m.get('heldout_tokens', 0):,} held-out tokens   mean L0 "
              f"{_num(m.get('l0'), '.1f')}   dead {m.get('dead', '—')}   dense (> {m.get('dense_threshold', 0.1):.0%} "
              f"of tokens) {m.get('dense', '—')}"]

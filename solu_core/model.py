@@ -126,7 +126,7 @@ class MLP(nn.Module):
         # name -> list to append captured activations to; set by Transformer.run_with_mlp_cache
         self.capture: dict[str, list] | None = None
         # name -> function of the activation whose result flows on instead (a dictionary's reconstruction
-        # spliced in, an ablation); set by solu_core.dictionary.splice
+        # spliced in, an ablation); set by solu_core.dictionary.metrics.splice
         self.replace: dict[str, object] | None = None
 
     def _hook(self, name: str, x: torch.Tensor) -> torch.Tensor:

@@ -51,7 +51,8 @@ def _synthetic_store(path, X: np.ndarray, ctx: int = 64, chunk: int = 4096):
 def test_a_planted_sparse_dictionary_is_recovered(tmp_path):
     """Activations made of a known sparse dictionary (96 unit directions in 32 dimensions, 3 active per
     token): the trained TopK dictionary has a decoder row within cosine 0.9 of >= 90% of them."""
-    from solu_core.dictionary import DictionaryConfig, train_dictionary
+    from solu_core.dictionary.config import DictionaryConfig
+    from solu_core.dictionary.train import train_dictionary
 
     d_in, n_true, active, n_tok = 32, 96, 3, 32768
     rng = np.random.default_rng(0)
@@ -97,7 +98,7 @@ def test_the_auxk_loss_and_its_gradient_match_a_dense_reference(n_dead):
     small random tensors, with more dead latents than aux_k and with fewer (the scaled-down pull)."""
     import torch
 
-    from solu_core.dictionary import TopKSAE
+    from solu_core.dictionary.sae import TopKSAE
 
     torch.manual_seed(0)
     d_in, d_sae, k, aux_k, B = 16, 64, 4, 8, 32
@@ -129,7 +130,9 @@ def test_the_auxk_loss_and_its_gradient_match_a_dense_reference(n_dead):
 def test_retraining_with_force_drops_the_old_dictionarys_index(tmp_path):
     """`features train --force` over an indexed dictionary: the new weights are never served with the old
     features' index (it is removed before the new folder goes into place); indexing again rebuilds it."""
-    from solu_core.dictionary import DictionaryConfig, index_features, train_dictionary
+    from solu_core.dictionary.config import DictionaryConfig
+    from solu_core.dictionary.index import index_features
+    from solu_core.dictionary.train import train_dictionary
 
     path = _synthetic_store(tmp_path / "retrain", np.random.default_rng(0).standard_normal((4096, 16)), chunk=1024)
     cfg = DictionaryConfig(batch_tokens=512, epochs=1)
@@ -172,7 +175,9 @@ def test_alignment_is_all_aligned_for_a_neuron_aligned_dictionary_and_spread_for
 @pytest.fixture(scope="module")
 def featured(tiny_stores, tmp_path_factory):
     """A copy of the tiny SoLU-LN store with a small trained and indexed dictionary on hook_post."""
-    from solu_core.dictionary import DictionaryConfig, index_features, train_dictionary
+    from solu_core.dictionary.config import DictionaryConfig
+    from solu_core.dictionary.index import index_features
+    from solu_core.dictionary.train import train_dictionary
 
     path = tmp_path_factory.mktemp("features") / "solu_ln"
     shutil.copytree(tiny_stores["solu_ln"], path)
@@ -258,7 +263,7 @@ def test_saelens_layout_round_trip_and_a_foreign_folder_loads(featured, tmp_path
     that layout loads into a store as features; the numpy encoder gives the torch model's features."""
     import torch
 
-    from solu_core.dictionary import TopKSAE
+    from solu_core.dictionary.sae import TopKSAE
 
     path, r = featured
     cfg = json.loads((r.folder / "cfg.json").read_text())
@@ -363,7 +368,8 @@ def test_a_dense_free_store_whose_model_is_gone_is_refused_with_the_fix(tmp_path
 
 def test_training_resumes_after_kill_9_to_the_same_weights(tmp_path):
     """A real kill -9 mid-training, then the same command: the dictionary equals an uninterrupted run's."""
-    from solu_core.dictionary import DictionaryConfig, train_dictionary
+    from solu_core.dictionary.config import DictionaryConfig
+    from solu_core.dictionary.train import train_dictionary
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((16384, 32)) * rng.uniform(0.1, 2, 32)

@@ -87,7 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from neurobrowse import render
-    from solu_core.dictionary import DictionaryConfig, parse_width, train_dictionary
+    from solu_core.dictionary.config import DictionaryConfig, parse_width
+    from solu_core.dictionary.train import train_dictionary
 
     cfg = DictionaryConfig(batch_tokens=args.batch, epochs=args.epochs, lr=args.lr, seed=args.seed,
                            checkpoint_every_s=args.checkpoint_every)
@@ -97,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = {"feature_hook": r.feature_hook, "folder": str(r.folder), "skipped": r.skipped, "metrics": r.metrics,
            "steps": r.steps, "tokens_per_s": r.tokens_per_s}
     if args.index:
-        from solu_core.dictionary import index_features
+        from solu_core.dictionary.index import index_features
 
         out["index"] = index_features(args.store, r.feature_hook, model=args.model, device=args.device,
                                       progress=not args.quiet)
@@ -112,7 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from solu_core.dictionary import index_features
+    from solu_core.dictionary.index import index_features
 
     out = index_features(args.store, args.hook, model=args.model, device=args.device, k=args.k, force=args.force,
                          progress=not args.quiet)
@@ -159,7 +160,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     fh = install_dictionary(st.path, args.folder, hook, name, st.d_mlp)
     print(f"loaded {args.folder} as {fh}")
     if args.index:
-        from solu_core.dictionary import index_features
+        from solu_core.dictionary.index import index_features
 
         index_features(st.path, fh)
     else:

@@ -16,7 +16,7 @@ A dictionary lives in ``STORE/dictionaries/{feature hook}/`` (store.schema):
 Features are f = act(pre), pre = (x - b_dec) @ W_enc + b_enc (b_dec subtracted when
 ``apply_b_dec_to_input``), act = keep the k largest then ReLU (topk), ReLU (standard) or pre * (pre >
 threshold) (jumprelu); the reconstruction is f @ W_dec + b_dec. ``encode`` here is the numpy version the
-reader and the indexer use (the trainer in solu_core.dictionary uses torch and gives the same features).
+reader and the indexer use (the trainer in solu_core.dictionary.train uses torch and gives the same features).
 """
 
 from __future__ import annotations
