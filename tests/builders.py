@@ -14,6 +14,7 @@ from solu_core.record_config import CorpusText, RecordConfig
 TINY_CORPUS = dict(include_stdlib=True, vocab_size=512, max_mb=1.0, val_fraction=0.1, seed=0)
 TINY_TOKENS = 20_480  # recorded tokens per store (320 contexts of 64)
 TINY_CHUNK_TOKENS = 4096  # several chunks per store, so chunked code paths are exercised
+LEAF_CHUNK_TOKENS = 512  # Dask recordings: 40 chunks, leaf 0 (the first 16, which fix the sample units) and more
 
 
 def build_tiny_corpus(root: str | Path) -> Path:
@@ -59,6 +60,19 @@ def build_tiny_stores(root: str | Path, index: bool = True) -> dict[str, Path]:
     """{"gelu": store, "solu_ln": store} from one corpus and one fairly trained pair."""
     build_tiny_models(root)  # both at once: same init and data order
     return {a: build_tiny_store(root, a, index=index) for a in ("gelu", "solu_ln")}
+
+
+def record_index_dask(tiny_root, out, client, act_fn="solu_ln", dense=False, stats=None):
+    """``record --index`` of a tiny model on a Dask ``client`` in LEAF_CHUNK_TOKENS chunks, every leaf saving
+    its results (leaf 0, then 8 leaves of 3 groups); also run in a child process that a test kills."""
+    from solu_core.dask_record import DaskRecordConfig, record_dask
+    from store.index import IndexConfig
+
+    return record_dask(Path(tiny_root) / "models" / act_fn, out, client,
+                       RecordConfig(text=CorpusText(Path(tiny_root) / "corpus"), n_tokens=TINY_TOKENS, device="cpu",
+                                    chunk_tokens=LEAF_CHUNK_TOKENS, index=True, dense=dense,
+                                    index_config=IndexConfig(checkpoint_every_s=0.0)),
+                       progress=False, stats=stats, config=DaskRecordConfig(groups_per_task=3))
 
 
 def run_cli(argv: list, env: dict | None = None):

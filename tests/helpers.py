@@ -152,11 +152,15 @@ def brute_order(x, top):
 def kill_9_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float, what: str,
                 poll: float = 0.002) -> None:
     """Poll ``ready()`` (a condition on disk) until it holds, then SIGKILL ``proc`` and wait for it. Fails
-    naming ``what`` when the process ended first or ``timeout`` seconds passed (never a fixed wait)."""
+    naming ``what`` when the process ended first (with the end of its stderr, when piped) or ``timeout``
+    seconds passed (a guard against a hang, never a fixed wait)."""
     deadline = time.monotonic() + timeout
     try:
         while not ready():
-            assert proc.poll() is None, f"the process ended (exit {proc.returncode}) before {what}"
+            if proc.poll() is not None:
+                err = proc.stderr.read() if proc.stderr is not None else ""
+                err = err.decode(errors="replace") if isinstance(err, bytes) else err
+                raise AssertionError(f"the process ended (exit {proc.returncode}) before {what}: {err[-2000:]}")
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(poll)
         proc.send_signal(signal.SIGKILL)

@@ -19,6 +19,7 @@ import zarr
 
 from store import schema
 from store.format.reader import Store
+from tests.builders import LEAF_CHUNK_TOKENS, record_index_dask
 from tests.helpers import assert_same_index
 
 import distributed  # noqa: E402  (the `distributed` extra is part of the dev set-up)
@@ -249,21 +250,6 @@ def test_killed_client_leaves_a_store_the_same_command_resumes(tiny_root, tiny_s
 
 # ---- record --index on Dask: each task indexes the chunks it records -------------------------------------
 
-LEAF_CHUNK_TOKENS = 512  # 40 chunks: leaf 0 (the first 16 chunks, which fix the sample units) and more leaves
-
-
-def _record_index_dask(tiny_root, out, client, act_fn="solu_ln", dense=False, stats=None):
-    from solu_core.dask_record import DaskRecordConfig, record_dask
-    from store.index import IndexConfig
-    from tests.builders import TINY_TOKENS
-
-    return record_dask(tiny_root / "models" / act_fn, out, client,
-                       RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=TINY_TOKENS, device="cpu",
-                                    chunk_tokens=LEAF_CHUNK_TOKENS, index=True, dense=dense,
-                                    index_config=IndexConfig(checkpoint_every_s=0.0)),  # every leaf saves its results
-                       progress=False, stats=stats,
-                       config=DaskRecordConfig(groups_per_task=3))  # leaf 0, then 8 leaves of 3 groups
-
 
 @pytest.fixture(scope="module")
 def streamed_dense_none(tiny_root, tmp_path_factory):
@@ -284,7 +270,7 @@ def test_local2_record_index_dense_none_equals_the_single_process_one(tiny_root,
     from solu_core.record import RecordStats
 
     stats = RecordStats()
-    out = _record_index_dask(tiny_root, tmp_path / "rec", client, stats=stats)
+    out = record_index_dask(tiny_root, tmp_path / "rec", client, stats=stats)
     st, ref = Store.open(out), Store.open(streamed_dense_none)
     assert st.complete and not st.dense and not any((out / h).exists() for h in st.hooks)
     assert np.array_equal(np.asarray(st.tokens[:]), np.asarray(ref.tokens[:]))
@@ -307,7 +293,7 @@ def test_local2_record_index_dense_keep_reads_back_only_for_uncertified_samples(
                                                                                streamed_dense_none, client, tmp_path):
     """With --dense keep, a hook whose streamed samples are not certified for some neuron gets pass 2
     on the workers: the index is exactly that of `record` then `index`."""
-    out = _record_index_dask(tiny_root, tmp_path / "keep", client, dense=True)
+    out = record_index_dask(tiny_root, tmp_path / "keep", client, dense=True)
     st = Store.open(out)
     assert st.dense
     assert_same_index(tiny_stores["solu_ln"], out, close=FP_ARRAYS, atol=1e-9)
@@ -355,8 +341,8 @@ def test_killed_record_index_client_resumes_without_recomputing_saved_leaves(tin
     out = tmp_path / "rec"
     pid_file, marker = tmp_path / "client.pid", tmp_path / "leaves.txt"
     code = ("import os, sys; from pathlib import Path; Path(sys.argv[1]).write_text(str(os.getpid())); "
-            "import distributed; from tests.test_dask import _record_index_dask; "
-            "c = distributed.Client(sys.argv[3]); _record_index_dask(Path(sys.argv[4]), Path(sys.argv[2]), c)")
+            "import distributed; from tests.builders import record_index_dask; "
+            "c = distributed.Client(sys.argv[3]); record_index_dask(Path(sys.argv[4]), Path(sys.argv[2]), c)")
     client.register_plugin(_KillClientAfter(str(pid_file), str(marker), 3), name="kill-client-leaves")
     try:
         proc = subprocess.Popen([sys.executable, "-c", code, str(pid_file), str(out), client.scheduler.address,
@@ -376,7 +362,7 @@ def test_killed_record_index_client_resumes_without_recomputing_saved_leaves(tin
     saved = set.intersection(*(IndexGroup(out, h).part_names() for h in killed.hooks))
     assert "leaf_0_16" in saved and len(saved) >= 3  # leaf 0 and at least two more, saved whole
     stats = RecordStats()
-    _record_index_dask(tiny_root, out, client, stats=stats)
+    record_index_dask(tiny_root, out, client, stats=stats)
     done = {g for name in saved for g in range(int(name.split("_")[1]), int(name.split("_")[2]))}
     # the saved leaves were not recomputed (a leaf the dead client's last task saved meanwhile neither)
     assert stats.groups and set(stats.groups).isdisjoint(done) and len(set(stats.groups)) == len(stats.groups)

@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from neurobrowse.study.folder import key_path
 from store.format.reader import Store
 from store.format.writer import StoreWriter
 from tests.builders import cli_command, run_cli
+from tests.helpers import kill_9_when
 
 HOOK = "blocks.0.mlp.hook_post"
 TOKENIZER = json.dumps({"version": "1.0", "model": {"type": "BPE", "vocab": {}, "merges": []}})
@@ -383,14 +382,7 @@ def test_training_resumes_after_kill_9_to_the_same_weights(tmp_path):
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
                                 str(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 os.environ.get("PYTHONPATH")]))})
-    try:
-        deadline = time.monotonic() + 300
-        while not state.is_file() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert state.is_file(), proc.stderr.read().decode() if proc.poll() is not None else "no state saved"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    kill_9_when(proc, state.is_file, 600, "the first training state was saved", poll=0.05)
     assert not list_dictionaries(b), "a killed training must not leave a dictionary that looks complete"
     import torch
 

@@ -1,10 +1,8 @@
 """Training: schedule, fair data order and init, a real tiny pair learns, kill-and-resume, CLI errors."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from solu_core.model import ModelConfig, Transformer
 from solu_core.train import PRESETS, TrainConfig, batch_at, get_preset, lr_at, parse_act_fns, train_pair
 from store.errors import CheckpointError, NeurobrowseError
 from tests.builders import run_cli
+from tests.helpers import kill_9_when
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,29 +99,14 @@ def test_unknown_preset_and_act_fn_list_the_choices():
     assert parse_act_fns("gelu, solu-ln,gelu") == ("gelu", "solu_ln")
 
 
-def _wait_for(predicate, proc, timeout=120.0):
-    """Wait until predicate() holds (polling the file system), failing if the process ends first."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < deadline, "timed out waiting for the first checkpoint"
-        time.sleep(0.02)  # polling the filesystem for the condition, not a fixed wait
-
-
 def test_killed_run_resumes_from_its_last_checkpoint(tiny_pair, corpus, tmp_path):
     out = tmp_path / "models"
     cmd = [sys.executable, "-m", "neurobrowse.cli", "train", "--corpus", str(corpus), "--out", str(out),
            "--preset", "tiny", "--act-fns", "gelu", "--ckpt-every", "25", "--threads", "1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(lambda: (out / "gelu" / "config.json").exists(), proc)
-        proc.send_signal(signal.SIGKILL)  # no chance to save anything more
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    # killed (no chance to save anything more) once the first checkpoint is on disk
+    kill_9_when(proc, lambda: (out / "gelu" / "config.json").exists(), 600, "the first checkpoint")
     killed_at = read_config(out / "gelu")
     assert not killed_at["complete"] and (out / "gelu" / "train_state.pt").exists()
     step = killed_at["metrics"]["step"]
