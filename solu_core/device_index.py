@@ -127,11 +127,17 @@ def _context_peaks(comp: torch.Tensor, ctx_len: int, row0: int) -> torch.Tensor:
 @torch.no_grad()
 def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: int, vocab: int,
                   window: tuple[int, int] = (schema.CONTEXT_BEFORE, schema.CONTEXT_AFTER),
-                  hook: str = "", running: dict | None = None) -> PartialIndex:
+                  hook: str = "", running: dict | None = None, table: torch.Tensor | None = None,
+                  hist_acc: torch.Tensor | None = None) -> PartialIndex:
     """The pass-1 PartialIndex of one chunk (``acts`` float16 [R, N] on any device, ``tokens`` [R] token
     ids) covering rows row0 .. row0 + R - 1; its ``ranges`` are left empty for the caller to set.
     ``running``: the running lists of the chunks before (``_lists``; DevicePass1 keeps them): then the lists
     hold only the chunk's entries that enter the running k best (the rest empty), which is all a fold needs.
+    ``table``: float32 [2 * vocab, N] per-token sums kept on the device (DevicePass1): the chunk's sums are
+    added there (in float64, rounded once, as the kernel adds them to its table) instead of crossing; the
+    partial is then marked ``token_deferred`` (the fold gives rows to its tokens but adds nothing until a
+    ``token_sync``). ``hist_acc``: int32 [N, HIST_BINS] on the device the histogram is added to instead of
+    crossing (the partial's ``hist`` is then zero until DevicePass1 hands the sum over).
 
     Besides the fields, the partial carries ``token_sum64`` (float64 [2, T, N], not a field: never saved):
     the exact chunk sums behind ``token_sum``, which ``store.index.fold.fold_partial`` adds to a running
@@ -164,7 +170,11 @@ def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: in
     hb = ((key >> HIST_SHIFT) - HIST_OFFSET).clamp(0, HIST_BINS - 1)
     flat = (torch.arange(N, device=dev) * HIST_BINS + hb).reshape(-1)
     hist = torch.bincount(flat, minlength=N * HIST_BINS).view(N, HIST_BINS).to(torch.int32)
-    part.hist = hist.cpu().numpy().astype(np.int64)
+    if hist_acc is None:
+        part.hist = hist.cpu().numpy().astype(np.int64)
+        part.crossed_hist = True
+    else:
+        hist_acc += hist
     part.npos = (key > _DENS_KEY).sum(0).to(torch.int32).cpu().numpy().astype(np.int64)
     del key, hb, flat, hist
     # moments: shifted power sums (shift: the first row, as the kernel), central moments, then the merge
@@ -191,9 +201,13 @@ def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: in
     lut = torch.empty(2 * vocab, dtype=torch.int64, device=dev)
     lut[gkey] = torch.arange(gkey.numel(), device=dev)
     sums_g = torch.zeros((gkey.numel(), N), dtype=torch.float64, device=dev).index_add_(0, lut[pair], acts.double())
+    part.token_count = gcount.view(2, vocab).cpu().numpy().astype(np.int64)
+    if table is not None:  # the device's table: the kernel's own addition (float64, rounded once to float32)
+        table[gkey] = (table[gkey].double() + sums_g).float()
+        part.token_deferred = True
+        return part
     gkey_np = gkey.cpu().numpy()
     ids = np.unique(gkey_np % vocab)
-    part.token_count = gcount.view(2, vocab).cpu().numpy().astype(np.int64)
     rows = part._rows_for(ids)  # ascending ids, as the kernel's first chunk gives them rows
     grow = rows[np.searchsorted(ids, gkey_np % vocab)]
     sums_np = sums_g.cpu().numpy()  # [G, N] float64
@@ -205,52 +219,124 @@ def chunk_partial(acts: torch.Tensor, tokens, row0: int, context_len: int, k: in
 
 
 def partial_bytes(part: PartialIndex) -> int:
-    """Bytes that crossed from the device to the host for the chunk partial ``part`` (``chunk_partial``): per
-    list entry that crossed its int32 key, int64 position, int16 window of W values, two int64 indices (and
-    the int32 ``more`` count of the distinct lists); the int32 histogram [N, HIST_BINS], the density count,
-    the shift and 4 power sums (float64 [N] each), the per-token sums (float64 [pairs, N], pairs: the
-    chunk's distinct (parity, token) pairs) with their keys, and the token counts (int64 [2, V])."""
+    """Bytes that crossed from the device to the host for the chunk partial ``part`` (``chunk_partial``, and
+    DevicePass1's hand-overs): per list entry that crossed its int32 key, int64 position, int16 window of W
+    values, two int64 indices (and the int32 ``more`` count of the distinct lists); the int32 histogram
+    [N, HIST_BINS] when it crossed; the density count, the shift and 4 power sums (float64 [N] each); the
+    token counts (int64 [2, V]); per-token sums: float64 [pairs, N] of the chunk's distinct (parity, token)
+    pairs with their keys, or, kept on the device, at a ``token_sync`` the float32 rows touched since the last."""
     N, W, V = part.n_neurons, part.before + 1 + part.after, part.token_count.shape[1]
-    out = 0
+    out = N * 4 + 5 * N * 8 + 2 * V * 8
     for side in ("top", "bot", "dtop", "dbot"):
         entries = int((getattr(part, f"{side}_pos") >= 0).sum())
         out += entries * (4 + 8 + 2 * W + 16 + (4 if side.startswith("d") else 0))
-    pairs = int(np.count_nonzero(part.token_count))
-    return out + N * HIST_BINS * 4 + N * 4 + 5 * N * 8 + pairs * (N + 1) * 8 + 2 * V * 8
+    if getattr(part, "crossed_hist", False):
+        out += N * HIST_BINS * 4
+    sync = getattr(part, "token_sync", None)
+    if sync is not None:
+        out += sync[1].nbytes + sync[0].nbytes
+    elif not getattr(part, "token_deferred", False):
+        out += int(np.count_nonzero(part.token_count)) * (N + 1) * 8
+    return out
+
+
+DEVICE_TABLE_SHARE = 0.5  # the per-token tables stay on a GPU when they take at most this share of its free memory
+CPU_TABLE_BYTES = 1 << 30  # on CPU torch, at most this much (they would duplicate the host's tables)
 
 
 class DevicePass1:
     """Pass 1 of ``record --index`` on the model's device (the torch backend): for each recorded chunk
     of the hooks still to index, its ``chunk_partial`` (solu_core.record.compute_group hands them to the
-    StreamIndexer as ``Chunk.partials``; store.index.fold.fold_partial folds them in on the writer thread)."""
+    StreamIndexer as ``Chunk.partials``; store.index.fold.fold_partial folds them in on the writer thread).
 
-    def __init__(self, k: int, vocab: int, window: tuple[int, int], context_len: int, hooks):
+    Kept on the device between chunks, per hook: the running k best of each list (only entries that enter
+    them cross), the histogram of the work group (it crosses once per group, with the group's last chunk)
+    and, when they fit (``DEVICE_TABLE_SHARE`` of the free GPU memory; not with bounded ``--token-rows``),
+    the per-token sums: a float32 [2 * vocab, N] table updated as the kernel updates its own, whose rows
+    touched in the group cross once per group as float32 (``token_sync``), not each chunk's float64 sums.
+    The pipeline saves the index state only after a whole group, so what it saves is always complete.
+    ``start``: hook -> the first chunk the indexer still needs (a resumed index: its state's chunk stop);
+    chunks before it are not computed (the indexer has them), and the device tables start from its state."""
+
+    def __init__(self, k: int, vocab: int, window: tuple[int, int], context_len: int, hooks,
+                 start: dict | None = None, token_tables: bool = True, device=None, n_neurons: dict | None = None,
+                 resumed: dict | None = None):
         self.k, self.vocab, self.window, self.context_len = int(k), int(vocab), tuple(window), int(context_len)
         self.hooks = set(hooks)
+        self.start = {h: int((start or {}).get(h, 0)) for h in self.hooks}
         self.bytes = 0  # partials copied to the host so far (partial_bytes)
         self.chunks = 0
+        self.chunk_bytes: list[int] = []  # bytes of each chunk's partials (all hooks), in order
         self.running: dict[str, dict] = {h: {} for h in self.hooks}  # hook -> the running lists (_lists)
+        self.hist: dict[str, torch.Tensor] = {}  # hook -> int32 [N, HIST_BINS] of the group so far
+        self.tables: dict[str, torch.Tensor] = {}  # hook -> float32 [2 * vocab, N] per-token sums
+        self.touched: dict[str, np.ndarray] = {}  # hook -> bool [2 * vocab] pairs added to since the last sync
+        self.token_tables = bool(token_tables) and device is not None and n_neurons is not None and self._fit(
+            device, sum(2 * self.vocab * n_neurons[h] * 4 for h in self.hooks))
+        if self.token_tables:
+            for h in self.hooks:
+                table = torch.zeros((2 * self.vocab, n_neurons[h]), dtype=torch.float32, device=device)
+                p1 = (resumed or {}).get(h)
+                if p1 is not None and p1.token_ids.size:  # a resumed index: go on from its sums
+                    ids = torch.as_tensor(p1.token_ids.astype(np.int64), device=device)
+                    for par in range(2):
+                        table[par * self.vocab + ids] = torch.from_numpy(np.ascontiguousarray(p1.token_sum[par])).to(
+                            device)
+                self.tables[h] = table
+                self.touched[h] = np.zeros(2 * self.vocab, bool)
+
+    @staticmethod
+    def _fit(device, nbytes: int) -> bool:
+        dev = torch.device(device)
+        if dev.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(dev)
+            return nbytes <= DEVICE_TABLE_SHARE * free
+        return nbytes <= CPU_TABLE_BYTES
 
     @classmethod
-    def for_indexer(cls, indexer) -> "DevicePass1":
-        """The pass 1 a store.index.StreamIndexer folds: its k, vocabulary, window and the hooks not yet indexed."""
+    def for_indexer(cls, indexer, device=None) -> "DevicePass1":
+        """The pass 1 a store.index.StreamIndexer folds: its k, vocabulary, window, the hooks not yet indexed
+        and where each goes on from; the per-token tables on ``device`` when they fit and are unbounded."""
         folds = {h: s.fold for h, s in indexer.hooks.items() if not s.done}
         vocab = next(iter(folds.values())).vocab if folds else 0
-        return cls(indexer.cfg.k, vocab, indexer.window, int(indexer.st.context_len), folds)
+        n = {h: int(indexer.st.d_mlp) for h in folds}
+        return cls(indexer.cfg.k, vocab, indexer.window, int(indexer.st.context_len), folds,
+                   start={h: f.stop for h, f in folds.items()}, token_tables=not indexer.token_rows,
+                   device=device, n_neurons=n, resumed={h: f.p1 for h, f in folds.items()})
 
     def wants(self, hook: str) -> bool:
         return hook in self.hooks
 
-    def chunk_partials(self, acts: dict, tokens, row0: int) -> dict:
-        """hook -> PartialIndex of one chunk starting at global row ``row0`` (acts: hook -> float16 [R, N] on
-        the device; tokens [R])."""
+    def chunk_partials(self, acts: dict, tokens, row0: int, chunk_index: int = -1, last: bool = True) -> dict:
+        """hook -> PartialIndex of one chunk (index ``chunk_index``) starting at global row ``row0`` (acts: hook
+        -> float16 [R, N] on the device; tokens [R]); ``last``: the last chunk of its work group (the
+        group's histogram and per-token rows go with it). A hook whose index already holds the chunk gets
+        none."""
         out = {}
+        before = self.bytes
         for hook, a in acts.items():
+            if chunk_index < self.start[hook] and chunk_index >= 0:
+                continue
+            acc = self.hist.get(hook)
+            if acc is None:
+                acc = self.hist[hook] = torch.zeros((a.shape[1], HIST_BINS), dtype=torch.int32, device=a.device)
             part = chunk_partial(a, tokens, row0, self.context_len, self.k, self.vocab, self.window, hook=hook,
-                                 running=self.running[hook])
+                                 running=self.running[hook], table=self.tables.get(hook), hist_acc=acc)
+            if hook in self.tables:
+                self.touched[hook] |= part.token_count.reshape(-1) > 0
+            if last:
+                part.hist = acc.cpu().numpy().astype(np.int64)
+                part.crossed_hist = True
+                acc.zero_()
+                if hook in self.tables:
+                    keys = np.flatnonzero(self.touched[hook])
+                    rows = self.tables[hook][torch.as_tensor(keys, device=a.device)].cpu().numpy()
+                    part.token_sync = (keys, rows)  # pair keys parity * V + token, their float32 sums
+                    self.touched[hook][:] = False
             self.bytes += partial_bytes(part)
             out[hook] = part
         self.chunks += 1
+        self.chunk_bytes.append(self.bytes - before)
         return out
 
 

@@ -379,7 +379,7 @@ def compute_group(model, w: StoreWriter, split, hook_list: list[str], g: int, pe
         for c in range(c0, c1):
             lo, hi = w.chunk_rows(c)[0] - start, w.chunk_rows(c)[1] - start
             partials[c] = pass1.chunk_partials({h: a[lo:hi] for h, a in on_dev.items()}, toks[lo:hi],
-                                               w.chunk_rows(c)[0])
+                                               w.chunk_rows(c)[0], c, c == c1 - 1)
         stats.pass1_s += time.perf_counter() - t1
         stats.pass1_bytes = pass1.bytes
         for h, a in on_dev.items():
@@ -441,7 +441,7 @@ def record(model: str | Path, out: str | Path, cfg: RecordConfig | None = None, 
             if stats.index_backend == "torch":
                 from solu_core.device_index import DevicePass1
 
-                pass1 = DevicePass1.for_indexer(indexer)
+                pass1 = DevicePass1.for_indexer(indexer, plan.loaded.device)
         run_plan(plan, plan.loaded.recorder, stats, progress=progress, consumers=consumers, threaded=cfg.threaded,
                  pass1=pass1)
     finally:

@@ -116,6 +116,47 @@ def test_folding_device_partials_chunk_by_chunk_equals_update_bit_for_bit(token_
         np.testing.assert_allclose(getattr(run, name), getattr(ref, name), rtol=1e-9, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_pass1_with_tables_on_the_device_and_a_resume_equals_update_bit_for_bit(device):
+    """DevicePass1 keeping the histogram and the per-token sums on the device, handed over once per work
+    group of two chunks, then a resume: a new DevicePass1 going on from the folded state at chunk 3 (chunk 2
+    handed again is skipped) gives the kernels' partial over the six chunks, per-token sums included."""
+    from solu_core.device_index import DevicePass1
+    from store.index.fold import fold_partial
+
+    rng = np.random.default_rng(3)
+    R, N, ctx, k, vocab, window = 128, 24, 32, 5, 40, (3, 1)
+    chunks = [(_chunk(rng, R, N, 9), rng.integers(0, vocab, R).astype(np.int32)) for _ in range(6)]
+    ref = PartialIndex.empty("h", k, N, vocab, window)
+    for c, (acts, toks) in enumerate(chunks):
+        ref.update(acts.view(np.uint16), toks, c * R, ctx)
+    run = PartialIndex.empty("h", k, N, vocab, window)
+
+    def fold(p1, c, last):
+        acts, toks = chunks[c]
+        parts = p1.chunk_partials({"h": torch.from_numpy(acts).to(device)}, toks, c * R, c, last)
+        if c >= int(run.n // R):  # the indexer skips a chunk it holds
+            fold_partial(run, parts["h"])
+        return parts
+
+    first = DevicePass1(k, vocab, window, ctx, ["h"], device=device, n_neurons={"h": N})
+    assert first.token_tables
+    for c in range(3):
+        parts = fold(first, c, last=c in (1, 2))
+        assert getattr(parts["h"], "token_deferred", False) and (c in (1, 2)) == hasattr(parts["h"], "token_sync")
+    again = DevicePass1(k, vocab, window, ctx, ["h"], start={"h": 3}, device=device, n_neurons={"h": N},
+                        resumed={"h": run})
+    assert fold(again, 2, last=False) == {}  # before the resume point: not computed
+    for c in range(3, 6):
+        fold(again, c, last=c in (4, 5))
+    ref.canonical()
+    run.canonical()
+    for name in EXACT:
+        np.testing.assert_array_equal(getattr(run, name), getattr(ref, name), err_msg=name)
+    np.testing.assert_array_equal(run.token_sum, ref.token_sum)
+    np.testing.assert_allclose(run.m2, ref.m2, rtol=1e-9, atol=1e-6)
+
+
 def test_fold_refuses_a_partial_of_another_shape():
     from store.index.fold import fold_partial
 
@@ -141,29 +182,31 @@ def _same(x, y) -> bool:
     return x == y
 
 
-def _record(tiny_root, out, backend, dense=False, stats=None, device="cpu"):
+def _record(tiny_root, out, backend, dense=False, stats=None, device="cpu", batch_size=None):
     from solu_core.record import record
     from solu_core.record_config import CorpusText, RecordConfig
     from tests.builders import TINY_CHUNK_TOKENS, TINY_TOKENS
 
     cfg = RecordConfig(text=CorpusText(tiny_root / "corpus"), n_tokens=TINY_TOKENS, chunk_tokens=TINY_CHUNK_TOKENS,
-                       device=device, index=True, dense=dense, index_backend=backend)
+                       device=device, index=True, dense=dense, index_backend=backend, batch_size=batch_size)
     return record(tiny_root / "models" / "solu_ln", out, cfg, progress=False, stats=stats)
 
 
-@pytest.mark.parametrize("device,dense", [(d, dense) for d in DEVICES for dense in (False, True)])
-def test_record_index_torch_backend_writes_the_index_of_the_numba_backend(tiny_root, tmp_path, device, dense):
+@pytest.mark.parametrize("device,dense,batch", [(d, dense, b) for d in DEVICES for dense, b in ((False, 128),
+                                                                                             (True, None))])
+def test_record_index_torch_backend_writes_the_index_of_the_numba_backend(tiny_root, tmp_path, device, dense, batch):
     """The same tiny real model over the same tokens, pass 1 in torch (CPU torch here: the CUDA path's
     code) and in the Numba kernels: every index array identical (moments to float rounding) and the
-    neuron pages the browser shows the same."""
+    neuron pages the browser shows the same. ``batch`` 128 contexts: work groups of two chunks (the
+    histogram and the per-token rows kept on the device cross once per group)."""
     from solu_core.record import RecordStats
     from store.format.neuron_page import neuron_page
     from store.format.reader import Store
     from tests.helpers import assert_same_index
 
     s_numba, s_torch = RecordStats(), RecordStats()
-    a = Store.open(_record(tiny_root, tmp_path / "numba", "numba", dense, s_numba, device))
-    b = Store.open(_record(tiny_root, tmp_path / "torch", "torch", dense, s_torch, device))
+    a = Store.open(_record(tiny_root, tmp_path / "numba", "numba", dense, s_numba, device, batch))
+    b = Store.open(_record(tiny_root, tmp_path / "torch", "torch", dense, s_torch, device, batch))
     assert (s_numba.index_backend, s_torch.index_backend) == ("numba", "torch")
     assert s_torch.pass1_bytes > 0 and s_numba.pass1_bytes == 0
     assert b.complete and b.dense == dense

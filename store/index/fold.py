@@ -11,7 +11,10 @@ activations would have made it, without the activations:
 - per-token sums: each (parity, token) row of ``run`` gets the chunk's sum added in float64 and rounded
   to float32 once, as the kernel adds a chunk (bit for bit when ``part`` carries its exact float64
   sums as ``token_sum64``; its float32 ``token_sum`` otherwise, one rounding more); rows are given to new
-  tokens in the kernel's order, bounded tables (``token_rows_max``) included;
+  tokens in the kernel's order, bounded tables (``token_rows_max``) included. A partial marked
+  ``token_deferred`` adds nothing (its sums were added to a table kept elsewhere, the same way); one that
+  carries ``token_sync`` = (pair keys parity * V + token, float32 [P, N]) sets those rows to the values
+  given (that table's rows after this chunk: unbounded tables only);
 - moments: the parallel merge (float rounding only, as the chunk's own power sums are added in
   another order).
 
@@ -41,11 +44,16 @@ def fold_partial(run: PartialIndex, part: PartialIndex) -> None:
     # the chunk's distinct (parity, token) pairs, ascending: rows for them first, as update does
     gkey = np.flatnonzero(part.token_count.reshape(-1))
     rows = run._rows_for(gkey % V)  # before n and the counts change (bounded tables: last use, folded counts)
-    sums = getattr(part, "token_sum64", None)
-    src = sums if sums is not None else part.token_sum
-    par, prow = gkey // V, part.token_rows[gkey % V]
     table = run.token_table
-    table[par, rows] = (table[par, rows].astype(np.float64) + src[par, prow]).astype(np.float32)
+    if not getattr(part, "token_deferred", False):
+        sums = getattr(part, "token_sum64", None)
+        src = sums if sums is not None else part.token_sum
+        par, prow = gkey // V, part.token_rows[gkey % V]
+        table[par, rows] = (table[par, rows].astype(np.float64) + src[par, prow]).astype(np.float32)
+    sync = getattr(part, "token_sync", None)
+    if sync is not None:  # the sums kept beside the model: their rows touched since the last sync, as they are now
+        keys, values = sync
+        table[keys // V, run.token_rows[keys % V]] = values
     run.token_count += part.token_count
     _drop_worst_slots(run)  # the lists change in place below: update finds its replace-next slots again
     for side, top in (("top", True), ("bot", False), ("dtop", True), ("dbot", False)):

@@ -96,7 +96,7 @@ class ChunkFold:
         if self.s1 is not None or not self.held:
             return
         if self.umap is None:
-            hist = sum(p.hist if p is not None else chunk_hist(b) for _r, b, _t, p in self.held)
+            hist = sum(chunk_hist(b) for _r, b, _t, _p in self.held)  # (a partial may hand its histogram on later)
             self.umap = units_around(hist, sum(b.shape[0] for _r, b, _t, _p in self.held))
         self._empty(self.held[0][1].shape[1])
         held, self.held = self.held, []
