@@ -250,3 +250,19 @@ def test_index_backend_without_index_or_cuda_without_a_gpu_is_refused(tiny_root,
                                                 index_backend="cupy"))
     with pytest.raises(RecordError, match="add --index"):
         record(ck, tmp_path / "s", RecordConfig(text=CorpusText(tiny_root / "corpus"), index_backend="numba"))
+
+
+def test_record_cli_with_the_torch_backend_indexes_and_its_resume_command_names_it(tiny_root, tmp_path):
+    """`record --index --index-backend torch` from the command line: an indexed store whose saved record
+    command (what resume and repair advice print) keeps the backend."""
+    from store.format.reader import Store
+    from tests.builders import TINY_CHUNK_TOKENS, run_cli
+
+    out = tmp_path / "s"
+    r = run_cli(["record", str(tiny_root / "models" / "solu_ln"), "--out", str(out), "--tokens", "8192",
+                 "--chunk-tokens", str(TINY_CHUNK_TOKENS), "--corpus", str(tiny_root / "corpus"), "--device", "cpu",
+                 "--index", "--dense", "none", "--index-backend", "torch", "--quiet"])
+    assert r.returncode == 0, r.stderr
+    st = Store.open(out)
+    assert st.complete and all(st.is_indexed(h) for h in st.recorded_hooks)
+    assert "--index-backend torch" in st.manifest["record_command"]
