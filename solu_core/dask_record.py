@@ -171,6 +171,9 @@ def record_dask(checkpoint_dir: str | Path, out: str | Path, client, cfg: Record
 
     rec = cfg if cfg is not None else RecordConfig()
     cfg = config or DaskRecordConfig()
+    if rec.index_backend == "torch":  # each task folds its chunks with the host kernels (ChunkFold)
+        raise RecordError("--index-backend torch runs in one process only; on Dask each task indexes with numba: "
+                          "leave out --index-backend, or record without --scheduler")
     device, fsync, index, index_config = rec.device, rec.fsync, rec.index, rec.index_config
     t_start = time.perf_counter()
     stats = stats if stats is not None else RecordStats()

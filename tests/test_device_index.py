@@ -250,6 +250,14 @@ def test_index_backend_without_index_or_cuda_without_a_gpu_is_refused(tiny_root,
                                                 index_backend="cupy"))
     with pytest.raises(RecordError, match="add --index"):
         record(ck, tmp_path / "s", RecordConfig(text=CorpusText(tiny_root / "corpus"), index_backend="numba"))
+    from solu_core.dask_record import record_dask
+
+    with pytest.raises(RecordError, match="process only"):  # before any cluster is asked for
+        record_dask(ck, tmp_path / "s", None, RecordConfig(text=CorpusText(tiny_root / "corpus"), index=True,
+                                                           index_backend="torch"))
+    r = run_cli(base + ["--index", "--index-backend", "torch", "--scheduler", "local:1"])
+    assert r.returncode == 2 and "process only" in r.stderr
+    assert not (tmp_path / "s").exists()
 
 
 def test_record_cli_with_the_torch_backend_indexes_and_its_resume_command_names_it(tiny_root, tmp_path):
