@@ -156,3 +156,71 @@ def test_blocks_of_neurons_on_threads_give_the_same_explanations(store_and_truth
     assert whole["explain_family"][:3].tolist() == [F_TOKEN, F_PAIR, F_PREV]
     for name, a in whole.items():
         assert np.array_equal(blocks[name], a, equal_nan=True), name
+
+
+def _window_occurrences_reference(a, voc, cand, tau, c):
+    """window_occurrences as plain NumPy (the search's definition before its Numba kernel): each neuron's
+    distinct window positions (first slot wins, top-k positions left out), their ``features``, counted
+    against the candidates."""
+    top_pos = a["top_positions"]
+    b = top_pos.shape[0]
+    W = a["top_context_tokens"].shape[-1]
+    pos = np.concatenate([top_pos, a["sample_positions"].reshape(b, -1)], 1)
+    win = np.concatenate([a["top_context_tokens"], a["sample_context_tokens"].reshape(b, -1, W)], 1)
+    acts = np.concatenate([a["top_context_acts"], a["sample_context_acts"].reshape(b, -1, W)], 1)
+    lo = max(0, c - explain_counts.OCC_BEFORE - explain_families.BEFORE_SPAN - 2)
+    hi = min(W, c + explain_counts.OCC_AFTER + 2)
+    win, acts, c = win[..., lo:hi], acts[..., lo:hi], c - lo  # what the kernel sees of a window
+    nl = np.arange(b, dtype=np.int64)
+    gp = pos[:, :, None] + (np.arange(win.shape[-1]) - c)[None, None, :]
+    span = np.zeros(win.shape[-1], bool)
+    span[max(0, c - explain_counts.OCC_BEFORE):c + explain_counts.OCC_AFTER + 1] = True
+    ok = (pos[:, :, None] >= 0) & (win >= 0) & span
+    ok[:, :, c] = False
+    key = np.where(ok, (nl[:, None, None] << explain_families.FEAT_BITS) | np.maximum(gp, 0), -1)
+    flat = key.ravel()
+    _, first = np.unique(flat, return_index=True)
+    keep = np.zeros(flat.size, bool)
+    keep[first] = True
+    keep &= (flat >= 0) & ~np.isin(flat, ((nl[:, None] << explain_families.FEAT_BITS) | top_pos)[top_pos >= 0])
+    keep = keep.reshape(key.shape)
+    high = np.asarray(acts, np.float64) >= tau[:, None, None]
+    m_w, h_w = np.zeros(cand.size), np.zeros(cand.size)
+    for j in np.flatnonzero(span):
+        f = explain_families.features(win, j, voc)  # [b, R, F]
+        m = keep[:, :, j, None] & (f >= 0)
+        kk = (np.broadcast_to(nl[:, None, None], f.shape)[m] << explain_families.FEAT_BITS) | f[m]
+        hh = np.broadcast_to(high[:, :, j, None], f.shape)[m]
+        i = np.minimum(np.searchsorted(cand, kk), cand.size - 1)
+        hit = cand[i] == kk
+        m_w += np.bincount(i[hit], minlength=cand.size)
+        h_w += np.bincount(i[hit], weights=hh[hit].astype(float), minlength=cand.size)
+    return m_w, h_w
+
+
+def test_window_occurrence_kernel_matches_the_numpy_definition(gelu, solu, store_and_truth, monkeypatch):
+    """The Numba kernel of window_occurrences (hash tables, family masks) counts exactly what the plain NumPy
+    definition counts, on every block of the tiny real models' indexes and the constructed store; the
+    explanation arrays are then the same as with the reference."""
+    kernel = explain_counts.window_occurrences
+    seen = []
+
+    def both(a, voc, cand, tau, c):
+        got = kernel(a, voc, cand, tau, c)
+        want = _window_occurrences_reference(a, voc, cand, tau, c)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        seen.append((cand.size, int(want[0].sum())))
+        return got
+
+    monkeypatch.setattr(explain, "window_occurrences", both)
+    path, _, _ = store_and_truth
+    for st in (gelu, solu, Store.open(path)):
+        tokens = np.asarray(st.tokens[...])
+        for hook in st.hooks:
+            arrays = {k: np.asarray(st.index_array(hook, k)[...]) for k in explain.INPUTS}
+            before = st.index_state(hook)["context_before"]
+            out = explain.explain_arrays(tokens, st.context_len, st.explain_vocab, arrays, block=64, before=before)
+            stored = {k: np.asarray(st.index_array(hook, k)[...]) for k in explain.OUTPUTS}
+            for name, v in out.items():
+                assert v.dtype == stored[name].dtype and np.array_equal(v, stored[name], equal_nan=True), (hook, name)
+    assert len(seen) > 10 and all(n > 0 and m > 0 for n, m in seen[:3])
