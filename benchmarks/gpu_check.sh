@@ -47,7 +47,7 @@ if [ "$QUICK" = 1 ]; then
     TESTS_K="cpu and (one_chunk or folding)"; DEMO_TOKENS=16384; GPT2=""; GPT2_TOKENS=0; REPEATS=1
     PREC_MODELS=demo; PREC_CTX="demo:16"
 else
-    TESTS_K="cuda and not True"; DEMO_TOKENS=262144; GPT2=",gpt2"; GPT2_TOKENS=32768; REPEATS=3
+    TESTS_K="cuda and not True and not refused"; DEMO_TOKENS=262144; GPT2=",gpt2"; GPT2_TOKENS=32768; REPEATS=3
     PREC_MODELS=demo,gpt2; PREC_CTX="demo:256,gpt2:8"
 fi
 
