@@ -242,13 +242,24 @@ class IndexGroup:
         prog = (self.attrs.get("progress") or {}).get(which)
         return int(prog["chunk_stop"]) if prog else 0
 
-    def write_index(self, arrays: dict[str, np.ndarray], attrs: dict, wait: bool = True) -> Future | None:
+    def write_index(self, arrays: dict[str, np.ndarray], attrs: dict, wait: bool = True,
+                    saving: Future | None = None) -> Future | None:
         """Write the final index arrays (schema.INDEX_ARRAYS) and ``attrs``; ``complete`` last. A
         rebuild is then swapped in (``swap_in``: ``wait=False`` returns the future of the old index's
-        removal)."""
-        self.set_attrs(complete=False)
-        with _disk_errors(self.where):
-            self.write_arrays(self.group, arrays, {n: d for n, (_t, d) in schema.INDEX_ARRAYS.items()})
+        removal). ``saving``: a save of the resume state still running on a thread (it writes this
+        group's attributes too): when the group is marked incomplete already (``begin`` does), the
+        arrays are written while it runs and only the attributes wait for it."""
+        dims = {n: d for n, (_t, d) in schema.INDEX_ARRAYS.items()}
+        if saving is not None and self.attrs.get("complete") is False:  # zarr.json is replaced whole: a safe read
+            with _disk_errors(self.where):
+                self.write_arrays(self.group, arrays, dims)
+            saving.result()
+        else:
+            if saving is not None:
+                saving.result()
+            self.set_attrs(complete=False)
+            with _disk_errors(self.where):
+                self.write_arrays(self.group, arrays, dims)
         self.set_attrs(**attrs, complete=True)
         if self.rebuild:
             return self.swap_in(wait)

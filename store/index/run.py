@@ -113,8 +113,8 @@ def finalize_index(store, hook: str, partial: PartialIndex, samples: SampleParti
     """Write ``index/{hook}/...`` (schema.INDEX_ARRAYS) from a pass-1 partial result covering the
     whole store, running pass 2 here when ``samples`` is not given. The ``complete`` attribute is
     written last (with ``extra_attrs``). ``saving``: a save of the resume state still running on a
-    thread, waited for before the index is written (both write the group's attributes). Returns a
-    summary dict."""
+    thread: the index arrays are written meanwhile, its attributes after it (both write the group's
+    attributes). Returns a summary dict."""
     st = open_store(store)
     src = source or ChunkSource(st, hook)
     if partial.ranges != [(0, src.n_chunks)]:
@@ -132,11 +132,10 @@ def finalize_index(store, hook: str, partial: PartialIndex, samples: SampleParti
         # zstd and the file writes release the GIL), and the index it replaces is removed meanwhile
         explained = pool.submit(explain.explain_arrays, tokens, src.context_len, voc,
                                 {k: arrays[k] for k in explain.INPUTS}, before=partial.before)
-        if saving is not None:
-            saving.result()
         grp = IndexGroup(st.path, hook)
-        removed = grp.write_index(  # swapped in whole
-            stored_arrays(arrays), {**index_attrs(st.run_uuid, partial, seed), **(extra_attrs or {})}, wait=False)
+        removed = grp.write_index(  # swapped in whole; the arrays written while the resume state is saved
+            stored_arrays(arrays), {**index_attrs(st.run_uuid, partial, seed), **(extra_attrs or {})}, wait=False,
+            saving=saving)
         st.forget_index(hook)
         try:
             explanations.write_explanations(st, hook, explained.result(), grp)
