@@ -78,7 +78,8 @@ def test_a_planted_sparse_dictionary_is_recovered(tmp_path):
 
 def _dense_aux_reference(W_enc, b_enc, W_dec, b_dec, x, k, dead, aux_k):
     """Gao et al.'s AuxK loss written densely with autograd: e = x - x_hat (detached), e_aux = the top
-    aux_k dead latents' ReLU'd pre-activations @ W_dec, loss ||e - e_aux||^2 * min(n_dead / aux_k, 1)."""
+    aux_k dead latents' signed pre-activations (no ReLU, as SAELens) @ W_dec, loss ||e - e_aux||^2 *
+    min(n_dead / aux_k, 1)."""
     import torch
 
     pre = (x - b_dec) @ W_enc + b_enc
@@ -87,7 +88,7 @@ def _dense_aux_reference(W_enc, b_enc, W_dec, b_dec, x, k, dead, aux_k):
     e = (x - (z @ W_dec + b_dec)).detach()
     n_dead = int(dead.sum())
     ta = pre.masked_fill(~dead, float("-inf")).topk(min(aux_k, n_dead), dim=1)
-    z_aux = torch.zeros_like(pre).scatter(1, ta.indices, torch.relu(ta.values))
+    z_aux = torch.zeros_like(pre).scatter(1, ta.indices, ta.values)
     return (e - z_aux @ W_dec).pow(2).sum(1).mean() * min(n_dead / aux_k, 1.0)
 
 
@@ -124,6 +125,30 @@ def test_the_auxk_loss_and_its_gradient_match_a_dense_reference(n_dead):
     # the total loss carries it with its coefficient
     loss, mse, _, _, _ = sae.step_losses(x, dead, aux_k, 0.5)
     assert abs(loss.item() - mse.item() - 0.5 * r) <= 1e-5 * max(1.0, loss.item())
+
+
+def test_the_auxk_loss_pulls_dead_latents_whose_pre_activations_are_all_negative():
+    """The point of AuxK is to revive dead latents; a latent is usually dead because its pre-activations are
+    negative on every token. Its encoder column must still get a gradient from the AuxK loss (with a ReLU on
+    the aux latents it got none, and 3,489 of the demo hook_mid dictionary's 4,096 latents stayed dead)."""
+    import torch
+
+    from solu_core.dictionary.sae import TopKSAE
+
+    torch.manual_seed(0)
+    d_in, d_sae, k, aux_k, B = 16, 64, 4, 8, 32
+    sae = TopKSAE(d_in, d_sae, k)
+    sae.init_weights(torch.Generator().manual_seed(1), torch.zeros(d_in))
+    dead = torch.zeros(d_sae, dtype=torch.bool)
+    dead[:20] = True
+    with torch.no_grad():
+        sae.b_enc[:20] = -50.0  # every pre-activation of the dead latents is negative
+    x = torch.randn(B, d_in)
+    assert bool((sae.pre(x)[:, :20] < 0).all())
+    _, _, aux, _, _ = sae.step_losses(x, dead, aux_k, 1 / 32)
+    (g_enc,) = torch.autograd.grad(aux, [sae.W_enc])
+    assert float(g_enc[:, :20].abs().sum()) > 0
+    assert float(g_enc[:, 20:].abs().sum()) == 0  # the live latents are not in this loss
 
 
 def test_retraining_with_force_drops_the_old_dictionarys_index(tmp_path):
