@@ -68,8 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "them for large recordings; keep them to re-index later (other k) or read raw activations")
     p.add_argument("--token-rows", type=options.positive_int, default=None, metavar="N",
                    help="with --index: keep exact per-token sums for at most N tokens per hook (the recently seen "
-                   "ones) and float16 means for the rest, bounding memory (GPT-2 small's 12 layers over 10M "
-                   "tokens, estimated: ~21 GB -> ~16 GB with 4096; docs/speed.md); default: exact sums for every token")
+                   "ones) and float16 means for the rest, in a temporary file in the store's folder, bounding "
+                   "memory (GPT-2 small's 12 layers over 10M tokens, estimated: ~22 GB -> ~11 GB with 4096, plus "
+                   "7.4 GB of disk while recording; docs/speed.md); default: exact sums for every token")
     p.add_argument("--index-backend", choices=("auto", "numba", "torch"), default="auto",
                    help="with --index: where pass 1 (top/bottom-k, distinct passages, histograms, moments, per-token "
                    "sums) runs: torch on the model's device beside the forward pass (only each chunk's partial "

@@ -24,6 +24,7 @@ from store.index.kernels.f16 import F16_TO_F32, f16_keys_np
 from store.index.kernels.histogram import HIST_BINS, HIST_SHIFT, fold_key_blocks
 from store.index.kernels.pass1 import ChunkRows, DistinctList, Pass1Sums, RankedList, TokenGroups, pass1_rows
 from store.index.kernels.topk import worst_slots
+from store.index import folded_means
 from store.index.blocks import run_blocks
 
 
@@ -90,6 +91,7 @@ class PartialIndex:
     # over a [2, V, N] table by token id made it all resident). A token that is never evicted (the
     # frequent ones) keeps its exact sums; each eviction rounds a token's folded mean once to float16 (error
     # measured by benchmarks/bench_record_index.py --parts token-rows, docs/speed.md). 0: a row for every token.
+    # ``record --index`` keeps token_cold in a temporary file, not in memory (``spill_folded_means``).
     token_rows_max: int = 0
     token_cold: np.ndarray | None = None  # uint16 [2, C, N] float16 bits of the folded means; None: nothing folded
     token_cold_count: np.ndarray | None = None  # int64 [2, C] values folded into each row of token_cold
@@ -138,7 +140,7 @@ class PartialIndex:
         self._cold_row_of = np.full(V, -1, np.int64)
         if self.token_cold is not None:  # a table reserved for the whole vocabulary, as token_sum's
             C = int(self.token_cold_ids.size)
-            cold = np.zeros((2, V, N), np.uint16)
+            cold = folded_means.new_table(V, N, self.__dict__.get("_spill_dir"))
             cold[:, :C] = self.token_cold
             self._cold_reserve, self.token_cold = cold, cold[:, :C]
             self.token_cold_ids = np.ascontiguousarray(self.token_cold_ids, dtype=np.int32)
@@ -204,6 +206,7 @@ class PartialIndex:
         table = np.zeros((2, V, N), np.float32)
         hot, cold = self._row_of[ids], self._cold_row_of[ids]  # -1: only folded / never folded
         for i0 in range(0, ids.size, 1024):
+            folded_means.release_pages(self._cold_reserve)  # a file-backed table: the last block's pages go back
             sl = slice(i0, i0 + 1024)
             h, c = hot[sl], cold[sl]
             for p in range(2):
@@ -214,6 +217,7 @@ class PartialIndex:
                 has = h >= 0
                 acc[has] += self._reserve[p, h[has]]
                 table[p, i0:i0 + h.size] = acc
+        folded_means.release_pages(self._cold_reserve)
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         fields.update(token_sum=table[:, :ids.size], token_ids=ids, token_rows_max=0, token_cold=None,
                       token_cold_count=None, token_cold_ids=None, token_used=None)
@@ -230,7 +234,8 @@ class PartialIndex:
         was folded: the rows' values; the current chunk's are not counted yet)."""
         V, N = self.token_count.shape[1], self.n_neurons
         if self.token_cold is None:
-            self._cold_reserve = np.zeros((2, V, N), np.uint16)  # zero pages until written (float16 +0)
+            # zero pages until written (float16 +0), in memory or in a file (spill_folded_means)
+            self._cold_reserve = folded_means.new_table(V, N, self.__dict__.get("_spill_dir"))
             self.token_cold = self._cold_reserve[:, :0]
             self.token_cold_count = np.zeros((2, 0), np.int64)
             self.token_cold_ids = np.zeros(0, np.int32)
@@ -256,6 +261,23 @@ class PartialIndex:
             self.token_cold[p, cf] = (total / n_new[fold][:, None]).astype(np.float16).view(np.uint16)
             self.token_cold_count[p, cf] = n_new[fold]
         self._reserve[:, rows] = 0.0
+
+    def spill_folded_means(self, folder) -> None:
+        """Keep the folded float16 means (``token_cold``) in an unlinked temporary file in ``folder`` from now on
+        (store.index.folded_means: memory-mapped, its pages handed back to the page cache after every
+        ``update``), not in memory: the same values bit for bit. Moves a table folded so far there."""
+        self._spill_dir = str(folder)
+        if self.token_cold is not None and folded_means.file_mapping(self._cold_reserve) is None:
+            C = int(self.token_cold_ids.size)
+            cold = folded_means.new_table(self.token_count.shape[1], self.n_neurons, self._spill_dir)
+            cold[:, :C] = self.token_cold
+            self._cold_reserve, self.token_cold = cold, cold[:, :C]
+            folded_means.release_pages(cold)
+
+    def release_folded_pages(self) -> None:
+        """Hand the pages of a file-backed folded-means table this process touched (an update, a save of the
+        state) back to the page cache; nothing for a table in memory."""
+        folded_means.release_pages(self.__dict__.get("_cold_reserve"))
 
     def _folded_count(self, p: int, t: np.ndarray) -> np.ndarray:
         """int64 values of parity p folded so far for each token id of ``t`` (0 where never folded)."""
@@ -346,6 +368,7 @@ class PartialIndex:
             pass1_rows(chunk, top, bot, dtop, dbot, groups, acc, ROW_BLOCK, b0, b1)
 
         run_blocks(blocks, hkb.shape[0])
+        self.release_folded_pages()  # what this chunk's folds touched (file-backed means only)
         self.npos += sums[:, 5].astype(np.int64)
         shift, sums = sums[:, 0], sums[:, 1:5].T  # [N], [4, N]
         self.token_count += gcount.reshape(2, V)

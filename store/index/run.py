@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from store.measures import explain
 from store.index.kernels.histogram import HIST_BINS
 from store import schema
 from store.errors import StoreError
-from store.index import explanations
+from store.index import explanations, folded_means
 from store.index.arrays import index_arrays, index_attrs, stored_arrays
 from store.index.group import IndexGroup
 from store.index.partial import PartialIndex, WINDOW
@@ -372,26 +373,41 @@ def indexable_hooks(st, hooks: list[str] | None) -> list[str]:
     return wanted
 
 
+# finalize of a hook, per token of the store: the tokens (int32) and the rule search's counts over the whole
+# stream (store.measures.explain_counts.StreamCounts.build: int64 arrays of the stream; 150 bytes per token at
+# its peak, measured with tracemalloc at 1M and 4M random tokens of a 50,257-token vocabulary)
+FINALIZE_BYTES_PER_TOKEN = 4 + 150
+
+
 def index_memory_bytes(n_neurons: int, k: int, vocab: int, seen_tokens: int | None = None, hooks: int = 1,
-                       window: int = WINDOW, token_rows: int = 0) -> int:
+                       window: int = WINDOW, token_rows: int = 0, n_tokens: int = 0) -> int:
     """About how much memory indexing ``hooks`` hooks at once takes (``record --index`` indexes every hook
     together; ``index`` one at a time): per hook the top-k and bottom-k lists with their windows (kept,
     merged and turned into index arrays: ~4 copies), histograms, the per-token sums (float32 [2, T,
     neurons] for the T distinct tokens seen: ``seen_tokens``, at most the vocabulary) and the samples;
     once, the index arrays of the hook being finished (token and activation windows of every list and
-    sample). ``token_rows`` > 0 (bounded per-token sums): float32 rows for at most that many tokens and
-    float16 means for the seen ones, plus, once, the float32 table of the hook being finished.
-    benchmarks/bench_record_index.py --parts memory compares it with measured peaks."""
+    sample). ``token_rows`` > 0 (bounded per-token sums, ``record --index --token-rows``): float32 rows for at
+    most that many tokens; the float16 means of the folded ones are in a file, not in memory
+    (store.index.folded_means; ``folded_means_disk_bytes``); once, the float32 table of the hook being
+    finished. ``n_tokens``: the store's tokens, which finalize reads whole and the rule search counts over
+    (FINALIZE_BYTES_PER_TOKEN, once). benchmarks/bench_gpt2_memory.py and bench_record_index.py --parts memory
+    compare it with measured peaks."""
     lists = 2 * n_neurons * k * (4 + 8 + 2 * window)
     hist = 2 * n_neurons * HIST_BINS * 8
     seen = min(vocab, vocab if seen_tokens is None else seen_tokens)
     token = 2 * seen * n_neurons * 4
     finishing = 0
     if 0 < token_rows < seen:
-        token, finishing = 2 * n_neurons * (token_rows * 4 + seen * 2), 2 * seen * n_neurons * 4
+        token, finishing = 2 * n_neurons * token_rows * 4, 2 * seen * n_neurons * 4
     samples = (2 * len(schema.SAMPLE_BINS) + N_UNITS) * n_neurons * schema.SAMPLES_PER_BIN * (8 + 8 + 4 + 2 * window)
     windows = (4 * k + len(schema.SAMPLE_BINS) * schema.SAMPLES_PER_BIN) * n_neurons * window * (4 + 2)
-    return hooks * (4 * lists + hist + token + samples) + windows + finishing
+    return hooks * (4 * lists + hist + token + samples) + windows + finishing + FINALIZE_BYTES_PER_TOKEN * int(n_tokens)
+
+
+def folded_means_disk_bytes(n_neurons: int, vocab: int, hooks: int = 1) -> int:
+    """Disk the bounded per-token sums of ``record --index --token-rows`` take while recording: per hook a
+    temporary file of float16 means for every token of the vocabulary (allocated up front, gone at the end)."""
+    return hooks * folded_means.table_bytes(vocab, n_neurons)
 
 
 def available_memory_bytes() -> int | None:
@@ -409,6 +425,11 @@ def available_memory_bytes() -> int | None:
         return None
 
 
+def available_disk_bytes(path) -> int:
+    """Bytes free on the disk holding ``path``."""
+    return shutil.disk_usage(path).free
+
+
 def check_index_memory(st, hooks: list[str], k: int, window: tuple[int, int] | None = None) -> None:
     """Refuse before any work when one hook's index would not fit in the memory available (the lists and
     samples keep a window of ``window`` = (before, after) tokens per entry)."""
@@ -417,7 +438,7 @@ def check_index_memory(st, hooks: list[str], k: int, window: tuple[int, int] | N
     seen = int(np.count_nonzero(np.bincount(np.asarray(st.tokens[...], np.int64), minlength=vocab)))
     w = WINDOW if window is None else int(window[0]) + 1 + int(window[1])
     need = max(index_memory_bytes(int(st.n_units(h)) if hasattr(st, "n_units") else int(st.d_mlp), k, vocab, seen,
-                                  window=w) for h in hooks)
+                                  window=w, n_tokens=int(st.n_tokens)) for h in hooks)
     if avail is not None and need > 0.8 * avail:
         wtxt = "" if window is None else f" and --window {int(window[0])},{int(window[1])}"
         raise StoreError(f"indexing {st.path} with --k {k}{wtxt} needs about {need / 1e9:.1f} GB of memory (the "
@@ -428,17 +449,28 @@ def check_index_memory(st, hooks: list[str], k: int, window: tuple[int, int] | N
 
 def check_record_index_memory(st, k: int, token_rows: int = 0) -> None:
     """Refuse before recording when indexing every hook of ``st`` while recording (all hooks at once)
-    would not fit in the memory available, counting the per-token sums for min(vocab, n_tokens) tokens."""
+    would not fit in the memory available, counting the per-token sums for min(vocab, n_tokens) tokens,
+    or, with bounded per-token sums, when the store's disk cannot hold their temporary files."""
     avail = available_memory_bytes()
     vocab = vocab_size(st)
     seen = min(vocab, int(st.n_tokens))
-    need = index_memory_bytes(int(st.d_mlp), k, vocab, seen, hooks=len(st.recorded_hooks), token_rows=token_rows)
+    hooks = len(st.recorded_hooks)
+    if 0 < token_rows < vocab:
+        disk = folded_means_disk_bytes(int(st.d_mlp), vocab, hooks)
+        free = available_disk_bytes(st.path)
+        if disk > free:
+            raise StoreError(f"recording {st.path} with --index --token-rows {token_rows} keeps the folded per-token "
+                             f"means of its {hooks} hooks in temporary files there: about {disk / 1e9:.1f} GB of "
+                             f"disk, more than the {free / 1e9:.1f} GB free; free disk space there, record fewer "
+                             f"layers per store (--layers), or record to another disk")
+    need = index_memory_bytes(int(st.d_mlp), k, vocab, seen, hooks=hooks, token_rows=token_rows,
+                              n_tokens=int(st.n_tokens))
     if avail is not None and need > 0.8 * avail:
         raise StoreError(f"recording {st.path} with --index needs about {need / 1e9:.1f} GB of memory for the "
                          f"{len(st.recorded_hooks)} hooks indexed at once (per hook the per-token sums of up to "
                          f"{seen:,} tokens x {st.d_mlp} neurons, the samples and the top-{k} lists), more than the "
                          f"{avail / 1e9:.1f} GB available; bound the per-token sums (--token-rows 4096: float16 means "
-                         f"for the rarer tokens), record fewer layers per store (--layers), fewer tokens, "
+                         f"for the rarer tokens, kept on disk), record fewer layers per store (--layers), fewer tokens "
                          f"or a smaller --k")
 
 

@@ -57,11 +57,13 @@ class ChunkFold:
 
     ``umap`` the units (``store.index.unit_samples.sample_units``); None: the first ``hold`` chunks are
     kept back until their histogram fixes them (``units_around``), then folded in (``start``).
-    ``p1`` / ``s1``: a saved running result to go on from (its chunk stop is ``chunk0``)."""
+    ``p1`` / ``s1``: a saved running result to go on from (its chunk stop is ``chunk0``). ``spill_dir``: with
+    bounded per-token sums, the folder whose temporary file holds the folded means (``spill_folded_means``)."""
 
     def __init__(self, hook: str, k: int, vocab: int, window: tuple[int, int], context_len: int, chunk_tokens: int,
                  seed: int, chunk0: int = 0, umap: np.ndarray | None = None, hold: int = 1,
-                 p1: PartialIndex | None = None, s1: UnitSamples | None = None, token_rows: int = 0):
+                 p1: PartialIndex | None = None, s1: UnitSamples | None = None, token_rows: int = 0,
+                 spill_dir=None):
         self.hook, self.k, self.vocab, self.window = hook, k, vocab, window
         self.token_rows = int(token_rows)  # PartialIndex.token_rows_max (0: every token)
         self.context_len, self.ct, self.seed = context_len, chunk_tokens, seed
@@ -69,6 +71,9 @@ class ChunkFold:
         self.range0 = chunk0 if p1 is None or not p1.ranges else int(p1.ranges[0][0])  # the chunk p1 starts at
         self.umap = umap if s1 is None else s1.umap
         self.p1, self.s1 = p1, s1
+        self.spill_dir = spill_dir
+        if p1 is not None and spill_dir is not None and p1.token_rows_max:
+            p1.spill_folded_means(spill_dir)
         self.held: list = []  # [(row0, bits, tokens)] until the units are known
 
     @property
@@ -105,6 +110,8 @@ class ChunkFold:
 
     def _empty(self, n_neurons: int) -> None:
         self.p1 = PartialIndex.empty(self.hook, self.k, n_neurons, self.vocab, self.window, self.token_rows)
+        if self.spill_dir is not None and self.p1.token_rows_max:
+            self.p1.spill_folded_means(self.spill_dir)
         self.s1 = UnitSamples.empty(self.hook, self.umap, self.window)
 
     def _fold(self, row0: int, bits: np.ndarray, tokens: np.ndarray, partial: PartialIndex | None = None) -> None:
@@ -190,7 +197,8 @@ class StreamIndexer:
                     or int(p1.token_rows_max) != self.token_rows):
                 p1, s1, stop = None, None, 0
             fold = ChunkFold(hook, self.cfg.k, vocab, self.window, int(st.context_len), self.ct,
-                             self.cfg.seed, chunk0=stop, hold=hold, p1=p1, s1=s1, token_rows=self.token_rows)
+                             self.cfg.seed, chunk0=stop, hold=hold, p1=p1, s1=s1, token_rows=self.token_rows,
+                             spill_dir=st.path if self.token_rows else None)
             self.hooks[hook] = _HookState(grp, fold, stop, done)
 
     def needed_chunks(self) -> set[int]:
@@ -211,6 +219,7 @@ class StreamIndexer:
 
     def _save(self, h: _HookState) -> None:
         h.group.save_states({"p1": h.fold.p1.canonical(), "s1": h.fold.s1.canonical()}, h.fold.stop, quick=True)
+        h.fold.p1.release_folded_pages()  # the save read every folded mean: those pages go back to the page cache
         h.saved = h.fold.stop
 
     def save_state(self, force: bool = False) -> None:
