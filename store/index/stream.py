@@ -119,6 +119,7 @@ class ChunkFold:
             self.p1.update(bits, np.asarray(tokens, dtype=np.int32), row0, self.context_len)
         else:
             fold_partial(self.p1, partial)
+            self.p1.release_folded_pages()  # what its folds touched (file-backed means only), as update does
         self.s1.update(bits, row0, self.context_len, self.seed)
         self.p1.ranges = self.s1.ranges = [(self.range0, row0 // self.ct + 1)]
 
