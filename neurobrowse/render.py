@@ -184,8 +184,9 @@ def dictionary_metrics_text(m: dict) -> str:
                      f"{_num(m.get('ce_zero_ablation'))}, mean {_num(m.get('ce_mean_ablation'))})")
     else:
         lines.append(f"  loss recovered: — ({m.get('loss_recovered_note', 'not measured')})")
-    lines.append(f"  features aligned with one neuron (|cos| >= 0.9) {_pct(m.get('aligned_share'))}, spread over many "
-                 f"(< 0.5) {_pct(m.get('spread_share'))}")
+    over = f" of the {m['alignment_over']}" if m.get("alignment_over") else ""
+    lines.append(f"  features{over} aligned with one neuron (|cos| >= 0.9) {_pct(m.get('aligned_share'))}, spread over "
+                 f"many (< 0.5) {_pct(m.get('spread_share'))}")
     return "\n".join(lines)
 
 

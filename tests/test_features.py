@@ -15,7 +15,7 @@ import pytest
 
 from store import schema
 from store.format.dictionary import (
-    alignment, list_dictionaries, load_dictionary, saelens_cfg, save_dictionary,
+    alignment, list_dictionaries, live_features, load_dictionary, saelens_cfg, save_dictionary,
 )
 from neurobrowse.study.folder import key_path
 from store.format.reader import Store
@@ -193,6 +193,24 @@ def test_alignment_is_all_aligned_for_a_neuron_aligned_dictionary_and_spread_for
     assert np.allclose(b["max_cos"], 1 / np.sqrt(n))
 
 
+def test_alignment_counts_live_features_only_and_reports_the_dead_apart():
+    rng = np.random.default_rng(1)
+    n = 64
+    live_rows = np.eye(n)[rng.permutation(n)] * rng.uniform(0.5, 3, (n, 1))  # every live feature on one neuron
+    dead_rows = rng.choice([-1.0, 1.0], (3 * n, n))  # dead features keep their random initial directions: spread
+    W = np.concatenate([live_rows, dead_rows])
+    live = np.arange(4 * n) < n
+    everything = alignment(W)
+    assert everything["aligned_share"] == 0.25 and everything["spread_share"] == 0.75
+    a = alignment(W, live=live)
+    assert a["aligned_share"] == 1.0 and a["spread_share"] == 0.0 and a["median_max_cos"] == pytest.approx(1.0)
+    assert a["live_count"] == n and a["dead_count"] == 3 * n
+    assert a["dead_aligned_share"] == 0.0 and a["dead_spread_share"] == 1.0
+    # one more dead feature, even an aligned one, changes nothing of the live shares
+    b = alignment(np.concatenate([W, np.eye(n)[:1]]), live=np.append(live, False))
+    assert b["aligned_share"] == 1.0 and b["dead_count"] == 3 * n + 1 and b["dead_aligned_share"] > 0
+
+
 # ---- a real store with a dictionary --------------------------------------------------------------------
 
 
@@ -257,6 +275,11 @@ def test_a_feature_hook_is_served_like_a_neuron(featured):
     info = run_cli(["features", "info", path, "--json"])
     s = json.loads(info.stdout)[0]
     assert s["hook"] == fh and 0 <= s["aligned_share"] <= 1 and s["metrics"]["l0"] <= 8
+    # the alignment shares count the features that fired on the held-out tokens (the dead ones apart)
+    live = live_features(d)
+    assert s["alignment_over"] == "live features" and s["alignment_dead"] == s["metrics"]["dead"] == int((~live).sum())
+    assert s["aligned_share"] == alignment(d.W_dec[live])["aligned_share"] == s["metrics"]["aligned_share"]
+    assert s["spread_share"] == alignment(d.W_dec[live])["spread_share"] == s["metrics"]["spread_share"]
     assert s["metrics"]["loss_recovered"] is not None  # the tiny model was found: the reconstruction spliced in
     assert 0 <= s["explained_share"] <= 1 and 0 <= s["hidden_share"] <= 1
     assert 0 <= s["hidden_count"] <= s["live_features"]

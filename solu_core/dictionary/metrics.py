@@ -40,11 +40,12 @@ def evaluate(plan: Plan, weights: dict[str, np.ndarray], model=None, device=None
         fired += nz.sum(0).cpu()
     sst = sxx - float((sx ** 2).sum()) / max(n, 1)
     freq = fired.double() / max(n, 1)
-    al = alignment(weights["W_dec"])
+    al = alignment(weights["W_dec"], live=(fired > 0).numpy())  # the shares over the live features only
     metrics = {"heldout_tokens": n, "fvu": sse / sst if sst > 0 else float("nan"), "l0": l0 / max(n, 1),
                "dead": int((fired == 0).sum()), "dense": int((freq > DENSE_FREQ).sum()), "d_sae": int(d_sae),
                "dense_threshold": DENSE_FREQ, "aligned_share": al["aligned_share"], "spread_share": al["spread_share"],
-               "median_max_cos": al["median_max_cos"]}
+               "median_max_cos": al["median_max_cos"], "alignment_over": "live features",
+               **{key: al[key] for key in ("dead_aligned_share", "dead_spread_share", "dead_median_max_cos")}}
     mean = (sx / max(n, 1)).float().numpy()
     metrics.update(loss_recovered(plan, weights, model, mean, dev))
     sparsity = np.log10(np.maximum(freq.numpy(), 1e-10)).astype(np.float32)

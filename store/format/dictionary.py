@@ -303,17 +303,38 @@ def install_dictionary(store_path: str | Path, folder: str | Path, source_hook: 
 # ---- measures of a dictionary (no model needed) -----------------------------------------------------------
 
 
-def alignment(W_dec: np.ndarray, aligned: float = ALIGNED, spread: float = SPREAD) -> dict:
+def alignment(W_dec: np.ndarray, aligned: float = ALIGNED, spread: float = SPREAD, live=None) -> dict:
     """Feature-neuron alignment: per feature the largest |cosine| between its decoder direction (a row of
     W_dec [d_sae, d_in]) and any neuron's basis direction, i.e. max_n |W_dec[f, n]| / ||W_dec[f]||; the share
-    of features aligned with one neuron (>= ``aligned``) and spread over many (< ``spread``)."""
+    of features aligned with one neuron (>= ``aligned``) and spread over many (< ``spread``). With ``live`` (a
+    [d_sae] mask of the features that fire) the shares and the median count the live features only: a dead
+    feature keeps its random initial direction and would read as "spread"; the dead ones are reported apart
+    (``dead_*``). ``max_cos`` always covers every feature."""
     W = np.asarray(W_dec, np.float64)
     norm = np.linalg.norm(W, axis=1)
     cos = np.where(norm > 0, np.abs(W).max(axis=1) / np.maximum(norm, 1e-30), 0.0)
-    return {"max_cos": cos.astype(np.float32), "aligned_share": float(np.mean(cos >= aligned)) if cos.size else 0.0,
-            "spread_share": float(np.mean(cos < spread)) if cos.size else 0.0,
-            "median_max_cos": float(np.median(cos)) if cos.size else float("nan"),
-            "aligned_threshold": aligned, "spread_threshold": spread}
+    mask = np.ones(cos.shape, bool) if live is None else np.asarray(live, bool).reshape(cos.shape)
+
+    def shares(c, prefix=""):
+        return {prefix + "aligned_share": float(np.mean(c >= aligned)) if c.size else 0.0,
+                prefix + "spread_share": float(np.mean(c < spread)) if c.size else 0.0,
+                prefix + "median_max_cos": float(np.median(c)) if c.size else float("nan")}
+
+    out = {"max_cos": cos.astype(np.float32), **shares(cos[mask]), "live_count": int(mask.sum()),
+           "dead_count": int((~mask).sum()), "aligned_threshold": aligned, "spread_threshold": spread}
+    if live is not None:
+        out.update(shares(cos[~mask], "dead_"))
+    return out
+
+
+def live_features(d: Dictionary) -> np.ndarray | None:
+    """[d_sae] mask of the features that fired on the held-out tokens (``sparsity.safetensors`` above its
+    floor of log10 1e-10), or None when the dictionary's folder has no sparsity file."""
+    p = Path(d.folder) / SPARSITY_FILE if d.folder is not None else None
+    if p is None or not p.is_file():
+        return None
+    sp = _read_tensors(p).get("sparsity")
+    return None if sp is None or sp.shape != (d.d_sae,) else np.asarray(sp, np.float64) > -10 + 1e-6
 
 
 def top_loadings(row: np.ndarray, n: int = 8, min_share: float = 0.0) -> list[tuple[int, float]]:
@@ -326,5 +347,5 @@ def top_loadings(row: np.ndarray, n: int = 8, min_share: float = 0.0) -> list[tu
 
 
 __all__ = ["ALIGNED", "ARCHITECTURES", "CFG_FILE", "Dictionary", "DictionaryError", "META_FILE", "SPARSITY_FILE",
-           "SPREAD", "WEIGHTS_FILE", "alignment", "install_dictionary", "list_dictionaries", "load_dictionary",
-           "save_dictionary", "saelens_cfg", "top_loadings", "update_meta"]
+           "SPREAD", "WEIGHTS_FILE", "alignment", "install_dictionary", "list_dictionaries", "live_features",
+           "load_dictionary", "save_dictionary", "saelens_cfg", "top_loadings", "update_meta"]

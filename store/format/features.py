@@ -161,17 +161,21 @@ def dictionary_summary(st, hook: str, examples: int = 5) -> dict:
     the column's threshold), the share of hidden candidates with a few example features (largest activation
     first), and the same shares for the source hook's neurons where indexed. JSON-ready."""
     from store.measures import columns
-    from store.format.dictionary import alignment
+    from store.format.dictionary import alignment, live_features
 
     st.check_hook(hook)
     if not schema.is_feature_hook(hook):
         raise ValueError(f"{hook!r} is not a dictionary's features")
     d = st.dictionary(hook)
-    al = alignment(d.W_dec)
+    live = live_features(d)  # the shares over the features that fired on the held-out tokens, when saved
+    al = alignment(d.W_dec, live=live)
     out = {"hook": hook, "source_hook": schema.feature_source(hook)[0], "d_in": d.d_in, "d_sae": d.d_sae,
            "k": d.k, "architecture": d.architecture, "metrics": dict(d.meta.get("metrics") or {}),
            "aligned_share": al["aligned_share"], "spread_share": al["spread_share"],
-           "median_max_cos": al["median_max_cos"], "indexed": st.is_indexed(hook),
+           "median_max_cos": al["median_max_cos"],
+           "alignment_over": "all features" if live is None else "live features", "alignment_dead": al["dead_count"],
+           **{key: al[key] for key in ("dead_aligned_share", "dead_spread_share", "dead_median_max_cos") if key in al},
+           "indexed": st.is_indexed(hook),
            "trained_here": bool(d.meta.get("trained_here", False)), "tokens_per_s": d.meta.get("tokens_per_s")}
     thr = columns.THRESHOLDS["explain_score"]
     out["explain_threshold"] = thr
