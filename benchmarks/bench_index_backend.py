@@ -37,9 +37,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_record_index import _Split as RandomSplit  # noqa: E402  (token ids and doc starts, one copy)
 
 ROOT = Path(__file__).resolve().parent
 SHAPES = {
@@ -57,18 +59,6 @@ def _model(shape: dict, device: str):
 
     torch.manual_seed(0)
     return CheckpointRecorder(Transformer(ModelConfig(**shape, act_fn="gelu")).eval()).to(device)
-
-
-class _Split:
-    """Token ids and document starts, as solu_core.corpus.folder.TokenSplit offers them."""
-
-    def __init__(self, n: int, vocab: int):
-        rng = np.random.default_rng(0)
-        self.tokens = rng.integers(0, vocab, n).astype(np.int64)
-        self.doc_starts = np.zeros(n, np.uint8)
-
-    def __len__(self):
-        return len(self.tokens)
 
 
 def _writer(path: Path, shape: dict, hooks: list[str], n: int):
@@ -99,7 +89,7 @@ def run_once(model, shape: dict, hooks: list[str], n: int, path: Path, mode: str
     from store.format.pipeline import ChunkPipeline
     from store.index import StreamIndexer
 
-    split = _Split(n, shape["d_vocab"])
+    split = RandomSplit(n, shape["d_vocab"])
     shutil.rmtree(path, ignore_errors=True)
     w = _writer(path, shape, hooks, n)
     per_group, batch_ctx = plan_batches(w.chunk_tokens, shape["n_ctx"], batch_size)
