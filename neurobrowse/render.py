@@ -204,9 +204,10 @@ def dictionaries_text(summaries: list[dict], examples: bool = False) -> str:
             r.insert(0, str(s.get("act_fn", "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    lines.append(f"aligned: |cos| >= 0.9 with one neuron; spread: < 0.5; explained: rule explanation score >= "
-                 f"{summaries[0].get('explain_threshold', 0.7)}; hidden: >= {HIDDEN_SHARE:.0%} of the top firings "
-                 f"where no neuron reaches {HIDDEN_PEAK:.0%} of its maximum (count of the live features, share); "
+    lines.append(f"aligned: |cos| >= 0.9 with one neuron; spread: < 0.5 (both over the live features); explained: "
+                 f"rule explanation score >= {summaries[0].get('explain_threshold', 0.7)}; hidden: >= "
+                 f"{HIDDEN_SHARE:.0%} of the top firings where no neuron reaches {HIDDEN_PEAK:.0%} of its maximum "
+                 f"(count of the live features, share); "
                  f"dense: firing on > 10% of the held-out tokens")
     for s in summaries:
         if s.get("neurons_explained_share") is not None:

@@ -77,9 +77,9 @@ class DictionariesPanel(QWidget):
         self.status.setText(f"{len(summaries)} dictionar{'y' if len(summaries) == 1 else 'ies'} in "
                             f"{len(self.stores)} store(s)" if summaries else
                             "no dictionaries: train one with `neurobrowse features train STORE --hook HOOK`")
-        self.note.setText(f"aligned: |cos| >= 0.9 with one neuron; spread: < 0.5; explained: rule explanation score "
-                          f">= 0.7; hidden: >= {HIDDEN_SHARE:.0%} of the top firings where no neuron reaches "
-                          f"{HIDDEN_PEAK:.0%} of its maximum")
+        self.note.setText(f"aligned: |cos| >= 0.9 with one neuron; spread: < 0.5 (over the live features); "
+                          f"explained: rule explanation score >= 0.7; hidden: >= {HIDDEN_SHARE:.0%} of the top "
+                          f"firings where no neuron reaches {HIDDEN_PEAK:.0%} of its maximum")
         self.hidden.clear()
         for s in summaries:
             for e in s.get("hidden_examples") or []:
