@@ -109,11 +109,17 @@ def merge_sample_partials(a: SamplePartial, b: SamplePartial) -> SamplePartial:
     """Samples of the union of two disjoint chunk ranges (exact: the S lowest priorities of both)."""
     if a.hook != b.hook or not np.array_equal(a.qbin, b.qbin):
         raise ValueError("cannot merge samples drawn with other quantile edges (or of another hook)")
+    return SamplePartial(hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), qbin=a.qbin.copy(), before=a.before,
+                         after=a.after, **lowest_priorities(a, b))
+
+
+def lowest_priorities(a, b) -> dict[str, np.ndarray]:
+    """``prio``, ``pos``, ``key`` and ``win`` of the S lowest priorities of two sample sets of S per slot (the
+    exact merge of samples, quantile or unit, of two disjoint chunk ranges), in a stable order."""
     S = a.prio.shape[2]
     prio = np.concatenate([a.prio, b.prio], -1)
     order = np.argsort(prio, axis=-1, kind="stable")[..., :S]
-    return SamplePartial(
-        hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), qbin=a.qbin.copy(), before=a.before, after=a.after,
+    return dict(
         prio=np.take_along_axis(prio, order, -1),
         pos=np.take_along_axis(np.concatenate([a.pos, b.pos], -1), order, -1),
         key=np.take_along_axis(np.concatenate([a.key, b.key], -1), order, -1),

@@ -13,7 +13,14 @@ from store.index.kernels.histogram import HIST_BINS, HIST_OFFSET, HIST_SHIFT, fo
 from store.index.kernels.sample_rows import unit_key_blocks, unit_sample_rows
 from store.index.blocks import run_blocks
 from store.index.partial import _merge_ranges
-from store.index.samples import N_QUANTILE_BINS, SamplePartial, _SampleArrays, _sample_slots, hist_thresholds
+from store.index.samples import (
+    N_QUANTILE_BINS,
+    SamplePartial,
+    _SampleArrays,
+    _sample_slots,
+    hist_thresholds,
+    lowest_priorities,
+)
 
 
 # ---- samples in the same read as pass 1 ---------------------------------------------------------------
@@ -203,16 +210,8 @@ def merge_unit_samples(a: UnitSamples, b: UnitSamples) -> UnitSamples:
     """Unit samples of the union of two disjoint chunk ranges (exact: the S lowest priorities of both)."""
     if a.hook != b.hook or not np.array_equal(a.umap, b.umap) or (a.before, a.after) != (b.before, b.after):
         raise ValueError("cannot merge samples drawn over other units or windows (or of another hook)")
-    S = a.prio.shape[2]
-    prio = np.concatenate([a.prio, b.prio], -1)
-    order = np.argsort(prio, axis=-1, kind="stable")[..., :S]
-    return UnitSamples(
-        hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), umap=a.umap.copy(), before=a.before, after=a.after,
-        prio=np.take_along_axis(prio, order, -1),
-        pos=np.take_along_axis(np.concatenate([a.pos, b.pos], -1), order, -1),
-        key=np.take_along_axis(np.concatenate([a.key, b.key], -1), order, -1),
-        win=np.take_along_axis(np.concatenate([a.win, b.win], -2), order[..., None], -2),
-    )
+    return UnitSamples(hook=a.hook, ranges=_merge_ranges(a.ranges, b.ranges), umap=a.umap.copy(), before=a.before,
+                       after=a.after, **lowest_priorities(a, b))
 
 
 __all__ = ["N_UNITS", "UnitSamples", "merge_unit_samples", "sample_units"]
