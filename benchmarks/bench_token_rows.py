@@ -1,6 +1,6 @@
 """The error of bounded per-token sums (`record --index --dense none --token-rows N`) on real text.
 
-    .venv/bin/python benchmarks/bench_token_rows.py /work/demo1/models/solu_ln --tokens 131072 --rows 256
+    .venv/bin/python benchmarks/bench_token_rows.py artifacts/demo/models/solu_ln --tokens 131072 --rows 256
 
 Records the checkpoint's corpus twice into stores without dense activations, once with a row of exact sums for
 every token (the default) and once with at most ``--rows`` rows per hook (the rest folded into float16 means,

@@ -1,6 +1,6 @@
 """Are two `neurobrowse demo` workdirs the same? (issue 20: a reproducible demo)
 
-    .venv/bin/python benchmarks/compare_demos.py /work/demo1 /work/demo2 [--json benchmarks/out/compare_demos.json]
+    .venv/bin/python benchmarks/compare_demos.py artifacts/demo OTHER_DEMO [--json benchmarks/out/compare_demos.json]
 
 Compares what a rating set depends on, decoded, not file bytes (Zarr chunk files carry a checksum codec and
 attributes carry run UUIDs, timestamps and the workdir's own path):
